@@ -1,0 +1,1 @@
+"""The appliance: CLI, configuration, composition root, the simulated site."""

@@ -1,0 +1,158 @@
+"""A whole site on one machine: a broker and endpoints on simulated boards.
+
+This is the composition root that ``callbox demo``, the benchmarks and the tests
+share: it generates the broker configuration, starts mosquitto on loopback, gives
+every endpoint an identity, pins every endpoint's keys in every other's contacts
+(as an installer does with ``callbox keys trust``) and wires signaling, media and
+the Call API for each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hal.board import Board, build_sim_board
+from services.callapi.calls import Calls
+from services.callapi.properties import CallProperties
+from services.media.ice import LOOPBACK, IcePolicy
+from services.media.local import LocalMedia
+from services.signaling.broker import (
+    BrokerSettings,
+    MosquittoBroker,
+    free_port,
+    write_broker_config,
+)
+from services.signaling.contacts import Contact, ContactBook, Right
+from services.signaling.endpoint import SignalingEndpoint
+from services.signaling.identity import Identity
+from services.signaling.transport import BrokerAddress
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One endpoint of a simulated site."""
+
+    address: str
+    role: str = "indoor"
+    name: str = ""
+    tone_hz: float = 440.0
+
+
+@dataclass
+class SimEndpoint:
+    """A running endpoint: its board, identity, signaling and Call API."""
+
+    spec: EndpointSpec
+    board: Board
+    identity: Identity
+    signaling: SignalingEndpoint
+    calls: Calls
+
+
+@dataclass
+class SimSite:
+    """A broker and endpoints on loopback, ready to call each other."""
+
+    site: str
+    directory: Path
+    broker_settings: BrokerSettings
+    broker: MosquittoBroker
+    endpoints: dict[str, SimEndpoint] = field(default_factory=dict)
+    ice: IcePolicy = LOOPBACK
+
+    def __getitem__(self, address: str) -> SimEndpoint:
+        return self.endpoints[address]
+
+    def broker_address(self, address: str, password: str | None = None) -> BrokerAddress:
+        """How ``address`` logs in to this site's broker."""
+        return BrokerAddress(
+            host=self.broker_settings.host,
+            port=self.broker_settings.port,
+            username=address,
+            password=password or self.broker.files.passwords[address],
+        )
+
+    def build_endpoint(
+        self,
+        spec: EndpointSpec,
+        identities: dict[str, Identity],
+        defaults: CallProperties | None = None,
+    ) -> SimEndpoint:
+        """Wire one endpoint (not started) with every other endpoint pinned as a contact."""
+        identity = identities[spec.address]
+        contacts = ContactBook()
+        for address, other in identities.items():
+            if address != spec.address:
+                contacts.add(
+                    Contact(
+                        address=address,
+                        keys=other.public_keys,
+                        name=address,
+                        rights=frozenset({Right.UNLOCK, Right.MONITOR}),
+                    )
+                )
+        signaling = SignalingEndpoint(
+            site=self.site,
+            address=spec.address,
+            broker=self.broker_address(spec.address),
+            identity=identity,
+            contacts=contacts,
+            name=spec.name or spec.address,
+            role=spec.role,
+        )
+        board = build_sim_board(spec.address, tone_hz=spec.tone_hz)
+        calls = Calls(
+            signaling,
+            LocalMedia(board),
+            name=spec.name or spec.address,
+            role=spec.role,
+            ice=self.ice,
+            defaults=defaults,
+            issues_unlock_challenges=spec.role == "door",
+        )
+        return SimEndpoint(spec, board, identity, signaling, calls)
+
+    async def close(self) -> None:
+        """Stop every endpoint, then the broker; safe to call twice."""
+        for endpoint in self.endpoints.values():
+            await endpoint.calls.close()
+            await endpoint.board.close()
+        await self.broker.close()
+
+
+async def start_site(
+    directory: Path,
+    specs: list[EndpointSpec],
+    *,
+    site: str = "sim",
+    extra_accounts: tuple[str, ...] = (),
+    defaults: CallProperties | None = None,
+) -> SimSite:
+    """Start a broker on a free loopback port and every endpoint of ``specs``.
+
+    ``extra_accounts`` get broker passwords but no endpoint (tests use them as
+    intruders or raw MQTT clients).
+    """
+    accounts = tuple(s.address for s in specs) + extra_accounts
+    settings = BrokerSettings(
+        site=site, endpoints=accounts, port=free_port(), websockets_port=free_port()
+    )
+    files = write_broker_config(settings, directory / "broker")
+    broker = MosquittoBroker(files, settings)
+    await broker.start()
+    sim = SimSite(site=site, directory=directory, broker_settings=settings, broker=broker)
+    identities = {s.address: Identity.generate() for s in specs}
+    try:
+        for spec in specs:
+            endpoint = sim.build_endpoint(spec, identities, defaults)
+            sim.endpoints[spec.address] = endpoint
+            await endpoint.calls.start()
+        for endpoint in sim.endpoints.values():
+            for other in sim.endpoints:
+                if other != endpoint.spec.address:
+                    await endpoint.signaling.wait_presence(other, True, timeout=5)
+    except BaseException:
+        await sim.close()
+        raise
+    return sim

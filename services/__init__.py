@@ -1,0 +1,1 @@
+"""What the device does, hardware-free: Call API, signaling, media, intercom and UI."""

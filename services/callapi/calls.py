@@ -1,0 +1,366 @@
+"""``Calls``: the entrance to the Call API for one endpoint (mesibo's MesiboCall).
+
+Built by the composition root with the endpoint's signaling and media; no global
+instance, so two endpoints live in one process. It places calls, routes every
+verified message to its call, answers BUSY while a call is in progress, rejects
+calls the app refuses, and keeps offers prepared while idle so a doorbell press only
+has to send one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import Any
+
+from aiortc import RTCIceServer
+
+from hal.audio import Speaker
+from services.callapi.call import Call
+from services.callapi.listeners import IncomingListener, notify
+from services.callapi.properties import CallProperties, UserProfile
+from services.callapi.status import AudioDevice, CallError, CallErrorCode, NotifyKind
+from services.media.errors import MediaError
+from services.media.ice import IcePolicy
+from services.media.local import LocalMedia
+from services.media.session import MediaSession, MediaSettings
+from services.media.tones import RINGTONE
+from services.signaling.endpoint import Message, SignalingEndpoint
+from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
+
+_log = logging.getLogger(__name__)
+
+AUDIO_DEVICE_SPEAKERS = {
+    AudioDevice.SPEAKER: "speaker",
+    AudioDevice.DEFAULT: "speaker",
+    AudioDevice.EARPIECE: "handset",
+    AudioDevice.HEADSET: "headset",
+    AudioDevice.BLUETOOTH: "bluetooth",
+}
+
+
+class Calls:
+    """Places and receives the calls of one endpoint."""
+
+    def __init__(
+        self,
+        signaling: SignalingEndpoint,
+        media: LocalMedia,
+        *,
+        name: str = "",
+        role: str = "",
+        ice: IcePolicy | None = None,
+        defaults: CallProperties | None = None,
+        issues_unlock_challenges: bool = False,
+        ring_on_incoming: bool = True,
+    ) -> None:
+        self.signaling = signaling
+        self.media = media
+        self.name = name or signaling.address
+        self.role = role
+        self.ice = ice or IcePolicy()
+        self.defaults = defaults or CallProperties()
+        self.audio_device = AudioDevice.SPEAKER
+        self.active_call: Call | None = None
+        self.missed_calls = 0
+        self._listener: IncomingListener = IncomingListener()
+        self._issues_unlock_challenges = issues_unlock_challenges
+        self._ring_on_incoming = ring_on_incoming
+        self._prepared: list[tuple[MediaSettings, MediaSession, str]] = []
+        self._prewarm_count = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    @property
+    def address(self) -> str:
+        """This endpoint's address in the site."""
+        return self.signaling.address
+
+    # lifecycle --------------------------------------------------------------------------------
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Open the speaker, connect to the broker and start taking calls."""
+        await self.media.start()
+        self.signaling.on_message = self._on_message
+        self.signaling.on_presence = self._on_presence
+        self.signaling.on_rejected = self._on_rejected
+        await self.signaling.start(timeout)
+
+    async def close(self) -> None:
+        """End the active call, go offline and release every device; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.active_call is not None:
+            await self.active_call.hangup()
+        for _, session, _ in self._prepared:
+            await session.close()
+        self._prepared.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.signaling.close()
+        await self.media.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background, keeping a reference and logging its failure."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("%s: background task failed", self.address, exc_info=task.exception())
+
+    # the mesibo entrance ----------------------------------------------------------------------
+
+    def set_listener(self, listener: IncomingListener) -> None:
+        """Who decides about incoming calls and hears call-level events."""
+        self._listener = listener
+
+    def create_call_properties(self, video: bool) -> CallProperties:
+        """Fresh properties from this endpoint's defaults, with video on or off."""
+        props = replace(
+            self.defaults,
+            video=replace(self.defaults.video, enabled=video),
+            audio=replace(self.defaults.audio),
+            ui=replace(self.defaults.ui),
+            ice_servers=list(self.defaults.ice_servers),
+            extra_targets=list(self.defaults.extra_targets),
+        )
+        return props
+
+    def call(self, props: CallProperties) -> Call | None:
+        """A new outgoing call for ``props`` (start it with ``await call.start(listener)``).
+
+        Returns None while another call is in progress (mesibo's busy rule). Raises
+        CallError naming the field when the properties are invalid.
+        """
+        props.validate()
+        if self.is_call_in_progress():
+            return None
+        assert props.user is not None
+        for target in props.targets():
+            if self.signaling.contacts.get(target.address) is None:
+                raise CallError(f"cannot call {target.address!r}: not a contact of {self.address}")
+        call = Call(
+            self,
+            props,
+            call_id=secrets.token_urlsafe(16),
+            incoming=False,
+            peer=self.profile_of(props.user.address),
+        )
+        self.active_call = call
+        return call
+
+    async def call_ui(self, address: str, video: bool) -> Call | None:
+        """Place a call to ``address`` and start it (the default UI arrives with the UI issue)."""
+        props = self.create_call_properties(video)
+        props.user = self.profile_of(address)
+        call = self.call(props)
+        if call is not None:
+            await call.start()
+        return call
+
+    def is_call_in_progress(self) -> bool:
+        """True while a call (incoming or outgoing) is not over."""
+        return self.active_call is not None and not self.active_call.is_ended()
+
+    def check_permissions(self, video: bool) -> int:
+        """mesibo's checkPermissions: 0 when the devices are there, <0 when one is missing."""
+        if self.media.microphone is None or self.media.speaker() is None:
+            return -1
+        if video and self.media.camera is None:
+            return -2
+        return 0
+
+    # helpers used by Call ---------------------------------------------------------------------
+
+    def profile_of(self, address: str) -> UserProfile:
+        """The best profile we know of ``address``: contact name, then its retained profile."""
+        contact = self.signaling.contacts.get(address)
+        announced = self.signaling.profiles.get(address, {})
+        name = (contact.name if contact else "") or str(announced.get("name", ""))
+        role = (contact.role if contact else "") or str(announced.get("role", ""))
+        return UserProfile(address=address, name=name, role=role)
+
+    def profile_json(self) -> dict[str, str]:
+        """What an invite says about this endpoint."""
+        return {"name": self.name, "role": self.role}
+
+    def unlock_challenge_for(self, call: Call) -> str | None:
+        """A fresh door-release challenge when this endpoint drives a door, else None."""
+        return secrets.token_urlsafe(16) if self._issues_unlock_challenges else None
+
+    def settings_for(self, props: CallProperties, video: bool | None = None) -> MediaSettings:
+        """The media settings a call with ``props`` uses."""
+        servers = tuple(
+            RTCIceServer(list(s.urls), s.username, s.credential) for s in props.ice_servers
+        )
+        return MediaSettings(
+            video=props.video.enabled if video is None else video,
+            video_codec=props.video.codec.name,
+            video_bitrate_bps=props.video.bitrate_kbps * 1000,
+            ice_servers=servers,
+            ice=self.ice,
+        )
+
+    def new_session(self, props: CallProperties, *, video: bool, label: str) -> MediaSession:
+        """A media session on this endpoint's devices."""
+        settings = self.settings_for(props, video)
+        return MediaSession(
+            settings,
+            video_source=self.media.camera.shared if self.media.camera else None,
+            audio_source=self.media.microphone.shared if self.media.microphone else None,
+            speaker=self.media.speaker(),
+            label=f"{self.address}:{label}",
+        )
+
+    async def prepared_offer(
+        self, props: CallProperties, *, label: str
+    ) -> tuple[MediaSession, str]:
+        """A session with its offer ready: from the idle pool when one matches, else made now."""
+        settings = self.settings_for(props)
+        for index, (pooled, session, sdp) in enumerate(self._prepared):
+            if pooled == settings:
+                del self._prepared[index]
+                session.label = f"{self.address}:{label}"
+                return session, sdp
+        session = self.new_session(props, video=settings.video, label=label)
+        return session, await session.create_offer()
+
+    async def prewarm(self, props: CallProperties | None = None, count: int = 1) -> None:
+        """Prepare ``count`` offers for calls like ``props`` while idle (fast doorbell)."""
+        props = props or self.create_call_properties(video=True)
+        self._prewarm_count = count
+        self._prewarm_props = props
+        settings = self.settings_for(props)
+        while sum(1 for s, _, _ in self._prepared if s == settings) < count:
+            session = self.new_session(props, video=settings.video, label="prepared")
+            self._prepared.append((settings, session, await session.create_offer()))
+
+    async def use_audio_device(self, device: AudioDevice) -> Speaker:
+        """Route call audio to ``device`` (CallError naming it when the board has none)."""
+        name = AUDIO_DEVICE_SPEAKERS[device]
+        try:
+            speaker = await self.media.use_speaker(name)
+        except MediaError as err:
+            raise CallError(f"audio device {device.name.lower()}: {err}") from err
+        self.audio_device = device
+        return speaker
+
+    async def start_ringing(self) -> None:
+        """Ring on this endpoint's speaker (an incoming call)."""
+        if self._ring_on_incoming and self.media.tones is not None:
+            await self.media.tones.play(RINGTONE)
+
+    async def stop_ringing(self) -> None:
+        """Stop the ringtone if it plays."""
+        tones = self.media.tones
+        if tones is not None and tones.playing is RINGTONE:
+            await tones.stop()
+
+    async def notify_missed(self, call: Call) -> None:
+        """Count a missed call and tell the app (``on_notify(MISSED)``)."""
+        self.missed_calls += 1
+        await notify(
+            "on_notify",
+            self._listener.on_notify,
+            NotifyKind.MISSED,
+            call.peer,
+            call.is_video_call(),
+        )
+
+    async def notify_error(self, props: CallProperties, code: CallErrorCode) -> None:
+        """Tell the app a call went wrong (``on_error``)."""
+        await notify("on_error", self._listener.on_error, props, int(code))
+
+    def call_ended(self, call: Call) -> None:
+        """A call reached a terminal status: free the line and refill the offer pool."""
+        if self.active_call is call:
+            self.active_call = None
+        if self._prewarm_count and not self._closed:
+            self.spawn(self.prewarm(self._prewarm_props, self._prewarm_count))
+
+    # inbound routing --------------------------------------------------------------------------
+
+    async def _on_message(self, message: Message) -> None:
+        if message.type == "invite":
+            await self._on_invite(message)
+            return
+        call = self.active_call
+        if call is None or call.call_id != message.call_id or message.sender not in call.legs:
+            self._wrong_call(message)
+            return
+        await call.handle(message)
+
+    def _wrong_call(self, message: Message) -> None:
+        if message.type in ("cancel", "hangup", "decline", "busy"):
+            _log.info(
+                "%s: late %s for an ended call from %s", self.address, message.type, message.sender
+            )
+            return
+        err = RejectedMessage(
+            RejectReason.WRONG_CALL,
+            f"{message.type} from {message.sender} for call {message.call_id}, "
+            "which is not a call with that peer",
+        )
+        self.signaling.rejected[err.reason] += 1
+        _log.warning("%s: dropped a message in its inbox: %s", self.address, err)
+
+    async def _send(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+        try:
+            await self.signaling.send(to, type, call_id, body)
+        except SignalingError as err:
+            _log.error("%s: could not send %s to %s: %s", self.address, type, to, err)
+
+    async def _on_invite(self, message: Message) -> None:
+        caller = message.sender
+        contact = self.signaling.contacts.get(caller)
+        if contact is not None and contact.blocked:
+            _log.info("%s: call from blocked contact %s refused", self.address, caller)
+            await self._send(caller, "decline", message.call_id, {"reason": "blocked"})
+            return
+        if self.is_call_in_progress():
+            _log.info("%s: busy, call from %s refused", self.address, caller)
+            await self._send(caller, "busy", message.call_id, {})
+            return
+        video = bool(message.body.get("video", False))
+        profile = self.profile_of(caller)
+        props = await notify("on_incoming", self._listener.on_incoming, profile, video)
+        if props is None:
+            await self._send(caller, "decline", message.call_id, {"reason": "notallowed"})
+            return
+        props.user = profile
+        props.incoming = True
+        props.video.enabled = props.video.enabled and video
+        call = Call(self, props, call_id=message.call_id, incoming=True, peer=profile)
+        self.active_call = call
+        await call._accept_invite(message)
+        if call.is_ended():
+            return
+        await self.start_ringing()
+        shown = await notify(
+            "on_show_user_interface", self._listener.on_show_user_interface, call, props
+        )
+        if not shown:
+            _log.info(
+                "%s: no default call UI on this endpoint yet; ringing without one", self.address
+            )
+        await call.start()
+        if props.auto_answer:
+            await call.answer(props.video.enabled)
+
+    def _on_presence(self, address: str, online: bool) -> None:
+        call = self.active_call
+        if not online and call is not None and address in call.legs:
+            self.spawn(call.peer_went_offline(address))
+
+    def _on_rejected(self, sender: str, call_id: str, err: RejectedMessage) -> None:
+        call = self.active_call
+        if call is not None and call.call_id == call_id and sender in call.legs:
+            self.spawn(call.security_failure(sender, str(err)))

@@ -1,0 +1,92 @@
+"""The two listener interfaces of the mesibo model, and the safe way to call them.
+
+Apps subclass them and override what they need; every method has a harmless default.
+Methods may be plain or ``async``. A listener that raises is logged and never breaks
+the call (:func:`notify`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from services.callapi.status import CallStatus, HangupReason, InCallSound, NotifyKind
+
+if TYPE_CHECKING:
+    from services.callapi.call import Call
+    from services.callapi.properties import CallProperties, UserProfile
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class IncomingListener:
+    """Told about incoming calls and call-level events (mesibo's IncomingListener)."""
+
+    def on_incoming(self, profile: UserProfile, video: bool) -> CallProperties | None:
+        """A call arrives. Return properties to accept it (ring), None to reject it.
+
+        The default accepts with default properties is not possible here (no Calls at hand),
+        so the default rejects; apps override this.
+        """
+        return None
+
+    def on_show_user_interface(self, call: Call, props: CallProperties) -> bool:
+        """Show your own UI for this call and return True; False lets the default UI show it."""
+        return True
+
+    def on_notify(self, kind: NotifyKind, profile: UserProfile, video: bool) -> None:
+        """A notification, such as a missed call (ring timeout or caller cancel)."""
+
+    def on_error(self, props: CallProperties, error: int) -> None:
+        """A call could not be placed or went wrong (a :class:`CallErrorCode`)."""
+
+
+class InProgressListener:
+    """Told about everything that happens during one call (mesibo's InProgressListener)."""
+
+    def on_status(self, call: Call, status: CallStatus, video: bool) -> None:
+        """The call moved to ``status``; terminal statuses arrive exactly once."""
+
+    def on_mute(self, call: Call, audio: bool, video: bool, remote: bool) -> None:
+        """Audio/video mute changed; ``remote`` says whether the peer muted."""
+
+    def on_hangup(self, call: Call, reason: HangupReason) -> None:
+        """The call is over, for ``reason``."""
+
+    def on_audio_device_changed(self, call: Call, active: int, inactive: int) -> None:
+        """The audio output moved from ``inactive`` to ``active`` (AudioDevice values)."""
+
+    def on_video_source_changed(self, call: Call, source: str, index: int) -> None:
+        """The local video now comes from camera ``source``."""
+
+    def on_video(self, call: Call, width: int, height: int, remote: bool) -> None:
+        """The local or remote video format changed (first frame included)."""
+
+    def on_update_user_interface(self, call: Call, state: int, video: bool, enable: bool) -> None:
+        """The UI should show ``state`` (mesibo's MESIBOCALL_UI_STATE_*)."""
+
+    def on_play_in_call_sound(self, call: Call, kind: InCallSound, play: bool) -> bool:
+        """An in-call sound starts or stops; return True to play it yourself."""
+        return False
+
+    def on_dtmf(self, call: Call, digit: int) -> None:
+        """The peer sent a DTMF digit."""
+
+
+async def notify(what: str, method: Callable[..., T | Awaitable[T]], *args: Any) -> T | None:
+    """Call a listener method, plain or async; log and swallow nothing silently.
+
+    An exception from app code is logged with its traceback and ``None`` returned, so
+    a faulty listener never breaks the call it listens to.
+    """
+    try:
+        result = method(*args)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+    except Exception:  # noqa: BLE001 - app code may raise anything; the call must go on
+        _log.exception("listener %s raised; the call goes on", what)
+        return None

@@ -1,0 +1,1 @@
+"""Media sessions on aiortc: HAL sources -> tracks -> peer connection -> HAL sinks."""

@@ -1,0 +1,9 @@
+"""Errors of the media layer."""
+
+
+class MediaError(Exception):
+    """A media session could not do what was asked (bad SDP, codec, device, ICE setting)."""
+
+
+class SecurityError(MediaError):
+    """The peer's DTLS identity does not match the fingerprint in its signed SDP."""

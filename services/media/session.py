@@ -1,0 +1,325 @@
+"""One peer connection of a call: HAL devices in, HAL devices out, with early media.
+
+The caller prepares its offer while idle (:meth:`MediaSession.create_offer`), so a
+doorbell press only has to send it. The callee answers the SDP at once while it
+rings, so the caller's video (the visitor preview) flows before anyone answers,
+while the callee's own tracks stay gated and its speaker silent until it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import av
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from hal.audio import Speaker
+from services.media.encoder import (
+    install_capped_encoder,
+    sender_encoder,
+    shorten_audio_jitter_buffer,
+)
+from services.media.errors import MediaError, SecurityError
+from services.media.ice import IcePolicy, ice_policy
+from services.media.tracks import OutgoingTrack, SharedSource
+
+_log = logging.getLogger(__name__)
+
+VIDEO_CODECS = {"VP8": "video/VP8", "H264": "video/H264"}
+ACCEPTED_FINGERPRINTS = frozenset({"sha-256", "sha-384", "sha-512"})
+_FINGERPRINT_LINE = re.compile(r"^a=fingerprint:(\S+)\s", re.MULTILINE)
+
+
+def check_fingerprints(sdp: str) -> None:
+    """Refuse an SDP without a DTLS fingerprint, or with one weaker than SHA-256."""
+    algorithms = [a.lower() for a in _FINGERPRINT_LINE.findall(sdp)]
+    if not algorithms:
+        raise SecurityError("the peer's SDP carries no DTLS fingerprint")
+    weak = sorted(set(algorithms) - ACCEPTED_FINGERPRINTS)
+    if weak:
+        raise SecurityError(f"the peer's SDP uses a weak DTLS fingerprint: {', '.join(weak)}")
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """How a session's media is set up: video on/off, codec, bitrate cap, ICE."""
+
+    video: bool = True
+    video_codec: str = "VP8"
+    video_bitrate_bps: int = 1_000_000
+    ice_servers: tuple[RTCIceServer, ...] = ()
+    ice: IcePolicy = field(default_factory=IcePolicy)
+
+    def __post_init__(self) -> None:
+        if self.video_codec not in VIDEO_CODECS:
+            raise MediaError(
+                f"video codec {self.video_codec!r} is not one of {', '.join(VIDEO_CODECS)}"
+            )
+
+
+@dataclass
+class MediaStats:
+    """What arrived from the peer, for tests, benchmarks and reconnection."""
+
+    video_frames: int = 0
+    audio_frames: int = 0
+    audio_samples: int = 0
+    video_size: tuple[int, int] = (0, 0)
+    first_video_at: float | None = None
+    first_audio_at: float | None = None
+    last_media_at: float | None = None
+    last_video_frame: av.VideoFrame | None = None
+
+
+class MediaSession:
+    """An aiortc peer connection fed by shared camera and microphone sources.
+
+    The peer's audio plays on a speaker once playback is on.
+    """
+
+    def __init__(
+        self,
+        settings: MediaSettings,
+        *,
+        video_source: SharedSource | None,
+        audio_source: SharedSource | None,
+        speaker: Speaker | None,
+        label: str = "",
+    ) -> None:
+        self.settings = settings
+        self.label = label
+        self.stats = MediaStats()
+        self.first_video = asyncio.Event()
+        self.first_audio = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.on_state: Callable[[str], None] | None = None
+        self.on_video_frame: Callable[[av.VideoFrame], None] | None = None
+        self._speaker = speaker
+        self._playback = False
+        self._video_track = (
+            OutgoingTrack("video", video_source) if video_source and settings.video else None
+        )
+        self._audio_track = OutgoingTrack("audio", audio_source) if audio_source else None
+        self._pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=list(settings.ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+            )
+        )
+        self._pc.on("connectionstatechange", self._state_changed)
+        self._pc.on("track", self._track_received)
+        self._consumers: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # negotiation ---------------------------------------------------------------------------
+
+    async def create_offer(self) -> str:
+        """Add our tracks, gather candidates and return the offer SDP (done while idle)."""
+        self._pc.addTransceiver(self._audio_track or "audio", direction="sendrecv")
+        if self.settings.video:
+            video = self._pc.addTransceiver(self._video_track or "video", direction="sendrecv")
+            self._prefer_codec(video)
+        self._shorten_audio_buffers()
+        with ice_policy(self.settings.ice):
+            await self._pc.setLocalDescription(await self._pc.createOffer())
+        return self._pc.localDescription.sdp
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Answer the caller's offer at once (early media) and return the answer SDP."""
+        check_fingerprints(sdp)
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if self._audio_track is not None:
+            self._pc.addTrack(self._audio_track)
+        if self._video_track is not None and self._has_remote_video():
+            self._pc.addTrack(self._video_track)
+        self._shorten_audio_buffers()
+        with ice_policy(self.settings.ice):
+            await self._pc.setLocalDescription(await self._pc.createAnswer())
+        self._cap_video_on_first_frame()
+        return self._pc.localDescription.sdp
+
+    async def apply_answer(self, sdp: str) -> None:
+        """Take the callee's answer: ICE and DTLS start, early media flows to the callee."""
+        check_fingerprints(sdp)
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        self._cap_video_on_first_frame()
+
+    def _has_remote_video(self) -> bool:
+        return any(t.kind == "video" for t in self._pc.getTransceivers())
+
+    def _prefer_codec(self, transceiver: RTCRtpTransceiver) -> None:
+        wanted = VIDEO_CODECS[self.settings.video_codec]
+        codecs = [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType in (wanted, "video/rtx")
+        ]
+        transceiver.setCodecPreferences(codecs)
+
+    def _shorten_audio_buffers(self) -> None:
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.kind == "audio":
+                shorten_audio_jitter_buffer(transceiver.receiver)
+
+    def _video_transceiver(self) -> RTCRtpTransceiver | None:
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.kind == "video" and transceiver.sender.track is not None:
+                return transceiver
+        return None
+
+    def _cap_video_on_first_frame(self) -> None:
+        transceiver = self._video_transceiver()
+        if transceiver is None or self._video_track is None:
+            return
+        track = self._video_track
+
+        def install() -> None:
+            codecs = transceiver._codecs  # negotiated, best first
+            if codecs:
+                install_capped_encoder(
+                    transceiver.sender, codecs[0], self.settings.video_bitrate_bps
+                )
+
+        track.on_first_recv(install)
+
+    # sending and playing ---------------------------------------------------------------------
+
+    def set_sending(self, *, audio: bool, video: bool) -> None:
+        """Open or close the outgoing audio and video (answer, mute, unmute)."""
+        if self._audio_track is not None:
+            self._audio_track.set_sending(audio)
+        if self._video_track is not None:
+            self._video_track.set_sending(video)
+
+    def set_playback(self, enabled: bool) -> None:
+        """Play (or stop playing) the peer's audio on the speaker."""
+        self._playback = enabled
+
+    @property
+    def sending_audio(self) -> bool:
+        """True while our audio flows to the peer."""
+        return self._audio_track is not None and self._audio_track.sending
+
+    @property
+    def sending_video(self) -> bool:
+        """True while our video flows to the peer."""
+        return self._video_track is not None and self._video_track.sending
+
+    @property
+    def video_frames_sent(self) -> int:
+        """How many camera frames went to the encoder."""
+        return self._video_track.frames_sent if self._video_track else 0
+
+    @property
+    def audio_frames_sent(self) -> int:
+        """How many microphone frames went to the encoder."""
+        return self._audio_track.frames_sent if self._audio_track else 0
+
+    def set_speaker(self, speaker: Speaker) -> None:
+        """Play the peer's audio on another speaker from the next frame on."""
+        self._speaker = speaker
+
+    @property
+    def speaker(self) -> Speaker | None:
+        """Where the peer's audio plays."""
+        return self._speaker
+
+    def set_video_bitrate(self, bps: int) -> None:
+        """Cap the video encoder's target bitrate (takes effect on the running encoder)."""
+        self.settings = _replace_bitrate(self.settings, bps)
+        transceiver = self._video_transceiver()
+        if transceiver is not None and sender_encoder(transceiver.sender) is not None:
+            install_capped_encoder(transceiver.sender, transceiver._codecs[0], bps)
+
+    def video_target_bitrate(self) -> int | None:
+        """The running video encoder's target bitrate, once it encodes."""
+        transceiver = self._video_transceiver()
+        encoder = sender_encoder(transceiver.sender) if transceiver else None
+        return encoder.target_bitrate if encoder else None
+
+    # receiving --------------------------------------------------------------------------------
+
+    def _track_received(self, track: MediaStreamTrack) -> None:
+        consume = self._consume_video if track.kind == "video" else self._consume_audio
+        task = asyncio.create_task(consume(track), name=f"media-{self.label}-{track.kind}")
+        self._consumers.add(task)
+        task.add_done_callback(self._consumers.discard)
+
+    async def _consume_video(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            assert isinstance(frame, av.VideoFrame)
+            now = time.monotonic()
+            stats = self.stats
+            stats.video_frames += 1
+            stats.last_media_at = now
+            stats.video_size = (frame.width, frame.height)
+            stats.last_video_frame = frame
+            if stats.first_video_at is None:
+                stats.first_video_at = now
+                self.first_video.set()
+            if self.on_video_frame is not None:
+                self.on_video_frame(frame)
+
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            assert isinstance(frame, av.AudioFrame)
+            now = time.monotonic()
+            self.stats.audio_frames += 1
+            self.stats.last_media_at = now
+            if self._playback and self._speaker is not None:
+                self.stats.audio_samples += frame.samples
+                if self.stats.first_audio_at is None:
+                    self.stats.first_audio_at = now
+                    self.first_audio.set()
+                await self._speaker.play(frame)
+
+    def _state_changed(self) -> None:
+        state = self._pc.connectionState
+        _log.debug("media %s: connection %s", self.label, state)
+        if state == "connected":
+            self.connected.set()
+        if self.on_state is not None:
+            self.on_state(state)
+
+    @property
+    def state(self) -> str:
+        """aiortc's connection state: new, connecting, connected, failed or closed."""
+        return str(self._pc.connectionState)
+
+    async def close(self) -> None:
+        """Stop sending and receiving and release every device; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._pc.close()
+        for task in list(self._consumers):
+            task.cancel()
+        await asyncio.gather(*self._consumers, return_exceptions=True)
+        for track in (self._video_track, self._audio_track):
+            if track is not None:
+                track.stop()
+
+
+def _replace_bitrate(settings: MediaSettings, bps: int) -> MediaSettings:
+    return replace(settings, video_bitrate_bps=bps)

@@ -1,0 +1,105 @@
+"""Contacts: who may talk to this endpoint, with their pinned public keys and rights.
+
+Keys are pinned like Signal does: a known contact whose key changes is refused
+(``KEY_CHANGED``) until a person confirms the new key with :meth:`ContactBook.trust`.
+With ``first_use`` pinning, an unknown sender whose retained profile advertises keys
+is pinned on its first message; without it, unknown senders are refused.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field, replace
+
+from services.signaling.errors import KeyChangedError, SignalingError
+from services.signaling.identity import PublicKeys
+from services.signaling.topics import valid_name
+
+_log = logging.getLogger(__name__)
+
+
+class Right(enum.Enum):
+    """What a contact may do beyond calling."""
+
+    UNLOCK = "unlock"
+    MONITOR = "monitor"
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One peer: its address, display name, pinned keys, rights and whether it is blocked."""
+
+    address: str
+    keys: PublicKeys
+    name: str = ""
+    role: str = ""
+    rights: frozenset[Right] = frozenset()
+    blocked: bool = False
+
+    def __post_init__(self) -> None:
+        valid_name("contact address", self.address)
+
+
+@dataclass
+class ContactBook:
+    """The pinned contacts of one endpoint, plus keys seen in profiles but not yet trusted."""
+
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    first_use: bool = False
+    advertised: dict[str, PublicKeys] = field(default_factory=dict)
+
+    def add(self, contact: Contact) -> None:
+        """Pin a contact (an installer's or administrator's decision)."""
+        self.contacts[contact.address] = contact
+
+    def get(self, address: str) -> Contact | None:
+        """The contact at ``address``, or None."""
+        return self.contacts.get(address)
+
+    def trust(self, address: str, keys: PublicKeys) -> Contact:
+        """Confirm ``keys`` for ``address`` (first pin, or re-confirmation after a key change)."""
+        current = self.contacts.get(address)
+        contact = replace(current, keys=keys) if current else Contact(address=address, keys=keys)
+        self.contacts[address] = contact
+        _log.info("trusted %s with key %s", address, keys.fingerprint())
+        return contact
+
+    def block(self, address: str, blocked: bool = True) -> None:
+        """Block (or unblock) a contact: its calls are answered BLOCKED."""
+        contact = self.contacts.get(address)
+        if contact is None:
+            raise SignalingError(f"cannot block {address!r}: not a contact")
+        self.contacts[address] = replace(contact, blocked=blocked)
+
+    def saw_profile(self, address: str, keys: PublicKeys) -> None:
+        """Remember the keys a retained profile advertises; warn when they differ from the pin."""
+        self.advertised[address] = keys
+        contact = self.contacts.get(address)
+        if contact is not None and contact.keys != keys:
+            _log.warning(
+                "key changed for %s: pinned %s, now advertised %s; refused until confirmed",
+                address,
+                contact.keys.fingerprint(),
+                keys.fingerprint(),
+            )
+
+    def keys_for_sender(self, address: str) -> PublicKeys | None:
+        """The pinned keys to verify ``address``'s messages with, pinning on first use if allowed.
+
+        Returns None for an unknown sender that may not be pinned.
+        """
+        contact = self.contacts.get(address)
+        if contact is not None:
+            return contact.keys
+        advertised = self.advertised.get(address)
+        if self.first_use and advertised is not None:
+            return self.trust(address, advertised).keys
+        return None
+
+    def check_key_change(self, address: str) -> None:
+        """Raise KeyChangedError if the profile of a pinned contact advertises other keys."""
+        contact = self.contacts.get(address)
+        advertised = self.advertised.get(address)
+        if contact is not None and advertised is not None and advertised != contact.keys:
+            raise KeyChangedError(address, contact.keys.fingerprint(), advertised.fingerprint())

@@ -1,0 +1,288 @@
+"""A signaling endpoint: verified, decrypted messages in; signed, encrypted messages out.
+
+Every inbound envelope goes through the checks of docs/protocol.md in a fixed order
+(size, JSON, format, version, recipient, type, sender, signature, freshness, replay,
+rate). A message that fails one is dropped, logged with the reason and counted in
+:attr:`SignalingEndpoint.rejected`; the endpoint keeps working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from services.signaling.contacts import ContactBook
+from services.signaling.envelope import parse, seal, verify_and_open
+from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
+from services.signaling.identity import Identity, PublicKeys
+from services.signaling.replay import ReplayGuard
+from services.signaling.topics import SiteTopics, valid_name
+from services.signaling.transport import BrokerAddress, InboundMqtt, MqttTransport
+
+_log = logging.getLogger(__name__)
+
+MESSAGE_TYPES = frozenset(
+    {
+        "invite",
+        "ringing",
+        "answer",
+        "accept",
+        "busy",
+        "decline",
+        "cancel",
+        "hangup",
+        "mute",
+        "reoffer",
+        "reanswer",
+        "dtmf",
+        "unlock",
+        "ack",
+    }
+)
+MAX_ENVELOPE_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class Message:
+    """A verified, decrypted message from a pinned contact."""
+
+    type: str
+    call_id: str
+    sender: str
+    body: dict[str, Any]
+    received_at: float
+
+
+class InviteRateLimit:
+    """At most ``count`` invites per ``period_s`` from one sender (a flood stays outside)."""
+
+    def __init__(self, count: int = 5, period_s: float = 10.0) -> None:
+        self.count = count
+        self.period_s = period_s
+        self._seen: dict[str, collections.deque[float]] = {}
+
+    def check(self, sender: str, now: float) -> None:
+        """Refuse the invite when ``sender`` is over its budget."""
+        times = self._seen.setdefault(sender, collections.deque())
+        while times and now - times[0] > self.period_s:
+            times.popleft()
+        if len(times) >= self.count:
+            raise RejectedMessage(
+                RejectReason.RATE_LIMITED,
+                f"{sender} sent more than {self.count} invites in {self.period_s:.0f} s",
+            )
+        times.append(now)
+
+
+class SignalingEndpoint:
+    """One address of a site on the broker, with its identity and contacts."""
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        address: str,
+        broker: BrokerAddress,
+        identity: Identity,
+        contacts: ContactBook,
+        name: str = "",
+        role: str = "",
+        replay: ReplayGuard | None = None,
+        max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
+    ) -> None:
+        self.address = valid_name("address", address)
+        self.topics = SiteTopics(site)
+        self.identity = identity
+        self.contacts = contacts
+        self.replay = replay or ReplayGuard()
+        self.invite_limit = InviteRateLimit()
+        self.max_envelope_bytes = max_envelope_bytes
+        self.rejected: collections.Counter[RejectReason] = collections.Counter()
+        self.received = 0
+        self.presence: dict[str, bool] = {}
+        self.profiles: dict[str, dict[str, Any]] = {}
+        self.on_message: Callable[[Message], Awaitable[None]] | None = None
+        self.on_presence: Callable[[str, bool], None] | None = None
+        self.on_rejected: Callable[[str, str, RejectedMessage], None] | None = None
+        self._presence_changed = asyncio.Condition()
+        self._inbox: asyncio.Queue[InboundMqtt] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        profile = {"name": name or address, "role": role, "keys": identity.public_keys.to_json()}
+        self.transport = MqttTransport(broker, self.topics, address, profile, self._received)
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Connect to the broker and start handling the inbox."""
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work(), name=f"inbox-{self.address}")
+        await self.transport.start(timeout)
+
+    async def close(self) -> None:
+        """Go offline and stop; safe to call twice."""
+        await self.transport.close()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    # outbound ----------------------------------------------------------------------------------
+
+    async def send(self, recipient: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+        """Sign, encrypt and publish a message to a pinned contact."""
+        if type not in MESSAGE_TYPES:
+            raise SignalingError(f"unknown message type {type!r}")
+        contact = self.contacts.get(recipient)
+        if contact is None:
+            raise SignalingError(f"cannot send {type} to {recipient!r}: not a pinned contact")
+        data = seal(
+            self.identity,
+            type=type,
+            call_id=call_id,
+            sender=self.address,
+            recipient=recipient,
+            recipient_keys=contact.keys,
+            body=body,
+        )
+        await self.transport.publish_inbox(recipient, data)
+
+    # inbound -----------------------------------------------------------------------------------
+
+    def _received(self, inbound: InboundMqtt) -> None:
+        if inbound.kind == "inbox":
+            self._inbox.put_nowait(inbound)
+        elif inbound.kind == "presence":
+            self._presence_received(inbound)
+        elif inbound.kind == "profile":
+            self._profile_received(inbound)
+
+    def _presence_received(self, inbound: InboundMqtt) -> None:
+        try:
+            online = json.loads(inbound.payload)["state"] == "online"
+        except (ValueError, KeyError, TypeError):
+            _log.warning("%s: bad presence from %s ignored", self.address, inbound.address)
+            return
+        if not inbound.payload:
+            online = False
+        self.presence[inbound.address] = online
+        if self.on_presence is not None:
+            self.on_presence(inbound.address, online)
+        asyncio.get_running_loop().create_task(self._notify_presence())
+
+    async def _notify_presence(self) -> None:
+        async with self._presence_changed:
+            self._presence_changed.notify_all()
+
+    def _profile_received(self, inbound: InboundMqtt) -> None:
+        try:
+            profile = json.loads(inbound.payload)
+            keys = PublicKeys.from_json(profile["keys"])
+        except (ValueError, KeyError, TypeError, SignalingError) as err:
+            _log.warning("%s: bad profile from %s ignored: %s", self.address, inbound.address, err)
+            return
+        self.profiles[inbound.address] = profile
+        self.contacts.saw_profile(inbound.address, keys)
+
+    def is_online(self, address: str) -> bool:
+        """True when ``address``'s retained presence says online."""
+        return self.presence.get(address, False)
+
+    async def wait_presence(self, address: str, online: bool, timeout: float) -> None:
+        """Wait until ``address`` is (or is not) online; raises TimeoutError."""
+        async with asyncio.timeout(timeout), self._presence_changed:
+            await self._presence_changed.wait_for(lambda: self.is_online(address) == online)
+
+    async def _work(self) -> None:
+        while True:
+            inbound = await self._inbox.get()
+            try:
+                message = self.open(inbound.payload, inbound.received_at)
+            except RejectedMessage as err:
+                continue_with = self._reject(inbound, err)
+                if continue_with is not None:
+                    self.on_rejected_call(*continue_with, err)
+                continue
+            self.received += 1
+            if self.on_message is not None:
+                try:
+                    await self.on_message(message)
+                except Exception:  # noqa: BLE001 - one bad message must not stop the inbox
+                    _log.exception(
+                        "%s: handling %s from %s failed", self.address, message.type, message.sender
+                    )
+
+    def on_rejected_call(self, sender: str, call_id: str, err: RejectedMessage) -> None:
+        """Tell the call layer that a message claiming to belong to a call was refused."""
+        if self.on_rejected is not None:
+            self.on_rejected(sender, call_id, err)
+
+    def _reject(self, inbound: InboundMqtt, err: RejectedMessage) -> tuple[str, str] | None:
+        self.rejected[err.reason] += 1
+        _log.warning("%s: dropped a message in its inbox: %s", self.address, err)
+        claimed = _claimed_origin(inbound.payload)
+        if claimed is not None and err.reason in (
+            RejectReason.BAD_SIGNATURE,
+            RejectReason.DECRYPT_FAILED,
+            RejectReason.KEY_CHANGED,
+        ):
+            return claimed
+        return None
+
+    def open(self, data: bytes, received_at: float | None = None) -> Message:
+        """Run every check on one envelope and return its message, or raise RejectedMessage."""
+        env = parse(data, max_size=self.max_envelope_bytes)
+        if env.recipient != self.address:
+            raise RejectedMessage(
+                RejectReason.WRONG_RECIPIENT, f"addressed to {env.recipient}, not {self.address}"
+            )
+        if env.type not in MESSAGE_TYPES:
+            raise RejectedMessage(RejectReason.UNKNOWN_TYPE, f"type {env.type!r} from {env.sender}")
+        keys = self.contacts.keys_for_sender(env.sender)
+        if keys is None:
+            raise RejectedMessage(
+                RejectReason.UNKNOWN_SENDER, f"{env.sender} is not a pinned contact"
+            )
+        body = self._verify(env, keys)
+        self.replay.check(env.sender, env.nonce, env.ts)
+        if env.type == "invite":
+            self.invite_limit.check(env.sender, time.monotonic())
+            self.replay.check_new_call(env.sender, env.call_id)
+        return Message(
+            type=env.type,
+            call_id=env.call_id,
+            sender=env.sender,
+            body=body,
+            received_at=received_at if received_at is not None else time.monotonic(),
+        )
+
+    def _verify(self, env: Any, keys: PublicKeys) -> dict[str, Any]:
+        try:
+            return verify_and_open(env, sender_keys=keys, recipient=self.identity)
+        except RejectedMessage as err:
+            advertised = self.contacts.advertised.get(env.sender)
+            if err.reason is RejectReason.BAD_SIGNATURE and advertised not in (None, keys):
+                assert advertised is not None
+                try:
+                    verify_and_open(env, sender_keys=advertised, recipient=self.identity)
+                except RejectedMessage:
+                    raise err from None
+                raise RejectedMessage(
+                    RejectReason.KEY_CHANGED,
+                    f"{env.sender} signs with a new key {advertised.fingerprint()} "
+                    f"(pinned {keys.fingerprint()}); confirm it with `callbox keys trust`",
+                ) from None
+            raise
+
+
+def _claimed_origin(data: bytes) -> tuple[str, str] | None:
+    try:
+        obj = json.loads(data)
+        return str(obj["from"]), str(obj["call_id"])
+    except (ValueError, KeyError, TypeError):
+        return None

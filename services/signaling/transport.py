@@ -1,0 +1,193 @@
+"""One endpoint's MQTT 5 connection to the site broker, kept up across broker restarts.
+
+It subscribes to the endpoint's inbox and to every presence and profile of the site,
+publishes its own presence (retained, with a last will that says offline) and profile
+(retained), and hands every message to the callbacks it was given. TCP_NODELAY is set
+on the socket: signaling messages are small and latency-bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from services.signaling.errors import SignalingError
+from services.signaling.topics import SiteTopics
+
+_log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 0.05
+RECONNECT_MAX_S = 2.0
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where the site broker is and how this endpoint logs in."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    ca_file: Path | None = None
+    keepalive_s: int = 5
+
+
+@dataclass(frozen=True)
+class InboundMqtt:
+    """A message received from the broker: which topic kind, whose, and the payload."""
+
+    kind: str  # "inbox", "presence" or "profile"
+    address: str
+    payload: bytes
+    received_at: float
+
+
+def presence_payload(online: bool) -> bytes:
+    """The retained presence message (also the last will when ``online`` is False)."""
+    return json.dumps({"state": "online" if online else "offline"}).encode()
+
+
+class MqttTransport:
+    """Keeps the endpoint connected; calls ``on_message`` for each message it receives."""
+
+    def __init__(
+        self,
+        broker: BrokerAddress,
+        topics: SiteTopics,
+        address: str,
+        profile: Mapping[str, Any],
+        on_message: Callable[[InboundMqtt], None],
+    ) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.address = address
+        self.profile = profile
+        self.connected = asyncio.Event()
+        self.connections = 0
+        self._on_message = on_message
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Connect and return once subscribed and announced (raises SignalingError)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.address}")
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except TimeoutError as err:
+            raise SignalingError(
+                f"{self.address}: no connection to the broker at "
+                f"{self.broker.host}:{self.broker.port} within {timeout} s"
+            ) from err
+
+    def _client_for(self) -> aiomqtt.Client:
+        tls = None
+        if self.broker.ca_file is not None:
+            tls = aiomqtt.TLSParameters(ca_certs=str(self.broker.ca_file))
+        return aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            username=self.broker.username,
+            password=self.broker.password,
+            identifier=self.address,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=aiomqtt.Will(
+                self.topics.presence(self.address), presence_payload(False), qos=1, retain=True
+            ),
+            keepalive=self.broker.keepalive_s,
+            timeout=5,
+            tls_params=tls,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )
+
+    async def _run(self) -> None:
+        backoff = RECONNECT_MIN_S
+        while not self._closing:
+            try:
+                async with self._client_for() as client:
+                    await self._announce(client)
+                    backoff = RECONNECT_MIN_S
+                    async for message in client.messages:
+                        self._dispatch(message)
+            except aiomqtt.MqttError as err:
+                if not self._closing:
+                    _log.warning("%s: broker connection lost or refused: %s", self.address, err)
+            finally:
+                self._client = None
+                self.connected.clear()
+            if not self._closing:
+                await asyncio.sleep(backoff)  # reconnect back-off
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(
+            [
+                (self.topics.inbox(self.address), 1),
+                (self.topics.all_presence(), 1),
+                (self.topics.all_profiles(), 1),
+            ]
+        )
+        await client.publish(
+            self.topics.profile(self.address), json.dumps(self.profile), qos=1, retain=True
+        )
+        await client.publish(
+            self.topics.presence(self.address), presence_payload(True), qos=1, retain=True
+        )
+        self._client = client
+        self.connections += 1
+        self.connected.set()
+        _log.info("%s: connected to broker %s:%s", self.address, self.broker.host, self.broker.port)
+
+    def _dispatch(self, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        address = self.topics.address_of(topic)
+        payload = message.payload
+        if address is None or not isinstance(payload, bytes | bytearray):
+            _log.warning("%s: ignoring message on unexpected topic %s", self.address, topic)
+            return
+        kind = topic.rsplit("/", 1)[1]
+        self._on_message(InboundMqtt(kind, address, bytes(payload), time.monotonic()))
+
+    async def publish_inbox(self, recipient: str, payload: bytes, timeout: float = 5.0) -> None:
+        """Publish an envelope into ``recipient``'s inbox, waiting for a connection if needed."""
+        if not self.connected.is_set():
+            try:
+                await asyncio.wait_for(self.connected.wait(), timeout)
+            except TimeoutError as err:
+                raise SignalingError(f"{self.address}: not connected to the broker") from err
+        client = self._client
+        if client is None:
+            raise SignalingError(f"{self.address}: not connected to the broker")
+        try:
+            await client.publish(self.topics.inbox(recipient), payload, qos=1)
+        except aiomqtt.MqttError as err:
+            raise SignalingError(f"{self.address}: publish to {recipient} failed: {err}") from err
+
+    async def close(self) -> None:
+        """Say offline (retained), disconnect and stop reconnecting; safe to call twice."""
+        if self._closing:
+            return
+        self._closing = True
+        client = self._client
+        if client is not None:
+            try:
+                await client.publish(
+                    self.topics.presence(self.address), presence_payload(False), qos=1, retain=True
+                )
+            except aiomqtt.MqttError as err:
+                _log.warning("%s: could not publish offline presence: %s", self.address, err)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
