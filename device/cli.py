@@ -1,0 +1,157 @@
+"""The ``callbox`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from device.scenario import Timeline, run_doorbell_call
+from device.simsite import EndpointSpec, start_site
+from services.signaling.broker import (
+    BrokerSettings,
+    MosquittoBroker,
+    TlsFiles,
+    write_broker_config,
+)
+from services.signaling.errors import SignalingError
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """callbox: the firmware of a Raspberry Pi video intercom."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        for noisy in ("aioice", "aiortc"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--scripted", is_flag=True, help="Run the scripted doorbell call and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the timeline as one JSON object.")
+def demo(scripted: bool, as_json: bool) -> None:
+    """A broker, a door station and an indoor unit on the simulated board: one doorbell call."""
+    if not scripted:
+        click.echo("the interactive simulator is not built yet; running the scripted call")
+    timeline = asyncio.run(_scripted_demo(quiet=as_json))
+    if as_json:
+        click.echo(json.dumps(timeline.as_json()))
+    else:
+        _print_timeline(timeline)
+    sys.exit(0 if timeline.ok else 1)
+
+
+async def _scripted_demo(quiet: bool) -> Timeline:
+    with tempfile.TemporaryDirectory(prefix="callbox-demo-") as directory:
+        if not quiet:
+            click.echo("starting a broker, a door station and an indoor unit (simulated board)")
+        site = await start_site(
+            Path(directory),
+            [
+                EndpointSpec("door", role="door", name="Front door", tone_hz=440.0),
+                EndpointSpec("indoor1", role="indoor", name="Flat 1", tone_hz=660.0),
+            ],
+            site="demo",
+        )
+        try:
+            if not quiet:
+                click.echo("pressing the doorbell")
+            return await run_doorbell_call(site["door"].calls, site["indoor1"].calls)
+        finally:
+            await site.close()
+
+
+def _print_timeline(timeline: Timeline) -> None:
+    rows = [
+        ("doorbell press -> indoor unit ringing", timeline.press_to_ringing_ms),
+        ("doorbell press -> first preview frame", timeline.press_to_preview_ms),
+        ("answer -> two-way audio", timeline.answer_to_audio_ms),
+        ("hangup -> both idle", timeline.hangup_to_idle_ms),
+    ]
+    click.echo("timeline")
+    for label, value in rows:
+        shown = f"{value:8.1f} ms" if value is not None else "  failed"
+        click.echo(f"  {label:<40} {shown}")
+    click.echo("result: " + ("ok" if timeline.ok else f"FAILED: {timeline.error}"))
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{value!r} is not HOST:PORT")
+    return host, int(port)
+
+
+@main.command()
+@click.option("--site", required=True, help="The site name (topic prefix).")
+@click.option(
+    "--config",
+    "config_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the generated mosquitto configuration and credentials.",
+)
+@click.option("--listen", default="127.0.0.1:1883", show_default=True, help="MQTT HOST:PORT.")
+@click.option("--websockets-port", default=9001, show_default=True, type=int)
+@click.option("--endpoint", "endpoints", multiple=True, required=True, help="An address (repeat).")
+@click.option("--tls-cert", type=click.Path(path_type=Path), help="PEM certificate (enables TLS).")
+@click.option("--tls-key", type=click.Path(path_type=Path), help="PEM private key.")
+@click.option("--tls-ca", type=click.Path(path_type=Path), help="PEM CA bundle.")
+@click.option("--generate-only", is_flag=True, help="Write the configuration, do not run.")
+def broker(
+    site: str,
+    config_dir: Path,
+    listen: str,
+    websockets_port: int,
+    endpoints: tuple[str, ...],
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_ca: Path | None,
+    generate_only: bool,
+) -> None:
+    """Generate the site broker's mosquitto configuration and run mosquitto in the foreground."""
+    host, port = _host_port(listen)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.BadParameter("--tls-cert and --tls-key go together")
+    tls = TlsFiles(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
+    try:
+        settings = BrokerSettings(
+            site=site,
+            endpoints=endpoints,
+            host=host,
+            port=port,
+            websockets_port=websockets_port,
+            tls=tls,
+        )
+        files = write_broker_config(settings, config_dir)
+    except SignalingError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"configuration written to {files.config}")
+    for address in endpoints:
+        click.echo(f"  password of {address}: {files.password_file(address)}")
+    if generate_only:
+        return
+    sys.exit(asyncio.run(_run_broker(files, settings)))
+
+
+async def _run_broker(files: object, settings: BrokerSettings) -> int:
+    from services.signaling.broker import BrokerFiles
+
+    assert isinstance(files, BrokerFiles)
+    process = MosquittoBroker(files, settings, log_to_terminal=True)
+    try:
+        await process.start()
+    except SignalingError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"mosquitto listening on {settings.host}:{settings.port}")
+    try:
+        return await process.wait()
+    finally:
+        await process.close()

@@ -1,0 +1,44 @@
+"""Fixtures: a real mosquitto on a free loopback port and endpoints on simulated boards."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device.simsite import EndpointSpec, SimSite, start_site
+
+MakeSite = Callable[..., Awaitable[SimSite]]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_libraries() -> None:
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+
+
+@pytest.fixture
+async def make_site(tmp_path: Path) -> AsyncIterator[MakeSite]:
+    """Start a site: ``await make_site(EndpointSpec("door", role="door"), ...)``."""
+    sites: list[SimSite] = []
+
+    async def make(*specs: EndpointSpec, **options: Any) -> SimSite:
+        site = await start_site(tmp_path / f"site{len(sites)}", list(specs), **options)
+        sites.append(site)
+        return site
+
+    yield make
+    for site in sites:
+        await site.close()
+
+
+@pytest.fixture
+async def door_and_indoor(make_site: MakeSite) -> SimSite:
+    """A door station (440 Hz microphone) and one indoor unit (660 Hz microphone)."""
+    return await make_site(
+        EndpointSpec("door", role="door", name="Front door", tone_hz=440.0),
+        EndpointSpec("indoor1", role="indoor", name="Flat 1", tone_hz=660.0),
+    )

@@ -1,0 +1,152 @@
+"""Listeners and helpers shared by the tests: they record what happens and let a test
+wait for it with a timeout, never sleep-and-hope."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from services.callapi import (
+    Call,
+    CallProperties,
+    Calls,
+    CallStatus,
+    HangupReason,
+    IncomingListener,
+    InProgressListener,
+    NotifyKind,
+    UserProfile,
+)
+
+TIMEOUT = 10.0
+
+
+class Recorder:
+    """Something tests wait on: a condition notified whenever a record changes."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+
+    def _touch(self) -> None:
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+        """Wait until ``predicate()`` holds; TimeoutError after ``timeout`` s."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
+
+class Progress(InProgressListener, Recorder):
+    """Records every in-progress callback with its time."""
+
+    def __init__(self) -> None:
+        Recorder.__init__(self)
+        self.statuses: list[CallStatus] = []
+        self.times: dict[CallStatus, float] = {}
+        self.hangups: list[HangupReason] = []
+        self.mutes: list[tuple[bool, bool, bool]] = []
+        self.dtmf: list[int] = []
+        self.audio_devices: list[tuple[int, int]] = []
+        self.sources: list[str] = []
+        self.sounds: list[tuple[int, bool]] = []
+        self.videos: list[tuple[int, int, bool]] = []
+
+    def on_status(self, call: Call, status: CallStatus, video: bool) -> None:
+        self.statuses.append(status)
+        self.times.setdefault(status, time.monotonic())
+        self._touch()
+
+    def on_hangup(self, call: Call, reason: HangupReason) -> None:
+        self.hangups.append(reason)
+        self._touch()
+
+    def on_mute(self, call: Call, audio: bool, video: bool, remote: bool) -> None:
+        self.mutes.append((audio, video, remote))
+        self._touch()
+
+    def on_dtmf(self, call: Call, digit: int) -> None:
+        self.dtmf.append(digit)
+        self._touch()
+
+    def on_audio_device_changed(self, call: Call, active: int, inactive: int) -> None:
+        self.audio_devices.append((active, inactive))
+        self._touch()
+
+    def on_video_source_changed(self, call: Call, source: str, index: int) -> None:
+        self.sources.append(source)
+        self._touch()
+
+    def on_play_in_call_sound(self, call: Call, kind: int, play: bool) -> bool:
+        self.sounds.append((kind, play))
+        self._touch()
+        return False
+
+    def on_video(self, call: Call, width: int, height: int, remote: bool) -> None:
+        self.videos.append((width, height, remote))
+        self._touch()
+
+    async def wait_status(self, status: CallStatus, timeout: float = TIMEOUT) -> None:
+        """Wait until ``status`` was reported."""
+        await self.wait_until(lambda: status in self.statuses, timeout)
+
+    def terminal(self) -> list[CallStatus]:
+        """The terminal statuses reported (a correct call reports exactly one)."""
+        return [s for s in self.statuses if s & 0x40]
+
+
+class Answering(IncomingListener, Recorder):
+    """An app that accepts (or rejects) incoming calls and records call-level events."""
+
+    def __init__(self, calls: Calls, *, accept: bool = True, auto_answer: bool = False) -> None:
+        Recorder.__init__(self)
+        self.calls_api = calls
+        self.accept = accept
+        self.auto_answer = auto_answer
+        self.incoming: list[tuple[UserProfile, bool]] = []
+        self.calls: list[Call] = []
+        self.progress: list[Progress] = []
+        self.notified: list[tuple[NotifyKind, str]] = []
+        self.errors: list[int] = []
+
+    def on_incoming(self, profile: UserProfile, video: bool) -> CallProperties | None:
+        self.incoming.append((profile, video))
+        self._touch()
+        if not self.accept:
+            return None
+        props = self.calls_api.create_call_properties(video)
+        props.auto_answer = self.auto_answer
+        return props
+
+    async def on_show_user_interface(self, call: Call, props: CallProperties) -> bool:
+        progress = Progress()
+        self.calls.append(call)
+        self.progress.append(progress)
+        await call.start(progress)
+        self._touch()
+        return True
+
+    def on_notify(self, kind: NotifyKind, profile: UserProfile, video: bool) -> None:
+        self.notified.append((kind, profile.address))
+        self._touch()
+
+    def on_error(self, props: CallProperties, error: int) -> None:
+        self.errors.append(error)
+        self._touch()
+
+    async def next_call(self, timeout: float = TIMEOUT) -> tuple[Call, Progress]:
+        """Wait for an incoming call that reached the app."""
+        await self.wait_until(lambda: bool(self.calls), timeout)
+        return self.calls[-1], self.progress[-1]
+
+
+def props_for(calls: Calls, *targets: str, video: bool = True) -> CallProperties:
+    """Call properties from ``calls`` to ``targets`` (a ring group when more than one)."""
+    props = calls.create_call_properties(video)
+    props.user = calls.profile_of(targets[0])
+    props.extra_targets = [calls.profile_of(t) for t in targets[1:]]
+    return props
