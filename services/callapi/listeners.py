@@ -20,12 +20,16 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+MaybeAwaitable = Awaitable[None] | None
+"""What a listener method returns: nothing, or an awaitable when it is ``async``."""
 
 
 class IncomingListener:
     """Told about incoming calls and call-level events (mesibo's IncomingListener)."""
 
-    def on_incoming(self, profile: UserProfile, video: bool) -> CallProperties | None:
+    def on_incoming(
+        self, profile: UserProfile, video: bool
+    ) -> CallProperties | None | Awaitable[CallProperties | None]:
         """A call arrives. Return properties to accept it (ring), None to reject it.
 
         The default accepts with default properties is not possible here (no Calls at hand),
@@ -33,46 +37,50 @@ class IncomingListener:
         """
         return None
 
-    def on_show_user_interface(self, call: Call, props: CallProperties) -> bool:
+    def on_show_user_interface(self, call: Call, props: CallProperties) -> bool | Awaitable[bool]:
         """Show your own UI for this call and return True; False lets the default UI show it."""
         return True
 
-    def on_notify(self, kind: NotifyKind, profile: UserProfile, video: bool) -> None:
+    def on_notify(self, kind: NotifyKind, profile: UserProfile, video: bool) -> MaybeAwaitable:
         """A notification, such as a missed call (ring timeout or caller cancel)."""
 
-    def on_error(self, props: CallProperties, error: int) -> None:
+    def on_error(self, props: CallProperties, error: int) -> MaybeAwaitable:
         """A call could not be placed or went wrong (a :class:`CallErrorCode`)."""
 
 
 class InProgressListener:
     """Told about everything that happens during one call (mesibo's InProgressListener)."""
 
-    def on_status(self, call: Call, status: CallStatus, video: bool) -> None:
+    def on_status(self, call: Call, status: CallStatus, video: bool) -> MaybeAwaitable:
         """The call moved to ``status``; terminal statuses arrive exactly once."""
 
-    def on_mute(self, call: Call, audio: bool, video: bool, remote: bool) -> None:
+    def on_mute(self, call: Call, audio: bool, video: bool, remote: bool) -> MaybeAwaitable:
         """Audio/video mute changed; ``remote`` says whether the peer muted."""
 
-    def on_hangup(self, call: Call, reason: HangupReason) -> None:
+    def on_hangup(self, call: Call, reason: HangupReason) -> MaybeAwaitable:
         """The call is over, for ``reason``."""
 
-    def on_audio_device_changed(self, call: Call, active: int, inactive: int) -> None:
+    def on_audio_device_changed(self, call: Call, active: int, inactive: int) -> MaybeAwaitable:
         """The audio output moved from ``inactive`` to ``active`` (AudioDevice values)."""
 
-    def on_video_source_changed(self, call: Call, source: str, index: int) -> None:
+    def on_video_source_changed(self, call: Call, source: str, index: int) -> MaybeAwaitable:
         """The local video now comes from camera ``source``."""
 
-    def on_video(self, call: Call, width: int, height: int, remote: bool) -> None:
+    def on_video(self, call: Call, width: int, height: int, remote: bool) -> MaybeAwaitable:
         """The local or remote video format changed (first frame included)."""
 
-    def on_update_user_interface(self, call: Call, state: int, video: bool, enable: bool) -> None:
+    def on_update_user_interface(
+        self, call: Call, state: int, video: bool, enable: bool
+    ) -> MaybeAwaitable:
         """The UI should show ``state`` (mesibo's MESIBOCALL_UI_STATE_*)."""
 
-    def on_play_in_call_sound(self, call: Call, kind: InCallSound, play: bool) -> bool:
+    def on_play_in_call_sound(
+        self, call: Call, kind: InCallSound, play: bool
+    ) -> bool | Awaitable[bool]:
         """An in-call sound starts or stops; return True to play it yourself."""
         return False
 
-    def on_dtmf(self, call: Call, digit: int) -> None:
+    def on_dtmf(self, call: Call, digit: int) -> MaybeAwaitable:
         """The peer sent a DTMF digit."""
 
 
