@@ -600,14 +600,22 @@ class Call:
             await self._end(CallStatus.DURATIONEXCEEDED, HangupReason.DURATION)
 
     async def _supervise(self) -> None:
-        """Watch media; on silence or failure show RECONNECTING and rebuild the session."""
+        """Watch media; on silence or failure show RECONNECTING, rebuild, give up after grace."""
         while not self.is_ended():
             await asyncio.sleep(WATCHDOG_PERIOD_S)  # periodic link check
             leg = self._active_leg()
             if leg is None:
                 return
-            if self._link_lost(leg.session):
-                await self._reconnect(leg)
+            if self._reconnecting_since is not None:
+                waited = time.monotonic() - self._reconnecting_since
+                if waited > self.props.reconnect_grace_s:
+                    await self._send_to_peer("hangup", {"reason": "network"})
+                    await self._end(CallStatus.NETWORKERROR, HangupReason.ERROR, notify_error=True)
+            elif self._link_lost(leg.session):
+                self._reconnecting_since = time.monotonic()
+                await self._set_status(CallStatus.RECONNECTING)
+                if not self._incoming:
+                    await self._reoffer(leg)
 
     def _link_lost(self, session: MediaSession) -> bool:
         if session.state == "failed":
@@ -616,17 +624,6 @@ class Call:
             return False
         last = session.stats.last_media_at
         return last is not None and time.monotonic() - last > MEDIA_SILENCE_S
-
-    async def _reconnect(self, leg: Leg) -> None:
-        now = time.monotonic()
-        if self._reconnecting_since is None:
-            self._reconnecting_since = now
-            await self._set_status(CallStatus.RECONNECTING)
-            if not self._incoming:
-                await self._reoffer(leg)
-        elif now - self._reconnecting_since > self.props.reconnect_grace_s:
-            await self._send_to_peer("hangup", {"reason": "network"})
-            await self._end(CallStatus.NETWORKERROR, HangupReason.ERROR, notify_error=True)
 
     async def _reoffer(self, leg: Leg) -> None:
         self._generation += 1
