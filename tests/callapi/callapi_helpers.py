@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import av
@@ -20,6 +20,7 @@ from services.callapi import Call, CallProperties, CallStatus
 from services.media.session import MediaSession
 from support import TIMEOUT, Answering, Progress, props_for
 
+MakeSite = Callable[..., Awaitable[SimSite]]
 POLL_S = 0.02
 SAMPLE_RATE = 48000
 

@@ -145,6 +145,7 @@ async def test_media_that_never_comes_back_ends_after_the_grace_period(
     cut_network(call.session)
     cut_network(incoming.session)
     await progress.wait_status(CallStatus.RECONNECTING)
+    await indoor_progress.wait_status(CallStatus.RECONNECTING)
     await progress.wait_status(CallStatus.NETWORKERROR, timeout=10)
     assert progress.terminal() == [CallStatus.NETWORKERROR]
     waited = progress.times[CallStatus.NETWORKERROR] - progress.times[CallStatus.RECONNECTING]
