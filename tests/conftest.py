@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import MakeSite
 
 from device.simsite import EndpointSpec, SimSite, start_site
-
-MakeSite = Callable[..., Awaitable[SimSite]]
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from device.simsite import SimSite
 from services.callapi import (
     Call,
     CallProperties,
@@ -20,6 +21,8 @@ from services.callapi import (
 )
 
 TIMEOUT = 10.0
+MakeSite = Callable[..., Awaitable[SimSite]]
+"""The ``make_site`` fixture: ``await make_site(EndpointSpec("door", role="door"), ...)``."""
 
 
 class Recorder:

@@ -128,6 +128,13 @@ def acl_text(site: str) -> str:
     )
 
 
+# The client id is the login name: otherwise any account could connect with the id of
+# another endpoint and so disconnect it (MQTT session takeover), again and again. It is a
+# listener setting in mosquitto 2.0: given before the first listener it would configure
+# (and open) the default listener on port 1883.
+CLIENT_ID_IS_USERNAME = "use_username_as_clientid true"
+
+
 def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
     """The text of mosquitto.conf for ``settings``, with files under ``directory``."""
     lines = [
@@ -150,6 +157,7 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
         f"listener {settings.port} {settings.host}",
         "protocol mqtt",
         f"max_connections {settings.max_connections}",
+        CLIENT_ID_IS_USERNAME,
     ]
     lines += _tls_lines(settings.tls)
     if settings.websockets_port is not None:
@@ -158,6 +166,7 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
             f"listener {settings.websockets_port} {settings.host}",
             "protocol websockets",
             f"max_connections {settings.max_connections}",
+            CLIENT_ID_IS_USERNAME,
         ]
         lines += _tls_lines(settings.tls)
     return "\n".join(lines) + "\n"

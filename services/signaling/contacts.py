@@ -84,17 +84,19 @@ class ContactBook:
                 keys.fingerprint(),
             )
 
-    def keys_for_sender(self, address: str) -> PublicKeys | None:
+    def keys_for_sender(self, address: str, *, pin: bool = True) -> PublicKeys | None:
         """The pinned keys to verify ``address``'s messages with, pinning on first use if allowed.
 
-        Returns None for an unknown sender that may not be pinned.
+        Returns None for an unknown sender that may not be pinned. With ``pin=False`` the
+        advertised keys of such a sender are returned but not pinned yet: the receiver pins
+        them (:meth:`trust`) once a message verified with them, so a forgery pins nothing.
         """
         contact = self.contacts.get(address)
         if contact is not None:
             return contact.keys
         advertised = self.advertised.get(address)
         if self.first_use and advertised is not None:
-            return self.trust(address, advertised).keys
+            return self.trust(address, advertised).keys if pin else advertised
         return None
 
     def check_key_change(self, address: str) -> None:

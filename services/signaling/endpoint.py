@@ -163,13 +163,14 @@ class SignalingEndpoint:
             self._profile_received(inbound)
 
     def _presence_received(self, inbound: InboundMqtt) -> None:
-        try:
-            online = json.loads(inbound.payload)["state"] == "online"
-        except (ValueError, KeyError, TypeError):
-            _log.warning("%s: bad presence from %s ignored", self.address, inbound.address)
-            return
         if not inbound.payload:
-            online = False
+            online = False  # the retained presence was cleared
+        else:
+            try:
+                online = json.loads(inbound.payload)["state"] == "online"
+            except (ValueError, KeyError, TypeError, RecursionError):
+                _log.warning("%s: bad presence from %s ignored", self.address, inbound.address)
+                return
         self.presence[inbound.address] = online
         if self.on_presence is not None:
             self.on_presence(inbound.address, online)
@@ -183,7 +184,7 @@ class SignalingEndpoint:
         try:
             profile = json.loads(inbound.payload)
             keys = PublicKeys.from_json(profile["keys"])
-        except (ValueError, KeyError, TypeError, SignalingError) as err:
+        except (ValueError, KeyError, TypeError, RecursionError, SignalingError) as err:
             _log.warning("%s: bad profile from %s ignored: %s", self.address, inbound.address, err)
             return
         self.profiles[inbound.address] = profile
@@ -225,13 +226,12 @@ class SignalingEndpoint:
     def _reject(self, inbound: InboundMqtt, err: RejectedMessage) -> tuple[str, str] | None:
         self.rejected[err.reason] += 1
         _log.warning("%s: dropped a message in its inbox: %s", self.address, err)
-        claimed = _claimed_origin(inbound.payload)
-        if claimed is not None and err.reason in (
+        if err.reason in (
             RejectReason.BAD_SIGNATURE,
             RejectReason.DECRYPT_FAILED,
             RejectReason.KEY_CHANGED,
         ):
-            return claimed
+            return _claimed_origin(inbound.payload)
         return None
 
     def open(self, data: bytes, received_at: float | None = None) -> Message:
@@ -243,12 +243,14 @@ class SignalingEndpoint:
             )
         if env.type not in MESSAGE_TYPES:
             raise RejectedMessage(RejectReason.UNKNOWN_TYPE, f"type {env.type!r} from {env.sender}")
-        keys = self.contacts.keys_for_sender(env.sender)
+        keys = self.contacts.keys_for_sender(env.sender, pin=False)
         if keys is None:
             raise RejectedMessage(
                 RejectReason.UNKNOWN_SENDER, f"{env.sender} is not a pinned contact"
             )
         body = self._verify(env, keys)
+        if self.contacts.get(env.sender) is None:
+            self.contacts.trust(env.sender, keys)  # first use: pinned once a signature verified
         self.replay.check(env.sender, env.nonce, env.ts)
         if env.type == "invite":
             self.invite_limit.check(env.sender, time.monotonic())
@@ -284,5 +286,5 @@ def _claimed_origin(data: bytes) -> tuple[str, str] | None:
     try:
         obj = json.loads(data)
         return str(obj["from"]), str(obj["call_id"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None

@@ -119,7 +119,10 @@ class MqttTransport:
                     await self._announce(client)
                     backoff = RECONNECT_MIN_S
                     async for message in client.messages:
-                        self._dispatch(message)
+                        try:
+                            self._dispatch(message)
+                        except Exception:  # noqa: BLE001 - one bad message must not cut us off
+                            _log.exception("%s: handling %s failed", self.address, message.topic)
             except aiomqtt.MqttError as err:
                 if not self._closing:
                     _log.warning("%s: broker connection lost or refused: %s", self.address, err)

@@ -8,6 +8,7 @@ import re
 
 import av
 import pytest
+from support import Answering, Progress, props_for
 
 from device.simsite import SimSite
 from hal.board import build_sim_board
@@ -17,7 +18,6 @@ from services.media.errors import MediaError, SecurityError
 from services.media.ice import LOOPBACK, IcePolicy
 from services.media.local import LocalMedia
 from services.media.session import MediaSession, MediaSettings, check_fingerprints
-from tests.support import Answering, Progress, props_for
 
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ udp \d+ (\S+) \d+ typ (\w+)", re.MULTILINE)
 

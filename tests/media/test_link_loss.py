@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from support import Answering, MakeSite, Progress, props_for
+
 from device.simsite import EndpointSpec, SimSite
 from services.callapi import CallStatus, HangupReason
 from services.media.session import MediaSession
 from services.signaling.contacts import Contact
 from services.signaling.identity import Identity
-from tests.conftest import MakeSite
-from tests.support import Answering, Progress, props_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
