@@ -218,7 +218,9 @@ class Call:
         )
         self._legs[address] = Leg(address, session)
         session.on_state = self._state_callback(address)
-        session.set_sending(audio=True, video=self._video)  # early media: the visitor preview
+        session.set_sending(  # early media: the visitor preview (unless muted before start)
+            audio=not self._muted["audio"], video=self._video and not self._muted["video"]
+        )
         body: dict[str, Any] = {
             "sdp": sdp,
             "video": self._video,
@@ -486,7 +488,20 @@ class Call:
             leg.session.set_sending(
                 audio=not self._muted["audio"], video=self._video and not self._muted["video"]
             )
-        await self._send_to_peer("mute", dict(self._muted))
+            await self._send_to_peer("mute", dict(self._muted))
+        elif not self._incoming:
+            # still ringing: the early media (the preview) goes to every callee, so the mute
+            # gates and is told to every leg, not only to a winner there is not yet
+            for ringing in list(self._legs.values()):
+                ringing.session.set_sending(
+                    audio=not self._muted["audio"], video=self._video and not self._muted["video"]
+                )
+                with contextlib.suppress(SignalingError):
+                    await self._calls.signaling.send(
+                        ringing.address, "mute", self.call_id, dict(self._muted)
+                    )
+        else:
+            await self._send_to_peer("mute", dict(self._muted))
         await self._emit("on_mute", self._muted["audio"], self._muted["video"], False)
 
     async def toggle_audio_mute(self) -> bool:
@@ -581,7 +596,10 @@ class Call:
         if self.is_ended() or address not in self._legs:
             return
         leg = self._legs[address]
-        if state == "connected" and self.is_answered() and leg is self._active_leg():
+        # CONNECTED only once ANSWER was reported: answer() and _on_accept() set answered_at
+        # before they await (stop tones, send accept), and the link may come up meanwhile.
+        answer_reported = self.status >= CallStatus.ANSWER
+        if state == "connected" and answer_reported and leg is self._active_leg():
             self._reconnecting_since = None
             await self._set_status(CallStatus.CONNECTED)
         elif state == "failed" and not self.is_answered() and not self._incoming:

@@ -29,7 +29,7 @@ class IncomingListener:
 
     def on_incoming(
         self, profile: UserProfile, video: bool
-    ) -> CallProperties | None | Awaitable[CallProperties | None]:
+    ) -> CallProperties | Awaitable[CallProperties | None] | None:
         """A call arrives. Return properties to accept it (ring), None to reject it.
 
         The default accepts with default properties is not possible here (no Calls at hand),

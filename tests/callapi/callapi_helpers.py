@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from support import TIMEOUT, Answering, Progress, props_for
 
 from device.simsite import SimSite
 from hal.audio import RecordingSpeaker
 from services.callapi import Call, CallProperties, CallStatus
 from services.media.session import MediaSession
-from support import TIMEOUT, Answering, Progress, props_for
 
 MakeSite = Callable[..., Awaitable[SimSite]]
 POLL_S = 0.02
