@@ -10,6 +10,7 @@ from services.callapi.listeners import IncomingListener, InProgressListener
 from services.callapi.properties import (
     AudioProperties,
     CallProperties,
+    IceServer,
     UiProperties,
     UserProfile,
     VideoProperties,
@@ -36,6 +37,7 @@ __all__ = [
     "CallStatus",
     "Calls",
     "HangupReason",
+    "IceServer",
     "InCallSound",
     "InProgressListener",
     "IncomingListener",

@@ -14,9 +14,12 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from av import VideoFrame
+
+from hal.media_types import VideoFormat
 from services.callapi.listeners import InProgressListener, notify
 from services.callapi.properties import CallProperties, UserProfile
 from services.callapi.status import (
@@ -30,7 +33,7 @@ from services.callapi.status import (
 )
 from services.media.errors import MediaError, SecurityError
 from services.media.session import MediaSession
-from services.media.tones import BUSY, RINGBACK
+from services.media.tones import BUSY, RINGBACK, TonePattern
 from services.signaling.endpoint import Message
 from services.signaling.errors import SignalingError
 
@@ -42,6 +45,31 @@ _log = logging.getLogger(__name__)
 MEDIA_SILENCE_S = 1.0
 WATCHDOG_PERIOD_S = 0.2
 DTMF_DIGITS = "0123456789*#ABCD"
+IN_CALL_TONES: dict[InCallSound, TonePattern] = {
+    InCallSound.RINGING: RINGBACK,
+    InCallSound.BUSY: BUSY,
+}
+ERROR_CODES = {
+    CallStatus.BUSY: CallErrorCode.BUSY,
+    CallStatus.UNREACHABLE: CallErrorCode.NETWORK,
+    CallStatus.OFFLINE: CallErrorCode.NETWORK,
+    CallStatus.NETWORKERROR: CallErrorCode.NETWORK,
+    CallStatus.ERROR: CallErrorCode.NETWORK,
+    CallStatus.SECURITYERROR: CallErrorCode.SECURITY,
+    CallStatus.HWERROR: CallErrorCode.HARDWARE,
+}
+"""Terminal statuses that ``IncomingListener.on_error`` hears about (refusals are not errors)."""
+GROUP_OUTCOME_PRIORITY = (
+    CallStatus.BUSY,
+    CallStatus.NOTALLOWED,
+    CallStatus.BLOCKED,
+    CallStatus.NOANSWER,
+    CallStatus.SECURITYERROR,
+    CallStatus.NETWORKERROR,
+    CallStatus.UNREACHABLE,
+    CallStatus.OFFLINE,
+)
+"""How a ring group ends when its callees ended differently: the first outcome listed."""
 DECLINE_STATUS = {
     "busy": CallStatus.BUSY,
     "declined": CallStatus.BUSY,
@@ -93,6 +121,11 @@ class Call:
         self.ended = asyncio.Event()
         self._incoming = incoming
         self._video = props.video.enabled
+        self._send_video = props.video.enabled and props.video.send
+        self._remote_sends_video = props.video.enabled
+        self._remote_video_size = (0, 0)
+        self._sound: InCallSound | None = None
+        self._former_legs: set[str] = set()
         self._listener: InProgressListener | None = None
         self._started = False
         self._legs: dict[str, Leg] = {}
@@ -163,6 +196,24 @@ class Call:
             return next(iter(self._legs.values()))
         return None
 
+    def _open_gates(self, session: MediaSession) -> None:
+        """Send what this side may send now: audio unless muted, video if on and not muted."""
+        session.set_sending(
+            audio=not self._muted["audio"], video=self._send_video and not self._muted["video"]
+        )
+
+    def _watch(self, address: str, session: MediaSession) -> None:
+        """Follow a session's link state and the size of the video it receives."""
+        session.on_state = self._state_callback(address)
+
+        def frame(frame: VideoFrame) -> None:
+            size = (frame.width, frame.height)
+            if size != self._remote_video_size:
+                self._remote_video_size = size
+                self._calls.spawn(self._emit("on_video", size[0], size[1], True))
+
+        session.on_video_frame = frame
+
     # listener plumbing ------------------------------------------------------------------------
 
     async def _set_status(self, status: CallStatus) -> None:
@@ -197,13 +248,14 @@ class Call:
 
     async def _start_outgoing(self) -> None:
         await self._set_status(CallStatus.INPROGRESS)
+        self._calls.apply_video_format(self.props)
         targets = self.props.targets()
         online = [t for t in targets if self._calls.signaling.is_online(t.address)]
         for target in targets:
             if target not in online:
                 _log.info("%s: %s is offline", self._calls.address, target.address)
         if not online:
-            await self._end(CallStatus.OFFLINE, HangupReason.ERROR, notify_error=True)
+            await self._end(CallStatus.OFFLINE, HangupReason.ERROR)
             return
         self.unlock_challenge = self._calls.unlock_challenge_for(self)
         await asyncio.gather(*(self._invite(t.address) for t in online))
@@ -217,10 +269,8 @@ class Call:
             self.props, label=f"{self.call_id}>{address}"
         )
         self._legs[address] = Leg(address, session)
-        session.on_state = self._state_callback(address)
-        session.set_sending(  # early media: the visitor preview (unless muted before start)
-            audio=not self._muted["audio"], video=self._video and not self._muted["video"]
-        )
+        self._watch(address, session)
+        self._open_gates(session)  # early media: the visitor preview (unless muted before start)
         body: dict[str, Any] = {
             "sdp": sdp,
             "video": self._video,
@@ -245,7 +295,7 @@ class Call:
     async def _connect_timeout(self) -> None:
         if not self.is_ended() and not any(leg.rang for leg in self._legs.values()):
             await self._cancel_all("unreachable")
-            await self._end(CallStatus.UNREACHABLE, HangupReason.ERROR, notify_error=True)
+            await self._end(CallStatus.UNREACHABLE, HangupReason.ERROR)
 
     async def _ring_timeout(self) -> None:
         if self.is_ended() or self.is_answered():
@@ -264,7 +314,7 @@ class Call:
         session = self._calls.new_session(self.props, video=self._video, label=self.call_id)
         leg = Leg(message.sender, session)
         self._legs[message.sender] = leg
-        session.on_state = self._state_callback(message.sender)
+        self._watch(message.sender, session)
         self.unlock_challenge = message.body.get("unlock_challenge")
         await self._calls.signaling.send(message.sender, "ringing", self.call_id, {})
         try:
@@ -272,12 +322,12 @@ class Call:
         except SecurityError as err:
             _log.error("%s: refused the offer of %s: %s", self._calls.address, message.sender, err)
             await self._send_to_peer("decline", {"reason": "error"})
-            await self._end(CallStatus.SECURITYERROR, HangupReason.ERROR, notify_error=True)
+            await self._end(CallStatus.SECURITYERROR, HangupReason.ERROR)
             return
         except (MediaError, ValueError) as err:
             _log.error("%s: bad offer from %s: %s", self._calls.address, message.sender, err)
             await self._send_to_peer("decline", {"reason": "error"})
-            await self._end(CallStatus.ERROR, HangupReason.ERROR, notify_error=True)
+            await self._end(CallStatus.ERROR, HangupReason.ERROR)
             return
         await self._calls.signaling.send(message.sender, "answer", self.call_id, {"sdp": sdp})
         self._every(self.props.ring_timeout_s + 5.0, self._ring_timeout)
@@ -292,14 +342,14 @@ class Call:
             return
         leg = self._active_leg()
         assert leg is not None
-        self._video = self._video and video
+        self._send_video = self._send_video and video
         self.answered_at = time.monotonic()
+        if self._send_video:
+            self._calls.apply_video_format(self.props)
         await self._calls.stop_ringing()
         leg.session.set_playback(True)
-        leg.session.set_sending(
-            audio=not self._muted["audio"], video=self._video and not self._muted["video"]
-        )
-        await self._send_to_peer("accept", {"video": self._video})
+        self._open_gates(leg.session)
+        await self._send_to_peer("accept", {"video": self._send_video})
         await self._set_status(CallStatus.ANSWER)
         self._after_answer()
         if leg.session.state == "connected":
@@ -336,11 +386,9 @@ class Call:
         await self.stop_in_call_sound()
         for other in [a for a in self._legs if a != leg.address]:
             await self._close_leg(other, "answered_elsewhere")
-        self._video = self._video and bool(body.get("video", True))
+        self._remote_sends_video = self._video and bool(body.get("video", True))
         leg.session.set_playback(True)
-        leg.session.set_sending(
-            audio=not self._muted["audio"], video=self._video and not self._muted["video"]
-        )
+        self._open_gates(leg.session)
         await self._set_status(CallStatus.ANSWER)
         self._after_answer()
         if leg.session.state == "connected":
@@ -350,6 +398,7 @@ class Call:
         leg = self._legs.pop(address, None)
         if leg is None:
             return
+        self._former_legs.add(address)
         with contextlib.suppress(SignalingError):
             await self._calls.signaling.send(address, "cancel", self.call_id, {"reason": reason})
         await leg.session.close()
@@ -359,18 +408,18 @@ class Call:
         if leg is None or self.is_ended():
             return
         if self._winner == address or self._incoming:
-            await self._end(outcome, HangupReason.ERROR, notify_error=True)
+            await self._end(outcome, HangupReason.ERROR)
             return
         leg.outcome = outcome
         await leg.session.close()
         if all(lg.outcome is not None for lg in self._legs.values()):
-            await self._end(self._group_outcome(), HangupReason.REMOTE, notify_error=True)
+            await self._end(self._group_outcome(), HangupReason.REMOTE)
 
     def _group_outcome(self) -> CallStatus:
         outcomes = {lg.outcome for lg in self._legs.values() if lg.outcome is not None}
         if len(outcomes) == 1:
             return outcomes.pop()
-        return CallStatus.BUSY if CallStatus.BUSY in outcomes else min(outcomes)
+        return next((s for s in GROUP_OUTCOME_PRIORITY if s in outcomes), CallStatus.ERROR)
 
     async def _cancel_all(self, reason: str) -> None:
         for address, leg in list(self._legs.items()):
@@ -392,6 +441,19 @@ class Call:
             _log.warning("%s: %s not expected in a call", self._calls.address, message.type)
             return
         await handler(self, leg, message.body)
+
+    def was_leg(self, address: str) -> bool:
+        """True for a callee this call stopped ringing (its late messages are expected)."""
+        return address in self._former_legs
+
+    async def handle_late(self, message: Message) -> None:
+        """A message from a callee that lost the race: a late accept is told to stop."""
+        _log.info("%s: late %s from %s", self._calls.address, message.type, message.sender)
+        if message.type == "accept":
+            with contextlib.suppress(SignalingError):
+                await self._calls.signaling.send(
+                    message.sender, "cancel", self.call_id, {"reason": "answered_elsewhere"}
+                )
 
     async def _on_refusal(self, leg: Leg, body: dict[str, Any]) -> None:
         reason = str(body.get("reason", "busy"))
@@ -485,17 +547,13 @@ class Call:
             self._muted["video"] = enable
         leg = self._active_leg()
         if leg is not None and self.is_answered():
-            leg.session.set_sending(
-                audio=not self._muted["audio"], video=self._video and not self._muted["video"]
-            )
+            self._open_gates(leg.session)
             await self._send_to_peer("mute", dict(self._muted))
         elif not self._incoming:
             # still ringing: the early media (the preview) goes to every callee, so the mute
             # gates and is told to every leg, not only to a winner there is not yet
             for ringing in list(self._legs.values()):
-                ringing.session.set_sending(
-                    audio=not self._muted["audio"], video=self._video and not self._muted["video"]
-                )
+                self._open_gates(ringing.session)
                 with contextlib.suppress(SignalingError):
                     await self._calls.signaling.send(
                         ringing.address, "mute", self.call_id, dict(self._muted)
@@ -549,8 +607,6 @@ class Call:
 
     async def change_video_format(self, width: int, height: int, fps: int) -> None:
         """Capture and send at another size and frame rate, mid-call."""
-        from hal.media_types import VideoFormat
-
         media = self._calls.media
         if media.camera is None:
             raise CallError("this endpoint has no camera")
@@ -563,26 +619,34 @@ class Call:
         await self._emit("on_video", width, height, False)
 
     def set_video_bitrate(self, kbps: int) -> None:
-        """Cap the video bitrate (kbps) of the running call."""
+        """Cap the video bitrate (kbps) of the running call (CallError when out of range)."""
+        replace(self.props.video, bitrate_kbps=kbps).validate()
         self.props.video.bitrate_kbps = kbps
-        self.props.video.validate()
         for leg in self._legs.values():
             leg.session.set_video_bitrate(kbps * 1000)
 
     async def play_in_call_sound(self, kind: InCallSound, loops: int = 0) -> None:
-        """Play ringback or the busy tone on this endpoint's speaker, unless the app does."""
+        """Play ringback or the busy tone on this endpoint's speaker, unless the app does.
+
+        ``loops`` cycles of the tone's cadence, 0 for until stopped.
+        """
+        await self.stop_in_call_sound()
+        self._sound = kind
         handled = await self._emit("on_play_in_call_sound", kind, True)
         tones = self._calls.media.tones
         if handled or tones is None:
             return
-        await tones.play(RINGBACK if kind == InCallSound.RINGING else BUSY, loops)
+        await tones.play(IN_CALL_TONES[kind], loops)
 
     async def stop_in_call_sound(self) -> None:
-        """Stop the in-call sound."""
+        """Stop the in-call sound (and tell the app, which may be the one playing it)."""
+        kind, self._sound = self._sound, None
+        if kind is None:
+            return
         tones = self._calls.media.tones
-        if tones is not None and tones.playing is not None:
+        if tones is not None and tones.playing is IN_CALL_TONES[kind]:
             await tones.stop()
-            await self._emit("on_play_in_call_sound", InCallSound.RINGING, False)
+        await self._emit("on_play_in_call_sound", kind, False)
 
     # link supervision and reconnection --------------------------------------------------------
 
@@ -628,7 +692,7 @@ class Call:
                 waited = time.monotonic() - self._reconnecting_since
                 if waited > self.props.reconnect_grace_s:
                     await self._send_to_peer("hangup", {"reason": "network"})
-                    await self._end(CallStatus.NETWORKERROR, HangupReason.ERROR, notify_error=True)
+                    await self._end(CallStatus.NETWORKERROR, HangupReason.ERROR)
             elif self._link_lost(leg.session):
                 self._reconnecting_since = time.monotonic()
                 await self._set_status(CallStatus.RECONNECTING)
@@ -638,7 +702,9 @@ class Call:
     def _link_lost(self, session: MediaSession) -> bool:
         if session.state == "failed":
             return True
-        if self._remote_muted["audio"] and (self._remote_muted["video"] or not self._video):
+        if self._remote_muted["audio"] and (
+            self._remote_muted["video"] or not self._remote_sends_video
+        ):
             return False
         last = session.stats.last_media_at
         return last is not None and time.monotonic() - last > MEDIA_SILENCE_S
@@ -650,16 +716,14 @@ class Call:
         )
         old, leg.session = leg.session, session
         leg.generation = self._generation
-        session.on_state = self._state_callback(leg.address)
+        self._watch(leg.address, session)
         self._open_media(session)
         await old.close()
         await self._send_to_peer("reoffer", {"sdp": sdp, "generation": self._generation})
 
     def _open_media(self, session: MediaSession) -> None:
         session.set_playback(True)
-        session.set_sending(
-            audio=not self._muted["audio"], video=self._video and not self._muted["video"]
-        )
+        self._open_gates(session)
 
     async def _on_reoffer(self, leg: Leg, body: dict[str, Any]) -> None:
         if not self._incoming or not self.is_answered():
@@ -673,13 +737,17 @@ class Call:
         )
         try:
             sdp = await session.accept_offer(str(body.get("sdp", "")))
+        except SecurityError as err:
+            await session.close()
+            await self.security_failure(leg.address, f"reoffer: {err}")
+            return
         except (MediaError, ValueError) as err:
             _log.error("%s: bad reoffer from %s: %s", self._calls.address, leg.address, err)
             await session.close()
             return
         old, leg.session = leg.session, session
         leg.generation = generation
-        session.on_state = self._state_callback(leg.address)
+        self._watch(leg.address, session)
         self._open_media(session)
         if self._reconnecting_since is None:
             self._reconnecting_since = time.monotonic()
@@ -692,6 +760,8 @@ class Call:
             return
         try:
             await leg.session.apply_answer(str(body.get("sdp", "")))
+        except SecurityError as err:
+            await self.security_failure(leg.address, f"reanswer: {err}")
         except (MediaError, ValueError) as err:
             _log.error("%s: bad reanswer from %s: %s", self._calls.address, leg.address, err)
 
@@ -703,7 +773,7 @@ class Call:
             await self._calls.notify_missed(self)
             await self._end(CallStatus.CANCEL, HangupReason.REMOTE)
         elif self._incoming or address == self._winner:
-            await self._end(CallStatus.NETWORKERROR, HangupReason.ERROR, notify_error=True)
+            await self._end(CallStatus.NETWORKERROR, HangupReason.ERROR)
         else:
             await self._leg_failed(address, CallStatus.OFFLINE)
 
@@ -714,15 +784,13 @@ class Call:
         _log.error("%s: security failure in call %s: %s", self._calls.address, self.call_id, detail)
         if self._incoming or address == self._winner or len(self._legs) == 1:
             await self._send_to_peer("hangup", {"reason": "security"})
-            await self._end(CallStatus.SECURITYERROR, HangupReason.ERROR, notify_error=True)
+            await self._end(CallStatus.SECURITYERROR, HangupReason.ERROR)
         else:
             await self._leg_failed(address, CallStatus.SECURITYERROR)
 
     # ending -----------------------------------------------------------------------------------
 
-    async def _end(
-        self, status: CallStatus, reason: HangupReason, *, notify_error: bool = False
-    ) -> None:
+    async def _end(self, status: CallStatus, reason: HangupReason) -> None:
         if self.is_ended():
             return
         await self._set_status(status)
@@ -738,22 +806,12 @@ class Call:
             await leg.session.close()
         self._calls.call_ended(self)
         await self._emit("on_hangup", reason)
-        if notify_error and status not in (CallStatus.COMPLETE, CallStatus.CANCEL):
-            code = _error_code(status)
+        code = ERROR_CODES.get(status)
+        if code is not None:
             await self._calls.notify_error(self.props, code)
         if status == CallStatus.BUSY and not self._incoming and self.props.in_call_sounds:
             await self.play_in_call_sound(InCallSound.BUSY, loops=3)
         self.ended.set()
-
-
-def _error_code(status: CallStatus) -> CallErrorCode:
-    if status == CallStatus.BUSY:
-        return CallErrorCode.BUSY
-    if status == CallStatus.SECURITYERROR:
-        return CallErrorCode.SECURITY
-    if status == CallStatus.HWERROR:
-        return CallErrorCode.HARDWARE
-    return CallErrorCode.NETWORK
 
 
 _Handler = Callable[[Call, Leg, dict[str, Any]], Awaitable[None]]

@@ -19,6 +19,7 @@ from typing import Any
 from aiortc import RTCIceServer
 
 from hal.audio import Speaker
+from hal.media_types import VideoFormat
 from services.callapi.call import Call
 from services.callapi.listeners import IncomingListener, notify
 from services.callapi.properties import CallProperties, UserProfile
@@ -192,6 +193,15 @@ class Calls:
         """What an invite says about this endpoint."""
         return {"name": self.name, "role": self.role}
 
+    def apply_video_format(self, props: CallProperties) -> None:
+        """Capture at the size and rate that ``props`` asks for (before a call sends video)."""
+        camera = self.media.camera
+        if camera is None or not props.video.enabled:
+            return
+        fmt = VideoFormat(props.video.width, props.video.height, props.video.fps)
+        if fmt != camera.format:
+            camera.set_format(fmt)
+
     def unlock_challenge_for(self, call: Call) -> str | None:
         """A fresh door-release challenge when this endpoint drives a door, else None."""
         return secrets.token_urlsafe(16) if self._issues_unlock_challenges else None
@@ -266,14 +276,11 @@ class Calls:
 
     async def notify_missed(self, call: Call) -> None:
         """Count a missed call and tell the app (``on_notify(MISSED)``)."""
+        await self._missed(call.peer, call.is_video_call())
+
+    async def _missed(self, profile: UserProfile, video: bool) -> None:
         self.missed_calls += 1
-        await notify(
-            "on_notify",
-            self._listener.on_notify,
-            NotifyKind.MISSED,
-            call.peer,
-            call.is_video_call(),
-        )
+        await notify("on_notify", self._listener.on_notify, NotifyKind.MISSED, profile, video)
 
     async def notify_error(self, props: CallProperties, code: CallErrorCode) -> None:
         """Tell the app a call went wrong (``on_error``)."""
@@ -293,10 +300,14 @@ class Calls:
             await self._on_invite(message)
             return
         call = self.active_call
-        if call is None or call.call_id != message.call_id or message.sender not in call.legs:
-            self._wrong_call(message)
-            return
-        await call.handle(message)
+        if call is not None and call.call_id == message.call_id:
+            if message.sender in call.legs:
+                await call.handle(message)
+                return
+            if call.was_leg(message.sender):
+                await call.handle_late(message)
+                return
+        self._wrong_call(message)
 
     def _wrong_call(self, message: Message) -> None:
         if message.type in ("cancel", "hangup", "decline", "busy"):
@@ -328,6 +339,7 @@ class Calls:
         if self.is_call_in_progress():
             _log.info("%s: busy, call from %s refused", self.address, caller)
             await self._send(caller, "busy", message.call_id, {})
+            await self._missed(self.profile_of(caller), bool(message.body.get("video", False)))
             return
         video = bool(message.body.get("video", False))
         profile = self.profile_of(caller)

@@ -32,8 +32,8 @@ class IncomingListener:
     ) -> CallProperties | Awaitable[CallProperties | None] | None:
         """A call arrives. Return properties to accept it (ring), None to reject it.
 
-        The default accepts with default properties is not possible here (no Calls at hand),
-        so the default rejects; apps override this.
+        The caller then sees NOTALLOWED. This default rejects every call: an app that takes
+        calls overrides it (typically with ``calls.create_call_properties(video)``).
         """
         return None
 

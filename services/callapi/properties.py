@@ -24,6 +24,10 @@ class UserProfile:
         return self.name or self.address
 
 
+VIDEO_BITRATE_RANGE_KBPS = {VideoCodec.VP8: (250, 1500), VideoCodec.H264: (500, 3000)}
+"""The range aiortc's encoders work in; a cap outside it would silently do nothing."""
+
+
 @dataclass
 class VideoProperties:
     """Video of a call: whether it is on, the capture format, bitrate cap, codec and source."""
@@ -46,8 +50,12 @@ class VideoProperties:
             raise CallError(f"video.height {self.height} must be even and within 16..4096")
         if not 1 <= self.fps <= 120:
             raise CallError(f"video.fps {self.fps} must be within 1..120")
-        if not 50 <= self.bitrate_kbps <= 20000:
-            raise CallError(f"video.bitrate_kbps {self.bitrate_kbps} must be within 50..20000")
+        low, high = VIDEO_BITRATE_RANGE_KBPS[self.codec]
+        if not low <= self.bitrate_kbps <= high:
+            raise CallError(
+                f"video.bitrate_kbps {self.bitrate_kbps} must be within {low}..{high} "
+                f"for {self.codec.name} (the encoder's range)"
+            )
 
 
 @dataclass

@@ -70,6 +70,7 @@ class CameraSource:
         self._camera = camera
         self._format = fmt
         self._opened = False
+        self._device = asyncio.Lock()  # a switch waits for the read in flight
         self.shared = SharedSource(self._read)
 
     @property
@@ -83,17 +84,19 @@ class CameraSource:
         return self._format
 
     async def _read(self) -> av.VideoFrame:
-        if not self._opened:
-            await self._camera.open(self._format)
-            self._opened = True
-        return await self._camera.read()
+        async with self._device:
+            if not self._opened:
+                await self._camera.open(self._format)
+                self._opened = True
+            return await self._camera.read()
 
     async def switch(self, camera: Camera) -> None:
         """Take frames from ``camera`` from the next frame on; the old one is closed."""
-        old, self._camera = self._camera, camera
-        if self._opened and old is not camera:
-            await camera.open(self._format)
-            await old.close()
+        async with self._device:
+            old, self._camera = self._camera, camera
+            if self._opened and old is not camera:
+                await camera.open(self._format)
+                await old.close()
 
     def set_format(self, fmt: VideoFormat) -> None:
         """Change width, height and frame rate from the next frame on."""
@@ -103,9 +106,10 @@ class CameraSource:
 
     async def close(self) -> None:
         """Release the camera; safe to call twice."""
-        if self._opened:
-            self._opened = False
-            await self._camera.close()
+        async with self._device:
+            if self._opened:
+                self._opened = False
+                await self._camera.close()
 
 
 class MicrophoneSource:
