@@ -143,6 +143,7 @@ async def run(count: int) -> dict[str, Any]:
             [EndpointSpec("door", role="door"), EndpointSpec("indoor1")],
             site="bench",
             extra_accounts=("bench_a", "bench_b"),
+            invites_per_10s=10 * count,  # calls back to back, far above a doorbell's rate
         )
         try:
             timelines = await callbox_calls(site, count)
@@ -161,6 +162,7 @@ async def run(count: int) -> dict[str, Any]:
     return {
         "calls": count,
         "failed_calls": sum(not t.ok for t in timelines),
+        "failures": sorted({t.error for t in timelines if not t.ok}),
         "callbox": ours,
         "baseline_bare_aiortc": base,
         "ratio_callbox_to_baseline_median": ratios,

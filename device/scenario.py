@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from services.callapi import (
     Call,
@@ -36,10 +36,13 @@ class Timeline:
     hangup_to_idle_ms: float | None = None
     ok: bool = False
     error: str = ""
+    step: str = field(default="", repr=False)
 
     def as_json(self) -> dict[str, object]:
         """The fields of ``callbox demo --json``."""
-        return asdict(self)
+        fields = asdict(self)
+        del fields["step"]
+        return fields
 
 
 class _RingingWatch(InProgressListener):
@@ -89,7 +92,7 @@ async def run_doorbell_call(door: Calls, indoor: Calls) -> Timeline:
             await _steps(door, props, app, watch, timeline)
         timeline.ok = True
     except TimeoutError:
-        timeline.error = "a step did not happen within its timeout"
+        timeline.error = f"timed out waiting for: {timeline.step}"
     except AssertionError as err:
         timeline.error = str(err)
     return timeline
@@ -102,12 +105,15 @@ async def _steps(
     call = door.call(props)
     assert call is not None, "the door station is busy"
     await call.start(watch)
+    timeline.step = "ringing at the door"
     await watch.ringing.wait()
     timeline.press_to_ringing_ms = _ms(pressed, watch.ringing_at)
+    timeline.step = "the call at the indoor unit"
     await app.arrived.wait()
     assert app.call is not None and app.call.session is not None, "no call reached the app"
     incoming = app.call
     preview = app.call.session
+    timeline.step = "the first preview frame"
     await preview.first_video.wait()
     assert preview.stats.first_video_at is not None
     timeline.press_to_preview_ms = _ms(pressed, preview.stats.first_video_at)
@@ -115,18 +121,22 @@ async def _steps(
 
     answered = time.monotonic()
     await incoming.answer(video=True)
+    timeline.step = "the answer at the door"
     await watch.answered.wait()
     assert call.session is not None, "the door has no media session after the answer"
     outgoing = call.session
+    timeline.step = "audio both ways"
     await asyncio.gather(preview.first_audio.wait(), outgoing.first_audio.wait())
     assert outgoing.stats.first_audio_at and preview.stats.first_audio_at, "no audio"
     timeline.answer_to_audio_ms = _ms(
         answered, max(outgoing.stats.first_audio_at, preview.stats.first_audio_at)
     )
+    timeline.step = "media both ways"
     await _media_flows_both_ways(outgoing.stats, preview.stats)
 
     hung_up = time.monotonic()
     await incoming.hangup()
+    timeline.step = "both sides idle"
     await asyncio.gather(call.ended.wait(), incoming.ended.wait())
     assert call.ended_at and incoming.ended_at, "a call did not end"
     timeline.hangup_to_idle_ms = _ms(hung_up, max(call.ended_at, incoming.ended_at))

@@ -24,7 +24,7 @@ from services.signaling.broker import (
     write_broker_config,
 )
 from services.signaling.contacts import Contact, ContactBook, Right
-from services.signaling.endpoint import SignalingEndpoint
+from services.signaling.endpoint import InviteRateLimit, SignalingEndpoint
 from services.signaling.identity import Identity
 from services.signaling.transport import BrokerAddress
 
@@ -60,6 +60,7 @@ class SimSite:
     broker: MosquittoBroker
     endpoints: dict[str, SimEndpoint] = field(default_factory=dict)
     ice: IcePolicy = LOOPBACK
+    invites_per_10s: int = 5
 
     def __getitem__(self, address: str) -> SimEndpoint:
         return self.endpoints[address]
@@ -100,6 +101,7 @@ class SimSite:
             contacts=contacts,
             name=spec.name or spec.address,
             role=spec.role,
+            invite_limit=InviteRateLimit(count=self.invites_per_10s, period_s=10.0),
         )
         board = build_sim_board(spec.address, tone_hz=spec.tone_hz)
         calls = Calls(
@@ -128,11 +130,13 @@ async def start_site(
     site: str = "sim",
     extra_accounts: tuple[str, ...] = (),
     defaults: CallProperties | None = None,
+    invites_per_10s: int = 5,
 ) -> SimSite:
     """Start a broker on a free loopback port and every endpoint of ``specs``.
 
     ``extra_accounts`` get broker passwords but no endpoint (tests use them as
-    intruders or raw MQTT clients).
+    intruders or raw MQTT clients). ``invites_per_10s`` is each endpoint's per-sender
+    invite limit (a benchmark that calls in a loop raises it).
     """
     accounts = tuple(s.address for s in specs) + extra_accounts
     settings = BrokerSettings(
@@ -141,7 +145,13 @@ async def start_site(
     files = write_broker_config(settings, directory / "broker")
     broker = MosquittoBroker(files, settings)
     await broker.start()
-    sim = SimSite(site=site, directory=directory, broker_settings=settings, broker=broker)
+    sim = SimSite(
+        site=site,
+        directory=directory,
+        broker_settings=settings,
+        broker=broker,
+        invites_per_10s=invites_per_10s,
+    )
     identities = {s.address: Identity.generate() for s in specs}
     try:
         for spec in specs:

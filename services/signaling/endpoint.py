@@ -95,6 +95,7 @@ class SignalingEndpoint:
         name: str = "",
         role: str = "",
         replay: ReplayGuard | None = None,
+        invite_limit: InviteRateLimit | None = None,
         max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
     ) -> None:
         self.address = valid_name("address", address)
@@ -102,7 +103,7 @@ class SignalingEndpoint:
         self.identity = identity
         self.contacts = contacts
         self.replay = replay or ReplayGuard()
-        self.invite_limit = InviteRateLimit()
+        self.invite_limit = invite_limit or InviteRateLimit()
         self.max_envelope_bytes = max_envelope_bytes
         self.rejected: collections.Counter[RejectReason] = collections.Counter()
         self.received = 0
