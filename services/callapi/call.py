@@ -317,17 +317,20 @@ class Call:
         self._watch(message.sender, session)
         self.unlock_challenge = message.body.get("unlock_challenge")
         await self._calls.signaling.send(message.sender, "ringing", self.call_id, {})
+        failure: tuple[CallStatus, Exception] | None = None
         try:
             sdp = await session.accept_offer(str(message.body.get("sdp", "")))
         except SecurityError as err:
-            _log.error("%s: refused the offer of %s: %s", self._calls.address, message.sender, err)
-            await self._send_to_peer("decline", {"reason": "error"})
-            await self._end(CallStatus.SECURITYERROR, HangupReason.ERROR)
-            return
+            failure = (CallStatus.SECURITYERROR, err)
         except (MediaError, ValueError) as err:
-            _log.error("%s: bad offer from %s: %s", self._calls.address, message.sender, err)
+            failure = (CallStatus.ERROR, err)
+        if failure is not None:
+            status, error = failure
+            _log.error(
+                "%s: refused the offer of %s: %s", self._calls.address, message.sender, error
+            )
             await self._send_to_peer("decline", {"reason": "error"})
-            await self._end(CallStatus.ERROR, HangupReason.ERROR)
+            await self._end(status, HangupReason.ERROR)
             return
         await self._calls.signaling.send(message.sender, "answer", self.call_id, {"sdp": sdp})
         self._every(self.props.ring_timeout_s + 5.0, self._ring_timeout)

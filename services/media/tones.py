@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fractions
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import av
@@ -39,23 +40,29 @@ RINGTONE = TonePattern("ringtone", 880.0, (0.4, 0.2, 0.4, 2.0))
 
 def tone_frames(
     pattern: TonePattern, fmt: AudioFormat, amplitude: float = 0.25
-) -> list[av.AudioFrame]:
-    """One full cycle of ``pattern`` as s16 mono frames of ``fmt``."""
-    frames: list[av.AudioFrame] = []
+) -> Iterator[av.AudioFrame]:
+    """One full cycle of ``pattern`` as s16 mono frames of ``fmt``, made one at a time.
+
+    Lazily, so starting a tone costs one frame's work: a ringback cycle is 250 frames,
+    and making them all at once would hold up the call being set up at that moment.
+    """
     n = fmt.samples_per_frame
+    silence = np.zeros(n)
     phase = 0
     for index, duration in enumerate(pattern.cadence_s):
         on = index % 2 == 0
         for _ in range(round(duration * 1000 / fmt.frame_ms)):
-            t = (np.arange(n) + phase) / fmt.sample_rate
-            wave = np.sin(2 * np.pi * pattern.frequency_hz * t) * amplitude if on else np.zeros(n)
+            if on:
+                t = (np.arange(n) + phase) / fmt.sample_rate
+                wave = np.sin(2 * np.pi * pattern.frequency_hz * t) * amplitude
+            else:
+                wave = silence
             phase += n
             samples = (wave * 32767).astype(np.int16).reshape(1, -1)
             frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
             frame.sample_rate = fmt.sample_rate
             frame.time_base = fractions.Fraction(1, fmt.sample_rate)
-            frames.append(frame)
-    return frames
+            yield frame
 
 
 class TonePlayer:
@@ -74,13 +81,12 @@ class TonePlayer:
         self._task = asyncio.create_task(self._run(pattern, loops), name=f"tone-{pattern.name}")
 
     async def _run(self, pattern: TonePattern, loops: int) -> None:
-        frames = tone_frames(pattern, self.format)
         pacer = RealtimePacer(max_lag=0.2)
         interval = self.format.frame_ms / 1000
         cycle = 0
         try:
             while loops == 0 or cycle < loops:
-                for frame in frames:
+                for frame in tone_frames(pattern, self.format):
                     await pacer.tick(interval)
                     await self.speaker.play(frame)
                 cycle += 1

@@ -32,21 +32,30 @@ Frame = av.VideoFrame | av.AudioFrame
 
 
 class SharedSource:
-    """Fans one device's frames out to several readers; reads only when someone waits."""
+    """Fans one device's frames out to several readers; reads only when someone waits.
 
-    def __init__(self, read: Callable[[], Awaitable[Frame]]) -> None:
+    A frame older than ``max_age_s`` is never handed out: after an idle time (between
+    calls) the next reader gets a fresh frame, not the last one of the previous call.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[Frame]], max_age_s: float = 0.1) -> None:
         self._read = read
+        self._max_age_s = max_age_s
         self._frame: Frame | None = None
+        self._frame_at = 0.0
         self._seq = 0
         self._reading = False
         self._changed = asyncio.Condition()
 
+    def _fresh(self, after: int) -> bool:
+        return self._seq > after and time.monotonic() - self._frame_at <= self._max_age_s
+
     async def next_frame(self, after: int) -> tuple[int, Frame]:
-        """The first frame newer than sequence number ``after``, and its sequence number."""
+        """The first fresh frame newer than sequence number ``after``, and its number."""
         async with self._changed:
-            while self._seq <= after and self._reading:
+            while not self._fresh(after) and self._reading:
                 await self._changed.wait()
-            if self._seq > after:
+            if self._fresh(after):
                 assert self._frame is not None
                 return self._seq, self._frame
             self._reading = True
@@ -60,6 +69,7 @@ class SharedSource:
                 if frame is not None:
                     self._seq += 1
                     self._frame = frame
+                    self._frame_at = time.monotonic()
                 self._changed.notify_all()
 
 
