@@ -70,6 +70,13 @@ GROUP_OUTCOME_PRIORITY = (
     CallStatus.OFFLINE,
 )
 """How a ring group ends when its callees ended differently: the first outcome listed."""
+FAILURE_REASONS = {
+    CallStatus.SECURITYERROR: "security",
+    CallStatus.NETWORKERROR: "network",
+    CallStatus.ERROR: "error",
+}
+"""What a side that gives up on a peer tells it (cancel, decline or hangup ``reason``)."""
+FAILURE_STATUS = {reason: status for status, reason in FAILURE_REASONS.items()}
 DECLINE_STATUS = {
     "busy": CallStatus.BUSY,
     "declined": CallStatus.BUSY,
@@ -78,6 +85,8 @@ DECLINE_STATUS = {
     "timeout": CallStatus.NOANSWER,
     "novideo": CallStatus.NOVIDEOCALLS,
     "error": CallStatus.ERROR,
+    "security": CallStatus.SECURITYERROR,
+    "network": CallStatus.NETWORKERROR,
 }
 
 
@@ -410,13 +419,28 @@ class Call:
         leg = self._legs.get(address)
         if leg is None or self.is_ended():
             return
+        if outcome in FAILURE_REASONS:
+            await self._tell_failure(address, FAILURE_REASONS[outcome])
         if self._winner == address or self._incoming:
             await self._end(outcome, HangupReason.ERROR)
             return
         leg.outcome = outcome
         await leg.session.close()
         if all(lg.outcome is not None for lg in self._legs.values()):
-            await self._end(self._group_outcome(), HangupReason.REMOTE)
+            final = self._group_outcome()
+            failed = final in FAILURE_REASONS
+            await self._end(final, HangupReason.ERROR if failed else HangupReason.REMOTE)
+
+    async def _tell_failure(self, address: str, reason: str) -> None:
+        """Tell a peer that this side gave up on it, so it does not wait for a timeout."""
+        if self.is_answered():
+            type = "hangup"
+        elif self._incoming:
+            type = "decline"
+        else:
+            type = "cancel"
+        with contextlib.suppress(SignalingError):
+            await self._calls.signaling.send(address, type, self.call_id, {"reason": reason})
 
     def _group_outcome(self) -> CallStatus:
         outcomes = {lg.outcome for lg in self._legs.values() if lg.outcome is not None}
@@ -473,6 +497,9 @@ class Call:
         if not self._incoming:
             return
         reason = str(body.get("reason", "caller"))
+        if reason in FAILURE_STATUS:
+            await self._end(FAILURE_STATUS[reason], HangupReason.ERROR)
+            return
         if self.is_answered() and reason != "answered_elsewhere":
             await self._end(CallStatus.COMPLETE, HangupReason.REMOTE)
             return
@@ -482,11 +509,15 @@ class Call:
         await self._end(status, HangupReason.REMOTE)
 
     async def _on_hangup(self, leg: Leg, body: dict[str, Any]) -> None:
-        if self._incoming or leg.address == self._winner:
-            if not self.is_answered() and self._incoming:
-                await self._calls.notify_missed(self)
-                await self._end(CallStatus.CANCEL, HangupReason.REMOTE)
-                return
+        if not (self._incoming or leg.address == self._winner):
+            return
+        reason = str(body.get("reason", "user"))
+        if reason in FAILURE_STATUS:
+            await self._end(FAILURE_STATUS[reason], HangupReason.ERROR)
+        elif not self.is_answered() and self._incoming:
+            await self._calls.notify_missed(self)
+            await self._end(CallStatus.CANCEL, HangupReason.REMOTE)
+        else:
             await self._end(CallStatus.COMPLETE, HangupReason.REMOTE)
 
     async def _on_mute(self, leg: Leg, body: dict[str, Any]) -> None:
@@ -670,7 +701,12 @@ class Call:
             self._reconnecting_since = None
             await self._set_status(CallStatus.CONNECTED)
         elif state == "failed" and not self.is_answered() and not self._incoming:
-            await self._leg_failed(address, CallStatus.NETWORKERROR)
+            # ICE worked but DTLS failed: the peer's certificate does not match the
+            # fingerprint of its signed SDP (or the handshake was tampered with)
+            security = leg.session.failed_after_connectivity()
+            await self._leg_failed(
+                address, CallStatus.SECURITYERROR if security else CallStatus.NETWORKERROR
+            )
 
     def _after_answer(self) -> None:
         self._timers.append(
@@ -785,11 +821,7 @@ class Call:
         if self.is_ended() or address not in self._legs:
             return
         _log.error("%s: security failure in call %s: %s", self._calls.address, self.call_id, detail)
-        if self._incoming or address == self._winner or len(self._legs) == 1:
-            await self._send_to_peer("hangup", {"reason": "security"})
-            await self._end(CallStatus.SECURITYERROR, HangupReason.ERROR)
-        else:
-            await self._leg_failed(address, CallStatus.SECURITYERROR)
+        await self._leg_failed(address, CallStatus.SECURITYERROR)
 
     # ending -----------------------------------------------------------------------------------
 

@@ -302,6 +302,15 @@ class MediaSession:
         if self.on_state is not None:
             self.on_state(state)
 
+    def failed_after_connectivity(self) -> bool:
+        """True when ICE connected but DTLS failed: a certificate that does not match the
+        peer's signed fingerprint, or a tampered handshake, rather than a network problem."""
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            if dtls.state == "failed" and dtls.transport.state == "completed":
+                return True
+        return False
+
     @property
     def state(self) -> str:
         """aiortc's connection state: new, connecting, connected, failed or closed."""

@@ -1,0 +1,99 @@
+"""A DTLS fingerprint that does not belong to the peer ends the call with SECURITYERROR and
+not a single decoded frame, whether the SDP was altered in flight (the envelope signature
+catches it) or signed with a fingerprint that the DTLS certificate does not match (DTLS
+catches it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+from support import Answering, Progress, props_for
+
+from device.simsite import SimSite
+from services.callapi import CallErrorCode, CallStatus
+from services.media.session import MediaSession
+from services.signaling.errors import RejectReason
+from services.signaling.identity import b64u_decode, b64u_encode
+
+QUIET_WINDOW_S = 0.5
+
+
+def tamper_answers_in_flight(site: SimSite, address: str) -> None:
+    """Like a broker that rewrites ``address``'s answers: one bit of the sealed SDP flips."""
+    transport = site[address].signaling.transport
+    publish = transport.publish_inbox
+
+    async def rewriting(recipient: str, payload: bytes, timeout: float = 5.0) -> None:
+        envelope = json.loads(payload)
+        if envelope["type"] == "answer":
+            ct = bytearray(b64u_decode(envelope["body"]["ct"]))
+            ct[len(ct) // 2] ^= 0x01
+            envelope["body"]["ct"] = b64u_encode(bytes(ct))
+            payload = json.dumps(envelope).encode()
+        await publish(recipient, payload, timeout)
+
+    transport.publish_inbox = rewriting  # type: ignore[method-assign]
+
+
+def sign_a_foreign_fingerprint(site: SimSite, address: str) -> None:
+    """``address`` answers with a fingerprint that is not its DTLS certificate's."""
+    calls = site[address].calls
+    new_session = calls.new_session
+
+    def session_with_wrong_fingerprint(*args: object, **kwargs: object) -> MediaSession:
+        session = new_session(*args, **kwargs)  # type: ignore[arg-type]
+        accept = session.accept_offer
+
+        async def accept_offer(sdp: str) -> str:
+            answer = await accept(sdp)
+            return re.sub(
+                r"(a=fingerprint:sha-256 )(\S+)",
+                lambda m: m.group(1) + ":".join(["AB"] * 32),
+                answer,
+            )
+
+        session.accept_offer = accept_offer  # type: ignore[method-assign]
+        return session
+
+    calls.new_session = session_with_wrong_fingerprint  # type: ignore[method-assign]
+
+
+async def ring_and_expect_security_error(site: SimSite) -> tuple[Progress, Answering]:
+    door, indoor = site["door"].calls, site["indoor1"].calls
+    callee = Answering(indoor)
+    indoor.set_listener(callee)
+    caller_app = Answering(door)
+    door.set_listener(caller_app)
+    progress = Progress()
+    call = door.call(props_for(door, "indoor1"))
+    assert call is not None
+    await call.start(progress)
+    await progress.wait_status(CallStatus.SECURITYERROR)
+    assert progress.terminal() == [CallStatus.SECURITYERROR]
+    await caller_app.wait_until(lambda: caller_app.errors == [CallErrorCode.SECURITY])
+    incoming, incoming_progress = await callee.next_call()
+    await incoming_progress.wait_until(lambda: bool(incoming_progress.terminal()))
+    assert incoming_progress.terminal() == [CallStatus.SECURITYERROR]
+    await asyncio.sleep(QUIET_WINDOW_S)  # no frame may be decoded on either side meanwhile
+    assert call.legs == {} or all(leg.session.stats.video_frames == 0 for leg in call.legs.values())
+    assert incoming.session is not None
+    assert incoming.session.stats.video_frames == 0
+    assert incoming.session.stats.audio_frames == 0
+    assert not door.is_call_in_progress() and not indoor.is_call_in_progress()
+    return progress, callee
+
+
+async def test_answer_altered_in_flight_is_a_security_error(door_and_indoor: SimSite) -> None:
+    tamper_answers_in_flight(door_and_indoor, "indoor1")
+    await ring_and_expect_security_error(door_and_indoor)
+    assert door_and_indoor["door"].signaling.rejected[RejectReason.BAD_SIGNATURE] == 1
+
+
+async def test_signed_fingerprint_of_another_certificate_fails_dtls(
+    door_and_indoor: SimSite,
+) -> None:
+    sign_a_foreign_fingerprint(door_and_indoor, "indoor1")
+    await ring_and_expect_security_error(door_and_indoor)
+    assert sum(door_and_indoor["door"].signaling.rejected.values()) == 0
