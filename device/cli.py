@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ import click
 from device.scenario import Timeline, run_doorbell_call
 from device.simsite import EndpointSpec, start_site
 from services.signaling.broker import (
+    BrokerFiles,
     BrokerSettings,
     MosquittoBroker,
     TlsFiles,
@@ -141,17 +143,31 @@ def broker(
     sys.exit(asyncio.run(_run_broker(files, settings)))
 
 
-async def _run_broker(files: object, settings: BrokerSettings) -> int:
-    from services.signaling.broker import BrokerFiles
-
-    assert isinstance(files, BrokerFiles)
+async def _run_broker(files: BrokerFiles, settings: BrokerSettings) -> int:
     process = MosquittoBroker(files, settings, log_to_terminal=True)
     try:
         await process.start()
     except SignalingError as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"mosquitto listening on {settings.host}:{settings.port}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    waiting = asyncio.create_task(process.wait())
+    stopping = asyncio.create_task(stop.wait())
     try:
-        return await process.wait()
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await process.close()
+        stopping.cancel()
+        await process.close()  # SIGTERM to mosquitto, then wait for it
+    if waiting.done() and not stop.is_set():
+        code = waiting.result()
+        click.echo(f"mosquitto exited with code {code}", err=True)
+        return code
+    waiting.cancel()
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The ``callbox`` command line as an installer or a newcomer runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from click.testing import CliRunner
+
+from device.cli import main
+from services.signaling.broker import free_port
+
+CALLBOX = [sys.executable, "-m", "device.cli"]
+
+
+async def test_broker_command_runs_mosquitto_with_the_generated_config(tmp_path: Path) -> None:
+    port, ws_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        *CALLBOX,
+        "broker",
+        "--site",
+        "home",
+        "--config",
+        str(tmp_path / "broker"),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--websockets-port",
+        str(ws_port),
+        "--endpoint",
+        "door",
+        "--endpoint",
+        "indoor1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    try:
+        output = b""
+        while b"mosquitto listening" not in output:
+            line = await asyncio.wait_for(process.stdout.readline(), 20)
+            assert line, f"callbox broker exited: {output.decode()}"
+            output += line
+        password = (tmp_path / "broker" / "credentials" / "door.password").read_text().strip()
+        async with aiomqtt.Client(
+            "127.0.0.1", port, username="door", password=password, identifier="door"
+        ) as client:
+            await client.publish("callbox/v1/home/door/presence", b"{}", qos=1)
+        assert (tmp_path / "broker" / "credentials" / "door.password").stat().st_mode & 0o777 == (
+            0o600
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 10)
+    assert process.returncode == 0
+    with pytest.raises(OSError):  # mosquitto went with it
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+def test_broker_command_refuses_a_bad_listen_address(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "broker",
+            "--site",
+            "home",
+            "--config",
+            str(tmp_path),
+            "--listen",
+            "nowhere",
+            "--endpoint",
+            "door",
+            "--generate-only",
+        ],
+    )
+    assert result.exit_code != 0
+    assert "'nowhere' is not HOST:PORT" in result.output
+
+
+def test_broker_command_refuses_a_bad_site_name(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "broker",
+            "--site",
+            "Home Site",
+            "--config",
+            str(tmp_path),
+            "--endpoint",
+            "door",
+            "--generate-only",
+        ],
+    )
+    assert result.exit_code != 0
+    assert "site 'Home Site'" in result.output
+
+
+async def test_scripted_demo_prints_a_complete_timeline() -> None:
+    process = await asyncio.create_subprocess_exec(
+        *CALLBOX, "demo", "--scripted", "--json", stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, stdout
+    timeline = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert timeline["ok"] is True
+    for key in (
+        "press_to_ringing_ms",
+        "press_to_preview_ms",
+        "answer_to_audio_ms",
+        "hangup_to_idle_ms",
+    ):
+        assert isinstance(timeline[key], float) and 0 < timeline[key] < 5000, key
