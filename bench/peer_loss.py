@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/peer_loss.py [--runs 10]``. Prints one JSON object.
 
 Each run: a door station calls an endpoint running in its own process (the auto-answer
-peer of the tests, ``tests/peer_process.py``), waits for two-way media, kills the peer
+peer of ``device/peer_process.py``), waits for two-way media, kills the peer
 with SIGKILL and times the door's NETWORKERROR. The baseline in the same run is what
 aiortc alone would report: its connection state turns "failed" only when ICE consent
 checks time out: a bare aiortc pair on loopback whose one side goes silent (its sockets
@@ -17,10 +17,8 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +26,11 @@ from typing import Any
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 
-from device.simsite import EndpointSpec, SimSite, start_site
+from device.peer_process import start_peer_process
+from device.simsite import EndpointSpec, start_site
 from services.callapi import Call, CallStatus, InProgressListener
 from services.media.ice import LOOPBACK, ice_policy
-from services.signaling.contacts import Contact
-from services.signaling.identity import Identity
 
-ROOT = Path(__file__).resolve().parents[1]
 PEER = "flat9"
 
 
@@ -55,43 +51,10 @@ class Ended(InProgressListener):
             self.ended.set()
 
 
-async def start_peer(site: SimSite, directory: Path) -> asyncio.subprocess.Process:
-    """The auto-answering peer in its own process, pinned in the door's contacts."""
-    identity = Identity.generate()
-    identity.save(directory / PEER)
-    door = site["door"]
-    door.signaling.contacts.add(Contact(address=PEER, keys=identity.public_keys))
-    broker = site.broker_address(PEER)
-    config = {
-        "site": site.site,
-        "address": PEER,
-        "identity_dir": str(directory / PEER),
-        "broker": {
-            "host": broker.host,
-            "port": broker.port,
-            "username": PEER,
-            "password": broker.password,
-        },
-        "contacts": {"door": door.identity.public_keys.to_json()},
-    }
-    (directory / "peer.json").write_text(json.dumps(config))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "tests" / "peer_process.py"),
-        str(directory / "peer.json"),
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert process.stdout is not None
-    assert (await asyncio.wait_for(process.stdout.readline(), 30)).strip() == b"ready"
-    await door.signaling.wait_presence(PEER, True, timeout=10)
-    return process
-
-
 async def one_run(directory: Path) -> float:
     """Milliseconds from SIGKILL of the peer to the door's terminal status."""
     site = await start_site(directory, [EndpointSpec("door", role="door")], extra_accounts=(PEER,))
-    peer = await start_peer(site, directory)
+    peer = await start_peer_process(site, PEER, directory)
     try:
         door = site["door"].calls
         props = door.create_call_properties(video=True)

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 from support import Answering, MakeSite, Progress, props_for
 
+from device.peer_process import start_peer_process
 from device.simsite import EndpointSpec, SimSite
 from services.callapi import CallStatus, HangupReason
 from services.media.session import MediaSession
-from services.signaling.contacts import Contact
-from services.signaling.identity import Identity
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def cut_network(session: MediaSession) -> None:
@@ -27,41 +21,6 @@ def cut_network(session: MediaSession) -> None:
         connection = transceiver.sender.transport.transport.iceGatherer._connection
         for protocol in connection._protocols:
             protocol.transport.sendto = lambda *args, **kwargs: None  # type: ignore[method-assign]
-
-
-async def start_peer_process(site: SimSite, address: str, tmp: Path) -> asyncio.subprocess.Process:
-    identity = Identity.generate()
-    identity.save(tmp / address)
-    door = site["door"]
-    door.signaling.contacts.add(Contact(address=address, keys=identity.public_keys))
-    broker = site.broker_address(address)
-    config = {
-        "site": site.site,
-        "address": address,
-        "identity_dir": str(tmp / address),
-        "broker": {
-            "host": broker.host,
-            "port": broker.port,
-            "username": broker.username,
-            "password": broker.password,
-        },
-        "contacts": {"door": door.identity.public_keys.to_json()},
-    }
-    path = tmp / f"{address}.json"
-    path.write_text(json.dumps(config))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "tests" / "peer_process.py"),
-        str(path),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 30)
-    assert line.strip() == b"ready", line
-    await door.signaling.wait_presence(address, True, timeout=10)
-    return process
 
 
 async def test_killed_peer_ends_the_call_within_one_second(
