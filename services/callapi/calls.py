@@ -21,6 +21,7 @@ from aiortc import RTCIceServer
 from hal.audio import Speaker
 from hal.media_types import VideoFormat
 from services.callapi.call import Call
+from services.callapi.callstate import CallState, new_call_id
 from services.callapi.listeners import IncomingListener, notify
 from services.callapi.properties import CallProperties, UserProfile
 from services.callapi.status import AudioDevice, CallError, CallErrorCode, NotifyKind
@@ -151,7 +152,7 @@ class Calls:
         call = Call(
             self,
             props,
-            call_id=secrets.token_urlsafe(16),
+            call_id=new_call_id(),
             incoming=False,
             peer=self.profile_of(props.user.address),
         )
@@ -274,7 +275,7 @@ class Calls:
         if tones is not None and tones.playing is RINGTONE:
             await tones.stop()
 
-    async def notify_missed(self, call: Call) -> None:
+    async def notify_missed(self, call: CallState) -> None:
         """Count a missed call and tell the app (``on_notify(MISSED)``)."""
         await self._missed(call.peer, call.is_video_call())
 
