@@ -73,6 +73,7 @@ class Calls:
         self._ring_on_incoming = ring_on_incoming
         self._prepared: list[tuple[MediaSettings, MediaSession, str]] = []
         self._prewarm_count = 0
+        self._prewarm_props: CallProperties | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
