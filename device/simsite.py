@@ -37,6 +37,7 @@ class EndpointSpec:
     role: str = "indoor"
     name: str = ""
     tone_hz: float = 440.0
+    ice: IcePolicy | None = None  # where its ICE host candidates come from (site default)
 
 
 @dataclass
@@ -109,7 +110,7 @@ class SimSite:
             LocalMedia(board),
             name=spec.name or spec.address,
             role=spec.role,
-            ice=self.ice,
+            ice=spec.ice or self.ice,
             defaults=defaults,
             issues_unlock_challenges=spec.role == "door",
         )
