@@ -117,6 +117,12 @@ class SignalingEndpoint:
         self._worker: asyncio.Task[None] | None = None
         profile = {"name": name or address, "role": role, "keys": identity.public_keys.to_json()}
         self.transport = MqttTransport(broker, self.topics, address, profile, self._received)
+        self.transport.on_connecting = self._forget_presence
+
+    def _forget_presence(self) -> None:
+        # A restarted broker may have lost retained presences and the last wills of
+        # endpoints that died meanwhile: what is online is what the broker says after this.
+        self.presence.clear()
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect to the broker and start handling the inbox."""

@@ -75,6 +75,8 @@ class MqttTransport:
         self.connected = asyncio.Event()
         self.connections = 0
         self._on_message = on_message
+        self.on_connecting: Callable[[], None] | None = None
+        """Called on every (re)connection before subscribing: retained state comes anew."""
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -134,6 +136,8 @@ class MqttTransport:
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
+        if self.on_connecting is not None:
+            self.on_connecting()
         await client.subscribe(
             [
                 (self.topics.inbox(self.address), 1),

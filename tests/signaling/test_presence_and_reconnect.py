@@ -15,9 +15,10 @@ from signaling_harness import (
     retained,
     topics,
 )
-from support import TIMEOUT, MakeSite
+from support import TIMEOUT, MakeSite, Progress, props_for
 
 from device.simsite import EndpointSpec, SimEndpoint, SimSite
+from services.callapi import CallStatus
 
 PRESENCE_DEADLINE_S = 1.0
 
@@ -183,3 +184,23 @@ async def test_endpoints_reconnect_after_a_broker_restart(make_site: MakeSite) -
     await site["door"].signaling.wait_presence("indoor1", True, timeout=TIMEOUT)
     await place_and_complete_call(site)
     await place_and_complete_call(site, "indoor1", "door")
+
+
+async def test_an_endpoint_gone_while_the_broker_was_down_is_offline_after_restart(
+    make_site: MakeSite,
+) -> None:
+    site = await make_site(EndpointSpec("door", role="door"), EndpointSpec("indoor2"))
+    door = site["door"]
+    assert door.signaling.is_online("indoor2")
+    await site.broker.close()
+    await eventually(lambda: not door.signaling.transport.connected.is_set(), "the loss")
+    await site["indoor2"].calls.close()  # gone, and no broker to hear its last will
+    await site.broker.start()
+    await asyncio.wait_for(door.signaling.transport.connected.wait(), TIMEOUT)
+    assert not door.signaling.is_online("indoor2")
+    progress = Progress()
+    call = door.calls.call(props_for(door.calls, "indoor2"))
+    assert call is not None
+    await call.start(progress)
+    await progress.wait_status(CallStatus.OFFLINE)
+    assert progress.terminal() == [CallStatus.OFFLINE]
