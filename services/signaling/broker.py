@@ -278,6 +278,11 @@ class MosquittoBroker:
             return "see its output above"
         return self.log_file.read_text(errors="replace").strip()[-2000:]
 
+    @property
+    def pid(self) -> int | None:
+        """The mosquitto process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
     async def wait(self) -> int:
         """Wait for mosquitto to exit (``callbox broker`` runs in the foreground)."""
         assert self._process is not None

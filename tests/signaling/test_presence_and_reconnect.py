@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import time
 
@@ -192,8 +194,11 @@ async def test_an_endpoint_gone_while_the_broker_was_down_is_offline_after_resta
     site = await make_site(EndpointSpec("door", role="door"), EndpointSpec("indoor2"))
     door = site["door"]
     assert door.signaling.is_online("indoor2")
+    assert site.broker.pid is not None
+    os.kill(site.broker.pid, signal.SIGKILL)  # a crash: no last will goes out
     await site.broker.close()
     await eventually(lambda: not door.signaling.transport.connected.is_set(), "the loss")
+    assert door.signaling.is_online("indoor2"), "nothing said indoor2 went offline"
     await site["indoor2"].calls.close()  # gone, and no broker to hear its last will
     await site.broker.start()
     await asyncio.wait_for(door.signaling.transport.connected.wait(), TIMEOUT)
