@@ -113,6 +113,7 @@ class SignalingEndpoint:
         self.on_presence: Callable[[str, bool], None] | None = None
         self.on_rejected: Callable[[str, str, RejectedMessage], None] | None = None
         self._presence_changed = asyncio.Condition()
+        self._notifications: set[asyncio.Task[None]] = set()
         self._inbox: asyncio.Queue[InboundMqtt] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         profile = {"name": name or address, "role": role, "keys": identity.public_keys.to_json()}
@@ -181,7 +182,9 @@ class SignalingEndpoint:
         self.presence[inbound.address] = online
         if self.on_presence is not None:
             self.on_presence(inbound.address, online)
-        asyncio.get_running_loop().create_task(self._notify_presence())
+        task = asyncio.get_running_loop().create_task(self._notify_presence())
+        self._notifications.add(task)
+        task.add_done_callback(self._notifications.discard)
 
     async def _notify_presence(self) -> None:
         async with self._presence_changed:
