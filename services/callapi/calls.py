@@ -25,10 +25,11 @@ from services.callapi.callstate import CallState, new_call_id
 from services.callapi.listeners import IncomingListener, notify
 from services.callapi.properties import CallProperties, UserProfile
 from services.callapi.status import AudioDevice, CallError, CallErrorCode, NotifyKind
+from services.media.encoder import CappedEncoder, warm_encoder
 from services.media.errors import MediaError
 from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
-from services.media.session import MediaSession, MediaSettings
+from services.media.session import VIDEO_CODECS, MediaSession, MediaSettings
 from services.media.tones import RINGTONE
 from services.signaling.endpoint import Message, SignalingEndpoint
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
@@ -74,6 +75,8 @@ class Calls:
         self._prepared: list[tuple[MediaSettings, MediaSession, str]] = []
         self._prewarm_count = 0
         self._prewarm_props: CallProperties | None = None
+        self._preparing = asyncio.Lock()
+        self._spare_encoders: dict[str, CappedEncoder] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -91,6 +94,7 @@ class Calls:
         self.signaling.on_presence = self._on_presence
         self.signaling.on_rejected = self._on_rejected
         await self.signaling.start(timeout)
+        await self._open_spare_encoder(self.defaults.video.codec.name)
 
     async def close(self) -> None:
         """End the active call, go offline and release every device; safe to call twice."""
@@ -224,13 +228,17 @@ class Calls:
     def new_session(self, props: CallProperties, *, video: bool, label: str) -> MediaSession:
         """A media session on this endpoint's devices."""
         settings = self.settings_for(props, video)
-        return MediaSession(
+        session = MediaSession(
             settings,
             video_source=self.media.camera.shared if self.media.camera else None,
             audio_source=self.media.microphone.shared if self.media.microphone else None,
             speaker=self.media.speaker(),
             label=f"{self.address}:{label}",
         )
+        spare = self._spare_encoders.pop(settings.video_codec, None) if settings.video else None
+        if spare is not None:
+            session.adopt_encoder(spare, VIDEO_CODECS[settings.video_codec])
+        return session
 
     async def prepared_offer(
         self, props: CallProperties, *, label: str
@@ -251,9 +259,27 @@ class Calls:
         self._prewarm_count = count
         self._prewarm_props = props
         settings = self.settings_for(props)
-        while sum(1 for s, _, _ in self._prepared if s == settings) < count:
-            session = self.new_session(props, video=settings.video, label="prepared")
-            self._prepared.append((settings, session, await session.create_offer()))
+        async with self._preparing:  # one refill at a time: never prepare twice
+            while sum(1 for s, _, _ in self._prepared if s == settings) < count:
+                await self._open_spare_encoder(settings.video_codec)
+                session = self.new_session(props, video=settings.video, label="prepared")
+                self._prepared.append((settings, session, await session.create_offer()))
+
+    async def _open_spare_encoder(self, codec: str) -> None:
+        """Keep one video encoder for ``codec`` opened at the camera's size, off the loop.
+
+        A session takes it for its first frame (the preview of an outgoing call, our video
+        once an incoming call is answered) instead of opening one then (~10 ms).
+        """
+        camera = self.media.camera
+        if camera is None or codec in self._spare_encoders:
+            return
+        mime = VIDEO_CODECS[codec]
+        fmt = camera.format
+        encoder = await asyncio.get_running_loop().run_in_executor(
+            None, warm_encoder, mime, fmt.width, fmt.height, self.defaults.video.bitrate_kbps * 1000
+        )
+        self._spare_encoders.setdefault(codec, encoder)
 
     async def use_audio_device(self, device: AudioDevice) -> Speaker:
         """Route call audio to ``device`` (CallError naming it when the board has none)."""
@@ -292,8 +318,12 @@ class Calls:
         """A call reached a terminal status: free the line and refill the offer pool."""
         if self.active_call is call:
             self.active_call = None
-        if self._prewarm_count and not self._closed:
+        if self._closed:
+            return
+        if self._prewarm_count:
             self.spawn(self.prewarm(self._prewarm_props, self._prewarm_count))
+        else:
+            self.spawn(self._open_spare_encoder(self.defaults.video.codec.name))
 
     # inbound routing --------------------------------------------------------------------------
 

@@ -8,8 +8,10 @@ the one place that reaches into those private attributes, pinned to aiortc 1.x.
 
 from __future__ import annotations
 
+import fractions
 from typing import Any
 
+import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import get_encoder
 from aiortc.jitterbuffer import JitterBuffer
@@ -36,6 +38,11 @@ class CappedEncoder:
     def target_bitrate(self, bitrate: int) -> None:
         self._inner.target_bitrate = min(bitrate, self.cap_bps)
 
+    def set_cap(self, cap_bps: int) -> None:
+        """Change the cap; the target drops to it at once if it was higher."""
+        self.cap_bps = cap_bps
+        self.target_bitrate = min(self.target_bitrate, cap_bps)
+
     def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         """Encode one frame (aiortc's Encoder interface)."""
         result: tuple[list[bytes], int] = self._inner.encode(frame, force_keyframe)
@@ -53,11 +60,31 @@ def install_capped_encoder(
     """Give ``sender`` an encoder for ``codec`` whose bitrate stays under ``cap_bps``."""
     current = getattr(sender, _SENDER_ENCODER, None)
     if isinstance(current, CappedEncoder):
-        current.cap_bps = cap_bps
-        current.target_bitrate = min(current.target_bitrate, cap_bps)
+        current.set_cap(cap_bps)
         return
     inner = current if current is not None else get_encoder(codec)
     setattr(sender, _SENDER_ENCODER, CappedEncoder(inner, cap_bps))
+
+
+def warm_encoder(mime_type: str, width: int, height: int, cap_bps: int) -> CappedEncoder:
+    """An encoder for ``mime_type`` already opened for ``width`` x ``height`` frames.
+
+    Opening libvpx or x264 costs ~10 ms on a small board, and aiortc does it on the first
+    frame: the visitor preview would wait for it. Blocking: run it in an executor.
+    """
+    inner = get_encoder(RTCRtpCodecParameters(mimeType=mime_type, clockRate=90000))
+    black = av.VideoFrame(width, height, "yuv420p")
+    for plane, value in zip(black.planes, (16, 128, 128), strict=True):
+        plane.update(bytes([value]) * plane.buffer_size)
+    black.pts, black.time_base = 0, fractions.Fraction(1, 90000)
+    inner.encode(black, False)
+    return CappedEncoder(inner, cap_bps)
+
+
+def use_encoder(sender: RTCRtpSender, encoder: CappedEncoder) -> None:
+    """Make ``sender`` encode with ``encoder``, starting with a key frame."""
+    setattr(sender, _SENDER_ENCODER, encoder)
+    sender._send_keyframe()
 
 
 def sender_encoder(sender: RTCRtpSender) -> CappedEncoder | None:

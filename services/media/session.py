@@ -29,9 +29,11 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from hal.audio import Speaker
 from services.media.encoder import (
+    CappedEncoder,
     install_capped_encoder,
     sender_encoder,
     shorten_audio_jitter_buffer,
+    use_encoder,
 )
 from services.media.errors import MediaError, SecurityError
 from services.media.ice import IcePolicy, ice_policy
@@ -122,6 +124,8 @@ class MediaSession:
         self._pc.on("connectionstatechange", self._state_changed)
         self._pc.on("track", self._track_received)
         self._consumers: set[asyncio.Task[None]] = set()
+        self._warm: CappedEncoder | None = None
+        self._warm_mime = ""
         self._closed = False
 
     # negotiation ---------------------------------------------------------------------------
@@ -188,12 +192,23 @@ class MediaSession:
 
         def install() -> None:
             codecs = transceiver._codecs  # negotiated, best first
-            if codecs:
+            if not codecs:
+                return
+            warm, self._warm = self._warm, None
+            if warm is not None and self._warm_mime == codecs[0].mimeType:
+                use_encoder(transceiver.sender, warm)
+            else:
                 install_capped_encoder(
                     transceiver.sender, codecs[0], self.settings.video_bitrate_bps
                 )
 
         track.on_first_recv(install)
+
+    def adopt_encoder(self, encoder: CappedEncoder, mime_type: str) -> None:
+        """Use this already opened encoder for the first video frame, if ``mime_type`` is
+        what the peers negotiate (opening one on the first frame costs ~10 ms)."""
+        encoder.set_cap(self.settings.video_bitrate_bps)
+        self._warm, self._warm_mime = encoder, mime_type
 
     # sending and playing ---------------------------------------------------------------------
 
