@@ -147,6 +147,15 @@ class Answering(IncomingListener, Recorder):
         return self.calls[-1], self.progress[-1]
 
 
+async def place_call(calls: Calls, props: CallProperties) -> tuple[Call, Progress]:
+    """Place and start a call, recording its statuses."""
+    call = calls.call(props)
+    assert call is not None, f"{calls.address} is busy"
+    progress = Progress()
+    await call.start(progress)
+    return call, progress
+
+
 def props_for(calls: Calls, *targets: str, video: bool = True) -> CallProperties:
     """Call properties from ``calls`` to ``targets`` (a ring group when more than one)."""
     props = calls.create_call_properties(video)

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
 import numpy as np
-from support import TIMEOUT, Answering, Progress, props_for
+from support import TIMEOUT, Answering, Progress, place_call, props_for
 
 from device.simsite import SimSite
 from hal.audio import RecordingSpeaker
 from services.callapi import Call, CallProperties, CallStatus
 from services.media.session import MediaSession
 
-MakeSite = Callable[..., Awaitable[SimSite]]
 POLL_S = 0.02
 SAMPLE_RATE = 48000
 
@@ -127,10 +126,7 @@ async def ring(
     callee_calls.set_listener(app)
     calls = site[caller].calls
     props = props or props_for(calls, callee, video=video)
-    call = calls.call(props)
-    assert call is not None
-    progress = Progress()
-    await call.start(progress)
+    call, progress = await place_call(calls, props)
     incoming, incoming_progress = await app.next_call()
     await incoming_progress.wait_status(CallStatus.INCOMING)
     await progress.wait_status(CallStatus.RINGING)

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 import pytest
-from callapi_helpers import CallPair, MakeSite, connect, grows, ring, speaker, wait_for
-from support import TIMEOUT, Answering, Progress, props_for
+from callapi_helpers import CallPair, connect, grows, ring, speaker, wait_for
+from support import TIMEOUT, Answering, MakeSite, Progress, place_call, props_for
 
 from device.simsite import EndpointSpec, SimSite
 from services.callapi import (
@@ -101,10 +101,7 @@ async def test_auto_answer_reports_answer_before_connected(door_and_indoor: SimS
     site = door_and_indoor
     app = Answering(site["indoor1"].calls, auto_answer=True)
     site["indoor1"].calls.set_listener(app)
-    call = site["door"].calls.call(props_for(site["door"].calls, "indoor1"))
-    assert call is not None
-    progress = Progress()
-    await call.start(progress)
+    call, progress = await place_call(site["door"].calls, props_for(site["door"].calls, "indoor1"))
     await progress.wait_status(S.CONNECTED)
     _, callee_progress = await app.next_call()
     await callee_progress.wait_status(S.CONNECTED)
@@ -136,10 +133,7 @@ async def test_answer_comes_before_connected_when_the_link_is_up_during_answer(
         await send(recipient, type, call_id, body)
 
     monkeypatch.setattr(signaling, "send", slow_accept)
-    call = site["door"].calls.call(props_for(site["door"].calls, "indoor1"))
-    assert call is not None
-    progress = Progress()
-    await call.start(progress)
+    call, progress = await place_call(site["door"].calls, props_for(site["door"].calls, "indoor1"))
     await progress.wait_status(S.CONNECTED)
     _, callee_progress = await app.next_call()
     await callee_progress.wait_status(S.CONNECTED)
@@ -166,10 +160,7 @@ async def test_busy_callee_refuses_a_second_caller_without_disturbing_the_call(
     third = site["indoor2"].calls
     third_app = Answering(third)
     third.set_listener(third_app)
-    call = third.call(props_for(third, "indoor1"))
-    assert call is not None
-    progress = Progress()
-    await call.start(progress)
+    _call, progress = await place_call(third, props_for(third, "indoor1"))
     await ended(progress)
 
     assert progress.statuses == [S.INPROGRESS, S.BUSY]
@@ -196,10 +187,7 @@ async def test_refused_by_the_app_is_notallowed(door_and_indoor: SimSite) -> Non
     site = door_and_indoor
     app = Answering(site["indoor1"].calls, accept=False)
     site["indoor1"].calls.set_listener(app)
-    call = site["door"].calls.call(props_for(site["door"].calls, "indoor1"))
-    assert call is not None
-    progress = Progress()
-    await call.start(progress)
+    _call, progress = await place_call(site["door"].calls, props_for(site["door"].calls, "indoor1"))
     await ended(progress)
 
     assert progress.statuses == [S.INPROGRESS, S.NOTALLOWED]
@@ -216,10 +204,7 @@ async def test_blocked_contact_is_refused_before_the_app_hears_of_it(
     site["indoor1"].signaling.contacts.block("door")
     app = Answering(site["indoor1"].calls)
     site["indoor1"].calls.set_listener(app)
-    call = site["door"].calls.call(props_for(site["door"].calls, "indoor1"))
-    assert call is not None
-    progress = Progress()
-    await call.start(progress)
+    _call, progress = await place_call(site["door"].calls, props_for(site["door"].calls, "indoor1"))
     await ended(progress)
 
     assert progress.statuses == [S.INPROGRESS, S.BLOCKED]

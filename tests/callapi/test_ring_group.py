@@ -9,8 +9,8 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from callapi_helpers import MakeSite, grows, settle, speaker, stays_flat
-from support import Answering, Progress, props_for
+from callapi_helpers import grows, settle, speaker, stays_flat
+from support import Answering, MakeSite, Progress, place_call, props_for
 
 from device.simsite import EndpointSpec, SimSite
 from services.callapi import Call, CallStatus, HangupReason, NotifyKind
@@ -50,10 +50,7 @@ async def ring_group(site: SimSite, *units: str, ring_timeout_s: float | None = 
     props = props_for(site["door"].calls, *units)
     if ring_timeout_s is not None:
         props.ring_timeout_s = ring_timeout_s
-    call = site["door"].calls.call(props)
-    assert call is not None
-    progress = Progress()
-    await call.start(progress)
+    call, progress = await place_call(site["door"].calls, props)
     calls, progresses = {}, {}
     for unit in units:
         if not site["door"].signaling.is_online(unit):

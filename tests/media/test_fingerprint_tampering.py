@@ -9,7 +9,7 @@ import asyncio
 import json
 import re
 
-from support import Answering, Progress, props_for
+from support import Answering, Progress, place_call, props_for
 
 from device.simsite import SimSite
 from services.callapi import CallErrorCode, CallStatus
@@ -66,10 +66,7 @@ async def ring_and_expect_security_error(site: SimSite) -> tuple[Progress, Answe
     indoor.set_listener(callee)
     caller_app = Answering(door)
     door.set_listener(caller_app)
-    progress = Progress()
-    call = door.call(props_for(door, "indoor1"))
-    assert call is not None
-    await call.start(progress)
+    call, progress = await place_call(door, props_for(door, "indoor1"))
     await progress.wait_status(CallStatus.SECURITYERROR)
     assert progress.terminal() == [CallStatus.SECURITYERROR]
     await caller_app.wait_until(lambda: caller_app.errors == [CallErrorCode.SECURITY])

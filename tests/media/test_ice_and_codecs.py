@@ -8,7 +8,7 @@ import re
 
 import av
 import pytest
-from support import Answering, Progress, props_for
+from support import Answering, place_call, props_for
 
 from device.simsite import SimSite
 from hal.board import build_sim_board
@@ -81,10 +81,7 @@ async def test_call_uses_the_codec_of_the_properties(
     indoor.set_listener(app)
     props = props_for(door, "indoor1")
     props.video.codec = codec
-    progress = Progress()
-    call = door.call(props)
-    assert call is not None
-    await call.start(progress)
+    call, progress = await place_call(door, props)
     await progress.wait_status(CallStatus.CONNECTED)
     incoming, _ = await app.next_call()
     session = incoming.session

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from support import Answering, MakeSite, Progress, props_for
+from support import Answering, MakeSite, place_call, props_for
 
 from device.peer_process import start_peer_process
 from device.simsite import EndpointSpec, SimSite
@@ -30,10 +30,7 @@ async def test_killed_peer_ends_the_call_within_one_second(
     peer = await start_peer_process(site, "flat9", tmp_path)
     try:
         door = site["door"].calls
-        progress = Progress()
-        call = door.call(props_for(door, "flat9"))
-        assert call is not None
-        await call.start(progress)
+        call, progress = await place_call(door, props_for(door, "flat9"))
         await progress.wait_status(CallStatus.CONNECTED)
         assert call.session is not None
         await asyncio.wait_for(call.session.first_audio.wait(), 10)
@@ -57,10 +54,7 @@ async def test_lost_media_reconnects_inside_the_same_call(door_and_indoor: SimSi
     door, indoor = door_and_indoor["door"].calls, door_and_indoor["indoor1"].calls
     app = Answering(indoor, auto_answer=True)
     indoor.set_listener(app)
-    progress = Progress()
-    call = door.call(props_for(door, "indoor1"))
-    assert call is not None
-    await call.start(progress)
+    call, progress = await place_call(door, props_for(door, "indoor1"))
     await progress.wait_status(CallStatus.CONNECTED)
     incoming, indoor_progress = await app.next_call()
     first = call.session
@@ -90,10 +84,7 @@ async def test_media_that_never_comes_back_ends_after_the_grace_period(
     indoor.set_listener(app)
     props = props_for(door, "indoor1")
     props.reconnect_grace_s = 1.0
-    progress = Progress()
-    call = door.call(props)
-    assert call is not None
-    await call.start(progress)
+    call, progress = await place_call(door, props)
     await progress.wait_status(CallStatus.CONNECTED)
     incoming, indoor_progress = await app.next_call()
     assert call.session is not None and incoming.session is not None

@@ -26,7 +26,7 @@ from signaling_harness import (
     topics,
     wait_rejected,
 )
-from support import Answering, MakeSite, Progress, props_for
+from support import Answering, MakeSite, place_call, props_for
 
 from device.simsite import EndpointSpec, SimSite
 from services.callapi import CallErrorCode, CallStatus
@@ -254,10 +254,7 @@ async def test_answer_from_another_endpoint_is_a_wrong_call(
     door, indoor1, indoor2 = site["door"], site["indoor1"], site["indoor2"]
     app = Answering(indoor1.calls, auto_answer=True)
     indoor1.calls.set_listener(app)
-    call = door.calls.call(props_for(door.calls, "indoor1", video=False))
-    assert call is not None
-    progress = Progress()
-    await call.start(progress)
+    call, progress = await place_call(door.calls, props_for(door.calls, "indoor1", video=False))
     await progress.wait_status(CallStatus.CONNECTED)
     # indoor2 is a pinned contact of the door, so its message passes every envelope check
     await indoor2.signaling.send("door", "answer", call.call_id, {"sdp": "v=0\r\n"})
@@ -281,10 +278,7 @@ async def test_forged_message_mid_call_is_a_security_error(
     indoor1.calls.set_listener(callee)
     caller_app = Answering(door.calls)
     door.calls.set_listener(caller_app)
-    call = door.calls.call(props_for(door.calls, "indoor1", video=True))
-    assert call is not None
-    progress = Progress()
-    await call.start(progress)
+    call, progress = await place_call(door.calls, props_for(door.calls, "indoor1", video=True))
     await progress.wait_status(CallStatus.CONNECTED)
     _, incoming_progress = await callee.next_call()
     session = call.session

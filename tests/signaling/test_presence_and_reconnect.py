@@ -17,7 +17,7 @@ from signaling_harness import (
     retained,
     topics,
 )
-from support import TIMEOUT, MakeSite, Progress, props_for
+from support import TIMEOUT, MakeSite, place_call, props_for
 
 from device.simsite import EndpointSpec, SimEndpoint, SimSite
 from services.callapi import CallStatus
@@ -203,9 +203,6 @@ async def test_an_endpoint_gone_while_the_broker_was_down_is_offline_after_resta
     await site.broker.start()
     await asyncio.wait_for(door.signaling.transport.connected.wait(), TIMEOUT)
     assert not door.signaling.is_online("indoor2")
-    progress = Progress()
-    call = door.calls.call(props_for(door.calls, "indoor2"))
-    assert call is not None
-    await call.start(progress)
+    _call, progress = await place_call(door.calls, props_for(door.calls, "indoor2"))
     await progress.wait_status(CallStatus.OFFLINE)
     assert progress.terminal() == [CallStatus.OFFLINE]
