@@ -13,22 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
-
-from services.callapi.listeners import InProgressListener
-from services.callapi.status import (
-    CallError,
-    CallStatus,
-    HangupReason,
-    InCallSound,
-)
-from services.media.errors import MediaError, SecurityError
-from services.signaling.endpoint import Message
-from services.signaling.errors import SignalingError
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any
 
 from services.callapi.callstate import (
     DECLINE_STATUS,
@@ -38,7 +23,12 @@ from services.callapi.callstate import (
     Leg,
 )
 from services.callapi.controls import CallControls
+from services.callapi.listeners import InProgressListener
+from services.callapi.status import CallError, CallStatus, HangupReason, InCallSound
 from services.callapi.supervision import LinkSupervision
+from services.media.errors import MediaError, SecurityError
+from services.signaling.endpoint import Message
+from services.signaling.errors import SignalingError
 
 _log = logging.getLogger(__name__)
 
@@ -117,7 +107,7 @@ class Call(CallControls, LinkSupervision):
 
     # incoming side ----------------------------------------------------------------------------
 
-    async def _accept_invite(self, message: Message) -> None:
+    async def accept_invite(self, message: Message) -> None:
         """Answer the caller's SDP while ringing (early media), after telling it we ring."""
         session = self._calls.new_session(self.props, video=self._video, label=self.call_id)
         leg = Leg(message.sender, session)

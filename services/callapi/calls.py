@@ -384,7 +384,7 @@ class Calls:
         props.video.enabled = props.video.enabled and video
         call = Call(self, props, call_id=message.call_id, incoming=True, peer=profile)
         self.active_call = call
-        await call._accept_invite(message)
+        await call.accept_invite(message)
         if call.is_ended():
             return
         await self.start_ringing()

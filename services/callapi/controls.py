@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from hal.media_types import VideoFormat
+from services.callapi.callstate import (
+    DTMF_DIGITS,
+    IN_CALL_TONES,
+    CallState,
+)
 from services.callapi.status import (
     AudioDevice,
     CallError,
@@ -15,16 +19,6 @@ from services.callapi.status import (
 )
 from services.media.errors import MediaError
 from services.signaling.errors import SignalingError
-
-if TYPE_CHECKING:
-    pass
-
-
-from services.callapi.callstate import (
-    DTMF_DIGITS,
-    IN_CALL_TONES,
-    CallState,
-)
 
 _log = logging.getLogger(__name__)
 

@@ -12,18 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
-
-from services.callapi.status import (
-    CallStatus,
-    HangupReason,
-)
-from services.media.errors import MediaError, SecurityError
-from services.media.session import MediaSession
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any
 
 from services.callapi.callstate import (
     FAILURE_REASONS,
@@ -32,6 +21,12 @@ from services.callapi.callstate import (
     CallState,
     Leg,
 )
+from services.callapi.status import (
+    CallStatus,
+    HangupReason,
+)
+from services.media.errors import MediaError, SecurityError
+from services.media.session import MediaSession
 
 _log = logging.getLogger(__name__)
 
