@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,16 @@ import pytest
 from support import MakeSite
 
 from device.simsite import EndpointSpec, SimSite, start_site
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_media_threads() -> Iterator[None]:
+    """Fail a test that leaves a peer connection open: its decoder thread would keep the
+    process from exiting (an unclosed session is a leak on a device too)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t.name for t in set(threading.enumerate()) - before if t.name.endswith("-decoder")]
+    assert not leaked, f"media threads still running after the test: {leaked}"
 
 
 @pytest.fixture(autouse=True)

@@ -73,6 +73,9 @@ class Call(CallControls, LinkSupervision):
         session, sdp = await self._calls.prepared_offer(
             self.props, label=f"{self.call_id}>{address}"
         )
+        if self.is_ended():  # hung up while the offer was made
+            await session.close()
+            return
         self._legs[address] = Leg(address, session)
         self._watch(address, session)
         self._open_gates(session)  # early media: the visitor preview (unless muted before start)

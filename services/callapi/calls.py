@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import weakref
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
@@ -77,6 +78,7 @@ class Calls:
         self._prewarm_props: CallProperties | None = None
         self._preparing = asyncio.Lock()
         self._spare_encoders: dict[str, CappedEncoder] = {}
+        self._sessions: weakref.WeakSet[MediaSession] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -103,12 +105,12 @@ class Calls:
         self._closed = True
         if self.active_call is not None:
             await self.active_call.hangup()
-        for _, session, _ in self._prepared:
-            await session.close()
         self._prepared.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for session in list(self._sessions):  # prepared ones, and any a race left behind
+            await session.close()
         await self.signaling.close()
         await self.media.close()
 
@@ -235,6 +237,7 @@ class Calls:
             speaker=self.media.speaker(),
             label=f"{self.address}:{label}",
         )
+        self._sessions.add(session)
         spare = self._spare_encoders.pop(settings.video_codec, None) if settings.video else None
         if spare is not None:
             session.adopt_encoder(spare, VIDEO_CODECS[settings.video_codec])

@@ -113,6 +113,9 @@ class LinkSupervision(CallState):
         session, sdp = await self._calls.prepared_offer(
             self.props, label=f"{self.call_id}>{leg.address}#{self._generation}"
         )
+        if self.is_ended():  # ended while the offer was made: the session is nobody's
+            await session.close()
+            return
         old, leg.session = leg.session, session
         leg.generation = self._generation
         self._watch(leg.address, session)
@@ -142,6 +145,9 @@ class LinkSupervision(CallState):
             return
         except (MediaError, ValueError) as err:
             _log.error("%s: bad reoffer from %s: %s", self._calls.address, leg.address, err)
+            await session.close()
+            return
+        if self.is_ended():  # ended while the answer was made: the session is nobody's
             await session.close()
             return
         old, leg.session = leg.session, session
