@@ -54,11 +54,6 @@ class LocalMedia:
         if self._speaker_name is not None:
             self.tones = TonePlayer(await self.open_speaker(self._speaker_name), self.audio_format)
 
-    @property
-    def speaker_name(self) -> str | None:
-        """The name of the speaker calls play on now."""
-        return self._speaker_name
-
     async def open_speaker(self, name: str) -> Speaker:
         """The named speaker, opened on first use (MediaError naming it if it is missing)."""
         try:

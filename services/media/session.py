@@ -224,16 +224,6 @@ class MediaSession:
         self._playback = enabled
 
     @property
-    def sending_audio(self) -> bool:
-        """True while our audio flows to the peer."""
-        return self._audio_track is not None and self._audio_track.sending
-
-    @property
-    def sending_video(self) -> bool:
-        """True while our video flows to the peer."""
-        return self._video_track is not None and self._video_track.sending
-
-    @property
     def video_frames_sent(self) -> int:
         """How many camera frames went to the encoder."""
         return self._video_track.frames_sent if self._video_track else 0
