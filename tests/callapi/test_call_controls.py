@@ -8,7 +8,7 @@ import pytest
 from callapi_helpers import CallPair, connect, grows, ring, settle, speaker, stays_flat
 
 from device.simsite import SimSite
-from services.callapi import AudioDevice, CallError, CallStatus
+from services.callapi import AudioDevice, Call, CallError, CallStatus
 from services.media.session import MediaSession
 
 HALF_SECOND = 24000  # samples at 48 kHz
@@ -20,6 +20,11 @@ def sides(pair: CallPair, muter: str) -> tuple[str, str]:
     return ("door", "indoor1") if muter == "caller" else ("indoor1", "door")
 
 
+def calls_of(pair: CallPair, muter: str) -> tuple[Call, Call]:
+    """(the muter's call, the listener's call)."""
+    return (pair.caller, pair.callee) if muter == "caller" else (pair.callee, pair.caller)
+
+
 @pytest.mark.parametrize("muter", ["caller", "callee"])
 async def test_audio_mute_silences_the_peer_until_unmuted(
     door_and_indoor: SimSite, muter: str
@@ -27,9 +32,7 @@ async def test_audio_mute_silences_the_peer_until_unmuted(
     site = door_and_indoor
     pair = await connect(site, "door", "indoor1")
     me, peer = sides(pair, muter)
-    my_call, peer_call = (
-        (pair.caller, pair.callee) if muter == "caller" else (pair.callee, pair.caller)
-    )
+    my_call, peer_call = calls_of(pair, muter)
     my_progress, peer_progress = (
         (pair.caller_progress, pair.callee_progress)
         if muter == "caller"
@@ -73,9 +76,7 @@ async def test_video_mute_freezes_the_peers_picture_until_unmuted(
     site = door_and_indoor
     pair = await connect(site, "door", "indoor1")
     _, peer = sides(pair, muter)
-    my_call, peer_call = (
-        (pair.caller, pair.callee) if muter == "caller" else (pair.callee, pair.caller)
-    )
+    my_call, peer_call = calls_of(pair, muter)
     peer_progress = pair.callee_progress if muter == "caller" else pair.caller_progress
     peer_session: MediaSession | None = peer_call.session
     assert peer_session is not None
