@@ -23,6 +23,7 @@ from services.callapi.callstate import (
     Leg,
 )
 from services.callapi.controls import CallControls
+from services.callapi.door_release import DoorRelease
 from services.callapi.listeners import InProgressListener
 from services.callapi.status import CallError, CallStatus, HangupReason, InCallSound
 from services.callapi.supervision import LinkSupervision
@@ -33,7 +34,7 @@ from services.signaling.errors import SignalingError
 _log = logging.getLogger(__name__)
 
 
-class Call(CallControls, LinkSupervision):
+class Call(CallControls, LinkSupervision, DoorRelease):
     """One call, incoming or outgoing (mesibo's Call)."""
 
     # starting ---------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ class Call(CallControls, LinkSupervision):
         if not online:
             await self._end(CallStatus.OFFLINE, HangupReason.ERROR)
             return
-        self.unlock_challenge = self._calls.unlock_challenge_for(self)
+        self.unlock_challenge = self._calls.new_unlock_challenge()
         await asyncio.gather(*(self._invite(t.address) for t in online))
         if self.is_ended():
             return
@@ -116,7 +117,10 @@ class Call(CallControls, LinkSupervision):
         leg = Leg(message.sender, session)
         self._legs[message.sender] = leg
         self._watch(message.sender, session)
-        self.unlock_challenge = message.body.get("unlock_challenge")
+        offered = message.body.get("unlock_challenge")
+        self.unlock_challenge = self._calls.new_unlock_challenge() or (
+            offered if isinstance(offered, str) else None
+        )
         await self._calls.signaling.send(message.sender, "ringing", self.call_id, {})
         failure: tuple[CallStatus, Exception] | None = None
         try:
@@ -133,7 +137,10 @@ class Call(CallControls, LinkSupervision):
             await self._send_to_peer("decline", {"reason": "error"})
             await self._end(status, HangupReason.ERROR)
             return
-        await self._calls.signaling.send(message.sender, "answer", self.call_id, {"sdp": sdp})
+        answer: dict[str, Any] = {"sdp": sdp}
+        if self._calls.issues_unlock_challenges and self.unlock_challenge is not None:
+            answer["unlock_challenge"] = self.unlock_challenge
+        await self._calls.signaling.send(message.sender, "answer", self.call_id, answer)
         self._every(self.props.ring_timeout_s + 5.0, self._ring_timeout)
 
     async def answer(self, video: bool = True) -> None:
@@ -169,6 +176,9 @@ class Call(CallControls, LinkSupervision):
                 await self.play_in_call_sound(InCallSound.RINGING)
 
     async def _on_answer_sdp(self, leg: Leg, body: dict[str, Any]) -> None:
+        challenge = body.get("unlock_challenge")
+        if isinstance(challenge, str) and challenge and self.unlock_challenge is None:
+            self.unlock_challenge = challenge  # we called a door ("monitor")
         try:
             await leg.session.apply_answer(str(body.get("sdp", "")))
         except SecurityError as err:
@@ -360,4 +370,6 @@ _HANDLERS: dict[str, _Handler] = {
     "dtmf": Call._on_dtmf,
     "reoffer": Call._on_reoffer,
     "reanswer": Call._on_reanswer,
+    "unlock": Call._on_unlock,
+    "unlock_result": Call._on_unlock_result,
 }

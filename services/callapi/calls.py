@@ -23,6 +23,7 @@ from hal.audio import Speaker
 from hal.media_types import VideoFormat
 from services.callapi.call import Call
 from services.callapi.callstate import CallState, new_call_id
+from services.callapi.door_release import UnlockHandler
 from services.callapi.listeners import IncomingListener, notify
 from services.callapi.properties import CallProperties, UserProfile
 from services.callapi.status import AudioDevice, CallError, CallErrorCode, NotifyKind
@@ -72,6 +73,7 @@ class Calls:
         self.missed_calls = 0
         self._listener: IncomingListener = IncomingListener()
         self._issues_unlock_challenges = issues_unlock_challenges
+        self.unlock_handler: UnlockHandler | None = None
         self._ring_on_incoming = ring_on_incoming
         self._prepared: list[tuple[MediaSettings, MediaSession, str]] = []
         self._prewarm_count = 0
@@ -210,7 +212,16 @@ class Calls:
         if fmt != camera.format:
             camera.set_format(fmt)
 
-    def unlock_challenge_for(self, call: Call) -> str | None:
+    @property
+    def issues_unlock_challenges(self) -> bool:
+        """True when this endpoint drives a door (its calls carry release challenges)."""
+        return self._issues_unlock_challenges
+
+    def set_unlock_handler(self, handler: UnlockHandler | None) -> None:
+        """Who opens the door for a checked ``unlock`` request (the intercom service)."""
+        self.unlock_handler = handler
+
+    def new_unlock_challenge(self) -> str | None:
         """A fresh door-release challenge when this endpoint drives a door, else None."""
         return secrets.token_urlsafe(16) if self._issues_unlock_challenges else None
 
@@ -358,7 +369,8 @@ class Calls:
         self.signaling.rejected[err.reason] += 1
         _log.warning("%s: dropped a message in its inbox: %s", self.address, err)
 
-    async def _send(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+    async def send_or_log(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+        """Send a message; a failure is logged (timers on both sides handle a lost message)."""
         try:
             await self.signaling.send(to, type, call_id, body)
         except SignalingError as err:
@@ -369,18 +381,18 @@ class Calls:
         contact = self.signaling.contacts.get(caller)
         if contact is not None and contact.blocked:
             _log.info("%s: call from blocked contact %s refused", self.address, caller)
-            await self._send(caller, "decline", message.call_id, {"reason": "blocked"})
+            await self.send_or_log(caller, "decline", message.call_id, {"reason": "blocked"})
             return
         if self.is_call_in_progress():
             _log.info("%s: busy, call from %s refused", self.address, caller)
-            await self._send(caller, "busy", message.call_id, {})
+            await self.send_or_log(caller, "busy", message.call_id, {})
             await self._missed(self.profile_of(caller), bool(message.body.get("video", False)))
             return
         video = bool(message.body.get("video", False))
         profile = self.profile_of(caller)
         props = await notify("on_incoming", self._listener.on_incoming, profile, video)
         if props is None:
-            await self._send(caller, "decline", message.call_id, {"reason": "notallowed"})
+            await self.send_or_log(caller, "decline", message.call_id, {"reason": "notallowed"})
             return
         props.user = profile
         props.incoming = True

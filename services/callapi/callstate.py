@@ -141,6 +141,9 @@ class CallState:
         self._reconnecting_since: float | None = None
         self._generation = 0
         self.unlock_challenge: str | None = None
+        self._unlock_waiters: list[asyncio.Future[bool]] = []
+        self.last_remote_frame: VideoFrame | None = None
+        self.remote_frame = asyncio.Event()
         self.statuses: list[CallStatus] = []
 
     # state queries (mesibo names) -------------------------------------------------------------
@@ -211,6 +214,9 @@ class CallState:
         session.on_state = self._state_callback(address)
 
         def frame(frame: VideoFrame) -> None:
+            if self._active_leg() is None or self._active_leg() is self._legs.get(address):
+                self.last_remote_frame = frame
+                self.remote_frame.set()
             size = (frame.width, frame.height)
             if size != self._remote_video_size:
                 self._remote_video_size = size

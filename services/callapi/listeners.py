@@ -83,6 +83,9 @@ class InProgressListener:
     def on_dtmf(self, call: Call, digit: int) -> MaybeAwaitable:
         """The peer sent a DTMF digit."""
 
+    def on_door_release(self, call: Call, opened: bool, reason: str) -> MaybeAwaitable:
+        """The door answered ``call.unlock()``: opened, or refused for ``reason``."""
+
 
 async def notify(what: str, method: Callable[..., T | Awaitable[T]], *args: Any) -> T | None:
     """Call a listener method, plain or async; log and swallow nothing silently.

@@ -43,6 +43,7 @@ MESSAGE_TYPES = frozenset(
         "reanswer",
         "dtmf",
         "unlock",
+        "unlock_result",
         "ack",
     }
 )
