@@ -1,0 +1,1 @@
+"""The call service: HAL events -> Call API; ring groups, LEDs, relay, call log, snapshots."""
