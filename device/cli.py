@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from device.cli_admin import register
 from device.scenario import Timeline, run_doorbell_call
 from device.simsite import EndpointSpec, start_site
 from services.signaling.broker import (
@@ -168,6 +169,8 @@ async def _run_broker(files: BrokerFiles, settings: BrokerSettings) -> int:
     waiting.cancel()
     return 0
 
+
+register(main)
 
 if __name__ == "__main__":
     main()

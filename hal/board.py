@@ -1,20 +1,29 @@
 """Boards: the set of devices one intercom has, and the factories that build them.
 
 A board is chosen by name (``build_board("sim")``); real boards join the
-registry in ``board_factories`` later, importing their libraries lazily.
+registry in ``board_factories`` later, importing their libraries lazily. The
+GPIO side (buttons, relay, LEDs, proximity, backlight) is ``Board.io``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from hal.audio import Microphone, RecordingSpeaker, Speaker, ToneMicrophone
+from hal.backlight import make_sim_backlight_tree
 from hal.camera import Camera, TestPatternCamera
 from hal.errors import DeviceUnavailableError, HalError
+from hal.gpio_specs import IoSpec
+from hal.io_devices import SIM_BACKLIGHT, IoDevices, build_io, sim_io_spec
 
 _Device = TypeVar("_Device")
 
@@ -35,12 +44,13 @@ def _pick(board: str, kind: str, devices: Mapping[str, _Device], name: str | Non
 
 @dataclass(frozen=True)
 class Board:
-    """The devices of one intercom, each kind keyed by device name."""
+    """The devices of one intercom, each kind keyed by device name; GPIO devices in ``io``."""
 
     name: str
     cameras: Mapping[str, Camera]
     microphones: Mapping[str, Microphone]
     speakers: Mapping[str, Speaker]
+    io: IoDevices = field(default_factory=IoDevices)
 
     def camera(self, name: str | None = None) -> Camera:
         """The camera called ``name``, or the first one; DeviceUnavailableError if none."""
@@ -55,21 +65,53 @@ class Board:
         return _pick(self.name, "speaker", self.speakers, name)
 
     async def close(self) -> None:
-        """Close every device of the board; idempotent."""
-        for camera in self.cameras.values():
-            await camera.close()
-        for microphone in self.microphones.values():
-            await microphone.close()
-        for speaker in self.speakers.values():
-            await speaker.close()
+        """Close every device of the board, the GPIO side (relay) first; idempotent."""
+        try:
+            await self.io.close()
+        finally:
+            for camera in self.cameras.values():
+                await camera.close()
+            for microphone in self.microphones.values():
+                await microphone.close()
+            for speaker in self.speakers.values():
+                await speaker.close()
 
 
-def build_sim_board(name: str = "sim", *, tone_hz: float = 440.0) -> Board:
+def build_sim_board(
+    name: str = "sim",
+    *,
+    tone_hz: float = 440.0,
+    io: IoSpec | None = None,
+    sysfs_root: Path | None = None,
+) -> Board:
     """A board of simulated devices for tests and the demo.
 
     Cameras "main" and "aux" (different patterns), microphone "main" playing a
-    ``tone_hz`` sine, speakers "speaker" and "handset".
+    ``tone_hz`` sine, speakers "speaker" and "handset". GPIO devices follow ``io``
+    (default: ``sim_io_spec()``, every device on ``SIM_PINS``) on a MockFactory of
+    this board's own (``board.io.pin_factory``), so two sim boards never share pins.
+    The backlight is a sysfs tree created under ``sysfs_root`` (a temporary directory,
+    removed on close, when None); start the devices with ``await board.io.start()``.
     """
+    spec = dataclasses.replace(io or sim_io_spec(), pin_factory="mock")
+    temp_root: Path | None = None
+    if spec.backlight is not None:
+        if sysfs_root is None:
+            sysfs_root = temp_root = Path(tempfile.mkdtemp(prefix="callbox-sim-sysfs-"))
+        device = spec.backlight.device or SIM_BACKLIGHT
+        if not (sysfs_root / device / "bl_power").exists():
+            make_sim_backlight_tree(sysfs_root, device)
+        backlight = dataclasses.replace(spec.backlight, sysfs_root=str(sysfs_root), device=device)
+        spec = dataclasses.replace(spec, backlight=backlight)
+    try:
+        io_devices = build_io(spec)
+    except HalError:
+        if temp_root is not None:
+            shutil.rmtree(temp_root, ignore_errors=True)
+        raise
+    if temp_root is not None:
+        # Also removed when a board that was never closed is collected.
+        io_devices.cleanups.append(weakref.finalize(io_devices, shutil.rmtree, temp_root, True))
     return Board(
         name=name,
         cameras=MappingProxyType(
@@ -79,6 +121,7 @@ def build_sim_board(name: str = "sim", *, tone_hz: float = 440.0) -> Board:
         speakers=MappingProxyType(
             {"speaker": RecordingSpeaker("speaker"), "handset": RecordingSpeaker("handset")}
         ),
+        io=io_devices,
     )
 
 

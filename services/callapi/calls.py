@@ -318,9 +318,10 @@ class Calls:
 
     async def notify_missed(self, call: CallState) -> None:
         """Count a missed call and tell the app (``on_notify(MISSED)``)."""
-        await self._missed(call.peer, call.is_video_call())
+        await self.report_missed(call.peer, call.is_video_call())
 
-    async def _missed(self, profile: UserProfile, video: bool) -> None:
+    async def report_missed(self, profile: UserProfile, video: bool) -> None:
+        """Count a call from ``profile`` that nobody took and tell the app (``on_notify``)."""
         self.missed_calls += 1
         await notify("on_notify", self._listener.on_notify, NotifyKind.MISSED, profile, video)
 
@@ -386,7 +387,9 @@ class Calls:
         if self.is_call_in_progress():
             _log.info("%s: busy, call from %s refused", self.address, caller)
             await self.send_or_log(caller, "busy", message.call_id, {})
-            await self._missed(self.profile_of(caller), bool(message.body.get("video", False)))
+            await self.report_missed(
+                self.profile_of(caller), bool(message.body.get("video", False))
+            )
             return
         video = bool(message.body.get("video", False))
         profile = self.profile_of(caller)

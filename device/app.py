@@ -1,0 +1,288 @@
+"""The device app: one endpoint built from ``callbox.toml`` (the composition root of `callbox run`).
+
+Builds the board (simulated or GPIO) from the configuration, the identity from the state
+directory, signaling, media, the Call API and the call service for the role, and applies
+a new configuration without dropping a call that the change does not touch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from device.config import CallboxConfig
+from device.keystore import load_or_create_identity
+from hal.board import Board, build_sim_board
+from hal.gpio_specs import GpioProximitySpec, IoSpec
+from hal.io_devices import sim_io_spec
+from services.callapi import Calls
+from services.intercom.calllog import CallLog
+from services.intercom.door import DoorStation
+from services.intercom.indoor import IndoorUnit
+from services.intercom.service import IntercomService
+from services.intercom.settings import IntercomSettings
+from services.intercom.snapshots import SnapshotStore
+from services.media.ice import IcePolicy
+from services.media.local import LocalMedia
+from services.signaling.contacts import ContactBook
+from services.signaling.endpoint import SignalingEndpoint
+from services.signaling.transport import BrokerAddress
+
+_log = logging.getLogger(__name__)
+
+SECTIONS_NEEDING_RESTART = ("role", "address", "site", "board", "state_dir", "broker")
+"""Top-level keys whose change rebuilds the whole endpoint (after the active call)."""
+SECTIONS_NEEDING_NEW_HARDWARE = ("inputs", "relay", "leds", "proximity", "backlight", "gpio")
+
+
+def intercom_settings(config: CallboxConfig) -> IntercomSettings:
+    """The call service's settings from the configuration."""
+    from services.intercom.dnd import DndSchedule
+
+    return IntercomSettings(
+        role=config.role,
+        targets=tuple(config.targets),
+        video=config.call.video,
+        auto_answer_monitor=config.call.auto_answer_monitor,
+        unlock_per_minute=config.call.unlock_per_minute,
+        dnd=DndSchedule.from_config(
+            config.dnd.enabled, list(config.dnd.schedule), list(config.dnd.days)
+        ),
+    )
+
+
+def build_board(config: CallboxConfig, state_dir: Path) -> Board:
+    """The board the configuration names; a sim board keeps its sysfs tree in the state dir."""
+    if config.board == "sim":
+        return build_sim_board(
+            config.address, io=sim_board_io(config.io_spec()), sysfs_root=state_dir / "sim-sysfs"
+        )
+    from hal.board import build_board as build_named_board
+
+    return build_named_board(config.board, io=config.io_spec())
+
+
+def sim_board_io(configured: IoSpec) -> IoSpec:
+    """A simulated board has every device: what the config wires, the rest on SIM_PINS.
+
+    A default device whose pin the config uses for something else is left out.
+    """
+    default = sim_io_spec()
+    used = {b.pin for b in configured.buttons.values()} | {
+        led.pin for led in configured.leds.values()
+    }
+    if configured.relay is not None:
+        used.add(configured.relay.pin)
+    if isinstance(configured.proximity, GpioProximitySpec):
+        used.add(configured.proximity.pin)
+    buttons = {r: b for r, b in default.buttons.items() if b.pin not in used}
+    leds = {n: led for n, led in default.leds.items() if led.pin not in used}
+    relay = default.relay if default.relay is not None and default.relay.pin not in used else None
+    proximity = default.proximity
+    if isinstance(proximity, GpioProximitySpec) and proximity.pin in used:
+        proximity = None
+    return dataclasses.replace(
+        configured,
+        pin_factory="mock",
+        buttons={**buttons, **configured.buttons},
+        leds={**leds, **configured.leds},
+        relay=configured.relay or relay,
+        proximity=configured.proximity or proximity,
+        backlight=configured.backlight or default.backlight,
+    )
+
+
+@dataclass
+class Endpoint:
+    """The running parts of one endpoint."""
+
+    board: Board
+    signaling: SignalingEndpoint
+    calls: Calls
+    service: IntercomService
+    call_log: CallLog
+
+
+class DeviceApp:
+    """One intercom endpoint, started from a configuration and reconfigured while running."""
+
+    def __init__(
+        self,
+        config: CallboxConfig,
+        *,
+        board: Board | None = None,
+        ice: IcePolicy | None = None,
+    ) -> None:
+        self.config = config
+        self._given_board = board
+        self._ice = ice
+        self.endpoint: Endpoint | None = None
+        self.started_at = time.time()
+        self.pending_restart: list[str] = []
+
+    @property
+    def state_dir(self) -> Path:
+        """Keys, call log and snapshots live here."""
+        return Path(self.config.state_dir)
+
+    async def start(self) -> None:
+        """Build and start every part; on failure, close what was started and raise."""
+        self.endpoint = await self._build(self.config)
+
+    async def _build(self, config: CallboxConfig) -> Endpoint:
+        state_dir = Path(config.state_dir)
+        identity = load_or_create_identity(state_dir)
+        board = self._given_board or build_board(config, state_dir)
+        contacts = ContactBook(first_use=config.first_use_pinning)
+        for contact in config.contacts():
+            contacts.add(contact)
+        broker = config.broker
+        signaling = SignalingEndpoint(
+            site=config.site,
+            address=config.address,
+            broker=BrokerAddress(
+                host=broker.host,
+                port=broker.port,
+                username=broker.username or config.address,
+                password=config.broker_password(),
+                ca_file=Path(broker.tls_ca) if broker.tls_ca else None,
+            ),
+            identity=identity,
+            contacts=contacts,
+            name=config.name,
+            role=config.role,
+        )
+        media = LocalMedia(board, camera=config.camera.device or None)
+        calls = Calls(
+            signaling,
+            media,
+            name=config.name,
+            role=config.role,
+            ice=self._ice,
+            defaults=config.call_properties(),
+            issues_unlock_challenges=config.role == "door",
+            ring_on_incoming=config.role == "indoor",
+        )
+        call_log = CallLog(state_dir / "calls.sqlite")
+        snapshots = SnapshotStore(
+            state_dir / "snapshots",
+            keep_count=config.snapshots.keep_count,
+            max_age_s=config.snapshots.max_age_days * 86400.0,
+        )
+        role_class = DoorStation if config.role == "door" else IndoorUnit
+        service = role_class(
+            calls, board.io, intercom_settings(config), call_log=call_log, snapshots=snapshots
+        )
+        endpoint = Endpoint(board, signaling, calls, service, call_log)
+        try:
+            await board.io.start()
+            await call_log.open()
+            await service.start()
+            await calls.start()
+        except BaseException:
+            await self._close_endpoint(endpoint)
+            raise
+        _log.info("%s: %s %r started", config.address, config.role, config.name)
+        return endpoint
+
+    async def _close_endpoint(self, endpoint: Endpoint) -> None:
+        await endpoint.service.close()
+        await endpoint.calls.close()
+        await endpoint.call_log.close()
+        if self._given_board is None:
+            await endpoint.board.close()
+        else:
+            await endpoint.board.io.close()
+
+    async def close(self) -> None:
+        """End calls, release the relay and every device; idempotent."""
+        endpoint, self.endpoint = self.endpoint, None
+        if endpoint is not None:
+            await self._close_endpoint(endpoint)
+
+    # reconfiguration ----------------------------------------------------------------------------
+
+    def changed_keys(self, new: CallboxConfig) -> list[str]:
+        """The top-level keys whose values differ between the running and ``new`` config."""
+        old_dump, new_dump = self.config.model_dump(), new.model_dump()
+        return sorted(k for k in new_dump if old_dump.get(k) != new_dump.get(k))
+
+    async def apply(self, new: CallboxConfig) -> list[str]:
+        """Use ``new``: live changes at once; a rebuild waits until no call is in progress.
+
+        Returns the changed top-level keys. A call is never dropped by a change that does
+        not touch it: hardware or broker changes are applied when the line is idle.
+        """
+        changed = self.changed_keys(new)
+        endpoint = self.endpoint
+        self.config = new
+        if endpoint is None or not changed:
+            return changed
+        rebuild = [
+            k for k in changed if k in SECTIONS_NEEDING_RESTART + SECTIONS_NEEDING_NEW_HARDWARE
+        ]
+        if rebuild:
+            if endpoint.calls.is_call_in_progress():
+                self.pending_restart = rebuild
+                _log.info("config: %s change waits until the call ends", ", ".join(rebuild))
+                endpoint.calls.spawn(self._restart_when_idle())
+            else:
+                await self._restart()
+            return changed
+        self._apply_live(endpoint, new)
+        return changed
+
+    def _apply_live(self, endpoint: Endpoint, new: CallboxConfig) -> None:
+        endpoint.calls.defaults = new.call_properties()
+        endpoint.calls.name = new.name
+        # contacts are replaced as a whole: a removed contact stops being trusted at once
+        endpoint.signaling.contacts.contacts = {c.address: c for c in new.contacts()}
+        endpoint.service.apply_settings(intercom_settings(new))
+        _log.info("config applied without a restart")
+
+    async def _restart_when_idle(self) -> None:
+        endpoint = self.endpoint
+        if endpoint is None:
+            return
+        call = endpoint.calls.active_call
+        if call is not None:
+            await call.ended.wait()
+        if self.endpoint is endpoint and self.pending_restart:
+            await self._restart()
+
+    async def _restart(self) -> None:
+        self.pending_restart = []
+        await self.close()
+        self.endpoint = await self._build(self.config)
+
+    # status ---------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What ``callbox status`` prints: role, broker, presence, call, hardware."""
+        config = self.config
+        result: dict[str, Any] = {
+            "address": config.address,
+            "name": config.name,
+            "role": config.role,
+            "site": config.site,
+            "board": config.board,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "pending_restart": list(self.pending_restart),
+        }
+        endpoint = self.endpoint
+        if endpoint is None:
+            result["running"] = False
+            return result
+        result["running"] = True
+        result["broker"] = {
+            "host": config.broker.host,
+            "port": config.broker.port,
+            "connected": endpoint.signaling.transport.connected.is_set(),
+        }
+        result["presence"] = dict(endpoint.signaling.presence)
+        result.update(endpoint.service.status())
+        return result

@@ -1,0 +1,377 @@
+"""The sections of ``callbox.toml`` as frozen pydantic models, one per TOML table.
+
+Every model refuses unknown keys and values of the wrong TOML type (no "30" for 30, no 1 for
+true). Value checks that need one field live here; checks across fields live in
+`device.config_rules`.
+`docs/callbox.example.toml` shows every key with its default.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+)
+
+from services.signaling.identity import KEY_SIZE, b64u_decode
+
+BOARD_TO_BCM: Final = {
+    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
+    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
+    36: 16, 37: 26, 38: 20, 40: 21,
+}  # fmt: skip
+"""Physical pin of the 40-pin header -> BCM GPIO number (the other header pins are power)."""
+
+I2C_PINS: Final = {1: ("GPIO2", "GPIO3")}
+"""The GPIOs an I2C bus occupies on the header (SDA, SCL)."""
+
+CHIP_ADDRESSES: Final = {"vcnl4010": 0x13, "vcnl4040": 0x60}
+"""Fixed I2C address of each supported proximity chip."""
+
+DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_PIN = re.compile(r"(GPIO|BCM|BOARD|J8:)?(\d{1,2})", re.IGNORECASE)
+_RANGE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)")
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: 1 to 32 lowercase letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _text(value: str) -> str:
+    if len(value) > 64:
+        raise ValueError(f"is {len(value)} characters long; at most 64 are allowed")
+    if any(not char.isprintable() for char in value):
+        raise ValueError("must not contain control characters (tabs, new lines, ...)")
+    return value
+
+
+def _word(value: str) -> str:
+    if (
+        not value
+        or len(value) > 128
+        or any(char.isspace() or not char.isprintable() for char in value)
+    ):
+        raise ValueError(f"{value!r} must be 1 to 128 characters without spaces")
+    return value
+
+
+def _word_or_empty(value: str) -> str:
+    return _word(value) if value else value
+
+
+def _device_name(value: str) -> str:
+    if value and ("/" in value or value in (".", "..")):
+        raise ValueError(f"{value!r} must be a device name under sysfs_root, not a path")
+    return _word_or_empty(value)
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError(f"{value!r} must be an absolute path (starting with '/')")
+    return value
+
+
+def _path_or_empty(value: str) -> str:
+    return _absolute_path(value) if value else value
+
+
+def pin_number(pin: str) -> int:
+    """The BCM GPIO number of a gpiozero pin name (``GPIO17``, ``BCM17``, ``BOARD11``, ``17``).
+
+    Raises ValueError with a plain reason for anything that is not a GPIO of the 40-pin header.
+    """
+    match = _PIN.fullmatch(pin.strip())
+    if match is None:
+        raise ValueError(f"{pin!r} is not a pin name such as 'GPIO17', 'BOARD11' or '17'")
+    prefix, number = (match.group(1) or "GPIO").upper(), int(match.group(2))
+    if prefix in ("BOARD", "J8:"):
+        if number not in BOARD_TO_BCM:
+            raise ValueError(f"{pin!r} is not a GPIO pin of the header (power or ground, or > 40)")
+        return BOARD_TO_BCM[number]
+    if number > 27:
+        raise ValueError(f"{pin!r} is not on the header: GPIO numbers are 0 to 27")
+    return number
+
+
+def _pin(value: object) -> str:
+    """Accept a pin name (or a bare BCM number) and return its canonical form ``GPIO<n>``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a pin name such as 'GPIO17'")
+    return f"GPIO{pin_number(value)}"
+
+
+def _public_key(value: str) -> str:
+    try:
+        raw = b64u_decode(value)
+    except ValueError as err:
+        raise ValueError(f"is not a base64url public key: {err}") from err
+    if len(raw) != KEY_SIZE:
+        raise ValueError(f"must decode to {KEY_SIZE} bytes, not {len(raw)}")
+    return value
+
+
+def _even(value: int) -> int:
+    if value % 2:
+        raise ValueError(f"must be even (got {value})")
+    return value
+
+
+def _time_range(value: str) -> str:
+    match = _RANGE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a time range HH:MM-HH:MM such as '22:00-07:00'")
+    if value[:5] == value[6:]:
+        raise ValueError(f"{value!r} starts and ends at the same time")
+    return value
+
+
+def _no_duplicates(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"lists {', '.join(duplicates)} more than once")
+    return values
+
+
+Name = Annotated[StrictStr, AfterValidator(_name)]
+"""An address, site or LED name: ``[a-z0-9][a-z0-9_-]{0,31}``."""
+Text = Annotated[StrictStr, AfterValidator(_text)]
+Word = Annotated[StrictStr, AfterValidator(_word)]
+OptionalWord = Annotated[StrictStr, AfterValidator(_word_or_empty)]
+DeviceName = Annotated[StrictStr, AfterValidator(_device_name)]
+AbsolutePath = Annotated[StrictStr, AfterValidator(_absolute_path)]
+OptionalPath = Annotated[StrictStr, AfterValidator(_path_or_empty)]
+Pin = Annotated[str, BeforeValidator(_pin)]
+PublicKey = Annotated[StrictStr, AfterValidator(_public_key)]
+Size = Annotated[StrictInt, Field(ge=16, le=4096), AfterValidator(_even)]
+Seconds = Annotated[StrictFloat, Field(gt=0, le=3600, allow_inf_nan=False)]
+DebounceMs = Annotated[StrictInt, Field(ge=0, le=1000)]
+TimeRange = Annotated[StrictStr, AfterValidator(_time_range)]
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Section(BaseModel):
+    """Base of every table: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerConfig(Section):
+    """``[broker]``: the MQTT broker this endpoint signals through."""
+
+    host: Word = "127.0.0.1"
+    port: StrictInt = Field(default=1883, ge=1, le=65535)
+    username: StrictStr = ""
+    password: StrictStr = ""
+    password_file: OptionalPath = ""
+    tls: StrictBool = False
+    tls_ca: OptionalPath = ""
+    websockets_port: StrictInt = Field(default=0, ge=0, le=65535)
+
+
+class ContactConfig(Section):
+    """``[[contacts]]``: a peer with its pinned public keys and rights."""
+
+    address: Name
+    name: Text = ""
+    role: Literal["", "door", "indoor", "web"] = ""
+    sign_key: PublicKey
+    dh_key: PublicKey
+    rights: Annotated[tuple[Literal["unlock", "monitor"], ...], AfterValidator(_no_duplicates)] = ()
+    blocked: StrictBool = False
+
+
+class ButtonConfig(Section):
+    """``[inputs.<role>]``: a push button or switch wired from a GPIO to ground."""
+
+    pin: Pin
+    pull_up: StrictBool = True
+    debounce_ms: DebounceMs = 20
+    min_press_ms: StrictInt = Field(default=50, ge=0, le=10_000)
+
+
+class InputsConfig(Section):
+    """``[inputs]``: one optional table per button role."""
+
+    doorbell: ButtonConfig | None = None
+    answer: ButtonConfig | None = None
+    decline: ButtonConfig | None = None
+    door_release: ButtonConfig | None = None
+    mute: ButtonConfig | None = None
+    hook: ButtonConfig | None = None
+    monitor: ButtonConfig | None = None
+
+    def wired(self) -> dict[str, ButtonConfig]:
+        """The configured buttons by role name."""
+        return {
+            role: getattr(self, role) for role in type(self).model_fields if getattr(self, role)
+        }
+
+
+class RelayConfig(Section):
+    """``[relay]``: the door strike relay."""
+
+    pin: Pin
+    active_high: StrictBool = True
+    pulse_ms: StrictInt = Field(default=3000, ge=100, le=60_000)
+    max_on_ms: StrictInt = Field(default=10_000, ge=100, le=60_000)
+
+
+class LedConfig(Section):
+    """``[leds.<name>]``: an LED (``status`` shows the call state)."""
+
+    pin: Pin
+    active_high: StrictBool = True
+
+
+class GpioProximityConfig(Section):
+    """``[proximity]`` with ``kind = "gpio"``: a digital proximity sensor on a GPIO."""
+
+    kind: Literal["gpio"] = "gpio"
+    pin: Pin
+    near_when_low: StrictBool = True
+    pull_up: StrictBool = True
+    debounce_ms: DebounceMs = 50
+
+
+class I2cProximityConfig(Section):
+    """``[proximity]`` with ``kind = "i2c"``: a VCNL4010/VCNL4040 on an I2C bus."""
+
+    kind: Literal["i2c"] = "i2c"
+    bus: StrictInt = Field(default=1, ge=0, le=31)
+    i2c_address: StrictInt | None = Field(default=None, ge=0x03, le=0x77)
+    chip: Literal["vcnl4010", "vcnl4040"] = "vcnl4010"
+    near_threshold: StrictInt = Field(default=2000, ge=1, le=65535)
+    hysteresis: StrictInt = Field(default=200, ge=0, le=65535)
+    poll_ms: StrictInt = Field(default=100, ge=10, le=10_000)
+
+    def address(self) -> int:
+        """The configured I2C address, or the chip's fixed one."""
+        return CHIP_ADDRESSES[self.chip] if self.i2c_address is None else self.i2c_address
+
+
+def _proximity_kind(value: object) -> str | None:
+    kind = value.get("kind", "gpio") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if isinstance(kind, str) else None
+
+
+ProximityConfig = Annotated[
+    Annotated[GpioProximityConfig, Tag("gpio")] | Annotated[I2cProximityConfig, Tag("i2c")],
+    Discriminator(_proximity_kind),
+]
+PROXIMITY_KINDS: Final = ("gpio", "i2c")
+
+
+class BacklightConfig(Section):
+    """``[backlight]``: the display backlight in sysfs, switched off while the handset is near."""
+
+    sysfs_root: AbsolutePath = "/sys/class/backlight"
+    device: DeviceName = ""
+    brightness: StrictInt = Field(default=-1, ge=-1, le=1_000_000)
+
+
+class GpioConfig(Section):
+    """``[gpio]``: which gpiozero pin factory drives the pins."""
+
+    pin_factory: Literal["default", "lgpio", "rpigpio", "mock"] = "default"
+
+
+class AudioConfig(Section):
+    """``[audio]``: ALSA PCM names ("" = not fitted); the sim board ignores them."""
+
+    speaker: OptionalWord = "default"
+    handset: OptionalWord = ""
+    headset: OptionalWord = ""
+    microphone: OptionalWord = "default"
+
+
+class CameraConfig(Section):
+    """``[camera]``: which camera sends video (sim: ``main`` or ``aux``)."""
+
+    device: Word = "main"
+
+
+class CallConfig(Section):
+    """``[call]``: defaults of every call this endpoint places or answers."""
+
+    video: StrictBool = True
+    codec: Literal["VP8", "H264"] = "VP8"
+    width: Size = 640
+    height: Size = 480
+    fps: StrictInt = Field(default=30, ge=1, le=120)
+    bitrate_kbps: StrictInt = Field(default=800, ge=1)
+    ring_timeout_s: Seconds = 30.0
+    max_duration_s: StrictFloat = Field(default=180.0, ge=0, le=86_400, allow_inf_nan=False)
+    connect_timeout_s: Seconds = 10.0
+    hide_on_proximity: StrictBool = True
+    disable_speaker_on_proximity: StrictBool = True
+    auto_answer_monitor: StrictBool = True
+    unlock_per_minute: StrictInt = Field(default=6, ge=1, le=60)
+
+
+class DndConfig(Section):
+    """``[dnd]``: do not disturb; an empty schedule means all day on the listed days.
+
+    A range that crosses midnight belongs to the day it starts on: ``22:00-07:00`` with
+    ``days = ["fri"]`` covers Friday 22:00 to Saturday 07:00.
+    """
+
+    enabled: StrictBool = False
+    schedule: Annotated[tuple[TimeRange, ...], AfterValidator(_no_duplicates)] = ()
+    days: Annotated[tuple[Day, ...], Field(min_length=1), AfterValidator(_no_duplicates)] = DAYS
+
+    def ranges(self) -> list[tuple[time, time]]:
+        """The schedule as (start, end) local times."""
+        return [(time.fromisoformat(r[:5]), time.fromisoformat(r[6:])) for r in self.schedule]
+
+    def is_active(self, now: datetime) -> bool:
+        """Whether do-not-disturb is in force at the local time `now`."""
+        if not self.enabled:
+            return False
+        today, yesterday = DAYS[now.weekday()], DAYS[now.weekday() - 1]
+        if not self.schedule:
+            return today in self.days
+        moment = now.time()
+        for start, end in self.ranges():
+            if start < end and today in self.days and start <= moment < end:
+                return True
+            if start > end and (
+                (today in self.days and moment >= start)
+                or (yesterday in self.days and moment < end)
+            ):
+                return True
+        return False
+
+
+class SnapshotsConfig(Section):
+    """``[snapshots]``: visitor pictures kept under the state directory (0 = no limit)."""
+
+    keep_count: StrictInt = Field(default=50, ge=0, le=100_000)
+    max_age_days: StrictInt = Field(default=30, ge=0, le=3650)
+
+
+class LoggingConfig(Section):
+    """``[logging]``: the log level of the daemon."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,125 @@
+"""Checks of ``callbox.toml`` that involve several keys (each key's own checks are in
+`device.config_models`). Every rule yields (dotted key path, reason) for the key to change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from device.config_models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
+from services.callapi.properties import VIDEO_BITRATE_RANGE_KBPS
+from services.callapi.status import VideoCodec
+
+if TYPE_CHECKING:
+    from device.config import CallboxConfig
+
+Problems = Iterator[tuple[str, str]]
+
+SIM_CAMERAS = ("main", "aux")
+
+
+def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
+    """Every cross-field problem of `config`, in file order."""
+    rules: tuple[Callable[[CallboxConfig], Problems], ...] = (
+        _targets,
+        _broker,
+        _contacts,
+        _pins,
+        _relay,
+        _proximity,
+        _board,
+        _call,
+    )
+    return [problem for rule in rules for problem in rule(config)]
+
+
+def _targets(config: CallboxConfig) -> Problems:
+    if config.role == "door" and not config.targets:
+        yield "targets", "a door station needs at least one address to ring"
+    for index, target in enumerate(config.targets):
+        if target == config.address:
+            yield f"targets.{index}", f"{target!r} is this endpoint's own address"
+        elif target in config.targets[:index]:
+            yield f"targets.{index}", f"{target!r} is listed twice"
+
+
+def _broker(config: CallboxConfig) -> Problems:
+    broker = config.broker
+    if broker.password and broker.password_file:
+        yield "broker.password_file", "set either password or password_file, not both"
+    if broker.tls_ca and not broker.tls:
+        yield "broker.tls_ca", "is set but tls = false; set tls = true to use it"
+    if broker.websockets_port and broker.websockets_port == broker.port:
+        yield "broker.websockets_port", f"is the same port as broker.port ({broker.port})"
+
+
+def _contacts(config: CallboxConfig) -> Problems:
+    seen: dict[str, int] = {}
+    for index, contact in enumerate(config.contact_entries):
+        if contact.address == config.address:
+            yield f"contacts.{index}.address", f"{contact.address!r} is this endpoint itself"
+        elif contact.address in seen:
+            yield (
+                f"contacts.{index}.address",
+                f"{contact.address!r} is already contacts.{seen[contact.address]}",
+            )
+        seen.setdefault(contact.address, index)
+
+
+def _pin_users(config: CallboxConfig) -> Iterator[tuple[str, str]]:
+    """(key, GPIO name) of every pin the configuration uses, in file order."""
+    for role, button in config.inputs.wired().items():
+        yield f"inputs.{role}.pin", button.pin
+    if config.relay is not None:
+        yield "relay.pin", config.relay.pin
+    for name, led in config.leds.items():
+        yield f"leds.{name}.pin", led.pin
+    prox = config.proximity
+    if isinstance(prox, GpioProximityConfig):
+        yield "proximity.pin", prox.pin
+    elif isinstance(prox, I2cProximityConfig):
+        for pin in I2C_PINS.get(prox.bus, ()):
+            yield "proximity.bus", pin
+
+
+def _pins(config: CallboxConfig) -> Problems:
+    owners: dict[str, str] = {}
+    for key, pin in _pin_users(config):
+        if pin in owners and owners[pin] != key:
+            yield key, f"{pin} is already used by {owners[pin]}"
+        owners.setdefault(pin, key)
+
+
+def _relay(config: CallboxConfig) -> Problems:
+    relay = config.relay
+    if relay is not None and relay.pulse_ms > relay.max_on_ms:
+        yield (
+            "relay.pulse_ms",
+            f"{relay.pulse_ms} is longer than relay.max_on_ms ({relay.max_on_ms})",
+        )
+
+
+def _proximity(config: CallboxConfig) -> Problems:
+    prox = config.proximity
+    if isinstance(prox, I2cProximityConfig) and prox.hysteresis >= prox.near_threshold:
+        yield (
+            "proximity.hysteresis",
+            f"must be smaller than proximity.near_threshold ({prox.near_threshold})",
+        )
+
+
+def _board(config: CallboxConfig) -> Problems:
+    if config.gpio.pin_factory == "mock" and config.board != "sim":
+        yield "gpio.pin_factory", "'mock' simulates the pins and is only allowed with board = 'sim'"
+    if config.board == "sim" and config.camera.device not in SIM_CAMERAS:
+        yield "camera.device", f"the sim board has cameras {' and '.join(map(repr, SIM_CAMERAS))}"
+
+
+def _call(config: CallboxConfig) -> Problems:
+    call = config.call
+    low, high = VIDEO_BITRATE_RANGE_KBPS[VideoCodec[call.codec]]
+    if not low <= call.bitrate_kbps <= high:
+        yield (
+            "call.bitrate_kbps",
+            f"{call.bitrate_kbps} is outside {low}..{high}, the range of the {call.codec} encoder",
+        )

@@ -1,0 +1,147 @@
+"""Indicator LEDs: the ``Led`` interface with the intercom's patterns, GPIO and null back-ends.
+
+``GpioLed`` drives a gpiozero ``LED``; blinking patterns run in gpiozero's own blink
+thread, which gpiozero stops (and joins) whenever the LED is switched to another
+pattern or closed.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from hal.errors import DeviceUnavailableError
+from hal.gpio import gpio_error, open_gpio
+from hal.gpio_specs import LedSpec
+
+
+class LedPattern(enum.StrEnum):
+    """What an LED shows."""
+
+    OFF = "off"
+    IDLE = "idle"  # steady on: powered and ready
+    RINGING = "ringing"  # 0.25 s on / 0.25 s off
+    IN_CALL = "in_call"  # steady on
+    ERROR = "error"  # 0.1 s on / 0.9 s off
+
+
+BLINK_TIMES: Mapping[LedPattern, tuple[float, float]] = MappingProxyType(
+    {LedPattern.RINGING: (0.25, 0.25), LedPattern.ERROR: (0.1, 0.9)}
+)
+"""(on seconds, off seconds) of the blinking patterns."""
+
+_STEADY_ON = frozenset({LedPattern.IDLE, LedPattern.IN_CALL})
+
+
+class Led(abc.ABC):
+    """An indicator LED showing one ``LedPattern`` at a time."""
+
+    name: str
+    pattern: LedPattern
+
+    @abc.abstractmethod
+    def set_pattern(self, pattern: LedPattern) -> None:
+        """Show ``pattern`` from now on (the same pattern again changes nothing)."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Show the current pattern."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Switch off and release the pin; calling it again does nothing."""
+
+
+class NullLed(Led):
+    """An LED this model does not have: accepts and remembers patterns."""
+
+    def __init__(self, name: str = "status") -> None:
+        """An LED called ``name`` showing OFF."""
+        self.name = name
+        self.pattern = LedPattern.OFF
+
+    def set_pattern(self, pattern: LedPattern) -> None:
+        """Remember ``pattern``."""
+        self.pattern = LedPattern(pattern)
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class GpioLed(Led):
+    """An LED on a GPIO pin, claimed (and switched off) on construction."""
+
+    def __init__(self, name: str, spec: LedSpec, *, pin_factory: Any) -> None:
+        """Claim ``spec.pin`` as an output, LED off."""
+        from gpiozero import LED
+
+        self.name = name
+        self.spec = spec
+        self.pattern = LedPattern.OFF
+        self._what = f"{name} LED"
+        self._device: Any = open_gpio(
+            self._what,
+            spec.pin,
+            lambda: LED(
+                spec.pin,
+                active_high=spec.active_high,
+                initial_value=False,
+                pin_factory=pin_factory,
+            ),
+        )
+
+    @property
+    def is_lit(self) -> bool:
+        """True while the LED is on (blinking patterns alternate)."""
+        return self._device is not None and bool(self._device.is_active)
+
+    def set_pattern(self, pattern: LedPattern) -> None:
+        """Show ``pattern``; a blinking pattern's old thread stops before the new one runs."""
+        pattern = LedPattern(pattern)
+        if self._device is None:
+            raise DeviceUnavailableError(f"{self._what} is closed")
+        if pattern == self.pattern:
+            return
+        self.pattern = pattern
+        self._show()
+
+    async def start(self) -> None:
+        """Show the current pattern."""
+        if self._device is None:
+            raise DeviceUnavailableError(f"{self._what} is closed")
+        self._show()
+
+    async def close(self) -> None:
+        """Stop blinking, switch off, release the pin; idempotent."""
+        self.release()
+
+    def release(self) -> None:
+        """What ``close()`` does, callable without awaiting (a board that failed to build)."""
+        device, self._device = self._device, None
+        if device is None:
+            return
+        try:
+            try:
+                device.off()
+            finally:
+                device.close()
+        except Exception as err:
+            raise gpio_error(self._what, self.spec.pin, err) from err
+
+    def _show(self) -> None:
+        try:
+            if self.pattern in BLINK_TIMES:
+                on_s, off_s = BLINK_TIMES[self.pattern]
+                self._device.blink(on_time=on_s, off_time=off_s)
+            elif self.pattern in _STEADY_ON:
+                self._device.on()
+            else:
+                self._device.off()
+        except Exception as err:
+            raise gpio_error(self._what, self.spec.pin, err) from err

@@ -1,0 +1,139 @@
+"""The door station: a doorbell press rings the flat; a signed request opens the door.
+
+- doorbell press -> one call to every target at once (a ring group: the first to answer
+  wins, the others stop ringing); a press while a call is in progress starts nothing;
+  ringback on the door's speaker, ring timeout and maximum call duration from the call
+  properties; the status LED blinks while ringing and is steady in a call;
+- a "monitor" call from a contact with the monitor right is answered at once, with
+  video and without ringing at the door;
+- ``unlock`` from the answering party (checked by the Call API) -> ``DoorOpener``: one
+  relay pulse per fresh request, rate-limited, recorded; the door-release input at the
+  door (the inside "exit" button) pulses the relay directly;
+- a visitor snapshot from the door's own camera at ring time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from av import VideoFrame
+from hal.io_devices import IoDevices
+
+from hal.inputs import Button, ButtonRole
+from services.callapi import Call, CallProperties, Calls, UserProfile
+from services.callapi.door_release import UnlockRefused
+from services.intercom.calllog import CallLog
+from services.intercom.door_opener import DoorOpener, ReleaseRecord
+from services.intercom.service import IntercomService
+from services.intercom.settings import IntercomSettings
+from services.intercom.snapshots import SnapshotStore
+from services.signaling.contacts import Right
+
+_log = logging.getLogger(__name__)
+
+
+class DoorStation(IntercomService):
+    """The call service of a door station."""
+
+    def __init__(
+        self,
+        calls: Calls,
+        io: IoDevices,
+        settings: IntercomSettings,
+        *,
+        call_log: CallLog | None = None,
+        snapshots: SnapshotStore | None = None,
+    ) -> None:
+        super().__init__(calls, io, settings, call_log=call_log, snapshots=snapshots)
+        self.opener = DoorOpener(
+            io.relay, per_minute=settings.unlock_per_minute, on_record=self._released
+        )
+        self.presses: list[tuple[float, bool]] = []  # (unix time, started a call)
+
+    async def start(self) -> None:
+        """Take the doorbell and the door relay."""
+        await super().start()
+        self.calls.set_unlock_handler(self.opener)
+
+    async def close(self) -> None:
+        """Stop taking presses and release requests."""
+        self.calls.set_unlock_handler(None)
+        await super().close()
+        await self.opener.close()
+
+    def apply_settings(self, settings: IntercomSettings) -> None:
+        """New targets, limits and policies apply from the next press or request."""
+        super().apply_settings(settings)
+        self.opener.per_minute = settings.unlock_per_minute
+
+    # inputs ---------------------------------------------------------------------------------
+
+    async def button_pressed(self, button: Button) -> None:
+        """Doorbell: ring the flat. Door release (the inside exit button): open."""
+        if button.role == ButtonRole.DOORBELL:
+            await self.ring()
+        elif button.role == ButtonRole.DOOR_RELEASE:
+            try:
+                await self.opener.open("exit button")
+            except UnlockRefused as err:
+                _log.warning("%s: exit button: %s", self.calls.address, err)
+        else:
+            await super().button_pressed(button)
+
+    async def ring(self) -> Call | None:
+        """Call every target at once; None when a call is already in progress."""
+        targets = self.settings.targets
+        if self.calls.is_call_in_progress():
+            _log.info("%s: doorbell pressed during a call: ignored", self.calls.address)
+            self.presses.append((time.time(), False))
+            return None
+        if not targets:
+            _log.error("%s: doorbell pressed but no targets are configured", self.calls.address)
+            self.presses.append((time.time(), False))
+            return None
+        props = self.calls.create_call_properties(video=self.settings.video)
+        props.user = self.calls.profile_of(targets[0])
+        props.extra_targets = [self.calls.profile_of(t) for t in targets[1:]]
+        call = self.calls.call(props)
+        self.presses.append((time.time(), call is not None))
+        if call is None:
+            return None
+        await call.start(self.watch(call))
+        self.spawn(self._snapshot_from_camera(call))
+        return call
+
+    async def _snapshot_from_camera(self, call: Call) -> None:
+        camera = self.calls.media.camera
+        if camera is None or self.snapshots is None:
+            return
+        try:
+            _, frame = await asyncio.wait_for(
+                camera.shared.next_frame(0), self.settings.snapshot_wait_s
+            )
+        except TimeoutError:
+            _log.warning("%s: no camera frame for the visitor snapshot", self.calls.address)
+            return
+        if isinstance(frame, VideoFrame):
+            await self.keep_snapshot(call, frame)
+
+    def _released(self, record: ReleaseRecord) -> None:
+        call = self.calls.active_call
+        if call is not None and call.call_id == record.call_id:
+            self.note(call, "door opened" if record.opened else f"release refused: {record.reason}")
+
+    # incoming calls: "monitor" ------------------------------------------------------------------
+
+    def on_incoming(self, profile: UserProfile, video: bool) -> CallProperties | None:
+        """Answer a monitor call from an allowed unit at once; refuse everything else."""
+        contact = self.calls.signaling.contacts.get(profile.address)
+        if contact is None or Right.MONITOR not in contact.rights:
+            _log.warning("%s: call from %s refused: no monitor right", self.calls.address, profile)
+            return None
+        if not self.settings.auto_answer_monitor:
+            _log.info("%s: monitor call from %s refused by config", self.calls.address, profile)
+            return None
+        props = self.calls.create_call_properties(video=True)
+        props.auto_answer = True
+        return props

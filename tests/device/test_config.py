@@ -1,0 +1,403 @@
+"""callbox.toml as an installer writes it: what is accepted, what the app gets from it, and
+how a mistake is reported (file, key path, reason)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from device.config import ConfigError, load_config, parse_config
+from device.config_models import pin_number
+from hal.gpio_specs import ButtonRole, GpioProximitySpec, I2cProximitySpec
+from services.callapi.properties import UserProfile
+from services.callapi.status import VideoCodec
+from services.signaling.contacts import Right
+from services.signaling.identity import Identity, b64u_encode
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "callbox.example.toml"
+FILE = Path("/etc/callbox/callbox.toml")
+MINIMAL = 'role = "indoor"\naddress = "flat1"\nsite = "home"\n'
+
+
+def keys() -> tuple[str, str]:
+    public = Identity.generate().public_keys
+    return b64u_encode(public.sign), b64u_encode(public.dh)
+
+
+def refused(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, FILE)
+    return info.value
+
+
+def example(old: str, new: str) -> str:
+    text = EXAMPLE.read_text()
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+# --------------------------------------------------------------------- the example file
+
+
+def test_the_documented_example_is_a_valid_configuration() -> None:
+    config = load_config(EXAMPLE)
+    assert (config.role, config.address, config.site, config.board) == (
+        "door",
+        "door",
+        "home",
+        "pi",
+    )
+    assert config.targets == ("flat1", "flat1-phone")
+    assert config.source == EXAMPLE
+
+
+def test_the_example_wires_the_default_pin_map() -> None:
+    spec = load_config(EXAMPLE).io_spec()
+    pins = {role: button.pin for role, button in spec.buttons.items()}
+    assert pins == {
+        ButtonRole.DOORBELL: "GPIO17",
+        ButtonRole.ANSWER: "GPIO27",
+        ButtonRole.DECLINE: "GPIO22",
+        ButtonRole.DOOR_RELEASE: "GPIO5",
+        ButtonRole.MUTE: "GPIO6",
+        ButtonRole.HOOK: "GPIO13",
+        ButtonRole.MONITOR: "GPIO19",
+    }
+    doorbell = spec.buttons[ButtonRole.DOORBELL]
+    assert (doorbell.pull_up, doorbell.debounce_ms, doorbell.min_press_ms) == (True, 20, 50)
+    assert spec.relay is not None
+    assert (spec.relay.pin, spec.relay.pulse_ms, spec.relay.max_on_ms) == ("GPIO24", 3000, 10000)
+    assert spec.leds["status"].pin == "GPIO16"
+    assert spec.proximity == GpioProximitySpec(pin="GPIO26")
+    assert spec.backlight is not None
+    assert (spec.backlight.device, spec.backlight.brightness) == (None, None)
+    assert spec.pin_factory == "default"
+
+
+def test_the_example_contacts_are_pinned_with_their_keys_and_rights() -> None:
+    contacts = load_config(EXAMPLE).contacts()
+    assert [c.address for c in contacts] == ["flat1", "flat1-phone"]
+    flat1 = contacts[0]
+    assert flat1.rights == frozenset({Right.UNLOCK, Right.MONITOR})
+    assert (flat1.name, flat1.role, flat1.blocked) == ("Flat 1", "indoor", False)
+    assert b64u_encode(flat1.keys.sign) == "uQ0m3s1cdQUnSoKWR09DHR2CiVJ-wzDp8D74yepxFu8"
+    assert contacts[1].rights == frozenset({Right.UNLOCK})
+
+
+def test_call_defaults_become_call_properties_a_call_accepts() -> None:
+    text = example('codec = "VP8"', 'codec = "H264"').replace(
+        "bitrate_kbps = 800", "bitrate_kbps = 2500"
+    )
+    text = text.replace("ring_timeout_s = 30", "ring_timeout_s = 45")
+    props = parse_config(text).call_properties()
+    assert props.video.codec is VideoCodec.H264
+    assert (props.video.width, props.video.height, props.video.fps) == (640, 480, 30)
+    assert props.video.bitrate_kbps == 2500
+    assert (props.ring_timeout_s, props.connect_timeout_s, props.max_duration_s) == (45, 10, 180)
+    assert props.hide_on_proximity and props.disable_speaker_on_proximity
+    props.user = UserProfile("flat1")
+    props.validate()
+
+
+def test_a_minimal_indoor_unit_gets_the_defaults() -> None:
+    config = parse_config(MINIMAL)
+    assert config.board == "pi" and config.state_dir == "/var/lib/callbox"
+    assert (config.broker.host, config.broker.port) == ("127.0.0.1", 1883)
+    assert config.call.ring_timeout_s == 30 and config.logging.level == "INFO"
+    spec = config.io_spec()
+    assert not spec.buttons and spec.relay is None and spec.proximity is None
+    assert spec.backlight is None and not spec.leds
+    assert config.contacts() == [] and config.source is None
+
+
+def test_the_configuration_cannot_be_changed_in_memory() -> None:
+    config = parse_config(MINIMAL)
+    with pytest.raises(ValidationError):
+        config.call.fps = 10
+
+
+# --------------------------------------------------------------------- how errors read
+
+
+def test_an_error_names_file_key_and_reason_on_one_line() -> None:
+    err = refused(MINIMAL + "[call]\nring_timeout_s = 0\n")
+    assert str(err) == f"{FILE}: call.ring_timeout_s: must be > 0 (got 0)"
+    assert (err.path, err.key) == (FILE, "call.ring_timeout_s")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    err = refused('role = "gate"\naddress = "Door 1"\n[call]\nfps = 0\n')
+    assert [key for key, _ in err.problems] == ["role", "address", "site", "call.fps"]
+    lines = str(err).splitlines()
+    assert len(lines) == 4 and all(line.startswith(f"{FILE}: ") for line in lines)
+    assert "site: is required" in str(err)
+
+
+def test_a_toml_syntax_error_names_the_line() -> None:
+    err = refused('role = "door"\naddress = "door"\nsite = = "home"\n')
+    assert "line 3" in str(err) and str(err).startswith(f"{FILE}: not valid TOML")
+
+
+def test_load_names_a_missing_or_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        load_config(tmp_path / "callbox.toml")
+    assert info.value.path == tmp_path / "callbox.toml"
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"role = \xff\n")
+    with pytest.raises(ConfigError, match=f"{binary}: not UTF-8"):
+        load_config(binary)
+
+
+def test_an_unknown_key_is_refused_with_the_likely_intended_one() -> None:
+    err = refused(MINIMAL + "[inputs.doorbell]\npin = 'GPIO17'\nmin_pres_ms = 80\n")
+    assert str(err) == (
+        f"{FILE}: inputs.doorbell.min_pres_ms: unknown key; did you mean 'min_press_ms'?"
+    )
+    err = refused(MINIMAL + "colour = 'red'\n")
+    assert err.key == "colour" and "allowed here: address, audio," in err.reason
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "reason"),
+    [
+        ("first_use_pinning = 1", "first_use_pinning", "must be true or false, not an integer"),
+        ("[call]\nvideo = 'yes'", "call.video", "must be true or false, not a string"),
+        ("[call]\nfps = 30.0", "call.fps", "must be an integer, not a float"),
+        ("[broker]\nport = '1883'", "broker.port", "must be an integer, not a string"),
+        ("targets = 'door'", "targets", "must be a list, not a string"),
+        ("[call]\nring_timeout_s = inf", "call.ring_timeout_s", "finite number"),
+    ],
+)
+def test_values_must_have_the_right_toml_type(line: str, key: str, reason: str) -> None:
+    err = refused(MINIMAL + line + "\n")
+    assert err.key == key and reason in err.reason
+
+
+def test_a_type_error_never_repeats_the_value() -> None:
+    err = refused(MINIMAL + "[broker]\npassword = 123456789\n")
+    assert err.key == "broker.password" and "123456789" not in str(err)
+
+
+# --------------------------------------------------------------------- pins
+
+
+@pytest.mark.parametrize(
+    ("name", "number"),
+    [("GPIO17", 17), ("gpio17", 17), ("BCM4", 4), ("17", 17), ("BOARD11", 17), ("J8:40", 21)],
+)
+def test_pin_names_of_gpiozero_are_understood(name: str, number: int) -> None:
+    assert pin_number(name) == number
+
+
+@pytest.mark.parametrize(
+    ("pin", "reason"),
+    [
+        ('"GPIO28"', "GPIO numbers are 0 to 27"),
+        ('"BOARD1"', "power or ground"),
+        ('"PIN17"', "not a pin name"),
+        ('""', "not a pin name"),
+        ("true", "must be a pin name"),
+    ],
+)
+def test_a_wrong_relay_pin_is_refused(pin: str, reason: str) -> None:
+    err = refused(MINIMAL + f"[relay]\npin = {pin}\n")
+    assert err.key == "relay.pin" and reason in err.reason
+
+
+def test_pins_are_canonical_so_one_pin_under_two_names_is_caught() -> None:
+    text = MINIMAL + "[inputs.answer]\npin = 17\n[leds.status]\npin = 'BOARD11'\n"
+    err = refused(text)
+    assert str(err) == f"{FILE}: leds.status.pin: GPIO17 is already used by inputs.answer.pin"
+
+
+def test_an_i2c_sensor_on_bus_1_occupies_gpio2_and_gpio3() -> None:
+    err = refused(MINIMAL + "[inputs.mute]\npin = 'GPIO3'\n[proximity]\nkind = 'i2c'\n")
+    assert err.key == "proximity.bus" and "GPIO3 is already used by inputs.mute.pin" in err.reason
+
+
+def test_i2c_proximity_takes_the_chip_address_unless_given() -> None:
+    config = parse_config(MINIMAL + "[proximity]\nkind = 'i2c'\nchip = 'vcnl4040'\n")
+    assert config.io_spec().proximity == I2cProximitySpec(address=0x60, chip="vcnl4040")
+    config = parse_config(MINIMAL + "[proximity]\nkind = 'i2c'\ni2c_address = 0x23\n")
+    assert config.io_spec().proximity == I2cProximitySpec(address=0x23)
+
+
+def test_proximity_keys_of_the_other_kind_are_refused() -> None:
+    err = refused(MINIMAL + "[proximity]\nkind = 'i2c'\npin = 'GPIO26'\n")
+    assert err.key == "proximity.pin" and err.reason.startswith("unknown key")
+    err = refused(MINIMAL + "[proximity]\nkind = 'i2c'\nhysteresis = 2000\n")
+    assert err.key == "proximity.hysteresis" and "near_threshold" in err.reason
+
+
+# --------------------------------------------------------------------- cross-field rules
+
+
+def test_a_door_station_needs_someone_to_ring() -> None:
+    err = refused('role = "door"\naddress = "door"\nsite = "home"\n')
+    assert err.key == "targets" and "at least one" in err.reason
+
+
+@pytest.mark.parametrize(
+    ("targets", "key", "reason"),
+    [
+        ('["flat1", "door"]', "targets.1", "own address"),
+        ('["flat1", "flat1"]', "targets.1", "listed twice"),
+        ('["Flat 1"]', "targets.0", "not a valid name"),
+    ],
+)
+def test_targets_are_valid_distinct_other_addresses(targets: str, key: str, reason: str) -> None:
+    err = refused(f'role = "door"\naddress = "door"\nsite = "home"\ntargets = {targets}\n')
+    assert err.key == key and reason in err.reason
+
+
+def contact(address: str, sign: str | None = None) -> str:
+    sign_key, dh_key = keys()
+    return (
+        f'[[contacts]]\naddress = "{address}"\n'
+        f'sign_key = "{sign or sign_key}"\ndh_key = "{dh_key}"\n'
+    )
+
+
+def test_contacts_are_distinct_and_not_this_endpoint() -> None:
+    err = refused(MINIMAL + contact("door") + contact("door"))
+    assert err.key == "contacts.1.address" and "already contacts.0" in err.reason
+    err = refused(MINIMAL + contact("flat1"))
+    assert err.key == "contacts.0.address" and "this endpoint itself" in err.reason
+
+
+@pytest.mark.parametrize(
+    ("sign", "reason"),
+    [
+        ("AAAA", "must decode to 32 bytes, not 3"),
+        ("uQ0m3s1cdQUnSoKWR09DHR2CiVJ-wzDp8D74yepxFu8=", "not a base64url public key"),
+        ("uQ0m3s1cdQUnSoKWR09DHR2CiVJ+wzDp8D74yepxFu8", "not a base64url public key"),
+    ],
+)
+def test_contact_keys_must_be_32_byte_base64url(sign: str, reason: str) -> None:
+    err = refused(MINIMAL + contact("door") + contact("door2", sign=sign))
+    assert err.key == "contacts.1.sign_key" and reason in err.reason
+
+
+@pytest.mark.parametrize(
+    ("broker", "key", "reason"),
+    [
+        ("password = 'x'\npassword_file = '/etc/callbox/pw'", "broker.password_file", "not both"),
+        ("tls_ca = '/etc/ssl/ca.pem'", "broker.tls_ca", "tls = true"),
+        ("websockets_port = 1883", "broker.websockets_port", "same port"),
+        ("password_file = 'pw.txt'", "broker.password_file", "absolute path"),
+        ("host = ''", "broker.host", "without spaces"),
+    ],
+)
+def test_broker_settings_that_contradict_each_other(broker: str, key: str, reason: str) -> None:
+    err = refused(MINIMAL + "[broker]\n" + broker + "\n")
+    assert err.key == key and reason in err.reason
+
+
+@pytest.mark.parametrize(
+    ("codec", "bitrate", "ok"),
+    [("VP8", 250, True), ("VP8", 1500, True), ("VP8", 1600, False), ("H264", 400, False)],
+)
+def test_the_bitrate_is_within_the_codec_range(codec: str, bitrate: int, ok: bool) -> None:
+    text = MINIMAL + f"[call]\ncodec = '{codec}'\nbitrate_kbps = {bitrate}\n"
+    if ok:
+        assert parse_config(text).call_properties().video.bitrate_kbps == bitrate
+    else:
+        err = refused(text)
+        assert err.key == "call.bitrate_kbps" and f"the range of the {codec} encoder" in err.reason
+
+
+def test_the_relay_pulse_fits_its_maximum() -> None:
+    err = refused(MINIMAL + "[relay]\npin = 'GPIO24'\npulse_ms = 12000\n")
+    assert str(err) == f"{FILE}: relay.pulse_ms: 12000 is longer than relay.max_on_ms (10000)"
+    err = refused(MINIMAL + "[relay]\npin = 'GPIO24'\nmax_on_ms = 61000\n")
+    assert err.key == "relay.max_on_ms" and "<= 60000" in err.reason
+
+
+def test_simulated_pins_only_on_the_sim_board() -> None:
+    err = refused(MINIMAL + "[gpio]\npin_factory = 'mock'\n")
+    assert err.key == "gpio.pin_factory" and "board = 'sim'" in err.reason
+    assert parse_config(MINIMAL + "board = 'sim'\n[gpio]\npin_factory = 'mock'\n").board == "sim"
+    err = refused(MINIMAL + "board = 'sim'\n[camera]\ndevice = 'usb'\n")
+    assert err.key == "camera.device"
+
+
+# --------------------------------------------------------------------- do not disturb
+
+
+@pytest.mark.parametrize("schedule", ["22:00-07:00", "07:00-22:00", "00:00-23:59", "23:59-00:00"])
+def test_dnd_ranges_may_cross_midnight(schedule: str) -> None:
+    config = parse_config(MINIMAL + f"[dnd]\nschedule = ['{schedule}']\n")
+    assert config.dnd.schedule == (schedule,)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("7:00-22:00", "not a time range HH:MM-HH:MM"),
+        ("22:00 - 07:00", "not a time range"),
+        ("24:00-01:00", "not a time range"),
+        ("22:60-23:00", "not a time range"),
+        ("22:00-22:00", "starts and ends at the same time"),
+    ],
+)
+def test_bad_dnd_ranges_are_refused(schedule: str, reason: str) -> None:
+    err = refused(MINIMAL + f"[dnd]\nschedule = ['08:00-09:00', '{schedule}']\n")
+    assert err.key == "dnd.schedule.1" and reason in err.reason
+
+
+@pytest.mark.parametrize(
+    ("days", "key", "reason"),
+    [
+        ("['mon', 'monday']", "dnd.days.1", "'mon', 'tue',"),
+        ("['mon', 'mon']", "dnd.days", "more than once"),
+        ("[]", "dnd.days", "at least 1"),
+    ],
+)
+def test_dnd_days_are_mon_to_sun(days: str, key: str, reason: str) -> None:
+    err = refused(MINIMAL + f"[dnd]\ndays = {days}\n")
+    assert err.key == key and reason in err.reason
+
+
+@pytest.mark.parametrize(
+    ("when", "active"),
+    [
+        ("2024-05-17 23:00", True),  # Friday night
+        ("2024-05-18 06:59", True),  # Saturday morning, the Friday range still runs
+        ("2024-05-18 07:00", False),
+        ("2024-05-17 03:00", False),  # Friday morning: Thursday has no range
+        ("2024-05-18 23:00", False),  # Saturday night: not a listed day
+    ],
+)
+def test_a_range_across_midnight_belongs_to_its_start_day(when: str, active: bool) -> None:
+    config = parse_config(
+        MINIMAL + "[dnd]\nenabled = true\nschedule = ['22:00-07:00']\ndays = ['fri']\n"
+    )
+    assert config.dnd.is_active(datetime.fromisoformat(when)) is active
+
+
+def test_dnd_without_a_schedule_is_all_day_and_off_when_disabled() -> None:
+    config = parse_config(MINIMAL + "[dnd]\nenabled = true\ndays = ['sun']\n")
+    assert config.dnd.is_active(datetime(2024, 5, 19, 12, 0))
+    assert not config.dnd.is_active(datetime(2024, 5, 20, 12, 0))
+    assert not parse_config(MINIMAL).dnd.is_active(datetime(2024, 5, 19, 12, 0))
+
+
+# --------------------------------------------------------------------- broker password
+
+
+def test_the_broker_password_comes_from_the_file_or_the_config(tmp_path: Path) -> None:
+    assert parse_config(MINIMAL + "[broker]\npassword = 's3cret'\n").broker_password() == "s3cret"
+    secret = tmp_path / "broker.pw"
+    secret.write_text("from-file\n")
+    config = parse_config(MINIMAL + f"[broker]\npassword_file = '{secret}'\n", FILE)
+    assert config.broker_password() == "from-file"
+    secret.unlink()
+    with pytest.raises(ConfigError) as info:
+        config.broker_password()
+    assert str(info.value).startswith(f"{FILE}: broker.password_file: cannot read {secret}")
+    secret.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        config.broker_password()

@@ -1,0 +1,148 @@
+"""LED patterns on gpiozero's MockFactory: blinking, steady, off, switching, null LED."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from gpio_helpers import WatchedPin, gpio_threads, no_leaked_threads, watched_factory
+
+from hal.errors import DeviceUnavailableError, HalError
+from hal.gpio_specs import LedSpec
+from hal.leds import GpioLed, LedPattern, NullLed
+
+MakeLed = Callable[..., Awaitable[GpioLed]]
+PIN = "GPIO16"
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    yield from no_leaked_threads()
+
+
+@pytest.fixture
+def factory() -> Iterator[Any]:
+    pin_factory = watched_factory()
+    yield pin_factory
+    pin_factory.close()
+
+
+@pytest.fixture
+def pin(factory: Any) -> WatchedPin:
+    watched: WatchedPin = factory.pin(PIN)
+    return watched
+
+
+@pytest.fixture
+async def make_led(factory: Any) -> AsyncIterator[MakeLed]:
+    leds: list[GpioLed] = []
+
+    async def make(**spec: Any) -> GpioLed:
+        led = GpioLed("status", LedSpec(**{"pin": PIN, **spec}), pin_factory=factory)
+        leds.append(led)
+        await led.start()
+        return led
+
+    yield make
+    for led in leds:
+        await led.close()
+
+
+def changes_at_least(count: int) -> Callable[[WatchedPin], bool]:
+    """Predicate: the pin changed state ``count`` times since its history was cleared."""
+    return lambda pin: len(pin.states) > count
+
+
+async def test_ringing_blinks_a_quarter_second_on_and_off(
+    make_led: MakeLed, pin: WatchedPin
+) -> None:
+    led = await make_led()
+    pin.clear_states()
+    led.set_pattern(LedPattern.RINGING)
+    await pin.reach(changes_at_least(5))
+    pin.assert_states_and_times(
+        [(0.0, False), (0.0, True), (0.25, False), (0.25, True), (0.25, False), (0.25, True)]
+    )
+    assert led.pattern is LedPattern.RINGING
+
+
+async def test_error_blinks_short_on_long_off(make_led: MakeLed, pin: WatchedPin) -> None:
+    led = await make_led()
+    pin.clear_states()
+    led.set_pattern(LedPattern.ERROR)
+    await pin.reach(changes_at_least(3))
+    pin.assert_states_and_times([(0.0, False), (0.0, True), (0.1, False), (0.9, True)])
+
+
+async def test_in_call_and_idle_are_steady_on_and_off_is_off(
+    make_led: MakeLed, pin: WatchedPin
+) -> None:
+    led = await make_led()
+    assert not pin.state and not led.is_lit
+    led.set_pattern(LedPattern.IN_CALL)
+    assert pin.state and led.is_lit and not gpio_threads()
+    led.set_pattern(LedPattern.IDLE)
+    assert pin.state and not gpio_threads()
+    led.set_pattern(LedPattern.OFF)
+    assert not pin.state
+
+
+async def test_switching_pattern_stops_the_old_blink_thread(
+    make_led: MakeLed, pin: WatchedPin
+) -> None:
+    led = await make_led()
+    led.set_pattern(LedPattern.RINGING)
+    await pin.reach(changes_at_least(2))
+    assert len(gpio_threads()) == 1
+    led.set_pattern(LedPattern.IN_CALL)
+    assert not gpio_threads()  # stopped and joined before set_pattern returned
+    assert pin.state
+    led.set_pattern(LedPattern.ERROR)
+    led.set_pattern(LedPattern.RINGING)
+    assert len(gpio_threads()) == 1
+    led.set_pattern(LedPattern.OFF)
+    assert not gpio_threads() and not pin.state
+
+
+async def test_the_same_pattern_again_does_not_restart_the_blink(
+    make_led: MakeLed, pin: WatchedPin
+) -> None:
+    led = await make_led()
+    led.set_pattern(LedPattern.RINGING)
+    (thread,) = gpio_threads()
+    led.set_pattern(LedPattern.RINGING)
+    assert gpio_threads() == [thread]
+
+
+async def test_an_active_low_led_inverts_the_pin(make_led: MakeLed, pin: WatchedPin) -> None:
+    led = await make_led(active_high=False)
+    assert pin.state  # off = high
+    led.set_pattern(LedPattern.IN_CALL)
+    assert not pin.state
+
+
+async def test_close_switches_off_stops_blinking_and_is_idempotent(
+    factory: Any, pin: WatchedPin
+) -> None:
+    led = GpioLed("status", LedSpec(pin=PIN), pin_factory=factory)
+    led.set_pattern(LedPattern.RINGING)
+    await pin.reach(changes_at_least(1))
+    await led.close()
+    await led.close()
+    assert not pin.state and not gpio_threads() and not led.is_lit
+    with pytest.raises(DeviceUnavailableError, match="status LED is closed"):
+        led.set_pattern(LedPattern.IN_CALL)
+
+
+async def test_bad_led_pin_is_a_hal_error_naming_it(factory: Any) -> None:
+    with pytest.raises(HalError, match=r"porch LED on pin 'LED9'"):
+        GpioLed("porch", LedSpec(pin="LED9"), pin_factory=factory)
+
+
+async def test_null_led_accepts_patterns() -> None:
+    led = NullLed()
+    await led.start()
+    led.set_pattern(LedPattern.RINGING)
+    assert led.pattern is LedPattern.RINGING and led.name == "status"
+    await led.close()
