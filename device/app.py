@@ -7,6 +7,7 @@ a new configuration without dropping a call that the change does not touch.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -31,6 +32,7 @@ from services.media.local import LocalMedia
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.transport import BrokerAddress
+from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
@@ -123,6 +125,7 @@ class DeviceApp:
         self.endpoint: Endpoint | None = None
         self.started_at = time.time()
         self.pending_restart: list[str] = []
+        self._restart_task: asyncio.Task[None] | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -200,6 +203,10 @@ class DeviceApp:
 
     async def close(self) -> None:
         """End calls, release the relay and every device; idempotent."""
+        task = self._restart_task
+        if task is not None and task is not asyncio.current_task():
+            self._restart_task = None
+            await cancel_and_wait([task])
         endpoint, self.endpoint = self.endpoint, None
         if endpoint is not None:
             await self._close_endpoint(endpoint)
@@ -229,7 +236,8 @@ class DeviceApp:
             if endpoint.calls.is_call_in_progress():
                 self.pending_restart = rebuild
                 _log.info("config: %s change waits until the call ends", ", ".join(rebuild))
-                endpoint.calls.spawn(self._restart_when_idle())
+                if self._restart_task is None or self._restart_task.done():
+                    self._restart_task = asyncio.create_task(self._restart_when_idle())
             else:
                 await self._restart()
             return changed

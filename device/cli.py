@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from device.cli_admin import register
-from device.scenario import Timeline, run_doorbell_call
-from device.simsite import EndpointSpec, start_site
+from device.devicesite import Unit, start_intercom_site
+from device.pin_scenario import PinTimeline, run_pin_doorbell_call
 from services.signaling.broker import (
     BrokerFiles,
     BrokerSettings,
@@ -51,37 +51,42 @@ def demo(scripted: bool, as_json: bool) -> None:
     sys.exit(0 if timeline.ok else 1)
 
 
-async def _scripted_demo(quiet: bool) -> Timeline:
+async def _scripted_demo(quiet: bool) -> PinTimeline:
     with tempfile.TemporaryDirectory(prefix="callbox-demo-") as directory:
         if not quiet:
-            click.echo("starting a broker, a door station and an indoor unit (simulated board)")
-        site = await start_site(
-            Path(directory),
-            [
-                EndpointSpec("door", role="door", name="Front door", tone_hz=440.0),
-                EndpointSpec("indoor1", role="indoor", name="Flat 1", tone_hz=660.0),
-            ],
-            site="demo",
+            click.echo(
+                "starting a broker, a door station and an indoor unit "
+                "(simulated boards, GPIO on gpiozero mock pins)"
+            )
+        site = await start_intercom_site(
+            Path(directory), [Unit("door", "door"), Unit("flat", "indoor")], site="demo"
         )
         try:
             if not quiet:
-                click.echo("pressing the doorbell")
-            return await run_doorbell_call(site["door"].calls, site["indoor1"].calls)
+                click.echo(
+                    "pressing the doorbell pin, lifting the handset, pressing door release, "
+                    "hanging up"
+                )
+            return await run_pin_doorbell_call(site, "door", "flat")
         finally:
             await site.close()
 
 
-def _print_timeline(timeline: Timeline) -> None:
+def _print_timeline(timeline: PinTimeline) -> None:
     rows = [
-        ("doorbell press -> indoor unit ringing", timeline.press_to_ringing_ms),
-        ("doorbell press -> first preview frame", timeline.press_to_preview_ms),
-        ("answer -> two-way audio", timeline.answer_to_audio_ms),
-        ("hangup -> both idle", timeline.hangup_to_idle_ms),
+        ("doorbell pin -> indoor unit ringing", timeline.press_to_ringing_ms),
+        ("doorbell pin -> first preview frame", timeline.press_to_preview_ms),
+        ("handset lifted -> two-way audio", timeline.answer_to_audio_ms),
+        ("door-release pin -> relay on", timeline.release_to_relay_ms),
+        ("relay pulse length", timeline.relay_pulse_ms),
+        ("handset on hook -> both idle", timeline.hangup_to_idle_ms),
     ]
-    click.echo("timeline")
+    click.echo("timeline (pin times include the 50 ms minimum press)")
     for label, value in rows:
         shown = f"{value:8.1f} ms" if value is not None else "  failed"
         click.echo(f"  {label:<40} {shown}")
+    if timeline.relay_pulse_configured_ms is not None:
+        click.echo(f"  (relay pulse configured: {timeline.relay_pulse_configured_ms:.0f} ms)")
     click.echo("result: " + ("ok" if timeline.ok else f"FAILED: {timeline.error}"))
 
 

@@ -70,13 +70,15 @@ class IntercomSite:
         await self.broker.close()
 
 
-def config_text(unit: Unit, port: int, password: str, contacts: str, targets: list[str]) -> str:
-    """A complete callbox.toml for ``unit`` on the test broker."""
+def config_text(
+    unit: Unit, site: str, port: int, password: str, contacts: str, targets: list[str]
+) -> str:
+    """A complete callbox.toml for ``unit`` on the site's broker."""
     return f"""
 role = "{unit.role}"
 address = "{unit.address}"
 name = "{unit.address.capitalize()}"
-site = "test"
+site = "{site}"
 board = "sim"
 state_dir = "{{state}}"
 targets = {targets!r}
@@ -114,10 +116,12 @@ rights = ["unlock", "monitor"]
 """
 
 
-async def start_intercom_site(directory: Path, units: list[Unit]) -> IntercomSite:
+async def start_intercom_site(
+    directory: Path, units: list[Unit], *, site: str = "test"
+) -> IntercomSite:
     """Write every unit's config, start mosquitto and every app; presence of all awaited."""
     settings = BrokerSettings(
-        site="test",
+        site=site,
         endpoints=tuple(u.address for u in units),
         port=free_port(),
         websockets_port=None,
@@ -125,29 +129,28 @@ async def start_intercom_site(directory: Path, units: list[Unit]) -> IntercomSit
     files = write_broker_config(settings, directory / "broker")
     broker = MosquittoBroker(files, settings)
     await broker.start()
-    site = IntercomSite(directory, broker, settings)
+    running = IntercomSite(directory, broker, settings)
     keys = {u.address: load_or_create_identity(directory / u.address).public_keys for u in units}
     try:
         for unit in units:
             others = [u for u in units if u.address != unit.address]
             contacts = "".join(contact_toml(o.address, o.role, keys[o.address]) for o in others)
             targets = [o.address for o in others if (o.role == "door") != (unit.role == "door")]
-            text = config_text(
-                unit, settings.port, files.passwords[unit.address], contacts, targets
-            )
+            password = files.passwords[unit.address]
+            text = config_text(unit, site, settings.port, password, contacts, targets)
             path = directory / unit.address / "callbox.toml"
             path.write_text(text.replace("{state}", str(directory / unit.address)))
-            site.config_paths[unit.address] = path
+            running.config_paths[unit.address] = path
             app = DeviceApp(load_config(path), ice=LOOPBACK)
-            site.apps[unit.address] = app
+            running.apps[unit.address] = app
             await app.start()
-        for app in site.apps.values():
+        for app in running.apps.values():
             endpoint = app.endpoint
             assert endpoint is not None
-            for other in site.apps:
+            for other in running.apps:
                 if other != app.config.address:
                     await endpoint.signaling.wait_presence(other, True, timeout=PRESENCE_TIMEOUT_S)
     except BaseException:
-        await site.close()
+        await running.close()
         raise
-    return site
+    return running

@@ -35,6 +35,7 @@ from services.media.session import VIDEO_CODECS, MediaSession, MediaSettings
 from services.media.tones import RINGTONE
 from services.signaling.endpoint import Message, SignalingEndpoint
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
+from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
@@ -108,9 +109,7 @@ class Calls:
         if self.active_call is not None:
             await self.active_call.hangup()
         self._prepared.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         for session in list(self._sessions):  # prepared ones, and any a race left behind
             await session.close()
         await self.signaling.close()

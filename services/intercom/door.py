@@ -19,10 +19,10 @@ import logging
 import time
 
 from av import VideoFrame
-from hal.io_devices import IoDevices
 
 from hal.inputs import Button, ButtonRole
-from services.callapi import Call, CallProperties, Calls, UserProfile
+from hal.io_devices import IoDevices
+from services.callapi import Call, CallError, CallProperties, Calls, UserProfile
 from services.callapi.door_release import UnlockRefused
 from services.intercom.calllog import CallLog
 from services.intercom.door_opener import DoorOpener, ReleaseRecord
@@ -56,6 +56,13 @@ class DoorStation(IntercomService):
         """Take the doorbell and the door relay."""
         await super().start()
         self.calls.set_unlock_handler(self.opener)
+        self.spawn(self.prewarm())
+
+    async def prewarm(self) -> None:
+        """Keep an offer ready per target while idle, so a press only has to send it."""
+        if self.settings.targets:
+            props = self._ring_properties()
+            await self.calls.prewarm(props, count=len(self.settings.targets))
 
     async def close(self) -> None:
         """Stop taking presses and release requests."""
@@ -67,6 +74,7 @@ class DoorStation(IntercomService):
         """New targets, limits and policies apply from the next press or request."""
         super().apply_settings(settings)
         self.opener.per_minute = settings.unlock_per_minute
+        self.spawn(self.prewarm())
 
     # inputs ---------------------------------------------------------------------------------
 
@@ -93,16 +101,25 @@ class DoorStation(IntercomService):
             _log.error("%s: doorbell pressed but no targets are configured", self.calls.address)
             self.presses.append((time.time(), False))
             return None
-        props = self.calls.create_call_properties(video=self.settings.video)
-        props.user = self.calls.profile_of(targets[0])
-        props.extra_targets = [self.calls.profile_of(t) for t in targets[1:]]
-        call = self.calls.call(props)
+        try:
+            call = self.calls.call(self._ring_properties())
+        except CallError as err:  # e.g. a target whose keys nobody trusted yet
+            _log.error("%s: doorbell pressed but cannot ring: %s", self.calls.address, err)
+            self.presses.append((time.time(), False))
+            return None
         self.presses.append((time.time(), call is not None))
         if call is None:
             return None
         await call.start(self.watch(call))
         self.spawn(self._snapshot_from_camera(call))
         return call
+
+    def _ring_properties(self) -> CallProperties:
+        targets = self.settings.targets
+        props = self.calls.create_call_properties(video=self.settings.video)
+        props.user = self.calls.profile_of(targets[0])
+        props.extra_targets = [self.calls.profile_of(t) for t in targets[1:]]
+        return props
 
     async def _snapshot_from_camera(self, call: Call) -> None:
         camera = self.calls.media.camera

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hal.relay import Relay
-
 from services.callapi.callstate import CallState
 from services.callapi.door_release import UnlockRefused
 
@@ -33,6 +32,7 @@ class ReleaseRecord:
     opened: bool
     reason: str = ""
     call_id: str = ""
+    monotonic_at: float = 0.0
 
 
 class DoorOpener:
@@ -84,13 +84,19 @@ class DoorOpener:
         if not pulse.cancelled() and pulse.exception() is not None:
             _log.error("door relay pulse failed: %s", pulse.exception())
 
-    async def close(self) -> None:
+    async def wait_idle(self) -> None:
         """Wait for a pulse in progress to end (the relay releases itself either way)."""
         if self._pulses:
             await asyncio.gather(*self._pulses, return_exceptions=True)
 
+    async def close(self) -> None:
+        """Let a pulse in progress finish: a door never stays open, nor is cut short."""
+        await self.wait_idle()
+
     def _record(self, requester: str, call_id: str, reason: str) -> None:
-        record = ReleaseRecord(requester, time.time(), not reason, reason, call_id)
+        record = ReleaseRecord(
+            requester, time.time(), not reason, reason, call_id, time.monotonic()
+        )
         self.records.append(record)
         if reason:
             _log.warning("door release for %s refused: %s", requester, reason)

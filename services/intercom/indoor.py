@@ -21,10 +21,9 @@ import datetime
 import logging
 from collections.abc import Callable
 
-from hal.io_devices import IoDevices
-
 from hal.errors import HalError
 from hal.inputs import Button, ButtonRole
+from hal.io_devices import IoDevices
 from services.callapi import (
     AudioDevice,
     Call,

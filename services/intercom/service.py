@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from av import VideoFrame
-from hal.io_devices import IoDevices
-from hal.leds import LedPattern
 
 from hal.inputs import Button
+from hal.io_devices import IoDevices
+from hal.leds import LedPattern
 from services.callapi import (
     Call,
     CallProperties,
@@ -83,6 +83,7 @@ class IntercomService(IncomingListener):
         self.snapshots = snapshots
         self._notes: dict[str, CallNotes] = {}
         self._started = False
+        self.observers: list[Callable[[Call, CallStatus], None]] = []
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -154,7 +155,9 @@ class IntercomService(IncomingListener):
             notes.notes.append(text)
 
     async def call_status(self, call: Call, status: CallStatus) -> None:
-        """Follow a status change: LEDs, answer time (the role classes add more)."""
+        """Follow a status change: observers, LEDs, answer time (the role classes add more)."""
+        for observer in list(self.observers):
+            observer(call, status)
         notes = self._notes.get(call.call_id)
         if status == CallStatus.ANSWER and notes is not None:
             notes.answered_at = time.time()

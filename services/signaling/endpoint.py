@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from services.signaling.identity import Identity, PublicKeys
 from services.signaling.replay import ReplayGuard
 from services.signaling.topics import SiteTopics, valid_name
 from services.signaling.transport import BrokerAddress, InboundMqtt, MqttTransport
+from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
@@ -136,9 +136,7 @@ class SignalingEndpoint:
         """Go offline and stop; safe to call twice."""
         await self.transport.close()
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait([self._worker])
             self._worker = None
 
     # outbound ----------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ on the socket: signaling messages are small and latency-bound.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -23,6 +22,7 @@ import aiomqtt
 
 from services.signaling.errors import SignalingError
 from services.signaling.topics import SiteTopics
+from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
@@ -195,6 +195,4 @@ class MqttTransport:
             except aiomqtt.MqttError as err:
                 _log.warning("%s: could not publish offline presence: %s", self.address, err)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
