@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from device.cli_admin import register
+from device.config import ConfigError, load_config
 from device.devicesite import Unit, start_intercom_site
 from device.pin_scenario import PinTimeline, run_pin_doorbell_call
 from services.signaling.broker import (
@@ -98,7 +99,13 @@ def _host_port(value: str) -> tuple[str, int]:
 
 
 @main.command()
-@click.option("--site", required=True, help="The site name (topic prefix).")
+@click.option(
+    "--site-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Take the site, the endpoints (this unit and its contacts) and the ports from this "
+    "callbox.toml (the unit that hosts the site broker).",
+)
+@click.option("--site", help="The site name (topic prefix).")
 @click.option(
     "--config",
     "config_dir",
@@ -106,18 +113,27 @@ def _host_port(value: str) -> tuple[str, int]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the generated mosquitto configuration and credentials.",
 )
-@click.option("--listen", default="127.0.0.1:1883", show_default=True, help="MQTT HOST:PORT.")
-@click.option("--websockets-port", default=9001, show_default=True, type=int)
-@click.option("--endpoint", "endpoints", multiple=True, required=True, help="An address (repeat).")
+@click.option(
+    "--listen",
+    help="MQTT HOST:PORT [default: 127.0.0.1:1883; with --site-config, "
+    "0.0.0.0 and the config's broker.port].",
+)
+@click.option(
+    "--websockets-port",
+    type=int,
+    help="[default: 9001; with --site-config, the config's broker.websockets_port, 0 = none]",
+)
+@click.option("--endpoint", "endpoints", multiple=True, help="An address (repeat).")
 @click.option("--tls-cert", type=click.Path(path_type=Path), help="PEM certificate (enables TLS).")
 @click.option("--tls-key", type=click.Path(path_type=Path), help="PEM private key.")
 @click.option("--tls-ca", type=click.Path(path_type=Path), help="PEM CA bundle.")
 @click.option("--generate-only", is_flag=True, help="Write the configuration, do not run.")
 def broker(
-    site: str,
+    site_config: Path | None,
+    site: str | None,
     config_dir: Path,
-    listen: str,
-    websockets_port: int,
+    listen: str | None,
+    websockets_port: int | None,
     endpoints: tuple[str, ...],
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -125,7 +141,13 @@ def broker(
     generate_only: bool,
 ) -> None:
     """Generate the site broker's mosquitto configuration and run mosquitto in the foreground."""
-    host, port = _host_port(listen)
+    if site_config is not None:
+        site, endpoints, listen, websockets_port = _from_site_config(
+            site_config, listen, websockets_port
+        )
+    if not site or not endpoints:
+        raise click.UsageError("give --site and --endpoint, or --site-config")
+    host, port = _host_port(listen or "127.0.0.1:1883")
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("--tls-cert and --tls-key go together")
     tls = TlsFiles(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
@@ -135,7 +157,7 @@ def broker(
             endpoints=endpoints,
             host=host,
             port=port,
-            websockets_port=websockets_port,
+            websockets_port=9001 if websockets_port is None else (websockets_port or None),
             tls=tls,
         )
         files = write_broker_config(settings, config_dir)
@@ -147,6 +169,19 @@ def broker(
     if generate_only:
         return
     sys.exit(asyncio.run(_run_broker(files, settings)))
+
+
+def _from_site_config(
+    path: Path, listen: str | None, websockets_port: int | None
+) -> tuple[str, tuple[str, ...], str, int]:
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
+    endpoints = (config.address, *(c.address for c in config.contacts()))
+    listen = listen or f"0.0.0.0:{config.broker.port}"
+    ws = config.broker.websockets_port if websockets_port is None else websockets_port
+    return config.site, endpoints, listen, ws
 
 
 async def _run_broker(files: BrokerFiles, settings: BrokerSettings) -> int:

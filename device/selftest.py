@@ -25,6 +25,7 @@ from hal.board import Board
 from hal.errors import HalError
 from hal.io_devices import IoDevices
 from hal.media_types import AudioFormat
+from services.callapi.calls import permission_status
 
 _log = logging.getLogger(__name__)
 
@@ -189,17 +190,19 @@ async def check_broker(config: CallboxConfig) -> Check:
 
 
 def check_permissions(config: CallboxConfig, board: Board) -> Check:
-    """mesibo's checkPermissions for this board: 0 ready, 1 in use, negative missing."""
-    missing = []
-    if not board.microphones:
-        missing.append("microphone")
-    if not board.speakers:
-        missing.append("speaker")
-    if config.call.video and not board.cameras:
-        missing.append("camera")
-    if missing:
-        return Check("call permissions", False, f"-1: no {', '.join(missing)}")
-    return Check("call permissions", True, "0: camera, microphone and speaker present")
+    """mesibo's checkPermissions for this board: 0 ready, negative when a device is missing."""
+    status = permission_status(
+        microphone=bool(board.microphones),
+        speaker=bool(board.speakers),
+        camera=bool(board.cameras),
+        video=config.call.video,
+    )
+    meaning = {
+        0: "camera, microphone and speaker present" if config.call.video else "audio present",
+        -1: "no microphone or no speaker",
+        -2: "video calls are configured but there is no camera",
+    }
+    return Check("call permissions", status >= 0, f"{status}: {meaning[status]}")
 
 
 async def run_selftest(

@@ -48,6 +48,22 @@ AUDIO_DEVICE_SPEAKERS = {
 }
 
 
+def permission_status(
+    *, microphone: bool, speaker: bool, camera: bool, video: bool, in_use: bool = False
+) -> int:
+    """mesibo's checkPermissions values for a set of devices.
+
+    0: every device a call needs is there; 1: they are there but a call holds them now
+    (mesibo: "being requested, ask again"); -1: no microphone or no speaker; -2: a video
+    call was asked for and there is no camera.
+    """
+    if not (microphone and speaker):
+        return -1
+    if video and not camera:
+        return -2
+    return 1 if in_use else 0
+
+
 class Calls:
     """Places and receives the calls of one endpoint."""
 
@@ -181,12 +197,14 @@ class Calls:
         return self.active_call is not None and not self.active_call.is_ended()
 
     def check_permissions(self, video: bool) -> int:
-        """mesibo's checkPermissions: 0 when the devices are there, <0 when one is missing."""
-        if self.media.microphone is None or self.media.speaker() is None:
-            return -1
-        if video and self.media.camera is None:
-            return -2
-        return 0
+        """mesibo's checkPermissions: 0 ready, 1 in use by a call (ask again), <0 missing."""
+        return permission_status(
+            microphone=self.media.microphone is not None,
+            speaker=self.media.speaker() is not None,
+            camera=self.media.camera is not None,
+            video=video,
+            in_use=self.is_call_in_progress(),
+        )
 
     # helpers used by Call ---------------------------------------------------------------------
 

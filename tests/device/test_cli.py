@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from device.cli import main
 from services.signaling.broker import free_port
+from services.signaling.identity import Identity
 
 CALLBOX = [sys.executable, "-m", "device.cli"]
 
@@ -113,6 +114,46 @@ async def test_scripted_demo_prints_a_complete_timeline() -> None:
         "press_to_ringing_ms",
         "press_to_preview_ms",
         "answer_to_audio_ms",
+        "release_to_relay_ms",
         "hangup_to_idle_ms",
     ):
         assert isinstance(timeline[key], float) and 0 < timeline[key] < 5000, key
+    configured = timeline["relay_pulse_configured_ms"]
+    assert configured * 0.95 <= timeline["relay_pulse_ms"] <= configured + 100
+
+
+def test_broker_command_takes_the_site_from_a_callbox_toml(tmp_path: Path) -> None:
+    flat = Identity.generate().public_keys.to_json()
+    site_config = tmp_path / "callbox.toml"
+    site_config.write_text(
+        f"""role = "indoor"
+address = "flat"
+site = "home"
+board = "sim"
+state_dir = "{tmp_path / "state"}"
+[broker]
+port = 18830
+websockets_port = 0
+[[contacts]]
+address = "door"
+sign_key = "{flat["sign"]}"
+dh_key = "{flat["dh"]}"
+"""
+    )
+    generated = tmp_path / "broker"
+    result = CliRunner().invoke(
+        main,
+        [
+            "broker",
+            "--site-config",
+            str(site_config),
+            "--config",
+            str(generated),
+            "--generate-only",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    conf = (generated / "mosquitto.conf").read_text()
+    assert "listener 18830 0.0.0.0" in conf
+    assert "9001" not in conf, "websockets_port = 0 means no websockets listener"
+    assert "password of flat" in result.output and "password of door" in result.output
