@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -199,7 +200,8 @@ def config_edit(store: ConfigStore, control_path: Path | None) -> None:
         copy = Path(directory) / "callbox.toml"
         copy.write_text(store.show())
         while True:
-            subprocess.run([editor, str(copy)], check=False)  # argv list: no shell
+            # $EDITOR may carry options ("nano -w"): split like a shell would, run without one
+            subprocess.run([*shlex.split(editor), str(copy)], check=False)
             try:
                 store.install(copy.read_text())
                 break

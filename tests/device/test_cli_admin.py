@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -284,3 +286,37 @@ def test_relay_off_still_works_when_the_file_no_longer_validates(door: Path) -> 
     assert result.exit_code == 0, result.output
     assert "call.ring_timeout_s" in result.stderr
     assert "door relay on GPIO24 inactive" in result.stdout
+
+
+def editor_script(tmp_path: Path, old: str, new: str) -> str:
+    """An $EDITOR that replaces ``old`` with ``new`` in the file it is given."""
+    script = tmp_path / "editor.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        "path = pathlib.Path(sys.argv[1])\n"
+        f"path.write_text(path.read_text().replace({old!r}, {new!r}))\n"
+    )
+    return f"{sys.executable} {script}"
+
+
+def test_config_edit_installs_a_valid_edit(door: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv(
+        "EDITOR", editor_script(tmp_path, "ring_timeout_s = 30", "ring_timeout_s = 25")
+    )
+    monkeypatch.delenv("VISUAL", raising=False)
+    result = callbox("config", "--config", door, "edit", "--control", tmp_path / "none.sock")
+    assert result.exit_code == 0, result.output
+    assert "ring_timeout_s = 25" in door.read_text()
+    assert door.with_name("callbox.toml.bak").exists()
+
+
+def test_config_edit_refuses_an_invalid_edit(door: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv(
+        "EDITOR", editor_script(tmp_path, "ring_timeout_s = 30", "ring_timeout_s = -1")
+    )
+    monkeypatch.delenv("VISUAL", raising=False)
+    before = door.read_bytes()
+    result = CliRunner().invoke(main, ["config", "--config", str(door), "edit"], input="n\n")
+    assert result.exit_code == 2
+    assert "call.ring_timeout_s" in result.output
+    assert door.read_bytes() == before
