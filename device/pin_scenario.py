@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,13 +57,15 @@ class _StatusTimes:
         self.times: dict[tuple[str, CallStatus], float] = {}
         self.calls: dict[str, Call] = {}
         self.changed = asyncio.Event()
+        self.handlers: dict[str, Callable[[Call, CallStatus], None]] = {}
 
-    def observer(self, address: str) -> Any:
+    def observer(self, address: str) -> Callable[[Call, CallStatus], None]:
         def seen(call: Call, status: CallStatus) -> None:
             self.times.setdefault((address, status), time.monotonic())
             self.calls[address] = call
             self.changed.set()
 
+        self.handlers[address] = seen
         return seen
 
     async def wait(self, address: str, status: CallStatus) -> float:
@@ -97,7 +100,21 @@ async def run_pin_doorbell_call(site: IntercomSite, door: str, indoor: str) -> P
         timeline.error = f"timed out waiting for: {timeline.step}"
     except AssertionError as err:
         timeline.error = str(err)
+    finally:
+        await _back_to_idle(site, door, indoor, watch)
     return timeline
+
+
+async def _back_to_idle(site: IntercomSite, door: str, indoor: str, watch: _StatusTimes) -> None:
+    """Handset on the hook, no call left, observers removed: ready for the next run."""
+    site.pin(indoor, SIM_PINS["hook"]).drive_high()
+    for address in (door, indoor):
+        endpoint = site[address].endpoint
+        assert endpoint is not None
+        endpoint.service.observers.remove(watch.handlers[address])
+        call = endpoint.calls.active_call
+        if call is not None:
+            await call.hangup()
 
 
 async def _steps(
@@ -147,6 +164,7 @@ async def _open_door(site: IntercomSite, door: str, indoor: str, timeline: PinTi
     assert opener is not None, f"{door} is not a door station"
     timeline.step = "the door relay"
     relay_pin = site.pin(door, SIM_PINS["relay"])
+    history = len(relay_pin.states)
     recorded = asyncio.Event()
     chained = opener.on_record
 
@@ -166,7 +184,7 @@ async def _open_door(site: IntercomSite, door: str, indoor: str, timeline: PinTi
     timeline.release_to_relay_ms = _ms(pressed, record.monotonic_at)
     timeline.step = "the end of the relay pulse"
     await opener.wait_idle()
-    states = relay_pin.states
+    states = relay_pin.states[history - 1 :]
     highs = [b.timestamp for a, b in itertools.pairwise(states) if a.state and not b.state]
     assert len(highs) == 1, f"the relay pulsed {len(highs)} times"
     timeline.relay_pulse_ms = round(highs[0] * 1000, 1)
