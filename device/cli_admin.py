@@ -243,6 +243,11 @@ def status(control_path: Path | None, as_json: bool) -> None:
         else "call: none"
     )
     click.echo(f"missed calls: {result.get('missed_calls', 0)}")
+    for last in result.get("last_calls", []):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["started_at"]))
+        arrow = "<-" if last["direction"] == "in" else "->"
+        missed = " MISSED" if last["missed"] else ""
+        click.echo(f"  {when} {arrow} {last['peer']} {last['status']}{missed}")
     for name, value in sorted(result.get("hardware", {}).items()):
         click.echo(f"  {name}: {value}")
     if result.get("pending_restart"):

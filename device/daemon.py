@@ -27,9 +27,13 @@ from hal.inputs import GpioButton
 from hal.io_devices import IoDevices
 from hal.proximity import GpioProximitySensor
 from services.callapi import CallError
+from services.intercom.calllog import CallLogError, read_call_log
 from services.media.ice import IcePolicy
 
 _log = logging.getLogger(__name__)
+
+LAST_CALLS = 5
+"""How many calls ``callbox status`` lists."""
 
 
 def default_control_path() -> Path:
@@ -160,7 +164,25 @@ class Daemon:
     # control commands ---------------------------------------------------------------------------
 
     async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self.app.status()
+        result = self.app.status()
+        log = Path(self.app.config.state_dir) / "calls.sqlite"
+        try:
+            records = await asyncio.to_thread(read_call_log, log, LAST_CALLS)
+        except CallLogError as err:
+            _log.error("status: %s", err)
+            records = []
+        result["last_calls"] = [
+            {
+                "peer": r.peer_name or r.peer,
+                "direction": r.direction,
+                "started_at": r.started_at,
+                "status": r.status,
+                "missed": r.missed,
+                "duration_s": round(r.duration_s, 1),
+            }
+            for r in records
+        ]
+        return result
 
     async def _reload_request(self, args: dict[str, Any]) -> dict[str, Any]:
         try:

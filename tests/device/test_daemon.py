@@ -22,6 +22,7 @@ from device.control import ControlError, request
 from device.devicesite import IntercomSite, Unit, start_intercom_site
 from hal.io_devices import SIM_PINS
 from services.callapi import Call, CallStatus
+from services.intercom.calllog import CallLog, CallRecord
 
 MIN_PRESS_S = 0.05  # the default minimum press
 
@@ -67,6 +68,27 @@ async def test_ready_then_status_shows_the_endpoint_on_the_broker(site: DaemonSi
     assert "already running" in second.stderr
     status_after = await callbox("status", "--json", "--control", site.control_path)
     assert json.loads(status_after.stdout)["broker"]["connected"] is True, "first one unharmed"
+
+
+async def test_status_lists_the_last_calls(site: DaemonSite) -> None:
+    await site.start_daemon()
+    state = Path(load_config(site.config_path).state_dir)
+    log = CallLog(state / "calls.sqlite")
+    await log.open()
+    now = time.time()
+    await log.add(
+        CallRecord(
+            call_id="c1", peer="flat", peer_name="Flat 1", direction="out", video=True,
+            started_at=now - 60, answered_at=now - 55, ended_at=now - 10,
+            status="COMPLETE", missed=False,
+        )
+    )  # fmt: skip
+    await log.close()
+    result = await callbox("status", "--json", "--control", site.control_path)
+    (last,) = json.loads(result.stdout)["last_calls"]
+    assert (last["peer"], last["status"], last["duration_s"]) == ("Flat 1", "COMPLETE", 45.0)
+    text = await callbox("status", "--control", site.control_path)
+    assert "-> Flat 1 COMPLETE" in text.stdout
 
 
 async def test_sighup_applies_a_good_file_and_refuses_a_broken_one(site: DaemonSite) -> None:
