@@ -33,6 +33,7 @@ from device.config import (
     load_config,
     parse_config,
 )
+from services.durable import fsync_directory
 
 __all__ = ["NEW_FILE_MODE", "ConfigStore", "parse_value"]
 
@@ -270,7 +271,7 @@ class ConfigStore:
         if old is not None:
             _write_atomically(self.backup_path, old, mode, owner)
         _write_atomically(self.path, data, mode, owner)
-        _fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)
 
 
 def _inline_table(values: Mapping[str, Any]) -> InlineTable:
@@ -337,16 +338,3 @@ def _keep_owner(fd: int, path: Path, owner: tuple[int, int] | None) -> None:
             info.st_uid,
             info.st_gid,
         )
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the renames in `directory` durable (best effort: not every filesystem can)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)

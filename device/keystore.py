@@ -9,7 +9,6 @@ so the daemon refuses to start with a clear message instead of silently minting 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -17,6 +16,7 @@ import stat
 from pathlib import Path
 from typing import Final
 
+from services.durable import fsync_directory
 from services.signaling.errors import SignalingError
 from services.signaling.identity import KEY_FILE_NAME, Identity, PublicKeys
 
@@ -107,7 +107,7 @@ def wipe_keys(state_dir: Path) -> bool:
         shutil.rmtree(directory)
     except OSError as err:
         raise KeystoreError(f"{directory}: cannot remove key directory: {err}") from err
-    _fsync_directory(directory.parent)
+    fsync_directory(directory.parent)
     _log.warning("removed the identity in %s", directory)
     return True
 
@@ -133,13 +133,3 @@ def _ensure_keys_dir(state_dir: Path) -> Path:
         except OSError as err:
             raise KeystoreError(f"{directory}: cannot set mode {_DIR_MODE:04o}: {err}") from err
     return directory
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the removal durable (best effort: not every filesystem can fsync a directory)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from services.durable import fsync_directory
 from services.signaling.errors import SignalingError
 
 __all__ = [
@@ -360,17 +361,4 @@ def _write_private_file(path: Path, data: bytes, *, replace: bool) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename or link in `directory` durable (best effort: not every filesystem can)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(directory)
