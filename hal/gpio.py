@@ -80,6 +80,17 @@ def open_gpio(what: str, pin: str, build: Callable[[], _T]) -> _T:
         raise gpio_error(what, pin, err) from err
 
 
+def switch_off_and_close(what: str, pin: str, device: Any) -> None:
+    """Drive a gpiozero output device inactive, then release its pin (HalError on failure)."""
+    try:
+        try:
+            device.off()
+        finally:
+            device.close()
+    except Exception as err:
+        raise gpio_error(what, pin, err) from err
+
+
 def gpio_error(what: str, pin: str, err: Exception) -> HalError:
     """A HalError saying which device on which pin failed, and why."""
     return HalError(f"{what} on pin {pin!r}: {_why(err)}")

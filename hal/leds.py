@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from hal.errors import DeviceUnavailableError
-from hal.gpio import gpio_error, open_gpio
+from hal.gpio import gpio_error, open_gpio, switch_off_and_close
 from hal.gpio_specs import LedSpec
 
 
@@ -126,13 +126,7 @@ class GpioLed(Led):
         device, self._device = self._device, None
         if device is None:
             return
-        try:
-            try:
-                device.off()
-            finally:
-                device.close()
-        except Exception as err:
-            raise gpio_error(self._what, self.spec.pin, err) from err
+        switch_off_and_close(self._what, self.spec.pin, device)
 
     def _show(self) -> None:
         try:

@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from hal.errors import DeviceUnavailableError, HalError
-from hal.gpio import gpio_error, open_gpio
+from hal.gpio import gpio_error, open_gpio, switch_off_and_close
 from hal.gpio_specs import RelaySpec
 
 _log = logging.getLogger(__name__)
@@ -156,13 +156,7 @@ class GpioRelay(Relay):
             _stop_timer(timer)
         if device is None:
             return
-        try:
-            try:
-                device.off()
-            finally:
-                device.close()
-        except Exception as err:
-            raise gpio_error(self.name, self.spec.pin, err) from err
+        switch_off_and_close(self.name, self.spec.pin, device)
 
     def _pulse_length(self, duration_s: float | None) -> float:
         length = self.pulse_s if duration_s is None else float(duration_s)
