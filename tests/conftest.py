@@ -9,19 +9,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gpiozero.threads import GPIOThread
 from support import MakeSite
 
 from device.simsite import EndpointSpec, SimSite, start_site
 
 
 @pytest.fixture(autouse=True)
-def _no_leaked_media_threads() -> Iterator[None]:
-    """Fail a test that leaves a peer connection open: its decoder thread would keep the
-    process from exiting (an unclosed session is a leak on a device too)."""
+def _no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a peer connection open or a GPIO device unclosed.
+
+    A decoder thread would keep the process from exiting; a gpiozero blink thread or one
+    of ours (relay watchdog, proximity poller) means a device was not closed: a leak on
+    a device too.
+    """
     before = set(threading.enumerate())
     yield
-    leaked = [t.name for t in set(threading.enumerate()) - before if t.name.endswith("-decoder")]
-    assert not leaked, f"media threads still running after the test: {leaked}"
+    new = set(threading.enumerate()) - before
+    for thread in new:
+        if _is_gpio(thread):
+            thread.join(timeout=1.0)  # a cancelled timer may still be on its way out
+    leaked = [t.name for t in new if t.is_alive() and (t.name.endswith("-decoder") or _is_gpio(t))]
+    assert not leaked, f"threads still running after the test: {leaked}"
+
+
+def _is_gpio(thread: threading.Thread) -> bool:
+    return isinstance(thread, GPIOThread) or thread.name.startswith("callbox-")
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory, MockPin
@@ -55,22 +55,6 @@ def is_high(pin: WatchedPin) -> bool:
 def is_low(pin: WatchedPin) -> bool:
     """Predicate: the pin is low."""
     return not pin.state
-
-
-def no_leaked_threads() -> Iterator[None]:
-    """Body of each GPIO test module's autouse fixture: fail the test if a gpiozero thread
-    (blink, hold) or one of ours (relay watchdog, proximity poller) is still running."""
-    before = set(threading.enumerate())
-    yield
-    new = [t for t in set(threading.enumerate()) - before if _is_ours(t)]
-    for thread in new:
-        thread.join(timeout=1.0)  # a cancelled timer may still be on its way out
-    alive = [t.name for t in new if t.is_alive()]
-    assert not alive, f"GPIO threads still running after the test: {alive}"
-
-
-def _is_ours(thread: threading.Thread) -> bool:
-    return isinstance(thread, GPIOThread) or thread.name.startswith("callbox-")
 
 
 def gpio_threads() -> list[threading.Thread]:

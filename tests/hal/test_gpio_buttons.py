@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from gpio_helpers import TIMEOUT, no_leaked_threads, watched_factory
+from gpio_helpers import TIMEOUT, watched_factory
 from gpiozero import DigitalInputDevice
 
 from hal.errors import HalError
@@ -18,11 +18,6 @@ from hal.gpio_specs import ButtonRole, ButtonSpec
 from hal.inputs import Button, GpioButton, NullButton
 
 MakeButton = Callable[..., Awaitable[GpioButton]]
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_threads() -> Iterator[None]:
-    yield from no_leaked_threads()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from gpio_helpers import TIMEOUT, WatchedPin, is_high, is_low, no_leaked_threads, watched_factory
+from gpio_helpers import TIMEOUT, WatchedPin, is_high, is_low, watched_factory
 
 from hal.errors import DeviceUnavailableError, HalError
 from hal.gpio_specs import RelaySpec
@@ -18,11 +18,6 @@ from hal.relay import GpioRelay, NullRelay, RelayBusyError
 
 MakeRelay = Callable[..., Awaitable[GpioRelay]]
 PIN = "GPIO24"
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_threads() -> Iterator[None]:
-    yield from no_leaked_threads()
 
 
 @pytest.fixture

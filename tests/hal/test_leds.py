@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from gpio_helpers import WatchedPin, gpio_threads, no_leaked_threads, watched_factory
+from gpio_helpers import WatchedPin, gpio_threads, watched_factory
 
 from hal.errors import DeviceUnavailableError, HalError
 from hal.gpio_specs import LedSpec
@@ -14,11 +14,6 @@ from hal.leds import GpioLed, LedPattern, NullLed
 
 MakeLed = Callable[..., Awaitable[GpioLed]]
 PIN = "GPIO16"
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_threads() -> Iterator[None]:
-    yield from no_leaked_threads()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from gpio_helpers import TIMEOUT, no_leaked_threads, watched_factory
+from gpio_helpers import TIMEOUT, watched_factory
 
 from hal.errors import DeviceUnavailableError, HalError
 from hal.gpio_specs import GpioProximitySpec, I2cProximitySpec
@@ -33,11 +33,6 @@ VCNL4040_INIT = [
     ("word", 0x60, 0x04, 0x0200),  # PS_MS: IR LED 100 mA
     ("word", 0x60, 0x03, 0x080E),  # PS_CONF1: 8T, powered on; PS_CONF2: 16-bit output
 ]
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_threads() -> Iterator[None]:
-    yield from no_leaked_threads()
 
 
 class Changes:

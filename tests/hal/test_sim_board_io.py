@@ -4,12 +4,12 @@ backlight in a sysfs tree, null devices where a spec leaves hardware out."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gpio_helpers import TIMEOUT, no_leaked_threads
+from gpio_helpers import TIMEOUT
 from gpiozero.pins.mock import MockFactory
 
 from hal.backlight import NullBacklight, SysfsBacklight
@@ -30,11 +30,6 @@ from hal.proximity import GpioProximitySensor, I2cProximitySensor, NullProximity
 from hal.relay import GpioRelay, NullRelay
 
 MakeBoard = Callable[..., Board]
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_threads() -> Iterator[None]:
-    yield from no_leaked_threads()
 
 
 @pytest.fixture
