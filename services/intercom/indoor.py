@@ -7,7 +7,8 @@
 - decline button -> decline while ringing, hang up in a call; putting the handset back
   (on-hook) -> hang up;
 - door-release button during a call with a door -> ``call.unlock()``;
-- mute button -> toggle the microphone; monitor button (idle) -> call the door station;
+- mute button -> toggle the microphone; monitor button (idle) -> see and hear the door
+  station, the microphone muted until the mute button opens it;
 - proximity near -> screen off (``hide_on_proximity``) during audio calls and whenever
   the handset is off the hook; audio to the handset (``disable_speaker_on_proximity``);
   screen back on when far or when the call ends;
@@ -123,13 +124,24 @@ class IndoorUnit(IntercomService):
         _log.info("%s: door %s", self.calls.address, "opened" if opened else "did not open")
 
     async def monitor(self) -> Call | None:
-        """Call the (first) door station to see who is there; None when busy or none set."""
+        """Look at the (first) door station: its video and sound, nothing sent back.
+
+        The resident's microphone starts muted and no video goes to the door (privacy);
+        the mute button opens the microphone to talk. None when busy or no door is set.
+        """
         if not self.settings.targets:
             _log.warning("%s: monitor pressed, no door station configured", self.calls.address)
             return None
-        call = await self.place_call(self.settings.targets[0], video=True)
+        props = self.calls.create_call_properties(video=True)
+        props.user = self.calls.profile_of(self.settings.targets[0])
+        props.video.send = False
+        props.in_call_sounds = False
+        call = self.calls.call(props)
         if call is None:
             _log.info("%s: monitor pressed during a call: ignored", self.calls.address)
+            return None
+        await call.mute(audio=True, video=False, enable=True)
+        await call.start(self.watch(call))
         return call
 
     def _current_call(self) -> Call | None:

@@ -171,6 +171,11 @@ async def test_monitor_button_shows_the_door_without_ringing_there(make: SiteMak
     await wait_for(call.remote_frame.is_set, "video from the door")
     door_speaker = endpoint(site, "door").board.speaker("speaker")
     assert door_speaker.rms() < 1e-3 or door_speaker.dominant_frequency(200) != 880.0
+    door_rx = call_of(site, "door").session.stats
+    assert door_rx.video_frames == 0, "monitoring sends no picture of the resident"
+    assert door_rx.audio_samples == 0, "the resident's microphone starts muted"
+    await press(site, "flat", "mute")  # talk to the visitor
+    await wait_for(lambda: door_rx.audio_samples > 0, "the resident's voice at the door")
     await press(site, "flat", "door_release")
     await wait_for(lambda: pulses(site) == 1, "the relay to pulse")
 
