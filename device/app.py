@@ -36,9 +36,13 @@ from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
-SECTIONS_NEEDING_RESTART = ("role", "address", "site", "board", "state_dir", "broker")
-"""Top-level keys whose change rebuilds the whole endpoint (after the active call)."""
-SECTIONS_NEEDING_NEW_HARDWARE = ("inputs", "relay", "leds", "proximity", "backlight", "gpio")
+SECTIONS_NEEDING_RESTART = (
+    *("role", "address", "name", "site", "board", "state_dir", "broker", "first_use_pinning"),
+    *("inputs", "relay", "leds", "proximity", "backlight", "gpio"),
+    *("audio", "camera", "snapshots", "network"),
+)
+"""Top-level keys whose change rebuilds the endpoint (once no call is in progress): its
+identity, broker login, devices or stores. Every other key applies at once."""
 
 
 def intercom_settings(config: CallboxConfig) -> IntercomSettings:
@@ -215,57 +219,66 @@ class DeviceApp:
 
     def changed_keys(self, new: CallboxConfig) -> list[str]:
         """The top-level keys whose values differ between the running and ``new`` config."""
-        old_dump, new_dump = self.config.model_dump(), new.model_dump()
+        old_dump = self.config.model_dump(by_alias=True)
+        new_dump = new.model_dump(by_alias=True)
         return sorted(k for k in new_dump if old_dump.get(k) != new_dump.get(k))
 
     async def apply(self, new: CallboxConfig) -> list[str]:
-        """Use ``new``: live changes at once; a rebuild waits until no call is in progress.
+        """Use ``new``: live changes at once, a rebuild in the background once no call is on.
 
         Returns the changed top-level keys. A call is never dropped by a change that does
-        not touch it: hardware or broker changes are applied when the line is idle.
+        not touch it: hardware, broker, identity and media changes rebuild the endpoint
+        when the line is idle (``pending_restart`` lists them until then). A rebuild that
+        fails goes back to the previous configuration.
         """
         changed = self.changed_keys(new)
         endpoint = self.endpoint
-        self.config = new
+        previous, self.config = self.config, new
         if endpoint is None or not changed:
             return changed
-        rebuild = [
-            k for k in changed if k in SECTIONS_NEEDING_RESTART + SECTIONS_NEEDING_NEW_HARDWARE
-        ]
+        rebuild = [k for k in changed if k in SECTIONS_NEEDING_RESTART]
         if rebuild:
+            self.pending_restart = sorted({*self.pending_restart, *rebuild})
             if endpoint.calls.is_call_in_progress():
-                self.pending_restart = rebuild
                 _log.info("config: %s change waits until the call ends", ", ".join(rebuild))
-                if self._restart_task is None or self._restart_task.done():
-                    self._restart_task = asyncio.create_task(self._restart_when_idle())
-            else:
-                await self._restart()
+            if self._restart_task is None or self._restart_task.done():
+                self._restart_task = asyncio.create_task(self._restart_when_idle(previous))
             return changed
-        self._apply_live(endpoint, new)
+        self._apply_live(endpoint, previous, new)
         return changed
 
-    def _apply_live(self, endpoint: Endpoint, new: CallboxConfig) -> None:
+    def _apply_live(self, endpoint: Endpoint, previous: CallboxConfig, new: CallboxConfig) -> None:
         endpoint.calls.defaults = new.call_properties()
-        endpoint.calls.name = new.name
-        # contacts are replaced as a whole: a removed contact stops being trusted at once
-        endpoint.signaling.contacts.contacts = {c.address: c for c in new.contacts()}
+        # contacts from the file are replaced as a whole (a removed one is no longer
+        # trusted); contacts pinned at first use, never in the file, stay
+        book = endpoint.signaling.contacts
+        configured = {c.address for c in previous.contacts()}
+        learned = {a: c for a, c in book.contacts.items() if a not in configured}
+        book.contacts = learned | {c.address: c for c in new.contacts()}
         endpoint.service.apply_settings(intercom_settings(new))
+        logging.getLogger().setLevel(new.logging.level)
         _log.info("config applied without a restart")
 
-    async def _restart_when_idle(self) -> None:
+    async def _restart_when_idle(self, previous: CallboxConfig) -> None:
         endpoint = self.endpoint
-        if endpoint is None:
-            return
-        call = endpoint.calls.active_call
-        if call is not None:
+        while endpoint is not None and endpoint.calls.is_call_in_progress():
+            call = endpoint.calls.active_call
+            assert call is not None
             await call.ended.wait()
         if self.endpoint is endpoint and self.pending_restart:
-            await self._restart()
+            await self._restart(previous)
 
-    async def _restart(self) -> None:
+    async def _restart(self, previous: CallboxConfig) -> None:
         self.pending_restart = []
         await self.close()
-        self.endpoint = await self._build(self.config)
+        try:
+            self.endpoint = await self._build(self.config)
+            return
+        except Exception:  # noqa: BLE001 - any failure of the new config: go back, say why
+            _log.exception("the new configuration could not start; back to the previous one")
+        self.config = previous
+        self.endpoint = await self._build(previous)  # failing too: no endpoint, the watchdog
+        # stops and systemd restarts the daemon with the file as it is
 
     # status ---------------------------------------------------------------------------------------
 

@@ -251,3 +251,26 @@ async def test_a_hardware_change_waits_for_the_call_to_end(intercom: IntercomSit
     assert door_app.endpoint is not None
     assert door_app.endpoint.board.io.relay.pulse_s == 0.5
     assert door_call.is_ended() and flat_call.is_ended()
+
+
+async def test_a_change_that_cannot_start_falls_back_to_the_running_config(
+    intercom: IntercomSite, tmp_path: Path
+) -> None:
+    flat_app = intercom["flat"]
+    old_endpoint, old_state = flat_app.endpoint, flat_app.config.state_dir
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    store = ConfigStore(intercom.config_paths["flat"])
+
+    store.set("state_dir", json.dumps(str(blocker / "state")))  # cannot hold the keys
+    assert await flat_app.apply(load_config(store.path)) == ["state_dir"]
+
+    await wait_until(
+        lambda: flat_app.endpoint not in (None, old_endpoint), "the flat to come back", timeout=10
+    )
+    assert flat_app.config.state_dir == old_state
+    flat = flat_app.endpoint
+    assert flat is not None
+    await wait_until(lambda: flat.signaling.is_online("door"), "the flat back on the broker")
+    calls = await connected_call(intercom)  # rings and answers: the unit works as before
+    assert all(call.status == CallStatus.CONNECTED for call in calls)
