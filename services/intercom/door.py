@@ -22,7 +22,7 @@ from av import VideoFrame
 
 from hal.inputs import Button, ButtonRole
 from hal.io_devices import IoDevices
-from services.callapi import Call, CallError, CallProperties, Calls, UserProfile
+from services.callapi import Call, CallProperties, Calls, UserProfile
 from services.callapi.door_release import UnlockRefused
 from services.intercom.calllog import CallLog
 from services.intercom.door_opener import DoorOpener, ReleaseRecord
@@ -60,9 +60,9 @@ class DoorStation(IntercomService):
 
     async def prewarm(self) -> None:
         """Keep an offer ready per target while idle, so a press only has to send it."""
-        if self.settings.targets:
-            props = self._ring_properties()
-            await self.calls.prewarm(props, count=len(self.settings.targets))
+        props = self._ring_properties()
+        if props.user is not None:
+            await self.calls.prewarm(props, count=len(props.targets()))
 
     async def close(self) -> None:
         """Stop taking presses and release requests."""
@@ -91,35 +91,42 @@ class DoorStation(IntercomService):
             await super().button_pressed(button)
 
     async def ring(self) -> Call | None:
-        """Call every target at once; None when a call is already in progress."""
-        targets = self.settings.targets
+        """Call every (trusted) target at once; None when nobody can be rung now."""
+        call = None
         if self.calls.is_call_in_progress():
             _log.info("%s: doorbell pressed during a call: ignored", self.calls.address)
-            self.presses.append((time.time(), False))
-            return None
-        if not targets:
-            _log.error("%s: doorbell pressed but no targets are configured", self.calls.address)
-            self.presses.append((time.time(), False))
-            return None
-        try:
-            call = self.calls.call(self._ring_properties())
-        except CallError as err:  # e.g. a target whose keys nobody trusted yet
-            _log.error("%s: doorbell pressed but cannot ring: %s", self.calls.address, err)
-            self.presses.append((time.time(), False))
-            return None
+        else:
+            props = self._ring_properties()
+            if props.user is None:
+                _log.error("%s: doorbell pressed but nobody to ring", self.calls.address)
+            else:
+                call = self.calls.call(props)
         self.presses.append((time.time(), call is not None))
-        if call is None:
-            return None
-        await call.start(self.watch(call))
-        self.spawn(self._snapshot_from_camera(call))
+        if call is not None:
+            await call.start(self.watch(call))
+            self.spawn(self._snapshot_from_camera(call))
         return call
 
     def _ring_properties(self) -> CallProperties:
-        targets = self.settings.targets
         props = self.calls.create_call_properties(video=self.settings.video)
-        props.user = self.calls.profile_of(targets[0])
+        targets = self.reachable_targets()
+        props.user = self.calls.profile_of(targets[0]) if targets else None
         props.extra_targets = [self.calls.profile_of(t) for t in targets[1:]]
         return props
+
+    def reachable_targets(self) -> list[str]:
+        """The targets whose keys are pinned: one untrusted unit must not silence the rest."""
+        contacts = self.calls.signaling.contacts
+        trusted = [t for t in self.settings.targets if contacts.get(t) is not None]
+        for target in self.settings.targets:
+            if target not in trusted:
+                _log.error(
+                    "%s: target %s is not a contact (trust its keys with `callbox keys "
+                    "trust`): it is not rung",
+                    self.calls.address,
+                    target,
+                )
+        return trusted
 
     async def _snapshot_from_camera(self, call: Call) -> None:
         camera = self.calls.media.camera

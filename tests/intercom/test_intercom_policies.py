@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -185,3 +186,12 @@ async def test_exit_button_at_the_door_opens_it(make: SiteMaker) -> None:
     await press(site, "door", "door_release")
     await wait_for(lambda: pulses(site) == 1, "the relay to pulse")
     await wait_for(lambda: not site.pin("door", SIM_PINS["relay"]).state, "the relay to release")
+
+
+async def test_an_untrusted_target_does_not_silence_the_others(make: SiteMaker) -> None:
+    site = await make(Unit("door", "door"), Unit("flat", "indoor"))
+    service = endpoint(site, "door").service
+    service.apply_settings(dataclasses.replace(service.settings, targets=("ghost", "flat")))
+    await press(site, "door", "doorbell")
+    await wait_for(lambda: call_of(site, "flat") is not None, "the trusted unit to ring")
+    assert list(call_of(site, "door").legs) == ["flat"]
