@@ -69,7 +69,7 @@ def build_board(config: CallboxConfig, state_dir: Path) -> Board:
         )
     from hal.board import build_board as build_named_board
 
-    return build_named_board(config.board, io=config.io_spec())
+    return build_named_board(config.board, name=config.address, io=config.io_spec())
 
 
 def sim_board_io(configured: IoSpec) -> IoSpec:

@@ -102,8 +102,8 @@ def _host_port(value: str) -> tuple[str, int]:
 @click.option(
     "--site-config",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Take the site, the endpoints (this unit and its contacts) and the ports from this "
-    "callbox.toml (the unit that hosts the site broker).",
+    help="Take the site, the endpoints (this unit and its contacts, plus any --endpoint) and "
+    "the ports from this callbox.toml (the unit that hosts the site broker).",
 )
 @click.option("--site", help="The site name (topic prefix).")
 @click.option(
@@ -142,9 +142,10 @@ def broker(
 ) -> None:
     """Generate the site broker's mosquitto configuration and run mosquitto in the foreground."""
     if site_config is not None:
-        site, endpoints, listen, websockets_port = _from_site_config(
+        site, from_config, listen, websockets_port = _from_site_config(
             site_config, listen, websockets_port
         )
+        endpoints = tuple(dict.fromkeys((*from_config, *endpoints)))  # + browsers, other units
     if not site or not endpoints:
         raise click.UsageError("give --site and --endpoint, or --site-config")
     host, port = _host_port(listen or "127.0.0.1:1883")

@@ -26,8 +26,9 @@ from device.control import ControlError, DaemonNotRunningError, request_sync
 from device.daemon import default_control_path, run_daemon
 from device.keystore import KeystoreError, public_keys_of
 from device.selftest import Check, run_selftest, selftest_stopped_daemon
+from hal.backlight import SysfsBacklight
 from hal.errors import HalError
-from hal.gpio_specs import IoSpec, RelaySpec
+from hal.gpio_specs import BacklightSpec, IoSpec, RelaySpec
 from hal.io_devices import build_io
 from services.intercom.calllog import CallLogError, read_call_log
 from services.signaling.errors import SignalingError
@@ -77,7 +78,7 @@ def ask_daemon(control_path: Path | None, command: str, **args: Any) -> dict[str
 
 def register(main: click.Group) -> None:
     """Add the administration commands to the ``callbox`` group."""
-    for command in (run, config, status, call, hangup, log, keys, selftest, relay_off):
+    for command in (run, config, status, call, hangup, log, keys, selftest, safe_state):
         main.add_command(command)
 
 
@@ -225,7 +226,8 @@ def status(control_path: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"{result['name']} ({result['address']}), {result['role']} in site {result['site']}")
+    who = f"{result['name']} ({result['address']})" if result["name"] else result["address"]
+    click.echo(f"{who}, {result['role']} in site {result['site']}")
     if not result.get("running", True):
         click.echo("restarting to apply a new configuration")
         return
@@ -409,10 +411,10 @@ def selftest(config_path: Path, control_path: Path | None, as_json: bool) -> Non
     sys.exit(0 if all(c.ok for c in checks) else 1)
 
 
-@click.command("relay-off")
+@click.command("safe-state")
 @config_option
-def relay_off(config_path: Path) -> None:
-    """Drive the door relay inactive (systemd runs it after the daemon stops or crashes).
+def safe_state(config_path: Path) -> None:
+    """Door relay inactive, screen on: what systemd runs after the daemon stops or crashes.
 
     A file that does not validate any more still names the relay: its ``[relay]`` table is
     used on its own, since the door must not stay open because of an unrelated typo.
@@ -420,24 +422,40 @@ def relay_off(config_path: Path) -> None:
     try:
         cfg = ConfigStore(config_path).load()
         board, factory, relay = str(cfg.board), str(cfg.gpio.pin_factory), cfg.io_spec().relay
+        backlight = cfg.io_spec().backlight
     except ConfigError as err:
         fallback = _relay_of_invalid_file(config_path)
         if fallback is None:
             fail(str(err), 2)
-        click.echo(f"callbox: {err}\nreleasing the relay its [relay] table names", err=True)
-        board, factory, relay = fallback
-    if relay is None or board == "sim":
-        click.echo(f"no door relay configured on this board ({board}): nothing to release")
+        click.echo(f"callbox: {err}\nusing its [relay] and [backlight] tables alone", err=True)
+        board, factory, relay, backlight = fallback
+    if board == "sim":
+        click.echo("simulated board: no door relay or screen to make safe")
         return
-    try:
-        asyncio.run(_release_relay(factory, relay))
-    except HalError as err:
-        fail(f"cannot release the door relay on {relay.pin}: {err}")
-    click.echo(f"door relay on {relay.pin} inactive")
+    problems = []
+    if relay is None:
+        click.echo("no door relay configured: nothing to release")
+    else:
+        try:
+            asyncio.run(_release_relay(factory, relay))
+            click.echo(f"door relay on {relay.pin} inactive")
+        except HalError as err:
+            problems.append(f"cannot release the door relay on {relay.pin}: {err}")
+    if backlight is not None:
+        try:
+            asyncio.run(_screen_on(backlight))
+            click.echo("screen on")
+        except HalError as err:
+            problems.append(f"cannot switch the screen on: {err}")
+    if problems:
+        fail("\n".join(problems))
 
 
-def _relay_of_invalid_file(config_path: Path) -> tuple[str, str, RelaySpec | None] | None:
-    """(board, pin factory, relay) as far as an invalid file says them; None if it cannot."""
+def _relay_of_invalid_file(
+    config_path: Path,
+) -> tuple[str, str, RelaySpec | None, BacklightSpec | None] | None:
+    """(board, pin factory, relay, backlight) as far as an invalid file says them; None if it
+    cannot."""
     try:
         data = tomllib.loads(config_path.read_text(encoding="utf-8"))
         table = data.get("relay")
@@ -447,12 +465,31 @@ def _relay_of_invalid_file(config_path: Path) -> tuple[str, str, RelaySpec | Non
             if isinstance(table, dict)
             else None
         )
-        return str(data.get("board", "pi")), str(gpio.get("pin_factory", "default")), relay
+        screen = data.get("backlight")
+        backlight = (
+            BacklightSpec(
+                sysfs_root=str(screen.get("sysfs_root", "/sys/class/backlight")),
+                device=str(screen["device"]) if screen.get("device") else None,
+            )
+            if isinstance(screen, dict)
+            else None
+        )
+        board = str(data.get("board", "pi"))
+        return board, str(gpio.get("pin_factory", "default")), relay, backlight
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError) as err:
         click.echo(f"callbox: cannot read the relay from {config_path}: {err}", err=True)
     except (AttributeError, HalError) as err:
         click.echo(f"callbox: the relay in {config_path} is unusable: {err}", err=True)
     return None
+
+
+async def _screen_on(spec: BacklightSpec) -> None:
+    backlight = SysfsBacklight(spec)
+    await backlight.start()
+    try:
+        await backlight.set_power(True)
+    finally:
+        await backlight.close()
 
 
 async def _release_relay(pin_factory: str, relay: RelaySpec) -> None:

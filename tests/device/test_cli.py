@@ -149,6 +149,8 @@ dh_key = "{flat["dh"]}"
             str(site_config),
             "--config",
             str(generated),
+            "--endpoint",
+            "phone",
             "--generate-only",
         ],
     )
@@ -156,4 +158,5 @@ dh_key = "{flat["dh"]}"
     conf = (generated / "mosquitto.conf").read_text()
     assert "listener 18830 0.0.0.0" in conf
     assert "9001" not in conf, "websockets_port = 0 means no websockets listener"
-    assert "password of flat" in result.output and "password of door" in result.output
+    for account in ("flat", "door", "phone"):
+        assert f"password of {account}" in result.output

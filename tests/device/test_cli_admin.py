@@ -16,6 +16,7 @@ from daemon_helpers import door_toml
 from device.cli import main
 from device.cli_admin import key_text
 from device.keystore import load_or_create_identity
+from hal.backlight import make_sim_backlight_tree
 from services.intercom.calllog import CallLog, CallRecord
 from services.signaling.identity import PublicKeys, safety_number
 
@@ -199,7 +200,7 @@ def test_safety_code_of_a_stranger_is_refused(door: Path) -> None:
     assert "'stranger' is not a contact" in result.stderr
 
 
-# call, status, log, relay-off --------------------------------------------------------------------
+# call, status, log, safe-state --------------------------------------------------------------------
 
 
 def test_call_and_status_without_a_daemon(tmp_path: Path) -> None:
@@ -260,10 +261,10 @@ def test_log_prints_the_calls_newest_first(door: Path) -> None:
     assert [json.loads(line)["status"] for line in lines] == ["NOANSWER"]
 
 
-def test_relay_off_on_the_simulated_board(door: Path) -> None:
-    result = callbox("relay-off", "--config", door)
+def test_safe_state_on_the_simulated_board(door: Path) -> None:
+    result = callbox("safe-state", "--config", door)
     assert result.exit_code == 0
-    assert "no door relay configured" in result.stdout
+    assert "simulated board: no door relay or screen" in result.stdout
 
 
 def pi_door_with_mock_pins(door: Path) -> None:
@@ -271,17 +272,31 @@ def pi_door_with_mock_pins(door: Path) -> None:
     door.write_text(text + '\n[relay]\npin = "GPIO24"\n\n[gpio]\npin_factory = "mock"\n')
 
 
-def test_relay_off_releases_the_configured_relay(door: Path) -> None:
+def test_safe_state_releases_the_configured_relay(door: Path) -> None:
     pi_door_with_mock_pins(door)
-    result = callbox("relay-off", "--config", door)
-    assert (result.exit_code, result.stdout) == (0, "door relay on GPIO24 inactive\n")
+    result = callbox("safe-state", "--config", door)
+    assert result.exit_code == 0, result.output
+    assert "door relay on GPIO24 inactive" in result.stdout
 
 
-def test_relay_off_still_works_when_the_file_no_longer_validates(door: Path) -> None:
+def test_safe_state_switches_a_blanked_screen_back_on(door: Path, tmp_path: Path) -> None:
+    pi_door_with_mock_pins(door)
+    power = make_sim_backlight_tree(tmp_path / "sysfs", "panel") / "bl_power"
+    power.write_text("1\n")  # the daemon died with the handset at the face
+    door.write_text(
+        door.read_text() + f'\n[backlight]\nsysfs_root = "{tmp_path / "sysfs"}"\ndevice = "panel"\n'
+    )
+    result = callbox("safe-state", "--config", door)
+    assert result.exit_code == 0, result.output
+    assert "screen on" in result.stdout
+    assert power.read_text().strip() == "0"
+
+
+def test_safe_state_still_works_when_the_file_no_longer_validates(door: Path) -> None:
     pi_door_with_mock_pins(door)
     door.write_text(door.read_text().replace("ring_timeout_s = 30", "ring_timeout_s = -1"))
 
-    result = callbox("relay-off", "--config", door)
+    result = callbox("safe-state", "--config", door)
 
     assert result.exit_code == 0, result.output
     assert "call.ring_timeout_s" in result.stderr

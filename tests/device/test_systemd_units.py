@@ -83,7 +83,7 @@ def test_daemon_is_a_notify_service_with_a_watchdog(daemon: configparser.ConfigP
 
 
 def test_daemon_releases_the_door_relay_after_any_exit(daemon: configparser.ConfigParser) -> None:
-    assert daemon["Service"]["ExecStopPost"] == f"{CALLBOX} relay-off --config {CONFIG}"
+    assert daemon["Service"]["ExecStopPost"] == f"{CALLBOX} safe-state --config {CONFIG}"
 
 
 def test_daemon_never_gives_up_restarting(daemon: configparser.ConfigParser) -> None:

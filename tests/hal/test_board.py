@@ -8,6 +8,7 @@ from hal.audio import RecordingSpeaker, ToneMicrophone
 from hal.board import Board, board_factories, build_board, build_sim_board
 from hal.camera import TestPatternCamera
 from hal.errors import DeviceUnavailableError, HalError
+from hal.gpio_specs import IoSpec, RelaySpec
 from hal.media_types import VideoFormat
 
 
@@ -44,11 +45,11 @@ def test_missing_device_names_it_and_the_alternatives() -> None:
         empty.microphone()
 
 
-def test_build_board_knows_sim_and_names_unknown_kinds() -> None:
-    assert set(board_factories()) == {"sim"}
+def test_build_board_knows_sim_and_pi_and_names_unknown_kinds() -> None:
+    assert set(board_factories()) == {"sim", "pi"}
     board = build_board("sim", name="lobby", tone_hz=600.0)
     assert board.name == "lobby"
-    with pytest.raises(HalError, match=r"unknown board 'pi5'.*'sim'"):
+    with pytest.raises(HalError, match=r"unknown board 'pi5' \(known: 'pi', 'sim'\)"):
         build_board("pi5")
     with pytest.raises(HalError, match=r"bad options for board 'sim'.*volume"):
         build_board("sim", volume=3)
@@ -62,3 +63,21 @@ async def test_board_close_closes_every_device() -> None:
     await board.close()
     await board.close()
     assert not camera.is_open
+
+
+async def test_a_pi_board_wires_the_gpio_devices_of_its_spec() -> None:
+    spec = IoSpec(pin_factory="mock", relay=RelaySpec(pin="GPIO24"))
+    board = build_board("pi", name="door", io=spec)
+    try:
+        await board.io.start()
+        assert board.io.pin_factory is not None
+        assert board.io.pin_factory.pin("GPIO24").state is False, "relay inactive at start"
+        assert not board.cameras and not board.microphones and not board.speakers
+    finally:
+        await board.close()
+
+
+def test_a_pi_board_without_a_gpio_library_says_which_is_missing() -> None:
+    spec = IoSpec(pin_factory="lgpio", relay=RelaySpec(pin="GPIO24"))
+    with pytest.raises(HalError, match="lgpio"):
+        build_board("pi", io=spec)
