@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.config import CallboxConfig
+from device.config import CallboxConfig, ConfigError
 from device.keystore import load_or_create_identity
-from hal.board import Board, build_sim_board
+from hal.board import Board, build_sim_board, build_sim_io
+from hal.board import build_board as build_named_board
+from hal.errors import HalError
 from hal.gpio_specs import GpioProximitySpec, IoSpec
-from hal.io_devices import sim_io_spec
+from hal.io_devices import IoDevices, build_io, sim_io_spec
 from services.callapi import Calls
 from services.intercom.calllog import CallLog
 from services.intercom.door import DoorStation
@@ -36,13 +38,17 @@ from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
-SECTIONS_NEEDING_RESTART = (
+ENDPOINT_KEYS = (
     *("role", "address", "name", "site", "board", "state_dir", "broker", "first_use_pinning"),
-    *("inputs", "relay", "leds", "proximity", "backlight", "gpio"),
-    *("audio", "camera", "snapshots", "network"),
+    *("audio", "camera", "network"),
 )
-"""Top-level keys whose change rebuilds the endpoint (once no call is in progress): its
-identity, broker login, devices or stores. Every other key applies at once."""
+"""Top-level keys whose change rebuilds the whole endpoint (its identity, broker login,
+media devices), once no call is in progress."""
+HARDWARE_KEYS = ("inputs", "relay", "leds", "proximity", "backlight", "gpio")
+"""Top-level keys whose change rebuilds only the GPIO devices and the call service (the
+broker connection stays), once no call is in progress."""
+SECTIONS_NEEDING_RESTART = ENDPOINT_KEYS + HARDWARE_KEYS
+"""Every other key (targets, contacts, call, dnd, snapshots, logging) applies at once."""
 
 
 def intercom_settings(config: CallboxConfig) -> IntercomSettings:
@@ -67,9 +73,33 @@ def build_board(config: CallboxConfig, state_dir: Path) -> Board:
         return build_sim_board(
             config.address, io=sim_board_io(config.io_spec()), sysfs_root=state_dir / "sim-sysfs"
         )
-    from hal.board import build_board as build_named_board
-
     return build_named_board(config.board, name=config.address, io=config.io_spec())
+
+
+def build_board_io(config: CallboxConfig, state_dir: Path) -> IoDevices:
+    """Only the GPIO devices of the configured board (a hardware-only change)."""
+    if config.board == "sim":
+        return build_sim_io(sim_board_io(config.io_spec()), sysfs_root=state_dir / "sim-sysfs")
+    return build_io(config.io_spec())
+
+
+def snapshot_store(config: CallboxConfig) -> SnapshotStore:
+    """Where visitor snapshots go, and how many and how long they are kept."""
+    return SnapshotStore(
+        Path(config.state_dir) / "snapshots",
+        keep_count=config.snapshots.keep_count,
+        max_age_s=config.snapshots.max_age_days * 86400.0,
+    )
+
+
+def call_service(
+    config: CallboxConfig, calls: Calls, io: IoDevices, call_log: CallLog
+) -> IntercomService:
+    """The call service of the configured role on ``io``."""
+    role_class = DoorStation if config.role == "door" else IndoorUnit
+    return role_class(
+        calls, io, intercom_settings(config), call_log=call_log, snapshots=snapshot_store(config)
+    )
 
 
 def sim_board_io(configured: IoSpec) -> IoSpec:
@@ -175,15 +205,7 @@ class DeviceApp:
             ring_on_incoming=config.role == "indoor",
         )
         call_log = CallLog(state_dir / "calls.sqlite")
-        snapshots = SnapshotStore(
-            state_dir / "snapshots",
-            keep_count=config.snapshots.keep_count,
-            max_age_s=config.snapshots.max_age_days * 86400.0,
-        )
-        role_class = DoorStation if config.role == "door" else IndoorUnit
-        service = role_class(
-            calls, board.io, intercom_settings(config), call_log=call_log, snapshots=snapshots
-        )
+        service = call_service(config, calls, board.io, call_log)
         endpoint = Endpoint(board, signaling, calls, service, call_log)
         try:
             await board.io.start()
@@ -211,6 +233,9 @@ class DeviceApp:
         if task is not None and task is not asyncio.current_task():
             self._restart_task = None
             await cancel_and_wait([task])
+        await self._close_current()
+
+    async def _close_current(self) -> None:
         endpoint, self.endpoint = self.endpoint, None
         if endpoint is not None:
             await self._close_endpoint(endpoint)
@@ -256,6 +281,7 @@ class DeviceApp:
         learned = {a: c for a, c in book.contacts.items() if a not in configured}
         book.contacts = learned | {c.address: c for c in new.contacts()}
         endpoint.service.apply_settings(intercom_settings(new))
+        endpoint.service.snapshots = snapshot_store(new)
         logging.getLogger().setLevel(new.logging.level)
         _log.info("config applied without a restart")
 
@@ -269,8 +295,19 @@ class DeviceApp:
             await self._restart(previous)
 
     async def _restart(self, previous: CallboxConfig) -> None:
-        self.pending_restart = []
-        await self.close()
+        """Apply the pending keys; ``pending_restart`` empties once they are in force."""
+        keys = list(self.pending_restart)
+        endpoint = self.endpoint
+        try:
+            if endpoint is not None and not set(keys) & set(ENDPOINT_KEYS):
+                await self._restart_hardware(endpoint, previous)
+            else:
+                await self._rebuild(previous)
+        finally:
+            self.pending_restart = [k for k in self.pending_restart if k not in keys]
+
+    async def _rebuild(self, previous: CallboxConfig) -> None:
+        await self._close_current()
         try:
             self.endpoint = await self._build(self.config)
             return
@@ -279,6 +316,23 @@ class DeviceApp:
         self.config = previous
         self.endpoint = await self._build(previous)  # failing too: no endpoint, the watchdog
         # stops and systemd restarts the daemon with the file as it is
+
+    async def _restart_hardware(self, endpoint: Endpoint, previous: CallboxConfig) -> None:
+        """New GPIO devices and call service; signaling, media and the call log stay."""
+        await endpoint.service.close()
+        await endpoint.board.io.close()
+        state_dir = Path(self.config.state_dir)
+        try:
+            io = build_board_io(self.config, state_dir)
+        except (HalError, ConfigError):
+            _log.exception("the new hardware configuration cannot start; back to the previous")
+            self.config = previous
+            io = build_board_io(previous, state_dir)
+        endpoint.board = dataclasses.replace(endpoint.board, io=io)
+        endpoint.service = call_service(self.config, endpoint.calls, io, endpoint.call_log)
+        await io.start()
+        await endpoint.service.start()
+        _log.info("%s: GPIO devices rebuilt, the broker connection kept", self.config.address)
 
     # status ---------------------------------------------------------------------------------------
 

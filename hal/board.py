@@ -93,6 +93,24 @@ def build_sim_board(
     The backlight is a sysfs tree created under ``sysfs_root`` (a temporary directory,
     removed on close, when None); start the devices with ``await board.io.start()``.
     """
+    io_devices = build_sim_io(io, sysfs_root=sysfs_root)
+    return Board(
+        name=name,
+        cameras=MappingProxyType(
+            {"main": TestPatternCamera("main", seed=0), "aux": TestPatternCamera("aux", seed=1)}
+        ),
+        microphones=MappingProxyType({"main": ToneMicrophone("main", frequency_hz=tone_hz)}),
+        speakers=MappingProxyType(
+            {"speaker": RecordingSpeaker("speaker"), "handset": RecordingSpeaker("handset")}
+        ),
+        io=io_devices,
+    )
+
+
+def build_sim_io(io: IoSpec | None = None, *, sysfs_root: Path | None = None) -> IoDevices:
+    """The GPIO side of a sim board: ``io`` (default ``sim_io_spec()``) on a MockFactory of
+    its own, the backlight in a sysfs tree under ``sysfs_root`` (a temporary one, removed
+    on close, when None)."""
     spec = dataclasses.replace(io or sim_io_spec(), pin_factory="mock")
     temp_root: Path | None = None
     if spec.backlight is not None:
@@ -112,17 +130,7 @@ def build_sim_board(
     if temp_root is not None:
         # Also removed when a board that was never closed is collected.
         io_devices.cleanups.append(weakref.finalize(io_devices, shutil.rmtree, temp_root, True))
-    return Board(
-        name=name,
-        cameras=MappingProxyType(
-            {"main": TestPatternCamera("main", seed=0), "aux": TestPatternCamera("aux", seed=1)}
-        ),
-        microphones=MappingProxyType({"main": ToneMicrophone("main", frequency_hz=tone_hz)}),
-        speakers=MappingProxyType(
-            {"speaker": RecordingSpeaker("speaker"), "handset": RecordingSpeaker("handset")}
-        ),
-        io=io_devices,
-    )
+    return io_devices
 
 
 def build_pi_board(name: str = "pi", *, io: IoSpec | None = None) -> Board:
