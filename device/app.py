@@ -199,7 +199,7 @@ class DeviceApp:
             media,
             name=config.name,
             role=config.role,
-            ice=self._ice,
+            ice=self._ice or config.ice_policy(),
             defaults=config.call_properties(),
             issues_unlock_challenges=config.role == "door",
             ring_on_incoming=config.role == "indoor",

@@ -1,5 +1,5 @@
 """The device configuration, ``/etc/callbox/callbox.toml``: parsed, validated, turned into what
-the app needs (HAL wiring, contacts, call defaults).
+the app needs (HAL wiring, contacts, call defaults, ICE).
 
 A bad file is refused as a whole with a `ConfigError` that names the file, the dotted key path
 (``inputs.doorbell.min_press_ms``, ``contacts.1.sign_key``) and the reason, so the running
@@ -32,6 +32,7 @@ from device.config_models import (
     LedConfig,
     LoggingConfig,
     Name,
+    NetworkConfig,
     ProximityConfig,
     RelayConfig,
     Section,
@@ -50,8 +51,10 @@ from hal.gpio_specs import (
     LedSpec,
     RelaySpec,
 )
-from services.callapi.properties import CallProperties, VideoProperties
+from services.callapi.properties import CallProperties, IceServer, VideoProperties
 from services.callapi.status import VideoCodec
+from services.media.errors import MediaError
+from services.media.ice import IcePolicy
 from services.signaling.contacts import Contact, Right
 from services.signaling.identity import PublicKeys, b64u_decode
 
@@ -92,6 +95,7 @@ class CallboxConfig(Section):
     audio: AudioConfig = AudioConfig()
     camera: CameraConfig = CameraConfig()
     call: CallConfig = CallConfig()
+    network: NetworkConfig = NetworkConfig()
     dnd: DndConfig = DndConfig()
     snapshots: SnapshotsConfig = SnapshotsConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -200,7 +204,27 @@ class CallboxConfig(Section):
             ring_timeout_s=call.ring_timeout_s,
             connect_timeout_s=call.connect_timeout_s,
             max_duration_s=call.max_duration_s,
+            ice_servers=self._ice_servers(),
         )
+
+    def _ice_servers(self) -> list[IceServer]:
+        """The STUN and TURN servers of ``[[network.ice_servers]]`` ("" credentials as None)."""
+        return [
+            IceServer(
+                urls=server.urls,
+                username=server.username or None,
+                credential=server.credential or None,
+            )
+            for server in self.network.ice_servers
+        ]
+
+    def ice_policy(self) -> IcePolicy:
+        """Where ICE host candidates come from (``network.interfaces`` and ``addresses``)."""
+        network = self.network
+        try:
+            return IcePolicy(interfaces=network.interfaces, addresses=network.addresses)
+        except MediaError as err:
+            raise ConfigError(self._source, "network.addresses", str(err)) from err
 
     def broker_password(self) -> str:
         """The broker password: ``broker.password``, or the first line of ``password_file``."""

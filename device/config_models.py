@@ -8,6 +8,7 @@ true). Value checks that need one field live here; checks across fields live in
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime, time
 from typing import Annotated, Any, Final, Literal
@@ -46,6 +47,20 @@ DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _PIN = re.compile(r"(GPIO|BCM|BOARD|J8:)?(\d{1,2})", re.IGNORECASE)
 _RANGE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)")
+_INTERFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+# What aiortc's STUN_REGEX/TURN_REGEX parse and its ICE gatherer then uses: a host name or
+# IPv4 address (aiortc cannot parse an IPv6 literal), a port, for turn: the transport.
+_ICE_URL = re.compile(
+    r"(?P<scheme>stun|turn|turns):(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?"
+    r"(?:\?transport=(?P<transport>[a-z]+))?"
+)
+ICE_TRANSPORTS: Final[dict[str, tuple[str | None, ...]]] = {
+    "stun": (None,),
+    "turn": (None, "udp", "tcp"),
+    "turns": (None, "tcp"),
+}
+"""The transports aiortc uses per scheme (None: the default, udp for turn:, tcp for turns:);
+it silently skips a server with any other."""
 
 
 def _name(value: str) -> str:
@@ -147,6 +162,65 @@ def _time_range(value: str) -> str:
     return value
 
 
+def _interface(value: str) -> str:
+    if not _INTERFACE.fullmatch(value) or value in (".", ".."):
+        raise ValueError(
+            f"{value!r} is not a network interface name such as 'eth0' or 'wlan0': "
+            "1 to 15 letters, digits, '_', '-', '.' or ':'"
+        )
+    return value
+
+
+def _ip_address(value: str) -> str:
+    """A literal IP address in the form the interfaces report it (``fd00::1``, not
+    ``fd00:0::0001``), so it compares equal to an interface's address."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address such as '192.168.1.20'") from None
+    if address.is_unspecified or address.is_multicast:
+        raise ValueError(f"{value!r} is not the address of an interface")
+    if isinstance(address, ipaddress.IPv6Address) and (address.is_link_local or address.scope_id):
+        raise ValueError(f"{value!r} is link-local or scoped: ICE never offers those")
+    return str(address)
+
+
+def _ice_url(value: str) -> str:
+    if "@" in value:  # never echoed: turn:user:secret@host
+        raise ValueError("must not contain a user or password; set username and credential")
+    match = _ICE_URL.fullmatch(value)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a stun:, turn: or turns: URL such as 'stun:stun.example.org', "
+            "'turn:turn.example.org:3478?transport=tcp' (host name or IPv4 address)"
+        )
+    scheme, port, transport = match.group("scheme", "port", "transport")
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: the port must be 1 to 65535")
+    if transport not in ICE_TRANSPORTS[scheme]:
+        allowed = [t for t in ICE_TRANSPORTS[scheme] if t]
+        which = f"only transport={' or '.join(allowed)}" if allowed else "no transport"
+        raise ValueError(f"{value!r}: a {scheme}: URL takes {which}")
+    return value
+
+
+def _secret(value: str) -> str:
+    """Check a password without ever putting it in the reason."""
+    if len(value) > 256:
+        raise ValueError(f"is {len(value)} characters long; at most 256 are allowed")
+    if any(not char.isprintable() for char in value):
+        raise ValueError("must not contain control characters (tabs, new lines, ...)")
+    return value
+
+
+def _not_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An empty list is refused only once its items are valid (pydantic's min_length would
+    also call a list whose every item is wrong empty)."""
+    if not values:
+        raise ValueError("must list at least 1")
+    return values
+
+
 def _no_duplicates(values: tuple[Any, ...]) -> tuple[Any, ...]:
     duplicates = sorted({str(v) for v in values if values.count(v) > 1})
     if duplicates:
@@ -169,6 +243,10 @@ Seconds = Annotated[StrictFloat, Field(gt=0, le=3600, allow_inf_nan=False)]
 DebounceMs = Annotated[StrictInt, Field(ge=0, le=1000)]
 TimeRange = Annotated[StrictStr, AfterValidator(_time_range)]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+InterfaceName = Annotated[StrictStr, AfterValidator(_interface)]
+IpAddress = Annotated[StrictStr, AfterValidator(_ip_address)]
+IceUrl = Annotated[StrictStr, AfterValidator(_ice_url)]
+Secret = Annotated[StrictStr, AfterValidator(_secret)]
 
 
 class Section(BaseModel):
@@ -339,7 +417,9 @@ class DndConfig(Section):
 
     enabled: StrictBool = False
     schedule: Annotated[tuple[TimeRange, ...], AfterValidator(_no_duplicates)] = ()
-    days: Annotated[tuple[Day, ...], Field(min_length=1), AfterValidator(_no_duplicates)] = DAYS
+    days: Annotated[tuple[Day, ...], AfterValidator(_not_empty), AfterValidator(_no_duplicates)] = (
+        DAYS
+    )
 
     def ranges(self) -> list[tuple[time, time]]:
         """The schedule as (start, end) local times."""
@@ -362,6 +442,28 @@ class DndConfig(Section):
             ):
                 return True
         return False
+
+
+class IceServerConfig(Section):
+    """``[[network.ice_servers]]``: a STUN server (finds the public address behind NAT) or a
+    TURN server (relays media), with the TURN credentials (both or neither)."""
+
+    urls: Annotated[tuple[IceUrl, ...], AfterValidator(_not_empty), AfterValidator(_no_duplicates)]
+    username: OptionalWord = ""
+    credential: Secret = ""
+
+
+class NetworkConfig(Section):
+    """``[network]``: where the media of calls may flow.
+
+    ICE host candidates come from the addresses of `interfaces` and from `addresses`; both
+    empty = every non-loopback address of the unit. `ice_servers`: none = host candidates
+    only, enough on one LAN.
+    """
+
+    interfaces: Annotated[tuple[InterfaceName, ...], AfterValidator(_no_duplicates)] = ()
+    addresses: Annotated[tuple[IpAddress, ...], AfterValidator(_no_duplicates)] = ()
+    ice_servers: tuple[IceServerConfig, ...] = ()
 
 
 class SnapshotsConfig(Section):

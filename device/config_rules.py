@@ -29,6 +29,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _proximity,
         _board,
         _call,
+        _ice_servers,
     )
     return [problem for rule in rules for problem in rule(config)]
 
@@ -123,3 +124,26 @@ def _call(config: CallboxConfig) -> Problems:
             "call.bitrate_kbps",
             f"{call.bitrate_kbps} is outside {low}..{high}, the range of the {call.codec} encoder",
         )
+
+
+def _ice_servers(config: CallboxConfig) -> Problems:
+    """TURN credentials come in pairs and only with a TURN URL; aiortc uses one STUN and one
+    TURN URL (the first of each) and silently drops the others, so a second is refused."""
+    first: dict[str, str] = {}
+    for index, server in enumerate(config.network.ice_servers):
+        key = f"network.ice_servers.{index}"
+        turn = any(not url.startswith("stun:") for url in server.urls)
+        if server.username and not server.credential:
+            yield f"{key}.credential", "is required with username (TURN credentials)"
+        elif server.credential and not server.username:
+            yield f"{key}.username", "is required with credential (TURN credentials)"
+        elif turn and not server.username:
+            yield f"{key}.username", "a turn: or turns: server needs username and credential"
+        elif server.username and not turn:
+            yield f"{key}.username", "is only used by turn: and turns: servers; remove it"
+        for number, url in enumerate(server.urls):
+            kind = "stun:" if url.startswith("stun:") else "turn: or turns:"
+            if kind in first:
+                reason = f"only the first {kind} URL is used ({first[kind]}); aiortc drops the rest"
+                yield f"{key}.urls.{number}", reason
+            first.setdefault(kind, f"{key}.urls.{number}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -155,28 +156,39 @@ class ConfigStore:
         return config
 
     def import_first_boot(self, src: Path = FIRST_BOOT_PATH) -> bool:
-        """Install the installer's file from the boot partition, once.
+        """Install the installer's file from the boot partition, once per version of it.
 
-        Returns False when `src` does not exist. A valid `src` is installed and renamed to
-        ``callbox.toml.imported``; an invalid one is left in place, logged, and ConfigError raised.
+        A valid `src` is installed, its sha256 recorded in `first_boot_marker`, and it is renamed
+        ``callbox.toml.imported``; when the rename fails (``/boot`` is read-only under the
+        shipped unit) the marker alone keeps the same file from being imported again over later
+        changes, while an edited one is. Returns True when installed; False when `src` does not
+        exist or is the one already imported (unless the configuration file is gone). An invalid
+        `src` is left in place, logged, and ConfigError raised.
         """
         src = Path(src)
-        if not src.exists():
+        data = self._read_source(src)
+        if data is None:
+            return False
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._imported_digest() and self.path.exists():
+            _log.info("%s: already imported into %s (sha256 %s)", src, self.path, digest)
             return False
         try:
-            text = self._text(src)
+            text = self._decode(src, data)
             parse_config(text, src)  # errors name the installer's file, not ours
             config = self.install(text)
         except ConfigError as err:
             _log.error("first-boot configuration refused, left in place:\n%s", err)
             raise
-        imported = src.with_name(src.name + ".imported")
-        try:
-            os.replace(src, imported)
-        except OSError as err:
-            raise ConfigError(src, "", f"installed, but cannot rename it: {err.strerror}") from err
+        self._record_import(digest)
         _log.info("imported %s (%s %s) into %s", src, config.role, config.address, self.path)
+        self._retire(src)
         return True
+
+    @property
+    def first_boot_marker(self) -> Path:
+        """The sha256 (hex) of the last first-boot file imported: ``<file>.first-boot-sha256``."""
+        return self.path.with_name(self.path.name + ".first-boot-sha256")
 
     # ------------------------------------------------------------------ internals
 
@@ -207,13 +219,57 @@ class ConfigStore:
             raise ConfigError(self.path, "", f"cannot read the file: {err.strerror}") from err
 
     @staticmethod
-    def _text(path: Path) -> str:
+    def _read_source(src: Path) -> bytes | None:
+        """The first-boot file's bytes, None when there is none; ConfigError when unreadable."""
         try:
-            return path.read_bytes().decode("utf-8")
+            return src.read_bytes()
+        except FileNotFoundError:
+            return None
         except OSError as err:
-            raise ConfigError(path, "", f"cannot read the file: {err.strerror}") from err
+            reason = f"cannot read the file: {err.strerror}"
+            _log.error("first-boot configuration refused, left in place:\n%s: %s", src, reason)
+            raise ConfigError(src, "", reason) from err
+
+    @staticmethod
+    def _decode(path: Path, data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
         except UnicodeDecodeError as err:
             raise ConfigError(path, "", f"not UTF-8 text (byte {err.start})") from err
+
+    def _imported_digest(self) -> str | None:
+        """The digest in `first_boot_marker`, None when there is none (or it is unreadable)."""
+        try:
+            return self.first_boot_marker.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as err:
+            _log.warning("%s: cannot read it (%s); importing again", self.first_boot_marker, err)
+            return None
+
+    def _record_import(self, digest: str) -> None:
+        """Write `first_boot_marker` (0640 like a new config: it hashes one that may hold a
+        password); a failure is logged, and the next start imports the file again."""
+        try:
+            _write_atomically(self.first_boot_marker, f"{digest}\n".encode(), NEW_FILE_MODE, None)
+        except ConfigError as err:
+            _log.warning("cannot record the first-boot import, the next start repeats it: %s", err)
+            return
+        fsync_directory(self.path.parent)
+
+    @staticmethod
+    def _retire(src: Path) -> None:
+        """Rename the imported `src` to ``*.imported``; failing is expected under the unit."""
+        imported = src.with_name(src.name + ".imported")
+        try:
+            os.replace(src, imported)
+        except OSError as err:
+            _log.info(
+                "%s: left in place, cannot rename it to %s (%s); imported again only once edited",
+                src,
+                imported.name,
+                err.strerror or err,
+            )
 
     def _document(self, data: bytes) -> tomlkit.TOMLDocument:
         try:

@@ -16,7 +16,6 @@ from device.app import DeviceApp
 from device.config import load_config
 from device.keystore import load_or_create_identity
 from hal.io_devices import SIM_PINS
-from services.media.ice import LOOPBACK
 from services.signaling.broker import (
     BrokerSettings,
     MosquittoBroker,
@@ -93,6 +92,9 @@ ring_timeout_s = 30
 max_duration_s = 120
 {unit.call_toml}
 
+[network]
+addresses = ["127.0.0.1"]
+
 [relay]
 pin = "{SIM_PINS["relay"]}"
 pulse_ms = 300
@@ -141,7 +143,7 @@ async def start_intercom_site(
             path = directory / unit.address / "callbox.toml"
             path.write_text(text.replace("{state}", str(directory / unit.address)))
             running.config_paths[unit.address] = path
-            app = DeviceApp(load_config(path), ice=LOOPBACK)
+            app = DeviceApp(load_config(path))
             running.apps[unit.address] = app
             await app.start()
         for app in running.apps.values():

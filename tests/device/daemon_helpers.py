@@ -110,6 +110,9 @@ password = "{password}"
 
 [call]
 ring_timeout_s = 30
+
+[network]
+addresses = ["127.0.0.1"]  # ICE on loopback only: the tests send nothing elsewhere
 """
 
 

@@ -7,13 +7,18 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from aiortc import RTCIceServer
+from aiortc.rtcicetransport import connection_kwargs
 from pydantic import ValidationError
 
+import device.config
 from device.config import ConfigError, load_config, parse_config
 from device.config_models import pin_number
 from hal.gpio_specs import ButtonRole, GpioProximitySpec, I2cProximitySpec
-from services.callapi.properties import UserProfile
+from services.callapi.properties import IceServer, UserProfile
 from services.callapi.status import VideoCodec
+from services.media.errors import MediaError
+from services.media.ice import IcePolicy
 from services.signaling.contacts import Right
 from services.signaling.identity import Identity, b64u_encode
 
@@ -401,3 +406,227 @@ def test_the_broker_password_comes_from_the_file_or_the_config(tmp_path: Path) -
     secret.write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         config.broker_password()
+
+
+# --------------------------------------------------------------------- network
+
+
+def network_example() -> str:
+    """The commented-out ``[network]`` example of the documented file, uncommented."""
+    lines = EXAMPLE.read_text().splitlines()
+    start = lines.index("# [network]")
+    block: list[str] = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        block.append(line.removeprefix("#").removeprefix(" "))
+    return "\n".join(block) + "\n"
+
+
+def test_without_a_network_section_ice_takes_every_address_and_no_server() -> None:
+    config = parse_config(MINIMAL)
+    assert config.ice_policy() == IcePolicy()
+    assert not config.ice_policy().restricted
+    assert config.call_properties().ice_servers == []
+
+
+def test_the_documented_network_example_is_valid_and_what_aiortc_uses() -> None:
+    config = parse_config(EXAMPLE.read_text() + network_example())
+    assert config.ice_policy() == IcePolicy(interfaces=("eth0",), addresses=("192.168.1.20",))
+    props = config.call_properties()
+    assert props.ice_servers == [
+        IceServer(urls=("stun:stun.example.org:3478",)),
+        IceServer(
+            urls=("turn:turn.example.org:3478?transport=tcp",),
+            username="callbox",
+            credential="change-me",
+        ),
+    ]
+    props.user = UserProfile("flat1")
+    props.validate()
+    servers = [RTCIceServer(list(s.urls), s.username, s.credential) for s in props.ice_servers]
+    assert connection_kwargs(servers) == {
+        "stun_server": ("stun.example.org", 3478),
+        "turn_server": ("turn.example.org", 3478),
+        "turn_ssl": False,
+        "turn_transport": "tcp",
+        "turn_username": "callbox",
+        "turn_password": "change-me",
+    }
+
+
+@pytest.mark.parametrize(
+    ("addresses", "policy"),
+    [
+        ("['127.0.0.1']", ("127.0.0.1",)),
+        ("['192.168.1.20', 'fd00::20']", ("192.168.1.20", "fd00::20")),
+        ("['FD00:0:0::0020']", ("fd00::20",)),  # as the interfaces report it
+    ],
+)
+def test_ice_addresses_are_ip_addresses(addresses: str, policy: tuple[str, ...]) -> None:
+    config = parse_config(MINIMAL + f"[network]\naddresses = {addresses}\n")
+    assert config.ice_policy() == IcePolicy(addresses=policy)
+    assert config.ice_policy().restricted
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "reason"),
+    [
+        ("addresses = ['eth0']", "network.addresses.0", "'eth0' is not an IP address"),
+        ("addresses = ['192.168.1.300']", "network.addresses.0", "not an IP address"),
+        ("addresses = ['10.0.0.1', '10.0.0.01']", "network.addresses.1", "not an IP address"),
+        ("addresses = ['0.0.0.0']", "network.addresses.0", "not the address of an interface"),
+        ("addresses = ['fe80::1']", "network.addresses.0", "link-local"),
+        ("addresses = ['fd00::1', 'FD00::1']", "network.addresses", "fd00::1 more than once"),
+        ("addresses = '10.0.0.1'", "network.addresses", "must be a list, not a string"),
+        ("addresses = [10]", "network.addresses.0", "must be a string in quotes"),
+        ("interfaces = ['eth 0']", "network.interfaces.0", "not a network interface name"),
+        ("interfaces = ['']", "network.interfaces.0", "not a network interface name"),
+        ("interfaces = ['../eth0']", "network.interfaces.0", "not a network interface name"),
+        ("interfaces = ['a-very-long-name0']", "network.interfaces.0", "1 to 15"),
+        ("interfaces = ['eth0', 'eth0']", "network.interfaces", "eth0 more than once"),
+        ("interface = ['eth0']", "network.interface", "did you mean 'interfaces'?"),
+    ],
+)
+def test_bad_ice_addresses_and_interfaces_are_refused(line: str, key: str, reason: str) -> None:
+    err = refused(MINIMAL + "[network]\n" + line + "\n")
+    assert err.key == key and reason in err.reason
+
+
+def test_interfaces_and_addresses_together() -> None:
+    text = MINIMAL + "[network]\ninterfaces = ['eth0', 'wlan0', 'eth0:1']\naddresses = ['::1']\n"
+    policy = parse_config(text).ice_policy()
+    assert policy == IcePolicy(interfaces=("eth0", "wlan0", "eth0:1"), addresses=("::1",))
+
+
+def test_an_address_the_media_layer_refuses_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(**_: object) -> IcePolicy:
+        raise MediaError("ice address '10.0.0.1' is not an IP address")
+
+    config = parse_config(MINIMAL + "[network]\naddresses = ['10.0.0.1']\n", FILE)
+    monkeypatch.setattr(device.config, "IcePolicy", refuse)
+    with pytest.raises(ConfigError) as info:
+        config.ice_policy()
+    assert (info.value.path, info.value.key) == (FILE, "network.addresses")
+
+
+def ice_server(body: str) -> str:
+    return MINIMAL + "[[network.ice_servers]]\n" + body + "\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "server"),
+    [
+        ("urls = ['stun:stun.example.org']", IceServer(("stun:stun.example.org",))),
+        ("urls = ['stun:192.0.2.1:19302']", IceServer(("stun:192.0.2.1:19302",))),
+        (
+            "urls = ['stun:t.example.org', 'turns:t.example.org:443']\n"
+            "username = '1700000000:door'\ncredential = 'p a$$ word'",
+            IceServer(
+                ("stun:t.example.org", "turns:t.example.org:443"), "1700000000:door", "p a$$ word"
+            ),
+        ),
+        (
+            "urls = ['turn:t.example.org?transport=udp']\nusername = 'u'\ncredential = 'c'",
+            IceServer(("turn:t.example.org?transport=udp",), "u", "c"),
+        ),
+    ],
+)
+def test_ice_servers_become_call_properties(body: str, server: IceServer) -> None:
+    props = parse_config(ice_server(body)).call_properties()
+    assert props.ice_servers == [server]
+    props.user = UserProfile("door")
+    props.validate()
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "reason"),
+    [
+        ("urls = []", "network.ice_servers.0.urls", "must list at least 1"),
+        ("username = 'u'\ncredential = 'c'", "network.ice_servers.0.urls", "is required"),
+        ("urls = 'stun:stun.example.org'", "network.ice_servers.0.urls", "must be a list"),
+        ("urls = ['http://stun.example.org']", "network.ice_servers.0.urls.0", "not a stun:"),
+        ("urls = ['stuns:stun.example.org']", "network.ice_servers.0.urls.0", "not a stun:"),
+        ("urls = ['stun:']", "network.ice_servers.0.urls.0", "not a stun:, turn: or turns: URL"),
+        ("urls = ['stun:[::1]:3478']", "network.ice_servers.0.urls.0", "IPv4 address"),
+        ("urls = ['stun:s.example.org:0']", "network.ice_servers.0.urls.0", "port must be 1"),
+        ("urls = ['stun:s.example.org:70000']", "network.ice_servers.0.urls.0", "1 to 65535"),
+        (
+            "urls = ['stun:s.example.org?transport=udp']",
+            "network.ice_servers.0.urls.0",
+            "a stun: URL takes no transport",
+        ),
+        (
+            "urls = ['turns:t.example.org?transport=udp']\nusername = 'u'\ncredential = 'c'",
+            "network.ice_servers.0.urls.0",
+            "a turns: URL takes only transport=tcp",
+        ),
+        (
+            "urls = ['stun:a.example.org', 'stun:a.example.org']",
+            "network.ice_servers.0.urls",
+            "more than once",
+        ),
+        (
+            "urls = ['stun:a.example.org', 'stun:b.example.org']",
+            "network.ice_servers.0.urls.1",
+            "only the first stun: URL is used (network.ice_servers.0.urls.0)",
+        ),
+        (
+            "urls = ['turn:t.example.org']\nusername = 'u'",
+            "network.ice_servers.0.credential",
+            "is required with username",
+        ),
+        (
+            "urls = ['turn:t.example.org']\ncredential = 'c'",
+            "network.ice_servers.0.username",
+            "is required with credential",
+        ),
+        (
+            "urls = ['turns:t.example.org']",
+            "network.ice_servers.0.username",
+            "needs username and credential",
+        ),
+        (
+            "urls = ['stun:s.example.org']\nusername = 'u'\ncredential = 'c'",
+            "network.ice_servers.0.username",
+            "only used by turn: and turns: servers",
+        ),
+        ("urls = ['stun:s.example.org']\npassword = 'x'", "network.ice_servers.0.password", ""),
+    ],
+)
+def test_bad_ice_servers_are_refused(body: str, key: str, reason: str) -> None:
+    err = refused(ice_server(body))
+    assert err.key == key and reason in err.reason
+
+
+def test_only_one_turn_server_is_used_across_tables() -> None:
+    turn = "urls = ['turn:{host}']\nusername = 'u'\ncredential = 'c'\n"
+    text = ice_server(turn.format(host="a.example.org"))
+    text += "[[network.ice_servers]]\n" + turn.format(host="b.example.org")
+    err = refused(text)
+    assert err.key == "network.ice_servers.1.urls.0"
+    assert "only the first turn: or turns: URL is used (network.ice_servers.0.urls.0)" in err.reason
+
+
+SECRET = "turn-secret-9"
+TURN = "urls = ['turn:t.example.org']\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"urls = ['turn:{SECRET}@t.example.org']\nusername = 'u'\ncredential = 'c'",
+        f"urls = ['turn:u:{SECRET}@t.example.org']",
+        TURN + f'username = "u"\ncredential = "{SECRET}\\t"',
+        TURN + f"username = 'u'\ncredential = '{SECRET * 20}'",
+        TURN + f"credential = '{SECRET}'",
+        TURN + f"username = 'u'\ncredential = '{SECRET}'\nx = 1",
+        f"urls = ['stun:s.example.org']\nusername = 'u'\ncredential = '{SECRET}'",
+    ],
+)
+def test_a_turn_credential_is_never_echoed(body: str) -> None:
+    err = refused(ice_server(body))
+    assert err.key.startswith("network.ice_servers.0.")
+    assert SECRET not in str(err)

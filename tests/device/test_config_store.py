@@ -3,6 +3,7 @@ administrator's comments, the previous file and the file's mode and owner."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -53,6 +54,8 @@ BAD_VALUES = [
     ("audio.speaker", "my speaker", "audio.speaker", "without spaces"),
     ("camera.device", '""', "camera.device", "1 to 128 characters"),
     ("call.ring_timeout_s", "0", "call.ring_timeout_s", "must be > 0 (got 0)"),
+    ("network.addresses", '["192.168.1.300"]', "network.addresses.0", "not an IP address"),
+    ("network.interfaces", '["eth 0"]', "network.interfaces.0", "not a network interface"),
     ("dnd.schedule", '["22:00-22:00"]', "dnd.schedule.0", "starts and ends at the same time"),
     ("snapshots.keep_count", "many", "snapshots.keep_count", "must be an integer, not a string"),
     ("logging.level", "verbose", "logging.level", "must be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
@@ -321,6 +324,8 @@ def test_first_boot_installs_the_boot_partition_file_once(
     assert store.path.read_text() == MINIMAL
     assert store.backup_path.read_bytes() == previous
     assert not src.exists() and (boot / "callbox.toml.imported").read_text() == MINIMAL
+    assert store.first_boot_marker == store.path.with_name("callbox.toml.first-boot-sha256")
+    assert store.first_boot_marker.read_text() == sha256(MINIMAL) + "\n"
     assert store.import_first_boot(src) is False
 
 
@@ -345,3 +350,87 @@ def test_an_invalid_first_boot_file_is_left_in_place_and_logged(
     assert src.exists() and not src.with_name("callbox.toml.imported").exists()
     assert snapshot(store.path.parent) == before
     assert "relay.pin" in caplog.text
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture
+def read_only_boot(tmp_path: Path) -> Path:
+    """A first-boot file that cannot be renamed, even by root: ``callbox.toml.imported`` is a
+    directory that is not empty (as /boot is read-only to the daemon under ProtectSystem)."""
+    boot = tmp_path / "boot"
+    (boot / "callbox.toml.imported").mkdir(parents=True)
+    (boot / "callbox.toml.imported" / "keep").write_text("")
+    src = boot / "callbox.toml"
+    src.write_text(MINIMAL)
+    return src
+
+
+def test_a_first_boot_file_that_cannot_be_renamed_is_imported_once(
+    store: ConfigStore, read_only_boot: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = read_only_boot
+    with caplog.at_level(logging.INFO, logger="device.config_store"):
+        assert store.import_first_boot(src) is True
+    assert store.path.read_text() == MINIMAL and src.read_text() == MINIMAL
+    assert store.first_boot_marker.read_text().strip() == sha256(MINIMAL)
+    assert stat.S_IMODE(store.first_boot_marker.stat().st_mode) == 0o640
+    rename = [r for r in caplog.records if "cannot rename" in r.getMessage()]
+    assert [r.levelno for r in rename] == [logging.INFO]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    store.set("call.fps", "25")  # the administrator's change after the first boot
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="device.config_store"):
+        assert store.import_first_boot(src) is False  # the next start
+    assert "already imported" in caplog.text
+    assert store.load().call.fps == 25
+    assert store.import_first_boot(src) is False
+
+
+def test_an_edited_first_boot_file_is_imported_again(
+    store: ConfigStore, read_only_boot: Path
+) -> None:
+    src = read_only_boot
+    assert store.import_first_boot(src) is True
+    store.set("call.fps", "25")
+    edited = MINIMAL.replace("flat1", "flat2")
+    src.write_text(edited)
+    assert store.import_first_boot(src) is True
+    assert store.load().address == "flat2" and store.load().call.fps == 30
+    assert store.first_boot_marker.read_text().strip() == sha256(edited)
+    assert store.import_first_boot(src) is False
+
+
+def test_an_edited_first_boot_file_that_is_invalid_is_refused(
+    store: ConfigStore, read_only_boot: Path
+) -> None:
+    src = read_only_boot
+    assert store.import_first_boot(src) is True
+    src.write_text(MINIMAL + "[network]\naddresses = ['flat1']\n")
+    before = snapshot(store.path.parent)
+    with pytest.raises(ConfigError) as info:
+        store.import_first_boot(src)
+    assert info.value.path == src and info.value.key == "network.addresses.0"
+    assert snapshot(store.path.parent) == before  # the marker still names the first import
+
+
+def test_the_first_boot_file_is_imported_again_when_the_configuration_is_gone(
+    store: ConfigStore, read_only_boot: Path
+) -> None:
+    assert store.import_first_boot(read_only_boot) is True
+    store.path.unlink()
+    assert store.import_first_boot(read_only_boot) is True
+    assert store.load().address == "flat1"
+
+
+def test_a_marker_that_cannot_be_written_is_logged_not_fatal(
+    store: ConfigStore, read_only_boot: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (store.first_boot_marker / "in-the-way").mkdir(parents=True)
+    with caplog.at_level(logging.INFO, logger="device.config_store"):
+        assert store.import_first_boot(read_only_boot) is True
+    assert store.path.read_text() == MINIMAL
+    assert "cannot record the first-boot import" in caplog.text
+    assert not [p for p in store.path.parent.iterdir() if p.name.endswith(".tmp")]
