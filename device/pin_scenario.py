@@ -13,10 +13,11 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from device.devicesite import IntercomSite
+from device.scenario import Timeline, ms_between
 from hal.io_devices import SIM_PINS
 from services.callapi import Call, CallStatus
 
@@ -25,29 +26,12 @@ PRESS_S = 0.1
 
 
 @dataclass
-class PinTimeline:
-    """Latencies of the pin-driven call, in milliseconds (None where a step failed)."""
+class PinTimeline(Timeline):
+    """The Call API timeline's figures, from the pins, plus the door release."""
 
-    press_to_ringing_ms: float | None = None
-    press_to_preview_ms: float | None = None
-    answer_to_audio_ms: float | None = None
     release_to_relay_ms: float | None = None
     relay_pulse_ms: float | None = None
     relay_pulse_configured_ms: float | None = None
-    hangup_to_idle_ms: float | None = None
-    ok: bool = False
-    error: str = ""
-    step: str = field(default="", repr=False)
-
-    def as_json(self) -> dict[str, object]:
-        """The fields of ``callbox demo --scripted --json``."""
-        fields = asdict(self)
-        del fields["step"]
-        return fields
-
-
-def _ms(start: float, end: float) -> float:
-    return round((end - start) * 1000, 1)
 
 
 class _StatusTimes:
@@ -123,13 +107,13 @@ async def _steps(
     timeline.step = "the indoor unit to ring"
     pressed = await _hold(site.pin(door, SIM_PINS["doorbell"]))
     rang = await watch.wait(indoor, CallStatus.INCOMING)
-    timeline.press_to_ringing_ms = _ms(pressed, rang)
+    timeline.press_to_ringing_ms = ms_between(pressed, rang)
     incoming = watch.calls[indoor]
     timeline.step = "the visitor preview"
     await incoming.remote_frame.wait()
     session = incoming.session
     assert session is not None and session.stats.first_video_at is not None
-    timeline.press_to_preview_ms = _ms(pressed, session.stats.first_video_at)
+    timeline.press_to_preview_ms = ms_between(pressed, session.stats.first_video_at)
 
     timeline.step = "the answer (handset lifted)"
     hook = site.pin(indoor, SIM_PINS["hook"])
@@ -141,7 +125,7 @@ async def _steps(
     timeline.step = "audio both ways"
     await asyncio.gather(outgoing.first_audio.wait(), session.first_audio.wait())
     assert outgoing.stats.first_audio_at and session.stats.first_audio_at
-    timeline.answer_to_audio_ms = _ms(
+    timeline.answer_to_audio_ms = ms_between(
         lifted, max(outgoing.stats.first_audio_at, session.stats.first_audio_at)
     )
 
@@ -153,7 +137,7 @@ async def _steps(
     ended = await asyncio.gather(
         watch.wait(door, CallStatus.COMPLETE), watch.wait(indoor, CallStatus.COMPLETE)
     )
-    timeline.hangup_to_idle_ms = _ms(hung_up, max(ended))
+    timeline.hangup_to_idle_ms = ms_between(hung_up, max(ended))
 
 
 async def _open_door(site: IntercomSite, door: str, indoor: str, timeline: PinTimeline) -> None:
@@ -181,7 +165,7 @@ async def _open_door(site: IntercomSite, door: str, indoor: str, timeline: PinTi
         opener.on_record = chained
     record = opener.records[-1]
     assert record.opened, f"the door refused: {record.reason}"
-    timeline.release_to_relay_ms = _ms(pressed, record.monotonic_at)
+    timeline.release_to_relay_ms = ms_between(pressed, record.monotonic_at)
     timeline.step = "the end of the relay pulse"
     await opener.wait_idle()
     states = relay_pin.states[history - 1 :]

@@ -74,7 +74,8 @@ class _IndoorApp(IncomingListener):
         return True
 
 
-def _ms(start: float, end: float) -> float:
+def ms_between(start: float, end: float) -> float:
+    """Milliseconds from ``start`` to ``end`` (monotonic seconds), to 0.1 ms."""
     return round((end - start) * 1000, 1)
 
 
@@ -107,7 +108,7 @@ async def _steps(
     await call.start(watch)
     timeline.step = "ringing at the door"
     await watch.ringing.wait()
-    timeline.press_to_ringing_ms = _ms(pressed, watch.ringing_at)
+    timeline.press_to_ringing_ms = ms_between(pressed, watch.ringing_at)
     timeline.step = "the call at the indoor unit"
     await app.arrived.wait()
     assert app.call is not None and app.call.session is not None, "no call reached the app"
@@ -116,7 +117,7 @@ async def _steps(
     timeline.step = "the first preview frame"
     await preview.first_video.wait()
     assert preview.stats.first_video_at is not None
-    timeline.press_to_preview_ms = _ms(pressed, preview.stats.first_video_at)
+    timeline.press_to_preview_ms = ms_between(pressed, preview.stats.first_video_at)
     assert preview.audio_frames_sent == 0, "the indoor unit sent audio before answering"
 
     answered = time.monotonic()
@@ -128,7 +129,7 @@ async def _steps(
     timeline.step = "audio both ways"
     await asyncio.gather(preview.first_audio.wait(), outgoing.first_audio.wait())
     assert outgoing.stats.first_audio_at and preview.stats.first_audio_at, "no audio"
-    timeline.answer_to_audio_ms = _ms(
+    timeline.answer_to_audio_ms = ms_between(
         answered, max(outgoing.stats.first_audio_at, preview.stats.first_audio_at)
     )
     timeline.step = "media both ways"
@@ -139,7 +140,7 @@ async def _steps(
     timeline.step = "both sides idle"
     await asyncio.gather(call.ended.wait(), incoming.ended.wait())
     assert call.ended_at and incoming.ended_at, "a call did not end"
-    timeline.hangup_to_idle_ms = _ms(hung_up, max(call.ended_at, incoming.ended_at))
+    timeline.hangup_to_idle_ms = ms_between(hung_up, max(call.ended_at, incoming.ended_at))
     assert call.status == incoming.status == CallStatus.COMPLETE, (
         f"calls ended {call.status.name} / {incoming.status.name}, not COMPLETE"
     )
