@@ -157,7 +157,7 @@ class Daemon:
             "reloaded %s: changed %s%s",
             self.config_path,
             ", ".join(changed) or "nothing",
-            f" ({', '.join(pending)} when the call ends)" if pending else "",
+            f" ({', '.join(pending)}: rebuilt once no call is in progress)" if pending else "",
         )
         return changed
 
