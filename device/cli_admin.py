@@ -176,7 +176,7 @@ def _reload(control_path: Path | None) -> None:
     pending = result.get("pending_restart") or []
     click.echo(f"applied to the running daemon (changed: {changed})")
     if pending:
-        click.echo(f"{', '.join(pending)}: applied when the current call ends")
+        click.echo(f"{', '.join(pending)}: applied once no call is in progress")
 
 
 @config.command("validate")
@@ -253,7 +253,8 @@ def status(control_path: Path | None, as_json: bool) -> None:
     for name, value in sorted(result.get("hardware", {}).items()):
         click.echo(f"  {name}: {value}")
     if result.get("pending_restart"):
-        click.echo(f"waiting for the call to end to apply: {', '.join(result['pending_restart'])}")
+        pending = ", ".join(result["pending_restart"])
+        click.echo(f"waiting until no call is in progress to apply: {pending}")
 
 
 @click.command("call")
