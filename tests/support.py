@@ -4,8 +4,11 @@ wait for it with a timeout, never sleep-and-hope."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
+
+import pytest
 
 from device.simsite import SimSite
 from services.callapi import (
@@ -162,3 +165,16 @@ def props_for(calls: Calls, *targets: str, video: bool = True) -> CallProperties
     props.user = calls.profile_of(targets[0])
     props.extra_targets = [calls.profile_of(t) for t in targets[1:]]
     return props
+
+
+def need(available: bool, what: str) -> None:
+    """Skip when ``what`` is missing on a developer's machine; fail under ``make test``.
+
+    The Makefile installs every prerequisite and sets CALLBOX_REQUIRE_ALL, so a missing one
+    there is a broken install, never a silent skip.
+    """
+    if available:
+        return
+    if os.environ.get("CALLBOX_REQUIRE_ALL"):
+        pytest.fail(f"{what} is missing, and make test installs it: the install is broken")
+    pytest.skip(f"{what} is missing here")
