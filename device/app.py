@@ -22,6 +22,7 @@ from hal.board import build_board as build_named_board
 from hal.errors import HalError
 from hal.gpio_specs import GpioProximitySpec, IoSpec
 from hal.io_devices import IoDevices, build_io, sim_io_spec
+from hal.media_types import AudioFormat
 from services.callapi import Calls
 from services.intercom.calllog import CallLog
 from services.intercom.door import DoorStation
@@ -29,6 +30,7 @@ from services.intercom.indoor import IndoorUnit
 from services.intercom.service import IntercomService
 from services.intercom.settings import IntercomSettings
 from services.intercom.snapshots import SnapshotStore
+from services.media.aec import make_echo_canceller
 from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
 from services.signaling.contacts import ContactBook
@@ -193,7 +195,12 @@ class DeviceApp:
             name=config.name,
             role=config.role,
         )
-        media = LocalMedia(board, camera=config.camera.device or None)
+        canceller = (
+            make_echo_canceller(AudioFormat().sample_rate, prefer=config.audio.echo_canceller)
+            if config.audio.echo_cancellation
+            else None
+        )
+        media = LocalMedia(board, camera=config.camera.device or None, echo_canceller=canceller)
         calls = Calls(
             signaling,
             media,
@@ -359,5 +366,7 @@ class DeviceApp:
             "connected": endpoint.signaling.transport.connected.is_set(),
         }
         result["presence"] = dict(endpoint.signaling.presence)
+        canceller = endpoint.calls.media.echo_canceller
+        result["echo_canceller"] = canceller.engine if canceller is not None else "off"
         result.update(endpoint.service.status())
         return result

@@ -382,6 +382,8 @@ class AudioConfig(Section):
     handset: OptionalWord = ""
     headset: OptionalWord = ""
     microphone: OptionalWord = "default"
+    echo_cancellation: StrictBool = True
+    echo_canceller: Literal["webrtc-aec3", "speexdsp"] = "webrtc-aec3"
 
 
 class CameraConfig(Section):

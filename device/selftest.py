@@ -26,6 +26,7 @@ from hal.errors import HalError
 from hal.io_devices import IoDevices
 from hal.media_types import AudioFormat
 from services.callapi.calls import permission_status
+from services.media.aec import available_engines
 
 _log = logging.getLogger(__name__)
 
@@ -203,6 +204,19 @@ def check_permissions(config: CallboxConfig, board: Board) -> Check:
     return Check("call permissions", status >= 0, f"{status}: {meaning[status]}")
 
 
+def check_echo_canceller(config: CallboxConfig) -> Check:
+    """Which echo canceller the microphone path would use, and whether it loads."""
+    if not config.audio.echo_cancellation:
+        return Check("echo canceller", True, "off ([audio] echo_cancellation = false)")
+    loaded = [engine for engine in available_engines() if engine != "none"]
+    wanted = config.audio.echo_canceller
+    if not loaded:
+        return Check("echo canceller", False, "no engine loads: the speakerphone will echo")
+    active = wanted if wanted in loaded else loaded[0]
+    fallback = "" if active == wanted else f" ({wanted} does not load here)"
+    return Check("echo canceller", True, f"{active}{fallback}; loads: {', '.join(loaded)}")
+
+
 async def run_selftest(
     config: CallboxConfig,
     board: Board,
@@ -214,6 +228,7 @@ async def run_selftest(
     did not start, by check name, with the reason); ``media`` opens the media devices."""
     checks = check_files(config)
     checks.append(check_permissions(config, board))
+    checks.append(check_echo_canceller(config))
     if media:
         checks.extend(await check_media(config, board))
     checks.extend(check_io(board.io, failed))

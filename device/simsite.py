@@ -15,6 +15,7 @@ from pathlib import Path
 from hal.board import Board, build_sim_board
 from services.callapi.calls import Calls
 from services.callapi.properties import CallProperties
+from services.media.aec import make_echo_canceller
 from services.media.ice import LOOPBACK, IcePolicy
 from services.media.local import LocalMedia
 from services.signaling.broker import (
@@ -38,6 +39,7 @@ class EndpointSpec:
     name: str = ""
     tone_hz: float = 440.0
     ice: IcePolicy | None = None  # where its ICE host candidates come from (site default)
+    echo_cancellation: bool = False
 
 
 @dataclass
@@ -105,9 +107,10 @@ class SimSite:
             invite_limit=InviteRateLimit(count=self.invites_per_10s, period_s=10.0),
         )
         board = build_sim_board(spec.address, tone_hz=spec.tone_hz)
+        canceller = make_echo_canceller(48000) if spec.echo_cancellation else None
         calls = Calls(
             signaling,
-            LocalMedia(board),
+            LocalMedia(board, echo_canceller=canceller),
             name=spec.name or spec.address,
             role=spec.role,
             ice=spec.ice or self.ice,

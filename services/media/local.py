@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 
-from hal.audio import Speaker
+from hal.audio import Microphone, Speaker
 from hal.board import Board
 from hal.errors import HalError
 from hal.media_types import AudioFormat, VideoFormat
+from services.media.aec import EchoCanceller
+from services.media.echo_path import CancelledMicrophone, ReferenceSpeaker
 from services.media.errors import MediaError
 from services.media.tones import TonePlayer
 from services.media.tracks import CameraSource, MicrophoneSource
@@ -32,19 +34,22 @@ class LocalMedia:
         speaker: str | None = None,
         video_format: VideoFormat | None = None,
         audio_format: AudioFormat | None = None,
+        echo_canceller: EchoCanceller | None = None,
     ) -> None:
         self.board = board
         self.audio_format = audio_format or AudioFormat()
+        self.echo_canceller = echo_canceller
         self.camera = (
             CameraSource(board.camera(camera), video_format or VideoFormat())
             if board.cameras
             else None
         )
         self.microphone = (
-            MicrophoneSource(board.microphone(microphone), self.audio_format)
+            MicrophoneSource(self._capture_device(board.microphone(microphone)), self.audio_format)
             if board.microphones
             else None
         )
+        self._speakers: dict[str, Speaker] = {}
         self._speaker_name = speaker or (next(iter(board.speakers)) if board.speakers else None)
         self._open_speakers: set[str] = set()
         self.tones: TonePlayer | None = None
@@ -54,10 +59,26 @@ class LocalMedia:
         if self._speaker_name is not None:
             self.tones = TonePlayer(await self.open_speaker(self._speaker_name), self.audio_format)
 
+    def _capture_device(self, microphone: Microphone) -> Microphone:
+        if self.echo_canceller is None:
+            return microphone
+        return CancelledMicrophone(microphone, self.echo_canceller)
+
+    def _playback_device(self, name: str) -> Speaker:
+        """The speaker ``name`` as calls use it: the echo canceller hears what it plays."""
+        if name not in self._speakers:
+            speaker = self.board.speaker(name)
+            self._speakers[name] = (
+                speaker
+                if self.echo_canceller is None
+                else ReferenceSpeaker(speaker, self.echo_canceller)
+            )
+        return self._speakers[name]
+
     async def open_speaker(self, name: str) -> Speaker:
         """The named speaker, opened on first use (MediaError naming it if it is missing)."""
         try:
-            speaker = self.board.speaker(name)
+            speaker = self._playback_device(name)
         except HalError as err:
             raise MediaError(str(err)) from err
         if name not in self._open_speakers:
@@ -78,7 +99,7 @@ class LocalMedia:
         """The active speaker, if the board has one."""
         if self._speaker_name is None:
             return None
-        return self.board.speaker(self._speaker_name)
+        return self._playback_device(self._speaker_name)
 
     async def switch_camera(self, name: str) -> None:
         """Send video from camera ``name`` from the next frame on."""
@@ -103,5 +124,7 @@ class LocalMedia:
         if self.microphone is not None:
             await self.microphone.close()
         for name in list(self._open_speakers):
-            await self.board.speaker(name).close()
+            await self._playback_device(name).close()
         self._open_speakers.clear()
+        if self.echo_canceller is not None:
+            self.echo_canceller.close()

@@ -45,6 +45,7 @@ async def test_ready_then_status_shows_the_endpoint_on_the_broker(site: DaemonSi
     assert status["broker"]["connected"] is True
     assert status["active_call"] is None
     assert status["hardware"]["relay_active"] is False
+    assert status["echo_canceller"] == "webrtc-aec3", "on by default, AEC3 preferred"
 
     text = await callbox("status", env={"CALLBOX_CONTROL": str(site.control_path)})
     assert text.code == 0, text.stderr

@@ -45,6 +45,7 @@ async def test_a_good_simulated_board_passes(site: DaemonSite) -> None:
     for role in ("doorbell", "answer", "decline", "door_release", "hook"):
         assert lines[f"button {role}"] == f"ok   button {role}: released"
     assert lines["door relay"] == "ok   door relay: idle"
+    assert lines["echo canceller"].startswith("ok   echo canceller: webrtc-aec3; loads:")
     assert lines["broker"] == f"ok   broker: 127.0.0.1:{site.settings.port} reachable"
     assert not any(line.startswith("FAIL") for line in lines.values())
 
