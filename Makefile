@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := mosquitto iproute2 libspeexdsp1
+APT_PACKAGES := mosquitto iproute2 libspeexdsp1 libasound2-dev g++
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?= --scripted
 

@@ -56,7 +56,8 @@ def speech_like(seconds: float) -> npt.NDArray[np.int16]:
     n = int(seconds * RATE)
     noise = np.convolve(rng.standard_normal(n), np.ones(12) / 12, mode="same")
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * np.arange(n) / RATE) ** 2
-    return (noise * envelope / np.max(np.abs(noise)) * 12000).astype(np.int16)
+    shaped: npt.NDArray[np.float64] = noise * envelope / np.max(np.abs(noise)) * 12000
+    return shaped.astype(np.int16)
 
 
 async def test_the_speakers_echo_is_taken_out_of_the_microphone() -> None:
