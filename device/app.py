@@ -75,7 +75,23 @@ def build_board(config: CallboxConfig, state_dir: Path) -> Board:
         return build_sim_board(
             config.address, io=sim_board_io(config.io_spec()), sysfs_root=state_dir / "sim-sysfs"
         )
-    return build_named_board(config.board, name=config.address, io=config.io_spec())
+    audio = config.audio
+    speakers = {
+        name: pcm
+        for name, pcm in (
+            ("speaker", audio.speaker),
+            ("handset", audio.handset),
+            ("headset", audio.headset),
+        )
+        if pcm
+    }
+    return build_named_board(
+        config.board,
+        name=config.address,
+        io=config.io_spec(),
+        speakers=speakers,
+        microphone=audio.microphone or None,
+    )
 
 
 def build_board_io(config: CallboxConfig, state_dir: Path) -> IoDevices:

@@ -133,18 +133,28 @@ def build_sim_io(io: IoSpec | None = None, *, sysfs_root: Path | None = None) ->
     return io_devices
 
 
-def build_pi_board(name: str = "pi", *, io: IoSpec | None = None) -> Board:
+def build_pi_board(
+    name: str = "pi",
+    *,
+    io: IoSpec | None = None,
+    speakers: Mapping[str, str] | None = None,
+    microphone: str | None = None,
+) -> Board:
     """A Raspberry Pi: GPIO devices on gpiozero's pin factory for this Pi (lgpio on a Pi 5,
-    RPi.GPIO before), as ``io`` wires them.
+    RPi.GPIO before) as ``io`` wires them; ALSA speakers (logical name -> PCM name, e.g.
+    ``{"speaker": "default", "handset": "plughw:CARD=Headset,DEV=0"}``) and microphone.
 
-    Camera, microphone and speakers join with their real back-ends (ALSA, picamera2,
-    V4L2); until then a Pi board has none, and ``check_permissions`` says so (-1).
+    Nothing is opened here: the PCMs open when a call or a tone first uses them. Cameras
+    join with their back-ends; until then a Pi board sends no video.
     """
+    from hal.alsa_audio import alsa_devices
+
+    alsa_speakers, alsa_microphones = alsa_devices(speakers or {}, microphone)
     return Board(
         name=name,
         cameras=MappingProxyType({}),
-        microphones=MappingProxyType({}),
-        speakers=MappingProxyType({}),
+        microphones=MappingProxyType(dict(alsa_microphones)),
+        speakers=MappingProxyType(dict(alsa_speakers)),
         io=build_io(io or IoSpec()),
     )
 

@@ -81,3 +81,18 @@ def test_a_pi_board_without_a_gpio_library_says_which_is_missing() -> None:
     spec = IoSpec(pin_factory="lgpio", relay=RelaySpec(pin="GPIO24"))
     with pytest.raises(HalError, match="lgpio"):
         build_board("pi", io=spec)
+
+
+async def test_a_pi_board_maps_its_logical_audio_devices_to_alsa_pcms() -> None:
+    board = build_board(
+        "pi",
+        io=IoSpec(pin_factory="mock"),
+        speakers={"speaker": "default", "handset": "plughw:CARD=Headset,DEV=0"},
+        microphone="default",
+    )
+    try:
+        assert set(board.speakers) == {"speaker", "handset"}
+        assert type(board.speaker("handset")).__name__ == "AlsaSpeaker"
+        assert type(board.microphone()).__name__ == "AlsaMicrophone"
+    finally:
+        await board.close()
