@@ -16,6 +16,7 @@ import asyncio
 import math
 import time
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -66,6 +67,37 @@ class Camera(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop capturing; calling it again does nothing."""
+
+    # Encoded output: cameras whose hardware encodes H.264 (picamera2 on a Pi 4, an
+    # H.264 UVC camera) override these four; the defaults describe a raw-only camera.
+
+    @property
+    def supports_h264(self) -> bool:
+        """Whether ``read_encoded`` hands out H.264 now (False: raw frames only)."""
+        return False
+
+    async def read_encoded(self) -> av.Packet[Any]:
+        """Return the next H.264 access unit once the camera's encoder delivers it.
+
+        Annex B byte stream (start codes), SPS and PPS in front of every keyframe,
+        ``is_keyframe`` set on those, ``pts``/``time_base`` the capture time. The
+        stream decodes from its first packet on: after any gap (a reader that fell
+        behind, an encoder restart) the next packet is a keyframe. Raises
+        DeviceUnavailableError on a camera without encoded output.
+        """
+        raise DeviceUnavailableError(f"camera {self.name!r} has no H.264 output")
+
+    def request_keyframe(self) -> None:  # noqa: B027 - a no-op where there is no encoder
+        """Ask the encoder for a keyframe as soon as possible (a peer lost a picture).
+
+        Does nothing on a camera without an encoder.
+        """
+
+    def set_bitrate(self, bps: int) -> None:  # noqa: B027 - a no-op where there is no encoder
+        """Aim the camera's encoder at ``bps`` bits per second from now on.
+
+        Does nothing on a camera without an encoder.
+        """
 
 
 def stamp_block_size(width: int) -> int:

@@ -1,14 +1,24 @@
-"""Bitrate caps and jitter-buffer depth on aiortc's senders and receivers.
+"""Bitrate caps, H.264 passthrough hooks and jitter-buffer depth on aiortc's senders/receivers.
 
 aiortc builds its encoder lazily inside ``RTCRtpSender`` and lets the peer's REMB
 feedback set ``target_bitrate`` with no upper bound of ours; it also buffers four
 audio packets (80 ms) before playing. Neither has a public knob, so this module is
 the one place that reaches into those private attributes, pinned to aiortc 1.x.
+
+H.264 passthrough needs two more: when a track's ``recv()`` returns an ``av.Packet``,
+aiortc's sender calls its encoder's ``pack()`` (split on start codes, STAP-A/FU-A) and
+never ``encode()``, so no codec is opened; but the peer's keyframe requests (PLI/FIR,
+``RTCRtpSender._handle_rtcp_packet`` -> ``_send_keyframe``) only set a flag that
+``encode()`` reads, and REMB only sets the encoder's ``target_bitrate``. So
+:func:`forward_keyframe_requests` wraps the sender's ``_send_keyframe``, and
+:class:`CappedEncoder` reports every bitrate change to ``on_bitrate``: both then reach
+the camera's hardware encoder.
 """
 
 from __future__ import annotations
 
 import fractions
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -19,14 +29,24 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
 _RECEIVER_JITTER = "_RTCRtpReceiver__jitter_buffer"
+_SENDER_KEYFRAME = "_send_keyframe"
 
 
 class CappedEncoder:
-    """Wraps an aiortc encoder so ``target_bitrate`` never exceeds a cap."""
+    """Wraps an aiortc encoder so ``target_bitrate`` never exceeds a cap.
+
+    It counts what went through it (frames encoded, packets packed as they were) and tells
+    ``on_bitrate`` about every change of the target: the camera's own encoder follows it
+    when its packets go out unchanged.
+    """
 
     def __init__(self, inner: Any, cap_bps: int) -> None:
         self._inner = inner
         self.cap_bps = cap_bps
+        self.on_bitrate: Callable[[int], None] | None = None
+        self.frames_encoded = 0
+        self.packets_packed = 0
+        self.wanted_bitrate = cap_bps
         self.target_bitrate = min(int(getattr(inner, "target_bitrate", cap_bps)), cap_bps)
 
     @property
@@ -36,7 +56,15 @@ class CappedEncoder:
 
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
-        self._inner.target_bitrate = min(bitrate, self.cap_bps)
+        self.wanted_bitrate = min(bitrate, self.cap_bps)  # before aiortc's own clamp
+        self._inner.target_bitrate = self.wanted_bitrate
+        if self.on_bitrate is not None:
+            self.on_bitrate(self.wanted_bitrate)
+
+    @property
+    def codec_opened(self) -> bool:
+        """Whether the inner encoder opened its codec (libx264/libvpx): it encoded a frame."""
+        return getattr(self._inner, "codec", None) is not None
 
     def set_cap(self, cap_bps: int) -> None:
         """Change the cap; the target drops to it at once if it was higher."""
@@ -46,11 +74,13 @@ class CappedEncoder:
     def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         """Encode one frame (aiortc's Encoder interface)."""
         result: tuple[list[bytes], int] = self._inner.encode(frame, force_keyframe)
+        self.frames_encoded += 1
         return result
 
     def pack(self, packet: Any) -> tuple[list[bytes], int]:
         """Packetise an already encoded packet (aiortc's Encoder interface)."""
         result: tuple[list[bytes], int] = self._inner.pack(packet)
+        self.packets_packed += 1
         return result
 
 
@@ -91,6 +121,31 @@ def sender_encoder(sender: RTCRtpSender) -> CappedEncoder | None:
     """The capped encoder of ``sender``, once it has one."""
     current = getattr(sender, _SENDER_ENCODER, None)
     return current if isinstance(current, CappedEncoder) else None
+
+
+def follow_bitrate(sender: RTCRtpSender, on_bitrate: Callable[[int], None]) -> None:
+    """Call ``on_bitrate`` with ``sender``'s target bitrate now and whenever it changes
+    (REMB from the peer, a new cap), capped but not clamped to aiortc's 0.5-3 Mbps
+    range for its own H.264 encoder; ``sender`` must have its capped encoder."""
+    encoder = sender_encoder(sender)
+    if encoder is None:
+        raise TypeError("the sender has no capped encoder yet")
+    encoder.on_bitrate = on_bitrate
+    on_bitrate(encoder.wanted_bitrate)
+
+
+def forward_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None]) -> None:
+    """Also call ``request`` whenever the peer asks ``sender`` for a keyframe (PLI or FIR).
+
+    aiortc's own flag is still set, so frames it encodes itself start a keyframe too.
+    """
+    original: Callable[[], None] = getattr(sender, _SENDER_KEYFRAME)
+
+    def send_keyframe() -> None:
+        original()
+        request()
+
+    setattr(sender, _SENDER_KEYFRAME, send_keyframe)  # the instance attribute shadows the method
 
 
 def shorten_audio_jitter_buffer(receiver: RTCRtpReceiver, prefetch: int = 1) -> None:

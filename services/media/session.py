@@ -26,10 +26,13 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from hal.audio import Speaker
 from services.media.encoder import (
     CappedEncoder,
+    follow_bitrate,
+    forward_keyframe_requests,
     install_capped_encoder,
     sender_encoder,
     shorten_audio_jitter_buffer,
@@ -37,11 +40,12 @@ from services.media.encoder import (
 )
 from services.media.errors import MediaError, SecurityError
 from services.media.ice import IcePolicy, ice_policy
-from services.media.tracks import OutgoingTrack, SharedSource
+from services.media.tracks import EncodedSource, OutgoingTrack, SharedSource
 
 _log = logging.getLogger(__name__)
 
 VIDEO_CODECS = {"VP8": "video/VP8", "H264": "video/H264"}
+PASSTHROUGH_MIME = "video/h264"  # the codec a camera's hardware encoder makes
 ACCEPTED_FINGERPRINTS = frozenset({"sha-256", "sha-384", "sha-512"})
 _FINGERPRINT_LINE = re.compile(r"^a=fingerprint:(\S+)\s", re.MULTILINE)
 
@@ -115,6 +119,7 @@ class MediaSession:
         self._video_track = (
             OutgoingTrack("video", video_source) if video_source and settings.video else None
         )
+        self._video_encoded = video_source.encoded if video_source else None
         self._audio_track = OutgoingTrack("audio", audio_source) if audio_source else None
         self._pc = RTCPeerConnection(
             RTCConfiguration(
@@ -194,15 +199,52 @@ class MediaSession:
             codecs = transceiver._codecs  # negotiated, best first
             if not codecs:
                 return
+            encoded = self._passthrough_source(codecs[0])
+            packets = encoded is not None and encoded.available
             warm, self._warm = self._warm, None
-            if warm is not None and self._warm_mime == codecs[0].mimeType:
+            if warm is not None and self._warm_mime == codecs[0].mimeType and not packets:
                 use_encoder(transceiver.sender, warm)
-            else:
+            else:  # a passthrough encoder only packs: aiortc opens no codec unless needed
                 install_capped_encoder(
                     transceiver.sender, codecs[0], self.settings.video_bitrate_bps
                 )
+            if encoded is not None:
+                track.use_encoded(encoded)
+                follow_bitrate(transceiver.sender, track.set_bitrate)
+                forward_keyframe_requests(transceiver.sender, track.request_keyframe)
+            self._log_video_path(codecs[0], encoded)
 
         track.on_first_recv(install)
+
+    def _passthrough_source(self, codec: RTCRtpCodecParameters) -> EncodedSource | None:
+        """The camera's H.264 packets, when H.264 is what the peers negotiated."""
+        if codec.mimeType.lower() != PASSTHROUGH_MIME:
+            return None
+        return self._video_encoded
+
+    def _log_video_path(self, codec: RTCRtpCodecParameters, encoded: EncodedSource | None) -> None:
+        name = codec.mimeType.split("/")[-1]
+        if encoded is not None and encoded.available:
+            _log.info(
+                "media %s: video %s passthrough: the camera's encoded packets go to the peer"
+                " as they are (no decode, no re-encode)",
+                self.label,
+                name,
+            )
+        elif encoded is not None:
+            _log.info(
+                "media %s: video %s encoded by aiortc from raw frames: the camera has no"
+                " H.264 output (its packets will be used if a camera with one is switched to)",
+                self.label,
+                name,
+            )
+        else:
+            _log.info(
+                "media %s: video %s encoded by aiortc from raw frames (%s negotiated)",
+                self.label,
+                name,
+                name,
+            )
 
     def adopt_encoder(self, encoder: CappedEncoder, mime_type: str) -> None:
         """Use this already opened encoder for the first video frame, if ``mime_type`` is
@@ -225,7 +267,7 @@ class MediaSession:
 
     @property
     def video_frames_sent(self) -> int:
-        """How many camera frames went to the encoder."""
+        """How many camera frames (or H.264 packets, in passthrough) went to the sender."""
         return self._video_track.frames_sent if self._video_track else 0
 
     @property
@@ -248,6 +290,16 @@ class MediaSession:
         transceiver = self._video_transceiver()
         if transceiver is not None and sender_encoder(transceiver.sender) is not None:
             install_capped_encoder(transceiver.sender, transceiver._codecs[0], bps)
+
+    def video_encoder(self) -> CappedEncoder | None:
+        """The sender's video encoder once the first frame left (packs only in passthrough)."""
+        transceiver = self._video_transceiver()
+        return sender_encoder(transceiver.sender) if transceiver else None
+
+    @property
+    def video_passthrough(self) -> bool:
+        """True while the camera's H.264 packets go to the peer unchanged."""
+        return self._video_track is not None and self._video_track.passthrough
 
     def video_target_bitrate(self) -> int | None:
         """The running video encoder's target bitrate, once it encodes."""

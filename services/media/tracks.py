@@ -10,14 +10,23 @@ A callee answers the SDP while it rings (early media) but must send nothing unti
 the person answers; muting stops sending too. :class:`OutgoingTrack`'s gate blocks
 ``recv()`` so aiortc's sender loop simply waits: no frame is read, encoded or sent.
 Timestamps are re-stamped per track so they stay monotonic across source switches.
+
+A camera whose hardware encodes H.264 also feeds :class:`EncodedSource`: when a session
+negotiates H.264, its track hands aiortc the camera's packets (``av.Packet``), which aiortc
+only packetises: no decode, no re-encode. Every track starts at a keyframe and then gets
+every packet in order; a track that falls behind resumes at the next keyframe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
@@ -25,9 +34,11 @@ from aiortc.mediastreams import MediaStreamTrack
 from hal.audio import Microphone
 from hal.camera import Camera
 from hal.media_types import AudioFormat, VideoFormat
+from services.media.errors import MediaError
 
 VIDEO_CLOCK = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
+KEYFRAME_RETRY_S = 0.3  # a keyframe request not answered by then may be repeated
 Frame = av.VideoFrame | av.AudioFrame
 
 
@@ -38,8 +49,16 @@ class SharedSource:
     calls) the next reader gets a fresh frame, not the last one of the previous call.
     """
 
-    def __init__(self, read: Callable[[], Awaitable[Frame]], max_age_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[Frame]],
+        max_age_s: float = 0.1,
+        *,
+        encoded: EncodedSource | None = None,
+    ) -> None:
+        """``encoded``: the same device's H.264 packets, when it may have some."""
         self._read = read
+        self.encoded = encoded
         self._max_age_s = max_age_s
         self._frame: Frame | None = None
         self._frame_at = 0.0
@@ -73,15 +92,178 @@ class SharedSource:
                 self._changed.notify_all()
 
 
+class NoEncodedOutputError(MediaError):
+    """The camera has no H.264 output (any more): a switch replaced it mid-read."""
+
+
+class EncodedDevice(Protocol):
+    """What :class:`EncodedSource` needs of a camera (``CameraSource`` provides it)."""
+
+    @property
+    def supports_h264(self) -> bool:
+        """Whether the camera hands out H.264 now."""
+        ...
+
+    async def read_encoded(self) -> av.Packet[Any]:
+        """The camera's next access unit; NoEncodedOutputError if it has none."""
+        ...
+
+    def request_keyframe(self) -> None:
+        """Ask the camera's encoder for a keyframe."""
+        ...
+
+    def set_bitrate(self, bps: int) -> None:
+        """Aim the camera's encoder at ``bps``."""
+        ...
+
+
+class EncodedSource:
+    """Fans one camera's H.264 packets out to several tracks, each decodable on its own.
+
+    Like :class:`SharedSource` it reads the device only when a reader waits, once per
+    packet for all readers. It keeps the last ``history`` packets so a reader a little
+    behind the others still gets each one; a reader that joins, or that lost packets
+    (behind the history, or a packet older than ``max_age_s``: after a mute), asks for a
+    keyframe and resumes there. The camera's bitrate is the lowest any reader asks for.
+    """
+
+    def __init__(self, device: EncodedDevice, history: int = 90, max_age_s: float = 0.5) -> None:
+        self._device = device
+        self._history: deque[tuple[int, float, av.Packet[Any]]] = deque(maxlen=history)
+        self._max_age_s = max_age_s
+        self._seq = 0
+        self._reading = False
+        self._changed = asyncio.Condition()
+        self._key_wanted_at: float | None = None
+        self._bitrates: dict[object, int] = {}
+        self._bitrate: int | None = None
+        self.keyframe_requests = 0
+
+    @property
+    def available(self) -> bool:
+        """Whether the camera hands out H.264 now (a switch may change it)."""
+        return self._device.supports_h264
+
+    async def next_packet(self, after: int) -> tuple[int, av.Packet[Any]]:
+        """The packet after number ``after`` and its number (``after`` 0: join)."""
+        if after:
+            packet = await self._packet(after + 1)
+            if packet is not None:
+                return after + 1, packet
+        return await self._join()
+
+    async def _join(self) -> tuple[int, av.Packet[Any]]:
+        self.request_keyframe()
+        after = self._seq
+        while True:
+            packet = await self._packet(after + 1)
+            if packet is None:
+                after = self._seq
+                continue
+            after += 1
+            if packet.is_keyframe:
+                return after, packet
+
+    def _kept(self, wanted: int) -> av.Packet[Any] | None:
+        if not self._history or wanted < self._history[0][0]:
+            return None
+        _, at, packet = self._history[wanted - self._history[0][0]]
+        return packet if time.monotonic() - at <= self._max_age_s else None
+
+    async def _packet(self, wanted: int) -> av.Packet[Any] | None:
+        """Packet number ``wanted`` (read if it is the next one), None if it is lost."""
+        async with self._changed:
+            while wanted > self._seq and self._reading:
+                await self._changed.wait()
+            if wanted <= self._seq:
+                return self._kept(wanted)
+            self._reading = True
+        packet: av.Packet[Any] | None = None
+        try:
+            packet = await self._device.read_encoded()
+            return packet
+        finally:
+            async with self._changed:
+                self._reading = False
+                if packet is not None:
+                    self._seq += 1
+                    self._history.append((self._seq, time.monotonic(), packet))
+                    if packet.is_keyframe:
+                        self._key_wanted_at = None
+                self._changed.notify_all()
+
+    def request_keyframe(self) -> None:
+        """Ask the camera for a keyframe, unless one was asked for and is on its way."""
+        now = time.monotonic()
+        if self._key_wanted_at is not None and now - self._key_wanted_at < KEYFRAME_RETRY_S:
+            return
+        self._key_wanted_at = now
+        self.keyframe_requests += 1
+        self._device.request_keyframe()
+
+    def set_bitrate(self, reader: object, bps: int | None) -> None:
+        """``reader`` wants at most ``bps`` (None: it left); the camera gets the lowest wish."""
+        if bps is None:
+            self._bitrates.pop(reader, None)
+        else:
+            self._bitrates[reader] = bps
+        lowest = min(self._bitrates.values(), default=None)
+        if lowest is not None and lowest != self._bitrate:
+            self._bitrate = lowest
+            self._device.set_bitrate(lowest)
+
+
+class _DeviceGuard:
+    """Reads run side by side (frames and packets); a switch or close waits for them."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._readers = 0
+        self._exclusive = False
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """Hold the device for one read."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._exclusive)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._readers -= 1
+                self._changed.notify_all()
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold the device alone: no read in flight, none starting."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._exclusive)
+            self._exclusive = True
+            await self._changed.wait_for(lambda: self._readers == 0)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._exclusive = False
+                self._changed.notify_all()
+
+
 class CameraSource:
-    """The endpoint's camera: switchable and re-formattable while calls use it."""
+    """The endpoint's camera: switchable and re-formattable while calls use it.
+
+    It is the :class:`EncodedDevice` of its ``encoded`` source: H.264 packets when the
+    current camera has a hardware encoder, keyframe requests and bitrate passed on to it.
+    """
 
     def __init__(self, camera: Camera, fmt: VideoFormat) -> None:
         self._camera = camera
         self._format = fmt
         self._opened = False
-        self._device = asyncio.Lock()  # a switch waits for the read in flight
-        self.shared = SharedSource(self._read)
+        self._bitrate: int | None = None
+        self._guard = _DeviceGuard()  # a switch waits for the reads in flight
+        self.encoded = EncodedSource(self)
+        self.shared = SharedSource(self._read, encoded=self.encoded)
 
     @property
     def camera(self) -> Camera:
@@ -93,17 +275,47 @@ class CameraSource:
         """The capture format asked of the camera."""
         return self._format
 
+    @property
+    def supports_h264(self) -> bool:
+        """Whether the current camera hands out H.264 packets."""
+        return self._camera.supports_h264
+
+    async def _open(self) -> None:
+        if not self._opened:
+            async with self._guard.exclusive():
+                if not self._opened:
+                    await self._camera.open(self._format)
+                    self._opened = True
+
     async def _read(self) -> av.VideoFrame:
-        async with self._device:
-            if not self._opened:
-                await self._camera.open(self._format)
-                self._opened = True
+        await self._open()
+        async with self._guard.reading():
             return await self._camera.read()
+
+    async def read_encoded(self) -> av.Packet[Any]:
+        """The current camera's next H.264 access unit (opening the camera first)."""
+        await self._open()
+        async with self._guard.reading():
+            if not self._camera.supports_h264:
+                raise NoEncodedOutputError(f"camera {self._camera.name!r} has no H.264 output")
+            return await self._camera.read_encoded()
+
+    def request_keyframe(self) -> None:
+        """Ask the current camera's encoder for a keyframe."""
+        if self._opened:
+            self._camera.request_keyframe()
+
+    def set_bitrate(self, bps: int) -> None:
+        """Aim the camera's encoder at ``bps`` (kept for a camera switched to later)."""
+        self._bitrate = bps
+        self._camera.set_bitrate(bps)
 
     async def switch(self, camera: Camera) -> None:
         """Take frames from ``camera`` from the next frame on; the old one is closed."""
-        async with self._device:
+        async with self._guard.exclusive():
             old, self._camera = self._camera, camera
+            if self._bitrate is not None:
+                camera.set_bitrate(self._bitrate)
             if self._opened and old is not camera:
                 await camera.open(self._format)
                 await old.close()
@@ -116,7 +328,7 @@ class CameraSource:
 
     async def close(self) -> None:
         """Release the camera; safe to call twice."""
-        async with self._device:
+        async with self._guard.exclusive():
             if self._opened:
                 self._opened = False
                 await self._camera.close()
@@ -145,7 +357,11 @@ class MicrophoneSource:
 
 
 class OutgoingTrack(MediaStreamTrack):
-    """One session's view of a shared source, sending only while its gate is open."""
+    """One session's view of a shared source, sending only while its gate is open.
+
+    With :meth:`use_encoded` (H.264 negotiated), a video track hands aiortc the camera's
+    H.264 packets whenever the camera has them, and raw frames otherwise.
+    """
 
     def __init__(self, kind: str, source: SharedSource) -> None:
         super().__init__()
@@ -154,10 +370,15 @@ class OutgoingTrack(MediaStreamTrack):
         self._gate = asyncio.Event()
         self._seq = 0
         self._epoch: float | None = None
+        self._last_pts = -1
         self._samples = 0
         self._on_first_recv: Callable[[], None] | None = None
         self._last: Frame | None = None
+        self._encoded: EncodedSource | None = None
+        self._packet_seq = 0
+        self._packet_clock: tuple[int, int] | None = None  # (camera pts, our pts) at 90 kHz
         self.frames_sent = 0
+        self.packets_sent = 0
 
     @property
     def sending(self) -> bool:
@@ -175,12 +396,41 @@ class OutgoingTrack(MediaStreamTrack):
         """Run ``hook`` once, right before the first frame is handed to the sender."""
         self._on_first_recv = hook
 
-    async def recv(self) -> Frame:
-        """The next frame of the source, once the gate is open, with this track's timestamps."""
+    def use_encoded(self, source: EncodedSource | None) -> None:
+        """Send ``source``'s H.264 packets unchanged while its camera has them (None: never)."""
+        self._encoded = source
+
+    @property
+    def passthrough(self) -> bool:
+        """True while the camera's encoded packets go out as they are."""
+        return self._encoded is not None and self._encoded.available
+
+    def request_keyframe(self) -> None:
+        """The peer lost a picture: ask the camera's encoder for a keyframe (passthrough)."""
+        if self._encoded is not None and self.passthrough:
+            self._encoded.request_keyframe()
+
+    def set_bitrate(self, bps: int) -> None:
+        """The bitrate this track's peer can take: passed on to the camera's encoder."""
+        if self._encoded is not None:
+            self._encoded.set_bitrate(self, bps)
+
+    def stop(self) -> None:
+        """End the track; its bitrate wish no longer holds the camera down."""
+        super().stop()
+        if self._encoded is not None:
+            self._encoded.set_bitrate(self, None)
+
+    async def recv(self) -> Frame | av.Packet[Any]:
+        """The next frame (or H.264 packet) of the source, once the gate is open."""
         await self._gate.wait()
         if self._on_first_recv is not None:
             hook, self._on_first_recv = self._on_first_recv, None
             hook()
+        if self.passthrough:
+            with contextlib.suppress(NoEncodedOutputError):  # switched: raw frames from now
+                return await self._recv_packet()
+        self._packet_seq = 0  # if packets come back (a camera switch), start at a keyframe
         if self.kind == "video" and self.frames_sent == 1 and self._last is not None:
             # aiortc's receiver releases a video frame only when a packet of the next frame
             # arrives; repeating the first frame at once shows the preview one frame
@@ -194,12 +444,46 @@ class OutgoingTrack(MediaStreamTrack):
             return self._stamp_video(frame)
         return self._stamp_audio(frame)
 
-    def _stamp_video(self, frame: av.VideoFrame) -> av.VideoFrame:
+    async def _recv_packet(self) -> av.Packet[Any]:
+        assert self._encoded is not None
+        if self._packet_seq == 0:
+            self._packet_clock = None
+        self._packet_seq, packet = await self._encoded.next_packet(self._packet_seq)
+        self.frames_sent += 1
+        self.packets_sent += 1
+        out = av.Packet(bytes(packet))  # each peer's copy carries its own timestamp
+        out.is_keyframe = packet.is_keyframe
+        out.pts = self._packet_pts(packet)
+        out.time_base = VIDEO_TIME_BASE
+        return out
+
+    def _now_pts(self) -> int:
         now = time.monotonic()
         if self._epoch is None:
             self._epoch = now
+        return int((now - self._epoch) * VIDEO_CLOCK)
+
+    def _packet_pts(self, packet: av.Packet[Any]) -> int:
+        """The camera's capture clock, anchored to ours: the encoder's frame spacing stays,
+        a jump of the camera's clock (an encoder restart) re-anchors it."""
+        now = self._now_pts()
+        if packet.pts is None:
+            return self._monotonic(now)
+        camera = int(packet.pts * packet.time_base * VIDEO_CLOCK)
+        if self._packet_clock is not None:
+            pts = self._packet_clock[1] + camera - self._packet_clock[0]
+            if abs(pts - now) < VIDEO_CLOCK // 5:
+                return self._monotonic(pts)
+        self._packet_clock = (camera, now)
+        return self._monotonic(now)
+
+    def _monotonic(self, pts: int) -> int:
+        self._last_pts = max(pts, self._last_pts + 1)
+        return self._last_pts
+
+    def _stamp_video(self, frame: av.VideoFrame) -> av.VideoFrame:
         out = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
-        out.pts = int((now - self._epoch) * VIDEO_CLOCK)
+        out.pts = self._monotonic(self._now_pts())
         out.time_base = VIDEO_TIME_BASE
         return out
 
