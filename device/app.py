@@ -91,6 +91,8 @@ def build_board(config: CallboxConfig, state_dir: Path) -> Board:
         io=config.io_spec(),
         speakers=speakers,
         microphone=audio.microphone or None,
+        camera=config.camera.device or "picamera",
+        camera_input_format=config.camera.input_format,
     )
 
 

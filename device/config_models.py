@@ -387,9 +387,16 @@ class AudioConfig(Section):
 
 
 class CameraConfig(Section):
-    """``[camera]``: which camera sends video (sim: ``main`` or ``aux``)."""
+    """``[camera]``: which camera sends video.
 
-    device: Word = "main"
+    ``""``: the board's own (sim: ``main``; pi: the camera connector, ``picamera``). Sim:
+    ``main`` or ``aux``. Pi: ``picamera`` or ``picamera:N`` (libcamera camera N), or a USB
+    camera ``/dev/videoN`` whose ``input_format`` is ``mjpeg``, ``h264`` (passed through
+    without re-encoding when the call uses H.264) or ``yuyv422``.
+    """
+
+    device: OptionalWord = ""
+    input_format: Literal["mjpeg", "h264", "yuyv422"] = "mjpeg"
 
 
 class CallConfig(Section):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -109,11 +110,20 @@ def _proximity(config: CallboxConfig) -> Problems:
         )
 
 
+PI_CAMERA = re.compile(r"picamera(:\d)?|/dev/video\d{1,2}")
+
+
 def _board(config: CallboxConfig) -> Problems:
     if config.gpio.pin_factory == "mock" and config.board != "sim":
         yield "gpio.pin_factory", "'mock' simulates the pins and is only allowed with board = 'sim'"
-    if config.board == "sim" and config.camera.device not in SIM_CAMERAS:
+    device = config.camera.device
+    if config.board == "sim" and device and device not in SIM_CAMERAS:
         yield "camera.device", f"the sim board has cameras {' and '.join(map(repr, SIM_CAMERAS))}"
+    if config.board == "pi" and device and not PI_CAMERA.fullmatch(device):
+        yield (
+            "camera.device",
+            (f"{device!r} is not a Pi camera: 'picamera', 'picamera:N' or '/dev/videoN'"),
+        )
 
 
 def _call(config: CallboxConfig) -> Problems:

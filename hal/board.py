@@ -139,24 +139,43 @@ def build_pi_board(
     io: IoSpec | None = None,
     speakers: Mapping[str, str] | None = None,
     microphone: str | None = None,
+    camera: str = "picamera",
+    camera_input_format: str = "mjpeg",
 ) -> Board:
     """A Raspberry Pi: GPIO devices on gpiozero's pin factory for this Pi (lgpio on a Pi 5,
     RPi.GPIO before) as ``io`` wires them; ALSA speakers (logical name -> PCM name, e.g.
     ``{"speaker": "default", "handset": "plughw:CARD=Headset,DEV=0"}``) and microphone.
 
-    Nothing is opened here: the PCMs open when a call or a tone first uses them. Cameras
-    join with their back-ends; until then a Pi board sends no video.
+    ``camera``: ``picamera`` / ``picamera:N`` (libcamera through picamera2, hardware H.264
+    where the Pi has an encoder) or ``/dev/videoN`` (a USB camera through PyAV, in
+    ``camera_input_format``); ``""`` for none. Nothing is opened here: devices open when
+    a call or a tone first uses them.
     """
     from hal.alsa_audio import alsa_devices
 
     alsa_speakers, alsa_microphones = alsa_devices(speakers or {}, microphone)
     return Board(
         name=name,
-        cameras=MappingProxyType({}),
+        cameras=MappingProxyType(_pi_cameras(camera, camera_input_format)),
         microphones=MappingProxyType(dict(alsa_microphones)),
         speakers=MappingProxyType(dict(alsa_speakers)),
         io=build_io(io or IoSpec()),
     )
+
+
+def _pi_cameras(camera: str, input_format: str) -> dict[str, Camera]:
+    if not camera:
+        return {}
+    if camera.startswith("picamera"):
+        from hal.picamera import PiCamera
+
+        number = int(camera.partition(":")[2] or 0)
+        return {camera: PiCamera(camera, camera_num=number)}
+    if camera.startswith("/dev/video"):
+        from hal.v4l2_camera import V4l2Camera
+
+        return {camera: V4l2Camera(camera, camera, input_format=input_format)}
+    raise HalError(f"unknown camera {camera!r}: 'picamera', 'picamera:N' or '/dev/videoN'")
 
 
 def board_factories() -> Mapping[str, Callable[..., Board]]:

@@ -52,7 +52,7 @@ BAD_VALUES = [
     ("backlight.device", "../x", "backlight.device", "not a path"),
     ("gpio.pin_factory", "mock", "gpio.pin_factory", "only allowed with board = 'sim'"),
     ("audio.speaker", "my speaker", "audio.speaker", "without spaces"),
-    ("camera.device", '""', "camera.device", "1 to 128 characters"),
+    ("camera.device", '"front"', "camera.device", "is not a Pi camera"),
     ("call.ring_timeout_s", "0", "call.ring_timeout_s", "must be > 0 (got 0)"),
     ("network.addresses", '["192.168.1.300"]', "network.addresses.0", "not an IP address"),
     ("network.interfaces", '["eth 0"]', "network.interfaces.0", "not a network interface"),

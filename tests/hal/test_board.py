@@ -72,7 +72,8 @@ async def test_a_pi_board_wires_the_gpio_devices_of_its_spec() -> None:
         await board.io.start()
         assert board.io.pin_factory is not None
         assert board.io.pin_factory.pin("GPIO24").state is False, "relay inactive at start"
-        assert not board.cameras and not board.microphones and not board.speakers
+        assert not board.microphones and not board.speakers, "no [audio]: none"
+        assert list(board.cameras) == ["picamera"], "the camera connector by default"
     finally:
         await board.close()
 
