@@ -384,6 +384,9 @@ class DeviceApp:
             "connected": endpoint.signaling.transport.connected.is_set(),
         }
         result["presence"] = dict(endpoint.signaling.presence)
+        if endpoint.calls.media.camera is not None:
+            failure = endpoint.calls.camera_failure
+            result["camera"] = f"failed, retrying: {failure}" if failure else "ok"
         canceller = endpoint.calls.media.echo_canceller
         result["echo_canceller"] = canceller.engine if canceller is not None else "off"
         result.update(endpoint.service.status())

@@ -246,6 +246,8 @@ def status(control_path: Path | None, as_json: bool) -> None:
     )
     click.echo(f"missed calls: {result.get('missed_calls', 0)}")
     click.echo(f"echo canceller: {result.get('echo_canceller', 'unknown')}")
+    if "camera" in result:
+        click.echo(f"camera: {result['camera']}")
     for last in result.get("last_calls", []):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["started_at"]))
         arrow = "<-" if last["direction"] == "in" else "->"

@@ -178,3 +178,16 @@ def need(available: bool, what: str) -> None:
     if os.environ.get("CALLBOX_REQUIRE_ALL"):
         pytest.fail(f"{what} is missing, and make test installs it: the install is broken")
     pytest.skip(f"{what} is missing here")
+
+
+async def wait_for(predicate: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
+    """Wait until ``predicate()`` holds, checking every 10 ms; AssertionError naming ``what``.
+
+    For state that has no event of its own (a mock pin's level, a sysfs file, a media
+    counter): the deadline bounds the wait, the check is the thing the user would notice.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)

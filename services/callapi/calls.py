@@ -110,6 +110,9 @@ class Calls:
 
     async def start(self, timeout: float = 10.0) -> None:
         """Open the speaker, connect to the broker and start taking calls."""
+        if self.media.camera is not None:
+            self.media.camera.on_failure = self._camera_failed
+            self.media.camera.on_recovered = self._camera_recovered
         await self.media.start()
         self.signaling.on_message = self._on_message
         self.signaling.on_presence = self._on_presence
@@ -356,6 +359,23 @@ class Calls:
             self.spawn(self.prewarm(self._prewarm_props, self._prewarm_count))
         else:
             self.spawn(self._open_spare_encoder(self.defaults.video.codec.name))
+
+    # camera failures ------------------------------------------------------------------------
+
+    @property
+    def camera_failure(self) -> str | None:
+        """Why the camera does not work right now (it is retried), or None."""
+        return self.media.camera.failure if self.media.camera is not None else None
+
+    def _camera_failed(self, err: Exception) -> None:
+        call = self.active_call
+        if call is not None and not call.is_ended():
+            self.spawn(call.camera_lost(err))
+
+    def _camera_recovered(self) -> None:
+        call = self.active_call
+        if call is not None and not call.is_ended():
+            self.spawn(call.camera_back())
 
     # inbound routing --------------------------------------------------------------------------
 

@@ -142,6 +142,7 @@ class CallState:
         self._generation = 0
         self.unlock_challenge: str | None = None
         self._unlock_waiters: list[asyncio.Future[bool]] = []
+        self._camera_muted = False
         self.last_remote_frame: VideoFrame | None = None
         self.remote_frame = asyncio.Event()
         self.statuses: list[CallStatus] = []

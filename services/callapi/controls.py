@@ -15,6 +15,7 @@ from services.callapi.callstate import (
 from services.callapi.status import (
     AudioDevice,
     CallError,
+    CallErrorCode,
     InCallSound,
 )
 from services.media.errors import MediaError
@@ -48,6 +49,21 @@ class CallControls(CallState):
         else:
             await self._send_to_peer("mute", dict(self._muted))
         await self._emit("on_mute", self._muted["audio"], self._muted["video"], False)
+
+    async def camera_lost(self, err: Exception) -> None:
+        """The camera failed mid-call: go on audio-only, the peer sees video muted, the app
+        hears HWERROR (``on_error``); the camera is retried and video resumes by itself."""
+        _log.error("%s: call %s goes on without video: %s", self._calls.address, self.call_id, err)
+        self._camera_muted = not self._muted["video"]
+        if self._camera_muted:
+            await self.mute(False, True, True)
+        await self._calls.notify_error(self.props, CallErrorCode.HARDWARE)
+
+    async def camera_back(self) -> None:
+        """The camera works again: unmute the video this side muted for it."""
+        if self._camera_muted:
+            self._camera_muted = False
+            await self.mute(False, True, False)
 
     async def toggle_audio_mute(self) -> bool:
         """Flip the audio mute; returns True when audio is now muted."""

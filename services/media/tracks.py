@@ -22,19 +22,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
 
 from hal.audio import Microphone
 from hal.camera import Camera
+from hal.errors import HalError
 from hal.media_types import AudioFormat, VideoFormat
 from services.media.errors import MediaError
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+CAMERA_RETRY_S = 2.0
+"""How often a failed camera is tried again."""
 
 VIDEO_CLOCK = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
@@ -260,6 +268,9 @@ class CameraSource:
         self._camera = camera
         self._format = fmt
         self._opened = False
+        self.failure: str | None = None
+        self.on_failure: Callable[[Exception], None] | None = None
+        self.on_recovered: Callable[[], None] | None = None
         self._bitrate: int | None = None
         self._guard = _DeviceGuard()  # a switch waits for the reads in flight
         self.encoded = EncodedSource(self)
@@ -288,17 +299,60 @@ class CameraSource:
                     self._opened = True
 
     async def _read(self) -> av.VideoFrame:
+        return await self._reliably(self._read_frame)
+
+    async def _read_frame(self) -> av.VideoFrame:
         await self._open()
         async with self._guard.reading():
             return await self._camera.read()
 
     async def read_encoded(self) -> av.Packet[Any]:
         """The current camera's next H.264 access unit (opening the camera first)."""
+        return await self._reliably(self._read_packet)
+
+    async def _read_packet(self) -> av.Packet[Any]:
         await self._open()
         async with self._guard.reading():
             if not self._camera.supports_h264:
                 raise NoEncodedOutputError(f"camera {self._camera.name!r} has no H.264 output")
             return await self._camera.read_encoded()
+
+    async def _reliably(self, read: Callable[[], Awaitable[_T]]) -> _T:
+        """``read()``, through camera failures: a failed camera (unplugged, encoder error)
+        is closed and retried every ``CAMERA_RETRY_S``; the reader waits meanwhile, so the
+        calls keep their video track and go on with audio."""
+        while True:
+            try:
+                item = await read()
+            except (HalError, OSError, av.FFmpegError) as err:
+                await self._failed(err)
+                await asyncio.sleep(CAMERA_RETRY_S)  # the retry interval
+                continue
+            if self.failure is not None:
+                _log.info("camera %s works again", self._camera.name)
+                self.failure = None
+                if self.on_recovered is not None:
+                    self.on_recovered()
+            return item
+
+    async def _failed(self, err: Exception) -> None:
+        if self.failure is None:
+            self.failure = str(err) or type(err).__name__
+            _log.error(
+                "camera %s failed: %s; video paused, retried every %.0f s",
+                self._camera.name,
+                self.failure,
+                CAMERA_RETRY_S,
+            )
+            if self.on_failure is not None:
+                self.on_failure(err)
+        async with self._guard.exclusive():
+            if self._opened:
+                self._opened = False
+                try:
+                    await self._camera.close()
+                except (HalError, OSError) as close_err:
+                    _log.warning("camera %s did not close: %s", self._camera.name, close_err)
 
     def request_keyframe(self) -> None:
         """Ask the current camera's encoder for a keyframe."""
