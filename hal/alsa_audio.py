@@ -250,6 +250,8 @@ class AlsaSpeaker(_Mixable, Speaker):
     block; an exception in it is logged.
     """
 
+    has_render_tap = True
+
     def __init__(
         self, name: str, spec: AlsaPcmSpec | None = None, *, on_render: RenderTap | None = None
     ) -> None:

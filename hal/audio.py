@@ -12,6 +12,7 @@ import abc
 import asyncio
 import math
 from collections import deque
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
@@ -50,9 +51,22 @@ class Microphone(abc.ABC):
 
 
 class Speaker(abc.ABC):
-    """An audio sink playing ``av.AudioFrame`` objects of any rate and layout."""
+    """An audio sink playing ``av.AudioFrame`` objects of any rate and layout.
+
+    A back-end that can report exactly what reaches the device (after its own queueing,
+    silence and drift corrections) sets ``has_render_tap`` and calls ``on_render`` with
+    int16 blocks of shape (n, channels) at ``device_rate``: the echo canceller's best
+    reference.
+    """
 
     name: str
+    has_render_tap = False
+    on_render: Callable[[Samples], None] | None = None
+
+    @property
+    def device_rate(self) -> int:
+        """The device's sample rate (meaningful with a render tap)."""
+        return 0
 
     @abc.abstractmethod
     async def open(self, fmt: AudioFormat) -> None:

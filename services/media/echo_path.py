@@ -61,6 +61,36 @@ class ReferenceSpeaker(Speaker):
         await self.inner.close()
 
 
+class RenderTapReference:
+    """The reference taken at the device: called (in the speaker's playback thread) with
+    what the back-end writes to the card, silence and drift corrections included."""
+
+    def __init__(self, canceller: EchoCanceller, speaker: Speaker) -> None:
+        self._canceller = canceller
+        self._speaker = speaker
+        self._blocks = _Resampled(canceller)
+
+    def __call__(self, block: Samples) -> None:
+        """One block written to the device: int16, shape (n, channels)."""
+        channels = block.shape[1] if block.ndim == 2 else 1
+        layout = "mono" if channels == 1 else "stereo"
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(block).reshape(1, -1), format="s16", layout=layout
+        )
+        frame.sample_rate = self._speaker.device_rate  # the rate it was opened at
+        for piece in self._blocks.blocks(frame):
+            self._canceller.process_render(piece)
+
+
+def with_reference(speaker: Speaker, canceller: EchoCanceller) -> Speaker:
+    """``speaker`` feeding ``canceller`` its output: at the device when the back-end has
+    a render tap (exactly what is played), else at ``play()``."""
+    if speaker.has_render_tap:
+        speaker.on_render = RenderTapReference(canceller, speaker)
+        return speaker
+    return ReferenceSpeaker(speaker, canceller)
+
+
 class CancelledMicrophone(Microphone):
     """A microphone whose frames have the speaker's echo and the noise taken out.
 

@@ -14,7 +14,7 @@ from hal.board import Board
 from hal.errors import HalError
 from hal.media_types import AudioFormat, VideoFormat
 from services.media.aec import EchoCanceller
-from services.media.echo_path import CancelledMicrophone, ReferenceSpeaker
+from services.media.echo_path import CancelledMicrophone, with_reference
 from services.media.errors import MediaError
 from services.media.tones import TonePlayer
 from services.media.tracks import CameraSource, MicrophoneSource
@@ -71,7 +71,7 @@ class LocalMedia:
             self._speakers[name] = (
                 speaker
                 if self.echo_canceller is None
-                else ReferenceSpeaker(speaker, self.echo_canceller)
+                else with_reference(speaker, self.echo_canceller)
             )
         return self._speakers[name]
 

@@ -48,6 +48,8 @@ from hal.alsa_pcm import ClockCheck, VirtualPcm
 from hal.alsa_playback import DriftCompensator, SampleFifo
 from hal.errors import DeviceUnavailableError, HalError
 from hal.media_types import AudioFormat, RealtimePacer
+from services.media.aec import make_echo_canceller
+from services.media.echo_path import with_reference
 
 RATE = 48000
 FMT = AudioFormat()  # 48 kHz mono, 20 ms frames
@@ -479,3 +481,32 @@ def test_alsa_devices_maps_logical_devices_to_pcms() -> None:
         alsa_devices({"": "default"}, None)
     with pytest.raises(HalError, match="PCM name"):
         alsa_devices({"speaker": ""}, None)
+
+
+async def test_the_echo_canceller_hears_what_the_alsa_speaker_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With echo cancelling, the reference is taken at the device (the render tap), so
+    queueing, silence and drift corrections are in it exactly as the room hears them."""
+    pcms = file_pcms(tmp_path, monkeypatch)
+    canceller = make_echo_canceller(RATE, prefer="none")
+    heard: list[Samples] = []
+    canceller.process_render = heard.append  # type: ignore[method-assign,assignment]
+    speaker = with_reference(
+        AlsaSpeaker("speaker", AlsaPcmSpec(pcm=pcms.playback, queue_periods=16)), canceller
+    )
+    assert isinstance(speaker, AlsaSpeaker), "no wrapper: the tap is the reference"
+    source = tone(1000.0, 0.3)
+    await speaker.open(FMT)
+    try:
+        await play_paced(speaker, frames_of(source), lead=3)
+        await speaker.drain(timeout=2.0)
+    finally:
+        await speaker.close()
+    reference = np.concatenate(heard)
+    assert all(block.size == RATE // 100 for block in heard), "10 ms blocks"
+    out = pcms.played()
+    # the open's clock probe is written before the tap is in place, as in the test above
+    assert np.array_equal(reference, out[out.size - reference.size :]), "what was written"
+    assert reference.size >= source.size
+    canceller.close()
