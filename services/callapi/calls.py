@@ -308,6 +308,8 @@ class Calls:
         camera = self.media.camera
         if camera is None or codec in self._spare_encoders:
             return
+        if codec == "H264" and camera.supports_h264:
+            return  # the camera's own encoder's packets are sent as they are
         mime = VIDEO_CODECS[codec]
         fmt = camera.format
         encoder = await asyncio.get_running_loop().run_in_executor(
