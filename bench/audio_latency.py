@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hal.alsa_audio import AlsaMicrophone, AlsaPcmSpec, AlsaSpeaker
+from hal.alsa_pcm import file_pcms_config
 from hal.alsa_playback import DriftCompensator
 from hal.audio import Microphone
 from hal.media_types import AudioFormat
@@ -66,21 +67,6 @@ WARMUP_S = 1.0  # bursts handed out this early in the call are not counted
 PLAYBACK_PCM, CAPTURE_PCM = "callbox_bench_play", "callbox_bench_capture"
 TARGETS = {"median_ms": 40, "concealed_percent": 1.0, "drift_growth_ms_30min_100ppm": 20}
 
-ASOUNDRC = """\
-pcm.{playback} {{
-    type file
-    slave.pcm {{ type null }}
-    file "{output}"
-    format "raw"
-}}
-pcm.{capture} {{
-    type file
-    slave.pcm {{ type null }}
-    file "/dev/null"
-    infile "{input}"
-    format "raw"
-}}
-"""
 
 Samples = npt.NDArray[np.int16]
 
@@ -102,9 +88,7 @@ def write_asoundrc(directory: Path, signal: Samples) -> Path:
     infile, output = directory / "capture.raw", directory / "played.raw"
     signal.astype("<i2").tofile(infile)
     config = directory / "asoundrc"
-    config.write_text(
-        ASOUNDRC.format(playback=PLAYBACK_PCM, capture=CAPTURE_PCM, output=output, input=infile)
-    )
+    config.write_text(file_pcms_config(PLAYBACK_PCM, CAPTURE_PCM, output, infile))
     os.environ["ALSA_CONFIG_PATH"] = str(config)  # read by alsa-lib when a PCM opens
     return output
 

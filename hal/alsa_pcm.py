@@ -25,6 +25,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -416,3 +417,33 @@ def _settle(
         future.set_exception(error)
     elif settings is not None:
         future.set_result(settings)
+
+
+_FILE_PCMS = """\
+pcm.{playback} {{
+    type file
+    slave.pcm {{ type null }}
+    file "{output}"
+    format "raw"
+}}
+pcm.{capture} {{
+    type file
+    slave.pcm {{ type null }}
+    file "/dev/null"
+    infile "{input}"
+    format "raw"
+}}
+"""
+
+
+def file_pcms_config(playback: str, capture: str, output: Path, infile: Path) -> str:
+    """An alsa-lib configuration (for ``ALSA_CONFIG_PATH``) with two PCMs that need no
+    sound card: ``playback`` writes raw samples to ``output``, ``capture`` reads them from
+    ``infile`` (the tests and benchmarks exercise the real back-ends through them)."""
+
+    def quoted(path: Path) -> str:
+        return str(path).replace("\\", "\\\\").replace('"', '\\"')
+
+    return _FILE_PCMS.format(
+        playback=playback, capture=capture, output=quoted(output), input=quoted(infile)
+    )

@@ -26,24 +26,10 @@ import numpy.typing as npt
 import pytest
 from support import need
 
+from hal.alsa_pcm import file_pcms_config
+
 PLAYBACK_PCM = "callbox_test_play"
 CAPTURE_PCM = "callbox_test_capture"
-
-ASOUNDRC = """\
-pcm.{playback} {{
-    type file
-    slave.pcm {{ type null }}
-    file "{output}"
-    format "raw"
-}}
-pcm.{capture} {{
-    type file
-    slave.pcm {{ type null }}
-    file "/dev/null"
-    infile "{input}"
-    format "raw"
-}}
-"""
 
 
 @dataclass(frozen=True)
@@ -60,10 +46,6 @@ class FilePcms:
         """What the playback PCM was given, shape (n,) for mono, (n, channels) otherwise."""
         samples = np.fromfile(self.output, dtype="<i2").astype(np.int16)
         return samples if channels == 1 else samples.reshape(-1, channels)
-
-
-def _quoted(path: Path) -> str:
-    return str(path).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def file_pcms(
@@ -83,13 +65,6 @@ def file_pcms(
     samples = capture if capture is not None else np.zeros(0, dtype=np.int16)
     samples.astype("<i2").tofile(infile)
     config = tmp_path / "asoundrc"
-    config.write_text(
-        ASOUNDRC.format(
-            playback=PLAYBACK_PCM,
-            capture=CAPTURE_PCM,
-            output=_quoted(output),
-            input=_quoted(infile),
-        )
-    )
+    config.write_text(file_pcms_config(PLAYBACK_PCM, CAPTURE_PCM, output, infile))
     monkeypatch.setenv("ALSA_CONFIG_PATH", str(config))
     return FilePcms(config, PLAYBACK_PCM, CAPTURE_PCM, output, infile)
