@@ -29,6 +29,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from hal.audio import Speaker
+from services.media.encoded import EncodedSource
 from services.media.encoder import (
     CappedEncoder,
     follow_bitrate,
@@ -40,7 +41,7 @@ from services.media.encoder import (
 )
 from services.media.errors import MediaError, SecurityError
 from services.media.ice import IcePolicy, ice_policy
-from services.media.tracks import EncodedSource, OutgoingTrack, SharedSource
+from services.media.tracks import OutgoingTrack, SharedSource
 
 _log = logging.getLogger(__name__)
 

@@ -28,10 +28,11 @@ from hal.camera import TestPatternCamera, decode_stamp, encode_stamp
 from hal.media_types import VideoFormat
 from hal.picamera import PiCamera, PiCameraMode
 from hal.v4l2_camera import V4l2Camera
+from services.media.encoded import EncodedSource
 from services.media.encoder import CappedEncoder
 from services.media.ice import LOOPBACK
 from services.media.session import MediaSession, MediaSettings
-from services.media.tracks import CameraSource, EncodedSource
+from services.media.tracks import CameraSource
 
 FORMAT = VideoFormat(640, 480, 30)
 
