@@ -19,8 +19,7 @@ from hal.io_devices import SIM_PINS
 from services.signaling.broker import (
     BrokerSettings,
     MosquittoBroker,
-    free_port,
-    write_broker_config,
+    start_loopback_broker,
 )
 from services.signaling.identity import PublicKeys
 
@@ -122,15 +121,10 @@ async def start_intercom_site(
     directory: Path, units: list[Unit], *, site: str = "test"
 ) -> IntercomSite:
     """Write every unit's config, start mosquitto and every app; presence of all awaited."""
-    settings = BrokerSettings(
-        site=site,
-        endpoints=tuple(u.address for u in units),
-        port=free_port(),
-        websockets_port=None,
+    broker = await start_loopback_broker(
+        directory, site=site, endpoints=tuple(u.address for u in units)
     )
-    files = write_broker_config(settings, directory / "broker")
-    broker = MosquittoBroker(files, settings)
-    await broker.start()
+    settings, files = broker.settings, broker.files
     running = IntercomSite(directory, broker, settings)
     keys = {u.address: load_or_create_identity(directory / u.address).public_keys for u in units}
     try:

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from device.devicesite import IntercomSite
-from device.scenario import Timeline, ms_between
+from device.scenario import Timeline, ms_between, run_steps
 from hal.io_devices import SIM_PINS
 from services.callapi import Call, CallStatus
 
-STEP_TIMEOUT_S = 10.0
 PRESS_S = 0.1
 
 
@@ -77,13 +76,7 @@ async def run_pin_doorbell_call(site: IntercomSite, door: str, indoor: str) -> P
         assert endpoint is not None
         endpoint.service.observers.append(watch.observer(address))
     try:
-        async with asyncio.timeout(STEP_TIMEOUT_S * 4):
-            await _steps(site, door, indoor, watch, timeline)
-        timeline.ok = True
-    except TimeoutError:
-        timeline.error = f"timed out waiting for: {timeline.step}"
-    except AssertionError as err:
-        timeline.error = str(err)
+        await run_steps(timeline, _steps(site, door, indoor, watch, timeline))
     finally:
         await _back_to_idle(site, door, indoor, watch)
     return timeline

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from services.callapi import (
     Call,
@@ -88,15 +90,20 @@ async def run_doorbell_call(door: Calls, indoor: Calls) -> Timeline:
     props.user = door.profile_of(indoor.address)
     await door.prewarm(props)
     watch = _RingingWatch()
+    await run_steps(timeline, _steps(door, props, app, watch, timeline))
+    return timeline
+
+
+async def run_steps(timeline: Timeline, steps: Coroutine[Any, Any, None]) -> None:
+    """Run ``steps`` within the scenario's time limit; ``ok``, or the failed step in ``error``."""
     try:
         async with asyncio.timeout(STEP_TIMEOUT_S * 4):
-            await _steps(door, props, app, watch, timeline)
+            await steps
         timeline.ok = True
     except TimeoutError:
         timeline.error = f"timed out waiting for: {timeline.step}"
     except AssertionError as err:
         timeline.error = str(err)
-    return timeline
 
 
 async def _steps(

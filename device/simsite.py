@@ -21,8 +21,7 @@ from services.media.local import LocalMedia
 from services.signaling.broker import (
     BrokerSettings,
     MosquittoBroker,
-    free_port,
-    write_broker_config,
+    start_loopback_broker,
 )
 from services.signaling.contacts import Contact, ContactBook, Right
 from services.signaling.endpoint import InviteRateLimit, SignalingEndpoint
@@ -143,16 +142,11 @@ async def start_site(
     invite limit (a benchmark that calls in a loop raises it).
     """
     accounts = tuple(s.address for s in specs) + extra_accounts
-    settings = BrokerSettings(
-        site=site, endpoints=accounts, port=free_port(), websockets_port=free_port()
-    )
-    files = write_broker_config(settings, directory / "broker")
-    broker = MosquittoBroker(files, settings)
-    await broker.start()
+    broker = await start_loopback_broker(directory, site=site, endpoints=accounts, websockets=True)
     sim = SimSite(
         site=site,
         directory=directory,
-        broker_settings=settings,
+        broker_settings=broker.settings,
         broker=broker,
         invites_per_10s=invites_per_10s,
     )

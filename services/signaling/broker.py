@@ -306,3 +306,22 @@ class MosquittoBroker:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def start_loopback_broker(
+    directory: Path, *, site: str, endpoints: tuple[str, ...], websockets: bool = False
+) -> MosquittoBroker:
+    """Generate a config under ``directory / "broker"`` and start mosquitto on free loopback
+    ports with an account per endpoint (the demo, the benchmarks and the tests use it).
+
+    ``broker.settings`` and ``broker.files`` (the passwords) say how to log in.
+    """
+    settings = BrokerSettings(
+        site=site,
+        endpoints=endpoints,
+        port=free_port(),
+        websockets_port=free_port() if websockets else None,
+    )
+    broker = MosquittoBroker(write_broker_config(settings, directory / "broker"), settings)
+    await broker.start()
+    return broker

@@ -19,8 +19,7 @@ from services.signaling.broker import (
     BrokerFiles,
     BrokerSettings,
     MosquittoBroker,
-    free_port,
-    write_broker_config,
+    start_loopback_broker,
 )
 
 CALLBOX = Path(sys.executable).with_name("callbox")
@@ -212,12 +211,8 @@ class DaemonSite:
 
 async def start_daemon_site(directory: Path) -> DaemonSite:
     """A running broker that knows "door" and "flat", and the door's config file."""
-    settings = BrokerSettings(
-        site="test", endpoints=("door", "flat"), port=free_port(), websockets_port=None
-    )
-    files = write_broker_config(settings, directory / "broker")
-    broker = MosquittoBroker(files, settings)
-    await broker.start()
+    broker = await start_loopback_broker(directory, site="test", endpoints=("door", "flat"))
+    settings, files = broker.settings, broker.files
     site = DaemonSite(
         directory=directory,
         broker=broker,
