@@ -1,0 +1,99 @@
+"""The pairing link that puts a browser phone into a site (docs/operations.md, "Phones").
+
+``callbox keys pair-web NAME`` prints it; the page reads it from the URL fragment (which
+browsers never send to a server). It carries the site, the broker's WebSocket URL, the
+browser's broker login and the fingerprints of the devices it may pin: the page pins a
+device only when the keys its profile advertises have that fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.signaling.envelope import canonical
+from services.signaling.identity import b64u_decode, b64u_encode
+from services.signaling.topics import valid_name
+
+PAIRING_VERSION = 1
+
+
+class PairingError(ValueError):
+    """A pairing link or payload that is not well formed."""
+
+
+@dataclass(frozen=True)
+class PairingPeer:
+    """A device the phone may call and be called by, with its key fingerprint."""
+
+    address: str
+    name: str
+    role: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Everything a browser phone needs to join a site."""
+
+    site: str
+    address: str
+    name: str
+    broker: str
+    username: str
+    password: str
+    peers: tuple[PairingPeer, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        valid_name("site", self.site)
+        valid_name("phone address", self.address)
+        if not self.broker.startswith(("ws://", "wss://")):
+            raise PairingError(f"broker URL {self.broker!r} must start with ws:// or wss://")
+        for peer in self.peers:
+            valid_name("peer address", peer.address)
+
+    def to_json(self) -> dict[str, Any]:
+        """The payload object of the link."""
+        return {
+            "v": PAIRING_VERSION,
+            "site": self.site,
+            "address": self.address,
+            "name": self.name,
+            "broker": self.broker,
+            "username": self.username,
+            "password": self.password,
+            "peers": [
+                {"address": p.address, "name": p.name, "role": p.role, "fingerprint": p.fingerprint}
+                for p in self.peers
+            ],
+        }
+
+    def url(self, base: str) -> str:
+        """``base`` (the page's URL) with the payload in the fragment."""
+        return f"{base.rstrip('/')}/#pair={b64u_encode(canonical(self.to_json()))}"
+
+
+def parse_pairing_url(url: str) -> Pairing:
+    """The pairing in a link made by :meth:`Pairing.url`; PairingError names what is wrong."""
+    _, marker, encoded = url.partition("#pair=")
+    if not marker:
+        raise PairingError("not a pairing link: no #pair= fragment")
+    try:
+        data = json.loads(b64u_decode(encoded))
+        if data.get("v") != PAIRING_VERSION:
+            raise PairingError(f"pairing version {data.get('v')!r} is not {PAIRING_VERSION}")
+        peers = tuple(PairingPeer(**p) for p in data["peers"])
+        return Pairing(
+            site=data["site"],
+            address=data["address"],
+            name=data["name"],
+            broker=data["broker"],
+            username=data["username"],
+            password=data["password"],
+            peers=peers,
+        )
+    except PairingError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise PairingError(f"bad pairing payload: {err}") from err
