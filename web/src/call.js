@@ -1,0 +1,944 @@
+// The phone's calls: one RTCPeerConnection per call, driven by the messages of
+// docs/protocol.md ("Messages", "Call flow", "Door release") the way the Python endpoint
+// does it (services/callapi/): early media while ringing (the door's preview plays, the
+// phone sends nothing until a person answers), accept, mute, hang up, door release, and
+// link supervision with reoffer/reanswer when media is lost.
+
+const STATUS = Object.freeze({
+  NONE: 0x00,
+  INCOMING: 0x01,
+  INPROGRESS: 0x02,
+  RINGING: 0x03,
+  ANSWER: 0x05,
+  CONNECTED: 0x30,
+  RECONNECTING: 0x32,
+  COMPLETE: 0x40,
+  CANCEL: 0x41,
+  NOANSWER: 0x42,
+  BUSY: 0x43,
+  UNREACHABLE: 0x44,
+  OFFLINE: 0x45,
+  NOTALLOWED: 0x4a,
+  BLOCKED: 0x4b,
+  DURATIONEXCEEDED: 0x4c,
+  ERROR: 0x60,
+  HWERROR: 0x61,
+  NETWORKERROR: 0x62,
+  SECURITYERROR: 0x64,
+});
+
+/** True for a terminal status (mesibo's rule `status & 0x40`). */
+export function isEnded(status) {
+  return Boolean(STATUS[status] & 0x40);
+}
+
+const FAILURE_STATUS = { security: "SECURITYERROR", network: "NETWORKERROR", error: "ERROR" };
+const FAILURE_REASON = { SECURITYERROR: "security", NETWORKERROR: "network", ERROR: "error" };
+const DECLINE_STATUS = {
+  busy: "BUSY",
+  declined: "BUSY",
+  notallowed: "NOTALLOWED",
+  blocked: "BLOCKED",
+  timeout: "NOANSWER",
+  novideo: "NOTALLOWED",
+  error: "ERROR",
+  security: "SECURITYERROR",
+  network: "NETWORKERROR",
+};
+const LATE_TYPES = new Set(["cancel", "hangup", "decline", "busy"]);
+const ACCEPTED_FINGERPRINTS = new Set(["sha-256", "sha-384", "sha-512"]);
+
+const MEDIA_SILENCE_MS = 1000;
+const WATCHDOG_MS = 200;
+const RECONNECT_GRACE_MS = 10000;
+const CONNECT_TIMEOUT_MS = 10000;
+const RING_TIMEOUT_MS = 30000;
+const UNLOCK_TIMEOUT_MS = 5000;
+const FAREWELL_REFRESH_MS = 30000;
+const GATHER_TIMEOUT_MS = 5000;
+
+/** A fresh call id: 16 random bytes, base64url. */
+function newCallId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Refuse an SDP without a DTLS fingerprint or with one weaker than SHA-256. */
+export function checkFingerprints(sdp) {
+  const algorithms = [...String(sdp).matchAll(/^a=fingerprint:(\S+)\s/gm)].map((m) => m[1].toLowerCase());
+  if (!algorithms.length) throw new SecurityFailure("the peer's SDP carries no DTLS fingerprint");
+  const weak = algorithms.filter((a) => !ACCEPTED_FINGERPRINTS.has(a));
+  if (weak.length) throw new SecurityFailure(`the peer's SDP uses a weak DTLS fingerprint: ${weak}`);
+}
+
+class SecurityFailure extends Error {}
+
+/** Resolve once ICE gathering is complete: the SDP then holds every candidate (no trickle). */
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState === "complete") {
+        pc.removeEventListener("icegatheringstatechange", done);
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    const timer = setTimeout(() => {
+      console.warn("callbox: ICE gathering did not complete in time; sending what we have");
+      pc.removeEventListener("icegatheringstatechange", done);
+      resolve();
+    }, GATHER_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", done);
+  });
+}
+
+/** Order the video codecs: the preferred one (VP8 or H264) first, the others after. */
+function preferCodec(transceiver, codec) {
+  const wanted = `video/${codec}`.toLowerCase();
+  for (const caps of [RTCRtpReceiver.getCapabilities("video"), RTCRtpSender.getCapabilities("video")]) {
+    if (!caps) continue;
+    const codecs = caps.codecs;
+    const first = codecs.filter((c) => c.mimeType.toLowerCase() === wanted);
+    const rest = codecs.filter((c) => c.mimeType.toLowerCase() !== wanted);
+    try {
+      transceiver.setCodecPreferences([...first, ...rest]);
+      return;
+    } catch (err) {
+      console.warn("callbox: setCodecPreferences failed", err);
+    }
+  }
+}
+
+function kindOf(transceiver) {
+  return transceiver.receiver.track?.kind ?? transceiver.mid ?? "";
+}
+
+/** The user-facing text of a getUserMedia failure. */
+function mediaError(err, what) {
+  if (err && (err.name === "NotAllowedError" || err.name === "SecurityError")) {
+    return `Access to the ${what} was denied: allow it in the browser's site settings.`;
+  }
+  if (err && err.name === "NotFoundError") return `No ${what} found on this device.`;
+  if (err && err.name === "NotReadableError") return `The ${what} is in use by another app.`;
+  return `The ${what} could not be opened: ${err?.message ?? err}`;
+}
+
+/**
+ * The calls of the phone: at most one at a time.
+ *
+ * `ui` has `remoteVideo`, `remoteAudio`, `localVideo` (media elements), `changed()`,
+ * `showError(text)`, `ring(on, callInfo)`.
+ */
+export class Phone {
+  constructor({ signaling, peers, settings, ui, name, addLog }) {
+    this.signaling = signaling;
+    this.peers = peers;
+    this.settings = settings;
+    this.ui = ui;
+    this.name = name;
+    this.addLog = addLog;
+    this.call = null;
+    this.lastCall = null;
+    this.framesSeen = 0;
+    this._countFrames();
+  }
+
+  // snapshot ---------------------------------------------------------------------------------
+
+  /** The current call as plain JSON (the contract's `call`), or null. */
+  callSnapshot(call = this.call) {
+    if (!call) return null;
+    return {
+      callId: call.callId,
+      direction: call.direction,
+      peer: call.peer,
+      status: call.status,
+      video: call.video,
+      muted: { ...call.muted },
+      remoteMuted: { ...call.remoteMuted },
+      canUnlock: this._canUnlock(call),
+      lastUnlock: call.lastUnlock ? { ...call.lastUnlock } : null,
+      remoteVideoFrames: call.ended ? call.finalFrames : this.framesSeen - call.framesBase,
+      codec: call.codec,
+    };
+  }
+
+  _canUnlock(call) {
+    return Boolean(
+      call &&
+        !call.ended &&
+        call.unlockChallenge &&
+        !call.unlockPending &&
+        this.peers.trusted(call.peer),
+    );
+  }
+
+  _countFrames() {
+    const video = this.ui.remoteVideo;
+    if (!video || !video.requestVideoFrameCallback) return;
+    const tick = () => {
+      this.framesSeen += 1;
+      video.requestVideoFrameCallback(tick);
+    };
+    video.requestVideoFrameCallback(tick);
+  }
+
+  // new calls --------------------------------------------------------------------------------
+
+  _newCall(direction, peer, callId, video) {
+    return {
+      callId,
+      direction,
+      peer,
+      status: "NONE",
+      video,
+      sendVideo: false,
+      remoteSendsVideo: video,
+      muted: { audio: false, video: false },
+      remoteMuted: { audio: false, video: false },
+      unlockChallenge: null,
+      unlockPending: null,
+      lastUnlock: null,
+      codec: null,
+      pc: null,
+      generation: 0,
+      localStream: null,
+      timers: [],
+      supervisor: null,
+      answeredAt: null,
+      startedAt: Date.now(),
+      framesBase: this.framesSeen,
+      finalFrames: 0,
+      ended: false,
+      rang: false,
+      reconnectingSince: null,
+      lastMediaAt: null,
+      packets: 0,
+      farewell: null,
+      ringTimeoutMs: RING_TIMEOUT_MS,
+    };
+  }
+
+  _active() {
+    return this.call && !this.call.ended ? this.call : null;
+  }
+
+  _newPc() {
+    const pc = new RTCPeerConnection({
+      bundlePolicy: "max-bundle",
+      iceServers: this.settings.iceServers ?? [],
+    });
+    return pc;
+  }
+
+  /** Play what `pc` receives: video in #remote-video, audio (once answered) in #remote-audio. */
+  _attachRemote(call, pc) {
+    if (call.ended || call.pc !== pc) return;
+    for (const receiver of pc.getReceivers()) {
+      const track = receiver.track;
+      if (!track) continue;
+      if (track.kind === "video") {
+        this.ui.remoteVideo.srcObject = new MediaStream([track]);
+        this.ui.remoteVideo.play().catch(() => {});
+      } else {
+        this.ui.remoteAudio.srcObject = new MediaStream([track]);
+        if (call.answeredAt) this._playRemoteAudio();
+      }
+    }
+  }
+
+  _watchPc(call, pc) {
+    pc.addEventListener("connectionstatechange", () => {
+      if (call.pc !== pc || call.ended) return;
+      if (pc.connectionState === "connected" && STATUS[call.status] >= STATUS.ANSWER) {
+        call.reconnectingSince = null;
+        this._setStatus(call, "CONNECTED");
+      } else if (pc.connectionState === "failed" && !call.answeredAt && call.direction === "out") {
+        this._failed(call, "NETWORKERROR");
+      }
+    });
+  }
+
+  _setStatus(call, status) {
+    if (call.ended || call.status === status) return;
+    call.status = status;
+    console.info(`callbox: call ${call.callId} ${status}`);
+    this.ui.changed();
+  }
+
+  _timer(call, ms, action) {
+    const id = setTimeout(() => {
+      if (!call.ended) action();
+    }, ms);
+    call.timers.push(id);
+  }
+
+  async _send(call, type, body) {
+    try {
+      await this.signaling.send(call.peer, type, call.callId, body);
+    } catch (err) {
+      console.error(`callbox: could not send ${type} to ${call.peer}: ${err.message}`);
+    }
+  }
+
+  // incoming calls ---------------------------------------------------------------------------
+
+  async _onInvite(message) {
+    if (this._active()) {
+      console.info(`callbox: busy, call from ${message.from} refused`);
+      await this.signaling
+        .send(message.from, "busy", message.callId, {})
+        .catch((err) => console.error("callbox: could not send busy", err));
+      await this._log({
+        callId: message.callId,
+        direction: "in",
+        peer: message.from,
+        status: "BUSY",
+        startedAt: Date.now(),
+        durationS: 0,
+        missed: true,
+      });
+      return;
+    }
+    const body = message.body;
+    const call = this._newCall("in", message.from, message.callId, body.video === true);
+    if (Number.isSafeInteger(body.ring_timeout_ms) && body.ring_timeout_ms > 0) {
+      call.ringTimeoutMs = body.ring_timeout_ms;
+    }
+    if (typeof body.unlock_challenge === "string" && body.unlock_challenge) {
+      call.unlockChallenge = body.unlock_challenge;
+    }
+    this.call = call;
+    this._resetMedia();
+    await this._send(call, "ringing", {});
+    let sdp;
+    try {
+      checkFingerprints(body.sdp);
+      const pc = this._newPc();
+      call.pc = pc;
+      this._watchPc(call, pc);
+      sdp = await this._answerOffer(call, pc, String(body.sdp));
+      this._attachRemote(call, pc);
+    } catch (err) {
+      const security = err instanceof SecurityFailure;
+      console.error(`callbox: refused the offer of ${message.from}: ${err.message}`);
+      await this._send(call, "decline", { reason: "error" });
+      this._end(call, security ? "SECURITYERROR" : "ERROR");
+      return;
+    }
+    if (call.ended) return;
+    await this._send(call, "answer", { sdp });
+    this._setStatus(call, "INCOMING");
+    this._startSupervision(call);
+    this._timer(call, call.ringTimeoutMs + 5000, () => this._ringTimeout(call));
+    this.ui.ring(true, call);
+  }
+
+  /** Answer an offer with sendrecv transceivers; our tracks go in once a person answers. */
+  async _answerOffer(call, pc, sdp) {
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    for (const transceiver of pc.getTransceivers()) {
+      transceiver.direction = "sendrecv";
+      if (kindOf(transceiver) === "video") preferCodec(transceiver, this.settings.videoCodec);
+      const track = this._localTrack(call, kindOf(transceiver));
+      if (track) await transceiver.sender.replaceTrack(track);
+    }
+    await pc.setLocalDescription(await pc.createAnswer());
+    await gathered(pc);
+    return pc.localDescription.sdp;
+  }
+
+  _localTrack(call, kind) {
+    if (!call.localStream || !call.answeredAt) return null;
+    if (kind === "video" && !call.sendVideo) return null;
+    return call.localStream.getTracks().find((t) => t.kind === kind) ?? null;
+  }
+
+  async _ringTimeout(call) {
+    if (call.answeredAt) return;
+    if (call.direction === "in") {
+      await this._send(call, "decline", { reason: "timeout" });
+      this._end(call, "NOANSWER", { missed: true });
+    } else {
+      await this._send(call, "cancel", { reason: "timeout" });
+      this._end(call, "NOANSWER");
+    }
+  }
+
+  /** A person answers the ringing call, with or without sending video. */
+  async answer({ video = true } = {}) {
+    const call = this._active();
+    if (!call || call.direction !== "in" || call.answeredAt || call.answering) return;
+    call.answering = true;
+    this.ui.ring(false, call);
+    const wantVideo = video && call.video;
+    call.localStream = await this._getMedia(call, wantVideo);
+    if (call.ended) {
+      this._stopLocal(call);
+      return;
+    }
+    call.sendVideo = wantVideo && call.localStream.getVideoTracks().length > 0;
+    call.answeredAt = Date.now();
+    for (const track of call.localStream.getTracks()) {
+      track.enabled = !call.muted[track.kind];
+    }
+    for (const transceiver of call.pc.getTransceivers()) {
+      const track = this._localTrack(call, kindOf(transceiver));
+      if (track) await transceiver.sender.replaceTrack(track);
+    }
+    this.ui.localVideo.srcObject = call.sendVideo ? call.localStream : null;
+    this._playRemoteAudio();
+    await this._send(call, "accept", { video: call.sendVideo });
+    this._setStatus(call, "ANSWER");
+    if (call.pc.connectionState === "connected") this._setStatus(call, "CONNECTED");
+    this._afterAnswer(call);
+  }
+
+  /** Camera and microphone as available: a refusal is shown, the call goes on without. */
+  async _getMedia(call, video) {
+    try {
+      return await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true },
+        video: video ? { width: { ideal: 640 }, height: { ideal: 480 } } : false,
+      });
+    } catch (err) {
+      console.warn("callbox: getUserMedia failed", err);
+      if (video) {
+        this.ui.showError(`${mediaError(err, "camera")} Answering without video.`);
+        try {
+          return await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+        } catch (err2) {
+          this.ui.showError(`${mediaError(err2, "microphone")} The visitor cannot hear you.`);
+        }
+      } else {
+        this.ui.showError(`${mediaError(err, "microphone")} The visitor cannot hear you.`);
+      }
+      call.muted.audio = true;
+      return new MediaStream();
+    }
+  }
+
+  _playRemoteAudio() {
+    const audio = this.ui.remoteAudio;
+    audio.muted = false;
+    audio.play().catch((err) => console.warn("callbox: cannot play the call's audio yet", err));
+  }
+
+  /** Refuse the ringing call. */
+  async decline() {
+    const call = this._active();
+    if (!call) return;
+    if (call.direction === "in" && !call.answeredAt) {
+      await this._send(call, "decline", { reason: "declined" });
+      this._end(call, "CANCEL");
+    } else {
+      await this.hangup();
+    }
+  }
+
+  // outgoing calls ("view door") --------------------------------------------------------------
+
+  /** Call a door to see and hear it ("monitor"); the microphone starts muted. */
+  async viewDoor(address = null) {
+    const peer = address ?? this.peers.firstDoor();
+    if (this._active()) throw new Error("a call is in progress");
+    if (!peer) throw new Error("no door is paired with this phone");
+    const entry = this.peers.get(peer);
+    if (!entry?.pinnedKeys) {
+      this.ui.showError(`${entry?.name ?? peer} has not announced the keys of the pairing yet.`);
+      return null;
+    }
+    if (entry.keyChanged) {
+      this.ui.showError(`The keys of ${entry.name} changed: compare the safety number first.`);
+      return null;
+    }
+    const call = this._newCall("out", peer, newCallId(), true);
+    call.muted = { audio: true, video: true };
+    this.call = call;
+    this._resetMedia();
+    this._setStatus(call, "INPROGRESS");
+    if (!entry.online) {
+      this.ui.showError(`${entry.name} is offline.`);
+      this._end(call, "OFFLINE");
+      return call.callId;
+    }
+    try {
+      call.localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+    } catch (err) {
+      this.ui.showError(`${mediaError(err, "microphone")} You can watch but not talk.`);
+      call.localStream = new MediaStream();
+    }
+    for (const track of call.localStream.getTracks()) track.enabled = false;
+    if (call.ended) {
+      this._stopLocal(call);
+      return call.callId;
+    }
+    let sdp;
+    try {
+      const pc = this._newPc();
+      call.pc = pc;
+      this._watchPc(call, pc);
+      sdp = await this._makeOffer(call, pc);
+      this._attachRemote(call, pc);
+    } catch (err) {
+      console.error("callbox: could not make an offer", err);
+      this.ui.showError(`Could not start the call: ${err.message}`);
+      this._end(call, "ERROR");
+      return call.callId;
+    }
+    if (call.ended) return call.callId;
+    await this._send(call, "invite", {
+      sdp,
+      video: true,
+      profile: { name: this.name, role: "web" },
+      ring_timeout_ms: RING_TIMEOUT_MS,
+    });
+    this._timer(call, CONNECT_TIMEOUT_MS, () => {
+      if (!call.rang) {
+        this._send(call, "cancel", { reason: "unreachable" });
+        this._end(call, "UNREACHABLE");
+      }
+    });
+    this._timer(call, RING_TIMEOUT_MS, () => this._ringTimeout(call));
+    this._startSupervision(call);
+    return call.callId;
+  }
+
+  async _makeOffer(call, pc) {
+    const audio = call.localStream.getAudioTracks()[0];
+    pc.addTransceiver(audio ?? "audio", { direction: "sendrecv" });
+    const video = pc.addTransceiver("video", { direction: "recvonly" });
+    preferCodec(video, this.settings.videoCodec);
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    return pc.localDescription.sdp;
+  }
+
+  async _onAnswer(call, body) {
+    if (call.direction !== "out") return;
+    if (typeof body.unlock_challenge === "string" && body.unlock_challenge && !call.unlockChallenge) {
+      call.unlockChallenge = body.unlock_challenge; // we called a door ("monitor")
+    }
+    try {
+      checkFingerprints(body.sdp);
+      await call.pc.setRemoteDescription({ type: "answer", sdp: String(body.sdp) });
+    } catch (err) {
+      const security = err instanceof SecurityFailure;
+      console.error(`callbox: bad answer from ${call.peer}: ${err.message}`);
+      await this._failed(call, security ? "SECURITYERROR" : "ERROR");
+      return;
+    }
+    this.ui.changed();
+  }
+
+  async _onAccept(call, body) {
+    if (call.direction !== "out" || call.answeredAt) return;
+    call.answeredAt = Date.now();
+    call.remoteSendsVideo = call.video && body.video !== false;
+    this._playRemoteAudio();
+    this._setStatus(call, "ANSWER");
+    if (call.pc.connectionState === "connected") this._setStatus(call, "CONNECTED");
+    await this._send(call, "mute", { ...call.muted });
+    this._afterAnswer(call);
+  }
+
+  // controls ---------------------------------------------------------------------------------
+
+  /** Mute or unmute the microphone and/or camera; the peer is told the full state. */
+  async setMuted({ audio, video } = {}) {
+    const call = this._active();
+    if (!call) return;
+    if (typeof audio === "boolean") call.muted.audio = audio;
+    if (typeof video === "boolean") call.muted.video = video;
+    for (const track of call.localStream?.getTracks() ?? []) track.enabled = !call.muted[track.kind];
+    this.ui.changed();
+    if (call.pc) await this._send(call, "mute", { ...call.muted });
+  }
+
+  /** End the call: decline while it rings here, cancel while it rings there, or hang up. */
+  async hangup() {
+    const call = this._active();
+    if (!call) return;
+    if (call.direction === "in" && !call.answeredAt) {
+      await this._send(call, "decline", { reason: "declined" });
+      this._end(call, "CANCEL");
+    } else if (call.direction === "out" && !call.answeredAt) {
+      if (call.pc) await this._send(call, "cancel", { reason: "caller" });
+      this._end(call, "CANCEL");
+    } else {
+      await this._send(call, "hangup", { reason: "user" });
+      this._end(call, "COMPLETE");
+    }
+  }
+
+  /** Ask the door of this call to open; the outcome shows as `lastUnlock`. */
+  async openDoor() {
+    const call = this._active();
+    if (!call) throw new Error("no call: the door opens during a call with it");
+    if (!this.peers.trusted(call.peer)) {
+      this.ui.showError("The door's keys changed: compare the safety number before opening.");
+      return false;
+    }
+    const challenge = call.unlockChallenge;
+    if (!challenge) throw new Error("this call is not with a door station");
+    if (call.unlockPending) return false;
+    call.unlockPending = challenge;
+    this.ui.changed();
+    await this._send(call, "unlock", { challenge });
+    this._timer(call, UNLOCK_TIMEOUT_MS, () => {
+      if (call.unlockPending === challenge) {
+        // the door may have used it up: it answers a stale one with a fresh challenge
+        call.unlockPending = null;
+        call.lastUnlock = { opened: false, reason: "the door did not answer" };
+        this.ui.showError("The door did not answer the release request.");
+        this.ui.changed();
+      }
+    });
+    return true;
+  }
+
+  _onUnlockResult(call, body) {
+    const opened = body.opened === true;
+    const reason = typeof body.reason === "string" ? body.reason : "";
+    if (typeof body.challenge === "string" && body.challenge) call.unlockChallenge = body.challenge;
+    call.unlockPending = null;
+    call.lastUnlock = { opened, reason };
+    if (!opened) this.ui.showError(`The door did not open: ${reason || "refused"}.`);
+    console.info(`callbox: door release ${opened ? "opened" : `refused: ${reason}`}`);
+    this.ui.changed();
+  }
+
+  // inbound messages -------------------------------------------------------------------------
+
+  /** A verified message from a pinned peer. */
+  async onMessage(message) {
+    if (message.type === "invite") {
+      await this._onInvite(message);
+      return;
+    }
+    const call = this.call;
+    if (!call || call.callId !== message.callId || call.peer !== message.from || call.ended) {
+      if (LATE_TYPES.has(message.type)) {
+        console.info(`callbox: late ${message.type} from ${message.from} ignored`);
+        return;
+      }
+      this.signaling.reject({
+        reason: "wrong_call",
+        message: `message rejected (wrong_call): ${message.type} from ${message.from} for call ${message.callId}, which is not a call with that peer`,
+        claimed: null,
+      });
+      return;
+    }
+    const body = message.body;
+    switch (message.type) {
+      case "ringing":
+        if (call.direction === "out") {
+          call.rang = true;
+          this._setStatus(call, "RINGING");
+        }
+        break;
+      case "answer":
+        await this._onAnswer(call, body);
+        break;
+      case "accept":
+        await this._onAccept(call, body);
+        break;
+      case "busy":
+        if (call.direction === "out") this._end(call, "BUSY");
+        break;
+      case "decline":
+        if (call.direction === "out") {
+          this._end(call, DECLINE_STATUS[String(body.reason)] ?? "BUSY");
+        }
+        break;
+      case "cancel":
+        this._onCancel(call, body);
+        break;
+      case "hangup":
+        this._onHangup(call, body);
+        break;
+      case "mute":
+        call.remoteMuted = { audio: body.audio === true, video: body.video === true };
+        this.ui.changed();
+        break;
+      case "reoffer":
+        await this._onReoffer(call, body);
+        break;
+      case "reanswer":
+        await this._onReanswer(call, body);
+        break;
+      case "unlock_result":
+        this._onUnlockResult(call, body);
+        break;
+      case "unlock":
+        await this._send(call, "unlock_result", {
+          opened: false,
+          reason: "no door relay on this endpoint",
+        });
+        break;
+      default:
+        console.info(`callbox: ${message.type} from ${message.from} ignored`);
+    }
+  }
+
+  _onCancel(call, body) {
+    if (call.direction !== "in") return;
+    const reason = String(body.reason ?? "caller");
+    if (FAILURE_STATUS[reason]) {
+      this._end(call, FAILURE_STATUS[reason]);
+    } else if (call.answeredAt && reason !== "answered_elsewhere") {
+      this._end(call, "COMPLETE");
+    } else {
+      this._end(call, reason === "timeout" ? "NOANSWER" : "CANCEL", {
+        missed: reason !== "answered_elsewhere",
+      });
+    }
+  }
+
+  _onHangup(call, body) {
+    const reason = String(body.reason ?? "user");
+    if (FAILURE_STATUS[reason]) this._end(call, FAILURE_STATUS[reason]);
+    else if (!call.answeredAt && call.direction === "in") this._end(call, "CANCEL", { missed: true });
+    else if (reason === "duration") this._end(call, "DURATIONEXCEEDED");
+    else this._end(call, "COMPLETE");
+  }
+
+  /** The broker says a peer came or went (its last will says offline). */
+  onPresence(address, online) {
+    const call = this._active();
+    if (!call || online || address !== call.peer) return;
+    if (call.direction === "in" && !call.answeredAt) this._end(call, "CANCEL", { missed: true });
+    else if (call.answeredAt) this._end(call, "NETWORKERROR");
+    else if (call.pc) this._end(call, "OFFLINE");
+  }
+
+  /** A message claiming to be from the peer of this call failed verification: end it. */
+  onRejected(err) {
+    const call = this._active();
+    if (!err || !call || !err.claimed) return;
+    if (err.claimed.callId !== call.callId || err.claimed.from !== call.peer) return;
+    console.error(`callbox: security failure in call ${call.callId}: ${err.message}`);
+    this._failed(call, "SECURITYERROR");
+  }
+
+  /** This side gives up on the call because of a failure; the peer is told why. */
+  async _failed(call, status) {
+    if (call.ended) return;
+    const reason = FAILURE_REASON[status] ?? "error";
+    let type = "hangup";
+    if (!call.answeredAt) type = call.direction === "in" ? "decline" : "cancel";
+    const end = this._end(call, status);
+    await this._send(call, type, { reason });
+    return end;
+  }
+
+  // link supervision -------------------------------------------------------------------------
+
+  _startSupervision(call) {
+    const tick = async () => {
+      if (call.ended) return;
+      try {
+        await this._watchdog(call);
+      } catch (err) {
+        console.warn("callbox: link check failed", err);
+      }
+      if (!call.ended) call.supervisor = setTimeout(tick, WATCHDOG_MS);
+    };
+    call.supervisor = setTimeout(tick, WATCHDOG_MS);
+  }
+
+  async _watchdog(call) {
+    const pc = call.pc;
+    if (!pc) return;
+    const stats = await pc.getStats();
+    let packets = 0;
+    let codecId = null;
+    stats.forEach((report) => {
+      if (report.type === "inbound-rtp") {
+        packets += report.packetsReceived ?? 0;
+        if (report.kind === "video" && report.codecId) codecId = report.codecId;
+      }
+    });
+    if (call.ended || pc !== call.pc) return;
+    if (codecId && stats.get(codecId)) {
+      const codec = stats.get(codecId).mimeType;
+      if (codec !== call.codec) {
+        call.codec = codec;
+        this.ui.changed();
+      }
+    }
+    const now = performance.now();
+    if (packets > call.packets) {
+      call.packets = packets;
+      call.lastMediaAt = now;
+      if (call.reconnectingSince !== null && pc.connectionState === "connected") {
+        call.reconnectingSince = null;
+        this._setStatus(call, "CONNECTED");
+      }
+    }
+    if (!call.answeredAt) return;
+    if (call.reconnectingSince !== null) {
+      if (now - call.reconnectingSince > RECONNECT_GRACE_MS) {
+        await this._send(call, "hangup", { reason: "network" });
+        this._end(call, "NETWORKERROR");
+      }
+    } else if (this._linkLost(call, pc, now)) {
+      call.reconnectingSince = now;
+      this._setStatus(call, "RECONNECTING");
+      if (call.direction === "out") await this._reoffer(call);
+    }
+  }
+
+  _linkLost(call, pc, now) {
+    if (pc.connectionState === "failed") return true;
+    const muted = call.remoteMuted;
+    if (muted.audio && (muted.video || !call.remoteSendsVideo)) return false;
+    return call.lastMediaAt !== null && now - call.lastMediaAt > MEDIA_SILENCE_MS;
+  }
+
+  _swapPc(call, pc) {
+    const old = call.pc;
+    call.pc = pc;
+    call.packets = 0;
+    call.lastMediaAt = null;
+    old?.close();
+    this._attachRemote(call, pc);
+  }
+
+  async _reoffer(call) {
+    call.generation += 1;
+    const generation = call.generation;
+    const pc = this._newPc();
+    this._watchPc(call, pc);
+    let sdp;
+    try {
+      sdp = await this._makeOffer(call, pc);
+    } catch (err) {
+      console.error("callbox: reoffer failed", err);
+      pc.close();
+      return;
+    }
+    if (call.ended) {
+      pc.close();
+      return;
+    }
+    this._swapPc(call, pc);
+    await this._send(call, "reoffer", { sdp, generation });
+  }
+
+  async _onReoffer(call, body) {
+    if (call.direction !== "in" || !call.answeredAt) return;
+    const generation = body.generation;
+    if (!Number.isSafeInteger(generation) || generation <= call.generation) {
+      console.warn(`callbox: stale reoffer ${generation} ignored`);
+      return;
+    }
+    const pc = this._newPc();
+    this._watchPc(call, pc);
+    let sdp;
+    try {
+      checkFingerprints(body.sdp);
+      call.generation = generation; // the new pc's tracks belong to this generation
+      sdp = await this._answerOffer(call, pc, String(body.sdp));
+    } catch (err) {
+      pc.close();
+      if (err instanceof SecurityFailure) {
+        await this._failed(call, "SECURITYERROR");
+      } else {
+        console.error(`callbox: bad reoffer from ${call.peer}: ${err.message}`);
+      }
+      return;
+    }
+    if (call.ended) {
+      pc.close();
+      return;
+    }
+    this._swapPc(call, pc);
+    if (call.reconnectingSince === null) {
+      call.reconnectingSince = performance.now();
+      this._setStatus(call, "RECONNECTING");
+    }
+    await this._send(call, "reanswer", { sdp, generation });
+  }
+
+  async _onReanswer(call, body) {
+    if (call.direction !== "out" || body.generation !== call.generation) return;
+    try {
+      checkFingerprints(body.sdp);
+      await call.pc.setRemoteDescription({ type: "answer", sdp: String(body.sdp) });
+    } catch (err) {
+      if (err instanceof SecurityFailure) await this._failed(call, "SECURITYERROR");
+      else console.error(`callbox: bad reanswer from ${call.peer}: ${err.message}`);
+    }
+  }
+
+  _afterAnswer(call) {
+    const refresh = async () => {
+      if (call.ended) return;
+      try {
+        call.farewell = await this.signaling.seal(call.peer, "hangup", call.callId, {
+          reason: "user",
+        });
+      } catch (err) {
+        console.warn("callbox: could not prepare the farewell", err);
+      }
+      if (!call.ended) call.timers.push(setTimeout(refresh, FAREWELL_REFRESH_MS));
+    };
+    refresh();
+  }
+
+  /** Envelopes to publish if the page goes away right now (a hangup of the answered call). */
+  farewell() {
+    const call = this._active();
+    return call?.answeredAt && call.farewell ? [call.farewell] : [];
+  }
+
+  // ending -----------------------------------------------------------------------------------
+
+  _stopLocal(call) {
+    for (const track of call.localStream?.getTracks() ?? []) track.stop();
+  }
+
+  _resetMedia() {
+    this.ui.remoteVideo.srcObject = null;
+    this.ui.remoteAudio.srcObject = null;
+    this.ui.remoteAudio.muted = true;
+    this.ui.localVideo.srcObject = null;
+  }
+
+  _end(call, status, { missed = false } = {}) {
+    if (call.ended) return;
+    call.finalFrames = this.framesSeen - call.framesBase;
+    call.status = status;
+    call.ended = true;
+    console.info(`callbox: call ${call.callId} ${status}`);
+    for (const id of call.timers) clearTimeout(id);
+    clearTimeout(call.supervisor);
+    this.ui.ring(false, call);
+    this._stopLocal(call);
+    call.pc?.close();
+    this._resetMedia();
+    this.lastCall = this.callSnapshot(call);
+    if (this.call === call) this.call = null;
+    this._log({
+      callId: call.callId,
+      direction: call.direction,
+      peer: call.peer,
+      status,
+      startedAt: call.startedAt,
+      durationS: call.answeredAt ? Math.round((Date.now() - call.answeredAt) / 1000) : 0,
+      missed,
+    });
+    this.ui.changed();
+  }
+
+  async _log(entry) {
+    try {
+      await this.addLog(entry);
+    } catch (err) {
+      console.warn("callbox: could not write the call log", err);
+    }
+    this.ui.changed();
+  }
+}
