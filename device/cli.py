@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from device.cli_admin import register
+from device.cli_admin import keys, register
+from device.cli_pairing import register as register_pairing
+from device.cli_web import register as register_web
 from device.config import ConfigError, load_config
 from device.devicesite import Unit, start_intercom_site
 from device.pin_scenario import PinTimeline, run_pin_doorbell_call
 from services.signaling.broker import (
+    PID_FILE,
     BrokerFiles,
     BrokerSettings,
     MosquittoBroker,
     TlsFiles,
+    credential_addresses,
     write_broker_config,
+    write_private,
 )
 from services.signaling.errors import SignalingError
 
@@ -140,36 +148,51 @@ def broker(
     tls_ca: Path | None,
     generate_only: bool,
 ) -> None:
-    """Generate the site broker's mosquitto configuration and run mosquitto in the foreground."""
-    if site_config is not None:
-        site, from_config, listen, websockets_port = _from_site_config(
-            site_config, listen, websockets_port
-        )
-        endpoints = tuple(dict.fromkeys((*from_config, *endpoints)))  # + browsers, other units
-    if not site or not endpoints:
-        raise click.UsageError("give --site and --endpoint, or --site-config")
-    host, port = _host_port(listen or "127.0.0.1:1883")
+    """Generate the site broker's mosquitto configuration and run mosquitto in the foreground.
+
+    Every address with a credentials file in the --config directory (a browser phone paired
+    with `callbox keys pair-web`) keeps its account. SIGHUP (`systemctl reload
+    callbox-broker`) writes the configuration again and makes mosquitto re-read its
+    passwords and ACL.
+    """
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("--tls-cert and --tls-key go together")
     tls = TlsFiles(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
-    try:
-        settings = BrokerSettings(
-            site=site,
-            endpoints=endpoints,
-            host=host,
-            port=port,
-            websockets_port=9001 if websockets_port is None else (websockets_port or None),
-            tls=tls,
-        )
-        files = write_broker_config(settings, config_dir)
-    except SignalingError as err:
-        raise click.ClickException(str(err)) from err
+
+    def generate() -> tuple[BrokerFiles, BrokerSettings]:
+        """The settings the options and files say now, written to ``config_dir``."""
+        named_site, named, address = site, endpoints, listen
+        ws_port = websockets_port
+        if site_config is not None:
+            named_site, from_config, address, ws_port = _from_site_config(
+                site_config, listen, websockets_port
+            )
+            named = (*from_config, *endpoints)  # + browsers, other units
+        if not named_site or not named:
+            raise click.UsageError("give --site and --endpoint, or --site-config")
+        host, port = _host_port(address or "127.0.0.1:1883")
+        try:
+            settings = BrokerSettings(
+                site=named_site,
+                endpoints=tuple(dict.fromkeys((*named, *credential_addresses(config_dir)))),
+                host=host,
+                port=port,
+                websockets_port=9001 if ws_port is None else (ws_port or None),
+                tls=tls,
+            )
+            return write_broker_config(settings, config_dir), settings
+        except SignalingError as err:
+            raise click.ClickException(str(err)) from err
+        except OSError as err:
+            raise click.ClickException(f"cannot write the broker configuration: {err}") from err
+
+    files, settings = generate()
     click.echo(f"configuration written to {files.config}")
-    for address in endpoints:
+    for address in settings.endpoints:
         click.echo(f"  password of {address}: {files.password_file(address)}")
     if generate_only:
         return
-    sys.exit(asyncio.run(_run_broker(files, settings)))
+    sys.exit(asyncio.run(_run_broker(files, settings, generate)))
 
 
 def _from_site_config(
@@ -185,24 +208,35 @@ def _from_site_config(
     return config.site, endpoints, listen, ws
 
 
-async def _run_broker(files: BrokerFiles, settings: BrokerSettings) -> int:
+async def _run_broker(
+    files: BrokerFiles,
+    settings: BrokerSettings,
+    generate: Callable[[], tuple[BrokerFiles, BrokerSettings]],
+) -> int:
     process = MosquittoBroker(files, settings, log_to_terminal=True)
     try:
         await process.start()
     except SignalingError as err:
         raise click.ClickException(str(err)) from err
-    click.echo(f"mosquitto listening on {settings.host}:{settings.port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_broker, process, generate)
+    pid_file = files.directory / PID_FILE  # once SIGHUP reloads: `callbox keys pair-web` sends it
+    write_private(pid_file, f"{os.getpid()}\n")
+    click.echo(f"mosquitto listening on {settings.host}:{settings.port}")
     waiting = asyncio.create_task(process.wait())
     stopping = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
         stopping.cancel()
         await process.close()  # SIGTERM to mosquitto, then wait for it
+        with contextlib.suppress(OSError):
+            if pid_file.read_text().strip() == str(os.getpid()):
+                pid_file.unlink()
     if waiting.done() and not stop.is_set():
         code = waiting.result()
         click.echo(f"mosquitto exited with code {code}", err=True)
@@ -211,7 +245,30 @@ async def _run_broker(files: BrokerFiles, settings: BrokerSettings) -> int:
     return 0
 
 
+def _reload_broker(
+    process: MosquittoBroker, generate: Callable[[], tuple[BrokerFiles, BrokerSettings]]
+) -> None:
+    """SIGHUP: write the configuration again (new contacts, paired phones) and make mosquitto
+    re-read its passwords and ACL. A configuration that cannot be written keeps the old one."""
+    try:
+        files, settings = generate()
+        process.reload()
+    except (click.ClickException, SignalingError) as err:
+        message = err.format_message() if isinstance(err, click.ClickException) else str(err)
+        click.echo(f"reload refused, the broker keeps its configuration: {message}", err=True)
+        return
+    if (settings.host, settings.port, settings.websockets_port) != (
+        process.settings.host,
+        process.settings.port,
+        process.settings.websockets_port,
+    ) or settings.tls != process.settings.tls:
+        click.echo("listener changes apply at the next restart of the broker", err=True)
+    click.echo(f"reloaded {files.config}: accounts for {', '.join(settings.endpoints)}")
+
+
 register(main)
+register_pairing(keys)
+register_web(main)
 
 if __name__ == "__main__":
     main()

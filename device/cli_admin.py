@@ -161,10 +161,11 @@ def config_set(
         fail(f"not changed:\n{err}", 2)
     click.echo(f"{key} set in {store.path}")
     if not no_reload:
-        _reload(control_path)
+        reload_daemon(control_path)
 
 
-def _reload(control_path: Path | None) -> None:
+def reload_daemon(control_path: Path | None) -> None:
+    """Ask the running daemon to apply the file just written; say what it did."""
     try:
         result = request_sync(control_path or default_control_path(), "reload")
     except DaemonNotRunningError:
@@ -211,7 +212,7 @@ def config_edit(store: ConfigStore, control_path: Path | None) -> None:
                 if not click.confirm("edit again?", default=True):
                     fail("not changed", 2)
     click.echo(f"{store.path} updated")
-    _reload(control_path)
+    reload_daemon(control_path)
 
 
 # status, call, log ------------------------------------------------------------------------------
@@ -312,11 +313,12 @@ def log(config_path: Path, limit: int, as_json: bool) -> None:
 @config_option
 @click.pass_context
 def keys(ctx: click.Context, config_path: Path) -> None:
-    """This endpoint's keys, trusting a peer's keys, safety codes."""
+    """This endpoint's keys, trusting a peer's keys, safety codes, pairing browser phones."""
     ctx.obj = config_path
 
 
-def _own_keys(config_path: Path) -> tuple[CallboxConfig, PublicKeys]:
+def own_keys(config_path: Path) -> tuple[CallboxConfig, PublicKeys]:
+    """The configuration and this unit's public keys, or exit naming what is missing."""
     cfg = load(config_path)
     try:
         return cfg, public_keys_of(Path(cfg.state_dir))
@@ -345,37 +347,10 @@ def parse_key_text(text: str) -> PublicKeys:
 @click.pass_obj
 def keys_show(config_path: Path) -> None:
     """Print this endpoint's public keys and fingerprint (give them to the peers' admins)."""
-    cfg, own = _own_keys(config_path)
+    cfg, own = own_keys(config_path)
     click.echo(f"address:     {cfg.address}")
     click.echo(f"fingerprint: {own.fingerprint()}")
     click.echo(f"key:         {key_text(own)}")
-
-
-@keys.command("trust", context_settings={"ignore_unknown_options": True})
-@click.argument("address")
-@click.argument("key")
-@control_option
-@click.pass_obj
-def keys_trust(config_path: Path, address: str, key: str, control_path: Path | None) -> None:
-    """Pin KEY (as `callbox keys show` prints it on ADDRESS) for the contact ADDRESS."""
-    peer = parse_key_text(key)
-    store = ConfigStore(config_path)
-    cfg = load(config_path)
-    index = next((i for i, c in enumerate(cfg.contacts()) if c.address == address), None)
-    try:
-        if index is None:
-            store.add_contact(address, peer.to_json()["sign"], peer.to_json()["dh"])
-        else:
-            store.set_many(
-                {
-                    f"contacts.{index}.sign_key": json.dumps(peer.to_json()["sign"]),
-                    f"contacts.{index}.dh_key": json.dumps(peer.to_json()["dh"]),
-                }
-            )
-    except ConfigError as err:
-        fail(f"not changed:\n{err}", 2)
-    click.echo(f"trusted {address}: fingerprint {peer.fingerprint()}")
-    _reload(control_path)
 
 
 @keys.command("safety-code")
@@ -383,7 +358,7 @@ def keys_trust(config_path: Path, address: str, key: str, control_path: Path | N
 @click.pass_obj
 def keys_safety_code(config_path: Path, address: str) -> None:
     """The code both sides read out to check they pinned each other's real keys."""
-    cfg, own = _own_keys(config_path)
+    cfg, own = own_keys(config_path)
     contact = next((c for c in cfg.contacts() if c.address == address), None)
     if contact is None:
         fail(f"{address!r} is not a contact in {config_path}")

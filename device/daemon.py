@@ -29,6 +29,7 @@ from hal.proximity import GpioProximitySensor
 from services.callapi import CallError
 from services.intercom.calllog import CallLogError, read_call_log
 from services.media.ice import IcePolicy
+from services.signaling.identity import PublicKeys
 
 _log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Daemon:
             "hangup": self._hangup,
             "press": self._press,
             "selftest": self._selftest,
+            "peer_keys": self._peer_keys,
         }
 
     async def run(self) -> None:
@@ -227,6 +229,30 @@ class Daemon:
         endpoint = self._endpoint()
         checks = await run_selftest(self.app.config, endpoint.board, media=False)
         return {"checks": [check.as_json() for check in checks]}
+
+    async def _peer_keys(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The keys, name and role that ``address``'s retained profile advertises (None when
+        this endpoint has seen no profile of it): ``callbox keys trust ADDRESS FINGERPRINT``
+        pins them when their fingerprint is the one a person read off the peer."""
+        address = args.get("address")
+        if not isinstance(address, str) or not address:
+            raise ControlError("peer_keys: 'address' must be a non-empty string")
+        signaling = self._endpoint().signaling
+        profile = signaling.profiles.get(address)
+        if profile is None:
+            return {"address": address, "profile": None, "online": False}
+        keys = PublicKeys.from_json(profile["keys"])  # checked when the profile arrived
+        name, role = profile.get("name"), profile.get("role")
+        return {
+            "address": address,
+            "profile": {
+                "keys": keys.to_json(),
+                "fingerprint": keys.fingerprint(),
+                "name": name if isinstance(name, str) else "",
+                "role": role if isinstance(role, str) else "",
+            },
+            "online": signaling.is_online(address),
+        }
 
     def _endpoint(self) -> Any:
         endpoint = self.app.endpoint

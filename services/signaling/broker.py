@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,7 @@ class BrokerFiles:
 
     def password_file(self, address: str) -> Path:
         """The 0600 file holding ``address``'s broker password."""
-        return self.directory / "credentials" / f"{address}.password"
+        return credential_path(self.directory, address)
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -89,26 +90,117 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
     return f"$7${PBKDF2_ITERATIONS}${encoded_salt}${encoded_digest}"
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+Owner = tuple[int, int]
+"""A (uid, gid) to give a written file to (root writing into the broker user's directory)."""
+
+PID_FILE = "broker.pid"
+"""The file in the configuration directory where ``callbox broker`` notes its process id,
+so ``callbox keys pair-web`` can ask it to reload (SIGHUP)."""
+
+_CREDENTIAL_SUFFIX = ".password"
+
+
+def write_private(path: Path, text: str, owner: Owner | None = None) -> None:
+    """Replace ``path`` atomically with a 0600 file holding ``text``, owned by ``owner``
+    (uid, gid) when given (only root may give a file away), like a directory it creates."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True)
+        if owner is not None:
+            os.chown(path.parent, *owner)
     temp = path.with_name(path.name + ".tmp")
     with contextlib.suppress(FileNotFoundError):
         temp.unlink()
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
+        if owner is not None:
+            os.fchown(handle.fileno(), *owner)
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
 
 
-def _endpoint_password(files_dir: Path, address: str) -> str:
-    path = files_dir / "credentials" / f"{address}.password"
-    if path.exists():
-        return path.read_text().strip()
+def credential_path(directory: Path, address: str) -> Path:
+    """The 0600 file under the broker's configuration ``directory`` with ``address``'s
+    password."""
+    return directory / "credentials" / f"{address}{_CREDENTIAL_SUFFIX}"
+
+
+def endpoint_password(directory: Path, address: str, owner: Owner | None = None) -> str:
+    """``address``'s broker password: the one in its credentials file, or a new random one
+    written there (0600, given to ``owner`` when set)."""
+    path = credential_path(directory, valid_name("endpoint address", address))
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    except OSError as err:
+        raise SignalingError(f"cannot read the broker password file {path}: {err}") from err
+    if existing:
+        return existing
     password = secrets.token_urlsafe(24)
-    _write_private(path, password + "\n")
+    write_private(path, password + "\n", owner)
     return password
+
+
+def credential_addresses(directory: Path) -> tuple[str, ...]:
+    """The addresses that have a credentials file under ``directory`` (sorted): every one of
+    them gets a broker account. A file whose name is not a valid address is skipped with a
+    warning."""
+    folder = directory / "credentials"
+    if not folder.is_dir():
+        return ()
+    found = []
+    for path in sorted(folder.glob(f"*{_CREDENTIAL_SUFFIX}")):
+        address = path.name.removesuffix(_CREDENTIAL_SUFFIX)
+        try:
+            found.append(valid_name("endpoint address", address))
+        except SignalingError as err:
+            _log.warning("%s ignored: %s", path, err)
+    return tuple(found)
+
+
+def write_password_file(
+    directory: Path, addresses: tuple[str, ...], owner: Owner | None = None
+) -> dict[str, str]:
+    """Write mosquitto's ``passwords`` file under ``directory`` with an account for each of
+    ``addresses`` (reusing or creating their credentials files); their clear passwords."""
+    passwords = {a: endpoint_password(directory, a, owner) for a in dict.fromkeys(addresses)}
+    write_private(
+        directory / "passwords",
+        "".join(f"{a}:{hash_password(p)}\n" for a, p in passwords.items()),
+        owner,
+    )
+    return passwords
+
+
+def signal_running_broker(directory: Path, signum: int = signal.SIGHUP) -> int | None:
+    """Send ``signum`` to the ``callbox broker`` whose pid file is in ``directory``; its pid,
+    or None when none runs there (no pid file, or a stale one). PermissionError when this
+    user may not signal it."""
+    try:
+        pid = int((directory / PID_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    if pid <= 0 or not _is_broker_command(pid):
+        return None
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _is_broker_command(pid: int) -> bool:
+    """True when process ``pid`` is a ``callbox broker`` (a stale pid file may name a pid
+    that the system has given to another program since)."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask: trust the pid file
+    return b"broker" in words and any(b"callbox" in w or w == b"device.cli" for w in words)
 
 
 def acl_text(site: str) -> str:
@@ -187,15 +279,24 @@ def write_broker_config(settings: BrokerSettings, directory: Path) -> BrokerFile
         if not tls_file.is_file():
             raise SignalingError(f"broker TLS file {tls_file} does not exist")
     directory.mkdir(parents=True, exist_ok=True)
-    passwords = {a: _endpoint_password(directory, a) for a in settings.endpoints}
-    _write_private(
-        directory / "passwords",
-        "".join(f"{a}:{hash_password(p)}\n" for a, p in passwords.items()),
-    )
-    _write_private(directory / "acl", acl_text(settings.site))
+    passwords = write_password_file(directory, settings.endpoints)
+    write_private(directory / "acl", acl_text(settings.site))
     config = directory / "mosquitto.conf"
-    _write_private(config, mosquitto_conf(settings, directory))
+    write_private(config, mosquitto_conf(settings, directory))
     return BrokerFiles(directory=directory, config=config, passwords=passwords)
+
+
+def _catches_sighup(pid: int) -> bool:
+    """True once process ``pid`` handles SIGHUP (its SigCgt mask in /proc says so); True
+    where there is no /proc to ask."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGHUP - 1) & 1)
+    return True
 
 
 def find_mosquitto() -> str:
@@ -258,6 +359,11 @@ class MosquittoBroker:
                     f"mosquitto exited with code {self._process.returncode}: "
                     f"{await self._stop_and_read_stderr()}"
                 )
+            if not _catches_sighup(self._process.pid):
+                # mosquitto opens its listeners before it installs its signal handlers: a
+                # SIGHUP (reload) in between would kill it
+                await asyncio.sleep(0.01)
+                continue
             try:
                 _, writer = await asyncio.open_connection(self.settings.host, self.settings.port)
             except OSError:
@@ -282,6 +388,13 @@ class MosquittoBroker:
     def pid(self) -> int | None:
         """The mosquitto process id while it runs."""
         return self._process.pid if self._process is not None else None
+
+    def reload(self) -> None:
+        """Make mosquitto re-read its password file and ACL (SIGHUP); listeners stay as they
+        are."""
+        if self._process is None or self._process.returncode is not None:
+            raise SignalingError("mosquitto is not running: nothing to reload")
+        self._process.send_signal(signal.SIGHUP)
 
     async def wait(self) -> int:
         """Wait for mosquitto to exit (``callbox broker`` runs in the foreground)."""

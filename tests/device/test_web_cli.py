@@ -1,0 +1,323 @@
+"""``callbox web``: the browser phone's page over HTTP on loopback and over HTTPS, as its own
+process answering real requests; its refusals in process; callbox-web.service."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from daemon_helpers import CALLBOX, clean_env
+from test_systemd_units import HARDENING, parse_unit
+
+from device.cli import main
+
+TIMEOUT = 15.0
+UNITS = Path(__file__).resolve().parents[2] / "device" / "systemd"
+INDEX = "<!doctype html><title>callbox</title><script type=module src=/dist/main.js></script>\n"
+MAIN_JS = "export const phone = 'callbox';\n"
+
+
+def invoke(*args: str | Path) -> Result:
+    """``callbox ARGS`` in this process."""
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A built page without npm: index.html, style.css and dist/main.js."""
+    root = tmp_path / "web"
+    (root / "dist").mkdir(parents=True)
+    (root / "index.html").write_text(INDEX)
+    (root / "style.css").write_text("body { margin: 0 }\n")
+    (root / "dist" / "main.js").write_text(MAIN_JS)
+    return root
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key."""
+
+    cert: Path
+    key: Path
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "callbox test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    paths = Certificate(tmp_path / "web.crt", tmp_path / "web.key")
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@dataclass
+class WebProcess:
+    """A running ``callbox web`` and the base URL it printed."""
+
+    process: asyncio.subprocess.Process
+    url: str
+    stderr: asyncio.StreamReader
+
+    async def stop(self) -> int:
+        """SIGTERM, as systemd stops it; the exit code."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), TIMEOUT)
+
+
+StartWeb = Callable[..., Awaitable[WebProcess]]
+
+
+@pytest.fixture
+async def start_web() -> AsyncIterator[StartWeb]:
+    """``await start_web(*args)``: ``callbox web ARGS`` once it says where it serves."""
+    started: list[WebProcess] = []
+
+    async def start(*args: str | Path) -> WebProcess:
+        process = await asyncio.create_subprocess_exec(
+            CALLBOX,
+            "web",
+            *map(str, args),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=clean_env(),
+        )
+        assert process.stdout is not None and process.stderr is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), TIMEOUT)).decode()
+        if not line.startswith("serving "):
+            await process.wait()
+            error = (await process.stderr.read()).decode()
+            raise AssertionError(f"callbox web did not start: {line}{error}")
+        web = WebProcess(process, line.rsplit(" on ", 1)[1].strip(), process.stderr)
+        started.append(web)
+        return web
+
+    yield start
+    for web in started:
+        await web.stop()
+
+
+def get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str, str]:
+    """GET ``url``: status, Content-Type, body."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT, context=context) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], ""
+
+
+async def test_serves_the_page_and_its_module_over_http_on_loopback(
+    root: Path, start_web: StartWeb
+) -> None:
+    web = await start_web("--root", root, "--listen", "127.0.0.1:0")
+    assert web.url.startswith("http://127.0.0.1:")
+
+    assert await asyncio.to_thread(get, f"{web.url}/") == (200, "text/html; charset=utf-8", INDEX)
+    assert await asyncio.to_thread(get, f"{web.url}/dist/main.js") == (
+        200,
+        "text/javascript",
+        MAIN_JS,
+    )
+    status, kind, _ = await asyncio.to_thread(get, f"{web.url}/style.css")
+    assert (status, kind) == (200, "text/css")
+    status, _, _ = await asyncio.to_thread(get, f"{web.url}/nothing.js")
+    assert status == 404
+
+    assert await web.stop() == 0
+
+
+async def test_serves_https_with_a_certificate(
+    root: Path, certificate: Certificate, start_web: StartWeb
+) -> None:
+    web = await start_web(
+        "--root", root, "--listen", "127.0.0.1:0",
+        "--tls-cert", certificate.cert, "--tls-key", certificate.key,
+    )  # fmt: skip
+    assert web.url.startswith("https://127.0.0.1:")
+    trusting = ssl.create_default_context(cafile=str(certificate.cert))
+
+    assert await asyncio.to_thread(get, f"{web.url}/index.html", trusting) == (
+        200,
+        "text/html; charset=utf-8",
+        INDEX,
+    )
+    status, kind, body = await asyncio.to_thread(get, f"{web.url}/dist/main.js", trusting)
+    assert (status, kind, body) == (200, "text/javascript", MAIN_JS)
+
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        await asyncio.to_thread(get, f"{web.url}/", ssl.create_default_context())
+    plain = web.url.replace("https://", "http://")
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        await asyncio.to_thread(get, f"{plain}/")  # no plain http on the TLS port
+    assert await web.stop() == 0
+
+
+async def test_insecure_serves_plain_http_on_every_address_with_a_warning(
+    root: Path, start_web: StartWeb
+) -> None:
+    web = await start_web("--root", root, "--listen", "0.0.0.0:0", "--insecure")
+    port = web.url.rsplit(":", 1)[1]
+    status, _, body = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/")
+    assert (status, body) == (200, INDEX)
+    assert await web.stop() == 0
+    assert "secure contexts" in (await web.stderr.read()).decode()
+
+
+def test_refuses_plain_http_beyond_loopback(root: Path) -> None:
+    result = invoke("web", "--root", root, "--listen", "0.0.0.0:8080")
+    assert result.exit_code == 2
+    assert "refusing to serve plain http on 0.0.0.0" in result.output
+    assert "browsers allow camera and microphone only in secure contexts" in result.output
+    lan = invoke("web", "--root", root, "--listen", "192.168.1.20:8080")
+    assert lan.exit_code == 2 and "secure contexts" in lan.output
+
+
+def test_refuses_a_missing_build(root: Path) -> None:
+    (root / "dist" / "main.js").unlink()
+    result = invoke("web", "--root", root, "--listen", "127.0.0.1:0")
+    assert result.exit_code == 1
+    assert "the page is not built (no dist/main.js): run `make web`" in result.output
+    assert "npm run build` in web/" in result.output
+
+    (root / "index.html").unlink()
+    assert "no index.html" in invoke("web", "--root", root).output
+    assert "no such directory" in invoke("web", "--root", root / "nope").output
+
+
+def test_refuses_a_port_in_use(root: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("web", "--root", root, "--listen", f"127.0.0.1:{port}")
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+
+
+def test_refuses_a_bad_certificate(root: Path, certificate: Certificate, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    result = invoke(
+        "web", "--root", root, "--listen", "127.0.0.1:0",
+        "--tls-cert", garbage, "--tls-key", certificate.key,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"cannot use certificate {garbage} with key {certificate.key}" in result.output
+
+    other_key = tmp_path / "other.key"
+    other_key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    mismatched = invoke(
+        "web", "--root", root, "--listen", "127.0.0.1:0",
+        "--tls-cert", certificate.cert, "--tls-key", other_key,
+    )  # fmt: skip
+    assert mismatched.exit_code == 1 and "cannot use certificate" in mismatched.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "8080"], "is not HOST:PORT"),
+        (["--listen", "127.0.0.1:99999"], "within 0..65535"),
+        (["--tls-cert", "{cert}"], "--tls-cert and --tls-key go together"),
+        (["--tls-key", "/nonexistent.key"], "does not exist"),
+    ],
+)
+def test_refuses_bad_options(
+    root: Path, certificate: Certificate, args: list[str], message: str
+) -> None:
+    filled = [arg.replace("{cert}", str(certificate.cert)) for arg in args]
+    result = invoke("web", "--root", root, *filled)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+# the systemd unit -------------------------------------------------------------------------------
+
+
+def test_web_unit_serves_https_confined() -> None:
+    unit = parse_unit(UNITS / "callbox-web.service")
+    service = unit["Service"]
+    for key, expected in HARDENING.items():
+        assert service.get(key) == expected, key
+    assert service["ExecStart"] == (
+        "/opt/callbox/bin/callbox web --root /opt/callbox/web --listen 0.0.0.0:8443 "
+        "--tls-cert /etc/callbox/web.crt --tls-key /etc/callbox/web.key"
+    )
+    assert service["PrivateDevices"] == "yes"
+    assert "ReadWritePaths" not in service
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_broker_unit_reloads_with_sighup() -> None:
+    service = parse_unit(UNITS / "callbox-broker.service")["Service"]
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+def test_web_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed; the configparser checks above still ran")
+    stub = tmp_path / "callbox"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    copy = tmp_path / "callbox-web.service"
+    text = (UNITS / "callbox-web.service").read_text(encoding="utf-8")
+    copy.write_text(text.replace("/opt/callbox/bin/callbox", str(stub)))
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", "--generators=no", str(copy)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and output == "", output
