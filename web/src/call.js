@@ -311,7 +311,8 @@ export class Phone {
     }
     this.call = call;
     this._resetMedia();
-    await this._send(call, "ringing", {});
+    const received = performance.now();
+    const ringing = this._send(call, "ringing", {}); // sealed while the answer is made
     let sdp;
     try {
       checkFingerprints(body.sdp);
@@ -323,12 +324,15 @@ export class Phone {
     } catch (err) {
       const security = err instanceof SecurityFailure;
       console.error(`callbox: refused the offer of ${message.from}: ${err.message}`);
+      await ringing;
       await this._send(call, "decline", { reason: "error" });
       this._end(call, security ? "SECURITYERROR" : "ERROR");
       return;
     }
+    await ringing;
     if (call.ended) return;
     await this._send(call, "answer", { sdp });
+    console.debug(`callbox: answered the offer in ${Math.round(performance.now() - received)} ms`);
     this._setStatus(call, "INCOMING");
     this._startSupervision(call);
     this._timer(call, call.ringTimeoutMs + 5000, () => this._ringTimeout(call));
@@ -445,12 +449,12 @@ export class Phone {
     if (this._active()) throw new Error("a call is in progress");
     if (!peer) throw new Error("no door is paired with this phone");
     const entry = this.peers.get(peer);
-    if (!entry?.pinnedKeys) {
-      this.ui.showError(`${entry?.name ?? peer} has not announced the keys of the pairing yet.`);
+    if (entry?.keyChanged) {
+      this.ui.showError(`The keys of ${entry.name} changed: compare the safety number first.`);
       return null;
     }
-    if (entry.keyChanged) {
-      this.ui.showError(`The keys of ${entry.name} changed: compare the safety number first.`);
+    if (!entry?.pinnedKeys) {
+      this.ui.showError(`${entry?.name ?? peer} has not announced the keys of the pairing yet.`);
       return null;
     }
     const call = this._newCall("out", peer, newCallId(), true);

@@ -211,6 +211,25 @@ const testHooks = {
   sent: () => app.signaling.sent.map((s) => ({ ...s })),
   /** Publish raw text on a topic (QoS 1), e.g. a copy of an envelope already sent. */
   publish: (topic, payload) => app.signaling.publishRaw(topic, payload),
+  /** What the current call sends: `{videoCodec, framesSent, audioPackets}` from getStats. */
+  outbound: async () => {
+    const pc = needPhone().call?.pc;
+    if (!pc) throw new Error("no call");
+    const stats = await pc.getStats();
+    const out = { videoCodec: null, framesSent: 0, audioPackets: 0 };
+    stats.forEach((report) => {
+      if (report.type !== "outbound-rtp") return;
+      if (report.kind === "video") {
+        out.framesSent += report.framesSent ?? 0;
+        if (report.codecId && stats.get(report.codecId)) {
+          out.videoCodec = stats.get(report.codecId).mimeType;
+        }
+      } else {
+        out.audioPackets += report.packetsSent ?? 0;
+      }
+    });
+    return out;
+  },
   /** Stop sending media in the current call (as if the uplink died): the peer reoffers. */
   dropMedia: async () => {
     const pc = needPhone().call?.pc;

@@ -181,8 +181,8 @@ export class Peers {
     if (!entry || !entry.advertisedKeys) throw new Error(`no keys advertised by ${address}`);
     entry.pinnedKeys = entry.advertisedKeys;
     entry.keyChanged = false;
-    await this._persist();
     this.onChange();
+    await this._persist();
   }
 
   async _persist() {
@@ -290,13 +290,23 @@ export class Signaling {
     client.options.reconnectPeriod = RECONNECT_MIN_MS;
     this.peers.forgetPresence();
     try {
-      await client.subscribeAsync(
-        {
-          [this.topics.inbox(this.address)]: { qos: 1 },
-          [`${PREFIX}/${this.pairing.site}/+/presence`]: { qos: 1 },
-          [`${PREFIX}/${this.pairing.site}/+/profile`]: { qos: 1 },
-        },
-      );
+      const granted = await client.subscribeAsync({
+        [this.topics.inbox(this.address)]: { qos: 1 },
+        [`${PREFIX}/${this.pairing.site}/+/presence`]: { qos: 1 },
+        [`${PREFIX}/${this.pairing.site}/+/profile`]: { qos: 1 },
+      });
+      const refused = granted.filter((g) => g.qos >= 0x80).map((g) => g.topic);
+      if (refused.length) {
+        const message =
+          `The broker refused ${this.address} the topics ${refused.join(", ")}: ` +
+          `the pairing does not match the broker's accounts; pair this phone again.`;
+        console.error("callbox:", message);
+        this._setState("error", message);
+        this._firstConnect?.reject(new Error(message));
+        this._firstConnect = null;
+        client.end(true);
+        return;
+      }
       await client.publishAsync(this.topics.profile(this.address), JSON.stringify(this.profile), {
         qos: 1,
         retain: true,
@@ -354,6 +364,7 @@ export class Signaling {
       const bytes = new Uint8Array(payload);
       this.queue = this.queue.then(() => this._inbox(bytes));
     } else if (kind === "presence") {
+      if (address === this.address) return;
       let online = false;
       if (payload.length) {
         try {

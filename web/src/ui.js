@@ -247,6 +247,7 @@ export class Ui {
     const ringingHere = call && call.direction === "in" && call.status === "INCOMING";
     const active = Boolean(call);
     el.callPanel.dataset.active = String(active);
+    this.localVideo.hidden = !this.localVideo.srcObject;
     el.answerVideo.hidden = !ringingHere || !call.video;
     el.answerAudio.hidden = !ringingHere;
     el.decline.hidden = !ringingHere;
