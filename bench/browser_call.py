@@ -90,7 +90,7 @@ async def wait_page(page: Page, expression: str, what: str) -> Any:
     return await handle.json_value()
 
 
-async def one_call(site: PhoneSite, page: Page) -> dict[str, float]:
+async def one_call(site: PhoneSite, page: Page) -> dict[str, Any]:
     """Press, wait for the preview, answer, wait for the phone's audio at the door, hang up."""
     assert site.door is not None and site.door.endpoint is not None
     calls = site.door.endpoint.calls
@@ -98,6 +98,9 @@ async def one_call(site: PhoneSite, page: Page) -> dict[str, float]:
     pressed = time.time() * 1000
     await site.press_doorbell()
     first = await wait_page(page, "() => window.__bench.first", "the first preview frame")
+    codec = await wait_page(
+        page, "() => window.callbox.snapshot().call?.codec", "the negotiated video codec"
+    )
     call = calls.active_call
     assert call is not None, "the door has no call"
     answered = await page.evaluate(
@@ -117,7 +120,11 @@ async def one_call(site: PhoneSite, page: Page) -> dict[str, float]:
         page, "() => window.callbox.snapshot().call === null", "the page to be idle again"
     )
     assert call.status == CallStatus.COMPLETE, f"the call ended {call.status.name}"
-    return {"press_to_preview_ms": first - pressed, "answer_to_audio_ms": heard - answered}
+    return {
+        "press_to_preview_ms": first - pressed,
+        "answer_to_audio_ms": heard - answered,
+        "codec": codec,
+    }
 
 
 BASELINE_PAGE = """async (offer) => {
@@ -167,7 +174,7 @@ async def baseline_call(page: Page) -> float:
 async def run(count: int, codec: str) -> dict[str, Any]:
     """``count`` callbox calls, then ``count`` baseline calls, in one Chromium."""
     server = WebServer(WEB_ROOT)
-    results: list[dict[str, float]] = []
+    results: list[dict[str, Any]] = []
     baseline: list[float] = []
     try:
         with tempfile.TemporaryDirectory() as directory:
@@ -177,7 +184,7 @@ async def run(count: int, codec: str) -> dict[str, Any]:
                     context = await open_browser(playwright, Path(directory) / "profile")
                     page = context.pages[0] if context.pages else await context.new_page()
                     await site.open_phone(page, codec=codec)
-                    await site.start_door()
+                    await site.start_door(call_toml=f'codec = "{codec}"')
                     await wait_page(
                         page,
                         "() => window.callbox.snapshot().peers.door?.pinned",
@@ -204,6 +211,7 @@ async def run(count: int, codec: str) -> dict[str, Any]:
     return {
         "calls": count,
         "codec": codec,
+        "negotiated": sorted({str(r["codec"]) for r in results}),
         "press_to_preview_ms": preview,
         "answer_to_audio_ms": summary([r["answer_to_audio_ms"] for r in results]),
         "baseline_offer_to_first_frame_ms": base,
