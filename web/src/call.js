@@ -4,125 +4,17 @@
 // phone sends nothing until a person answers), accept, mute, hang up, door release, and
 // link supervision with reoffer/reanswer when media is lost.
 
-const STATUS = Object.freeze({
-  NONE: 0x00,
-  INCOMING: 0x01,
-  INPROGRESS: 0x02,
-  RINGING: 0x03,
-  ANSWER: 0x05,
-  CONNECTED: 0x30,
-  RECONNECTING: 0x32,
-  COMPLETE: 0x40,
-  CANCEL: 0x41,
-  NOANSWER: 0x42,
-  BUSY: 0x43,
-  UNREACHABLE: 0x44,
-  OFFLINE: 0x45,
-  NOTALLOWED: 0x4a,
-  BLOCKED: 0x4b,
-  DURATIONEXCEEDED: 0x4c,
-  ERROR: 0x60,
-  HWERROR: 0x61,
-  NETWORKERROR: 0x62,
-  SECURITYERROR: 0x64,
-});
+import { newCallId } from "./protocol/envelope.js";
+import { DECLINE_STATUS, FAILURE_REASON, FAILURE_STATUS, STATUS } from "./callstatus.js";
+import { doorRelease } from "./door_release.js";
+import { SecurityFailure, checkFingerprints, gathered, kindOf, mediaError, preferCodec } from "./peer.js";
+import { supervision } from "./supervision.js";
 
-/** True for a terminal status (mesibo's rule `status & 0x40`). */
-export function isEnded(status) {
-  return Boolean(STATUS[status] & 0x40);
-}
-
-const FAILURE_STATUS = { security: "SECURITYERROR", network: "NETWORKERROR", error: "ERROR" };
-const FAILURE_REASON = { SECURITYERROR: "security", NETWORKERROR: "network", ERROR: "error" };
-const DECLINE_STATUS = {
-  busy: "BUSY",
-  declined: "BUSY",
-  notallowed: "NOTALLOWED",
-  blocked: "BLOCKED",
-  timeout: "NOANSWER",
-  novideo: "NOTALLOWED",
-  error: "ERROR",
-  security: "SECURITYERROR",
-  network: "NETWORKERROR",
-};
 const LATE_TYPES = new Set(["cancel", "hangup", "decline", "busy"]);
-const ACCEPTED_FINGERPRINTS = new Set(["sha-256", "sha-384", "sha-512"]);
 
-const MEDIA_SILENCE_MS = 1000;
-const WATCHDOG_MS = 200;
-const RECONNECT_GRACE_MS = 10000;
 const CONNECT_TIMEOUT_MS = 10000;
 const RING_TIMEOUT_MS = 30000;
-const UNLOCK_TIMEOUT_MS = 5000;
 const FAREWELL_REFRESH_MS = 30000;
-const GATHER_TIMEOUT_MS = 5000;
-
-/** A fresh call id: 16 random bytes, base64url. */
-function newCallId() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-/** Refuse an SDP without a DTLS fingerprint or with one weaker than SHA-256. */
-export function checkFingerprints(sdp) {
-  const algorithms = [...String(sdp).matchAll(/^a=fingerprint:(\S+)\s/gm)].map((m) => m[1].toLowerCase());
-  if (!algorithms.length) throw new SecurityFailure("the peer's SDP carries no DTLS fingerprint");
-  const weak = algorithms.filter((a) => !ACCEPTED_FINGERPRINTS.has(a));
-  if (weak.length) throw new SecurityFailure(`the peer's SDP uses a weak DTLS fingerprint: ${weak}`);
-}
-
-class SecurityFailure extends Error {}
-
-/** Resolve once ICE gathering is complete: the SDP then holds every candidate (no trickle). */
-function gathered(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      if (pc.iceGatheringState === "complete") {
-        pc.removeEventListener("icegatheringstatechange", done);
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    const timer = setTimeout(() => {
-      console.warn("callbox: ICE gathering did not complete in time; sending what we have");
-      pc.removeEventListener("icegatheringstatechange", done);
-      resolve();
-    }, GATHER_TIMEOUT_MS);
-    pc.addEventListener("icegatheringstatechange", done);
-  });
-}
-
-/** Order the video codecs: the preferred one (VP8 or H264) first, the others after. */
-function preferCodec(transceiver, codec) {
-  const wanted = `video/${codec}`.toLowerCase();
-  for (const caps of [RTCRtpReceiver.getCapabilities("video"), RTCRtpSender.getCapabilities("video")]) {
-    if (!caps) continue;
-    const codecs = caps.codecs;
-    const first = codecs.filter((c) => c.mimeType.toLowerCase() === wanted);
-    const rest = codecs.filter((c) => c.mimeType.toLowerCase() !== wanted);
-    try {
-      transceiver.setCodecPreferences([...first, ...rest]);
-      return;
-    } catch (err) {
-      console.warn("callbox: setCodecPreferences failed", err);
-    }
-  }
-}
-
-function kindOf(transceiver) {
-  return transceiver.receiver.track?.kind ?? transceiver.mid ?? "";
-}
-
-/** The user-facing text of a getUserMedia failure. */
-function mediaError(err, what) {
-  if (err && (err.name === "NotAllowedError" || err.name === "SecurityError")) {
-    return `Access to the ${what} was denied: allow it in the browser's site settings.`;
-  }
-  if (err && err.name === "NotFoundError") return `No ${what} found on this device.`;
-  if (err && err.name === "NotReadableError") return `The ${what} is in use by another app.`;
-  return `The ${what} could not be opened: ${err?.message ?? err}`;
-}
 
 /**
  * The calls of the phone: at most one at a time.
@@ -162,16 +54,6 @@ export class Phone {
       remoteVideoFrames: call.ended ? call.finalFrames : this.framesSeen - call.framesBase,
       codec: call.codec,
     };
-  }
-
-  _canUnlock(call) {
-    return Boolean(
-      call &&
-        !call.ended &&
-        call.unlockChallenge &&
-        !call.unlockPending &&
-        this.peers.trusted(call.peer),
-    );
   }
 
   _countFrames() {
@@ -576,43 +458,6 @@ export class Phone {
     }
   }
 
-  /** Ask the door of this call to open; the outcome shows as `lastUnlock`. */
-  async openDoor() {
-    const call = this._active();
-    if (!call) throw new Error("no call: the door opens during a call with it");
-    if (!this.peers.trusted(call.peer)) {
-      this.ui.showError("The door's keys changed: compare the safety number before opening.");
-      return false;
-    }
-    const challenge = call.unlockChallenge;
-    if (!challenge) throw new Error("this call is not with a door station");
-    if (call.unlockPending) return false;
-    call.unlockPending = challenge;
-    this.ui.changed();
-    await this._send(call, "unlock", { challenge });
-    this._timer(call, UNLOCK_TIMEOUT_MS, () => {
-      if (call.unlockPending === challenge) {
-        // the door may have used it up: it answers a stale one with a fresh challenge
-        call.unlockPending = null;
-        call.lastUnlock = { opened: false, reason: "the door did not answer" };
-        this.ui.showError("The door did not answer the release request.");
-        this.ui.changed();
-      }
-    });
-    return true;
-  }
-
-  _onUnlockResult(call, body) {
-    const opened = body.opened === true;
-    const reason = typeof body.reason === "string" ? body.reason : "";
-    if (typeof body.challenge === "string" && body.challenge) call.unlockChallenge = body.challenge;
-    call.unlockPending = null;
-    call.lastUnlock = { opened, reason };
-    if (!opened) this.ui.showError(`The door did not open: ${reason || "refused"}.`);
-    console.info(`callbox: door release ${opened ? "opened" : `refused: ${reason}`}`);
-    this.ui.changed();
-  }
-
   // inbound messages -------------------------------------------------------------------------
 
   /** A verified message from a pinned peer. */
@@ -737,146 +582,6 @@ export class Phone {
     return end;
   }
 
-  // link supervision -------------------------------------------------------------------------
-
-  _startSupervision(call) {
-    const tick = async () => {
-      if (call.ended) return;
-      try {
-        await this._watchdog(call);
-      } catch (err) {
-        console.warn("callbox: link check failed", err);
-      }
-      if (!call.ended) call.supervisor = setTimeout(tick, WATCHDOG_MS);
-    };
-    call.supervisor = setTimeout(tick, WATCHDOG_MS);
-  }
-
-  async _watchdog(call) {
-    const pc = call.pc;
-    if (!pc) return;
-    const stats = await pc.getStats();
-    let packets = 0;
-    let codecId = null;
-    stats.forEach((report) => {
-      if (report.type === "inbound-rtp") {
-        packets += report.packetsReceived ?? 0;
-        if (report.kind === "video" && report.codecId) codecId = report.codecId;
-      }
-    });
-    if (call.ended || pc !== call.pc) return;
-    if (codecId && stats.get(codecId)) {
-      const codec = stats.get(codecId).mimeType;
-      if (codec !== call.codec) {
-        call.codec = codec;
-        this.ui.changed();
-      }
-    }
-    const now = performance.now();
-    if (packets > call.packets) {
-      call.packets = packets;
-      call.lastMediaAt = now;
-      if (call.reconnectingSince !== null && pc.connectionState === "connected") {
-        call.reconnectingSince = null;
-        this._setStatus(call, "CONNECTED");
-      }
-    }
-    if (!call.answeredAt) return;
-    if (call.reconnectingSince !== null) {
-      if (now - call.reconnectingSince > RECONNECT_GRACE_MS) {
-        await this._send(call, "hangup", { reason: "network" });
-        this._end(call, "NETWORKERROR");
-      }
-    } else if (this._linkLost(call, pc, now)) {
-      call.reconnectingSince = now;
-      this._setStatus(call, "RECONNECTING");
-      if (call.direction === "out") await this._reoffer(call);
-    }
-  }
-
-  _linkLost(call, pc, now) {
-    if (pc.connectionState === "failed") return true;
-    const muted = call.remoteMuted;
-    if (muted.audio && (muted.video || !call.remoteSendsVideo)) return false;
-    return call.lastMediaAt !== null && now - call.lastMediaAt > MEDIA_SILENCE_MS;
-  }
-
-  _swapPc(call, pc) {
-    const old = call.pc;
-    call.pc = pc;
-    call.packets = 0;
-    call.lastMediaAt = null;
-    old?.close();
-    this._attachRemote(call, pc);
-  }
-
-  async _reoffer(call) {
-    call.generation += 1;
-    const generation = call.generation;
-    const pc = this._newPc();
-    this._watchPc(call, pc);
-    let sdp;
-    try {
-      sdp = await this._makeOffer(call, pc);
-    } catch (err) {
-      console.error("callbox: reoffer failed", err);
-      pc.close();
-      return;
-    }
-    if (call.ended) {
-      pc.close();
-      return;
-    }
-    this._swapPc(call, pc);
-    await this._send(call, "reoffer", { sdp, generation });
-  }
-
-  async _onReoffer(call, body) {
-    if (call.direction !== "in" || !call.answeredAt) return;
-    const generation = body.generation;
-    if (!Number.isSafeInteger(generation) || generation <= call.generation) {
-      console.warn(`callbox: stale reoffer ${generation} ignored`);
-      return;
-    }
-    const pc = this._newPc();
-    this._watchPc(call, pc);
-    let sdp;
-    try {
-      checkFingerprints(body.sdp);
-      call.generation = generation; // the new pc's tracks belong to this generation
-      sdp = await this._answerOffer(call, pc, String(body.sdp));
-    } catch (err) {
-      pc.close();
-      if (err instanceof SecurityFailure) {
-        await this._failed(call, "SECURITYERROR");
-      } else {
-        console.error(`callbox: bad reoffer from ${call.peer}: ${err.message}`);
-      }
-      return;
-    }
-    if (call.ended) {
-      pc.close();
-      return;
-    }
-    this._swapPc(call, pc);
-    if (call.reconnectingSince === null) {
-      call.reconnectingSince = performance.now();
-      this._setStatus(call, "RECONNECTING");
-    }
-    await this._send(call, "reanswer", { sdp, generation });
-  }
-
-  async _onReanswer(call, body) {
-    if (call.direction !== "out" || body.generation !== call.generation) return;
-    try {
-      checkFingerprints(body.sdp);
-      await call.pc.setRemoteDescription({ type: "answer", sdp: String(body.sdp) });
-    } catch (err) {
-      if (err instanceof SecurityFailure) await this._failed(call, "SECURITYERROR");
-      else console.error(`callbox: bad reanswer from ${call.peer}: ${err.message}`);
-    }
-  }
-
   _afterAnswer(call) {
     const refresh = async () => {
       if (call.ended) return;
@@ -946,3 +651,5 @@ export class Phone {
     this.ui.changed();
   }
 }
+
+Object.assign(Phone.prototype, supervision, doorRelease);
