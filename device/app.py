@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +39,13 @@ from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.transport import BrokerAddress
 from services.tasks import cancel_and_wait
+from services.ui import DefaultCallUi
 
 _log = logging.getLogger(__name__)
 
 ENDPOINT_KEYS = (
     *("role", "address", "name", "site", "board", "state_dir", "broker", "first_use_pinning"),
-    *("audio", "camera", "network"),
+    *("audio", "camera", "network", "display"),
 )
 """Top-level keys whose change rebuilds the whole endpoint (its identity, broker login,
 media devices), once no call is in progress."""
@@ -50,6 +53,8 @@ HARDWARE_KEYS = ("inputs", "relay", "leds", "proximity", "backlight", "gpio")
 """Top-level keys whose change rebuilds only the GPIO devices and the call service (the
 broker connection stays), once no call is in progress."""
 SECTIONS_NEEDING_RESTART = ENDPOINT_KEYS + HARDWARE_KEYS
+SIM_DISPLAY_SIZE = (800, 480)
+"""The sim board's screen when ``[display]`` gives no size."""
 """Every other key (targets, contacts, call, dnd, snapshots, logging) applies at once."""
 
 
@@ -69,11 +74,33 @@ def intercom_settings(config: CallboxConfig) -> IntercomSettings:
     )
 
 
+def display_size(config: CallboxConfig) -> tuple[int, int] | None:
+    """The screen size ``[display]`` asks for, or None for the panel's own."""
+    display = config.display
+    if display is None or not (display.width and display.height):
+        return None
+    return display.width, display.height
+
+
+def wants_display(config: CallboxConfig) -> bool:
+    """An indoor unit with a screen: always on the sim board, with ``[display]`` on a Pi."""
+    if config.role != "indoor":
+        return False
+    if config.display is None:
+        return config.board == "sim"
+    return config.display.enabled
+
+
 def build_board(config: CallboxConfig, state_dir: Path) -> Board:
     """The board the configuration names; a sim board keeps its sysfs tree in the state dir."""
     if config.board == "sim":
         return build_sim_board(
-            config.address, io=sim_board_io(config.io_spec()), sysfs_root=state_dir / "sim-sysfs"
+            config.address,
+            io=sim_board_io(config.io_spec()),
+            sysfs_root=state_dir / "sim-sysfs",
+            display_size=(display_size(config) or SIM_DISPLAY_SIZE)
+            if wants_display(config)
+            else None,
         )
     audio = config.audio
     speakers = {
@@ -93,6 +120,8 @@ def build_board(config: CallboxConfig, state_dir: Path) -> Board:
         microphone=audio.microphone or None,
         camera=config.camera.device or "picamera",
         camera_input_format=config.camera.input_format,
+        display=wants_display(config),
+        display_size=display_size(config),
     )
 
 
@@ -113,13 +142,28 @@ def snapshot_store(config: CallboxConfig) -> SnapshotStore:
 
 
 def call_service(
-    config: CallboxConfig, calls: Calls, io: IoDevices, call_log: CallLog
+    config: CallboxConfig,
+    calls: Calls,
+    io: IoDevices,
+    call_log: CallLog,
+    ui: DefaultCallUi | None = None,
 ) -> IntercomService:
-    """The call service of the configured role on ``io``."""
-    role_class = DoorStation if config.role == "door" else IndoorUnit
-    return role_class(
-        calls, io, intercom_settings(config), call_log=call_log, snapshots=snapshot_store(config)
+    """The call service of the configured role on ``io`` (an indoor unit with its ``ui``)."""
+    settings = intercom_settings(config)
+    if config.role == "door":
+        return DoorStation(calls, io, settings, call_log=call_log, snapshots=snapshot_store(config))
+    return IndoorUnit(
+        calls, io, settings, call_log=call_log, snapshots=snapshot_store(config), ui=ui
     )
+
+
+def call_ui(config: CallboxConfig, calls: Calls, board: Board) -> DefaultCallUi | None:
+    """The default call UI on the board's display (an indoor unit with a screen), or None."""
+    if board.display is None or config.role != "indoor":
+        return None
+    ui = DefaultCallUi(calls, board.display, name=config.name, answer_video=config.call.video)
+    calls.set_default_ui(ui)
+    return ui
 
 
 def sim_board_io(configured: IoSpec) -> IoSpec:
@@ -152,6 +196,15 @@ def sim_board_io(configured: IoSpec) -> IoSpec:
     )
 
 
+def _dnd_now(endpoint: Endpoint) -> Callable[[], bool]:
+    """Whether do-not-disturb is on now, by the endpoint's current service settings."""
+
+    def active() -> bool:
+        return endpoint.service.settings.dnd.is_active(datetime.datetime.now())
+
+    return active
+
+
 @dataclass
 class Endpoint:
     """The running parts of one endpoint."""
@@ -161,6 +214,8 @@ class Endpoint:
     calls: Calls
     service: IntercomService
     call_log: CallLog
+    ui: DefaultCallUi | None = None
+    """The default call UI on the display (an indoor unit with a screen), else None."""
 
 
 class DeviceApp:
@@ -230,9 +285,15 @@ class DeviceApp:
             ring_on_incoming=config.role == "indoor",
         )
         call_log = CallLog(state_dir / "calls.sqlite")
-        service = call_service(config, calls, board.io, call_log)
-        endpoint = Endpoint(board, signaling, calls, service, call_log)
+        ui = call_ui(config, calls, board)
+        service = call_service(config, calls, board.io, call_log, ui)
+        endpoint = Endpoint(board, signaling, calls, service, call_log, ui)
         try:
+            if board.display is not None:
+                await board.display.start()
+            if ui is not None:
+                ui.dnd_active = _dnd_now(endpoint)
+                await ui.start()
             await board.io.start()
             await call_log.open()
             await service.start()
@@ -244,6 +305,8 @@ class DeviceApp:
         return endpoint
 
     async def _close_endpoint(self, endpoint: Endpoint) -> None:
+        if endpoint.ui is not None:
+            await endpoint.ui.close()
         await endpoint.service.close()
         await endpoint.calls.close()
         await endpoint.call_log.close()
@@ -354,7 +417,9 @@ class DeviceApp:
             self.config = previous
             io = build_board_io(previous, state_dir)
         endpoint.board = dataclasses.replace(endpoint.board, io=io)
-        endpoint.service = call_service(self.config, endpoint.calls, io, endpoint.call_log)
+        endpoint.service = call_service(
+            self.config, endpoint.calls, io, endpoint.call_log, endpoint.ui
+        )
         await io.start()
         await endpoint.service.start()
         _log.info("%s: GPIO devices rebuilt, the broker connection kept", self.config.address)
@@ -389,5 +454,7 @@ class DeviceApp:
             result["camera"] = f"failed, retrying: {failure}" if failure else "ok"
         canceller = endpoint.calls.media.echo_canceller
         result["echo_canceller"] = canceller.engine if canceller is not None else "off"
+        if canceller is not None:
+            result["echo_canceller_detail"] = canceller.detail
         result.update(endpoint.service.status())
         return result

@@ -21,6 +21,8 @@ from device.cli_web import register as register_web
 from device.config import ConfigError, load_config
 from device.devicesite import Unit, start_intercom_site
 from device.pin_scenario import PinTimeline, run_pin_doorbell_call
+from device.simulator import run_simulator
+from device.simulator_http import SimulatorServerError
 from services.signaling.broker import (
     PID_FILE,
     BrokerFiles,
@@ -46,18 +48,44 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.option("--scripted", is_flag=True, help="Run the scripted doorbell call and exit.")
-@click.option("--json", "as_json", is_flag=True, help="Print the timeline as one JSON object.")
-def demo(scripted: bool, as_json: bool) -> None:
-    """A broker, a door station and an indoor unit on the simulated board: one doorbell call."""
+@click.option(
+    "--scripted", is_flag=True, help="Run the scripted doorbell call without a browser and exit."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --scripted: the timeline as one JSON object."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="The simulator page's port on 127.0.0.1 (0: a free one).",
+)
+def demo(scripted: bool, as_json: bool, port: int) -> None:
+    """A broker, a door station and an indoor unit on simulated boards.
+
+    Without --scripted: the interactive simulator, a page on 127.0.0.1 showing both units
+    (screens, buttons, LEDs, door relay, audio levels) until Ctrl-C. With --scripted: one
+    doorbell call driven through the GPIO pins, timed, then exit (1 if a step failed).
+    """
     if not scripted:
-        click.echo("the interactive simulator is not built yet; running the scripted call")
+        if as_json:
+            raise click.UsageError("--json goes with --scripted")
+        _interactive_demo(port)
+        return
     timeline = asyncio.run(_scripted_demo(quiet=as_json))
     if as_json:
         click.echo(json.dumps(timeline.as_json()))
     else:
         _print_timeline(timeline)
     sys.exit(0 if timeline.ok else 1)
+
+
+def _interactive_demo(port: int) -> None:
+    try:
+        asyncio.run(run_simulator(port=port, echo=click.echo))
+    except (SimulatorServerError, SignalingError) as err:
+        raise click.ClickException(str(err)) from err
 
 
 async def _scripted_demo(quiet: bool) -> PinTimeline:
@@ -97,6 +125,10 @@ def _print_timeline(timeline: PinTimeline) -> None:
     if timeline.relay_pulse_configured_ms is not None:
         click.echo(f"  (relay pulse configured: {timeline.relay_pulse_configured_ms:.0f} ms)")
     click.echo("result: " + ("ok" if timeline.ok else f"FAILED: {timeline.error}"))
+    click.echo(
+        "see and drive the same site in a browser (screens, buttons, relay): "
+        "`make demo ARGS=` or `callbox demo` opens the interactive simulator"
+    )
 
 
 def _host_port(value: str) -> tuple[str, int]:

@@ -246,7 +246,8 @@ def status(control_path: Path | None, as_json: bool) -> None:
         else "call: none"
     )
     click.echo(f"missed calls: {result.get('missed_calls', 0)}")
-    click.echo(f"echo canceller: {result.get('echo_canceller', 'unknown')}")
+    detail = f" ({result['echo_canceller_detail']})" if "echo_canceller_detail" in result else ""
+    click.echo(f"echo canceller: {result.get('echo_canceller', 'unknown')}{detail}")
     if "camera" in result:
         click.echo(f"camera: {result['camera']}")
     for last in result.get("last_calls", []):

@@ -25,6 +25,7 @@ from device.config_models import (
     CallConfig,
     CameraConfig,
     ContactConfig,
+    DisplayConfig,
     DndConfig,
     GpioConfig,
     GpioProximityConfig,
@@ -91,6 +92,7 @@ class CallboxConfig(Section):
     leds: dict[Name, LedConfig] = Field(default_factory=dict)
     proximity: ProximityConfig | None = None
     backlight: BacklightConfig | None = None
+    display: DisplayConfig | None = None
     gpio: GpioConfig = GpioConfig()
     audio: AudioConfig = AudioConfig()
     camera: CameraConfig = CameraConfig()

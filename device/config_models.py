@@ -369,6 +369,18 @@ class BacklightConfig(Section):
     brightness: StrictInt = Field(default=-1, ge=-1, le=1_000_000)
 
 
+class DisplayConfig(Section):
+    """``[display]``: the indoor unit's screen and its default call UI.
+
+    ``width``/``height`` 0: the panel's own size (KMS/DRM on a Pi; 800x480 on the sim board).
+    On a Pi the call UI is drawn only when this table is present and ``enabled``.
+    """
+
+    enabled: StrictBool = True
+    width: StrictInt = Field(default=0, ge=0, le=7680)
+    height: StrictInt = Field(default=0, ge=0, le=4320)
+
+
 class GpioConfig(Section):
     """``[gpio]``: which gpiozero pin factory drives the pins."""
 

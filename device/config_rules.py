@@ -29,6 +29,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _relay,
         _proximity,
         _board,
+        _display,
         _call,
         _ice_servers,
     )
@@ -124,6 +125,26 @@ def _board(config: CallboxConfig) -> Problems:
             "camera.device",
             (f"{device!r} is not a Pi camera: 'picamera', 'picamera:N' or '/dev/videoN'"),
         )
+
+
+MIN_DISPLAY_SIZE = 64
+
+
+def _display(config: CallboxConfig) -> Problems:
+    display = config.display
+    if display is None:
+        return
+    if config.role == "door" and display.enabled:
+        yield "display.enabled", "a door station shows no call UI; remove [display]"
+    if (display.width == 0) != (display.height == 0):
+        missing = "height" if display.height == 0 else "width"
+        yield (
+            f"display.{missing}",
+            "set width and height together (or neither: the panel's own size)",
+        )
+    for key, value in (("width", display.width), ("height", display.height)):
+        if 0 < value < MIN_DISPLAY_SIZE:
+            yield f"display.{key}", f"{value} is too small: at least {MIN_DISPLAY_SIZE} pixels"
 
 
 def _call(config: CallboxConfig) -> Problems:

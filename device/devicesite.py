@@ -118,11 +118,23 @@ rights = ["unlock", "monitor"]
 
 
 async def start_intercom_site(
-    directory: Path, units: list[Unit], *, site: str = "test"
+    directory: Path,
+    units: list[Unit],
+    *,
+    site: str = "test",
+    accounts: tuple[str, ...] = (),
+    websockets: bool = False,
 ) -> IntercomSite:
-    """Write every unit's config, start mosquitto and every app; presence of all awaited."""
+    """Write every unit's config, start mosquitto and every app; presence of all awaited.
+
+    ``accounts``: more broker logins (a browser phone); ``websockets``: a WebSocket
+    listener too (what a browser connects to).
+    """
     broker = await start_loopback_broker(
-        directory, site=site, endpoints=tuple(u.address for u in units)
+        directory,
+        site=site,
+        endpoints=(*(u.address for u in units), *accounts),
+        websockets=websockets,
     )
     settings, files = broker.settings, broker.files
     running = IntercomSite(directory, broker, settings)

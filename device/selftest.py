@@ -26,7 +26,7 @@ from hal.errors import HalError
 from hal.io_devices import IoDevices
 from hal.media_types import AudioFormat
 from services.callapi.calls import permission_status
-from services.media.aec import available_engines
+from services.media.aec import engine_details
 
 _log = logging.getLogger(__name__)
 
@@ -208,13 +208,18 @@ def check_echo_canceller(config: CallboxConfig) -> Check:
     """Which echo canceller the microphone path would use, and whether it loads."""
     if not config.audio.echo_cancellation:
         return Check("echo canceller", True, "off ([audio] echo_cancellation = false)")
-    loaded = [engine for engine in available_engines() if engine != "none"]
+    details = engine_details()
+    loaded = [engine for engine in details if engine != "none"]
     wanted = config.audio.echo_canceller
     if not loaded:
         return Check("echo canceller", False, "no engine loads: the speakerphone will echo")
     active = wanted if wanted in loaded else loaded[0]
-    fallback = "" if active == wanted else f" ({wanted} does not load here)"
-    return Check("echo canceller", True, f"{active}{fallback}; loads: {', '.join(loaded)}")
+    fallback = "" if active == wanted else f"; {wanted} does not load here"
+    return Check(
+        "echo canceller",
+        True,
+        f"{active} ({details[active]}{fallback}); loads: {', '.join(loaded)}",
+    )
 
 
 async def run_selftest(

@@ -3,7 +3,8 @@
 ``ToneMicrophone`` produces a phase-continuous sine, paced in real time like a
 capture device. ``RecordingSpeaker`` keeps what it was given to play (converted
 to its own format), so tests can measure level and pitch of what a call
-delivered.
+delivered. Both say when they last worked (``last_captured_at``, ``last_played_at``)
+and the microphone the level of its last frame (``last_rms``): the simulator's meters.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
@@ -101,6 +103,8 @@ class ToneMicrophone(Microphone):
         self.frequency_hz = frequency_hz
         self.amplitude = amplitude
         self.frames_captured = 0
+        self.last_rms = 0.0  # of the last frame captured, a fraction of full scale
+        self.last_captured_at: float | None = None  # time.monotonic() of that frame
         self._format = AudioFormat()
         self._pacer = RealtimePacer(max_lag)
         self._lock = asyncio.Lock()
@@ -148,6 +152,8 @@ class ToneMicrophone(Microphone):
         frame.pts = first_sample
         frame.time_base = Fraction(1, fmt.sample_rate)
         self.frames_captured += 1
+        self.last_rms = _rms(tone)
+        self.last_captured_at = time.monotonic()
         return frame
 
     def _tone(self, first_sample: int, count: int, rate: int) -> Samples:
@@ -174,6 +180,7 @@ class RecordingSpeaker(Speaker):
         self.name = name
         self.samples_played = 0
         self.frames_played = 0
+        self.last_played_at: float | None = None  # time.monotonic() of the last play()
         self._history_s = history_s
         self._format = AudioFormat()
         self._chunks: deque[Samples] = deque()
@@ -205,6 +212,7 @@ class RecordingSpeaker(Speaker):
         for samples in self._convert(frame):
             self._store(samples)
         self.frames_played += 1
+        self.last_played_at = time.monotonic()
         async with self._played:
             self._played.notify_all()
 
@@ -225,11 +233,7 @@ class RecordingSpeaker(Speaker):
 
     def rms(self, last_ms: int | None = None) -> float:
         """RMS level of the recording (or its last ``last_ms``) as a fraction of full scale."""
-        samples = self._tail(last_ms)
-        if samples.size == 0:
-            return 0.0
-        scaled = samples.astype(np.float64) / FULL_SCALE
-        return float(np.sqrt(np.mean(scaled * scaled)))
+        return _rms(self._tail(last_ms))
 
     def dominant_frequency(self, last_ms: int) -> float:
         """Frequency in Hz of the strongest tone in the last ``last_ms``; 0.0 if silent."""
@@ -285,6 +289,14 @@ class RecordingSpeaker(Speaker):
             return np.zeros((0, channels) if channels > 1 else 0, dtype=np.int16)
         joined = np.concatenate(picked[::-1])[max(0, count - wanted) :]
         return joined[:, 0] if channels == 1 else joined
+
+
+def _rms(samples: Samples) -> float:
+    """RMS level of int16 ``samples`` as a fraction of full scale (0.0 when empty)."""
+    if samples.size == 0:
+        return 0.0
+    scaled = samples.astype(np.float64) / FULL_SCALE
+    return float(np.sqrt(np.mean(scaled * scaled)))
 
 
 def _to_samples(frame: av.AudioFrame, channels: int) -> Samples:

@@ -2,7 +2,8 @@
 
 A board is chosen by name (``build_board("sim")``); real boards join the
 registry in ``board_factories`` later, importing their libraries lazily. The
-GPIO side (buttons, relay, LEDs, proximity, backlight) is ``Board.io``.
+GPIO side (buttons, relay, LEDs, proximity, backlight) is ``Board.io``; an indoor unit's
+screen is ``Board.display`` (None on a door station).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from hal.audio import Microphone, RecordingSpeaker, Speaker, ToneMicrophone
 from hal.backlight import make_sim_backlight_tree
 from hal.camera import Camera, TestPatternCamera
+from hal.display import Display, KmsDisplay, SimDisplay
 from hal.errors import DeviceUnavailableError, HalError
 from hal.gpio_specs import IoSpec
 from hal.io_devices import SIM_BACKLIGHT, IoDevices, build_io, sim_io_spec
@@ -51,6 +53,7 @@ class Board:
     microphones: Mapping[str, Microphone]
     speakers: Mapping[str, Speaker]
     io: IoDevices = field(default_factory=IoDevices)
+    display: Display | None = None
 
     def camera(self, name: str | None = None) -> Camera:
         """The camera called ``name``, or the first one; DeviceUnavailableError if none."""
@@ -69,6 +72,8 @@ class Board:
         try:
             await self.io.close()
         finally:
+            if self.display is not None:
+                self.display.close()
             for camera in self.cameras.values():
                 await camera.close()
             for microphone in self.microphones.values():
@@ -83,6 +88,7 @@ def build_sim_board(
     tone_hz: float = 440.0,
     io: IoSpec | None = None,
     sysfs_root: Path | None = None,
+    display_size: tuple[int, int] | None = None,
 ) -> Board:
     """A board of simulated devices for tests and the demo.
 
@@ -92,7 +98,9 @@ def build_sim_board(
     this board's own (``board.io.pin_factory``), so two sim boards never share pins.
     The backlight is a sysfs tree created under ``sysfs_root`` (a temporary directory,
     removed on close, when None); start the devices with ``await board.io.start()``.
+    ``display_size`` (width, height) gives it an in-memory ``SimDisplay`` (an indoor unit).
     """
+    display = SimDisplay(*display_size) if display_size is not None else None
     io_devices = build_sim_io(io, sysfs_root=sysfs_root)
     return Board(
         name=name,
@@ -104,6 +112,7 @@ def build_sim_board(
             {"speaker": RecordingSpeaker("speaker"), "handset": RecordingSpeaker("handset")}
         ),
         io=io_devices,
+        display=display,
     )
 
 
@@ -141,6 +150,8 @@ def build_pi_board(
     microphone: str | None = None,
     camera: str = "picamera",
     camera_input_format: str = "mjpeg",
+    display: bool = False,
+    display_size: tuple[int, int] | None = None,
 ) -> Board:
     """A Raspberry Pi: GPIO devices on gpiozero's pin factory for this Pi (lgpio on a Pi 5,
     RPi.GPIO before) as ``io`` wires them; ALSA speakers (logical name -> PCM name, e.g.
@@ -160,7 +171,12 @@ def build_pi_board(
         microphones=MappingProxyType(dict(alsa_microphones)),
         speakers=MappingProxyType(dict(alsa_speakers)),
         io=build_io(io or IoSpec()),
+        display=_kms_display(display_size) if display else None,
     )
+
+
+def _kms_display(size: tuple[int, int] | None) -> KmsDisplay:
+    return KmsDisplay(*size) if size is not None else KmsDisplay()
 
 
 def _pi_cameras(camera: str, input_format: str) -> dict[str, Camera]:

@@ -6,7 +6,11 @@ Same concepts and semantics as mesibo, snake_case names, asyncio-native.
 
 from services.callapi.call import Call
 from services.callapi.calls import Calls
-from services.callapi.listeners import IncomingListener, InProgressListener
+from services.callapi.listeners import (
+    DefaultUserInterface,
+    IncomingListener,
+    InProgressListener,
+)
 from services.callapi.properties import (
     AudioProperties,
     CallProperties,
@@ -36,6 +40,7 @@ __all__ = [
     "CallProperties",
     "CallStatus",
     "Calls",
+    "DefaultUserInterface",
     "HangupReason",
     "IceServer",
     "InCallSound",

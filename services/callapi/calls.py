@@ -24,7 +24,7 @@ from hal.media_types import VideoFormat
 from services.callapi.call import Call
 from services.callapi.callstate import CallState, new_call_id
 from services.callapi.door_release import UnlockHandler
-from services.callapi.listeners import IncomingListener, notify
+from services.callapi.listeners import DefaultUserInterface, IncomingListener, notify
 from services.callapi.properties import CallProperties, UserProfile
 from services.callapi.status import AudioDevice, CallError, CallErrorCode, NotifyKind
 from services.media.encoder import CappedEncoder, warm_encoder
@@ -89,6 +89,9 @@ class Calls:
         self.active_call: Call | None = None
         self.missed_calls = 0
         self._listener: IncomingListener = IncomingListener()
+        self._default_ui: DefaultUserInterface | None = None
+        self.key_changes: dict[str, str] = {}
+        """Contacts whose new key waits for a person's confirmation, with why it was seen."""
         self._issues_unlock_challenges = issues_unlock_challenges
         self.unlock_handler: UnlockHandler | None = None
         self._ring_on_incoming = ring_on_incoming
@@ -105,6 +108,11 @@ class Calls:
     def address(self) -> str:
         """This endpoint's address in the site."""
         return self.signaling.address
+
+    @property
+    def connected(self) -> bool:
+        """True while this endpoint is connected to the broker (calls can be made)."""
+        return self.signaling.transport.connected.is_set()
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -151,6 +159,23 @@ class Calls:
         """Who decides about incoming calls and hears call-level events."""
         self._listener = listener
 
+    def set_default_ui(self, ui: DefaultUserInterface | None) -> None:
+        """The call UI that shows calls the app does not show itself (None: no default UI)."""
+        self._default_ui = ui
+
+    @property
+    def default_ui(self) -> DefaultUserInterface | None:
+        """The attached default call UI, or None."""
+        return self._default_ui
+
+    async def show_call_ui(self, call: Call) -> bool:
+        """Show ``call`` on the default UI; False when there is none."""
+        ui = self._default_ui
+        if ui is None:
+            return False
+        await notify("show_call", ui.show_call, call)
+        return True
+
     def create_call_properties(self, video: bool) -> CallProperties:
         """Fresh properties from this endpoint's defaults, with video on or off."""
         props = replace(
@@ -187,11 +212,15 @@ class Calls:
         return call
 
     async def call_ui(self, address: str, video: bool) -> Call | None:
-        """Place a call to ``address`` and start it (the default UI arrives with the UI issue)."""
+        """Place a call to ``address``, show it on the default UI (if any) and start it.
+
+        None while busy; CallError when ``address`` is not a contact.
+        """
         props = self.create_call_properties(video)
         props.user = self.profile_of(address)
         call = self.call(props)
         if call is not None:
+            await self.show_call_ui(call)  # before start(): the UI sees INPROGRESS
             await call.start()
         return call
 
@@ -346,10 +375,42 @@ class Calls:
         """Count a call from ``profile`` that nobody took and tell the app (``on_notify``)."""
         self.missed_calls += 1
         await notify("on_notify", self._listener.on_notify, NotifyKind.MISSED, profile, video)
+        if self._default_ui is not None:
+            await notify("on_notify", self._default_ui.on_notify, NotifyKind.MISSED, profile, video)
 
     async def notify_error(self, props: CallProperties, code: CallErrorCode) -> None:
-        """Tell the app a call went wrong (``on_error``)."""
+        """Tell the app (and the default UI) a call went wrong (``on_error``)."""
         await notify("on_error", self._listener.on_error, props, int(code))
+        if self._default_ui is not None:
+            await notify("on_error", self._default_ui.on_error, props, int(code))
+
+    async def confirm_key_change(self, address: str) -> None:
+        """A person confirmed the new key that ``address`` advertises: pin it, take its calls.
+
+        CallError when ``address`` advertises no key other than the pinned one.
+        """
+        contacts = self.signaling.contacts
+        advertised = contacts.advertised.get(address)
+        contact = contacts.get(address)
+        if advertised is None or (contact is not None and contact.keys == advertised):
+            self.key_changes.pop(address, None)
+            raise CallError(f"{address} advertises no new key to confirm")
+        contacts.trust(address, advertised)
+        self.key_changes.pop(address, None)
+        _log.info("%s: new key of %s confirmed", self.address, address)
+
+    def unconfirmed_key_changes(self) -> list[str]:
+        """Senders whose advertised keys still differ from the pinned ones.
+
+        A key trusted since by any path (``confirm_key_change``, ``callbox keys trust``, the
+        contacts directly) no longer holds automatic actions back.
+        """
+        contacts = self.signaling.contacts
+        for address in list(self.key_changes):
+            contact = contacts.get(address)
+            if contact is not None and contacts.advertised.get(address) in (None, contact.keys):
+                del self.key_changes[address]
+        return sorted(self.key_changes)
 
     def call_ended(self, call: Call) -> None:
         """A call reached a terminal status: free the line and refill the offer pool."""
@@ -448,12 +509,17 @@ class Calls:
         shown = await notify(
             "on_show_user_interface", self._listener.on_show_user_interface, call, props
         )
-        if not shown:
-            _log.info(
-                "%s: no default call UI on this endpoint yet; ringing without one", self.address
-            )
+        if not shown and not await self.show_call_ui(call):
+            _log.info("%s: no default call UI on this endpoint; ringing without one", self.address)
         await call.start()
-        if props.auto_answer:
+        unconfirmed = self.unconfirmed_key_changes() if props.auto_answer else []
+        if unconfirmed:
+            _log.warning(
+                "%s: not answering automatically: the new key of %s is not confirmed",
+                self.address,
+                ", ".join(unconfirmed),
+            )
+        elif props.auto_answer:
             await call.answer(props.video.enabled)
 
     def _on_presence(self, address: str, online: bool) -> None:
@@ -462,6 +528,13 @@ class Calls:
             self.spawn(call.peer_went_offline(address))
 
     def _on_rejected(self, sender: str, call_id: str, err: RejectedMessage) -> None:
+        if err.reason is RejectReason.KEY_CHANGED:
+            first = sender not in self.key_changes
+            self.key_changes[sender] = str(err)
+            if first and self._default_ui is not None:
+                self.spawn(
+                    notify("on_key_changed", self._default_ui.on_key_changed, sender, str(err))
+                )
         call = self.active_call
         if call is not None and call.call_id == call_id and sender in call.legs:
             self.spawn(call.security_failure(sender, str(err)))

@@ -131,6 +131,8 @@ class CallState:
         self._sound: InCallSound | None = None
         self._former_legs: set[str] = set()
         self._listener: InProgressListener | None = None
+        self._more_listeners: list[InProgressListener] = []
+        self._video_watchers: list[Callable[[VideoFrame], None]] = []
         self._started = False
         self._legs: dict[str, Leg] = {}
         self._winner: str | None = None
@@ -180,11 +182,43 @@ class CallState:
             return 0.0
         return (self.ended_at or time.monotonic()) - self.answered_at
 
+    def sends_video(self) -> bool:
+        """True while this side sends its camera's video (on for the call, not muted)."""
+        return self._video and self._send_video and not self._muted["video"]
+
     def get_mute_status(self, audio: bool, video: bool, remote: bool = False) -> bool:
         """True if every asked-for stream (audio and/or video) is muted, here or at the peer."""
         state = self._remote_muted if remote else self._muted
         asked = [state["audio"]] * audio + [state["video"]] * video
         return bool(asked) and all(asked)
+
+    def add_listener(self, listener: InProgressListener) -> None:
+        """Let ``listener`` hear this call too, after the one given to ``start()``.
+
+        The default call UI listens this way to a call the app started with its own
+        listener. Only the first listener's ``on_play_in_call_sound`` result counts.
+        """
+        if listener not in self._more_listeners:
+            self._more_listeners.append(listener)
+
+    def remove_listener(self, listener: InProgressListener) -> None:
+        """Stop telling ``listener`` (one added with :meth:`add_listener`) about this call."""
+        if listener in self._more_listeners:
+            self._more_listeners.remove(listener)
+
+    def watch_remote_video(self, callback: Callable[[VideoFrame], None]) -> Callable[[], None]:
+        """Call ``callback(frame)`` on the event loop for every video frame the peer sends.
+
+        Frames of the leg shown (the winner's, or while ringing any callee's). The callback
+        must be quick (hand the frame to a worker); it returns the function that stops it.
+        """
+        self._video_watchers.append(callback)
+
+        def stop() -> None:
+            if callback in self._video_watchers:
+                self._video_watchers.remove(callback)
+
+        return stop
 
     @property
     def session(self) -> MediaSession | None:
@@ -218,6 +252,11 @@ class CallState:
             if self._active_leg() is None or self._active_leg() is self._legs.get(address):
                 self.last_remote_frame = frame
                 self.remote_frame.set()
+                for watcher in list(self._video_watchers):
+                    try:
+                        watcher(frame)
+                    except Exception:  # noqa: BLE001 - a faulty watcher must not stop video
+                        _log.exception("%s: a remote video watcher failed", self._calls.address)
             size = (frame.width, frame.height)
             if size != self._remote_video_size:
                 self._remote_video_size = size
@@ -234,13 +273,20 @@ class CallState:
             self.status = status
             self.statuses.append(status)
         _log.info("%s: call %s %s", self._calls.address, self.call_id, status.name)
-        if self._listener is not None:
-            await notify("on_status", self._listener.on_status, self, status, self._video)
+        for listener in self._listeners():
+            await notify("on_status", listener.on_status, self, status, self._video)
+
+    def _listeners(self) -> list[InProgressListener]:
+        first = [self._listener] if self._listener is not None else []
+        return first + [extra for extra in self._more_listeners if extra is not self._listener]
 
     async def _emit(self, name: str, *args: Any) -> Any:
-        if self._listener is None:
-            return None
-        return await notify(name, getattr(self._listener, name), self, *args)
+        result = None
+        for index, listener in enumerate(self._listeners()):
+            value = await notify(name, getattr(listener, name), self, *args)
+            if index == 0 and listener is self._listener:
+                result = value
+        return result
 
     def _every(self, delay: float, action: Callable[[], Awaitable[None]]) -> None:
         async def run() -> None:

@@ -48,6 +48,23 @@ class IncomingListener:
         """A call could not be placed or went wrong (a :class:`CallErrorCode`)."""
 
 
+class DefaultUserInterface(IncomingListener):
+    """A call UI that ``Calls`` shows calls on (mesibo's built-in call screens).
+
+    Attach one with ``calls.set_default_ui(ui)``. It shows an incoming call when the app's
+    ``on_show_user_interface`` returns False, and the calls placed with ``calls.call_ui``.
+    It also hears the call-level events the app hears (``on_notify``, ``on_error``) and
+    ``on_key_changed``. ``services.ui.DefaultCallUi`` is the one callbox draws on a display.
+    """
+
+    def show_call(self, call: Call) -> MaybeAwaitable:
+        """Show ``call`` from now on (typically ``call.add_listener(...)``)."""
+        raise NotImplementedError
+
+    def on_key_changed(self, address: str, detail: str) -> MaybeAwaitable:
+        """A pinned contact signs with a new key: its messages are refused until confirmed."""
+
+
 class InProgressListener:
     """Told about everything that happens during one call (mesibo's InProgressListener)."""
 

@@ -12,7 +12,10 @@
 - proximity near -> screen off (``hide_on_proximity``) during audio calls and whenever
   the handset is off the hook; audio to the handset (``disable_speaker_on_proximity``);
   screen back on when far or when the call ends;
-- do-not-disturb: calls in the schedule are refused and logged as missed.
+- do-not-disturb: calls in the schedule are refused and logged as missed;
+- with a display, the default call UI (``services.ui``) shows every call: the unit starts
+  each call with its own watcher and returns False from ``on_show_user_interface``, so
+  ``Calls`` hands the call to the UI (mesibo's rule); blanking also stops the UI drawing.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from services.intercom.calllog import CallLog
 from services.intercom.service import IntercomService
 from services.intercom.settings import IntercomSettings
 from services.intercom.snapshots import SnapshotStore
+from services.ui import DefaultCallUi
 
 _log = logging.getLogger(__name__)
 
@@ -55,9 +59,12 @@ class IndoorUnit(IntercomService):
         call_log: CallLog | None = None,
         snapshots: SnapshotStore | None = None,
         clock: Callable[[], datetime.datetime] = datetime.datetime.now,
+        ui: DefaultCallUi | None = None,
     ) -> None:
         super().__init__(calls, io, settings, call_log=call_log, snapshots=snapshots)
         self._clock = clock
+        self.ui = ui
+        """The default call UI on the unit's display, if it has one (blanked with it)."""
         self.off_hook = False
 
     async def start(self) -> None:
@@ -141,6 +148,7 @@ class IndoorUnit(IntercomService):
             _log.info("%s: monitor pressed during a call: ignored", self.calls.address)
             return None
         await call.mute(audio=True, video=False, enable=True)
+        await self.calls.show_call_ui(call)
         await call.start(self.watch(call))
         return call
 
@@ -174,6 +182,8 @@ class IndoorUnit(IntercomService):
         await self._set_screen(not self._screen_should_be_off())
 
     async def _set_screen(self, on: bool) -> None:
+        if self.ui is not None:
+            await self.ui.set_blank(not on)
         backlight = self.io.backlight
         if backlight.is_on == on:
             return
@@ -216,11 +226,12 @@ class IndoorUnit(IntercomService):
         await super().on_notify(kind, profile, video)
 
     async def on_show_user_interface(self, call: Call, props: CallProperties) -> bool:
-        """Start the call, then keep the first preview frame as the visitor snapshot."""
+        """Start the call, keep the first preview frame as the visitor snapshot; False (the
+        default UI shows the call) when the unit has a display."""
         shown = await super().on_show_user_interface(call, props)
         if call.is_video_call():
             self.spawn(self._snapshot_from_preview(call))
-        return shown
+        return shown and self.calls.default_ui is None
 
     async def _snapshot_from_preview(self, call: Call) -> None:
         try:

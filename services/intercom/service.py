@@ -138,6 +138,7 @@ class IntercomService(IncomingListener):
         props.user = self.calls.profile_of(address)
         call = self.calls.call(props)
         if call is not None:
+            await self.calls.show_call_ui(call)  # when the endpoint has a default call UI
             await call.start(self.watch(call))
         return call
 
@@ -213,7 +214,7 @@ class IntercomService(IncomingListener):
     # IncomingListener -----------------------------------------------------------------------
 
     async def on_show_user_interface(self, call: Call, props: CallProperties) -> bool:
-        """Start the incoming call with our watcher (the default UI joins with the UI issue)."""
+        """Start the incoming call with our watcher; True: nothing else needs to show it."""
         await call.start(self.watch(call))
         return True
 

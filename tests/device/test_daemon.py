@@ -23,6 +23,7 @@ from device.devicesite import IntercomSite, Unit, start_intercom_site
 from hal.io_devices import SIM_PINS
 from services.callapi import Call, CallStatus
 from services.intercom.calllog import CallLog, CallRecord
+from services.media.aec import DEFAULTS_DETAIL, TUNED_DETAIL
 
 MIN_PRESS_S = 0.05  # the default minimum press
 
@@ -46,12 +47,14 @@ async def test_ready_then_status_shows_the_endpoint_on_the_broker(site: DaemonSi
     assert status["active_call"] is None
     assert status["hardware"]["relay_active"] is False
     assert status["echo_canceller"] == "webrtc-aec3", "on by default, AEC3 preferred"
+    assert status["echo_canceller_detail"] in (TUNED_DETAIL, DEFAULTS_DETAIL)
 
     text = await callbox("status", env={"CALLBOX_CONTROL": str(site.control_path)})
     assert text.code == 0, text.stderr
     assert "Front door (door), door in site test" in text.stdout
     assert f"broker 127.0.0.1:{site.settings.port}: connected" in text.stdout
     assert "call: none" in text.stdout
+    assert f"echo canceller: webrtc-aec3 ({status['echo_canceller_detail']})" in text.stdout
 
     assert await request(site.control_path, "press", {"role": "near"}) == {"pressed": "near"}
     deadline = time.monotonic() + 5.0  # the sensor's 50 ms debounce has no event to wait on

@@ -45,7 +45,10 @@ async def test_a_good_simulated_board_passes(site: DaemonSite) -> None:
     for role in ("doorbell", "answer", "decline", "door_release", "hook"):
         assert lines[f"button {role}"] == f"ok   button {role}: released"
     assert lines["door relay"] == "ok   door relay: idle"
-    assert lines["echo canceller"].startswith("ok   echo canceller: webrtc-aec3; loads:")
+    assert lines["echo canceller"].startswith(
+        ("ok   echo canceller: webrtc-aec3 (tuned AEC3", "ok   echo canceller: webrtc-aec3 (AEC3")
+    ), "the engine and which AEC3 runs in it"
+    assert "; loads: webrtc-aec3, webrtc-aec3-defaults" in lines["echo canceller"]
     assert lines["broker"] == f"ok   broker: 127.0.0.1:{site.settings.port} reachable"
     assert not any(line.startswith("FAIL") for line in lines.values())
 

@@ -145,3 +145,20 @@ def test_samples_per_frame() -> None:
     assert AudioFormat().samples_per_frame == 960
     assert AudioFormat(16000, 1, 20).samples_per_frame == 320
     assert AudioFormat(44100, 2, 10).samples_per_frame == 441
+
+
+async def test_level_hooks_say_when_and_how_loud() -> None:
+    """What the simulator's meters read: the last frame's level and when it came."""
+    mic = ToneMicrophone("main", amplitude=0.3)
+    assert mic.last_captured_at is None and mic.last_rms == 0.0
+    await mic.open(AudioFormat())
+    before = time.monotonic()
+    await mic.read()
+    assert mic.last_captured_at is not None and mic.last_captured_at >= before
+    assert mic.last_rms == pytest.approx(0.3 / math.sqrt(2), rel=0.01)  # a sine's RMS
+    speaker = RecordingSpeaker("speaker")
+    await speaker.open(AudioFormat())
+    assert speaker.last_played_at is None
+    await speaker.play(_stereo_tone(440.0, 1)[0])
+    assert speaker.last_played_at is not None and speaker.last_played_at >= before
+    assert speaker.rms(20) == pytest.approx(0.3 / math.sqrt(2), rel=0.02)

@@ -1,0 +1,16 @@
+"""The default call UI drawn on an indoor unit's display (pygame-ce, offscreen Surfaces).
+
+``DefaultCallUi`` is driven only by the Call API; ``ScreenRenderer`` draws a ``UiState``;
+``Layout`` says where every on-screen button is at any display size.
+"""
+
+import os
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # before pygame is first imported
+
+from services.ui.callui import DefaultCallUi
+from services.ui.layout import Layout, Rect
+from services.ui.model import SCREENS, UiState
+from services.ui.screens import ScreenRenderer
+
+__all__ = ["SCREENS", "DefaultCallUi", "Layout", "Rect", "ScreenRenderer", "UiState"]

@@ -1,0 +1,205 @@
+"""The simulator's HTTP API without a browser: state, a press that rings, clear refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import need, wait_for
+
+from device.pairing import parse_pairing_url
+from device.simulator import DOOR, FLAT, Simulator, start_simulator
+from device.simulator_phone import PHONE, phone_page_built
+from hal.io_devices import SIM_PINS
+from services.signaling.broker import free_port
+
+
+@pytest.fixture
+async def simulator(tmp_path: Path) -> AsyncIterator[Simulator]:
+    sim = await start_simulator(tmp_path / "sim")
+    try:
+        yield sim
+    finally:
+        await sim.close()
+
+
+def _request(
+    url: str, body: bytes | None = None, content_type: str = "application/json"
+) -> tuple[int, str, bytes]:
+    """(status, content type, body) of a GET, or a POST when ``body`` is given."""
+    request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    if body is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read()
+
+
+async def request(
+    sim: Simulator, path: str, body: Any = None, *, raw: bytes | None = None, **kwargs: str
+) -> tuple[int, Any]:
+    """Ask the simulator from another thread (its server hands the work to this loop)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    status, content_type, payload = await asyncio.to_thread(
+        _request, sim.url.rstrip("/") + path, data, **kwargs
+    )
+    if content_type == "application/json":
+        return status, json.loads(payload)
+    return status, payload
+
+
+async def test_state_lists_both_units_idle(simulator: Simulator) -> None:
+    status, state = await request(simulator, "/api/state")
+    assert status == 200
+    door, flat = state["units"][DOOR], state["units"][FLAT]
+    assert (door["role"], flat["role"]) == ("door", "indoor")
+    assert door["call"] is None and flat["call"] is None
+    assert door["relay"] == {"active": False, "pulses": 0, "pulse_ms": 300, "pin": "GPIO24"}
+    assert door["screen"]["kind"] == "none"  # no display, no call: camera off
+    assert door["leds"]["status"]["pattern"] == "idle"
+    assert flat["inputs"] == {
+        "off_hook": False,
+        "hook_pressed": False,
+        "near": False,
+        "sensor_near": False,
+    }
+    assert set(flat["audio"]) == {"speaker", "handset", "microphone-main"}
+    status, page = await request(simulator, "/")
+    assert status == 200 and b'id="door-doorbell"' in page
+
+
+async def test_a_press_drives_the_pin_and_rings_the_flat(simulator: Simulator) -> None:
+    pin = simulator.site.pin(DOOR, SIM_PINS["doorbell"])
+    edges = len(pin.states)
+    status, answer = await request(simulator, "/api/press", {"unit": DOOR, "button": "doorbell"})
+    assert (status, answer) == (200, {"ok": True})
+    pressed = [s for s in pin.states[edges:]]
+    assert [s.state for s in pressed] == [False, True]  # low (pressed), then released
+    assert pressed[1].timestamp >= 0.1  # held for longer than the 50 ms minimum
+    flat = simulator.site[FLAT].endpoint
+    assert flat is not None
+    await wait_for(lambda: flat.calls.active_call is not None, "the flat to ring")
+
+    async def flat_state() -> dict[str, Any]:
+        return (await request(simulator, "/api/state"))[1]["units"][FLAT]  # type: ignore[no-any-return]
+
+    state = await flat_state()
+    assert state["call"]["status"] == "INCOMING" and state["call"]["peer"] == DOOR
+    status, _ = await request(
+        simulator, "/api/set", {"unit": FLAT, "input": "hook", "active": True}
+    )
+    assert status == 200
+    await wait_for(
+        lambda: flat.calls.active_call is not None and flat.calls.active_call.is_answered(),
+        "the answer",
+    )
+    assert (await flat_state())["inputs"]["off_hook"] is True
+    door = simulator.site[DOOR].endpoint
+    assert door is not None
+    status, picture = await request(simulator, f"/api/{DOOR}/screen.jpg")
+    assert status == 200 and picture[:2] == b"\xff\xd8"  # the door camera, as a JPEG
+    await request(simulator, "/api/set", {"unit": FLAT, "input": "hook", "active": False})
+    await wait_for(lambda: not door.calls.is_call_in_progress(), "the door to be idle")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "reason"),
+    [
+        ("/api/press", {"unit": "garage", "button": "doorbell"}, 400, "unknown unit 'garage'"),
+        ("/api/press", {"unit": FLAT, "button": "bell"}, 400, "unknown button 'bell'"),
+        ("/api/press", {"unit": FLAT}, 400, "missing 'button'"),
+        ("/api/press", {"unit": FLAT, "button": "mute", "x": 1}, 400, "unknown 'x'"),
+        ("/api/press", [1, 2], 400, "must be a JSON object"),
+        ("/api/set", {"unit": FLAT, "input": "hook", "active": "yes"}, 400, "'active' must be"),
+        ("/api/set", {"unit": FLAT, "input": "volume", "active": True}, 400, "unknown input"),
+        ("/api/touch", {"unit": DOOR, "x": 1, "y": 1}, 400, "no touch screen"),
+        ("/api/reboot", {}, 404, "no such API: POST /api/reboot"),
+    ],
+)
+async def test_bad_requests_are_refused_with_the_reason(
+    simulator: Simulator, path: str, body: Any, status: int, reason: str
+) -> None:
+    got, answer = await request(simulator, path, body)
+    assert got == status
+    assert reason in answer["error"]
+
+
+async def test_not_json_and_not_declared_json_are_refused(simulator: Simulator) -> None:
+    status, answer = await request(simulator, "/api/press", raw=b"{unit: door")
+    assert status == 400 and answer["error"].startswith("the body is not JSON")
+    status, answer = await request(
+        simulator, "/api/press", {"unit": DOOR, "button": "doorbell"}, content_type="text/plain"
+    )
+    assert status == 415 and "application/json" in answer["error"]
+    status, answer = await request(simulator, "/api/garage/screen.jpg")
+    assert status == 400 and "unknown unit 'garage'" in answer["error"]
+
+
+CALLBOX = [sys.executable, "-m", "device.cli"]
+
+
+async def test_callbox_demo_serves_the_page_until_sigterm() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *CALLBOX, "demo", "--port", str(port), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        async with asyncio.timeout(60):
+            while not any(line.startswith("simulator: ") for line in lines):
+                line = (await process.stdout.readline()).decode()
+                assert line, f"callbox demo ended early: {lines}"
+                lines.append(line)
+        assert f"simulator: http://127.0.0.1:{port}/\n" in lines
+        status, _, body = await asyncio.to_thread(_request, f"http://127.0.0.1:{port}/api/state")
+        assert status == 200 and set(json.loads(body)["units"]) == {DOOR, FLAT}
+        process.send_signal(signal.SIGTERM)
+        rest, _ = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0
+        assert "stopping the simulator" in rest.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_callbox_demo_says_when_its_port_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            *CALLBOX, "demo", "--port", str(port), stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr.decode()
+
+
+async def test_the_browser_phone_gets_a_pairing_link_naming_both_units(
+    simulator: Simulator,
+) -> None:
+    need(phone_page_built(), "the built page web/dist/main.js")
+    assert simulator.phone is not None
+    status, state = await request(simulator, "/api/state")
+    assert status == 200 and state["phone"]["paired"] is False
+    pairing = parse_pairing_url(state["phone"]["url"])
+    assert (pairing.site, pairing.address, pairing.username) == ("demo", PHONE, PHONE)
+    assert pairing.broker == f"ws://127.0.0.1:{simulator.site.settings.websockets_port}"
+    fingerprints = {peer.address: peer.fingerprint for peer in pairing.peers}
+    for unit in (DOOR, FLAT):
+        endpoint = simulator.site[unit].endpoint
+        assert endpoint is not None
+        assert fingerprints[unit] == endpoint.signaling.identity.public_keys.fingerprint()
