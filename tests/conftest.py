@@ -13,6 +13,7 @@ from gpiozero.threads import GPIOThread
 from support import MakeSite
 
 from device.simsite import EndpointSpec, SimSite, start_site
+from device.simulator import Simulator, start_simulator
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +66,13 @@ async def door_and_indoor(make_site: MakeSite) -> SimSite:
         EndpointSpec("door", role="door", name="Front door", tone_hz=440.0),
         EndpointSpec("indoor1", role="indoor", name="Flat 1", tone_hz=660.0),
     )
+
+
+@pytest.fixture
+async def simulator(tmp_path: Path) -> AsyncIterator[Simulator]:
+    """The interactive simulator of ``callbox demo`` on a free loopback port."""
+    sim = await start_simulator(tmp_path / "sim")
+    try:
+        yield sim
+    finally:
+        await sim.close()

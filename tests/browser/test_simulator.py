@@ -9,31 +9,20 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 from playwright.async_api import Page
 from support import need, wait_for
 
-from device.simulator import DOOR, FLAT, Simulator, start_simulator
+from device.simulator import DOOR, FLAT, Simulator
 from device.simulator_phone import phone_page_built
 from device.simulator_state import display_of, ui_of
 from hal.io_devices import SIM_PINS
 
 TIMEOUT_S = 15.0
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "simulator"
-
-
-@pytest.fixture
-async def simulator(tmp_path: Path) -> AsyncIterator[Simulator]:
-    sim = await start_simulator(tmp_path / "sim")
-    try:
-        yield sim
-    finally:
-        await sim.close()
 
 
 async def wait_page(page: Page, condition: str, what: str) -> None:

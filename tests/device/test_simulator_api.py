@@ -9,27 +9,16 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from support import need, wait_for
 
 from device.pairing import parse_pairing_url
-from device.simulator import DOOR, FLAT, Simulator, start_simulator
+from device.simulator import DOOR, FLAT, Simulator
 from device.simulator_phone import PHONE, phone_page_built
 from hal.io_devices import SIM_PINS
 from services.signaling.broker import free_port
-
-
-@pytest.fixture
-async def simulator(tmp_path: Path) -> AsyncIterator[Simulator]:
-    sim = await start_simulator(tmp_path / "sim")
-    try:
-        yield sim
-    finally:
-        await sim.close()
 
 
 def _request(

@@ -13,6 +13,7 @@ import pytest
 UNITS = Path(__file__).resolve().parents[2] / "device" / "systemd"
 DAEMON = UNITS / "callbox.service"
 BROKER = UNITS / "callbox-broker.service"
+WEB = UNITS / "callbox-web.service"
 CALLBOX = "/opt/callbox/bin/callbox"
 CONFIG = "/etc/callbox/callbox.toml"
 
@@ -158,7 +159,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
     copies = []
-    for unit in (DAEMON, BROKER):
+    for unit in (DAEMON, BROKER, WEB):
         copy = tmp_path / unit.name
         copy.write_text(unit.read_text(encoding="utf-8").replace(CALLBOX, str(stub)))
         copies.append(str(copy))
