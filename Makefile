@@ -4,14 +4,14 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := mosquitto iproute2 libspeexdsp1 libasound2-dev g++ chromium
+APT_PACKAGES := mosquitto iproute2 libspeexdsp1 libasound2-dev g++ python3-dev chromium
 # The page of web/ is bundled with npm; Debian's nodejs/npm only where no npm exists.
 NODE_PACKAGES := nodejs npm
 WEB_SOURCES := $(wildcard web/index.html web/style.css web/src/*.js web/src/*/*.js web/test/*)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?= --scripted
 
-.PHONY: demo test lint typecheck unit bench deps system-deps web clean
+.PHONY: demo test lint typecheck unit bench deps system-deps web clean aec3-binding aec3-build
 
 demo: deps
 	$(VENV)/bin/callbox demo $(ARGS)
@@ -35,7 +35,7 @@ unit: deps
 bench: deps
 	$(PY) bench/call_setup.py
 
-deps: system-deps .stamp-venv web
+deps: system-deps .stamp-venv aec3-binding web
 
 # The browser phone: npm packages from web/package-lock.json, then the esbuild bundle.
 web: web/dist/main.js
@@ -66,5 +66,49 @@ system-deps:
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# The tuned AEC3 binding services/media/_callbox_aec3<EXT_SUFFIX> (gitignored), which
+# services/media/aec.py prefers to aec-audio-processing's own AudioProcessor: the .cpp
+# compiled against headers from that package's sdist (downloaded into build/, only the
+# headers extracted) and linked to the libwebrtc-audio-processing-2.so its wheel bundles.
+# Rebuilt when the .cpp or the installed package version changes (build/aec3.version).
+# The library's SONAME (…-2.so.1) is not its file name, so no rpath would find it:
+# aec.py loads it by path before importing the binding.
+# A failed build does not stop `make`: aec.py falls back to the package and logs why,
+# and under `make test` tests/media/test_aec.py fails on the missing binding.
+AEC3_SO = services/media/_callbox_aec3$(AEC3_EXT_SUFFIX)
+AEC3_HEADERS = build/aec_audio_processing-$(AEC3_VERSION)/webrtc-audio-processing
+
+aec3-binding: .stamp-venv
+	@mkdir -p build
+	@$(PY) -c "from importlib.metadata import version; print(version('aec-audio-processing'))" \
+	  > build/aec3.version.new && \
+	  { cmp -s build/aec3.version.new build/aec3.version && rm build/aec3.version.new \
+	    || mv build/aec3.version.new build/aec3.version; }
+	@$(MAKE) --no-print-directory aec3-build \
+	  AEC3_VERSION="$$(cat build/aec3.version)" \
+	  AEC3_EXT_SUFFIX="$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')" \
+	  AEC3_PKG="$$($(PY) -c 'import importlib.util as u, os; print(os.path.dirname(u.find_spec("aec_audio_processing").origin))')" \
+	  || echo "WARNING: tuned AEC3 binding not built; callbox uses aec-audio-processing's default AEC3"
+
+aec3-build: $(AEC3_SO)
+
+$(AEC3_HEADERS)/.extracted:
+	$(PY) -m pip download -q --no-deps --no-binary aec-audio-processing \
+	  aec-audio-processing==$(AEC3_VERSION) -d build
+	tar -xzf build/aec_audio_processing-$(AEC3_VERSION).tar.gz -C build --wildcards \
+	  '*/webrtc-audio-processing/webrtc/*.h' \
+	  '*/webrtc-audio-processing/subprojects/abseil-cpp-*/absl/*.h' \
+	  '*/webrtc-audio-processing/subprojects/abseil-cpp-*/absl/*.inc'
+	touch $@
+
+$(AEC3_SO): services/media/_callbox_aec3.cpp build/aec3.version $(AEC3_HEADERS)/.extracted
+	g++ -std=c++20 -O2 -fPIC -shared -fvisibility=hidden \
+	  -DWEBRTC_POSIX -DWEBRTC_LINUX -DWEBRTC_APM_DEBUG_DUMP=0 -DNDEBUG \
+	  -I$(AEC3_HEADERS)/webrtc -I$(wildcard $(AEC3_HEADERS)/subprojects/abseil-cpp-*) \
+	  -I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+	  $< -o $@.tmp "$(AEC3_PKG)/files/libwebrtc-audio-processing-2.so"
+	mv $@.tmp $@
+
 clean:
 	rm -rf $(VENV) .stamp-venv .mypy_cache .ruff_cache test-output web/node_modules web/dist
+

@@ -13,7 +13,12 @@ The delay between the two (speaker buffer, sound travel, capture buffer) is unkn
 the caller: the engines find it themselves. Engines, best first (``ENGINES``):
 
 - ``webrtc-aec3``: WebRTC's AEC3 with its noise suppressor, from the
-  ``aec-audio-processing`` package (which builds WebRTC's audio processing module);
+  ``aec-audio-processing`` package (which builds WebRTC's audio processing module),
+  driven through our own binding ``_callbox_aec3`` (``_callbox_aec3.cpp``, built by
+  ``make deps``) with :data:`TUNED_AEC3_CONFIG`; without the binding, the package's own
+  ``AudioProcessor`` with AEC3's default config, and a warning saying why;
+- ``webrtc-aec3-defaults``: always the package's ``AudioProcessor`` (default config),
+  the baseline bench/aec.py compares the tuned config with;
 - ``speexdsp``: Speex's MDF canceller plus its preprocessor (residual echo and noise
   suppression), through ctypes on the system's ``libspeexdsp.so.1``;
 - ``none``: a pass-through, for devices with a handset only and for baselines.
@@ -28,7 +33,9 @@ import abc
 import ctypes
 import ctypes.util
 import importlib
+import importlib.util
 import logging
+import os
 import threading
 import weakref
 from collections import deque
@@ -46,7 +53,45 @@ Samples = npt.NDArray[np.int16]
 
 BLOCK_MS = 10
 SUPPORTED_RATES = (8000, 16000, 32000, 48000)
-ENGINES = ("webrtc-aec3", "speexdsp", "none")
+ENGINES = ("webrtc-aec3", "webrtc-aec3-defaults", "speexdsp", "none")
+
+# AEC3's settings for the tuned binding: EchoCanceller3Config field -> value, each one
+# that differs from WebRTC's default (the default in the comment); the rest keep theirs.
+# Found by a random search then a hill-climb over ~30 fields on bench/aec.py's own scene
+# (48 kHz espeak-ng talkers, echo delays 0-200 ms, linear and clipping speaker, double
+# talk with the near end as loud as the echo), scored on the issue's four targets; the
+# figures, and how they hold off that scene, are in docs/performance.md.
+TUNED_AEC3_CONFIG: dict[str, float | int | bool] = {
+    # the delay search starts at 0 blocks and the filter reaches 192 samples before the
+    # estimate: with the defaults a 0 ms echo is never caught (9.6 dB ERLE)
+    "delay.default_delay": 0,  # 5
+    "delay.delay_headroom_samples": 192,  # 32
+    "ep_strength.default_len": 0.9,  # 0.83
+    "ep_strength.nearend_len": 0.5,  # 0.83
+    "erle.max_l": 8.0,  # 4
+    # double talk: the near-end state is entered and left at other echo-to-near-end
+    # ratios, held twice as long, and in it the low band is left nearly unsuppressed
+    # (the linear filter has removed the echo there); the defaults take 5-7 dB off the
+    # near-end voice
+    "suppressor.dominant_nearend_detection.enr_threshold": 0.5,  # 0.25
+    "suppressor.dominant_nearend_detection.enr_exit_threshold": 20.0,  # 10
+    "suppressor.dominant_nearend_detection.hold_duration": 100,  # 50
+    "suppressor.nearend_tuning.mask_lf.enr_transparent": 100.0,  # 1.09
+    "suppressor.nearend_tuning.mask_lf.enr_suppress": 100.0,  # 1.1
+    "suppressor.nearend_tuning.mask_lf.emr_transparent": 3.0,  # 0.3
+    "suppressor.nearend_tuning.mask_hf.enr_transparent": 1.0,  # 0.1
+    "suppressor.nearend_tuning.mask_hf.enr_suppress": 3.5,  # 0.3
+    "suppressor.nearend_tuning.mask_hf.emr_transparent": 1.0,  # 0.3
+    "suppressor.nearend_tuning.max_inc_factor": 4.0,  # 2
+    "suppressor.nearend_tuning.max_dec_factor_lf": 1.0,  # 0.25
+    # outside double talk, residual echo is suppressed a little harder
+    "suppressor.normal_tuning.mask_lf.enr_suppress": 0.3,  # 0.4
+    "suppressor.normal_tuning.mask_lf.emr_transparent": 0.1,  # 0.3
+    "suppressor.normal_tuning.mask_hf.emr_transparent": 0.1,  # 0.3
+}
+TUNED_DETAIL = "tuned AEC3 (callbox binding)"
+DEFAULTS_DETAIL = "AEC3 defaults (aec-audio-processing)"
+_BINDING = "services.media._callbox_aec3"
 
 
 class EngineUnavailableError(MediaError):
@@ -77,6 +122,11 @@ class EchoCanceller(abc.ABC):
     @abc.abstractmethod
     def engine(self) -> str:
         """The engine's name, one of ``ENGINES``: what status and selftest report."""
+
+    @property
+    def detail(self) -> str:
+        """What exactly runs under ``engine`` (status and selftest show it beside it)."""
+        return self.engine
 
     def process_render(self, samples: Samples) -> None:
         """Take one 10 ms block of what the speaker plays now (the far-end reference)."""
@@ -132,6 +182,11 @@ class PassThrough(EchoCanceller):
         """Always ``"none"``."""
         return "none"
 
+    @property
+    def detail(self) -> str:
+        """Says that nothing is cancelled."""
+        return "pass-through, no echo cancellation"
+
     def _render(self, samples: Samples) -> None:
         pass
 
@@ -145,39 +200,99 @@ class PassThrough(EchoCanceller):
 class WebRtcAec3(EchoCanceller):
     """WebRTC's audio processing module: AEC3, then its noise suppressor.
 
-    The gain controller and the VAD stay off: levels are the mixer's job, and a gain
-    that moves would hide what the canceller does.
+    With ``tuned`` (the ``webrtc-aec3`` engine), AEC3 runs with
+    :data:`TUNED_AEC3_CONFIG` through our binding when it loads, else with its defaults
+    through the package's ``AudioProcessor`` (logged as a warning with the reason);
+    without ``tuned`` (``webrtc-aec3-defaults``), always the latter. Both set up the
+    module alike: noise suppression moderate, the gain controller and the VAD off
+    (levels are the mixer's job, and a gain that moves would hide what the canceller
+    does). ``detail`` says which one runs.
     """
 
-    def __init__(self, sample_rate: int, *, noise_suppression: bool = True) -> None:
+    def __init__(
+        self, sample_rate: int, *, noise_suppression: bool = True, tuned: bool = True
+    ) -> None:
         """Build the module for ``sample_rate``; raises EngineUnavailableError if absent."""
         super().__init__(sample_rate)
-        module = _import("aec_audio_processing", "webrtc-aec3")
-        processor: Any = module.AudioProcessor(
-            enable_aec=True,
-            enable_ns=noise_suppression,
-            ns_level=1,  # moderate; low..high differ by < 0.5 dB on speech in bench/aec.py
-            enable_agc=False,
-            enable_vad=False,
-        )
-        processor.set_stream_format(sample_rate, 1, sample_rate, 1)
-        processor.set_reverse_stream_format(sample_rate, 1)
-        self._processor: Any = processor
+        self._engine = "webrtc-aec3" if tuned else "webrtc-aec3-defaults"
+        self._apm: Any = None
+        self._processor: Any = None
+        if tuned:
+            try:
+                self._apm = _tuned_apm(sample_rate, noise_suppression)
+            except EngineUnavailableError as err:
+                _log.warning("%s; using %s instead", err, DEFAULTS_DETAIL)
+        self._detail = TUNED_DETAIL if self._apm is not None else DEFAULTS_DETAIL
+        if self._apm is None:
+            module = _import("aec_audio_processing", self._engine)
+            processor: Any = module.AudioProcessor(
+                enable_aec=True,
+                enable_ns=noise_suppression,
+                ns_level=1,  # moderate; low..high differ by < 0.5 dB on speech here
+                enable_agc=False,
+                enable_vad=False,
+            )
+            processor.set_stream_format(sample_rate, 1, sample_rate, 1)
+            processor.set_reverse_stream_format(sample_rate, 1)
+            self._processor = processor
 
     @property
     def engine(self) -> str:
-        """Always ``"webrtc-aec3"``."""
-        return "webrtc-aec3"
+        """``"webrtc-aec3"``, or ``"webrtc-aec3-defaults"`` when built untuned."""
+        return self._engine
+
+    @property
+    def detail(self) -> str:
+        """:data:`TUNED_DETAIL` or :data:`DEFAULTS_DETAIL`: which AEC3 runs."""
+        return self._detail
 
     def _render(self, samples: Samples) -> None:
-        self._processor.process_reverse_stream(samples.tobytes())
+        if self._apm is not None:
+            self._apm.process_render(samples)
+        else:
+            self._processor.process_reverse_stream(samples.tobytes())
 
     def _capture(self, samples: Samples) -> Samples:
-        out = self._processor.process_stream(samples.tobytes())
+        if self._apm is not None:
+            out = self._apm.process_capture(samples)
+        else:
+            out = self._processor.process_stream(samples.tobytes())
         return np.frombuffer(out, dtype=np.int16).copy()
 
     def _release(self) -> None:
+        self._apm = None
         self._processor = None
+
+
+def _tuned_apm(sample_rate: int, noise_suppression: bool) -> Any:
+    """Our binding's APM with :data:`TUNED_AEC3_CONFIG`; EngineUnavailableError if not.
+
+    The binding links to the libwebrtc-audio-processing-2.so bundled in the
+    aec-audio-processing wheel, whose SONAME (``...-2.so.1``) is not its file name: the
+    dynamic loader finds it only once it is loaded, so it is loaded by path first.
+    """
+    why = "tuned AEC3 binding unavailable"
+    try:
+        spec = importlib.util.find_spec("aec_audio_processing")
+    except (ImportError, ValueError):  # ValueError: in sys.modules without a spec
+        spec = None
+    if spec is None or spec.origin is None:
+        raise EngineUnavailableError(f"{why}: aec-audio-processing is not installed")
+    library = os.path.join(os.path.dirname(spec.origin), "files", "libwebrtc-audio-processing-2.so")
+    try:
+        ctypes.CDLL(library)
+        binding = importlib.import_module(_BINDING)
+    except (ImportError, OSError) as err:
+        raise EngineUnavailableError(
+            f"{why} (build it with `make deps`): cannot load {_BINDING}: {err}"
+        ) from err
+    try:
+        apm = binding.Apm(sample_rate, TUNED_AEC3_CONFIG, noise_suppression=noise_suppression)
+    except (KeyError, ValueError, TypeError) as err:  # a binding older than this file
+        raise EngineUnavailableError(f"{why}: {_BINDING} refuses the config: {err}") from err
+    if not apm.config_valid:
+        _log.warning("AEC3 corrected TUNED_AEC3_CONFIG (EchoCanceller3Config::Validate)")
+    return apm
 
 
 # speex_echo.h / speex_preprocess.h request codes
@@ -223,6 +338,11 @@ class SpeexDsp(EchoCanceller):
     def engine(self) -> str:
         """Always ``"speexdsp"``."""
         return "speexdsp"
+
+    @property
+    def detail(self) -> str:
+        """Speex's MDF canceller and preprocessor, from the system's libspeexdsp."""
+        return "Speex MDF + preprocessor (libspeexdsp)"
 
     def _render(self, samples: Samples) -> None:
         self._far.append(samples.copy())
@@ -279,6 +399,7 @@ def _import(module: str, engine: str) -> Any:
 
 _FACTORIES: dict[str, Callable[[int, bool], EchoCanceller]] = {
     "webrtc-aec3": lambda rate, ns: WebRtcAec3(rate, noise_suppression=ns),
+    "webrtc-aec3-defaults": lambda rate, ns: WebRtcAec3(rate, noise_suppression=ns, tuned=False),
     "speexdsp": lambda rate, ns: SpeexDsp(rate, noise_suppression=ns),
     "none": lambda rate, ns: PassThrough(rate),
 }
@@ -316,11 +437,17 @@ def make_echo_canceller(
 
 def available_engines() -> list[str]:
     """The engines whose libraries load on this system, best first (for selftest)."""
-    found = []
+    return list(engine_details())
+
+
+def engine_details() -> dict[str, str]:
+    """Each engine that loads here, best first, with the ``detail`` of what it runs."""
+    found = {}
     for name in ENGINES:
         try:
-            _FACTORIES[name](SUPPORTED_RATES[1], True).close()
+            canceller = _FACTORIES[name](SUPPORTED_RATES[1], True)
         except EngineUnavailableError:
             continue
-        found.append(name)
+        found[name] = canceller.detail
+        canceller.close()
     return found

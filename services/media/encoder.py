@@ -1,9 +1,10 @@
 """Bitrate caps, H.264 passthrough hooks and jitter-buffer depth on aiortc's senders/receivers.
 
 aiortc builds its encoder lazily inside ``RTCRtpSender`` and lets the peer's REMB
-feedback set ``target_bitrate`` with no upper bound of ours; it also buffers four
-audio packets (80 ms) before playing. Neither has a public knob, so this module is
-the one place that reaches into those private attributes, pinned to aiortc 1.x.
+feedback set ``target_bitrate`` with no upper bound of ours; it opens Opus in its
+"voip" mode (6.5 ms lookahead) and buffers four audio packets (80 ms) before playing.
+None has a public knob, so this module is the one place that reaches into those private
+attributes, pinned to aiortc 1.x.
 
 H.264 passthrough needs two more: when a track's ``recv()`` returns an ``av.Packet``,
 aiortc's sender calls its encoder's ``pack()`` (split on start codes, STAP-A/FU-A) and
@@ -30,6 +31,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
 _RECEIVER_JITTER = "_RTCRtpReceiver__jitter_buffer"
 _SENDER_KEYFRAME = "_send_keyframe"
+OPUS_APPLICATION = "lowdelay"  # see install_low_delay_opus; aiortc's own is "voip"
 
 
 class CappedEncoder:
@@ -146,6 +148,34 @@ def forward_keyframe_requests(sender: RTCRtpSender, request: Callable[[], None])
         request()
 
     setattr(sender, _SENDER_KEYFRAME, send_keyframe)  # the instance attribute shadows the method
+
+
+def install_low_delay_opus(sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> bool:
+    """Give ``sender`` aiortc's Opus encoder in libopus's restricted low-delay mode.
+
+    aiortc opens libopus with ``application=voip``: 6.5 ms of encoder lookahead on every
+    packet. ``OPUS_APPLICATION`` (FFmpeg's ``lowdelay``, libopus's
+    ``RESTRICTED_LOWDELAY``) has 2.5 ms: CELT only, no SILK, which is fine for speech at
+    aiortc's fixed 96 kb/s (its REMB handling does not reach the audio encoder). Call it
+    before the sender's first frame, once ``codec`` is negotiated; False, and nothing
+    changes, for another codec (PCMU, PCMA) or a sender that already has its encoder.
+    """
+    if codec.mimeType.lower() != "audio/opus" or getattr(sender, _SENDER_ENCODER, None):
+        return False
+    encoder: Any = get_encoder(codec)
+    encoder.codec.options = {**encoder.codec.options, "application": OPUS_APPLICATION}
+    setattr(sender, _SENDER_ENCODER, encoder)
+    return True
+
+
+def opus_lookahead_ms(sender: RTCRtpSender) -> float | None:
+    """The lookahead of ``sender``'s Opus encoder once it encoded a frame, else None.
+
+    libopus pads the start of its stream by its lookahead, and aiortc's encoder keeps
+    the first packet's (negative) pts: 312 samples at 48 kHz in "voip", 120 in low delay.
+    """
+    first = getattr(getattr(sender, _SENDER_ENCODER, None), "first_packet_pts", None)
+    return None if first is None else -1000 * first / 48000
 
 
 def shorten_audio_jitter_buffer(receiver: RTCRtpReceiver, prefetch: int = 1) -> None:

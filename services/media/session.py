@@ -35,6 +35,8 @@ from services.media.encoder import (
     follow_bitrate,
     forward_keyframe_requests,
     install_capped_encoder,
+    install_low_delay_opus,
+    opus_lookahead_ms,
     sender_encoder,
     shorten_audio_jitter_buffer,
     use_encoder,
@@ -159,6 +161,7 @@ class MediaSession:
         with ice_policy(self.settings.ice):
             await self._pc.setLocalDescription(await self._pc.createAnswer())
         self._cap_video_on_first_frame()
+        self._low_delay_audio_on_first_frame()
         return self._pc.localDescription.sdp
 
     async def apply_answer(self, sdp: str) -> None:
@@ -166,6 +169,7 @@ class MediaSession:
         check_fingerprints(sdp)
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         self._cap_video_on_first_frame()
+        self._low_delay_audio_on_first_frame()
 
     def _has_remote_video(self) -> bool:
         return any(t.kind == "video" for t in self._pc.getTransceivers())
@@ -183,6 +187,22 @@ class MediaSession:
         for transceiver in self._pc.getTransceivers():
             if transceiver.kind == "audio":
                 shorten_audio_jitter_buffer(transceiver.receiver)
+
+    def _low_delay_audio_on_first_frame(self) -> None:
+        """Opus in low-delay mode for our audio, once negotiated (4 ms less lookahead)."""
+        track = self._audio_track
+        transceiver = next(
+            (t for t in self._pc.getTransceivers() if t.kind == "audio" and t.sender.track),
+            None,
+        )
+        if track is None or transceiver is None:
+            return
+
+        def install() -> None:
+            if transceiver._codecs:  # negotiated, best first
+                install_low_delay_opus(transceiver.sender, transceiver._codecs[0])
+
+        track.on_first_recv(install)
 
     def _video_transceiver(self) -> RTCRtpTransceiver | None:
         for transceiver in self._pc.getTransceivers():
@@ -291,6 +311,13 @@ class MediaSession:
         transceiver = self._video_transceiver()
         if transceiver is not None and sender_encoder(transceiver.sender) is not None:
             install_capped_encoder(transceiver.sender, transceiver._codecs[0], bps)
+
+    def audio_lookahead_ms(self) -> float | None:
+        """Our Opus encoder's lookahead once audio went out (2.5 ms in low-delay mode)."""
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.kind == "audio" and transceiver.sender.track is not None:
+                return opus_lookahead_ms(transceiver.sender)
+        return None
 
     def video_encoder(self) -> CappedEncoder | None:
         """The sender's video encoder once the first frame left (packs only in passthrough)."""

@@ -8,7 +8,7 @@ import re
 
 import av
 import pytest
-from support import Answering, place_call, props_for
+from support import Answering, place_call, props_for, wait_for
 
 from device.simsite import SimSite
 from hal.board import build_sim_board
@@ -101,4 +101,25 @@ async def test_call_uses_the_codec_of_the_properties(
     video_section = sdp[sdp.index("m=video") :]
     rtpmap = re.findall(r"a=rtpmap:\d+ (\w+)/90000", video_section)
     assert rtpmap[0] == codec.name, rtpmap
+    await call.hangup()
+
+
+async def audio_flows(session: MediaSession) -> None:
+    """Wait until ``session`` has encoded audio and decoded some of the peer's."""
+    await wait_for(lambda: session.audio_lookahead_ms() is not None, "audio encoded")
+    await wait_for(lambda: session.stats.audio_frames >= 10, "the peer's audio decoded")
+
+
+async def test_call_audio_goes_out_as_low_delay_opus(door_and_indoor: SimSite) -> None:
+    """Both ends encode Opus with 2.5 ms of lookahead (aiortc's "voip" mode has 6.5 ms)."""
+    door, indoor = door_and_indoor["door"].calls, door_and_indoor["indoor1"].calls
+    app = Answering(indoor, auto_answer=True)
+    indoor.set_listener(app)
+    call, progress = await place_call(door, props_for(door, "indoor1"))
+    await progress.wait_status(CallStatus.CONNECTED)
+    incoming, _ = await app.next_call()
+    for session in (call.session, incoming.session):
+        assert session is not None
+        await audio_flows(session)
+        assert session.audio_lookahead_ms() == 2.5
     await call.hangup()
