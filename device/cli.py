@@ -17,6 +17,7 @@ import click
 
 from device.cli_admin import keys, register
 from device.cli_pairing import register as register_pairing
+from device.cli_system import register as register_system
 from device.cli_web import register as register_web
 from device.config import ConfigError, load_config
 from device.devicesite import Unit, start_intercom_site
@@ -301,6 +302,7 @@ def _reload_broker(
 register(main)
 register_pairing(keys)
 register_web(main)
+register_system(main)
 
 if __name__ == "__main__":
     main()

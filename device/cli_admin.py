@@ -24,7 +24,9 @@ from device.config import DEFAULT_CONFIG_PATH, FIRST_BOOT_PATH, CallboxConfig, C
 from device.config_store import ConfigStore
 from device.control import ControlError, DaemonNotRunningError, request_sync
 from device.daemon import default_control_path, run_daemon
+from device.firstboot import first_boot_error
 from device.keystore import KeystoreError, public_keys_of
+from device.safe_daemon import run_safe_daemon
 from device.selftest import Check, run_selftest, selftest_stopped_daemon
 from hal.backlight import SysfsBacklight
 from hal.errors import HalError
@@ -96,19 +98,51 @@ def register(main: click.Group) -> None:
     show_default=True,
     help="An installer's callbox.toml to import once, before starting.",
 )
-def run(config_path: Path, control_path: Path | None, first_boot: Path) -> None:
+@click.option(
+    "--no-first-boot",
+    is_flag=True,
+    help="Import nothing: callbox-firstboot.service (`callbox first-boot`) does it.",
+)
+@click.option(
+    "--wait-on-bad-config",
+    is_flag=True,
+    help="A configuration that cannot be used: stay in the safe state, answering `callbox "
+    "status` with the reasons, instead of exiting 2.",
+)
+def run(
+    config_path: Path,
+    control_path: Path | None,
+    first_boot: Path,
+    no_first_boot: bool,
+    wait_on_bad_config: bool,
+) -> None:
     """The daemon (systemd Type=notify): take calls until SIGTERM; SIGHUP reloads the config."""
     store = ConfigStore(config_path)
     try:
-        if store.import_first_boot(first_boot):
+        if not no_first_boot and store.import_first_boot(first_boot):
             click.echo(f"imported {first_boot} into {config_path}", err=True)
     except ConfigError as err:
         click.echo(f"callbox: first-boot file refused, left in place:\n{err}", err=True)
+    control = control_path or default_control_path()
     try:
-        asyncio.run(run_daemon(config_path, control_path or default_control_path()))
+        asyncio.run(run_daemon(config_path, control))
     except ConfigError as err:
-        fail(str(err), 2)
+        if not wait_on_bad_config:
+            fail(str(err), 2)
+        _safe_state(config_path, control, str(err))
     except (ControlError, KeystoreError, HalError, SignalingError) as err:
+        fail(str(err), 1)
+
+
+def _safe_state(config_path: Path, control: Path, problem: str) -> None:
+    """Wait in the safe state (`device.safe_daemon`); exit 0 once the file is valid."""
+    click.echo(f"callbox: safe state, no calls until the file is fixed:\n{problem}", err=True)
+    refused = first_boot_error()
+    if refused:
+        click.echo(f"callbox: first boot refused {FIRST_BOOT_PATH}:\n{refused}", err=True)
+    try:
+        asyncio.run(run_safe_daemon(config_path, control, problem))
+    except ControlError as err:
         fail(str(err), 1)
 
 
@@ -222,11 +256,18 @@ def config_edit(store: ConfigStore, control_path: Path | None) -> None:
 @control_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def status(control_path: Path | None, as_json: bool) -> None:
-    """Role, broker connection, presence, the active call, hardware state."""
+    """Role, broker connection, presence, the active call, hardware state; or why the unit
+    is in the safe state, and what first boot refused."""
+    refused = first_boot_error()
+    if refused and not as_json:
+        click.echo(f"FIRST BOOT REFUSED {FIRST_BOOT_PATH}, nothing of it applied:\n{refused}")
     result = ask_daemon(control_path, "status")
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    if result.get("state") == "safe":
+        click.echo(f"SAFE STATE: no calls until the configuration is fixed:\n{result['problem']}")
+        sys.exit(1)
     who = f"{result['name']} ({result['address']})" if result["name"] else result["address"]
     click.echo(f"{who}, {result['role']} in site {result['site']}")
     if not result.get("running", True):

@@ -41,6 +41,7 @@ from device.config_models import (
     Text,
 )
 from device.config_rules import cross_field_problems
+from device.config_system import SystemConfig, hostname_from_address
 from hal.errors import HalError
 from hal.gpio_specs import (
     BacklightSpec,
@@ -101,6 +102,7 @@ class CallboxConfig(Section):
     dnd: DndConfig = DndConfig()
     snapshots: SnapshotsConfig = SnapshotsConfig()
     logging: LoggingConfig = LoggingConfig()
+    system: SystemConfig = SystemConfig()
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -108,6 +110,10 @@ class CallboxConfig(Section):
     def source(self) -> Path | None:
         """The file this configuration was read from (None when parsed from text)."""
         return self._source
+
+    def hostname(self) -> str:
+        """The host name first boot sets: ``system.hostname``, else one made of the address."""
+        return self.system.hostname or hostname_from_address(self.address)
 
     def io_spec(self) -> IoSpec:
         """The GPIO wiring for `hal.board.build_io`; ConfigError if the HAL refuses it."""

@@ -32,6 +32,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _display,
         _call,
         _ice_servers,
+        _system,
     )
     return [problem for rule in rules for problem in rule(config)]
 
@@ -178,3 +179,25 @@ def _ice_servers(config: CallboxConfig) -> Problems:
                 reason = f"only the first {kind} URL is used ({first[kind]}); aiortc drops the rest"
                 yield f"{key}.urls.{number}", reason
             first.setdefault(kind, f"{key}.urls.{number}")
+
+
+def _system(config: CallboxConfig) -> Problems:
+    """Wi-Fi: a password from one place, the radio's country, each network once."""
+    system = config.system
+    if system.wifi and not system.wifi_country:
+        yield (
+            "system.wifi_country",
+            "is required with [[system.wifi]]: the radio's two-letter country, e.g. 'DE'",
+        )
+    seen: dict[str, int] = {}
+    for index, wifi in enumerate(system.wifi):
+        key = f"system.wifi.{index}"
+        if wifi.psk and wifi.psk_file:
+            yield f"{key}.psk_file", "set either psk or psk_file, not both"
+        elif wifi.open and (wifi.psk or wifi.psk_file):
+            yield f"{key}.open", "an open network has no psk or psk_file; remove one"
+        elif not wifi.open and not (wifi.psk or wifi.psk_file):
+            yield f"{key}.psk", "is required (or psk_file; open = true for a network without one)"
+        if wifi.ssid in seen:
+            yield f"{key}.ssid", f"{wifi.ssid!r} is already system.wifi.{seen[wifi.ssid]}"
+        seen.setdefault(wifi.ssid, index)

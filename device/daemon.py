@@ -20,6 +20,7 @@ from typing import Any
 from device.app import DeviceApp
 from device.config import CallboxConfig, ConfigError, load_config
 from device.control import ControlError, ControlServer, Handler
+from device.firstboot import first_boot_error
 from device.sdnotify import SystemdNotifier
 from device.selftest import run_selftest
 from hal.gpio_specs import ButtonRole
@@ -167,6 +168,7 @@ class Daemon:
 
     async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
         result = self.app.status()
+        result["first_boot_error"] = first_boot_error()
         log = Path(self.app.config.state_dir) / "calls.sqlite"
         try:
             records = await asyncio.to_thread(read_call_log, log, LAST_CALLS)

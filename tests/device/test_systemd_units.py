@@ -14,6 +14,7 @@ UNITS = Path(__file__).resolve().parents[2] / "device" / "systemd"
 DAEMON = UNITS / "callbox.service"
 BROKER = UNITS / "callbox-broker.service"
 WEB = UNITS / "callbox-web.service"
+FIRSTBOOT = UNITS / "callbox-firstboot.service"
 CALLBOX = "/opt/callbox/bin/callbox"
 CONFIG = "/etc/callbox/callbox.toml"
 
@@ -79,7 +80,9 @@ def test_daemon_is_a_notify_service_with_a_watchdog(daemon: configparser.ConfigP
     assert service["Type"] == "notify"
     assert service["NotifyAccess"] == "main"
     assert service["WatchdogSec"] == "30"
-    assert service["ExecStart"] == f"{CALLBOX} run --config {CONFIG}"
+    assert service["ExecStart"] == (
+        f"{CALLBOX} run --config {CONFIG} --no-first-boot --wait-on-bad-config"
+    )
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
 
 
@@ -159,7 +162,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
     copies = []
-    for unit in (DAEMON, BROKER, WEB):
+    for unit in (DAEMON, BROKER, WEB, FIRSTBOOT):
         copy = tmp_path / unit.name
         copy.write_text(unit.read_text(encoding="utf-8").replace(CALLBOX, str(stub)))
         copies.append(str(copy))
@@ -175,3 +178,16 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0, output
     assert output == ""
+
+
+def test_first_boot_runs_once_before_the_services_it_configures() -> None:
+    unit = parse_unit(FIRSTBOOT)
+    service = unit["Service"]
+    assert service["Type"] == "oneshot"
+    assert service["ExecStart"] == f"{CALLBOX} first-boot"
+    before = values(unit, "Unit", "Before")
+    for other in ("callbox.service", "ssh.service", "NetworkManager.service"):
+        assert other in before
+    conditions = unit.get("Unit", "ConditionPathExists").splitlines()
+    assert conditions == ["|/boot/firmware/callbox.toml", "|!/var/lib/callbox-firstboot/done"]
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
