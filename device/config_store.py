@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import re
-import secrets
 import stat
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,7 +33,7 @@ from device.config import (
     load_config,
     parse_config,
 )
-from services.durable import fsync_directory
+from services.durable import fsync_directory, write_atomically
 
 __all__ = ["NEW_FILE_MODE", "ConfigStore", "parse_value"]
 
@@ -356,25 +355,15 @@ def _append_table(tables: AoT, table: Table) -> None:
 
 def _write_atomically(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None) -> None:
     """Replace `path` by `data` through a temporary file that never survives; ConfigError."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+    def prepare(fd: int) -> None:
+        os.fchmod(fd, mode)  # the old file's mode whatever the umask
+        _keep_owner(fd, path, owner)
+
     try:
-        fd = os.open(tmp, flags, 0o600)
-        try:
-            os.fchmod(fd, mode)  # the old file's mode whatever the umask
-            _keep_owner(fd, path, owner)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomically(path, data, before_write=prepare)
     except OSError as err:
         raise ConfigError(path, "", f"cannot write the file: {err.strerror or err}") from err
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def _keep_owner(fd: int, path: Path, owner: tuple[int, int] | None) -> None:

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from services.durable import fsync_directory
+from services.durable import fsync_directory, write_atomically
 
 __all__ = ["Account", "RootFs", "RootFsError"]
 
@@ -80,28 +80,18 @@ class RootFs:
         `owner` None (a FAT partition, which has neither): 0600 as created."""
         path = self.path(device_path)
         raw = data.encode("utf-8") if isinstance(data, str) else data
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+        def prepare(fd: int) -> None:
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(fd, *owner)
+            if mode is not None:
+                os.fchmod(fd, mode)
+
         try:
-            fd = os.open(tmp, flags, 0o600)
-            try:
-                if owner is not None and os.geteuid() == 0:
-                    os.fchown(fd, *owner)
-                if mode is not None:
-                    os.fchmod(fd, mode)
-                view = memoryview(raw)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            write_atomically(path, raw, before_write=prepare)
             fsync_directory(path.parent)
         except OSError as err:
             raise RootFsError(f"{path}: cannot write it: {_why(err)}") from err
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
         return path
 
     def mkdir(self, device_path: str, mode: int, owner: tuple[int, int] | None = (0, 0)) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -22,3 +24,31 @@ def fsync_directory(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomically(
+    path: Path, data: bytes, *, before_write: Callable[[int], None] | None = None
+) -> None:
+    """Replace ``path`` by ``data``: a temporary file next to it (created 0600, never
+    following a link), written, fsynced and renamed over ``path``; it never survives.
+
+    ``before_write(fd)`` sets the new file's mode and owner before any data is in it.
+    Raises OSError; the caller names the file and the reason in its own error.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            if before_write is not None:
+                before_write(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

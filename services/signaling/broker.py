@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import getpass
 import hashlib
 import logging
@@ -23,6 +22,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.durable import write_atomically
 from services.signaling.errors import SignalingError
 from services.signaling.topics import PREFIX, valid_name
 
@@ -107,17 +107,12 @@ def write_private(path: Path, text: str, owner: Owner | None = None) -> None:
         path.parent.mkdir(parents=True)
         if owner is not None:
             os.chown(path.parent, *owner)
-    temp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temp.unlink()
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
+
+    def give_away(fd: int) -> None:
         if owner is not None:
-            os.fchown(handle.fileno(), *owner)
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+            os.fchown(fd, *owner)
+
+    write_atomically(path, text.encode(), before_write=give_away)
 
 
 def credential_path(directory: Path, address: str) -> Path:
