@@ -112,3 +112,36 @@ $(AEC3_SO): services/media/_callbox_aec3.cpp build/aec3.version $(AEC3_HEADERS)/
 clean:
 	rm -rf $(VENV) .stamp-venv .mypy_cache .ruff_cache test-output web/node_modules web/dist
 
+# -- The flashable SD image: image-build/, docs/operations.md "Flashing the SD image" --------
+# `make image` builds build/image/callbox-<version>.img.zst (+ .sha256); `make image-test`
+# also boots it in qemu-system-aarch64 and checks it (tests/image/, not collected by `make test`).
+# Needs root (mmdebstrap --mode=root, binfmt_misc) and ~6 GB under build/.
+IMAGE_APT_PACKAGES := mmdebstrap genimage qemu-user-static binfmt-support arch-test \
+  qemu-system-arm mtools dosfstools e2fsprogs zstd curl openssh-client \
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3-rich python3-click
+IMAGE_DIR := build/image
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE := $(IMAGE_DIR)/callbox-$(IMAGE_VERSION).img
+IMAGE_INPUTS := pyproject.toml $(shell find device services hal image-build -type f \
+  -not -path '*/__pycache__/*' -not -name '*.so' 2>/dev/null) $(wildcard web/dist/*)
+
+.PHONY: image image-test image-deps
+
+image: $(IMAGE).zst
+
+$(IMAGE).zst: $(IMAGE_INPUTS) | deps image-deps
+	$(SUDO) nice -n 10 /usr/bin/python3 image-build/build.py --out $(IMAGE_DIR)
+
+image-test: image
+	CALLBOX_IMAGE_TEST=1 $(SUDO) $(PY) -m pytest -p no:cacheprovider tests/image $(PYTEST_ARGS)
+
+image-deps:
+	@missing=""; \
+	for pkg in $(IMAGE_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing image build packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi

@@ -1,0 +1,831 @@
+#!/usr/bin/python3
+"""Build callbox's flashable SD image: Debian bookworm arm64, the app in /opt/callbox.
+
+Run as root on a Debian 12 machine (`make image` installs the tools and runs it):
+
+    image-build/build.py [--out build/image] [--rebuild-base]
+
+Stages, each with its time on the progress display:
+
+1. host      binfmt_misc for arm64 (qemu-user-static), registered when it is not.
+2. wheels    callbox's dependencies as aarch64 wheels for the image's CPython 3.11
+             (`pip download --platform manylinux_2_xx_aarch64 --only-binary=:all:`) and the
+             callbox wheel built from this tree.
+3. base      `mmdebstrap --arch=arm64` of bookworm (+ non-free-firmware for the Pi firmware and
+             Wi-Fi blobs) into build/image/base/. update-initramfs is diverted to a no-op while
+             packages install (the kernel postinst, initramfs-tools' trigger and raspi-firmware
+             would each run it: ~13 min apiece under qemu-user) and run once, at the end, which
+             also has raspi-firmware lay out /boot/firmware. Reused while its inputs
+             (packages, this script's BASE_REVISION) are unchanged.
+4. rootfs    a copy of base/ with the app (a venv installed offline from the wheels, on the
+             host: the pure files are the same for every architecture and the binary wheels
+             are aarch64 ones), the systemd units, the service user, SSH hardening, and every
+             secret removed (host keys, machine id, random seed).
+5. image     root.ext4 by `mke2fs -d` (no loop device, no mount), the FAT32 boot partition by
+             mkfs.vfat + mcopy, the MBR image by genimage; then .img.zst and .sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+REPO = Path(__file__).resolve().parent.parent
+OVERLAY = REPO / "image-build" / "overlay"
+# Bump when the base's mmdebstrap command changes in a way PACKAGES does not show.
+BASE_REVISION = "3"
+SUITE = "bookworm"
+# Fixed, so two builds from one commit differ only in timestamps; first boot may randomise them.
+DISK_SIGNATURE = "0xc0110b01"
+ROOT_UUID = "c0110b00-0000-4000-8000-000000000002"
+ROOT_HASH_SEED = "c0110b00-0000-4000-8000-000000000003"
+BOOT_SIZE_MIB = 256
+BOOT_OFFSET_MIB = 4
+
+DEBIAN_SOURCES = {
+    "debian": [
+        f"deb http://deb.debian.org/debian {SUITE} main non-free-firmware",
+        f"deb http://deb.debian.org/debian {SUITE}-updates main non-free-firmware",
+        f"deb http://deb.debian.org/debian-security {SUITE}-security main non-free-firmware",
+    ],
+}
+
+PACKAGES = [
+    # boot: the Debian kernel (Pi 3/4/400/Zero 2 W device trees), the GPU firmware, initramfs
+    "linux-image-arm64",
+    "raspi-firmware",
+    "firmware-brcm80211",
+    "initramfs-tools",
+    "systemd-sysv",
+    "udev",
+    "kmod",
+    "dbus",
+    "e2fsprogs",
+    "dosfstools",
+    "cloud-guest-utils",
+    "fdisk",
+    # administration
+    "openssh-server",
+    "openssh-client",
+    "sudo",
+    "less",
+    "nano",
+    "procps",
+    "iproute2",
+    "iputils-ping",
+    "ca-certificates",
+    "tzdata",
+    "systemd-timesyncd",
+    # network: wired by DHCP, Wi-Fi from callbox.toml; door.local by mDNS
+    "network-manager",
+    "wpasupplicant",
+    "avahi-daemon",
+    "libnss-mdns",
+    # the app: its interpreter, the site broker, audio (ALSA, Speex AEC fallback), I2C
+    "python3",
+    "mosquitto",
+    "libasound2",
+    "alsa-utils",
+    "libspeexdsp1",
+    "i2c-tools",
+]
+
+# Dependencies with no aarch64 wheel for cp311 / manylinux_2_17.._2_36 on PyPI: left out of the
+# image (see docs/operations.md, "Flashing the SD image"); the app falls back as documented.
+NO_AARCH64_WHEEL = {
+    "aec-audio-processing": "left out: echo cancellation falls back to speexdsp (libspeexdsp1)",
+    "pyalsaaudio": "cross-compiled here (aarch64-linux-gnu-gcc, one C file) into a wheel",
+}
+PYALSAAUDIO = "0.11.0"
+
+console = Console(stderr=True)
+
+
+class Steps:
+    """A progress display: one line per step with its state and time, the live log tail."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.rows: list[tuple[str, str, float]] = []
+        self.current: str | None = None
+        self.started = 0.0
+        self.tail = ""
+        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+
+    def _render(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        for name, state, secs in self.rows:
+            mark = "[green]done[/]" if state == "done" else f"[yellow]{state}[/]"
+            table.add_row(mark, name, f"{secs:6.0f} s")
+        if self.current is not None:
+            table.add_row(
+                Spinner("dots"), self.current, f"{time.monotonic() - self.started:6.0f} s"
+            )
+            table.add_row("", Text(self.tail[-110:], style="dim"), "")
+        return table
+
+    def __enter__(self) -> Steps:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.update(self._render())
+        self.live.__exit__(None, None, None)
+
+    def step(self, name: str, fn: Callable[[], str | None]) -> None:
+        self.current, self.started, self.tail = name, time.monotonic(), ""
+        self.live.update(self._render())
+        try:
+            note = fn()
+        except BaseException:
+            self.rows.append((name, "FAILED", time.monotonic() - self.started))
+            self.current = None
+            raise
+        label = f"{name} ({note})" if note else name
+        self.rows.append((label, "done", time.monotonic() - self.started))
+        self.current = None
+        self.live.update(self._render())
+
+    def run(self, cmd: Sequence[str | Path], log: str, **kw: object) -> None:
+        """Run a command, its output to log_dir/<log>, its last line on the display."""
+        path = self.log_dir / log
+        argv = [str(c) for c in cmd]
+        with path.open("a") as out:
+            out.write(f"$ {' '.join(argv)}\n")
+            out.flush()
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                **kw,  # type: ignore[call-overload]
+            )
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out.write(line)
+                if line.strip():
+                    self.tail = line.strip()
+                    self.live.update(self._render())
+            rc = proc.wait()
+        if rc != 0:
+            raise click.ClickException(f"{argv[0]} failed ({rc}); see {path}")
+
+
+def project_version() -> str:
+    with (REPO / "pyproject.toml").open("rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+def dependencies() -> list[str]:
+    with (REPO / "pyproject.toml").open("rb") as f:
+        deps: list[str] = tomllib.load(f)["project"]["dependencies"]
+    return deps
+
+
+def dist_name(req: str) -> str:
+    return re.split(r"[<>=!~; \[]", req, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+# -- 1. host -------------------------------------------------------------------------------
+
+
+def ensure_binfmt() -> str:
+    entry = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if entry.exists() and entry.read_text().startswith("enabled"):
+        return "already registered"
+    if not Path("/proc/sys/fs/binfmt_misc/register").exists():
+        subprocess.run(
+            ["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"], check=True
+        )
+    subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], check=True)
+    if not entry.exists():
+        raise click.ClickException("qemu-aarch64 is not registered with binfmt_misc")
+    return "registered qemu-aarch64"
+
+
+# -- 2. wheels -----------------------------------------------------------------------------
+
+
+def pip_platform_args() -> list[str]:
+    args = []
+    # bookworm's glibc is 2.36; the oldest manylinux aarch64 wheels are manylinux2014 (2.17)
+    for minor in range(17, 37):
+        args += ["--platform", f"manylinux_2_{minor}_aarch64"]
+    args += ["--platform", "manylinux2014_aarch64", "--platform", "linux_aarch64"]
+    args += ["--python-version", "3.11", "--implementation", "cp"]
+    args += ["--abi", "cp311", "--abi", "abi3", "--abi", "none"]
+    return args
+
+
+def fetch_wheels(steps: Steps, pip: list[str], wheels: Path) -> str:
+    shutil.rmtree(wheels, ignore_errors=True)
+    wheels.mkdir(parents=True)
+    steps.run([*pip, "wheel", "-q", "--no-deps", "-w", wheels, REPO], "wheels.log")
+    reqs = [r for r in dependencies() if dist_name(r) not in NO_AARCH64_WHEEL]
+    steps.run(
+        [*pip, "download", "-q", "-d", wheels, "--only-binary=:all:", *pip_platform_args(), *reqs],
+        "wheels.log",
+    )
+    return f"{len(list(wheels.glob('*.whl')))} wheels; no aarch64 wheel: " + ", ".join(
+        sorted(NO_AARCH64_WHEEL)
+    )
+
+
+# -- 3. base -------------------------------------------------------------------------------
+
+ESSENTIAL_HOOK = r"""
+set -e
+chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs
+printf '#!/bin/sh\necho "update-initramfs: deferred to the end of the callbox image build"\n' \
+  > "$1/usr/sbin/update-initramfs"
+chmod 755 "$1/usr/sbin/update-initramfs"
+"""
+
+CUSTOMIZE_HOOK = r"""
+set -e
+sed -i -e 's|^#\?ROOTPART=.*|ROOTPART="PARTUUID={partuuid}"|' \
+       -e 's|^#\?CONSOLES=.*|CONSOLES="tty0 ttyS1,115200"|' "$1/etc/default/raspi-firmware"
+rm "$1/usr/sbin/update-initramfs"
+chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
+echo "I: callbox: running update-initramfs once (slow under qemu-user)"
+chroot "$1" update-initramfs -c -k all
+chroot "$1" apt-get clean
+"""
+
+
+def base_key() -> str:
+    blob = json.dumps(
+        [
+            BASE_REVISION,
+            SUITE,
+            DEBIAN_SOURCES,
+            PACKAGES,
+            ESSENTIAL_HOOK,
+            CUSTOMIZE_HOOK,
+            DISK_SIGNATURE,
+        ]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def partuuid(n: int) -> str:
+    return f"{int(DISK_SIGNATURE, 16):08x}-{n:02d}"
+
+
+def build_base(steps: Steps, base: Path, base_name: str) -> str:
+    stamp = base.parent / "base.stamp"
+    if base.is_dir() and stamp.exists() and stamp.read_text().strip() == base_key():
+        return "reused"
+    shutil.rmtree(base, ignore_errors=True)
+    stamp.unlink(missing_ok=True)
+    cmd = [
+        "mmdebstrap",
+        "--mode=root",
+        "--arch=arm64",
+        "--variant=minbase",
+        "--components=main,non-free-firmware",
+        f"--include={','.join(PACKAGES)}",
+        "--aptopt=Acquire::Retries=3",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+        f"--essential-hook={ESSENTIAL_HOOK}",
+        f"--customize-hook={CUSTOMIZE_HOOK.replace('{partuuid}', partuuid(2))}",
+        SUITE,
+        base,
+        *DEBIAN_SOURCES[base_name],
+    ]
+    steps.run(cmd, "base.log", env={**os.environ, "LC_ALL": "C.UTF-8"})
+    stamp.write_text(base_key() + "\n")
+    return "built"
+
+
+def dpkg_version(root: Path, package: str) -> str:
+    status = (root / "var/lib/dpkg/status").read_text().split("\n\n")
+    for para in status:
+        if f"Package: {package}\n" in para and "Version: " in para:
+            return para.split("Version: ", 1)[1].split("\n", 1)[0]
+    raise click.ClickException(f"{package} is not installed in {root}")
+
+
+def cross_build_pyalsaaudio(steps: Steps, pip: list[str], base: Path, wheels: Path) -> str:
+    """pyalsaaudio has no wheel at all: compile its one C file with Debian's aarch64 cross
+    compiler against the image's libasound and CPython headers, and pack a wheel of it."""
+    work = wheels.parent / "pyalsaaudio"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    steps.run(
+        [
+            *pip,
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "-d",
+            work,
+            f"pyalsaaudio=={PYALSAAUDIO}",
+        ],
+        "pyalsaaudio.log",
+    )
+    subprocess.run(
+        ["tar", "-xzf", str(next(work.glob("pyalsaaudio-*.tar.gz"))), "-C", str(work)], check=True
+    )
+    src = work / f"pyalsaaudio-{PYALSAAUDIO}"
+    # the image's own CPython headers (pyconfig.h differs per architecture)
+    version = dpkg_version(base, "libpython3.11-minimal")
+    deb = work / "libpython3.11-dev.deb"
+    for pool in ("debian/pool/main", "debian-security/pool/updates/main"):
+        url = f"http://deb.debian.org/{pool}/p/python3.11/libpython3.11-dev_{version}_arm64.deb"
+        if subprocess.run(["curl", "-fsSL", "-o", str(deb), url], check=False).returncode == 0:
+            break
+    else:
+        raise click.ClickException(f"libpython3.11-dev {version} arm64 not found")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "dev")], check=True)
+    # the ALSA headers (libasound2-dev) are the same on every architecture: only those
+    (work / "inc").mkdir()
+    (work / "inc/alsa").symlink_to("/usr/include/alsa")
+    tag = "cpython-311-aarch64-linux-gnu"
+    so = work / f"alsaaudio.{tag}.so"
+    steps.run(
+        [
+            "aarch64-linux-gnu-gcc",
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-Wall",
+            "-I",
+            work / "dev/usr/include",
+            "-I",
+            work / "dev/usr/include/python3.11",
+            "-I",
+            work / "inc",
+            src / "alsaaudio.c",
+            "-o",
+            so,
+            base / "usr/lib/aarch64-linux-gnu/libasound.so.2",
+        ],
+        "pyalsaaudio.log",
+    )
+    name = f"pyalsaaudio-{PYALSAAUDIO}-cp311-cp311-linux_aarch64.whl"
+    write_wheel(wheels / name, "pyalsaaudio", PYALSAAUDIO, {so.name: so.read_bytes()})
+    return name
+
+
+def write_wheel(path: Path, dist: str, version: str, files: dict[str, bytes]) -> None:
+    import base64
+    import zipfile
+
+    info = f"{dist}-{version}.dist-info"
+    files = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: callbox image-build\n"
+        b"Root-Is-Purelib: false\nTag: cp311-cp311-linux_aarch64\n",
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+
+
+# -- 4. rootfs -----------------------------------------------------------------------------
+
+CALLBOX_LAUNCHER = """#!/opt/callbox/bin/python3
+import sys
+
+from device.cli import main
+
+sys.exit(main())
+"""
+
+
+def install_app(steps: Steps, pip: list[str], wheels: Path, root: Path) -> str:
+    venv = root / "opt/callbox"
+    site = venv / "lib/python3.11/site-packages"
+    (venv / "bin").mkdir(parents=True)
+    site.mkdir(parents=True)
+    (venv / "lib64").symlink_to("lib")
+    (venv / "include").mkdir()
+    for name in ("python", "python3", "python3.11"):
+        (venv / "bin" / name).symlink_to("/usr/bin/python3")
+    (venv / "pyvenv.cfg").write_text(
+        "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11.2\n"
+        "executable = /usr/bin/python3.11\n"
+    )
+    callbox_wheel = next(wheels.glob("callbox-*.whl"))
+    steps.run(
+        [
+            *pip,
+            "install",
+            "-q",
+            "--no-index",
+            "--find-links",
+            wheels,
+            "--no-compile",
+            "--only-binary=:all:",
+            *pip_platform_args(),
+            "--target",
+            site,
+            "--no-deps",
+            *sorted(wheels.glob("*.whl")),
+        ],
+        "rootfs.log",
+    )
+    # --target puts console scripts (with the build host's interpreter) under site/bin.
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    launcher = venv / "bin/callbox"
+    launcher.write_text(CALLBOX_LAUNCHER)
+    launcher.chmod(0o755)
+    # Same CPython minor version on both sides: the bytecode is the device's.
+    steps.run(
+        [
+            "/usr/bin/python3.11",
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "2",
+            "--invalidation-mode",
+            "checked-hash",
+            "-d",
+            "/opt/callbox/lib/python3.11/site-packages",
+            site,
+        ],
+        "rootfs.log",
+    )
+    web = REPO / "web"
+    if (web / "dist").is_dir():
+        (venv / "web").mkdir()
+        for name in ("index.html", "style.css"):
+            if (web / name).exists():
+                shutil.copy2(web / name, venv / "web" / name)
+        shutil.copytree(web / "dist", venv / "web/dist")
+    (root / "usr/local/bin/callbox").symlink_to("/opt/callbox/bin/callbox")
+    return callbox_wheel.name
+
+
+def chroot_tool(root: Path, *argv: str) -> None:
+    subprocess.run([argv[0], "--root", str(root), *argv[1:]], check=True, stdout=subprocess.DEVNULL)
+
+
+def configure_system(root: Path) -> str:
+    # the overlay: SSH hardening, host-key generation unit, drop-ins, udev rules, hostname
+    shutil.copytree(OVERLAY, root, dirs_exist_ok=True, symlinks=True)
+    units = root / "etc/systemd/system"
+    installed = []
+    for unit in sorted((REPO / "device/systemd").glob("*.service")):
+        shutil.copy2(unit, units / unit.name)
+        installed.append(unit.name)
+    # groups the unit's SupplementaryGroups= needs (Debian has video and audio, not gpio, i2c)
+    for group in ("gpio", "i2c", "callbox"):
+        chroot_tool(root, "groupadd", "--system", "-f", group)
+    chroot_tool(
+        root,
+        "useradd",
+        "--system",
+        "--gid",
+        "callbox",
+        "--groups",
+        "gpio,i2c,video,audio",
+        "--home-dir",
+        "/var/lib/callbox",
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+        "callbox",
+    )
+    gid = next(
+        line.split(":")[2]
+        for line in (root / "etc/group").read_text().splitlines()
+        if line.startswith("callbox:")
+    )
+    etc_callbox = root / "etc/callbox"
+    etc_callbox.mkdir(exist_ok=True)
+    os.chown(etc_callbox, 0, int(gid))
+    etc_callbox.chmod(0o770)
+    enable = [
+        "callbox.service",
+        "callbox-broker.service",
+        "callbox-web.service",
+        "callbox-ssh-keygen.service",
+        "ssh.service",
+        "NetworkManager.service",
+        "avahi-daemon.service",
+        "systemd-timesyncd.service",
+    ]
+    if "callbox-firstboot.service" in installed:
+        enable.insert(0, "callbox-firstboot.service")
+    subprocess.run(["systemctl", "--root", str(root), "--quiet", "enable", *enable], check=True)
+    # the site broker runs as callbox-broker (its own generated config), not Debian's default
+    subprocess.run(
+        ["systemctl", "--root", str(root), "--quiet", "disable", "mosquitto.service"], check=True
+    )
+    (root / "etc/fstab").write_text(
+        "# callbox image: partitions by PARTUUID (MBR disk signature "
+        f"{DISK_SIGNATURE})\n"
+        f"PARTUUID={partuuid(2)}  /              ext4  defaults,noatime  0 1\n"
+        f"PARTUUID={partuuid(1)}  /boot/firmware vfat  defaults,umask=0077  0 2\n"
+    )
+    return "enabled " + ", ".join(enable)
+
+
+def remove_secrets(root: Path) -> str:
+    removed = []
+    for key in sorted((root / "etc/ssh").glob("ssh_host_*")):
+        key.unlink()
+        removed.append(key.name)
+    # empty machine id: systemd generates a unique one on the first boot
+    (root / "etc/machine-id").write_text("")
+    for path in (
+        "var/lib/dbus/machine-id",
+        "var/lib/systemd/random-seed",
+        "var/cache/debconf/config.dat-old",
+        "var/cache/debconf/templates.dat-old",
+        "etc/shadow-",
+        "etc/gshadow-",
+        "etc/passwd-",
+        "etc/group-",
+    ):
+        p = root / path
+        if p.exists() or p.is_symlink():
+            p.unlink()
+            removed.append(path)
+    # no password for anyone: root stays locked ("*"); accounts come from first boot
+    shadow = root / "etc/shadow"
+    lines = []
+    for line in shadow.read_text().splitlines():
+        fields = line.split(":")
+        if fields[1] not in ("*", "!", "!*"):
+            fields[1] = "*"
+        lines.append(":".join(fields))
+    shadow.write_text("\n".join(lines) + "\n")
+    for home_ssh in (root / "root/.ssh", *(root / "home").glob("*/.ssh")):
+        if home_ssh.is_dir() and not any(home_ssh.iterdir()):
+            home_ssh.rmdir()
+    for lists in (root / "var/lib/apt/lists").glob("*"):
+        if lists.is_file():
+            lists.unlink()
+    for log in (root / "var/log").rglob("*"):
+        if log.is_file():
+            log.write_text("")
+    return f"removed {len(removed)} files"
+
+
+def split_boot(root: Path, bootfs: Path) -> str:
+    shutil.rmtree(bootfs, ignore_errors=True)
+    firmware = root / "boot/firmware"
+    shutil.copytree(firmware, bootfs)
+    for entry in firmware.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    # raspi-firmware's postinst copies the GPU firmware only on a mounted /boot/firmware
+    for blob in (root / "usr/lib/raspi-firmware").glob("*"):
+        if not (bootfs / blob.name).exists():
+            shutil.copy2(blob, bootfs / blob.name)
+    shutil.copy2(REPO / "docs/callbox.example.toml", bootfs / "callbox.toml.example")
+    names = sorted(p.name for p in bootfs.iterdir())
+    for needed in ("config.txt", "cmdline.txt", "start4.elf", "bootcode.bin"):
+        if needed not in names:
+            raise click.ClickException(f"boot partition has no {needed}")
+    if not any(n.startswith("vmlinuz-") for n in names) or not any(
+        n.startswith("initrd.img-") for n in names
+    ):
+        raise click.ClickException("boot partition has no kernel or initrd")
+    return f"{len(names)} files"
+
+
+# -- 5. image ------------------------------------------------------------------------------
+
+
+def du_mib(path: Path) -> int:
+    out = subprocess.run(["du", "-sxm", str(path)], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[0])
+
+
+def make_image(steps: Steps, root: Path, bootfs: Path, work: Path, img: Path) -> str:
+    epoch = (
+        os.environ.get("SOURCE_DATE_EPOCH")
+        or subprocess.run(
+            ["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        or "0"
+    )
+    env = {**os.environ, "E2FSPROGS_FAKE_TIME": epoch}
+    root_mib = int(du_mib(root) * 1.25) + 256
+    root_img = work / "root.ext4"
+    root_img.unlink(missing_ok=True)
+    steps.run(
+        [
+            "mke2fs",
+            "-q",
+            "-t",
+            "ext4",
+            "-d",
+            root,
+            "-L",
+            "callbox-root",
+            "-U",
+            ROOT_UUID,
+            "-E",
+            f"hash_seed={ROOT_HASH_SEED},root_owner=0:0",
+            "-m",
+            "1",
+            root_img,
+            f"{root_mib}M",
+        ],
+        "image.log",
+        env=env,
+    )
+    boot_img = work / "boot.vfat"
+    boot_img.unlink(missing_ok=True)
+    steps.run(
+        [
+            "mkfs.vfat",
+            "-F",
+            "32",
+            "-n",
+            "BOOT",
+            "-i",
+            DISK_SIGNATURE[2:],
+            "-C",
+            boot_img,
+            str(BOOT_SIZE_MIB * 1024),
+        ],
+        "image.log",
+    )
+    steps.run(
+        ["mcopy", "-s", "-p", "-m", "-i", boot_img, *sorted(bootfs.iterdir()), "::"], "image.log"
+    )
+    cfg = work / "genimage.cfg"
+    cfg.write_text(f"""
+image {img.name} {{
+    hdimage {{
+        partition-table-type = "mbr"
+        disk-signature = {DISK_SIGNATURE}
+    }}
+    partition boot {{
+        partition-type = 0xC
+        bootable = true
+        offset = {BOOT_OFFSET_MIB}M
+        image = "boot.vfat"
+    }}
+    partition root {{
+        partition-type = 0x83
+        image = "root.ext4"
+    }}
+}}
+""")
+    empty = work / "genimage-root"
+    shutil.rmtree(empty, ignore_errors=True)
+    empty.mkdir()
+    tmp = work / "genimage-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    steps.run(
+        [
+            "genimage",
+            "--config",
+            cfg,
+            "--rootpath",
+            empty,
+            "--tmppath",
+            tmp,
+            "--inputpath",
+            work,
+            "--outputpath",
+            img.parent,
+        ],
+        "image.log",
+    )
+    shutil.rmtree(tmp, ignore_errors=True)
+    return f"{img.stat().st_size >> 20} MiB (root {root_mib} MiB)"
+
+
+def compress(steps: Steps, img: Path) -> str:
+    zst = img.with_name(img.name + ".zst")
+    zst.unlink(missing_ok=True)
+    steps.run(["zstd", "-q", "-T2", "-9", img, "-o", zst], "image.log")
+    digest = hashlib.sha256()
+    with zst.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    zst.with_name(zst.name + ".sha256").write_text(f"{digest.hexdigest()}  {zst.name}\n")
+    return f"{zst.name}: {zst.stat().st_size >> 20} MiB"
+
+
+@click.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=REPO / "build/image",
+    show_default=True,
+    help="Work and output directory.",
+)
+@click.option(
+    "--base",
+    "base_name",
+    type=click.Choice(sorted(DEBIAN_SOURCES)),
+    default="debian",
+    show_default=True,
+    help="Package sources. Raspberry Pi OS (CSI cameras, Pi 5) is not built yet.",
+)
+@click.option("--rebuild-base", is_flag=True, help="Rebuild the mmdebstrap base even if current.")
+@click.option(
+    "--pip",
+    "pip_python",
+    default=str(REPO / ".venv/bin/python"),
+    show_default=True,
+    help="The Python whose pip downloads the wheels and installs them.",
+)
+def main(out: Path, base_name: str, rebuild_base: bool, pip_python: str) -> None:
+    """Build build/image/callbox-<version>.img.zst (+ .sha256)."""
+    if os.geteuid() != 0:
+        raise click.ClickException("run as root (mmdebstrap --mode=root, file ownership)")
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    for old in logs.glob("*.log"):
+        old.unlink()
+    version = project_version()
+    pip = [pip_python, "-m", "pip"]
+    wheels, base, root, bootfs = out / "wheels", out / "base", out / "rootfs", out / "bootfs"
+    img = out / f"callbox-{version}.img"
+    if rebuild_base:
+        (out / "base.stamp").unlink(missing_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+
+    def copy_base() -> str:
+        if root.exists():
+            subprocess.run(["rm", "-rf", str(root)], check=True)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(root)], check=True)
+        return f"{du_mib(root)} MiB"
+
+    with Steps(logs) as steps:
+        steps.step("host: binfmt_misc for arm64", ensure_binfmt)
+        steps.step(
+            "wheels: aarch64 wheels + callbox wheel", lambda: fetch_wheels(steps, pip, wheels)
+        )
+        steps.step(
+            f"base: mmdebstrap {SUITE} arm64 + one update-initramfs",
+            lambda: build_base(steps, base, base_name),
+        )
+        steps.step(
+            "pyalsaaudio: cross-compiled aarch64 wheel",
+            lambda: cross_build_pyalsaaudio(steps, pip, base, wheels),
+        )
+        steps.step("rootfs: copy of the base", copy_base)
+        steps.step(
+            "rootfs: /opt/callbox venv (offline)", lambda: install_app(steps, pip, wheels, root)
+        )
+        steps.step("rootfs: units, users, SSH, fstab", lambda: configure_system(root))
+        steps.step("rootfs: remove secrets", lambda: remove_secrets(root))
+        steps.step("boot partition files", lambda: split_boot(root, bootfs))
+        steps.step(
+            "image: mke2fs -d, mkfs.vfat + mcopy, genimage",
+            lambda: make_image(steps, root, bootfs, out, img),
+        )
+        steps.step("compress: zstd + sha256", lambda: compress(steps, img))
+        timings = {name: secs for name, _, secs in steps.rows}
+    total = time.monotonic() - t0
+    (out / "build-times.json").write_text(
+        json.dumps(
+            {"total_s": round(total), "steps": {k: round(v) for k, v in timings.items()}}, indent=1
+        )
+        + "\n"
+    )
+    console.print(f"[bold]built[/] {img}.zst in {total / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
