@@ -22,6 +22,7 @@ from device.cli_web import register as register_web
 from device.config import ConfigError, load_config
 from device.devicesite import Unit, start_intercom_site
 from device.pin_scenario import PinTimeline, run_pin_doorbell_call
+from device.sdnotify import SystemdNotifier
 from device.simulator import run_simulator
 from device.simulator_http import SimulatorServerError
 from services.signaling.broker import (
@@ -259,6 +260,9 @@ async def _run_broker(
     pid_file = files.directory / PID_FILE  # once SIGHUP reloads: `callbox keys pair-web` sends it
     write_private(pid_file, f"{os.getpid()}\n")
     click.echo(f"mosquitto listening on {settings.host}:{settings.port}")
+    # Type=notify: units ordered after the broker start once it takes logins with the
+    # credentials written above (callbox.service reads its own password file).
+    SystemdNotifier().ready(f"mosquitto listening on {settings.host}:{settings.port}")
     waiting = asyncio.create_task(process.wait())
     stopping = asyncio.create_task(stop.wait())
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from click.testing import CliRunner
+from daemon_helpers import NotifySocket
 
 from device.cli import main
 from services.signaling.broker import free_port
@@ -22,6 +23,7 @@ CALLBOX = [sys.executable, "-m", "device.cli"]
 
 async def test_broker_command_runs_mosquitto_with_the_generated_config(tmp_path: Path) -> None:
     port, ws_port = free_port(), free_port()
+    notify = NotifySocket(tmp_path / "notify")  # systemd's end: Type=notify
     process = await asyncio.create_subprocess_exec(
         *CALLBOX,
         "broker",
@@ -39,24 +41,28 @@ async def test_broker_command_runs_mosquitto_with_the_generated_config(tmp_path:
         "indoor1",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "NOTIFY_SOCKET": str(notify.path)},
     )
     assert process.stdout is not None
     try:
-        output = b""
-        while b"mosquitto listening" not in output:
-            line = await asyncio.wait_for(process.stdout.readline(), 20)
-            assert line, f"callbox broker exited: {output.decode()}"
-            output += line
+        ready = await notify.next(timeout=20)
+        assert ready.get("READY") == "1", ready
+        # ready means logins work: units ordered after the broker read their password now
         password = (tmp_path / "broker" / "credentials" / "door.password").read_text().strip()
         async with aiomqtt.Client(
             "127.0.0.1", port, username="door", password=password, identifier="door"
         ) as client:
             await client.publish("callbox/v1/home/door/presence", b"{}", qos=1)
+        output = b""
+        while b"mosquitto listening" not in output:
+            line = await asyncio.wait_for(process.stdout.readline(), 20)
+            assert line, f"callbox broker exited: {output.decode()}"
+            output += line
         assert (tmp_path / "broker" / "credentials" / "door.password").stat().st_mode & 0o777 == (
             0o600
         )
     finally:
+        notify.close()
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 10)
     assert process.returncode == 0
