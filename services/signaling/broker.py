@@ -328,14 +328,17 @@ class MosquittoBroker:
         if self._process is not None:
             return
         executable = find_mosquitto()
+        # callbox broker reports readiness itself: Debian's mosquitto would also talk to
+        # systemd's notify socket, which the unit accepts from its main process only.
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         if self._log_to_terminal:
             self._process = await asyncio.create_subprocess_exec(
-                executable, "-c", str(self.files.config)
+                executable, "-c", str(self.files.config), env=env
             )
         else:
             with self.log_file.open("ab") as log:
                 self._process = await asyncio.create_subprocess_exec(
-                    executable, "-c", str(self.files.config), stdout=log, stderr=log
+                    executable, "-c", str(self.files.config), stdout=log, stderr=log, env=env
                 )
         try:
             await asyncio.wait_for(self._wait_listening(), timeout)
