@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from gpiozero.threads import GPIOThread
-from support import MakeSite
+from support import Certificate, MakeSite, self_signed_certificate
 
 from device.simsite import EndpointSpec, SimSite, start_site
 from device.simulator import Simulator, start_simulator
@@ -76,3 +76,9 @@ async def simulator(tmp_path: Path) -> AsyncIterator[Simulator]:
         yield sim
     finally:
         await sim.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> Certificate:
+    """A self-signed certificate for 127.0.0.1 and localhost (a CA of its own)."""
+    return self_signed_certificate(tmp_path)

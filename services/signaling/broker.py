@@ -19,12 +19,14 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.durable import write_atomically
 from services.signaling.errors import SignalingError
 from services.signaling.topics import PREFIX, valid_name
+from services.signaling.wsbridge import WebSocketBridge
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ class BrokerSettings:
     host: str = "127.0.0.1"
     port: int = 1883
     websockets_port: int | None = 9001
+    # mosquitto's plain listener on 127.0.0.1 that the websockets bridge (wsbridge.py)
+    # connects to, one connection per browser; only with websockets_port
+    bridge_port: int = 1884
     max_packet_size: int = 131072
     max_connections: int = 256
     tls: TlsFiles | None = None
@@ -58,7 +63,12 @@ class BrokerSettings:
         valid_name("site", self.site)
         for address in self.endpoints:
             valid_name("endpoint address", address)
-        for name, port in (("port", self.port), ("websockets_port", self.websockets_port)):
+        ports = (
+            ("port", self.port),
+            ("websockets_port", self.websockets_port),
+            ("bridge_port", self.bridge_port),
+        )
+        for name, port in ports:
             if port is not None and not 1 <= port <= 65535:
                 raise SignalingError(f"broker {name} {port} must be within 1..65535")
         if self.max_packet_size < 16384:
@@ -248,14 +258,15 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
     ]
     lines += _tls_lines(settings.tls)
     if settings.websockets_port is not None:
+        # browsers come in through callbox's websockets bridge (wsbridge.py), which serves
+        # websockets_port itself (with the same TLS files) and connects here
         lines += [
             "",
-            f"listener {settings.websockets_port} {settings.host}",
-            "protocol websockets",
+            f"listener {settings.bridge_port} 127.0.0.1",
+            "protocol mqtt",
             f"max_connections {settings.max_connections}",
             CLIENT_ID_IS_USERNAME,
         ]
-        lines += _tls_lines(settings.tls)
     return "\n".join(lines) + "\n"
 
 
@@ -266,6 +277,18 @@ def _tls_lines(tls: TlsFiles | None) -> list[str]:
     if tls.cafile is not None:
         lines.append(f"cafile {tls.cafile}")
     return lines
+
+
+def _server_ssl(tls: TlsFiles | None) -> ssl.SSLContext | None:
+    """The websockets bridge's TLS context: the broker's own certificate and key."""
+    if tls is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(tls.certfile, tls.keyfile)
+    except (OSError, ssl.SSLError) as err:
+        raise SignalingError(f"broker TLS files {tls.certfile}, {tls.keyfile}: {err}") from err
+    return context
 
 
 def write_broker_config(settings: BrokerSettings, directory: Path) -> BrokerFiles:
@@ -322,6 +345,7 @@ class MosquittoBroker:
         self.log_file = files.directory / "mosquitto.log"
         self._log_to_terminal = log_to_terminal
         self._process: asyncio.subprocess.Process | None = None
+        self._bridge: WebSocketBridge | None = None
 
     async def start(self, timeout: float = 10.0) -> None:
         """Start mosquitto and return once its MQTT listener accepts connections."""
@@ -348,6 +372,21 @@ class MosquittoBroker:
                 f"mosquitto did not listen on {self.settings.host}:{self.settings.port} "
                 f"within {timeout} s: {stderr}"
             ) from err
+        if self.settings.websockets_port is not None:
+            bridge = WebSocketBridge(
+                self.settings.host,
+                self.settings.websockets_port,
+                "127.0.0.1",
+                self.settings.bridge_port,
+                ssl_context=_server_ssl(self.settings.tls),
+                max_message=self.settings.max_packet_size,
+            )
+            try:
+                await bridge.start()
+            except SignalingError:
+                await self.close()
+                raise
+            self._bridge = bridge
 
     async def _wait_listening(self) -> None:
         assert self._process is not None
@@ -400,7 +439,11 @@ class MosquittoBroker:
         return await self._process.wait()
 
     async def close(self) -> None:
-        """Stop mosquitto (SIGTERM, then SIGKILL after 5 s); safe to call twice."""
+        """Stop the websockets bridge and mosquitto (SIGTERM, then SIGKILL after 5 s); safe
+        to call twice."""
+        bridge, self._bridge = self._bridge, None
+        if bridge is not None:
+            await bridge.close()
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
             return
@@ -432,6 +475,7 @@ async def start_loopback_broker(
         endpoints=endpoints,
         port=free_port(),
         websockets_port=free_port() if websockets else None,
+        bridge_port=free_port(),
     )
     broker = MosquittoBroker(write_broker_config(settings, directory / "broker"), settings)
     await broker.start()

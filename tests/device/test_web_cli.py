@@ -4,8 +4,6 @@ process answering real requests; its refusals in process; callbox-web.service.""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import signal
 import socket
 import ssl
@@ -17,11 +15,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from daemon_helpers import CALLBOX, clean_env
+from support import Certificate
 from test_systemd_units import HARDENING, parse_unit
 
 from device.cli import main
@@ -46,48 +43,6 @@ def root(tmp_path: Path) -> Path:
     (root / "style.css").write_text("body { margin: 0 }\n")
     (root / "dist" / "main.js").write_text(MAIN_JS)
     return root
-
-
-@dataclass(frozen=True)
-class Certificate:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key."""
-
-    cert: Path
-    key: Path
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "callbox test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    paths = Certificate(tmp_path / "web.crt", tmp_path / "web.key")
-    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
 
 
 @dataclass

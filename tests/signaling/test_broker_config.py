@@ -91,9 +91,12 @@ def test_config_has_listeners_limits_and_nodelay(tmp_path: Path) -> None:
         line.startswith(("listener", "protocol", "max_connections", "use_username"))
         for line in lines[: lines.index("listener 18830 127.0.0.1")]
     )
-    assert set(blocks) == {"listener 18830 127.0.0.1", "listener 19001 127.0.0.1"}
+    # browsers reach mosquitto through callbox's websockets bridge (port 19001), which
+    # connects to a plain MQTT listener on loopback only
+    assert set(blocks) == {"listener 18830 127.0.0.1", "listener 1884 127.0.0.1"}
     assert "protocol mqtt" in blocks["listener 18830 127.0.0.1"]
-    assert "protocol websockets" in blocks["listener 19001 127.0.0.1"]
+    assert "protocol mqtt" in blocks["listener 1884 127.0.0.1"]
+    assert not any("websockets" in line for line in lines)
     for block in blocks.values():
         assert "max_connections 42" in block
         assert "use_username_as_clientid true" in block
@@ -106,19 +109,21 @@ def test_config_without_websockets_has_one_listener(tmp_path: Path) -> None:
     assert list(blocks) == ["listener 18830 0.0.0.0"]
 
 
-def test_tls_lines_on_every_listener(tmp_path: Path) -> None:
+def test_tls_lines_on_every_listener_that_leaves_the_unit(tmp_path: Path) -> None:
     cert, key, ca = (tmp_path / name for name in ("broker.crt", "broker.key", "ca.crt"))
     for path in (cert, key, ca):
         path.write_text("PEM\n")
     files = write_broker_config(
-        settings(tls=TlsFiles(certfile=cert, keyfile=key, cafile=ca)), tmp_path / "broker"
+        settings(tls=TlsFiles(certfile=cert, keyfile=key, cafile=ca), host="0.0.0.0"),
+        tmp_path / "broker",
     )
     blocks = listener_blocks(conf_lines(files.config))
-    assert len(blocks) == 2
-    for block in blocks.values():
-        assert f"certfile {cert}" in block
-        assert f"keyfile {key}" in block
-        assert f"cafile {ca}" in block
+    network = blocks["listener 18830 0.0.0.0"]
+    assert f"certfile {cert}" in network
+    assert f"keyfile {key}" in network
+    assert f"cafile {ca}" in network
+    # the bridge's listener is on loopback only; the bridge itself serves TLS to browsers
+    assert not any(line.startswith("certfile") for line in blocks["listener 1884 127.0.0.1"])
 
 
 @pytest.mark.parametrize("missing", ["certfile", "keyfile"])
