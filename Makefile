@@ -30,7 +30,7 @@ typecheck: deps
 # (unshare -rn): Chromium offers ICE candidates on every interface it can see.
 unit: deps
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider --ignore=tests/browser $(PYTEST_ARGS)
-	unshare -rn sh -c 'ip link set lo up && CALLBOX_REQUIRE_ALL=1 exec $(PY) -m pytest -p no:cacheprovider tests/browser $(PYTEST_ARGS)'
+	unshare -rn sh -c 'ip link set lo up && CALLBOX_REQUIRE_ALL=1 exec $(PY) -m pytest -p no:cacheprovider --basetemp=/tmp/callbox-browser-tests tests/browser $(PYTEST_ARGS)'
 
 bench: deps
 	$(PY) bench/call_setup.py
