@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import getpass
 import hashlib
 import logging
@@ -328,10 +329,20 @@ def find_mosquitto() -> str:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    (port,) = free_ports(1, host)
+    return port
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different TCP ports that are free on ``host`` right now (all bound at
+    once, so the kernel cannot hand out the same one twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 class MosquittoBroker:
@@ -470,12 +481,13 @@ async def start_loopback_broker(
 
     ``broker.settings`` and ``broker.files`` (the passwords) say how to log in.
     """
+    port, websockets_port, bridge_port = free_ports(3)
     settings = BrokerSettings(
         site=site,
         endpoints=endpoints,
-        port=free_port(),
-        websockets_port=free_port() if websockets else None,
-        bridge_port=free_port(),
+        port=port,
+        websockets_port=websockets_port if websockets else None,
+        bridge_port=bridge_port,
     )
     broker = MosquittoBroker(write_broker_config(settings, directory / "broker"), settings)
     await broker.start()

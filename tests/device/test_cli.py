@@ -15,14 +15,14 @@ from click.testing import CliRunner
 from daemon_helpers import NotifySocket
 
 from device.cli import main
-from services.signaling.broker import free_port
+from services.signaling.broker import free_ports
 from services.signaling.identity import Identity
 
 CALLBOX = [sys.executable, "-m", "device.cli"]
 
 
 async def test_broker_command_runs_mosquitto_with_the_generated_config(tmp_path: Path) -> None:
-    port, ws_port = free_port(), free_port()
+    port, ws_port = free_ports(2)
     notify = NotifySocket(tmp_path / "notify")  # systemd's end: Type=notify
     process = await asyncio.create_subprocess_exec(
         *CALLBOX,

@@ -22,7 +22,7 @@ from device.config import load_config
 from device.control import request
 from device.keystore import load_or_create_identity
 from device.pairing import Pairing, PairingError, PairingPeer, parse_pairing_url
-from services.signaling.broker import PID_FILE, free_port, start_loopback_broker
+from services.signaling.broker import PID_FILE, free_ports, start_loopback_broker
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.envelope import canonical
@@ -227,7 +227,7 @@ async def test_pair_web_creates_a_login_mosquitto_accepts_and_a_link_with_finger
     tmp_path: Path,
 ) -> None:
     need(shutil.which("mosquitto") is not None, "mosquitto")
-    port, ws_port = free_port(), free_port()
+    port, ws_port = free_ports(2)
     door = Identity.generate().public_keys
     config = hosting_unit(tmp_path / "flat", ws_port=ws_port, door_keys=door)
     own = load_or_create_identity(tmp_path / "flat" / "state").public_keys

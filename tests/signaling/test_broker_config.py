@@ -35,7 +35,7 @@ from services.signaling.broker import (
     BrokerSettings,
     MosquittoBroker,
     TlsFiles,
-    free_port,
+    free_ports,
     write_broker_config,
 )
 from services.signaling.contacts import ContactBook
@@ -398,24 +398,26 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 async def test_tls_configuration_runs_on_the_real_broker(tmp_path: Path) -> None:
     ca, cert, key = make_certificates(tmp_path)
+    port, websockets_port, bridge_port = free_ports(3)
     tls_settings = BrokerSettings(
         site="sim",
         endpoints=("door",),
-        port=free_port(),
-        websockets_port=free_port(),
+        port=port,
+        websockets_port=websockets_port,
+        bridge_port=bridge_port,
         tls=TlsFiles(certfile=cert, keyfile=key),
     )
     files = write_broker_config(tls_settings, tmp_path / "broker")
     login = {"username": "door", "password": files.passwords["door"], "timeout": 5}
     async with MosquittoBroker(files, tls_settings):
-        for port, transport in (
+        for listener, transport in (
             (tls_settings.port, "tcp"),
             (tls_settings.websockets_port, "websockets"),
         ):
-            assert port is not None
+            assert listener is not None
             async with aiomqtt.Client(
                 "127.0.0.1",
-                port,
+                listener,
                 tls_params=aiomqtt.TLSParameters(ca_certs=str(ca)),
                 transport=transport,  # type: ignore[arg-type]
                 **login,  # type: ignore[arg-type]

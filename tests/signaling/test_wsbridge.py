@@ -20,7 +20,7 @@ from services.signaling.broker import (
     BrokerSettings,
     MosquittoBroker,
     TlsFiles,
-    free_port,
+    free_ports,
     write_broker_config,
 )
 
@@ -29,12 +29,13 @@ SITE = "test"
 
 
 async def start(directory: Path, tls: TlsFiles | None = None) -> MosquittoBroker:
+    port, websockets_port, bridge_port = free_ports(3)
     settings = BrokerSettings(
         site=SITE,
         endpoints=("door", "phone"),
-        port=free_port(),
-        websockets_port=free_port(),
-        bridge_port=free_port(),
+        port=port,
+        websockets_port=websockets_port,
+        bridge_port=bridge_port,
         tls=tls,
     )
     broker = MosquittoBroker(write_broker_config(settings, directory), settings)
