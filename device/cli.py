@@ -18,6 +18,7 @@ import click
 from device.cli_admin import keys, register
 from device.cli_pairing import register as register_pairing
 from device.cli_system import register as register_system
+from device.cli_web import parse_listen
 from device.cli_web import register as register_web
 from device.config import ConfigError, load_config
 from device.devicesite import Unit, start_intercom_site
@@ -133,13 +134,6 @@ def _print_timeline(timeline: PinTimeline) -> None:
     )
 
 
-def _host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter(f"{value!r} is not HOST:PORT")
-    return host, int(port)
-
-
 @main.command()
 @click.option(
     "--site-config",
@@ -204,7 +198,7 @@ def broker(
             named = (*from_config, *endpoints)  # + browsers, other units
         if not named_site or not named:
             raise click.UsageError("give --site and --endpoint, or --site-config")
-        host, port = _host_port(address or "127.0.0.1:1883")
+        host, port = parse_listen(address or "127.0.0.1:1883")
         try:
             settings = BrokerSettings(
                 site=named_site,
