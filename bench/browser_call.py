@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import logging
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from audio_latency import summary
 from call_setup import PatternTrack
 from playwright.async_api import Page, async_playwright
 
@@ -65,20 +65,6 @@ WATCH_FIRST_FRAME = """() => {
   };
   video.requestVideoFrameCallback(tick);
 }"""
-
-
-def summary(values: list[float]) -> dict[str, float | int | None]:
-    """Median, p95, min and max of ``values`` in ms (None when empty)."""
-    if not values:
-        return {"n": 0, "median": None, "p95": None, "min": None, "max": None}
-    ordered = sorted(values)
-    return {
-        "n": len(values),
-        "median": round(statistics.median(ordered), 1),
-        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
-        "min": round(ordered[0], 1),
-        "max": round(ordered[-1], 1),
-    }
 
 
 async def wait_page(page: Page, expression: str, what: str) -> Any:
