@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := mosquitto iproute2 libspeexdsp1 libasound2-dev g++ python3-dev chromium openssh-client
+APT_PACKAGES := mosquitto iproute2 libspeexdsp1 libasound2-dev g++ python3-dev chromium openssh-client gpg
 # The page of web/ is bundled with npm; Debian's nodejs/npm only where no npm exists.
 NODE_PACKAGES := nodejs npm
 WEB_SOURCES := $(wildcard web/index.html web/style.css web/src/*.js web/src/*/*.js web/test/*)
@@ -113,15 +113,19 @@ clean:
 	rm -rf $(VENV) .stamp-venv .mypy_cache .ruff_cache test-output web/node_modules web/dist
 
 # -- The flashable SD image: image-build/, docs/operations.md "Flashing the SD image" --------
-# `make image` builds build/image/callbox-<version>.img.zst (+ .sha256); `make image-test`
+# `make image` builds build/image/callbox-<version>.img.zst (+ .sha256), `make image ROLE=door`
+# (or indoor) callbox-<version>-door.img.zst, a role image; `make image BASE=raspios` the
+# Raspberry Pi OS base (CSI cameras, Pi 5; not built by the tests); `make image-test`
 # also boots it in qemu-system-aarch64 and checks it (tests/image/, not collected by `make test`).
 # Needs root (mmdebstrap --mode=root, binfmt_misc) and ~6 GB under build/.
 IMAGE_APT_PACKAGES := mmdebstrap genimage qemu-user-static binfmt-support arch-test \
-  qemu-system-arm mtools dosfstools e2fsprogs zstd curl openssh-client \
+  qemu-system-arm mtools dosfstools e2fsprogs zstd curl openssh-client kmod cpio gpg \
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3-rich python3-click
 IMAGE_DIR := build/image
 IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGE := $(IMAGE_DIR)/callbox-$(IMAGE_VERSION).img
+ROLE ?=
+BASE ?= debian
+IMAGE := $(IMAGE_DIR)/callbox-$(IMAGE_VERSION)$(if $(filter-out debian,$(BASE)),-$(BASE))$(if $(ROLE),-$(ROLE)).img
 IMAGE_INPUTS := pyproject.toml $(shell find device services hal image-build -type f \
   -not -path '*/__pycache__/*' -not -name '*.so' 2>/dev/null) $(wildcard web/dist/*)
 
@@ -130,7 +134,8 @@ IMAGE_INPUTS := pyproject.toml $(shell find device services hal image-build -typ
 image: $(IMAGE).zst
 
 $(IMAGE).zst: $(IMAGE_INPUTS) | deps image-deps
-	$(SUDO) nice -n 10 /usr/bin/python3 image-build/build.py --out $(IMAGE_DIR)
+	$(SUDO) nice -n 10 /usr/bin/python3 image-build/build.py --out $(IMAGE_DIR) --base $(BASE) \
+	  $(if $(ROLE),--role $(ROLE))
 
 image-test: image
 	CALLBOX_IMAGE_TEST=1 $(SUDO) $(PY) -m pytest -p no:cacheprovider tests/image $(PYTEST_ARGS)

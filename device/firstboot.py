@@ -4,7 +4,9 @@ In order, each step safe to run again (an interrupted first boot is finished by 
 
 1. ``host-keys``: SSH host keys, only those missing (``ssh-keygen -A``);
 2. ``machine-id``: a random ``/etc/machine-id`` when it is empty;
-3. ``import`` (when ``/boot/firmware/callbox.toml`` exists): validate the whole file and
+3. ``import`` (when ``/boot/firmware/callbox.toml`` exists): on a role image
+   (``/usr/lib/callbox/image-role``), a file without ``role`` gets the image's; validate the
+   whole file and
    what it needs of this system (the time zone exists, the administrator's name is not a
    system account, ``*_file`` secrets readable) before anything is written; move the secrets
    to 0600 files under ``/etc/callbox/secrets``; install the file, naming them, as
@@ -31,6 +33,7 @@ import json
 import logging
 import os
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +83,8 @@ BOOT_FILE: Final = "/boot/firmware/callbox.toml"
 CONFIG_FILE: Final = "/etc/callbox/callbox.toml"
 STATE_DIR: Final = "/var/lib/callbox-firstboot"
 ISSUE_FILE: Final = "/run/issue.d/callbox-first-boot.issue"
+IMAGE_ROLE_FILE: Final = "/usr/lib/callbox/image-role"
+IMAGE_ROLES: Final = ("door", "indoor")
 STATE_ENV: Final = "CALLBOX_FIRST_BOOT_STATE"
 
 
@@ -102,6 +107,7 @@ class FirstBootPaths:
     boot_file: str = BOOT_FILE
     config: str = CONFIG_FILE
     state_dir: str = STATE_DIR
+    image_role: str = IMAGE_ROLE_FILE
 
     @property
     def applied(self) -> str:
@@ -191,6 +197,7 @@ class FirstBoot:
         except UnicodeDecodeError as err:
             reason = f"not UTF-8 text (byte {err.start})"
             raise ConfigError(Path(self.paths.boot_file), "", reason) from err
+        text = self._with_image_role(text)
         config = parse_config(text, Path(self.paths.boot_file))
         self._preflight(config)
         secrets = collect_secrets(config, self.rootfs, self.paths.boot_file)
@@ -200,6 +207,29 @@ class FirstBoot:
         moved = ", ".join(s.key for s in secrets) or "none"
         installed = f"installed {self.paths.boot_file} as {self.paths.config}"
         self._note(f"{installed} (secrets moved: {moved})")
+
+    def _with_image_role(self, text: str) -> str:
+        """`text` with the role image's role when it names none (the file wins otherwise)."""
+        try:
+            role = self.rootfs.path(self.paths.image_role).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return text
+        except (OSError, UnicodeDecodeError) as err:
+            raise FirstBootError(f"{self.paths.image_role}: cannot read it: {err}") from err
+        if role not in IMAGE_ROLES:
+            raise FirstBootError(
+                f"{self.paths.image_role}: {role!r} is not a role (one of {', '.join(IMAGE_ROLES)})"
+            )
+        try:
+            named = tomllib.loads(text).get("role")
+        except tomllib.TOMLDecodeError:
+            return text  # parse_config names the syntax error
+        if named is None:
+            self._note(f"role {role!r} from the {role} image ({self.paths.boot_file} names none)")
+            return f'role = "{role}"  # from the {role} image: {self.paths.image_role}\n{text}'
+        if named != role:
+            self._note(f"{self.paths.boot_file} sets role {named!r} on a {role} image: it wins")
+        return text
 
     def _preflight(self, config: CallboxConfig) -> None:
         """What the file needs of this system, checked before anything is written."""

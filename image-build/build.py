@@ -3,7 +3,11 @@
 
 Run as root on a Debian 12 machine (`make image` installs the tools and runs it):
 
-    image-build/build.py [--out build/image] [--rebuild-base]
+    image-build/build.py [--out build/image] [--role door|indoor] [--rebuild-base]
+
+Writes callbox-<version>.img.zst (the generic image: callbox.toml names the role) or, with
+--role, callbox-<version>-<role>.img.zst, whose first boot gives that role to a callbox.toml
+that names none (/usr/lib/callbox/image-role).
 
 Stages, each with its time on the progress display:
 
@@ -31,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -40,6 +45,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
+from bases import BASES, Base, KeyringError, fetch_keyrings, get_base
 from rich.console import Console
 from rich.live import Live
 from rich.spinner import Spinner
@@ -48,63 +54,14 @@ from rich.text import Text
 
 REPO = Path(__file__).resolve().parent.parent
 OVERLAY = REPO / "image-build" / "overlay"
-# Bump when the base's mmdebstrap command changes in a way PACKAGES does not show.
-BASE_REVISION = "3"
-SUITE = "bookworm"
+# Bump when the base's mmdebstrap command changes in a way Base.describe() does not show.
+BASE_REVISION = "4"
 # Fixed, so two builds from one commit differ only in timestamps; first boot may randomise them.
 DISK_SIGNATURE = "0xc0110b01"
 ROOT_UUID = "c0110b00-0000-4000-8000-000000000002"
 ROOT_HASH_SEED = "c0110b00-0000-4000-8000-000000000003"
 BOOT_SIZE_MIB = 256
 BOOT_OFFSET_MIB = 4
-
-DEBIAN_SOURCES = {
-    "debian": [
-        f"deb http://deb.debian.org/debian {SUITE} main non-free-firmware",
-        f"deb http://deb.debian.org/debian {SUITE}-updates main non-free-firmware",
-        f"deb http://deb.debian.org/debian-security {SUITE}-security main non-free-firmware",
-    ],
-}
-
-PACKAGES = [
-    # boot: the Debian kernel (Pi 3/4/400/Zero 2 W device trees), the GPU firmware, initramfs
-    "linux-image-arm64",
-    "raspi-firmware",
-    "firmware-brcm80211",
-    "initramfs-tools",
-    "systemd-sysv",
-    "udev",
-    "kmod",
-    "dbus",
-    "e2fsprogs",
-    "dosfstools",
-    "cloud-guest-utils",
-    "fdisk",
-    # administration
-    "openssh-server",
-    "openssh-client",
-    "sudo",
-    "less",
-    "nano",
-    "procps",
-    "iproute2",
-    "iputils-ping",
-    "ca-certificates",
-    "tzdata",
-    "systemd-timesyncd",
-    # network: wired by DHCP, Wi-Fi from callbox.toml; door.local by mDNS
-    "network-manager",
-    "wpasupplicant",
-    "avahi-daemon",
-    "libnss-mdns",
-    # the app: its interpreter, the site broker, audio (ALSA, Speex AEC fallback), I2C
-    "python3",
-    "mosquitto",
-    "libasound2",
-    "alsa-utils",
-    "libspeexdsp1",
-    "i2c-tools",
-]
 
 # Dependencies with no aarch64 wheel for cp311 / manylinux_2_17.._2_36 on PyPI: left out of the
 # image (see docs/operations.md, "Flashing the SD image"); the app falls back as documented.
@@ -258,28 +215,39 @@ printf '#!/bin/sh\necho "update-initramfs: deferred to the end of the callbox im
 chmod 755 "$1/usr/sbin/update-initramfs"
 """
 
+# update-initramfs runs once, with the modules MODULES=most takes chosen on the build machine
+# (initramfs_modules.py: ~10 min less than mkinitramfs choosing them under qemu-user).
+# After the base's own firmware hook (bases.Base.firmware_hook).
 CUSTOMIZE_HOOK = r"""
-set -e
-sed -i -e 's|^#\?ROOTPART=.*|ROOTPART="PARTUUID={partuuid}"|' \
-       -e 's|^#\?CONSOLES=.*|CONSOLES="tty0 ttyS1,115200"|' "$1/etc/default/raspi-firmware"
 rm "$1/usr/sbin/update-initramfs"
 chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
-echo "I: callbox: running update-initramfs once (slow under qemu-user)"
+{python} {initramfs_modules} stage "$1"
+echo "I: callbox: running update-initramfs once"
 chroot "$1" update-initramfs -c -k all
+{python} {initramfs_modules} unstage "$1"
 chroot "$1" apt-get clean
 """
 
 
-def base_key() -> str:
+def customize_hook(base: Base) -> str:
+    """The base's firmware hook, then the one update-initramfs (``$1`` is the root)."""
+    hook = "\nset -e\n" + base.firmware_hook + CUSTOMIZE_HOOK
+    return (
+        hook.replace("{partuuid}", partuuid(2))
+        .replace("{python}", shlex.quote(sys.executable))
+        .replace("{initramfs_modules}", shlex.quote(str(REPO / "image-build/initramfs_modules.py")))
+    )
+
+
+def base_key(base: Base) -> str:
     blob = json.dumps(
         [
             BASE_REVISION,
-            SUITE,
-            DEBIAN_SOURCES,
-            PACKAGES,
+            base.describe(),
             ESSENTIAL_HOOK,
             CUSTOMIZE_HOOK,
             DISK_SIGNATURE,
+            (REPO / "image-build/initramfs_modules.py").read_text(),
         ]
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -289,19 +257,23 @@ def partuuid(n: int) -> str:
     return f"{int(DISK_SIGNATURE, 16):08x}-{n:02d}"
 
 
-def build_base(steps: Steps, base: Path, base_name: str) -> str:
-    stamp = base.parent / "base.stamp"
-    if base.is_dir() and stamp.exists() and stamp.read_text().strip() == base_key():
+def build_base(steps: Steps, base: Base, target: Path, keyrings: Path) -> str:
+    stamp = target.with_name(target.name + ".stamp")
+    if target.is_dir() and stamp.exists() and stamp.read_text().strip() == base_key(base):
         return "reused"
-    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
     stamp.unlink(missing_ok=True)
-    cmd = [
+    try:
+        fetch_keyrings(base, keyrings)
+    except KeyringError as err:
+        raise click.ClickException(str(err)) from err
+    cmd: list[str | Path] = [
         "mmdebstrap",
         "--mode=root",
         "--arch=arm64",
         "--variant=minbase",
-        "--components=main,non-free-firmware",
-        f"--include={','.join(PACKAGES)}",
+        *base.mmdebstrap_options(keyrings),
+        f"--include={','.join(base.packages())}",
         "--aptopt=Acquire::Retries=3",
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
@@ -309,13 +281,13 @@ def build_base(steps: Steps, base: Path, base_name: str) -> str:
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-include=/usr/share/locale/locale.alias",
         f"--essential-hook={ESSENTIAL_HOOK}",
-        f"--customize-hook={CUSTOMIZE_HOOK.replace('{partuuid}', partuuid(2))}",
-        SUITE,
-        base,
-        *DEBIAN_SOURCES[base_name],
+        f"--customize-hook={customize_hook(base)}",
+        base.suite,
+        target,
+        *base.mmdebstrap_sources(keyrings),
     ]
     steps.run(cmd, "base.log", env={**os.environ, "LC_ALL": "C.UTF-8"})
-    stamp.write_text(base_key() + "\n")
+    stamp.write_text(base_key(base) + "\n")
     return "built"
 
 
@@ -424,7 +396,7 @@ sys.exit(main())
 """
 
 
-def install_app(steps: Steps, pip: list[str], wheels: Path, root: Path) -> str:
+def install_app(steps: Steps, pip: list[str], wheels: Path, root: Path, base: Base) -> str:
     venv = root / "opt/callbox"
     site = venv / "lib/python3.11/site-packages"
     (venv / "bin").mkdir(parents=True)
@@ -434,7 +406,9 @@ def install_app(steps: Steps, pip: list[str], wheels: Path, root: Path) -> str:
     for name in ("python", "python3", "python3.11"):
         (venv / "bin" / name).symlink_to("/usr/bin/python3")
     (venv / "pyvenv.cfg").write_text(
-        "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11.2\n"
+        "home = /usr/bin\n"
+        f"include-system-site-packages = {str(base.system_site_packages).lower()}\n"
+        "version = 3.11.2\n"
         "executable = /usr/bin/python3.11\n"
     )
     callbox_wheel = next(wheels.glob("callbox-*.whl"))
@@ -493,9 +467,12 @@ def chroot_tool(root: Path, *argv: str) -> None:
     subprocess.run([argv[0], "--root", str(root), *argv[1:]], check=True, stdout=subprocess.DEVNULL)
 
 
-def configure_system(root: Path) -> str:
+def configure_system(root: Path, base: Base) -> str:
     # the overlay: SSH hardening, host-key generation unit, drop-ins, udev rules, hostname
     shutil.copytree(OVERLAY, root, dirs_exist_ok=True, symlinks=True)
+    for relative, text in base.root_files:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
     units = root / "etc/systemd/system"
     installed = []
     for unit in sorted((REPO / "device/systemd").glob("*.service")):
@@ -554,6 +531,16 @@ def configure_system(root: Path) -> str:
     return "enabled " + ", ".join(enable)
 
 
+def mark_role(root: Path, role: str | None) -> str:
+    """A role image: first boot gives `role` to a callbox.toml without one."""
+    if role is None:
+        return "generic: callbox.toml names the role"
+    marker = root / "usr/lib/callbox/image-role"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(role + "\n")
+    return f"{role}: /usr/lib/callbox/image-role"
+
+
 def remove_secrets(root: Path) -> str:
     removed = []
     for key in sorted((root / "etc/ssh").glob("ssh_host_*")):
@@ -596,7 +583,7 @@ def remove_secrets(root: Path) -> str:
     return f"removed {len(removed)} files"
 
 
-def split_boot(root: Path, bootfs: Path) -> str:
+def split_boot(root: Path, bootfs: Path, base: Base) -> str:
     shutil.rmtree(bootfs, ignore_errors=True)
     firmware = root / "boot/firmware"
     shutil.copytree(firmware, bootfs)
@@ -607,18 +594,15 @@ def split_boot(root: Path, bootfs: Path) -> str:
             entry.unlink()
     # raspi-firmware's postinst copies the GPU firmware only on a mounted /boot/firmware
     for blob in (root / "usr/lib/raspi-firmware").glob("*"):
-        if not (bootfs / blob.name).exists():
+        if blob.is_file() and not (bootfs / blob.name).exists():
             shutil.copy2(blob, bootfs / blob.name)
+    for name, text in base.boot_config(partuuid(2)).items():
+        (bootfs / name).write_text(text)
     shutil.copy2(REPO / "docs/callbox.example.toml", bootfs / "callbox.toml.example")
-    names = sorted(p.name for p in bootfs.iterdir())
-    for needed in ("config.txt", "cmdline.txt", "start4.elf", "bootcode.bin"):
-        if needed not in names:
-            raise click.ClickException(f"boot partition has no {needed}")
-    if not any(n.startswith("vmlinuz-") for n in names) or not any(
-        n.startswith("initrd.img-") for n in names
-    ):
-        raise click.ClickException("boot partition has no kernel or initrd")
-    return f"{len(names)} files"
+    missing = base.missing_boot_files(bootfs)
+    if missing:
+        raise click.ClickException(f"the boot partition has no {', '.join(missing)}")
+    return f"{len(list(bootfs.iterdir()))} files"
 
 
 # -- 5. image ------------------------------------------------------------------------------
@@ -753,10 +737,19 @@ def compress(steps: Steps, img: Path) -> str:
 @click.option(
     "--base",
     "base_name",
-    type=click.Choice(sorted(DEBIAN_SOURCES)),
+    type=click.Choice(sorted(BASES)),
     default="debian",
     show_default=True,
-    help="Package sources. Raspberry Pi OS (CSI cameras, Pi 5) is not built yet.",
+    help="Package base: "
+    + "; ".join(f"{b.name}: {b.title}, {', '.join(b.boards)}" for b in BASES.values())
+    + ". Only debian is built and booted by the tests (docs/operations.md).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["door", "indoor"]),
+    default=None,
+    help="Build a role image (callbox-<version>-<role>.img.zst): the role a callbox.toml "
+    "without one gets. Default: the generic image.",
 )
 @click.option("--rebuild-base", is_flag=True, help="Rebuild the mmdebstrap base even if current.")
 @click.option(
@@ -766,8 +759,8 @@ def compress(steps: Steps, img: Path) -> str:
     show_default=True,
     help="The Python whose pip downloads the wheels and installs them.",
 )
-def main(out: Path, base_name: str, rebuild_base: bool, pip_python: str) -> None:
-    """Build build/image/callbox-<version>.img.zst (+ .sha256)."""
+def main(out: Path, base_name: str, role: str | None, rebuild_base: bool, pip_python: str) -> None:
+    """Build build/image/callbox-<version>[-raspios][-<role>].img.zst (+ .sha256)."""
     if os.geteuid() != 0:
         raise click.ClickException("run as root (mmdebstrap --mode=root, file ownership)")
     out = out.resolve()
@@ -778,17 +771,20 @@ def main(out: Path, base_name: str, rebuild_base: bool, pip_python: str) -> None
         old.unlink()
     version = project_version()
     pip = [pip_python, "-m", "pip"]
-    wheels, base, root, bootfs = out / "wheels", out / "base", out / "rootfs", out / "bootfs"
-    img = out / f"callbox-{version}.img"
+    base = get_base(base_name)
+    wheels, root, bootfs = out / "wheels", out / "rootfs", out / "bootfs"
+    base_dir = out / f"base-{base.name}"
+    suffix = "".join(f"-{part}" for part in (base.name, role) if part not in (None, "debian"))
+    img = out / f"callbox-{version}{suffix}.img"
     if rebuild_base:
-        (out / "base.stamp").unlink(missing_ok=True)
+        base_dir.with_name(base_dir.name + ".stamp").unlink(missing_ok=True)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
 
     def copy_base() -> str:
         if root.exists():
             subprocess.run(["rm", "-rf", str(root)], check=True)
-        subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(root)], check=True)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(base_dir), str(root)], check=True)
         return f"{du_mib(root)} MiB"
 
     with Steps(logs) as steps:
@@ -797,20 +793,22 @@ def main(out: Path, base_name: str, rebuild_base: bool, pip_python: str) -> None
             "wheels: aarch64 wheels + callbox wheel", lambda: fetch_wheels(steps, pip, wheels)
         )
         steps.step(
-            f"base: mmdebstrap {SUITE} arm64 + one update-initramfs",
-            lambda: build_base(steps, base, base_name),
+            f"base: mmdebstrap {base.title} arm64 + one update-initramfs",
+            lambda: build_base(steps, base, base_dir, out / "keyrings"),
         )
         steps.step(
             "pyalsaaudio: cross-compiled aarch64 wheel",
-            lambda: cross_build_pyalsaaudio(steps, pip, base, wheels),
+            lambda: cross_build_pyalsaaudio(steps, pip, base_dir, wheels),
         )
         steps.step("rootfs: copy of the base", copy_base)
         steps.step(
-            "rootfs: /opt/callbox venv (offline)", lambda: install_app(steps, pip, wheels, root)
+            "rootfs: /opt/callbox venv (offline)",
+            lambda: install_app(steps, pip, wheels, root, base),
         )
-        steps.step("rootfs: units, users, SSH, fstab", lambda: configure_system(root))
+        steps.step("rootfs: units, users, SSH, fstab", lambda: configure_system(root, base))
+        steps.step("rootfs: role", lambda: mark_role(root, role))
         steps.step("rootfs: remove secrets", lambda: remove_secrets(root))
-        steps.step("boot partition files", lambda: split_boot(root, bootfs))
+        steps.step("boot partition files", lambda: split_boot(root, bootfs, base))
         steps.step(
             "image: mke2fs -d, mkfs.vfat + mcopy, genimage",
             lambda: make_image(steps, root, bootfs, out, img),

@@ -30,7 +30,7 @@ from firstboot_helpers import (
 from device.cli import main
 from device.config import ConfigError, load_config, parse_config
 from device.config_system import ssh_public_key
-from device.firstboot import FirstBoot, FirstBootReport, first_boot_error
+from device.firstboot import FirstBoot, FirstBootError, FirstBootReport, first_boot_error
 from device.firstboot_secrets import wifi_secret_path
 from device.firstboot_system import SSHD_DROP_IN, sshd_drop_in
 from device.rootfs import RootFs
@@ -370,3 +370,39 @@ def test_a_password_and_a_password_file_are_refused_together() -> None:
         parse_config(text)
     assert "system.wifi.0.psk_file: set either psk or psk_file" in str(refused.value)
     assert HOME_PSK not in str(refused.value)
+
+
+def write_image_role(root: Path, role: str) -> None:
+    """What `image-build/build.py --role ROLE` puts in the image."""
+    (root / "usr/lib/callbox").mkdir(parents=True, exist_ok=True)
+    (root / "usr/lib/callbox/image-role").write_text(role + "\n")
+
+
+def test_a_role_image_gives_its_role_to_a_file_without_one(root: Path) -> None:
+    write_image_role(root, "indoor")
+    write_installer_file(root, INSTALLER_FILE.replace('role = "indoor"\n', ""))
+    report = first_boot(root)
+    assert report.error is None, report.error
+    installed = load_config(root / "etc/callbox/callbox.toml")
+    assert installed.role == "indoor"
+    assert any("role 'indoor' from the indoor image" in line for line in report.done)
+
+
+def test_on_a_role_image_the_file_s_own_role_wins(root: Path) -> None:
+    write_image_role(root, "door")
+    report = first_boot(root)
+    assert report.error is None, report.error
+    assert load_config(root / "etc/callbox/callbox.toml").role == "indoor"
+    assert any("sets role 'indoor' on a door image: it wins" in line for line in report.done)
+
+
+def test_without_a_role_on_the_generic_image_the_file_is_refused(root: Path) -> None:
+    write_installer_file(root, INSTALLER_FILE.replace('role = "indoor"\n', ""))
+    report = first_boot(root)
+    assert report.error is not None and ": role: " in report.error
+
+
+def test_a_damaged_image_role_file_is_named(root: Path) -> None:
+    write_image_role(root, "doorr")
+    with pytest.raises(FirstBootError, match=r"/usr/lib/callbox/image-role: 'doorr' is not a role"):
+        first_boot(root)

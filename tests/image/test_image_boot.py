@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-OUT = Path(os.environ.get("CALLBOX_IMAGE_DIR", REPO / "build/image"))
+from image.built import OUT, generic_image
+
 SMOKE = Path(__file__).resolve().parent / "smoke"
 BOOT_TIMEOUT = float(os.environ.get("CALLBOX_IMAGE_BOOT_TIMEOUT", "900"))
 MARKER = "CALLBOX-SMOKE: "
@@ -100,10 +100,7 @@ def debugfs_script(key: Path) -> str:
 
 @pytest.fixture(scope="module")
 def image() -> Path:
-    images = sorted(OUT.glob("callbox-*.img"))
-    if not images:
-        pytest.fail(f"no image in {OUT}: run `make image` first")
-    return images[-1]
+    return generic_image()
 
 
 def test_image_boots_and_passes_the_smoke_test(image: Path, tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-OUT = Path(os.environ.get("CALLBOX_IMAGE_DIR", REPO / "build/image"))
+from image.built import OUT, generic_image
+
 ROOTFS = OUT / "rootfs"
 
 # A PEM private key: the header, then at least one base64 line (a parser's constant header
@@ -35,10 +35,7 @@ NO_PASSWORD = {"*", "!", "!*"}
 
 
 def image_path() -> Path:
-    images = sorted(OUT.glob("callbox-*.img"))
-    if not images:
-        pytest.fail(f"no image in {OUT}: run `make image` first")
-    return images[-1]
+    return generic_image()
 
 
 def root_partition_offset(img: Path) -> int:
