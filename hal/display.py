@@ -198,6 +198,11 @@ class SimDisplay(Display):
             raise ValueError(f"touch at ({x}, {y}) is outside the {width}x{height} display")
         self._dispatch_touch(x, y)
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called (frames shown after it are dropped)."""
+        return self._closed
+
     def close(self) -> None:
         """Stop keeping frames."""
         self._closed = True

@@ -1,7 +1,9 @@
 """The default call UI drawn on an indoor unit's display (pygame-ce, offscreen Surfaces).
 
 ``DefaultCallUi`` is driven only by the Call API; ``ScreenRenderer`` draws a ``UiState``;
-``Layout`` says where every on-screen button is at any display size.
+``Layout`` says where every on-screen button is at any display size. ``NoticeScreen`` /
+``render_notice`` draw a full-screen notice (title, reasons, what to do) for states without
+the call UI, such as the daemon's safe state.
 """
 
 import os
@@ -11,6 +13,19 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # before pygame is fir
 from services.ui.callui import DefaultCallUi
 from services.ui.layout import Layout, Rect
 from services.ui.model import SCREENS, UiState
+from services.ui.notice import Notice, NoticeLayout, NoticeRow, NoticeScreen, render_notice
 from services.ui.screens import ScreenRenderer
 
-__all__ = ["SCREENS", "DefaultCallUi", "Layout", "Rect", "ScreenRenderer", "UiState"]
+__all__ = [
+    "SCREENS",
+    "DefaultCallUi",
+    "Layout",
+    "Notice",
+    "NoticeLayout",
+    "NoticeRow",
+    "NoticeScreen",
+    "Rect",
+    "ScreenRenderer",
+    "UiState",
+    "render_notice",
+]

@@ -83,6 +83,28 @@ class Painter:
             text = text.removesuffix("…")[:-1] + "…"
         return self.text(text, size, color, bold)
 
+    def wrap(self, text: str, base_size: float, width: int, bold: bool = False) -> list[str]:
+        """``text`` as lines of at most ``width`` pixels at ``base_size``: broken between
+        words, inside a word only when it is wider than a whole line (a long path)."""
+        font = self.font(base_size, bold)
+        lines: list[str] = []
+        for paragraph in text.splitlines() or [""]:
+            line = ""
+            for word in paragraph.split():
+                candidate = f"{line} {word}" if line else word
+                if font.size(candidate)[0] <= width:
+                    line = candidate
+                    continue
+                if line:
+                    lines.append(line)
+                line = word
+                while len(line) > 1 and font.size(line)[0] > width:
+                    cut = _fitting_prefix(font, line, width)
+                    lines.append(line[:cut])
+                    line = line[cut:]
+            lines.append(line)
+        return lines
+
     def blit_text(
         self,
         target: pygame.Surface,
@@ -147,6 +169,18 @@ class Painter:
         pygame.draw.circle(target, (70, 90, 140), center, r)
         size = r * 0.9 / self.layout.scale
         self.blit_text(target, letters, size, center, bold=True, anchor="center")
+
+
+def _fitting_prefix(font: pygame.font.Font, text: str, width: int) -> int:
+    """How many leading characters of ``text`` fit ``width`` (at least 1)."""
+    low, high = 1, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if font.size(text[:middle])[0] <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 class FrameConverter:
