@@ -120,7 +120,8 @@ clean:
 # Needs root (mmdebstrap --mode=root, binfmt_misc) and ~6 GB under build/.
 IMAGE_APT_PACKAGES := mmdebstrap genimage qemu-user-static binfmt-support arch-test \
   qemu-system-arm mtools dosfstools e2fsprogs zstd curl openssh-client kmod cpio gpg \
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3-rich python3-click
+  gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross meson ninja-build \
+  python3-rich python3-click
 IMAGE_DIR := build/image
 IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 ROLE ?=

@@ -15,17 +15,22 @@ Stages, each with its time on the progress display:
 2. wheels    callbox's dependencies as aarch64 wheels for the image's CPython 3.11
              (`pip download --platform manylinux_2_xx_aarch64 --only-binary=:all:`) and the
              callbox wheel built from this tree.
-3. base      `mmdebstrap --arch=arm64` of bookworm (+ non-free-firmware for the Pi firmware and
-             Wi-Fi blobs) into build/image/base/. update-initramfs is diverted to a no-op while
-             packages install (the kernel postinst, initramfs-tools' trigger and raspi-firmware
-             would each run it: ~13 min apiece under qemu-user) and run once, at the end, which
-             also has raspi-firmware lay out /boot/firmware. Reused while its inputs
-             (packages, this script's BASE_REVISION) are unchanged.
-4. rootfs    a copy of base/ with the app (a venv installed offline from the wheels, on the
+3. aec3      (on a thread, beside 4 and 5) aec-audio-processing and callbox's tuned AEC3
+             binding cross-compiled for aarch64 (aec3_aarch64.py: no aarch64 wheel on PyPI);
+             reused while its version and the binding's source are unchanged.
+4. base      `mmdebstrap --arch=arm64` of the chosen base (bases.py: Debian bookworm, or
+             Raspberry Pi OS) into build/image/base-<name>/. update-initramfs is diverted to a
+             no-op while packages install (the kernel postinst, initramfs-tools' trigger and
+             raspi-firmware would each run it) and run once, at the end, with the modules
+             MODULES=most takes chosen on the build machine (initramfs_modules.py; chosen
+             under qemu-user, they took ~10 min). Reused while its inputs are unchanged.
+5. headers   the image's CPython headers (libpython3.11-dev arm64), then pyalsaaudio
+             cross-compiled against them.
+6. rootfs    a copy of the base with the app (a venv installed offline from the wheels, on the
              host: the pure files are the same for every architecture and the binary wheels
-             are aarch64 ones), the systemd units, the service user, SSH hardening, and every
-             secret removed (host keys, machine id, random seed).
-5. image     root.ext4 by `mke2fs -d` (no loop device, no mount), the FAT32 boot partition by
+             are aarch64 ones), the systemd units, the service user, SSH hardening, the role
+             of a role image, and every secret removed (host keys, machine id, random seed).
+7. image     root.ext4 by `mke2fs -d` (no loop device, no mount), the FAT32 boot partition by
              mkfs.vfat + mcopy, the MBR image by genimage; then .img.zst and .sha256.
 """
 
@@ -39,12 +44,14 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
+from aec3_aarch64 import Aec3Artifacts, build_aec3_aarch64
 from bases import BASES, Base, KeyringError, fetch_keyrings, get_base
 from rich.console import Console
 from rich.live import Live
@@ -63,13 +70,14 @@ ROOT_HASH_SEED = "c0110b00-0000-4000-8000-000000000003"
 BOOT_SIZE_MIB = 256
 BOOT_OFFSET_MIB = 4
 
-# Dependencies with no aarch64 wheel for cp311 / manylinux_2_17.._2_36 on PyPI: left out of the
-# image (see docs/operations.md, "Flashing the SD image"); the app falls back as documented.
+# Dependencies with no aarch64 wheel for cp311 / manylinux_2_17.._2_36 on PyPI: built here
+# (docs/operations.md, "Flashing the SD image").
 NO_AARCH64_WHEEL = {
-    "aec-audio-processing": "left out: echo cancellation falls back to speexdsp (libspeexdsp1)",
+    "aec-audio-processing": "cross-compiled here (aec3_aarch64.py), with the tuned AEC3 binding",
     "pyalsaaudio": "cross-compiled here (aarch64-linux-gnu-gcc, one C file) into a wheel",
 }
 PYALSAAUDIO = "0.11.0"
+AEC3_VERSION = "1.0.1"  # aec-audio-processing, as pyproject.toml pins it
 
 console = Console(stderr=True)
 
@@ -119,7 +127,37 @@ class Steps:
         self.current = None
         self.live.update(self._render())
 
-    def run(self, cmd: Sequence[str | Path], log: str, **kw: object) -> None:
+    def background(self, name: str, fn: Callable[[], str | None]) -> Callable[[], str]:
+        """Start `fn` on a thread now; the returned function waits for it, re-raises what it
+        raised, and returns its note with the time it ran (for a later `step`)."""
+        result: dict[str, object] = {}
+        started = time.monotonic()
+
+        def target() -> None:
+            try:
+                result["note"] = fn()
+            except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+                result["error"] = err
+            result["secs"] = time.monotonic() - started
+
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+
+        def wait() -> str:
+            thread.join()
+            if "error" in result:
+                raise result["error"]  # type: ignore[misc]
+            note = result.get("note")
+            ran = f"ran {result['secs']:.0f} s beside the other steps"
+            return f"{note}; {ran}" if note else ran
+
+        return wait
+
+    def quiet_run(self, cmd: Sequence[str | Path], log: str) -> None:
+        """`run` for a background step: output to its log only."""
+        self.run(cmd, log, show=False)
+
+    def run(self, cmd: Sequence[str | Path], log: str, show: bool = True, **kw: object) -> None:
         """Run a command, its output to log_dir/<log>, its last line on the display."""
         path = self.log_dir / log
         argv = [str(c) for c in cmd]
@@ -137,7 +175,7 @@ class Steps:
             assert proc.stdout is not None
             for line in proc.stdout:
                 out.write(line)
-                if line.strip():
+                if show and line.strip():
                     self.tail = line.strip()
                     self.live.update(self._render())
             rc = proc.wait()
@@ -299,9 +337,30 @@ def dpkg_version(root: Path, package: str) -> str:
     raise click.ClickException(f"{package} is not installed in {root}")
 
 
-def cross_build_pyalsaaudio(steps: Steps, pip: list[str], base: Path, wheels: Path) -> str:
+def python_headers(base: Path, work: Path) -> Path:
+    """The image's own CPython headers (pyconfig.h differs per architecture): Debian's
+    libpython3.11-dev arm64 of the version in `base`, unpacked into `work`; returns the
+    directory of Python.h."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    version = dpkg_version(base, "libpython3.11-minimal")
+    deb = work / "libpython3.11-dev.deb"
+    for pool in ("debian/pool/main", "debian-security/pool/updates/main"):
+        url = f"http://deb.debian.org/{pool}/p/python3.11/libpython3.11-dev_{version}_arm64.deb"
+        if subprocess.run(["curl", "-fsSL", "-o", str(deb), url], check=False).returncode == 0:
+            break
+    else:
+        raise click.ClickException(f"libpython3.11-dev {version} arm64 not found")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "dev")], check=True)
+    return work / "dev/usr/include/python3.11"
+
+
+def cross_build_pyalsaaudio(
+    steps: Steps, pip: list[str], base: Path, wheels: Path, include: Path
+) -> str:
     """pyalsaaudio has no wheel at all: compile its one C file with Debian's aarch64 cross
-    compiler against the image's libasound and CPython headers, and pack a wheel of it."""
+    compiler against the image's libasound and CPython headers (`include`: Python.h's
+    directory), and pack a wheel of it."""
     work = wheels.parent / "pyalsaaudio"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -323,16 +382,6 @@ def cross_build_pyalsaaudio(steps: Steps, pip: list[str], base: Path, wheels: Pa
         ["tar", "-xzf", str(next(work.glob("pyalsaaudio-*.tar.gz"))), "-C", str(work)], check=True
     )
     src = work / f"pyalsaaudio-{PYALSAAUDIO}"
-    # the image's own CPython headers (pyconfig.h differs per architecture)
-    version = dpkg_version(base, "libpython3.11-minimal")
-    deb = work / "libpython3.11-dev.deb"
-    for pool in ("debian/pool/main", "debian-security/pool/updates/main"):
-        url = f"http://deb.debian.org/{pool}/p/python3.11/libpython3.11-dev_{version}_arm64.deb"
-        if subprocess.run(["curl", "-fsSL", "-o", str(deb), url], check=False).returncode == 0:
-            break
-    else:
-        raise click.ClickException(f"libpython3.11-dev {version} arm64 not found")
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "dev")], check=True)
     # the ALSA headers (libasound2-dev) are the same on every architecture: only those
     (work / "inc").mkdir()
     (work / "inc/alsa").symlink_to("/usr/include/alsa")
@@ -346,9 +395,9 @@ def cross_build_pyalsaaudio(steps: Steps, pip: list[str], base: Path, wheels: Pa
             "-O2",
             "-Wall",
             "-I",
-            work / "dev/usr/include",
+            include.parent,
             "-I",
-            work / "dev/usr/include/python3.11",
+            include,
             "-I",
             work / "inc",
             src / "alsaaudio.c",
@@ -396,7 +445,9 @@ sys.exit(main())
 """
 
 
-def install_app(steps: Steps, pip: list[str], wheels: Path, root: Path, base: Base) -> str:
+def install_app(
+    steps: Steps, pip: list[str], wheels: Path, root: Path, base: Base, aec3_binding: Path
+) -> str:
     venv = root / "opt/callbox"
     site = venv / "lib/python3.11/site-packages"
     (venv / "bin").mkdir(parents=True)
@@ -432,6 +483,7 @@ def install_app(steps: Steps, pip: list[str], wheels: Path, root: Path, base: Ba
     )
     # --target puts console scripts (with the build host's interpreter) under site/bin.
     shutil.rmtree(site / "bin", ignore_errors=True)
+    shutil.copy2(aec3_binding, site / "services/media" / aec3_binding.name)
     launcher = venv / "bin/callbox"
     launcher.write_text(CALLBOX_LAUNCHER)
     launcher.chmod(0o755)
@@ -787,23 +839,56 @@ def main(out: Path, base_name: str, role: str | None, rebuild_base: bool, pip_py
         subprocess.run(["cp", "-a", "--reflink=auto", str(base_dir), str(root)], check=True)
         return f"{du_mib(root)} MiB"
 
+    headers: list[Path] = []
+    headers_ready = threading.Event()
+
+    def image_python_headers() -> Path:
+        headers_ready.wait()
+        if not headers:
+            raise click.ClickException("aec3: no image headers (the base step failed)")
+        return headers[0]
+
+    def fetch_headers() -> str:
+        try:
+            headers.append(python_headers(base_dir, out / "python-headers"))
+        finally:
+            headers_ready.set()
+        return str(headers[0].relative_to(out))
+
+    aec3: list[Aec3Artifacts] = []
+
+    def cross_build_aec3() -> str:
+        aec3.append(
+            build_aec3_aarch64(
+                steps.quiet_run, pip, out / "aec3-aarch64", image_python_headers, AEC3_VERSION
+            )
+        )
+        shutil.copy2(aec3[0].wheel, wheels / aec3[0].wheel.name)
+        return "reused" if aec3[0].reused else "built"
+
     with Steps(logs) as steps:
         steps.step("host: binfmt_misc for arm64", ensure_binfmt)
         steps.step(
             "wheels: aarch64 wheels + callbox wheel", lambda: fetch_wheels(steps, pip, wheels)
         )
-        steps.step(
-            f"base: mmdebstrap {base.title} arm64 + one update-initramfs",
-            lambda: build_base(steps, base, base_dir, out / "keyrings"),
-        )
+        try:
+            wait_aec3 = steps.background("aec3: cross-compiled aarch64 wheel", cross_build_aec3)
+            steps.step(
+                f"base: mmdebstrap {base.title} arm64 + one update-initramfs",
+                lambda: build_base(steps, base, base_dir, out / "keyrings"),
+            )
+            steps.step("python headers: libpython3.11-dev arm64", fetch_headers)
+        finally:
+            headers_ready.set()
         steps.step(
             "pyalsaaudio: cross-compiled aarch64 wheel",
-            lambda: cross_build_pyalsaaudio(steps, pip, base_dir, wheels),
+            lambda: cross_build_pyalsaaudio(steps, pip, base_dir, wheels, headers[0]),
         )
+        steps.step("aec3: cross-compiled aarch64 wheel + tuned binding", wait_aec3)
         steps.step("rootfs: copy of the base", copy_base)
         steps.step(
             "rootfs: /opt/callbox venv (offline)",
-            lambda: install_app(steps, pip, wheels, root, base),
+            lambda: install_app(steps, pip, wheels, root, base, aec3[0].binding),
         )
         steps.step("rootfs: units, users, SSH, fstab", lambda: configure_system(root, base))
         steps.step("rootfs: role", lambda: mark_role(root, role))
