@@ -139,7 +139,7 @@ $(IMAGE).zst: $(IMAGE_INPUTS) | deps image-deps
 	  $(if $(ROLE),--role $(ROLE))
 
 image-test: image
-	CALLBOX_IMAGE_TEST=1 $(SUDO) $(PY) -m pytest -p no:cacheprovider tests/image $(PYTEST_ARGS)
+	$(SUDO) env CALLBOX_IMAGE_TEST=1 CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider tests/image $(PYTEST_ARGS)
 
 image-deps:
 	@missing=""; \

@@ -23,17 +23,16 @@ the binding's source and :data:`REVISION` are unchanged.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import shutil
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from wheel_file import WHEEL_TAG, write_wheel
 
 # Bump when this build changes in a way the version and the binding's sha256 do not show.
 REVISION = "1"
@@ -41,7 +40,6 @@ REPO = Path(__file__).resolve().parent.parent
 BINDING_SOURCE = REPO / "services" / "media" / "_callbox_aec3.cpp"
 TRIPLET = "aarch64-linux-gnu"
 EXT_SUFFIX = ".cpython-311-aarch64-linux-gnu.so"
-WHEEL_TAG = "cp311-cp311-linux_aarch64"
 LIBRARY_TARGET = "webrtc-audio-processing-2"  # upstream meson.build's library
 LIBRARY = "libwebrtc-audio-processing-2.so"  # its name in the wheel
 # upstream meson.build's dependencies: all from the sdist's abseil subproject
@@ -188,7 +186,15 @@ def build_aec3_aarch64(
         "webrtc-audio-processing.COPYING": webrtc / "COPYING",
         "abseil-cpp.LICENSE": abseil / "LICENSE",
     }
-    _write_wheel(wheel, package, version, files, licenses)
+    write_wheel(
+        wheel,
+        "aec-audio-processing",
+        version,
+        files,
+        metadata="Summary: AEC(Acoustic Echo Cancellation) Audio Processing Module\n"
+        "License: BSD-3-Clause\nRequires-Python: >=3.11\n",
+        licenses={name: src.read_bytes() for name, src in licenses.items()},
+    )
     shipped.unlink()
     swig.unlink()
     stamp.write_text(json.dumps(key, indent=2) + "\n")
@@ -309,37 +315,3 @@ def _build_library(run: Run, webrtc: Path, build: Path, cross: Path) -> Path:
     if not library.is_file():
         raise click.ClickException(f"aec3 aarch64: ninja succeeded but {library} is missing")
     return library
-
-
-def _write_wheel(
-    path: Path, package: str, version: str, files: dict[str, bytes], licenses: dict[str, Path]
-) -> None:
-    """A wheel of ``files`` (archive name -> bytes) with its dist-info; fixed timestamps."""
-    info = f"{package}-{version}.dist-info"
-    files = {
-        **files,
-        **{f"{info}/licenses/{name}": src.read_bytes() for name, src in licenses.items()},
-        f"{info}/METADATA": (
-            "Metadata-Version: 2.1\nName: aec-audio-processing\n"
-            f"Version: {version}\nSummary: AEC(Acoustic Echo Cancellation) Audio Processing"
-            " Module\nLicense: BSD-3-Clause\nRequires-Python: >=3.11\n"
-        ).encode(),
-        f"{info}/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: callbox image-build\n"
-            f"Root-Is-Purelib: false\nTag: {WHEEL_TAG}\n"
-        ).encode(),
-    }
-    record = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{info}/RECORD,,")
-    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    partial = path.with_suffix(".partial")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = (0o755 if name.endswith(".so") else 0o644) << 16
-            zf.writestr(entry, data)
-    partial.rename(path)

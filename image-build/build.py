@@ -58,6 +58,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
+from wheel_file import write_wheel
 
 REPO = Path(__file__).resolve().parent.parent
 OVERLAY = REPO / "image-build" / "overlay"
@@ -347,7 +348,7 @@ def python_headers(base: Path, work: Path) -> Path:
     deb = work / "libpython3.11-dev.deb"
     for pool in ("debian/pool/main", "debian-security/pool/updates/main"):
         url = f"http://deb.debian.org/{pool}/p/python3.11/libpython3.11-dev_{version}_arm64.deb"
-        if subprocess.run(["curl", "-fsSL", "-o", str(deb), url], check=False).returncode == 0:
+        if subprocess.run(["curl", "-fsL", "-o", str(deb), url], check=False).returncode == 0:
             break
     else:
         raise click.ClickException(f"libpython3.11-dev {version} arm64 not found")
@@ -394,6 +395,11 @@ def cross_build_pyalsaaudio(
             "-fPIC",
             "-O2",
             "-Wall",
+            # as CPython builds its extensions: no assert() (which would keep the headers'
+            # paths on this machine in the binary), and any other path made relative
+            "-DNDEBUG",
+            "-fwrapv",
+            f"-ffile-prefix-map={wheels.parent}=.",
             "-I",
             include.parent,
             "-I",
@@ -412,28 +418,6 @@ def cross_build_pyalsaaudio(
     return name
 
 
-def write_wheel(path: Path, dist: str, version: str, files: dict[str, bytes]) -> None:
-    import base64
-    import zipfile
-
-    info = f"{dist}-{version}.dist-info"
-    files = {
-        **files,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: callbox image-build\n"
-        b"Root-Is-Purelib: false\nTag: cp311-cp311-linux_aarch64\n",
-    }
-    record = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{info}/RECORD,,")
-    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-
-
 # -- 4. rootfs -----------------------------------------------------------------------------
 
 CALLBOX_LAUNCHER = """#!/opt/callbox/bin/python3
@@ -443,6 +427,12 @@ from device.cli import main
 
 sys.exit(main())
 """
+
+
+def wheel_requirement(wheel: Path) -> str:
+    """``name==version`` of a wheel file (``name-version-tags.whl``)."""
+    name, version = wheel.name.split("-")[:2]
+    return f"{name}=={version}"
 
 
 def install_app(
@@ -477,7 +467,10 @@ def install_app(
             "--target",
             site,
             "--no-deps",
-            *sorted(wheels.glob("*.whl")),
+            # by name from --find-links, not by path: a path would be recorded in each
+            # package's direct_url.json (the build machine's, and one more difference
+            # between two builds)
+            *(wheel_requirement(w) for w in sorted(wheels.glob("*.whl"))),
         ],
         "rootfs.log",
     )

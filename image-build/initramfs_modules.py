@@ -236,6 +236,7 @@ def stage(root: Path) -> StagedModules:
     hook.parent.mkdir(parents=True, exist_ok=True)
     hook.write_text(HOOK)
     hook.chmod(0o755)
+    (root / BUILD_CONF_PATH).parent.mkdir(parents=True, exist_ok=True)
     (root / BUILD_CONF_PATH).write_text(BUILD_CONF)
     return StagedModules(tuple(modules), tuple(firmware))
 

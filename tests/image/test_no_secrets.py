@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from image.built import OUT, generic_image
+from image.built import OUT, REPO, generic_image
 
 ROOTFS = OUT / "rootfs"
 
@@ -129,6 +129,19 @@ def test_no_private_key_anywhere(rootfs: Path) -> None:
             sample = any(re.fullmatch(pattern, name) for pattern in SAMPLE_KEYS)
             if not sample and PRIVATE_KEY.search(path.read_bytes()):
                 found.append(f"/{path.relative_to(rootfs)}")
+    assert found == []
+
+
+def test_nothing_of_the_build_machine_is_in_the_app(rootfs: Path) -> None:
+    """No path of the build machine (the tree, the work directory) in what the build added:
+    a direct_url.json or a script naming them would tell of the machine and differ per build."""
+    marks = (str(REPO).encode(), str(OUT.resolve()).encode())
+    found = [
+        f"/{path.relative_to(rootfs)}"
+        for top in ("opt/callbox", "etc/callbox", "etc/systemd/system", "usr/local")
+        for path in sorted((rootfs / top).rglob("*"))
+        if path.is_file() and not path.is_symlink() and any(m in path.read_bytes() for m in marks)
+    ]
     assert found == []
 
 

@@ -1,12 +1,14 @@
-"""Two builds from one commit differ only in timestamps (issue 7, section 2).
+"""Two builds from one commit differ only in timestamps (issue 7, section 2), and a role
+image only in its role.
 
 `make image` has built build/image/ once; this test builds again into a second directory that
 starts from the same mmdebstrap base (hard-linked: the base is only read) and the same
-cross-compiled AEC3 cache, then compares what each build made the image's partitions from,
-the root directory and the boot partition's files, entry by entry: type, mode, owner, content
-(sha256) and link target, not the times. Everything the build adds to the base (the app, its
-wheels, bytecode, units, users, the removal of secrets) is then the same in both, so nothing
-random or build-specific (a key, a password hash, a path of the build machine) is baked in.
+cross-compiled AEC3 cache, as a door station's role image (`--role door`), then compares what
+each build made the image's partitions from, the root directory and the boot partition's
+files, entry by entry: type, mode, owner, content (sha256) and link target, not the times.
+Everything the build adds to the base (the app, its wheels, bytecode, units, users, the
+removal of secrets) is the same in both but the role file, so nothing random or build-specific
+(a key, a password hash, a path of the build machine) is baked in.
 The mmdebstrap base itself is Debian's, made reproducible by mmdebstrap with
 SOURCE_DATE_EPOCH; it is not built twice here (15 minutes).
 """
@@ -26,6 +28,7 @@ from image.built import OUT, REPO, generic_image
 
 SECOND = OUT.parent / "image-second-build"
 SHARED = ("base-debian", "base-debian.stamp", "keyrings", "aec3-aarch64")
+ROLE_FILES = {"usr/lib/callbox", "usr/lib/callbox/image-role"}
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -83,6 +86,8 @@ def second_build() -> Iterator[Path]:
             str(SECOND),
             "--pip",
             str(REPO / ".venv/bin/python"),
+            "--role",
+            "door",
         ],
         capture_output=True,
         text=True,
@@ -93,15 +98,27 @@ def second_build() -> Iterator[Path]:
     subprocess.run(["rm", "-rf", str(SECOND)], check=True)
 
 
-def test_two_builds_of_one_commit_differ_only_in_timestamps(second_build: Path) -> None:
+def role_image(second_build: Path) -> Path:
+    return second_build / generic_image().name.replace(".img", "-door.img")
+
+
+def test_two_builds_of_one_commit_differ_only_in_timestamps_and_role(second_build: Path) -> None:
     for part in ("rootfs", "bootfs"):
         found = differences(OUT / part, second_build / part)
+        if part == "rootfs":
+            expected = [f"only in the second build: {p}" for p in sorted(ROLE_FILES)]
+            assert found[: len(expected)] == expected, found[:5]
+            found = found[len(expected) :]
         assert not found, f"{part} differs beyond timestamps:\n" + "\n".join(found[:40])
+    assert (second_build / "rootfs/usr/lib/callbox/image-role").read_text() == "door\n"
 
 
-def test_the_images_have_the_same_layout(second_build: Path) -> None:
-    first = generic_image()
-    second = second_build / first.name
+def test_the_role_image_is_named_for_its_role_and_has_the_same_layout(
+    second_build: Path,
+) -> None:
+    first, second = generic_image(), role_image(second_build)
+    assert second.exists(), sorted(p.name for p in second_build.glob("callbox-*"))
+    assert (second_build / (second.name + ".zst.sha256")).exists()
     assert first.stat().st_size == second.stat().st_size
     with first.open("rb") as f, second.open("rb") as g:
         assert f.read(512) == g.read(512), "the MBRs (disk signature, partitions) differ"
