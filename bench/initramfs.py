@@ -65,12 +65,17 @@ def run_phase(phase: str, work: Path) -> tuple[float, dict[str, str]]:
         if phase == "staged":
             initramfs_modules.stage(copy)
         started = time.monotonic()
-        subprocess.run(
-            ["chroot", str(copy), "update-initramfs", "-u", "-k", "all"],
-            check=True,
-            capture_output=True,
-        )
+        # /proc in the chroot, as mmdebstrap's hooks have it (raspi-firmware's hook tells a
+        # chroot from an unmounted /boot/firmware by it); a private mount namespace drops it
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-ec",
+             'mount -t proc proc "$1/proc"; exec chroot "$1" update-initramfs -u -k all',
+             "sh", str(copy)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
         seconds = time.monotonic() - started
+        if result.returncode != 0:
+            raise SystemExit(f"{phase}: update-initramfs failed:\n{result.stderr[-2000:]}")
         initrd = next((copy / "boot").glob("initrd.img-*"))
         return seconds, initrd_files(initrd)
     finally:

@@ -79,6 +79,7 @@ NO_AARCH64_WHEEL = {
 }
 PYALSAAUDIO = "0.11.0"
 AEC3_VERSION = "1.0.1"  # aec-audio-processing, as pyproject.toml pins it
+PIP_VERSION = "26.3"  # in /opt/callbox, for updates of the app on the unit
 
 console = Console(stderr=True)
 
@@ -235,6 +236,8 @@ def fetch_wheels(steps: Steps, pip: list[str], wheels: Path) -> str:
     wheels.mkdir(parents=True)
     steps.run([*pip, "wheel", "-q", "--no-deps", "-w", wheels, REPO], "wheels.log")
     reqs = [r for r in dependencies() if dist_name(r) not in NO_AARCH64_WHEEL]
+    # pip itself, so that /opt/callbox/bin/pip updates the app in place (operations.md)
+    reqs.append(f"pip=={PIP_VERSION}")
     steps.run(
         [*pip, "download", "-q", "-d", wheels, "--only-binary=:all:", *pip_platform_args(), *reqs],
         "wheels.log",
@@ -420,10 +423,15 @@ def cross_build_pyalsaaudio(
 
 # -- 4. rootfs -----------------------------------------------------------------------------
 
-CALLBOX_LAUNCHER = """#!/opt/callbox/bin/python3
+# The venv's commands, for the device's interpreter (pip --target wrote the build host's).
+LAUNCHERS = {
+    "callbox": "from device.cli import main",
+    "pip": "from pip._internal.cli.main import main",
+}
+LAUNCHER = """#!/opt/callbox/bin/python3
 import sys
 
-from device.cli import main
+{import_main}
 
 sys.exit(main())
 """
@@ -477,9 +485,10 @@ def install_app(
     # --target puts console scripts (with the build host's interpreter) under site/bin.
     shutil.rmtree(site / "bin", ignore_errors=True)
     shutil.copy2(aec3_binding, site / "services/media" / aec3_binding.name)
-    launcher = venv / "bin/callbox"
-    launcher.write_text(CALLBOX_LAUNCHER)
-    launcher.chmod(0o755)
+    for name, import_main in LAUNCHERS.items():
+        launcher = venv / "bin" / name
+        launcher.write_text(LAUNCHER.format(import_main=import_main))
+        launcher.chmod(0o755)
     # Same CPython minor version on both sides: the bytecode is the device's.
     steps.run(
         [

@@ -79,8 +79,16 @@ ssh_keys = ["{public_key}"]
 """
 
 
+def callbox_wheel() -> Path:
+    """The callbox wheel the build installed (the smoke test reinstalls it as an update)."""
+    wheels = sorted((OUT / "wheels").glob("callbox-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
 def debugfs_script(key: Path) -> str:
     unit = "/etc/systemd/system/callbox-image-smoke.service"
+    wheel = callbox_wheel()
     return "\n".join(
         [
             f"write {SMOKE / 'callbox-image-smoke'} /usr/local/sbin/callbox-image-smoke",
@@ -93,6 +101,7 @@ def debugfs_script(key: Path) -> str:
             "sif /root/.smoke mode 040700",
             f"write {key} /root/.smoke/id_ed25519",
             "sif /root/.smoke/id_ed25519 mode 0100600",
+            f"write {wheel} /root/.smoke/{wheel.name}",
             "",
         ]
     )
