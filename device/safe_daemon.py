@@ -79,9 +79,8 @@ class SafeDaemon:
         watchdog: asyncio.Task[None] | None = None
         try:
             await self.control.start()
-            first = self.problem.splitlines()[0] if self.problem else "no configuration"
             _log.error("safe state, no calls until the configuration is fixed:\n%s", self.problem)
-            self.notifier.ready(f"safe state: {first}")
+            self.notifier.ready(self.status_line())
             watchdog = asyncio.create_task(self.notifier.run_watchdog(lambda: True))
             self._show_notice()
             await self.stopping.wait()
@@ -94,6 +93,17 @@ class SafeDaemon:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
         return self.restart
+
+    def status_line(self) -> str:
+        """systemd's status line: ``safe state:`` and the first reason, first boot's refusal
+        first (on a new unit whose installer's file was refused, "the file does not exist"
+        would say least of what is wrong)."""
+        refused = first_boot_error()
+        reasons = refused.splitlines()[1:2] if refused else []
+        if reasons:
+            return f"safe state: first boot refused {reasons[0]}"
+        first = self.problem.splitlines()[0] if self.problem else "no configuration"
+        return f"safe state: {first}"
 
     def notice(self) -> Notice:
         """What the screen shows: the title, what first boot refused and the problem (one
@@ -149,7 +159,7 @@ class SafeDaemon:
     def _still_refused(self, err: ConfigError) -> None:
         """A reload found other reasons: `callbox status` and the screen show those now."""
         self.problem = str(err)
-        self.notifier.status(f"safe state: {self.problem.splitlines()[0]}")
+        self.notifier.status(self.status_line())
         self._show_notice()
 
     def _valid(self) -> None:

@@ -302,3 +302,29 @@ def test_fail__no_administrator_named_unless_valid_and_present() -> None:
     assert admin_user({"system": {"admin": {"user": "root"}}}) is None, "a system account"
     assert admin_user({"system": {"admin": {"user": "Not A Name"}}}) is None
     assert admin_user({"system": "admin"}) is None
+
+
+def test_the_status_line_names_the_first_reason(tmp_path: Path) -> None:
+    config = tmp_path / "callbox.toml"
+    daemon = SafeDaemon(config, tmp_path / "control.sock", f"{config}: relay.pin: bad\nmore")
+    assert daemon.status_line() == f"safe state: {config}: relay.pin: bad"
+
+
+def test_the_status_line_names_what_first_boot_refused_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a new unit whose installer's file was refused, the installed file does not exist:
+    the status line says why first boot refused the installer's file instead."""
+    state = tmp_path / "firstboot"
+    state.mkdir()
+    (state / "error").write_text(
+        "callbox first boot: /boot/firmware/callbox.toml refused, nothing applied:\n"
+        "/boot/firmware/callbox.toml: ringtone_volume: unknown key\n"
+        "Fix the file (check it with `callbox config validate FILE`) and reboot.\n"
+    )
+    monkeypatch.setenv("CALLBOX_FIRST_BOOT_STATE", str(state))
+    config = tmp_path / "callbox.toml"
+    daemon = SafeDaemon(config, tmp_path / "control.sock", f"{config}: the file does not exist")
+    assert daemon.status_line() == (
+        "safe state: first boot refused /boot/firmware/callbox.toml: ringtone_volume: unknown key"
+    )

@@ -8,12 +8,16 @@ A sparse copy of build/image/callbox-<version>.img gets, without any mount:
 
 qemu boots it (`-M virt -cpu cortex-a72`, software emulation) with the image's own kernel and
 initrd from the boot partition; the smoke unit checks first boot, callbox.service, the broker,
-`callbox selftest --json` and sshd (key accepted, passwords refused), prints a marker line on
-the serial console and powers off. This test waits for the marker. Run by `make image-test`.
+`callbox selftest --json`, AEC3, the listening ports, sshd (key accepted, passwords refused),
+configuring and updating over SSH, prints a marker line on the serial console and powers
+off. This test waits for the marker. A second boot, with a callbox.toml that is refused,
+checks that nothing is applied and that the safe state says why (console, `callbox status`,
+the daemon's status line, the login prompt). Run by `make image-test`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -21,7 +25,9 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,7 +92,7 @@ def callbox_wheel() -> Path:
     return wheels[0]
 
 
-def debugfs_script(key: Path) -> str:
+def debugfs_script(key: Path, mode: Path) -> str:
     unit = "/etc/systemd/system/callbox-image-smoke.service"
     wheel = callbox_wheel()
     return "\n".join(
@@ -102,6 +108,7 @@ def debugfs_script(key: Path) -> str:
             f"write {key} /root/.smoke/id_ed25519",
             "sif /root/.smoke/id_ed25519 mode 0100600",
             f"write {wheel} /root/.smoke/{wheel.name}",
+            f"write {mode} /root/.smoke/mode",
             "",
         ]
     )
@@ -112,7 +119,19 @@ def image() -> Path:
     return generic_image()
 
 
-def test_image_boots_and_passes_the_smoke_test(image: Path, tmp_path: Path) -> None:
+@dataclasses.dataclass(frozen=True)
+class Boot:
+    """What one boot of a test copy of the image gave."""
+
+    verdict: str
+    checks: dict[str, Any]
+    console: str
+    seconds: float
+
+
+def boot(image: Path, tmp_path: Path, mode: str, toml_text: Callable[[str], str]) -> Boot:
+    """Boot a copy of `image` with `toml_text(admin public key)` as its boot partition's
+    callbox.toml and the smoke unit in `mode`; its console and checks kept under OUT."""
     for tool in ("qemu-system-aarch64", "mcopy", "debugfs", "ssh-keygen"):
         assert shutil.which(tool), f"{tool} is missing (make image-test installs it)"
     disk = tmp_path / "disk.img"
@@ -142,14 +161,15 @@ def test_image_boots_and_passes_the_smoke_test(image: Path, tmp_path: Path) -> N
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "smoke", "-f", str(key)], check=True
     )
-    public = key.with_suffix(".pub").read_text().strip()
     toml = tmp_path / "callbox.toml"
-    toml.write_text(smoke_config(public))
+    toml.write_text(toml_text(key.with_suffix(".pub").read_text().strip()))
     subprocess.run(["mcopy", "-i", fat, str(toml), "::callbox.toml"], check=True)
 
-    # the test's part: the smoke unit and the private key, in the root partition
+    # the test's part: the smoke unit, its mode and the private key, in the root partition
+    mode_file = tmp_path / "mode"
+    mode_file.write_text(mode + "\n")
     script = tmp_path / "debugfs.cmd"
-    script.write_text(debugfs_script(key))
+    script.write_text(debugfs_script(key, mode_file))
     subprocess.run(
         ["debugfs", "-w", "-f", str(script), f"{disk}?offset={root_off}"],
         check=True,
@@ -177,12 +197,12 @@ def test_image_boots_and_passes_the_smoke_test(image: Path, tmp_path: Path) -> N
         "-device", "virtio-rng-pci,rng=rng0",
     ]  # fmt: skip
     started = time.monotonic()
+    verdict = ""
     with console_log.open("wb") as log:
         qemu = subprocess.Popen(
             ["nice", "-n", "10", *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
         try:
-            verdict = ""
             while time.monotonic() - started < BOOT_TIMEOUT:
                 text = console_log.read_text(errors="replace")
                 if MARKER in text:
@@ -202,17 +222,49 @@ def test_image_boots_and_passes_the_smoke_test(image: Path, tmp_path: Path) -> N
                 qemu.wait()
     elapsed = time.monotonic() - started
     text = console_log.read_text(errors="replace")
-    keep = OUT / "image-test-console.log"
-    shutil.copy(console_log, keep)
-    results = {}
+    suffix = "" if mode == "configured" else f"-{mode}"
+    shutil.copy(console_log, OUT / f"image-test{suffix}-console.log")
+    checks: dict[str, Any] = {}
     for line in text.splitlines():
         if "CALLBOX-SMOKE-RESULT " in line:
-            results = json.loads(line.split("CALLBOX-SMOKE-RESULT ", 1)[1])
-    failed = {k: v for k, v in results.items() if not v["ok"]}
-    (OUT / "image-test-result.json").write_text(
-        json.dumps({"verdict": verdict, "seconds": round(elapsed), "checks": results}, indent=1)
+            checks = json.loads(line.split("CALLBOX-SMOKE-RESULT ", 1)[1])
+    (OUT / f"image-test{suffix}-result.json").write_text(
+        json.dumps({"verdict": verdict, "seconds": round(elapsed), "checks": checks}, indent=1)
     )
-    assert verdict, f"no {MARKER!r} line after {elapsed:.0f} s; console in {keep}:\n{text[-3000:]}"
+    return Boot(verdict, checks, text, elapsed)
+
+
+def assert_passed(result: Boot, mode: str) -> None:
+    """The smoke unit printed PASS and every check is ok."""
+    suffix = "" if mode == "configured" else f"-{mode}"
+    keep = OUT / f"image-test{suffix}-console.log"
+    assert result.verdict, (
+        f"no {MARKER!r} line after {result.seconds:.0f} s; console in {keep}:\n"
+        + result.console[-3000:]
+    )
+    failed = {k: v for k, v in result.checks.items() if not v["ok"]}
     assert failed == {}, f"smoke checks failed (console in {keep}): {json.dumps(failed, indent=1)}"
-    assert verdict == "PASS"
-    print(f"booted and passed the smoke test in {elapsed:.0f} s")
+    assert result.verdict == "PASS"
+
+
+def test_image_boots_and_passes_the_smoke_test(image: Path, tmp_path: Path) -> None:
+    result = boot(image, tmp_path, "configured", smoke_config)
+    assert_passed(result, "configured")
+    print(f"booted and passed the smoke test in {result.seconds:.0f} s")
+
+
+def test_a_refused_callbox_toml_boots_into_the_safe_state_and_says_why(
+    image: Path, tmp_path: Path
+) -> None:
+    """A bad file changes nothing, and the reason reaches the console, `callbox status` and
+    the daemon's status line (the smoke unit's `refused` checks)."""
+
+    def bad_config(public_key: str) -> str:
+        return smoke_config(public_key).replace(
+            'site = "smoke"', 'site = "smoke"\nringtone_volume = 11'
+        )
+
+    result = boot(image, tmp_path, "refused", bad_config)
+    assert_passed(result, "refused")
+    reason = "/boot/firmware/callbox.toml: ringtone_volume: "
+    assert reason in result.console, "first boot's reason is on the serial console"
