@@ -27,12 +27,18 @@ def fsync_directory(directory: Path) -> None:
 
 
 def write_atomically(
-    path: Path, data: bytes, *, before_write: Callable[[int], None] | None = None
+    path: Path,
+    data: bytes,
+    *,
+    before_write: Callable[[int], None] | None = None,
+    exclusive: bool = False,
 ) -> None:
     """Replace ``path`` by ``data``: a temporary file next to it (created 0600, never
     following a link), written, fsynced and renamed over ``path``; it never survives.
 
-    ``before_write(fd)`` sets the new file's mode and owner before any data is in it.
+    ``before_write(fd)`` sets the new file's mode and owner before any data is in it. With
+    ``exclusive`` the temporary file is hard-linked to ``path`` instead of renamed over it,
+    which raises FileExistsError when ``path`` exists (another writer was first).
     Raises OSError; the caller names the file and the reason in its own error.
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -48,7 +54,10 @@ def write_atomically(
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
 import os
 import re
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from services.durable import fsync_directory
+from services.durable import fsync_directory, write_atomically
 from services.signaling.errors import SignalingError
 
 __all__ = [
@@ -324,7 +322,8 @@ def _read_private_file(path: Path) -> bytes:
 
 
 def _write_private_file(path: Path, data: bytes, *, replace: bool) -> None:
-    """Write `data` to `path` with mode 0600 through a temporary file in the same directory.
+    """Write `data` to `path` with mode 0600 through a temporary file in the same directory
+    (`write_atomically`).
 
     With `replace` the temporary file is renamed over `path` (`os.replace`); without it, it is
     hard-linked to `path`, which raises FileExistsError if `path` already exists. Other OS
@@ -335,30 +334,13 @@ def _write_private_file(path: Path, data: bytes, *, replace: bool) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise SignalingError(f"{directory}: cannot create key directory: {exc}") from exc
-    tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(tmp, flags, 0o600)
-    except OSError as exc:
-        raise SignalingError(f"{tmp}: cannot create key file: {exc.strerror or exc}") from exc
-    try:
-        try:
-            os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # FileExistsError if another writer was first
+        # exactly 0600 whatever the umask
+        write_atomically(
+            path, data, before_write=lambda fd: os.fchmod(fd, 0o600), exclusive=not replace
+        )
     except FileExistsError:
         raise
     except OSError as exc:
         raise SignalingError(f"{path}: cannot write key file: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
     fsync_directory(directory)
