@@ -21,7 +21,6 @@ unpacking them with cpio): the shortcut must not change what a Pi boots.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import os
@@ -42,11 +41,7 @@ BASE = REPO / "build/image/base-debian"
 
 def initrd_files(initrd: Path) -> dict[str, str]:
     """Path -> sha256 of every regular file in a (gzip or zstd) initramfs image."""
-    data = initrd.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(data)
-    else:
-        raw = subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
+    raw = initramfs_modules.initramfs_archive(initrd)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["cpio", "-idm", "--quiet"], input=raw, cwd=tmp, check=True)
         return {

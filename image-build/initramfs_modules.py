@@ -17,6 +17,7 @@ device, a later ``update-initramfs`` (a kernel update) runs as Debian ships it.
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import os
 import re
 import shutil
@@ -209,6 +210,14 @@ def _find_modules(top: Path, excludes: tuple[str, ...]) -> list[str]:
             if ".ko" in f and not any(fnmatch.fnmatch(f, p) for p in patterns):
                 names.append(f.split(".", 1)[0])
     return names
+
+
+def initramfs_archive(initrd: Path) -> bytes:
+    """The cpio archive inside an initramfs image, gzip (this image) or zstd compressed."""
+    data = initrd.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        return gzip.decompress(data)
+    return subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
 
 
 def kernel_versions(root: Path) -> list[str]:

@@ -10,11 +10,11 @@ Pi would load and checks the drivers of the Pi's own boot path are in it. Run by
 
 from __future__ import annotations
 
-import gzip
 import subprocess
 from pathlib import Path
 
 import pytest
+from initramfs_modules import initramfs_archive
 
 from image.built import OUT, generic_image
 
@@ -42,11 +42,7 @@ def initramfs_files() -> list[str]:
     generic_image()
     initrds = sorted(BOOTFS.glob("initrd.img-*"))
     assert len(initrds) == 1, f"one initramfs on the boot partition, found {initrds}"
-    data = initrds[0].read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(data)
-    else:
-        raw = subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
+    raw = initramfs_archive(initrds[0])
     listing = subprocess.run(["cpio", "-t", "--quiet"], input=raw, capture_output=True, check=True)
     return listing.stdout.decode().splitlines()
 

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from image.built import OUT, generic_image
+from image.built import OUT, generic_image, partitions
 
 SMOKE = Path(__file__).resolve().parent / "smoke"
 BOOT_TIMEOUT = float(os.environ.get("CALLBOX_IMAGE_BOOT_TIMEOUT", "900"))
@@ -39,19 +38,6 @@ MARKER = "CALLBOX-SMOKE: "
 HOSTNAME = "smoke-indoor"
 
 pytestmark = pytest.mark.timeout(BOOT_TIMEOUT + 120)
-
-
-def partitions(img: Path) -> list[tuple[int, int]]:
-    """(byte offset, byte size) of the MBR's primary partitions."""
-    with img.open("rb") as f:
-        mbr = f.read(512)
-    assert mbr[510:512] == b"\x55\xaa", "no MBR"
-    parts = []
-    for i in range(4):
-        start, count = struct.unpack_from("<II", mbr, 0x1BE + 16 * i + 8)
-        if count:
-            parts.append((start * 512, count * 512))
-    return parts
 
 
 def free_port() -> int:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from image.built import OUT, REPO, generic_image
+from image.built import OUT, REPO, generic_image, partitions
 
 ROOTFS = OUT / "rootfs"
 
@@ -38,18 +37,9 @@ def image_path() -> Path:
     return generic_image()
 
 
-def root_partition_offset(img: Path) -> int:
-    """Byte offset of the second MBR partition (the ext4 root)."""
-    with img.open("rb") as f:
-        mbr = f.read(512)
-    assert mbr[510:512] == b"\x55\xaa", "no MBR"
-    start_lba = struct.unpack_from("<I", mbr, 0x1BE + 16 + 8)[0]
-    return int(start_lba) * 512
-
-
 def debugfs(img: Path, request: str) -> str:
     result = subprocess.run(
-        ["debugfs", "-R", request, f"{img}?offset={root_partition_offset(img)}"],
+        ["debugfs", "-R", request, f"{img}?offset={partitions(img)[1][0]}"],
         capture_output=True,
         text=True,
         check=True,
