@@ -1,127 +1,370 @@
 """A call in progress: the mesibo ``Call`` object, outgoing (to one or more targets) or incoming.
 
-A ``Call`` owns one media session per callee ("leg"). An outgoing call invites all of
-its targets at once; the first to accept wins and the others are cancelled with
-"answered elsewhere". Every status reaches the InProgressListener in order, and a
-terminal status (``status & 0x40``) exactly once, followed by ``on_hangup``.
+A ``Call`` owns its state: identity, answer and end times, its legs (legs.py), its
+status and listeners (events.py) and its timers (timers.py). Three components with
+their own state do the rest behind narrow protocols: the in-call controls (controls.py),
+link supervision (supervision.py) and door release (door_release.py). A call reaches
+its endpoint only through ``CallEndpoint`` (port.py).
+
+An outgoing call invites all of its targets at once; the first to accept wins and the
+others are cancelled with "answered elsewhere". Every status reaches the listeners in
+order, and a terminal status (``status & 0x40``) exactly once, followed by ``on_hangup``.
+Each message type of a call has exactly one handler, in :meth:`Call._message_table`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from services.callapi.callstate import (
-    DECLINE_STATUS,
-    DTMF_DIGITS,
-    ERROR_CODES,
-    FAILURE_STATUS,
-    Leg,
-)
+from av import VideoFrame
+
 from services.callapi.controls import CallControls
 from services.callapi.door_release import DoorRelease
-from services.callapi.listeners import InProgressListener
-from services.callapi.status import CallError, CallStatus, HangupReason, InCallSound
-from services.callapi.supervision import LinkSupervision
+from services.callapi.events import CallEvents
+from services.callapi.legs import Leg, Legs
+from services.callapi.observer import CallObserver
+from services.callapi.port import CallEndpoint
+from services.callapi.properties import CallProperties, UserProfile
+from services.callapi.reasons import DECLINE_STATUS, ERROR_CODES, FAILURE_REASONS, FAILURE_STATUS
+from services.callapi.status import (
+    AudioDevice,
+    CallError,
+    CallErrorCode,
+    CallStatus,
+    HangupReason,
+    InCallSound,
+)
+from services.callapi.supervision import LinkSupervisor
+from services.callapi.timers import CallTimers
 from services.media.errors import MediaError, SecurityError
+from services.media.session import MediaSession
 from services.signaling.endpoint import Message
 from services.signaling.errors import SignalingError
 
 _log = logging.getLogger(__name__)
 
+MessageHandler = Callable[[Leg, dict[str, Any]], Awaitable[None]]
+"""Acts on the body of a verified message from one of the call's legs."""
 
-class Call(CallControls, LinkSupervision, DoorRelease):
+
+class Call:
     """One call, incoming or outgoing (mesibo's Call)."""
+
+    def __init__(
+        self,
+        endpoint: CallEndpoint,
+        props: CallProperties,
+        *,
+        call_id: str,
+        incoming: bool,
+        peer: UserProfile,
+    ) -> None:
+        self._endpoint = endpoint
+        self._name = endpoint.address
+        self.props = props
+        self.call_id = call_id
+        self.peer = peer
+        self.hangup_reason: HangupReason | None = None
+        self.created_at = endpoint.now()
+        self.answered_at: float | None = None
+        self.ended_at: float | None = None
+        self.ended = asyncio.Event()
+        """Set once the call is over and everything is released."""
+        self.last_remote_frame: VideoFrame | None = None
+        self.remote_frame = asyncio.Event()
+        """Set by the first video frame from the peer."""
+        self._incoming = incoming
+        self._video = props.video.enabled
+        self._started = False
+        self._remote_video_size = (0, 0)
+        self._video_watchers: list[Callable[[VideoFrame], None]] = []
+        self._events: CallEvents[Call] = CallEvents(
+            self, f"{endpoint.address}: call {call_id}", self._video
+        )
+        self._legs = Legs(incoming)
+        self._timers = CallTimers(call_id)
+        self._controls = CallControls(
+            self, endpoint.devices, send_video=props.video.enabled and props.video.send
+        )
+        self._link = LinkSupervisor(self, endpoint.address)
+        self._door = DoorRelease(self, endpoint.unlock_policy, endpoint.address)
+        self._handlers = self._message_table()
+
+    def _message_table(self) -> dict[str, MessageHandler]:
+        """Every message type a call takes (``invite`` goes to ``Calls``), and its handler."""
+        return {
+            "ringing": self._on_ringing,
+            "answer": self._on_answer,
+            "accept": self._on_accept,
+            "busy": self._on_busy,
+            "decline": self._on_decline,
+            "cancel": self._on_cancel,
+            "hangup": self._on_hangup,
+            "mute": self._controls.on_mute,
+            "dtmf": self._controls.on_dtmf,
+            "reoffer": self._link.on_reoffer,
+            "reanswer": self._link.on_reanswer,
+            "unlock": self._door.on_unlock,
+            "unlock_result": self._door.on_unlock_result,
+        }
+
+    @property
+    def handled_types(self) -> frozenset[str]:
+        """The message types this call acts on."""
+        return frozenset(self._handlers)
+
+    # state queries (mesibo names) -------------------------------------------------------------
+
+    @property
+    def status(self) -> CallStatus:
+        """The current status (mesibo's CallStatus)."""
+        return self._events.status
+
+    @property
+    def statuses(self) -> list[CallStatus]:
+        """Every status the call went through, in order."""
+        return self._events.statuses
+
+    def is_incoming(self) -> bool:
+        """True for a call this endpoint received."""
+        return self._incoming
+
+    def is_video_call(self) -> bool:
+        """True while the call carries video."""
+        return self._video
+
+    def is_answered(self) -> bool:
+        """True once the call was answered (by this endpoint or, outgoing, by a callee)."""
+        return self.answered_at is not None
+
+    def is_link_up(self) -> bool:
+        """True while media flows with the peer."""
+        leg = self.active_leg()
+        return leg is not None and leg.session.state == "connected" and not self.is_ended()
+
+    def is_ended(self) -> bool:
+        """True once a terminal status was reached."""
+        return self._events.is_ended()
+
+    def answer_time(self) -> float | None:
+        """When the call was answered (time.monotonic()), or None."""
+        return self.answered_at
+
+    def duration(self) -> float:
+        """Seconds since answer (0 before), until the end."""
+        if self.answered_at is None:
+            return 0.0
+        return (self.ended_at or self._endpoint.now()) - self.answered_at
+
+    def sends_video(self) -> bool:
+        """True while this side sends its camera's video (on for the call, not muted)."""
+        return self._video and self._controls.sends_video()
+
+    def get_mute_status(self, audio: bool, video: bool, remote: bool = False) -> bool:
+        """True if every asked-for stream (audio and/or video) is muted, here or at the peer."""
+        return self._controls.get_mute_status(audio, video, remote)
+
+    @property
+    def session(self) -> MediaSession | None:
+        """The media session with the peer (the winner's, for an outgoing ring group)."""
+        leg = self.active_leg()
+        return leg.session if leg else None
+
+    @property
+    def legs(self) -> dict[str, Leg]:
+        """The callees of an outgoing call (the caller of an incoming one), by address."""
+        return self._legs.by_address
+
+    @property
+    def unlock_challenge(self) -> str | None:
+        """The door-release challenge of this call (None when no door is in it)."""
+        return self._door.challenge
+
+    @unlock_challenge.setter
+    def unlock_challenge(self, challenge: str | None) -> None:
+        self._door.challenge = challenge
+
+    def was_leg(self, address: str) -> bool:
+        """True for a callee this call stopped ringing (its late messages are expected)."""
+        return self._legs.was_leg(address)
+
+    # listeners and video watchers -------------------------------------------------------------
+
+    def add_listener(self, listener: CallObserver[Call]) -> None:
+        """Let ``listener`` hear this call too, after the one given to ``start()``.
+
+        The default call UI listens this way to a call the app started with its own
+        listener. Only the first listener's ``on_play_in_call_sound`` result counts.
+        """
+        self._events.add(listener)
+
+    def remove_listener(self, listener: CallObserver[Call]) -> None:
+        """Stop telling ``listener`` (one added with :meth:`add_listener`) about this call."""
+        self._events.remove(listener)
+
+    def watch_remote_video(self, callback: Callable[[VideoFrame], None]) -> Callable[[], None]:
+        """Call ``callback(frame)`` on the event loop for every video frame the peer sends.
+
+        Frames of the leg shown (the winner's, or while ringing any callee's). The callback
+        must be quick (hand the frame to a worker); it returns the function that stops it.
+        """
+        self._video_watchers.append(callback)
+
+        def stop() -> None:
+            if callback in self._video_watchers:
+                self._video_watchers.remove(callback)
+
+        return stop
+
+    # in-call controls (mesibo names; controls.py does the work) -------------------------------
+
+    async def mute(self, audio: bool, video: bool, enable: bool) -> None:
+        """Mute (``enable=True``) or unmute the local audio and/or video; the peer is told."""
+        await self._controls.mute(audio, video, enable)
+
+    async def toggle_audio_mute(self) -> bool:
+        """Flip the audio mute; returns True when audio is now muted."""
+        return await self._controls.toggle("audio")
+
+    async def toggle_video_mute(self) -> bool:
+        """Flip the video mute; returns True when video is now muted."""
+        return await self._controls.toggle("video")
+
+    async def send_dtmf(self, digit: int) -> None:
+        """Send a DTMF digit (0-9, 10='*', 11='#', 12-15='A'-'D') to the peer's ``on_dtmf``."""
+        await self._controls.send_dtmf(digit)
+
+    async def set_audio_device(self, device: AudioDevice, enable: bool = True) -> None:
+        """Play the call on another output (speaker, earpiece/handset, headset)."""
+        await self._controls.set_audio_device(device, enable)
+
+    async def switch_source(self, name: str | None = None) -> str:
+        """Send video from camera ``name`` (default: the next camera); returns its name."""
+        return await self._controls.switch_source(name)
+
+    async def change_video_format(self, width: int, height: int, fps: int) -> None:
+        """Capture and send at another size and frame rate, mid-call."""
+        await self._controls.change_video_format(width, height, fps)
+
+    def set_video_bitrate(self, kbps: int) -> None:
+        """Cap the video bitrate (kbps) of the running call (CallError when out of range)."""
+        self._controls.set_video_bitrate(kbps)
+
+    async def play_in_call_sound(self, kind: InCallSound, loops: int = 0) -> None:
+        """Play ringback or the busy tone on this endpoint's speaker, unless the app does.
+
+        ``loops`` cycles of the tone's cadence, 0 for until stopped.
+        """
+        await self._controls.play_in_call_sound(kind, loops)
+
+    async def stop_in_call_sound(self) -> None:
+        """Stop the in-call sound (and tell the app, which may be the one playing it)."""
+        await self._controls.stop_in_call_sound()
+
+    async def unlock(self, timeout: float = 5.0) -> bool:
+        """Ask the door at the other end of this call to open; True when it opened.
+
+        Raises CallError when the peer is not a door (no challenge), the call is over, or
+        the door does not answer within ``timeout`` seconds. The outcome also reaches
+        ``InProgressListener.on_door_release``.
+        """
+        return await self._door.unlock(timeout)
+
+    async def camera_lost(self, err: Exception) -> None:
+        """The camera failed mid-call: go on audio-only, the peer sees video muted, the app
+        hears HWERROR (``on_error``); the camera is retried and video resumes by itself."""
+        _log.error("%s: call %s goes on without video: %s", self._name, self.call_id, err)
+        await self._controls.camera_lost()
+        await self._endpoint.notify_error(self.props, CallErrorCode.HARDWARE)
+
+    async def camera_back(self) -> None:
+        """The camera works again: unmute the video this side muted for it."""
+        await self._controls.camera_back()
 
     # starting ---------------------------------------------------------------------------------
 
-    async def start(self, listener: InProgressListener | None = None) -> None:
+    async def start(self, listener: CallObserver[Call] | None = None) -> None:
         """Start the call: an outgoing call invites its targets, an incoming one starts ringing."""
         if self._started:
             if listener is not None:
-                self._listener = listener
+                self._events.first = listener
             return
         self._started = True
-        self._listener = listener
+        self._events.first = listener
         if self._incoming:
-            await self._set_status(CallStatus.INCOMING)
+            await self.set_status(CallStatus.INCOMING)
             return
         await self._start_outgoing()
 
     async def _start_outgoing(self) -> None:
-        await self._set_status(CallStatus.INPROGRESS)
-        self._calls.apply_video_format(self.props)
+        await self.set_status(CallStatus.INPROGRESS)
+        self._endpoint.devices.apply_video_format(self.props)
         targets = self.props.targets()
-        online = [t for t in targets if self._calls.signaling.is_online(t.address)]
+        online = [t for t in targets if self._endpoint.is_online(t.address)]
         for target in targets:
             if target not in online:
-                _log.info("%s: %s is offline", self._calls.address, target.address)
+                _log.info("%s: %s is offline", self._name, target.address)
         if not online:
-            await self._end(CallStatus.OFFLINE, HangupReason.ERROR)
+            await self.end(CallStatus.OFFLINE, HangupReason.ERROR)
             return
-        self.unlock_challenge = self._calls.new_unlock_challenge()
+        self._door.issue()
         await asyncio.gather(*(self._invite(t.address) for t in online))
         if self.is_ended():
             return
-        self._every(self.props.connect_timeout_s, self._connect_timeout)
-        self._every(self.props.ring_timeout_s, self._ring_timeout)
+        self._timers.after(self.props.connect_timeout_s, self._connect_timeout)
+        self._timers.after(self.props.ring_timeout_s, self._ring_timeout)
 
     async def _invite(self, address: str) -> None:
-        session, sdp = await self._calls.prepared_offer(
+        session, sdp = await self._endpoint.prepared_offer(
             self.props, label=f"{self.call_id}>{address}"
         )
         if self.is_ended():  # hung up while the offer was made
             await session.close()
             return
-        self._legs[address] = Leg(address, session)
+        self._legs.add(Leg(address, session))
         self._watch(address, session)
-        self._open_gates(session)  # early media: the visitor preview (unless muted before start)
+        self._controls.open_gates(session)  # early media: the preview (unless muted before start)
         body: dict[str, Any] = {
             "sdp": sdp,
             "video": self._video,
-            "profile": self._calls.profile_json(),
+            "profile": self._endpoint.profile_json(),
             "ring_timeout_ms": int(self.props.ring_timeout_s * 1000),
         }
-        if self.unlock_challenge is not None:
-            body["unlock_challenge"] = self.unlock_challenge
+        if self._door.challenge is not None:
+            body["unlock_challenge"] = self._door.challenge
         try:
-            await self._calls.signaling.send(address, "invite", self.call_id, body)
+            await self._endpoint.send(address, "invite", self.call_id, body)
         except SignalingError as err:
-            _log.error("%s: invite to %s failed: %s", self._calls.address, address, err)
-            await self._leg_failed(address, CallStatus.UNREACHABLE)
+            _log.error("%s: invite to %s failed: %s", self._name, address, err)
+            await self.leg_failed(address, CallStatus.UNREACHABLE)
 
     async def _connect_timeout(self) -> None:
-        if not self.is_ended() and not any(leg.rang for leg in self._legs.values()):
+        if not self.is_ended() and not any(leg.rang for leg in self._legs):
             await self._cancel_all("unreachable")
-            await self._end(CallStatus.UNREACHABLE, HangupReason.ERROR)
+            await self.end(CallStatus.UNREACHABLE, HangupReason.ERROR)
 
     async def _ring_timeout(self) -> None:
         if self.is_ended() or self.is_answered():
             return
         if self._incoming:
-            await self._send_to_peer("decline", {"reason": "timeout"})
-            await self._calls.notify_missed(self)
+            await self.send_to_peer("decline", {"reason": "timeout"})
+            await self._missed()
         else:
             await self._cancel_all("timeout")
-        await self._end(CallStatus.NOANSWER, HangupReason.REMOTE)
+        await self.end(CallStatus.NOANSWER, HangupReason.REMOTE)
 
     # incoming side ----------------------------------------------------------------------------
 
     async def accept_invite(self, message: Message) -> None:
         """Answer the caller's SDP while ringing (early media), after telling it we ring."""
-        session = self._calls.new_session(self.props, video=self._video, label=self.call_id)
-        leg = Leg(message.sender, session)
-        self._legs[message.sender] = leg
+        session = self._endpoint.new_session(self.props, video=self._video, label=self.call_id)
+        self._legs.add(Leg(message.sender, session))
         self._watch(message.sender, session)
-        offered = message.body.get("unlock_challenge")
-        self.unlock_challenge = self._calls.new_unlock_challenge() or (
-            offered if isinstance(offered, str) else None
-        )
-        await self._calls.signaling.send(message.sender, "ringing", self.call_id, {})
+        self._door.issue(message.body.get("unlock_challenge"))
+        await self._endpoint.send(message.sender, "ringing", self.call_id, {})
         failure: tuple[CallStatus, Exception] | None = None
         try:
             sdp = await session.accept_offer(str(message.body.get("sdp", "")))
@@ -131,17 +374,16 @@ class Call(CallControls, LinkSupervision, DoorRelease):
             failure = (CallStatus.ERROR, err)
         if failure is not None:
             status, error = failure
-            _log.error(
-                "%s: refused the offer of %s: %s", self._calls.address, message.sender, error
-            )
-            await self._send_to_peer("decline", {"reason": "error"})
-            await self._end(status, HangupReason.ERROR)
+            _log.error("%s: refused the offer of %s: %s", self._name, message.sender, error)
+            await self.send_to_peer("decline", {"reason": "error"})
+            await self.end(status, HangupReason.ERROR)
             return
         answer: dict[str, Any] = {"sdp": sdp}
-        if self._calls.issues_unlock_challenges and self.unlock_challenge is not None:
-            answer["unlock_challenge"] = self.unlock_challenge
-        await self._calls.signaling.send(message.sender, "answer", self.call_id, answer)
-        self._every(self.props.ring_timeout_s + 5.0, self._ring_timeout)
+        challenge = self._door.challenge_to_send()
+        if challenge is not None:
+            answer["unlock_challenge"] = challenge
+        await self._endpoint.send(message.sender, "answer", self.call_id, answer)
+        self._timers.after(self.props.ring_timeout_s + 5.0, self._ring_timeout)
 
     async def answer(self, video: bool = True) -> None:
         """Answer an incoming call, with or without sending video (mesibo's ``answer``)."""
@@ -151,79 +393,83 @@ class Call(CallControls, LinkSupervision, DoorRelease):
             )
         if self.is_ended() or self.is_answered():
             return
-        leg = self._active_leg()
+        leg = self.active_leg()
         assert leg is not None
-        self._send_video = self._send_video and video
-        self.answered_at = time.monotonic()
-        if self._send_video:
-            self._calls.apply_video_format(self.props)
-        await self._calls.stop_ringing()
+        self._controls.send_video = self._controls.send_video and video
+        self.answered_at = self._endpoint.now()
+        if self._controls.send_video:
+            self._endpoint.devices.apply_video_format(self.props)
+        await self._endpoint.devices.stop_ringing()
         leg.session.set_playback(True)
-        self._open_gates(leg.session)
-        await self._send_to_peer("accept", {"video": self._send_video})
-        await self._set_status(CallStatus.ANSWER)
-        self._after_answer()
+        self._controls.open_gates(leg.session)
+        await self.send_to_peer("accept", {"video": self._controls.send_video})
+        await self._answered(leg)
+
+    async def _answered(self, leg: Leg) -> None:
+        """Both sides: report ANSWER, start supervising, report CONNECTED if the link is up."""
+        await self.set_status(CallStatus.ANSWER)
+        self._timers.run(self._link.watch(), f"supervise-{self.call_id}")
+        if self.props.max_duration_s > 0:
+            self._timers.after(self.props.max_duration_s, self._duration_exceeded)
         if leg.session.state == "connected":
-            await self._set_status(CallStatus.CONNECTED)
+            await self.set_status(CallStatus.CONNECTED)
+
+    async def _duration_exceeded(self) -> None:
+        if not self.is_ended():
+            await self.send_to_peer("hangup", {"reason": "duration"})
+            await self.end(CallStatus.DURATIONEXCEEDED, HangupReason.DURATION)
 
     # outgoing side ----------------------------------------------------------------------------
 
-    async def _on_ringing(self, leg: Leg) -> None:
+    async def _on_ringing(self, leg: Leg, body: dict[str, Any]) -> None:
+        if self._incoming:
+            return
         leg.rang = True
         if self.status < CallStatus.RINGING:
-            await self._set_status(CallStatus.RINGING)
+            await self.set_status(CallStatus.RINGING)
             if self.props.in_call_sounds:
                 await self.play_in_call_sound(InCallSound.RINGING)
 
-    async def _on_answer_sdp(self, leg: Leg, body: dict[str, Any]) -> None:
-        challenge = body.get("unlock_challenge")
-        if isinstance(challenge, str) and challenge and self.unlock_challenge is None:
-            self.unlock_challenge = challenge  # we called a door ("monitor")
+    async def _on_answer(self, leg: Leg, body: dict[str, Any]) -> None:
+        if self._incoming:
+            return
+        self._door.learn(body.get("unlock_challenge"))  # we called a door ("monitor")
         try:
             await leg.session.apply_answer(str(body.get("sdp", "")))
         except SecurityError as err:
-            _log.error("%s: refused the answer of %s: %s", self._calls.address, leg.address, err)
-            await self._leg_failed(leg.address, CallStatus.SECURITYERROR)
+            _log.error("%s: refused the answer of %s: %s", self._name, leg.address, err)
+            await self.leg_failed(leg.address, CallStatus.SECURITYERROR)
         except (MediaError, ValueError) as err:
-            _log.error("%s: bad answer from %s: %s", self._calls.address, leg.address, err)
-            await self._leg_failed(leg.address, CallStatus.ERROR)
+            _log.error("%s: bad answer from %s: %s", self._name, leg.address, err)
+            await self.leg_failed(leg.address, CallStatus.ERROR)
 
     async def _on_accept(self, leg: Leg, body: dict[str, Any]) -> None:
-        if self._winner is not None:
-            await self._calls.signaling.send(
-                leg.address, "cancel", self.call_id, {"reason": "answered_elsewhere"}
-            )
+        if self._incoming:
             return
-        self._winner = leg.address
-        self.peer = self._calls.profile_of(leg.address)
-        self.answered_at = time.monotonic()
+        if self._legs.winner is not None:
+            await self.send_or_log(leg.address, "cancel", {"reason": "answered_elsewhere"})
+            return
+        self._legs.winner = leg.address
+        self.peer = self._endpoint.profile_of(leg.address)
+        self.answered_at = self._endpoint.now()
         await self.stop_in_call_sound()
-        for other in [a for a in self._legs if a != leg.address]:
+        for other in [a for a in self.legs if a != leg.address]:
             await self._close_leg(other, "answered_elsewhere")
-        self._remote_sends_video = self._video and bool(body.get("video", True))
+        self._controls.remote_sends_video = self._video and bool(body.get("video", True))
         leg.session.set_playback(True)
-        self._open_gates(leg.session)
-        await self._set_status(CallStatus.ANSWER)
-        self._after_answer()
-        if leg.session.state == "connected":
-            await self._set_status(CallStatus.CONNECTED)
+        self._controls.open_gates(leg.session)
+        await self._answered(leg)
 
     async def _close_leg(self, address: str, reason: str) -> None:
-        leg = self._legs.pop(address, None)
-        if leg is None:
-            return
-        self._former_legs.add(address)
-        with contextlib.suppress(SignalingError):
-            await self._calls.signaling.send(address, "cancel", self.call_id, {"reason": reason})
-        await leg.session.close()
+        leg = self._legs.retire(address)
+        if leg is not None:
+            await self.send_or_log(address, "cancel", {"reason": reason})
+            await leg.session.close()
 
     async def _cancel_all(self, reason: str) -> None:
-        for address, leg in list(self._legs.items()):
+        for leg in self._legs:
             if leg.outcome is None:
-                with contextlib.suppress(SignalingError):
-                    await self._calls.signaling.send(
-                        address, "cancel", self.call_id, {"reason": reason}
-                    )
+                await self.send_or_log(leg.address, "cancel", {"reason": reason})
 
     # messages ---------------------------------------------------------------------------------
 
@@ -232,144 +478,220 @@ class Call(CallControls, LinkSupervision, DoorRelease):
         leg = self._legs.get(message.sender)
         if leg is None or self.is_ended():
             return
-        handler = _HANDLERS.get(message.type)
+        handler = self._handlers.get(message.type)
         if handler is None:
-            _log.warning("%s: %s not expected in a call", self._calls.address, message.type)
+            _log.warning("%s: %s not expected in a call", self._name, message.type)
             return
-        await handler(self, leg, message.body)
-
-    def was_leg(self, address: str) -> bool:
-        """True for a callee this call stopped ringing (its late messages are expected)."""
-        return address in self._former_legs
+        await handler(leg, message.body)
 
     async def handle_late(self, message: Message) -> None:
         """A message from a callee that lost the race: a late accept is told to stop."""
-        _log.info("%s: late %s from %s", self._calls.address, message.type, message.sender)
+        _log.info("%s: late %s from %s", self._name, message.type, message.sender)
         if message.type == "accept":
-            with contextlib.suppress(SignalingError):
-                await self._calls.signaling.send(
-                    message.sender, "cancel", self.call_id, {"reason": "answered_elsewhere"}
-                )
+            await self.send_or_log(message.sender, "cancel", {"reason": "answered_elsewhere"})
 
-    async def _on_refusal(self, leg: Leg, body: dict[str, Any]) -> None:
-        reason = str(body.get("reason", "busy"))
-        outcome = DECLINE_STATUS.get(reason, CallStatus.BUSY)
-        if self._incoming:
-            return
-        await self._leg_failed(leg.address, outcome)
+    async def _on_decline(self, leg: Leg, body: dict[str, Any]) -> None:
+        if not self._incoming:
+            outcome = DECLINE_STATUS.get(str(body.get("reason", "busy")), CallStatus.BUSY)
+            await self.leg_failed(leg.address, outcome)
 
     async def _on_busy(self, leg: Leg, body: dict[str, Any]) -> None:
         if not self._incoming:
-            await self._leg_failed(leg.address, CallStatus.BUSY)
+            await self.leg_failed(leg.address, CallStatus.BUSY)
 
     async def _on_cancel(self, leg: Leg, body: dict[str, Any]) -> None:
         if not self._incoming:
             return
         reason = str(body.get("reason", "caller"))
         if reason in FAILURE_STATUS:
-            await self._end(FAILURE_STATUS[reason], HangupReason.ERROR)
+            await self.end(FAILURE_STATUS[reason], HangupReason.ERROR)
             return
         if self.is_answered() and reason != "answered_elsewhere":
-            await self._end(CallStatus.COMPLETE, HangupReason.REMOTE)
+            await self.end(CallStatus.COMPLETE, HangupReason.REMOTE)
             return
         if reason != "answered_elsewhere":
-            await self._calls.notify_missed(self)
+            await self._missed()
         status = CallStatus.NOANSWER if reason == "timeout" else CallStatus.CANCEL
-        await self._end(status, HangupReason.REMOTE)
+        await self.end(status, HangupReason.REMOTE)
 
     async def _on_hangup(self, leg: Leg, body: dict[str, Any]) -> None:
-        if not (self._incoming or leg.address == self._winner):
+        if not (self._incoming or leg.address == self._legs.winner):
             return
         reason = str(body.get("reason", "user"))
         if reason in FAILURE_STATUS:
-            await self._end(FAILURE_STATUS[reason], HangupReason.ERROR)
+            await self.end(FAILURE_STATUS[reason], HangupReason.ERROR)
         elif not self.is_answered() and self._incoming:
-            await self._calls.notify_missed(self)
-            await self._end(CallStatus.CANCEL, HangupReason.REMOTE)
+            await self._missed()
+            await self.end(CallStatus.CANCEL, HangupReason.REMOTE)
         else:
-            await self._end(CallStatus.COMPLETE, HangupReason.REMOTE)
+            await self.end(CallStatus.COMPLETE, HangupReason.REMOTE)
 
-    async def _on_mute(self, leg: Leg, body: dict[str, Any]) -> None:
-        self._remote_muted = {"audio": bool(body.get("audio")), "video": bool(body.get("video"))}
-        await self._emit("on_mute", self._remote_muted["audio"], self._remote_muted["video"], True)
+    # failures ---------------------------------------------------------------------------------
 
-    async def _on_dtmf(self, leg: Leg, body: dict[str, Any]) -> None:
-        digit = body.get("digit")
-        if isinstance(digit, int) and 0 <= digit < len(DTMF_DIGITS):
-            await self._emit("on_dtmf", digit)
+    async def leg_failed(self, address: str, outcome: CallStatus) -> None:
+        """A leg failed with ``outcome``: end the call, or drop the leg of a ring group."""
+        leg = self._legs.get(address)
+        if leg is None or self.is_ended():
+            return
+        if outcome in FAILURE_REASONS:
+            await self._tell_failure(address, FAILURE_REASONS[outcome])
+        if self._legs.winner == address or self._incoming:
+            await self.end(outcome, HangupReason.ERROR)
+            return
+        leg.outcome = outcome
+        await leg.session.close()
+        if self._legs.all_ended():
+            final = self._legs.group_outcome()
+            failed = final in FAILURE_REASONS
+            await self.end(final, HangupReason.ERROR if failed else HangupReason.REMOTE)
+
+    async def _tell_failure(self, address: str, reason: str) -> None:
+        """Tell a peer that this side gave up on it, so it does not wait for a timeout."""
+        if self.is_answered():
+            type = "hangup"
+        elif self._incoming:
+            type = "decline"
         else:
-            _log.warning("%s: bad dtmf digit %r from %s", self._calls.address, digit, leg.address)
+            type = "cancel"
+        await self.send_or_log(address, type, {"reason": reason})
 
-    async def _on_accept_message(self, leg: Leg, body: dict[str, Any]) -> None:
-        if not self._incoming:
-            await self._on_accept(leg, body)
+    async def peer_went_offline(self, address: str) -> None:
+        """The broker says ``address`` is gone (its last will): end the call or drop the leg."""
+        if self.is_ended() or address not in self._legs:
+            return
+        if self._incoming and not self.is_answered():
+            await self._missed()
+            await self.end(CallStatus.CANCEL, HangupReason.REMOTE)
+        elif self._incoming or address == self._legs.winner:
+            await self.end(CallStatus.NETWORKERROR, HangupReason.ERROR)
+        else:
+            await self.leg_failed(address, CallStatus.OFFLINE)
 
-    async def _on_answer_message(self, leg: Leg, body: dict[str, Any]) -> None:
-        if not self._incoming:
-            await self._on_answer_sdp(leg, body)
+    async def security_failure(self, address: str, detail: str) -> None:
+        """A message claiming to be from this call's peer failed verification: end the call."""
+        if self.is_ended() or address not in self._legs:
+            return
+        _log.error("%s: security failure in call %s: %s", self._name, self.call_id, detail)
+        await self.leg_failed(address, CallStatus.SECURITYERROR)
 
-    async def _on_ringing_message(self, leg: Leg, body: dict[str, Any]) -> None:
-        if not self._incoming:
-            await self._on_ringing(leg)
-
-    # in-call controls -------------------------------------------------------------------------
+    # hanging up and ending --------------------------------------------------------------------
 
     async def hangup(self) -> None:
         """End the call: cancel while ringing, decline an incoming call, or hang up."""
         if self.is_ended():
             return
         if not self._started and not self._incoming:
-            await self._end(CallStatus.CANCEL, HangupReason.USER)
+            await self.end(CallStatus.CANCEL, HangupReason.USER)
             return
         if self._incoming and not self.is_answered():
-            await self._send_to_peer("decline", {"reason": "declined"})
-            await self._end(CallStatus.CANCEL, HangupReason.USER)
+            await self.send_to_peer("decline", {"reason": "declined"})
+            await self.end(CallStatus.CANCEL, HangupReason.USER)
         elif not self._incoming and not self.is_answered():
             await self._cancel_all("caller")
-            await self._end(CallStatus.CANCEL, HangupReason.USER)
+            await self.end(CallStatus.CANCEL, HangupReason.USER)
         else:
-            await self._send_to_peer("hangup", {"reason": "user"})
-            await self._end(CallStatus.COMPLETE, HangupReason.USER)
+            await self.send_to_peer("hangup", {"reason": "user"})
+            await self.end(CallStatus.COMPLETE, HangupReason.USER)
 
-    # ending -----------------------------------------------------------------------------------
-
-    async def _end(self, status: CallStatus, reason: HangupReason) -> None:
+    async def end(self, status: CallStatus, reason: HangupReason) -> None:
+        """Reach the terminal ``status``: stop timers and sounds, close media, tell everyone."""
         if self.is_ended():
             return
-        await self._set_status(status)
+        await self.set_status(status)
         self.hangup_reason = reason
-        self.ended_at = time.monotonic()
-        current = asyncio.current_task()
-        for timer in self._timers:
-            if timer is not current:
-                timer.cancel()
+        self.ended_at = self._endpoint.now()
+        self._timers.cancel()
         await self.stop_in_call_sound()
-        await self._calls.stop_ringing()
-        for leg in list(self._legs.values()):
+        await self._endpoint.devices.stop_ringing()
+        for leg in self._legs:
             await leg.session.close()
-        self._calls.call_ended(self)
-        await self._emit("on_hangup", reason)
+        self._endpoint.call_ended(self)
+        await self.emit("on_hangup", reason)
         code = ERROR_CODES.get(status)
         if code is not None:
-            await self._calls.notify_error(self.props, code)
+            await self._endpoint.notify_error(self.props, code)
         if status == CallStatus.BUSY and not self._incoming and self.props.in_call_sounds:
             await self.play_in_call_sound(InCallSound.BUSY, loops=3)
         self.ended.set()
 
+    async def _missed(self) -> None:
+        await self._endpoint.report_missed(self.peer, self._video)
 
-_Handler = Callable[[Call, Leg, dict[str, Any]], Awaitable[None]]
-_HANDLERS: dict[str, _Handler] = {
-    "ringing": Call._on_ringing_message,
-    "answer": Call._on_answer_message,
-    "accept": Call._on_accept_message,
-    "busy": Call._on_busy,
-    "decline": Call._on_refusal,
-    "cancel": Call._on_cancel,
-    "hangup": Call._on_hangup,
-    "mute": Call._on_mute,
-    "dtmf": Call._on_dtmf,
-    "reoffer": Call._on_reoffer,
-    "reanswer": Call._on_reanswer,
-    "unlock": Call._on_unlock,
-    "unlock_result": Call._on_unlock_result,
-}
+    # what the components use ------------------------------------------------------------------
+
+    def active_leg(self) -> Leg | None:
+        """The leg talked to: the winner, or the caller of an incoming call."""
+        return self._legs.active()
+
+    def ringing_legs(self) -> Iterable[Leg]:
+        """Every leg of the call (the callees an outgoing call rings)."""
+        return iter(self._legs)
+
+    def peer_silent_by_choice(self) -> bool:
+        """True when the peer muted everything it sends (its silence is no link loss)."""
+        return self._controls.peer_silent_by_choice()
+
+    async def set_status(self, status: CallStatus) -> None:
+        """Move to ``status`` and tell the listeners (nothing after a terminal status)."""
+        await self._events.set_status(status)
+
+    async def emit(self, name: str, *args: Any) -> Any:
+        """Call listener method ``name`` on every listener; the first listener's result."""
+        return await self._events.emit(name, *args)
+
+    async def send_to_peer(self, type: str, body: dict[str, Any]) -> None:
+        """Send to the active leg (nothing when there is none); a failure is logged."""
+        leg = self.active_leg()
+        if leg is not None:
+            await self.send_or_log(leg.address, type, body)
+
+    async def send_or_log(self, address: str, type: str, body: dict[str, Any]) -> None:
+        """Send a message of this call; a failure is logged (timers handle a lost message)."""
+        try:
+            await self._endpoint.send(address, type, self.call_id, body)
+        except SignalingError as err:
+            _log.error("%s: could not send %s to %s: %s", self._name, type, address, err)
+
+    async def new_offer(self, label: str) -> tuple[MediaSession, str]:
+        """A fresh session with its offer ready (the link supervisor rebuilds with it)."""
+        return await self._endpoint.prepared_offer(self.props, label=label)
+
+    def new_answering_session(self, label: str) -> MediaSession:
+        """A fresh session that answers an offer (the link supervisor rebuilds with it)."""
+        return self._endpoint.new_session(self.props, video=self._video, label=label)
+
+    def replace_session(self, leg: Leg, session: MediaSession) -> MediaSession:
+        """Make ``session`` the leg's, open for media both ways; the old one (to close)."""
+        old, leg.session = leg.session, session
+        self._watch(leg.address, session)
+        session.set_playback(True)
+        self._controls.open_gates(session)
+        return old
+
+    def _watch(self, address: str, session: MediaSession) -> None:
+        """Follow a session's link state and the video it receives."""
+
+        def state_changed(state: str) -> None:
+            self._endpoint.spawn(self._link_changed(address, state))
+
+        def frame(frame: VideoFrame) -> None:
+            if self._legs.shows(address):
+                self.last_remote_frame = frame
+                self.remote_frame.set()
+                for watcher in list(self._video_watchers):
+                    try:
+                        watcher(frame)
+                    except Exception:  # noqa: BLE001 - a faulty watcher must not stop video
+                        _log.exception("%s: a remote video watcher failed", self._name)
+            size = (frame.width, frame.height)
+            if size != self._remote_video_size:
+                self._remote_video_size = size
+                self._endpoint.spawn(self.emit("on_video", size[0], size[1], True))
+
+        session.on_state = state_changed
+        session.on_video_frame = frame
+
+    async def _link_changed(self, address: str, state: str) -> None:
+        leg = self._legs.get(address)
+        if leg is not None and not self.is_ended():
+            await self._link.link_state(leg, state)

@@ -2,9 +2,9 @@
 
 Built by the composition root with the endpoint's signaling and media; no global
 instance, so two endpoints live in one process. It places calls, routes every
-verified message to its call, answers BUSY while a call is in progress, rejects
-calls the app refuses, and keeps offers prepared while idle so a doorbell press only
-has to send one.
+verified message to its call, answers BUSY while a call is in progress and rejects
+calls the app refuses. It is the ``CallEndpoint`` (port.py) its calls see; the offer
+pool (offer_pool.py) makes their media sessions and the devices (devices.py) ring.
 """
 
 from __future__ import annotations
@@ -12,40 +12,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import weakref
+import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
-from aiortc import RTCIceServer
-
 from hal.audio import Speaker
-from hal.media_types import VideoFormat
 from services.callapi.call import Call
-from services.callapi.callstate import CallState, new_call_id
-from services.callapi.door_release import UnlockHandler
-from services.callapi.listeners import DefaultUserInterface, IncomingListener, notify
+from services.callapi.devices import CallDevices
+from services.callapi.door_release import UnlockHandler, UnlockPolicy
+from services.callapi.listeners import DefaultUserInterface, IncomingListener
+from services.callapi.observer import notify
+from services.callapi.offer_pool import OfferPool
 from services.callapi.properties import CallProperties, UserProfile
 from services.callapi.status import AudioDevice, CallError, CallErrorCode, NotifyKind
-from services.media.encoder import CappedEncoder, warm_encoder
-from services.media.errors import MediaError
 from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
-from services.media.session import VIDEO_CODECS, MediaSession, MediaSettings
-from services.media.tones import RINGTONE
+from services.media.session import MediaSession, MediaSettings
+from services.signaling.contacts import Right
 from services.signaling.endpoint import Message, SignalingEndpoint
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
 from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
-AUDIO_DEVICE_SPEAKERS = {
-    AudioDevice.SPEAKER: "speaker",
-    AudioDevice.DEFAULT: "speaker",
-    AudioDevice.EARPIECE: "handset",
-    AudioDevice.HEADSET: "headset",
-    AudioDevice.BLUETOOTH: "bluetooth",
-}
+
+def new_call_id() -> str:
+    """A fresh random call id (128 bits, base64url)."""
+    return secrets.token_urlsafe(16)
 
 
 def permission_status(
@@ -85,24 +79,21 @@ class Calls:
         self.role = role
         self.ice = ice or IcePolicy()
         self.defaults = defaults or CallProperties()
-        self.audio_device = AudioDevice.SPEAKER
         self.active_call: Call | None = None
         self.missed_calls = 0
-        self._listener: IncomingListener = IncomingListener()
-        self._default_ui: DefaultUserInterface | None = None
         self.key_changes: dict[str, str] = {}
         """Contacts whose new key waits for a person's confirmation, with why it was seen."""
-        self._issues_unlock_challenges = issues_unlock_challenges
-        self.unlock_handler: UnlockHandler | None = None
-        self._ring_on_incoming = ring_on_incoming
-        self._prepared: list[tuple[MediaSettings, MediaSession, str]] = []
-        self._prewarm_count = 0
-        self._prewarm_props: CallProperties | None = None
-        self._preparing = asyncio.Lock()
-        self._spare_encoders: dict[str, CappedEncoder] = {}
-        self._sessions: weakref.WeakSet[MediaSession] = weakref.WeakSet()
+        self._listener: IncomingListener = IncomingListener()
+        self._default_ui: DefaultUserInterface | None = None
+        self._devices = CallDevices(media, ring_on_incoming=ring_on_incoming)
+        self._unlock = UnlockPolicy(
+            drives_door=issues_unlock_challenges, has_unlock_right=self._has_unlock_right
+        )
+        self._offers = OfferPool(
+            media, address=signaling.address, ice=self.ice, default_props=lambda: self.defaults
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._closed = False
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def address(self) -> str:
@@ -126,21 +117,26 @@ class Calls:
         self.signaling.on_presence = self._on_presence
         self.signaling.on_rejected = self._on_rejected
         await self.signaling.start(timeout)
-        await self._open_spare_encoder(self.defaults.video.codec.name)
+        await self._offers.open_spare_encoder(self.defaults.video.codec.name)
 
     async def close(self) -> None:
-        """End the active call, go offline and release every device; safe to call twice."""
-        if self._closed:
+        """End the active call, go offline and release every device.
+
+        Idempotent; called while a close is under way, it waits for that close to finish.
+        """
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
             return
-        self._closed = True
-        if self.active_call is not None:
-            await self.active_call.hangup()
-        self._prepared.clear()
-        await cancel_and_wait(list(self._tasks))
-        for session in list(self._sessions):  # prepared ones, and any a race left behind
-            await session.close()
-        await self.signaling.close()
-        await self.media.close()
+        self._closing = asyncio.get_running_loop().create_future()
+        try:
+            if self.active_call is not None:
+                await self.active_call.hangup()
+            await cancel_and_wait(list(self._tasks))
+            await self._offers.close()  # prepared sessions, and any a race left behind
+            await self.signaling.close()
+            await self.media.close()
+        finally:
+            self._closing.set_result(None)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background, keeping a reference and logging its failure."""
@@ -178,7 +174,7 @@ class Calls:
 
     def create_call_properties(self, video: bool) -> CallProperties:
         """Fresh properties from this endpoint's defaults, with video on or off."""
-        props = replace(
+        return replace(
             self.defaults,
             video=replace(self.defaults.video, enabled=video),
             audio=replace(self.defaults.audio),
@@ -186,7 +182,6 @@ class Calls:
             ice_servers=list(self.defaults.ice_servers),
             extra_targets=list(self.defaults.extra_targets),
         )
-        return props
 
     def call(self, props: CallProperties) -> Call | None:
         """A new outgoing call for ``props`` (start it with ``await call.start(listener)``).
@@ -238,7 +233,29 @@ class Calls:
             in_use=self.is_call_in_progress(),
         )
 
-    # helpers used by Call ---------------------------------------------------------------------
+    # what calls reach (the CallEndpoint of port.py) -------------------------------------------
+
+    @property
+    def devices(self) -> CallDevices:
+        """Ringtone, tones, audio output and camera of this endpoint, as calls use them."""
+        return self._devices
+
+    @property
+    def unlock_policy(self) -> UnlockPolicy:
+        """Whether this endpoint drives a door, who may open it, and the handler that does."""
+        return self._unlock
+
+    def now(self) -> float:
+        """The call clock: time.monotonic()."""
+        return time.monotonic()
+
+    async def send(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+        """Sign, encrypt and send a message of a call (SignalingError when it cannot)."""
+        await self.signaling.send(to, type, call_id, body)
+
+    def is_online(self, address: str) -> bool:
+        """True when ``address``'s retained presence says online."""
+        return self.signaling.is_online(address)
 
     def profile_of(self, address: str) -> UserProfile:
         """The best profile we know of ``address``: contact name, then its retained profile."""
@@ -252,124 +269,23 @@ class Calls:
         """What an invite says about this endpoint."""
         return {"name": self.name, "role": self.role}
 
-    def apply_video_format(self, props: CallProperties) -> None:
-        """Capture at the size and rate that ``props`` asks for (before a call sends video)."""
-        camera = self.media.camera
-        if camera is None or not props.video.enabled:
-            return
-        fmt = VideoFormat(props.video.width, props.video.height, props.video.fps)
-        if fmt != camera.format:
-            camera.set_format(fmt)
-
-    @property
-    def issues_unlock_challenges(self) -> bool:
-        """True when this endpoint drives a door (its calls carry release challenges)."""
-        return self._issues_unlock_challenges
-
-    def set_unlock_handler(self, handler: UnlockHandler | None) -> None:
-        """Who opens the door for a checked ``unlock`` request (the intercom service)."""
-        self.unlock_handler = handler
-
-    def new_unlock_challenge(self) -> str | None:
-        """A fresh door-release challenge when this endpoint drives a door, else None."""
-        return secrets.token_urlsafe(16) if self._issues_unlock_challenges else None
-
-    def settings_for(self, props: CallProperties, video: bool | None = None) -> MediaSettings:
-        """The media settings a call with ``props`` uses."""
-        servers = tuple(
-            RTCIceServer(list(s.urls), s.username, s.credential) for s in props.ice_servers
-        )
-        return MediaSettings(
-            video=props.video.enabled if video is None else video,
-            video_codec=props.video.codec.name,
-            video_bitrate_bps=props.video.bitrate_kbps * 1000,
-            ice_servers=servers,
-            ice=self.ice,
-        )
-
-    def new_session(self, props: CallProperties, *, video: bool, label: str) -> MediaSession:
-        """A media session on this endpoint's devices."""
-        settings = self.settings_for(props, video)
-        session = MediaSession(
-            settings,
-            video_source=self.media.camera.shared if self.media.camera else None,
-            audio_source=self.media.microphone.shared if self.media.microphone else None,
-            speaker=self.media.speaker(),
-            label=f"{self.address}:{label}",
-        )
-        self._sessions.add(session)
-        spare = self._spare_encoders.pop(settings.video_codec, None) if settings.video else None
-        if spare is not None:
-            session.adopt_encoder(spare, VIDEO_CODECS[settings.video_codec])
-        return session
-
     async def prepared_offer(
         self, props: CallProperties, *, label: str
     ) -> tuple[MediaSession, str]:
         """A session with its offer ready: from the idle pool when one matches, else made now."""
-        settings = self.settings_for(props)
-        for index, (pooled, session, sdp) in enumerate(self._prepared):
-            if pooled == settings:
-                del self._prepared[index]
-                session.label = f"{self.address}:{label}"
-                return session, sdp
-        session = self.new_session(props, video=settings.video, label=label)
-        return session, await session.create_offer()
+        return await self._offers.prepared_offer(props, label=label)
+
+    def new_session(self, props: CallProperties, *, video: bool, label: str) -> MediaSession:
+        """A media session on this endpoint's devices."""
+        return self._offers.new_session(props, video=video, label=label)
+
+    def settings_for(self, props: CallProperties, video: bool | None = None) -> MediaSettings:
+        """The media settings a call with ``props`` uses."""
+        return self._offers.settings_for(props, video)
 
     async def prewarm(self, props: CallProperties | None = None, count: int = 1) -> None:
         """Prepare ``count`` offers for calls like ``props`` while idle (fast doorbell)."""
-        props = props or self.create_call_properties(video=True)
-        self._prewarm_count = count
-        self._prewarm_props = props
-        settings = self.settings_for(props)
-        async with self._preparing:  # one refill at a time: never prepare twice
-            while sum(1 for s, _, _ in self._prepared if s == settings) < count:
-                await self._open_spare_encoder(settings.video_codec)
-                session = self.new_session(props, video=settings.video, label="prepared")
-                self._prepared.append((settings, session, await session.create_offer()))
-
-    async def _open_spare_encoder(self, codec: str) -> None:
-        """Keep one video encoder for ``codec`` opened at the camera's size, off the loop.
-
-        A session takes it for its first frame (the preview of an outgoing call, our video
-        once an incoming call is answered) instead of opening one then (~10 ms).
-        """
-        camera = self.media.camera
-        if camera is None or codec in self._spare_encoders:
-            return
-        if codec == "H264" and camera.supports_h264:
-            return  # the camera's own encoder's packets are sent as they are
-        mime = VIDEO_CODECS[codec]
-        fmt = camera.format
-        encoder = await asyncio.get_running_loop().run_in_executor(
-            None, warm_encoder, mime, fmt.width, fmt.height, self.defaults.video.bitrate_kbps * 1000
-        )
-        self._spare_encoders.setdefault(codec, encoder)
-
-    async def use_audio_device(self, device: AudioDevice) -> Speaker:
-        """Route call audio to ``device`` (CallError naming it when the board has none)."""
-        name = AUDIO_DEVICE_SPEAKERS[device]
-        try:
-            speaker = await self.media.use_speaker(name)
-        except MediaError as err:
-            raise CallError(f"audio device {device.name.lower()}: {err}") from err
-        self.audio_device = device
-        return speaker
-
-    async def start_ringing(self) -> None:
-        """Ring on this endpoint's speaker (an incoming call)."""
-        if self._ring_on_incoming and self.media.tones is not None:
-            await self.media.tones.play(RINGTONE)
-
-    async def stop_ringing(self) -> None:
-        """Stop the ringtone if it plays."""
-        tones = self.media.tones
-        if tones is not None and tones.playing is RINGTONE:
-            await tones.stop()
-
-    async def notify_missed(self, call: CallState) -> None:
-        """Count a missed call and tell the app (``on_notify(MISSED)``)."""
-        await self.report_missed(call.peer, call.is_video_call())
+        await self._offers.prewarm(props or self.create_call_properties(video=True), count)
 
     async def report_missed(self, profile: UserProfile, video: bool) -> None:
         """Count a call from ``profile`` that nobody took and tell the app (``on_notify``)."""
@@ -383,6 +299,37 @@ class Calls:
         await notify("on_error", self._listener.on_error, props, int(code))
         if self._default_ui is not None:
             await notify("on_error", self._default_ui.on_error, props, int(code))
+
+    def call_ended(self, call: object) -> None:
+        """A call reached a terminal status: free the line and refill the offer pool."""
+        if self.active_call is call:
+            self.active_call = None
+        if self._closing is None:
+            self.spawn(self._offers.refill())
+
+    # devices and door -------------------------------------------------------------------------
+
+    @property
+    def audio_device(self) -> AudioDevice:
+        """Where call audio plays now (it stays for the next call)."""
+        return self._devices.audio_device
+
+    async def use_audio_device(self, device: AudioDevice) -> Speaker:
+        """Route call audio to ``device`` (CallError naming it when the board has none)."""
+        return await self._devices.use_audio_device(device)
+
+    @property
+    def issues_unlock_challenges(self) -> bool:
+        """True when this endpoint drives a door (its calls carry release challenges)."""
+        return self._unlock.drives_door
+
+    def set_unlock_handler(self, handler: UnlockHandler | None) -> None:
+        """Who opens the door for a checked ``unlock`` request (the intercom service)."""
+        self._unlock.handler = handler
+
+    def _has_unlock_right(self, address: str) -> bool:
+        contact = self.signaling.contacts.get(address)
+        return contact is not None and Right.UNLOCK in contact.rights
 
     async def confirm_key_change(self, address: str) -> None:
         """A person confirmed the new key that ``address`` advertises: pin it, take its calls.
@@ -411,17 +358,6 @@ class Calls:
             if contact is not None and contacts.advertised.get(address) in (None, contact.keys):
                 del self.key_changes[address]
         return sorted(self.key_changes)
-
-    def call_ended(self, call: Call) -> None:
-        """A call reached a terminal status: free the line and refill the offer pool."""
-        if self.active_call is call:
-            self.active_call = None
-        if self._closed:
-            return
-        if self._prewarm_count:
-            self.spawn(self.prewarm(self._prewarm_props, self._prewarm_count))
-        else:
-            self.spawn(self._open_spare_encoder(self.defaults.video.codec.name))
 
     # camera failures ------------------------------------------------------------------------
 
@@ -470,7 +406,7 @@ class Calls:
         self.signaling.rejected[err.reason] += 1
         _log.warning("%s: dropped a message in its inbox: %s", self.address, err)
 
-    async def send_or_log(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+    async def _send_or_log(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
         """Send a message; a failure is logged (timers on both sides handle a lost message)."""
         try:
             await self.signaling.send(to, type, call_id, body)
@@ -482,11 +418,11 @@ class Calls:
         contact = self.signaling.contacts.get(caller)
         if contact is not None and contact.blocked:
             _log.info("%s: call from blocked contact %s refused", self.address, caller)
-            await self.send_or_log(caller, "decline", message.call_id, {"reason": "blocked"})
+            await self._send_or_log(caller, "decline", message.call_id, {"reason": "blocked"})
             return
         if self.is_call_in_progress():
             _log.info("%s: busy, call from %s refused", self.address, caller)
-            await self.send_or_log(caller, "busy", message.call_id, {})
+            await self._send_or_log(caller, "busy", message.call_id, {})
             await self.report_missed(
                 self.profile_of(caller), bool(message.body.get("video", False))
             )
@@ -495,7 +431,7 @@ class Calls:
         profile = self.profile_of(caller)
         props = await notify("on_incoming", self._listener.on_incoming, profile, video)
         if props is None:
-            await self.send_or_log(caller, "decline", message.call_id, {"reason": "notallowed"})
+            await self._send_or_log(caller, "decline", message.call_id, {"reason": "notallowed"})
             return
         props.user = profile
         props.incoming = True
@@ -505,7 +441,7 @@ class Calls:
         await call.accept_invite(message)
         if call.is_ended():
             return
-        await self.start_ringing()
+        await self._devices.start_ringing()
         shown = await notify(
             "on_show_user_interface", self._listener.on_show_user_interface, call, props
         )

@@ -2,26 +2,18 @@
 
 Apps subclass them and override what they need; every method has a harmless default.
 Methods may be plain or ``async``. A listener that raises is logged and never breaks
-the call (:func:`notify`).
+the call (``observer.notify``). ``InProgressListener`` implements the ``CallObserver``
+protocol a call invokes.
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable
 
+from services.callapi.call import Call
+from services.callapi.observer import MaybeAwaitable
+from services.callapi.properties import CallProperties, UserProfile
 from services.callapi.status import CallStatus, HangupReason, InCallSound, NotifyKind
-
-if TYPE_CHECKING:
-    from services.callapi.call import Call
-    from services.callapi.properties import CallProperties, UserProfile
-
-_log = logging.getLogger(__name__)
-T = TypeVar("T")
-MaybeAwaitable = Awaitable[None] | None
-"""What a listener method returns: nothing, or an awaitable when it is ``async``."""
 
 
 class IncomingListener:
@@ -102,19 +94,3 @@ class InProgressListener:
 
     def on_door_release(self, call: Call, opened: bool, reason: str) -> MaybeAwaitable:
         """The door answered ``call.unlock()``: opened, or refused for ``reason``."""
-
-
-async def notify(what: str, method: Callable[..., T | Awaitable[T]], *args: Any) -> T | None:
-    """Call a listener method, plain or async; log and swallow nothing silently.
-
-    An exception from app code is logged with its traceback and ``None`` returned, so
-    a faulty listener never breaks the call it listens to.
-    """
-    try:
-        result = method(*args)
-        if inspect.isawaitable(result):
-            return await result
-        return result
-    except Exception:  # noqa: BLE001 - app code may raise anything; the call must go on
-        _log.exception("listener %s raised; the call goes on", what)
-        return None

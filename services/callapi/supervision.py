@@ -1,10 +1,10 @@
-"""Link supervision: connected, failed, silent media, reconnection, a vanished or forged peer.
+"""Link supervision: connected, failed, silent media, reconnection, a vanished peer.
 
 aiortc has no ICE restart and notices a dead peer only when ICE consent expires (~30 s).
-A call therefore watches its media itself: a peer whose presence goes offline (its last
-will) ends the call at once; media silent for ``MEDIA_SILENCE_S`` while the peer is not
-muted shows RECONNECTING, the caller builds a fresh signed session inside the same call,
-and the call ends with NETWORKERROR after the grace period.
+A call therefore watches its media itself: media silent for ``MEDIA_SILENCE_S`` while the
+peer is not muted shows RECONNECTING, the caller builds a fresh signed session inside
+the same call (``reoffer`` / ``reanswer``), and the call ends with NETWORKERROR after the
+grace period.
 """
 
 from __future__ import annotations
@@ -12,179 +12,192 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from services.callapi.callstate import (
-    FAILURE_REASONS,
-    MEDIA_SILENCE_S,
-    WATCHDOG_PERIOD_S,
-    CallState,
-    Leg,
-)
-from services.callapi.status import (
-    CallStatus,
-    HangupReason,
-)
+from services.callapi.legs import Leg
+from services.callapi.properties import CallProperties
+from services.callapi.status import CallStatus, HangupReason
 from services.media.errors import MediaError, SecurityError
 from services.media.session import MediaSession
 
 _log = logging.getLogger(__name__)
 
+MEDIA_SILENCE_S = 1.0
+"""Media silent this long, while the peer has not muted it, means the link is lost."""
+WATCHDOG_PERIOD_S = 0.2
+"""How often an answered call checks its link."""
 
-class LinkSupervision(CallState):
-    """Watches a call's links and rebuilds or ends it when they fail."""
 
-    async def _leg_failed(self, address: str, outcome: CallStatus) -> None:
-        leg = self._legs.get(address)
-        if leg is None or self.is_ended():
-            return
-        if outcome in FAILURE_REASONS:
-            await self._tell_failure(address, FAILURE_REASONS[outcome])
-        if self._winner == address or self._incoming:
-            await self._end(outcome, HangupReason.ERROR)
-            return
-        leg.outcome = outcome
-        await leg.session.close()
-        if all(lg.outcome is not None for lg in self._legs.values()):
-            final = self._group_outcome()
-            failed = final in FAILURE_REASONS
-            await self._end(final, HangupReason.ERROR if failed else HangupReason.REMOTE)
+class SupervisedCall(Protocol):
+    """What link supervision needs of its call."""
 
-    async def _link_state(self, address: str, state: str) -> None:
-        if self.is_ended() or address not in self._legs:
-            return
-        leg = self._legs[address]
-        # CONNECTED only once ANSWER was reported: answer() and _on_accept() set answered_at
+    call_id: str
+    props: CallProperties
+
+    @property
+    def status(self) -> CallStatus:
+        """The current status."""
+        ...
+
+    def is_incoming(self) -> bool:
+        """True for a call this endpoint received."""
+        ...
+
+    def is_answered(self) -> bool:
+        """True once the call was answered."""
+        ...
+
+    def is_ended(self) -> bool:
+        """True once the call is over."""
+        ...
+
+    def active_leg(self) -> Leg | None:
+        """The leg talked to."""
+        ...
+
+    def peer_silent_by_choice(self) -> bool:
+        """True when the peer muted everything it sends."""
+        ...
+
+    async def set_status(self, status: CallStatus) -> None:
+        """Move to ``status`` and tell the listeners."""
+        ...
+
+    async def end(self, status: CallStatus, reason: HangupReason) -> None:
+        """Reach a terminal status and release everything."""
+        ...
+
+    async def leg_failed(self, address: str, outcome: CallStatus) -> None:
+        """A leg failed with ``outcome``: end the call or drop the leg."""
+        ...
+
+    async def security_failure(self, address: str, detail: str) -> None:
+        """The peer failed verification: end the call."""
+        ...
+
+    async def send_to_peer(self, type: str, body: dict[str, Any]) -> None:
+        """Send to the active leg; a failure is logged."""
+        ...
+
+    async def new_offer(self, label: str) -> tuple[MediaSession, str]:
+        """A fresh session with its offer, on this endpoint's devices."""
+        ...
+
+    def new_answering_session(self, label: str) -> MediaSession:
+        """A fresh session that will answer an offer."""
+        ...
+
+    def replace_session(self, leg: Leg, session: MediaSession) -> MediaSession:
+        """Make ``session`` the leg's, opened for media; returns the old one (to close)."""
+        ...
+
+
+class LinkSupervisor:
+    """Watches a call's link and rebuilds or ends it when the link fails."""
+
+    def __init__(self, call: SupervisedCall, log_name: str) -> None:
+        self._call = call
+        self._log_name = log_name
+        self._reconnecting_since: float | None = None
+        self._generation = 0
+
+    async def link_state(self, leg: Leg, state: str) -> None:
+        """A leg's media link changed state."""
+        call = self._call
+        # CONNECTED only once ANSWER was reported: answer() and on_accept() set answered_at
         # before they await (stop tones, send accept), and the link may come up meanwhile.
-        answer_reported = self.status >= CallStatus.ANSWER
-        if state == "connected" and answer_reported and leg is self._active_leg():
+        answer_reported = call.status >= CallStatus.ANSWER
+        if state == "connected" and answer_reported and leg is call.active_leg():
             self._reconnecting_since = None
-            await self._set_status(CallStatus.CONNECTED)
-        elif state == "failed" and not self.is_answered() and not self._incoming:
+            await call.set_status(CallStatus.CONNECTED)
+        elif state == "failed" and not call.is_answered() and not call.is_incoming():
             # ICE worked but DTLS failed: the peer's certificate does not match the
             # fingerprint of its signed SDP (or the handshake was tampered with)
             security = leg.session.failed_after_connectivity()
-            await self._leg_failed(
-                address, CallStatus.SECURITYERROR if security else CallStatus.NETWORKERROR
+            await call.leg_failed(
+                leg.address, CallStatus.SECURITYERROR if security else CallStatus.NETWORKERROR
             )
 
-    def _after_answer(self) -> None:
-        self._timers.append(
-            asyncio.create_task(self._supervise(), name=f"supervise-{self.call_id}")
-        )
-        if self.props.max_duration_s > 0:
-            self._every(self.props.max_duration_s, self._duration_exceeded)
-
-    async def _duration_exceeded(self) -> None:
-        if not self.is_ended():
-            await self._send_to_peer("hangup", {"reason": "duration"})
-            await self._end(CallStatus.DURATIONEXCEEDED, HangupReason.DURATION)
-
-    async def _supervise(self) -> None:
-        """Watch media; on silence or failure show RECONNECTING, rebuild, give up after grace."""
-        while not self.is_ended():
+    async def watch(self) -> None:
+        """Check the answered call's link every ``WATCHDOG_PERIOD_S`` until the call ends."""
+        while not self._call.is_ended():
             await asyncio.sleep(WATCHDOG_PERIOD_S)  # periodic link check
-            leg = self._active_leg()
+            leg = self._call.active_leg()
             if leg is None:
                 return
-            if self._reconnecting_since is not None:
-                waited = time.monotonic() - self._reconnecting_since
-                if waited > self.props.reconnect_grace_s:
-                    await self._send_to_peer("hangup", {"reason": "network"})
-                    await self._end(CallStatus.NETWORKERROR, HangupReason.ERROR)
-            elif self._link_lost(leg.session):
-                self._reconnecting_since = time.monotonic()
-                await self._set_status(CallStatus.RECONNECTING)
-                if not self._incoming:
-                    await self._reoffer(leg)
+            await self._check(leg)
+
+    async def _check(self, leg: Leg) -> None:
+        """On silence or failure show RECONNECTING and rebuild; give up after the grace."""
+        call = self._call
+        if self._reconnecting_since is not None:
+            waited = time.monotonic() - self._reconnecting_since
+            if waited > call.props.reconnect_grace_s:
+                await call.send_to_peer("hangup", {"reason": "network"})
+                await call.end(CallStatus.NETWORKERROR, HangupReason.ERROR)
+        elif self._link_lost(leg.session):
+            self._reconnecting_since = time.monotonic()
+            await call.set_status(CallStatus.RECONNECTING)
+            if not call.is_incoming():
+                await self._reoffer(leg)
 
     def _link_lost(self, session: MediaSession) -> bool:
         if session.state == "failed":
             return True
-        if self._remote_muted["audio"] and (
-            self._remote_muted["video"] or not self._remote_sends_video
-        ):
+        if self._call.peer_silent_by_choice():
             return False
         last = session.stats.last_media_at
         return last is not None and time.monotonic() - last > MEDIA_SILENCE_S
 
     async def _reoffer(self, leg: Leg) -> None:
+        call = self._call
         self._generation += 1
-        session, sdp = await self._calls.prepared_offer(
-            self.props, label=f"{self.call_id}>{leg.address}#{self._generation}"
-        )
-        if self.is_ended():  # ended while the offer was made: the session is nobody's
+        session, sdp = await call.new_offer(f"{call.call_id}>{leg.address}#{self._generation}")
+        if call.is_ended():  # ended while the offer was made: the session is nobody's
             await session.close()
             return
-        old, leg.session = leg.session, session
         leg.generation = self._generation
-        self._watch(leg.address, session)
-        self._open_media(session)
-        await old.close()
-        await self._send_to_peer("reoffer", {"sdp": sdp, "generation": self._generation})
+        await call.replace_session(leg, session).close()
+        await call.send_to_peer("reoffer", {"sdp": sdp, "generation": self._generation})
 
-    def _open_media(self, session: MediaSession) -> None:
-        session.set_playback(True)
-        self._open_gates(session)
-
-    async def _on_reoffer(self, leg: Leg, body: dict[str, Any]) -> None:
-        if not self._incoming or not self.is_answered():
+    async def on_reoffer(self, leg: Leg, body: dict[str, Any]) -> None:
+        """The caller rebuilt the media path: answer its new offer (callee side)."""
+        call = self._call
+        if not call.is_incoming() or not call.is_answered():
             return
         generation = body.get("generation")
         if not isinstance(generation, int) or generation <= leg.generation:
-            _log.warning("%s: stale reoffer %r ignored", self._calls.address, generation)
+            _log.warning("%s: stale reoffer %r ignored", self._log_name, generation)
             return
-        session = self._calls.new_session(
-            self.props, video=self._video, label=f"{self.call_id}#{generation}"
-        )
+        session = call.new_answering_session(f"{call.call_id}#{generation}")
         try:
             sdp = await session.accept_offer(str(body.get("sdp", "")))
         except SecurityError as err:
             await session.close()
-            await self.security_failure(leg.address, f"reoffer: {err}")
+            await call.security_failure(leg.address, f"reoffer: {err}")
             return
         except (MediaError, ValueError) as err:
-            _log.error("%s: bad reoffer from %s: %s", self._calls.address, leg.address, err)
+            _log.error("%s: bad reoffer from %s: %s", self._log_name, leg.address, err)
             await session.close()
             return
-        if self.is_ended():  # ended while the answer was made: the session is nobody's
+        if call.is_ended():  # ended while the answer was made: the session is nobody's
             await session.close()
             return
-        old, leg.session = leg.session, session
         leg.generation = generation
-        self._watch(leg.address, session)
-        self._open_media(session)
+        old = call.replace_session(leg, session)
         if self._reconnecting_since is None:
             self._reconnecting_since = time.monotonic()
-            await self._set_status(CallStatus.RECONNECTING)
+            await call.set_status(CallStatus.RECONNECTING)
         await old.close()
-        await self._send_to_peer("reanswer", {"sdp": sdp, "generation": generation})
+        await call.send_to_peer("reanswer", {"sdp": sdp, "generation": generation})
 
-    async def _on_reanswer(self, leg: Leg, body: dict[str, Any]) -> None:
-        if self._incoming or body.get("generation") != leg.generation:
+    async def on_reanswer(self, leg: Leg, body: dict[str, Any]) -> None:
+        """The callee answered our new offer (caller side)."""
+        if self._call.is_incoming() or body.get("generation") != leg.generation:
             return
         try:
             await leg.session.apply_answer(str(body.get("sdp", "")))
         except SecurityError as err:
-            await self.security_failure(leg.address, f"reanswer: {err}")
+            await self._call.security_failure(leg.address, f"reanswer: {err}")
         except (MediaError, ValueError) as err:
-            _log.error("%s: bad reanswer from %s: %s", self._calls.address, leg.address, err)
-
-    async def peer_went_offline(self, address: str) -> None:
-        """The broker says ``address`` is gone (its last will): end the call or drop the leg."""
-        if self.is_ended() or address not in self._legs:
-            return
-        if self._incoming and not self.is_answered():
-            await self._calls.notify_missed(self)
-            await self._end(CallStatus.CANCEL, HangupReason.REMOTE)
-        elif self._incoming or address == self._winner:
-            await self._end(CallStatus.NETWORKERROR, HangupReason.ERROR)
-        else:
-            await self._leg_failed(address, CallStatus.OFFLINE)
-
-    async def security_failure(self, address: str, detail: str) -> None:
-        """A message claiming to be from this call's peer failed verification: end the call."""
-        if self.is_ended() or address not in self._legs:
-            return
-        _log.error("%s: security failure in call %s: %s", self._calls.address, self.call_id, detail)
-        await self._leg_failed(address, CallStatus.SECURITYERROR)
+            _log.error("%s: bad reanswer from %s: %s", self._log_name, leg.address, err)

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hal.relay import Relay
-from services.callapi.callstate import CallState
-from services.callapi.door_release import UnlockRefused
+from services.callapi.door_release import UnlockRefused, UnlockRequest
 
 _log = logging.getLogger(__name__)
 
@@ -53,9 +52,9 @@ class DoorOpener:
         self._accepted_at: deque[float] = deque()
         self._pulses: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, call: CallState, requester: str) -> None:
-        """The Call API's unlock handler: open for ``requester`` or raise UnlockRefused."""
-        await self.open(requester, call_id=call.call_id)
+    async def __call__(self, request: UnlockRequest) -> None:
+        """The Call API's unlock handler: open for the requester or raise UnlockRefused."""
+        await self.open(request.requester, call_id=request.call_id)
 
     async def open(self, requester: str, *, call_id: str = "") -> None:
         """Pulse the relay once for ``requester``; UnlockRefused (recorded) when not now."""

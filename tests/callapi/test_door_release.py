@@ -12,8 +12,7 @@ from support import TIMEOUT, Answering, MakeSite, place_call, props_for
 
 from device.simsite import EndpointSpec, SimSite
 from services.callapi import CallError, CallStatus
-from services.callapi.callstate import CallState
-from services.callapi.door_release import UnlockRefused
+from services.callapi.door_release import UnlockRefused, UnlockRequest
 from services.signaling.errors import RejectReason
 
 
@@ -24,10 +23,10 @@ class Door:
         self.openings: list[tuple[str, str]] = []
         self.refuse_with: str | None = None
 
-    async def __call__(self, call: CallState, requester: str) -> None:
+    async def __call__(self, request: UnlockRequest) -> None:
         if self.refuse_with is not None:
             raise UnlockRefused(self.refuse_with)
-        self.openings.append((call.call_id, requester))
+        self.openings.append((request.call_id, request.requester))
 
 
 async def answered_doorbell_call(site: SimSite) -> tuple[Door, Answering]:
