@@ -16,6 +16,8 @@ from services.callapi.callstate import CallState
 from services.callapi.door_release import UnlockRefused
 from services.signaling.errors import RejectReason
 
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
+
 
 class Door:
     """Records door openings; refuses when told to."""

@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import pytest
 from memory_broker import MemoryBroker, MemoryTransport
-from support import TIMEOUT
+from support import TIMEOUT, MakeSite
 
+from device.simsite import EndpointSpec
 from services.signaling.base import MAX_PENDING_INBOUND, Inbound, SignalingTransport
 from services.signaling.contacts import Contact, ContactBook
 from services.signaling.endpoint import Message, SignalingEndpoint
@@ -218,3 +219,15 @@ async def test_signaling_endpoints_see_each_other_come_and_go() -> None:
     finally:
         await door.close()
         await indoor1.close()
+
+
+@pytest.mark.site_broker("memory")
+async def test_a_site_marked_memory_starts_no_mosquitto(make_site: MakeSite) -> None:
+    site = await make_site(EndpointSpec("door", role="door"), EndpointSpec("indoor1"))
+    assert site.mosquitto is None
+    with pytest.raises(SignalingError, match="without mosquitto"):
+        assert site.broker
+    for endpoint in site.endpoints.values():
+        assert isinstance(endpoint.signaling.transport, MemoryTransport)
+    assert site["door"].signaling.is_online("indoor1")
+    assert site["indoor1"].signaling.profiles["door"]["role"] == "door"
