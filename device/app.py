@@ -37,7 +37,7 @@ from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint
-from services.signaling.transport import BrokerAddress
+from services.signaling.transport import BrokerAddress, mqtt_transport
 from services.tasks import cancel_and_wait
 from services.ui import DefaultCallUi
 
@@ -254,14 +254,16 @@ class DeviceApp:
             contacts.add(contact)
         broker = config.broker
         signaling = SignalingEndpoint(
-            site=config.site,
-            address=config.address,
-            broker=BrokerAddress(
-                host=broker.host,
-                port=broker.port,
-                username=broker.username or config.address,
-                password=config.broker_password(),
-                ca_file=Path(broker.tls_ca) if broker.tls_ca else None,
+            transport=mqtt_transport(
+                site=config.site,
+                address=config.address,
+                broker=BrokerAddress(
+                    host=broker.host,
+                    port=broker.port,
+                    username=broker.username or config.address,
+                    password=config.broker_password(),
+                    ca_file=Path(broker.tls_ca) if broker.tls_ca else None,
+                ),
             ),
             identity=identity,
             contacts=contacts,

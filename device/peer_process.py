@@ -21,7 +21,7 @@ from services.media.local import LocalMedia
 from services.signaling.contacts import Contact, ContactBook
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.identity import Identity, PublicKeys
-from services.signaling.transport import BrokerAddress
+from services.signaling.transport import BrokerAddress, mqtt_transport
 
 
 class AutoAnswer(IncomingListener):
@@ -46,9 +46,11 @@ async def serve(config: dict[str, object]) -> None:
     for address, keys in peers.items():
         contacts.add(Contact(address=address, keys=PublicKeys.from_json(keys)))
     signaling = SignalingEndpoint(
-        site=str(config["site"]),
-        address=str(config["address"]),
-        broker=BrokerAddress(**broker),
+        transport=mqtt_transport(
+            site=str(config["site"]),
+            address=str(config["address"]),
+            broker=BrokerAddress(**broker),
+        ),
         identity=Identity.load(Path(str(config["identity_dir"]))),
         contacts=contacts,
     )

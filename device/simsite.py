@@ -4,11 +4,13 @@ This is the composition root that ``callbox demo``, the benchmarks and the tests
 share: it generates the broker configuration, starts mosquitto on loopback, gives
 every endpoint an identity, pins every endpoint's keys in every other's contacts
 (as an installer does with ``callbox keys trust``) and wires signaling, media and
-the Call API for each.
+the Call API for each. Given a transport factory instead (the tests' in-memory
+broker), it starts no mosquitto and the endpoints talk through that.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from services.callapi.properties import CallProperties
 from services.media.aec import make_echo_canceller
 from services.media.ice import LOOPBACK, IcePolicy
 from services.media.local import LocalMedia
+from services.signaling.base import SignalingTransport
 from services.signaling.broker import (
     BrokerSettings,
     MosquittoBroker,
@@ -25,8 +28,12 @@ from services.signaling.broker import (
 )
 from services.signaling.contacts import Contact, ContactBook, Right
 from services.signaling.endpoint import InviteRateLimit, SignalingEndpoint
+from services.signaling.errors import SignalingError
 from services.signaling.identity import Identity
-from services.signaling.transport import BrokerAddress
+from services.signaling.transport import BrokerAddress, mqtt_transport
+
+TransportFactory = Callable[[str], SignalingTransport]
+"""Builds the (not yet started) transport of the endpoint with the given address."""
 
 
 @dataclass(frozen=True)
@@ -54,18 +61,37 @@ class SimEndpoint:
 
 @dataclass
 class SimSite:
-    """A broker and endpoints on loopback, ready to call each other."""
+    """A broker (or a transport factory) and endpoints on loopback, ready to call each other."""
 
     site: str
     directory: Path
-    broker_settings: BrokerSettings
-    broker: MosquittoBroker
+    mosquitto: MosquittoBroker | None
+    transports: TransportFactory | None = None  # instead of mosquitto
     endpoints: dict[str, SimEndpoint] = field(default_factory=dict)
     ice: IcePolicy = LOOPBACK
     invites_per_10s: int = 5
 
     def __getitem__(self, address: str) -> SimEndpoint:
         return self.endpoints[address]
+
+    @property
+    def broker(self) -> MosquittoBroker:
+        """The site's mosquitto; SignalingError on a site built on another transport."""
+        if self.mosquitto is None:
+            raise SignalingError(f"site {self.site} runs without mosquitto")
+        return self.mosquitto
+
+    @property
+    def broker_settings(self) -> BrokerSettings:
+        """The configuration of the site's mosquitto."""
+        return self.broker.settings
+
+    def transport_for(self, address: str) -> SignalingTransport:
+        """A new transport for ``address``: the site's factory's, or an MQTT login."""
+        if self.transports is not None:
+            return self.transports(address)
+        broker = self.broker_address(address)
+        return mqtt_transport(site=self.site, address=address, broker=broker)
 
     def broker_address(self, address: str, password: str | None = None) -> BrokerAddress:
         """How ``address`` logs in to this site's broker."""
@@ -96,9 +122,7 @@ class SimSite:
                     )
                 )
         signaling = SignalingEndpoint(
-            site=self.site,
-            address=spec.address,
-            broker=self.broker_address(spec.address),
+            transport=self.transport_for(spec.address),
             identity=identity,
             contacts=contacts,
             name=spec.name or spec.address,
@@ -123,7 +147,8 @@ class SimSite:
         for endpoint in self.endpoints.values():
             await endpoint.calls.close()
             await endpoint.board.close()
-        await self.broker.close()
+        if self.mosquitto is not None:
+            await self.mosquitto.close()
 
 
 async def start_site(
@@ -134,20 +159,29 @@ async def start_site(
     extra_accounts: tuple[str, ...] = (),
     defaults: CallProperties | None = None,
     invites_per_10s: int = 5,
+    transports: TransportFactory | None = None,
 ) -> SimSite:
     """Start a broker on a free loopback port and every endpoint of ``specs``.
 
     ``extra_accounts`` get broker passwords but no endpoint (tests use them as
     intruders or raw MQTT clients). ``invites_per_10s`` is each endpoint's per-sender
-    invite limit (a benchmark that calls in a loop raises it).
+    invite limit (a benchmark that calls in a loop raises it). With ``transports``
+    no mosquitto starts: every endpoint gets the transport it builds (the tests'
+    in-memory broker), and there are no broker accounts to add.
     """
-    accounts = tuple(s.address for s in specs) + extra_accounts
-    broker = await start_loopback_broker(directory, site=site, endpoints=accounts, websockets=True)
+    broker = None
+    if transports is None:
+        accounts = tuple(s.address for s in specs) + extra_accounts
+        broker = await start_loopback_broker(
+            directory, site=site, endpoints=accounts, websockets=True
+        )
+    elif extra_accounts:
+        raise SignalingError("extra broker accounts need mosquitto, not a transport factory")
     sim = SimSite(
         site=site,
         directory=directory,
-        broker_settings=broker.settings,
-        broker=broker,
+        mosquitto=broker,
+        transports=transports,
         invites_per_10s=invites_per_10s,
     )
     identities = {s.address: Identity.generate() for s in specs}

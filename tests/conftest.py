@@ -1,4 +1,5 @@
-"""Fixtures: a real mosquitto on a free loopback port and endpoints on simulated boards."""
+"""Fixtures: endpoints on simulated boards, talking through a real mosquitto on a free
+loopback port or, where a test directory says so (``site_broker``), the in-memory broker."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from gpiozero.threads import GPIOThread
+from memory_broker import MemoryBroker
 from support import Certificate, MakeSite, self_signed_certificate
 
 from device.simsite import EndpointSpec, SimSite, start_site
@@ -44,12 +46,38 @@ def _quiet_libraries() -> None:
     logging.getLogger("aiortc").setLevel(logging.WARNING)
 
 
+SITE_BROKERS = ("mosquitto", "memory")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``site_broker`` marker."""
+    config.addinivalue_line(
+        "markers",
+        "site_broker(kind): what carries make_site's signaling, 'mosquitto' (default) or "
+        "'memory' (tests/memory_broker.py)",
+    )
+
+
 @pytest.fixture
-async def make_site(tmp_path: Path) -> AsyncIterator[MakeSite]:
+def site_broker(request: pytest.FixtureRequest) -> str:
+    """What carries the signaling of ``make_site``'s sites: "mosquitto", a real broker on
+    loopback, or "memory", tests/memory_broker.py. Modules about the call state machine,
+    which need routing but not the broker itself, say
+    ``pytestmark = pytest.mark.site_broker("memory")``."""
+    marker = request.node.get_closest_marker("site_broker")
+    kind = str(marker.args[0]) if marker is not None else "mosquitto"
+    assert kind in SITE_BROKERS, f"site_broker({kind!r}): not one of {SITE_BROKERS}"
+    return kind
+
+
+@pytest.fixture
+async def make_site(tmp_path: Path, site_broker: str) -> AsyncIterator[MakeSite]:
     """Start a site: ``await make_site(EndpointSpec("door", role="door"), ...)``."""
     sites: list[SimSite] = []
 
     async def make(*specs: EndpointSpec, **options: Any) -> SimSite:
+        if site_broker == "memory":
+            options.setdefault("transports", MemoryBroker().transport)
         site = await start_site(tmp_path / f"site{len(sites)}", list(specs), **options)
         sites.append(site)
         return site

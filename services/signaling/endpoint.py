@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from services.signaling.base import MAX_PENDING_INBOUND, Inbound, SignalingTransport
 from services.signaling.contacts import ContactBook
 from services.signaling.envelope import parse, seal, verify_and_open
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
 from services.signaling.identity import Identity, PublicKeys
 from services.signaling.replay import ReplayGuard
-from services.signaling.topics import SiteTopics, valid_name
-from services.signaling.transport import BrokerAddress, InboundMqtt, MqttTransport
+from services.signaling.topics import valid_name
 from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
@@ -83,14 +83,17 @@ class InviteRateLimit:
 
 
 class SignalingEndpoint:
-    """One address of a site on the broker, with its identity and contacts."""
+    """One address of a site on the broker, with its identity and contacts.
+
+    It reaches the broker through the ``transport`` it is given (the composition root
+    builds the MQTT one with ``mqtt_transport``; tests may give an in-memory one), whose
+    address it takes as its own and to which it hands its profile and its receivers.
+    """
 
     def __init__(
         self,
         *,
-        site: str,
-        address: str,
-        broker: BrokerAddress,
+        transport: SignalingTransport,
         identity: Identity,
         contacts: ContactBook,
         name: str = "",
@@ -99,8 +102,7 @@ class SignalingEndpoint:
         invite_limit: InviteRateLimit | None = None,
         max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
     ) -> None:
-        self.address = valid_name("address", address)
-        self.topics = SiteTopics(site)
+        self.address = valid_name("address", transport.address)
         self.identity = identity
         self.contacts = contacts
         self.replay = replay or ReplayGuard()
@@ -115,11 +117,19 @@ class SignalingEndpoint:
         self.on_rejected: Callable[[str, str, RejectedMessage], None] | None = None
         self._presence_changed = asyncio.Condition()
         self._notifications: set[asyncio.Task[None]] = set()
-        self._inbox: asyncio.Queue[InboundMqtt] = asyncio.Queue()
+        self.overflowed = 0
+        """Inbox messages dropped because MAX_PENDING_INBOUND were already waiting."""
+        self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(MAX_PENDING_INBOUND)
         self._worker: asyncio.Task[None] | None = None
-        profile = {"name": name or address, "role": role, "keys": identity.public_keys.to_json()}
-        self.transport = MqttTransport(broker, self.topics, address, profile, self._received)
-        self.transport.on_connecting = self._forget_presence
+        self._closed: asyncio.Future[None] | None = None
+        self.transport = transport
+        transport.profile = {
+            "name": name or self.address,
+            "role": role,
+            "keys": identity.public_keys.to_json(),
+        }
+        transport.on_message = self._received
+        transport.on_connecting = self._forget_presence
 
     def _forget_presence(self) -> None:
         # A restarted broker may have lost retained presences and the last wills of
@@ -133,11 +143,22 @@ class SignalingEndpoint:
         await self.transport.start(timeout)
 
     async def close(self) -> None:
-        """Go offline and stop; safe to call twice."""
-        await self.transport.close()
-        if self._worker is not None:
-            await cancel_and_wait([self._worker])
-            self._worker = None
+        """Go offline and stop handling the inbox.
+
+        Idempotent; a call made while a close is under way waits for that close to finish
+        (as aiortc's ``RTCPeerConnection.close``).
+        """
+        if self._closed is not None:
+            await asyncio.shield(self._closed)
+            return
+        self._closed = asyncio.get_running_loop().create_future()
+        try:
+            await self.transport.close()
+            if self._worker is not None:
+                await cancel_and_wait([self._worker])
+                self._worker = None
+        finally:
+            self._closed.set_result(None)
 
     # outbound ----------------------------------------------------------------------------------
 
@@ -161,15 +182,26 @@ class SignalingEndpoint:
 
     # inbound -----------------------------------------------------------------------------------
 
-    def _received(self, inbound: InboundMqtt) -> None:
+    def _received(self, inbound: Inbound) -> None:
         if inbound.kind == "inbox":
-            self._inbox.put_nowait(inbound)
+            self._queue(inbound)
         elif inbound.kind == "presence":
             self._presence_received(inbound)
         elif inbound.kind == "profile":
             self._profile_received(inbound)
 
-    def _presence_received(self, inbound: InboundMqtt) -> None:
+    def _queue(self, inbound: Inbound) -> None:
+        try:
+            self._inbox.put_nowait(inbound)
+        except asyncio.QueueFull:
+            self.overflowed += 1
+            _log.warning(
+                "%s: %d inbox messages already waiting, one dropped",
+                self.address,
+                self._inbox.qsize(),
+            )
+
+    def _presence_received(self, inbound: Inbound) -> None:
         if not inbound.payload:
             online = False  # the retained presence was cleared
         else:
@@ -189,7 +221,7 @@ class SignalingEndpoint:
         async with self._presence_changed:
             self._presence_changed.notify_all()
 
-    def _profile_received(self, inbound: InboundMqtt) -> None:
+    def _profile_received(self, inbound: Inbound) -> None:
         try:
             profile = json.loads(inbound.payload)
             keys = PublicKeys.from_json(profile["keys"])
@@ -232,7 +264,7 @@ class SignalingEndpoint:
         if self.on_rejected is not None:
             self.on_rejected(sender, call_id, err)
 
-    def _reject(self, inbound: InboundMqtt, err: RejectedMessage) -> tuple[str, str] | None:
+    def _reject(self, inbound: Inbound, err: RejectedMessage) -> tuple[str, str] | None:
         self.rejected[err.reason] += 1
         _log.warning("%s: dropped a message in its inbox: %s", self.address, err)
         if err.reason in (

@@ -3,7 +3,8 @@
 It subscribes to the endpoint's inbox and to every presence and profile of the site,
 publishes its own presence (retained, with a last will that says offline) and profile
 (retained), and hands every message to the callbacks it was given. TCP_NODELAY is set
-on the socket: signaling messages are small and latency-bound.
+on the socket: signaling messages are small and latency-bound. It is the production
+:class:`~services.signaling.base.SignalingTransport`; :func:`mqtt_transport` builds one.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 
 import aiomqtt
 
+from services.signaling.base import MAX_PENDING_INBOUND, Inbound, presence_payload
 from services.signaling.errors import SignalingError
-from services.signaling.topics import SiteTopics
+from services.signaling.topics import SiteTopics, valid_name
 from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
@@ -42,47 +44,36 @@ class BrokerAddress:
     keepalive_s: int = 5
 
 
-@dataclass(frozen=True)
-class InboundMqtt:
-    """A message received from the broker: which topic kind, whose, and the payload."""
-
-    kind: str  # "inbox", "presence" or "profile"
-    address: str
-    payload: bytes
-    received_at: float
-
-
-def presence_payload(online: bool) -> bytes:
-    """The retained presence message (also the last will when ``online`` is False)."""
-    return json.dumps({"state": "online" if online else "offline"}).encode()
+def mqtt_transport(*, site: str, address: str, broker: BrokerAddress) -> MqttTransport:
+    """The MQTT connection of endpoint ``address`` of ``site``, logging in to ``broker``."""
+    return MqttTransport(broker, SiteTopics(site), valid_name("address", address))
 
 
 class MqttTransport:
     """Keeps the endpoint connected; calls ``on_message`` for each message it receives."""
 
-    def __init__(
-        self,
-        broker: BrokerAddress,
-        topics: SiteTopics,
-        address: str,
-        profile: Mapping[str, Any],
-        on_message: Callable[[InboundMqtt], None],
-    ) -> None:
+    def __init__(self, broker: BrokerAddress, topics: SiteTopics, address: str) -> None:
         self.broker = broker
         self.topics = topics
         self.address = address
-        self.profile = profile
+        self.profile: Mapping[str, Any] = {}
+        """The retained profile announced on every connection (the endpoint sets it)."""
         self.connected = asyncio.Event()
         self.connections = 0
-        self._on_message = on_message
+        self.on_message: Callable[[Inbound], None] | None = None
+        """Called with every inbox, presence and profile message received."""
         self.on_connecting: Callable[[], None] | None = None
         """Called on every (re)connection before subscribing: retained state comes anew."""
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._closed: asyncio.Future[None] | None = None
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect and return once subscribed and announced (raises SignalingError)."""
+        if self.on_message is None:
+            raise SignalingError(f"{self.address}: started with nobody to hand messages to")
+        if self._closed is not None:
+            raise SignalingError(f"{self.address}: the connection was closed")
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.address}")
         try:
@@ -111,11 +102,12 @@ class MqttTransport:
             timeout=5,
             tls_params=tls,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            max_queued_incoming_messages=MAX_PENDING_INBOUND,
         )
 
     async def _run(self) -> None:
         backoff = RECONNECT_MIN_S
-        while not self._closing:
+        while self._closed is None:
             try:
                 async with self._client_for() as client:
                     await self._announce(client)
@@ -126,12 +118,12 @@ class MqttTransport:
                         except Exception:  # noqa: BLE001 - one bad message must not cut us off
                             _log.exception("%s: handling %s failed", self.address, message.topic)
             except aiomqtt.MqttError as err:
-                if not self._closing:
+                if self._closed is None:
                     _log.warning("%s: broker connection lost or refused: %s", self.address, err)
             finally:
                 self._client = None
                 self.connected.clear()
-            if not self._closing:
+            if self._closed is None:
                 await asyncio.sleep(backoff)  # reconnect back-off
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
 
@@ -164,7 +156,8 @@ class MqttTransport:
             _log.warning("%s: ignoring message on unexpected topic %s", self.address, topic)
             return
         kind = topic.rsplit("/", 1)[1]
-        self._on_message(InboundMqtt(kind, address, bytes(payload), time.monotonic()))
+        if self.on_message is not None:
+            self.on_message(Inbound(kind, address, bytes(payload), time.monotonic()))
 
     async def publish_inbox(self, recipient: str, payload: bytes, timeout: float = 5.0) -> None:
         """Publish an envelope into ``recipient``'s inbox, waiting for a connection if needed."""
@@ -182,10 +175,22 @@ class MqttTransport:
             raise SignalingError(f"{self.address}: publish to {recipient} failed: {err}") from err
 
     async def close(self) -> None:
-        """Say offline (retained), disconnect and stop reconnecting; safe to call twice."""
-        if self._closing:
+        """Say offline (retained), disconnect and stop reconnecting.
+
+        Idempotent; a call made while a close is under way waits for that close to finish
+        (as aiortc's ``RTCPeerConnection.close``), so whoever returns from it knows the
+        endpoint is offline and the connection task is gone.
+        """
+        if self._closed is not None:
+            await asyncio.shield(self._closed)
             return
-        self._closing = True
+        self._closed = asyncio.get_running_loop().create_future()
+        try:
+            await self._go_offline()
+        finally:
+            self._closed.set_result(None)
+
+    async def _go_offline(self) -> None:
         client = self._client
         if client is not None:
             try:

@@ -11,6 +11,8 @@ from device.simsite import SimSite
 from services.callapi import AudioDevice, Call, CallError, CallStatus
 from services.media.session import MediaSession
 
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
+
 HALF_SECOND = 24000  # samples at 48 kHz
 TONES = {"door": 440.0, "indoor1": 660.0}
 

@@ -27,6 +27,8 @@ from hal.camera import decode_stamp
 from services.callapi import CallError, CallStatus, InCallSound, VideoCodec
 from services.media.encoder import CappedEncoder
 
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
+
 HALF_SECOND = 24000  # samples at 48 kHz
 
 

@@ -27,6 +27,8 @@ from services.callapi import (
     NotifyKind,
 )
 
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
+
 S = CallStatus
 ANSWERED_CALLER = [S.INPROGRESS, S.RINGING, S.ANSWER, S.CONNECTED]
 ANSWERED_CALLEE = [S.INCOMING, S.ANSWER, S.CONNECTED]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from support import Answering, place_call, props_for
 
 from device.simsite import SimSite
 from services.callapi import CallStatus
 from services.callapi.calls import permission_status
+
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
 
 
 async def test_ready_when_idle_and_in_use_during_a_call(door_and_indoor: SimSite) -> None:

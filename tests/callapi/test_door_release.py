@@ -15,6 +15,8 @@ from services.callapi import CallError, CallStatus
 from services.callapi.door_release import UnlockRefused, UnlockRequest
 from services.signaling.errors import RejectReason
 
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
+
 
 class Door:
     """Records door openings; refuses when told to."""

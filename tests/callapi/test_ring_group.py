@@ -16,6 +16,8 @@ from device.simsite import EndpointSpec, SimSite
 from services.callapi import Call, CallStatus, HangupReason, NotifyKind
 from services.media.tones import RINGTONE
 
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
+
 S = CallStatus
 HALF_SECOND = 24000
 UNITS = ("indoor1", "indoor2")

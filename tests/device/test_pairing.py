@@ -28,7 +28,7 @@ from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.envelope import canonical
 from services.signaling.errors import SignalingError
 from services.signaling.identity import Identity, PublicKeys, b64u_encode
-from services.signaling.transport import BrokerAddress
+from services.signaling.transport import BrokerAddress, mqtt_transport
 
 TIMEOUT = 15.0
 
@@ -377,10 +377,12 @@ async def site(tmp_path: Path) -> AsyncIterator[DaemonSite]:
 async def phone(site: DaemonSite) -> AsyncIterator[SignalingEndpoint]:
     """A browser phone's stand-in: logged in as "phone", its profile retained on the broker."""
     endpoint = SignalingEndpoint(
-        site="test",
-        address="phone",
-        broker=BrokerAddress(
-            "127.0.0.1", site.settings.port, "phone", site.files.passwords["phone"]
+        transport=mqtt_transport(
+            site="test",
+            address="phone",
+            broker=BrokerAddress(
+                "127.0.0.1", site.settings.port, "phone", site.files.passwords["phone"]
+            ),
         ),
         identity=Identity.generate(),
         contacts=ContactBook(),

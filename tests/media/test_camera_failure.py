@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import av
+import pytest
 from support import TIMEOUT, Answering, place_call, props_for, wait_for
 
 from device.simsite import SimSite
 from hal.errors import DeviceUnavailableError
 from services.callapi import CallErrorCode, CallStatus
+
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
 
 
 class Unplug:

@@ -9,6 +9,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import numpy.typing as npt
+import pytest
 from support import Answering, MakeSite, need, place_call, props_for
 
 from device.simsite import EndpointSpec
@@ -17,6 +18,8 @@ from hal.media_types import AudioFormat
 from services.callapi import CallStatus
 from services.media.aec import available_engines, make_echo_canceller
 from services.media.echo_path import CancelledMicrophone, ReferenceSpeaker
+
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
 
 RATE = 48000
 FRAME = RATE // 50  # 20 ms

@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 
+import pytest
 from support import Answering, Progress, place_call, props_for
 
 from device.simsite import SimSite
@@ -16,6 +17,8 @@ from services.callapi import CallErrorCode, CallStatus
 from services.media.session import MediaSession
 from services.signaling.errors import RejectReason
 from services.signaling.identity import b64u_decode, b64u_encode
+
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
 
 QUIET_WINDOW_S = 0.5
 

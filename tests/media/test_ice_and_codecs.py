@@ -19,6 +19,8 @@ from services.media.ice import LOOPBACK, IcePolicy
 from services.media.local import LocalMedia
 from services.media.session import MediaSession, MediaSettings, check_fingerprints
 
+pytestmark = pytest.mark.site_broker("memory")  # the call state machine, not the broker
+
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ udp \d+ (\S+) \d+ typ (\w+)", re.MULTILINE)
 
 

@@ -18,11 +18,12 @@ from support import TIMEOUT, Answering, Progress, props_for
 
 from device.simsite import SimEndpoint, SimSite
 from services.callapi import CallStatus
+from services.signaling.base import Inbound
 from services.signaling.envelope import seal
 from services.signaling.errors import RejectReason
 from services.signaling.identity import Identity
 from services.signaling.topics import SiteTopics
-from services.signaling.transport import InboundMqtt
+from services.signaling.transport import MqttTransport
 
 POLL_S = 0.01
 QUIET_WINDOW_S = 0.5
@@ -109,18 +110,26 @@ def seal_for(
     )
 
 
+def mqtt_of(endpoint: SimEndpoint) -> MqttTransport:
+    """``endpoint``'s MQTT connection (these tests run on mosquitto)."""
+    transport = endpoint.signaling.transport
+    assert isinstance(transport, MqttTransport), "a test of the broker needs mosquitto"
+    return transport
+
+
 def capture_inbox(endpoint: SimEndpoint) -> list[bytes]:
     """Record the exact bytes of every inbox message ``endpoint`` receives from now on."""
     captured: list[bytes] = []
     transport = endpoint.signaling.transport
-    deliver = transport._on_message
+    deliver = transport.on_message
+    assert deliver is not None, "the endpoint hands its receiver to its transport"
 
-    def record(inbound: InboundMqtt) -> None:
+    def record(inbound: Inbound) -> None:
         if inbound.kind == "inbox":
             captured.append(inbound.payload)
         deliver(inbound)
 
-    transport._on_message = record
+    transport.on_message = record
     return captured
 
 

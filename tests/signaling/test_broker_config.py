@@ -30,6 +30,7 @@ from signaling_harness import (
 from support import TIMEOUT, MakeSite
 
 from device.simsite import EndpointSpec, SimSite
+from services.signaling.base import presence_payload
 from services.signaling.broker import (
     PBKDF2_ITERATIONS,
     BrokerSettings,
@@ -42,7 +43,7 @@ from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.errors import RejectReason, SignalingError
 from services.signaling.identity import Identity
-from services.signaling.transport import BrokerAddress, presence_payload
+from services.signaling.transport import BrokerAddress, mqtt_transport
 
 # --------------------------------------------------------------------------- the files
 
@@ -425,10 +426,12 @@ async def test_tls_configuration_runs_on_the_real_broker(tmp_path: Path) -> None
                 await client.publish("callbox/v1/sim/door/presence", b"{}", qos=1)
         # the endpoint's own transport, verifying the broker against the CA
         endpoint = SignalingEndpoint(
-            site="sim",
-            address="door",
-            broker=BrokerAddress(
-                "127.0.0.1", tls_settings.port, "door", files.passwords["door"], ca_file=ca
+            transport=mqtt_transport(
+                site="sim",
+                address="door",
+                broker=BrokerAddress(
+                    "127.0.0.1", tls_settings.port, "door", files.passwords["door"], ca_file=ca
+                ),
             ),
             identity=Identity.generate(),
             contacts=ContactBook(),

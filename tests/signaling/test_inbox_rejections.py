@@ -19,6 +19,7 @@ from signaling_harness import (
     envelope_types,
     eventually,
     logged_reason,
+    mqtt_of,
     place_and_complete_call,
     profile_payload,
     publish_raw,
@@ -220,7 +221,7 @@ async def test_changed_key_is_refused_until_trusted(
     new_keys = new_identity.public_keys
     # the door's new retained profile, published on the door's own broker connection (its
     # account is the only one allowed to, and a second connection would replace the first)
-    as_door = door.signaling.transport._client
+    as_door = mqtt_of(door)._client
     assert as_door is not None
     await as_door.publish(
         topics(site).profile("door"),

@@ -12,6 +12,7 @@ import time
 import pytest
 from signaling_harness import (
     eventually,
+    mqtt_of,
     place_and_complete_call,
     publish_raw,
     retained,
@@ -88,7 +89,7 @@ async def test_last_will_says_offline_when_the_connection_dies(make_site: MakeSi
     site = await three(make_site)
     indoor1 = site["indoor1"]
     door_seen, indoor2_seen = record_presence(site["door"]), record_presence(site["indoor2"])
-    client = indoor1.signaling.transport._client
+    client = mqtt_of(indoor1)._client
     assert client is not None
     # The trick: shut down the TCP connection under paho (aiomqtt's Client wraps a paho
     # Client as ``_client``; ``socket()`` is its socket). The broker sees the connection end
