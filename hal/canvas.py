@@ -46,7 +46,9 @@ class Font(Protocol):
     """A typeface at one pixel size: measures and renders single lines of text."""
 
     def size(self, text: str) -> tuple[int, int]:
-        """(width, height) in pixels of ``text`` rendered in this font."""
+        """(width, height) in pixels of ``text`` in this font (the width of its rendered
+        image; the height of the font's line box, which the image may exceed by a pixel or
+        two: pygame's measure)."""
         ...
 
     @property
