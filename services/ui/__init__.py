@@ -1,14 +1,10 @@
-"""The default call UI drawn on an indoor unit's display (pygame-ce, offscreen Surfaces).
+"""The default call UI drawn on an indoor unit's display (offscreen, on ``hal.canvas``).
 
 ``DefaultCallUi`` is driven only by the Call API; ``ScreenRenderer`` draws a ``UiState``;
 ``Layout`` says where every on-screen button is at any display size. ``NoticeScreen`` /
 ``render_notice`` draw a full-screen notice (title, reasons, what to do) for states without
 the call UI, such as the daemon's safe state.
 """
-
-import os
-
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # before pygame is first imported
 
 from services.ui.callui import DefaultCallUi
 from services.ui.layout import Layout, Rect

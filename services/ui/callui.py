@@ -10,7 +10,7 @@ unit's GPIO button (answer, decline / hang up, door release, mute).
 
 Rendering: a task on the event loop wakes on a new remote frame, a state change or the
 clock, snapshots the state and has the render thread ("callbox-ui") draw it: swscale
-conversion and pygame drawing never run on the loop. Frames arriving while one is drawn
+conversion and drawing (``hal.canvas``) never run on the loop. Frames arriving while one is drawn
 are coalesced to the newest, so the screen follows the received frame rate. While the
 screen is blank (the handset at the face) nothing is drawn.
 """
@@ -140,11 +140,23 @@ class DefaultCallUi(DefaultUserInterface):
 
     async def start(self) -> None:
         """Take the display's touches and start drawing (the idle screen first)."""
-        if self._render_task is not None:
+        if self._worker is not None:
             return
         width, height = self.display.size
-        self._renderer = ScreenRenderer(width, height)
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, "callbox-ui")
+        worker = self._worker = concurrent.futures.ThreadPoolExecutor(1, "callbox-ui")
+        try:
+            # made in the render thread: loading the drawing back-end (its library, its
+            # fonts) reads files, which the event loop must not wait for
+            renderer = await asyncio.get_running_loop().run_in_executor(
+                worker, ScreenRenderer, width, height
+            )
+        except BaseException:
+            self._worker = None
+            worker.shutdown(wait=False)
+            raise
+        if self._worker is not worker:
+            return  # closed while starting
+        self._renderer = renderer
         self.display.on_touch = self._touched
         self._render_task = asyncio.create_task(self._render_loop(), name="ui-render")
         self.changed()

@@ -42,7 +42,7 @@ class Rect:
         return self.x + self.w // 2, self.y + self.h // 2
 
     def as_tuple(self) -> tuple[int, int, int, int]:
-        """(x, y, w, h), what pygame takes."""
+        """(x, y, w, h), what a ``hal.canvas.Canvas`` takes."""
         return self.x, self.y, self.w, self.h
 
 

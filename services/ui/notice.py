@@ -5,8 +5,8 @@ configuration that cannot be used). ``NoticeScreen(width, height).render(notice)
 a (height, width, 3) RGB frame for a ``Display``; ``arrange(notice)`` says where every line
 goes (the rectangles ``render`` draws), so a caller knows which reasons fit. Reasons are
 word-wrapped to the screen; those that do not fit become one "… and N more" line. The hint
-(what to do) always gets its place at the bottom. Drawing uses pygame's fonts: call it off
-the event loop.
+(what to do) always gets its place at the bottom. Drawing uses the HAL's fonts
+(``hal.canvas``): call it off the event loop.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import numpy as np
-import pygame
-
+from hal.canvas import Canvas, Font, Graphics, Pixels
 from services.ui.layout import AMBER, Layout, Rect
-from services.ui.paint import BACKGROUND, MUTED_TEXT, PANEL, WHITE, Painter, Pixels, surface_of
+from services.ui.paint import BACKGROUND, MUTED_TEXT, PANEL, WHITE, Painter
 from services.ui.screens import AMBER_BG
 
 TITLE_SIZE = 40
@@ -75,10 +73,11 @@ class NoticeLayout:
 class NoticeScreen:
     """Draws notices at one display size, with the call UI's fonts and colours."""
 
-    def __init__(self, width: int, height: int) -> None:
-        """A notice renderer for a ``width`` x ``height`` display."""
+    def __init__(self, width: int, height: int, graphics: Graphics | None = None) -> None:
+        """A notice renderer for a ``width`` x ``height`` display, drawing with ``graphics``
+        (None: the default back-end of ``hal.canvas``)."""
         self.layout = Layout(width, height)
-        self.paint = Painter(self.layout)
+        self.paint = Painter(self.layout, graphics)
         scale = self.layout.scale
         self.title_size = max(TITLE_SIZE, MIN_TITLE_PX / scale)
         self.reason_size = max(REASON_SIZE, MIN_TEXT_PX / scale)
@@ -107,19 +106,17 @@ class NoticeScreen:
         """A new (height, width, 3) RGB frame showing ``notice``."""
         arranged = self.arrange(notice)
         lay = self.layout
-        canvas = np.zeros((lay.height, lay.width, 3), np.uint8)
-        surface = surface_of(canvas)
-        surface.fill(BACKGROUND)
-        surface.fill(AMBER_BG, arranged.title_bar.as_tuple())
+        canvas = self.paint.canvas()
+        canvas.fill(BACKGROUND)
+        canvas.fill(AMBER_BG, arranged.title_bar.as_tuple())
         stripe = lay.px(4)
         bar = arranged.title_bar
-        surface.fill(AMBER, (bar.x, bar.y + bar.h - stripe, bar.w, stripe))
+        canvas.fill(AMBER, (bar.x, bar.y + bar.h - stripe, bar.w, stripe))
         if arranged.hint_box is not None:
-            radius = lay.px(12)
-            pygame.draw.rect(surface, PANEL, arranged.hint_box.as_tuple(), border_radius=radius)
+            canvas.rect(PANEL, arranged.hint_box.as_tuple(), lay.px(12))
         for row in arranged.rows:
-            self._draw(surface, row, arranged)
-        return canvas
+            self._draw(canvas, row, arranged)
+        return canvas.pixels
 
     # pieces -----------------------------------------------------------------------------------
 
@@ -156,7 +153,7 @@ class NoticeScreen:
         pad = lay.px(12)
         width = lay.width - 2 * margin - 2 * pad
         size = self.hint_size
-        step = self.paint.font(size).get_linesize() + lay.px(3)
+        step = self.paint.font(size).line_height + lay.px(3)
         lines = [part for line in hint for part in self.paint.wrap(line, size, width)]
         fitting = max(1, ((lay.height - bar_h) // 2 - 2 * pad) // step)
         if len(lines) > fitting:
@@ -177,7 +174,7 @@ class NoticeScreen:
         x = margin + lay.px(24)  # room for the bullet
         width = lay.width - x - margin
         size = self.reason_size
-        step, gap = self.paint.font(size).get_linesize(), lay.px(6)
+        step, gap = self.paint.font(size).line_height, lay.px(6)
         placed = self._fit(reasons, width, bottom - top, step, gap)
         rows: list[NoticeRow] = []
         y = top
@@ -213,15 +210,15 @@ class NoticeScreen:
             break
         return placed
 
-    def _draw(self, surface: pygame.Surface, row: NoticeRow, arranged: NoticeLayout) -> None:
+    def _draw(self, canvas: Canvas, row: NoticeRow, arranged: NoticeLayout) -> None:
         color = MUTED_TEXT if row.kind == "more" else WHITE
         if row.kind == "reason" and _first_row_of_its_reason(row, arranged):
             lay = self.layout
             r = lay.px(5)
             centre = (row.rect.x - lay.px(14), row.rect.y + row.rect.h // 2)
-            pygame.draw.circle(surface, AMBER, centre, r)
+            canvas.circle(AMBER, centre, r)
         self.paint.blit_text(
-            surface, row.text, row.size, (row.rect.x, row.rect.y), color=color,
+            canvas, row.text, row.size, (row.rect.x, row.rect.y), color=color,
             bold=row.kind == "title",
         )  # fmt: skip
 
@@ -239,7 +236,7 @@ def _centred(row: NoticeRow, bar: Rect) -> NoticeRow:
     return dataclasses.replace(row, rect=rect)
 
 
-def _ellipsized(font: pygame.font.Font, text: str, width: int) -> str:
+def _ellipsized(font: Font, text: str, width: int) -> str:
     """``text``, or its beginning and "…" when it is wider than ``width``."""
     if font.size(text)[0] <= width:
         return text

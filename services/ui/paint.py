@@ -1,80 +1,91 @@
-"""Drawing primitives on pygame Surfaces: cached text, chips, buttons, initials, video.
+"""Drawing helpers on a HAL ``Canvas``: cached text, chips, buttons, initials, video.
 
-pygame-ce renders offscreen here: Surfaces in memory, ``pygame.font`` for text, nothing
-that needs a display (no ``pygame.display`` call). Video frames become RGB arrays at
-their target size through PyAV's reformatter (swscale), one reformatter kept per use so
-swscale's context is reused. Everything runs in the UI's render thread.
+Screens are drawn offscreen through ``hal.canvas`` (fills, rounded rectangles, discs, text
+images, pixels copied in); the drawing library is the HAL back-end's business, nothing here
+needs a display. Video frames become RGB arrays at their target size through PyAV's
+reformatter (swscale), one reformatter kept per use so swscale's context is reused.
+Everything runs in the UI's render thread.
 """
 
 from __future__ import annotations
 
 import collections
-import os
 from typing import cast
 
-import numpy as np
-import numpy.typing as npt
 from av import VideoFrame
 from av.video.reformatter import Interpolation, VideoReformatter
 
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # before the first pygame import
-
-import pygame
-
+from hal.canvas import Canvas, Font, Graphics, Image, Rgb, load_graphics
+from hal.canvas import Pixels as Pixels  # re-exported: the frames the screens return
 from services.ui.layout import ButtonStyle, Layout, Rect
-
-Rgb = tuple[int, int, int]
-Pixels = npt.NDArray[np.uint8]
 
 WHITE: Rgb = (255, 255, 255)
 MUTED_TEXT: Rgb = (190, 196, 210)
 BACKGROUND: Rgb = (18, 24, 38)
 PANEL: Rgb = (30, 38, 58)
 TEXT_CACHE_SIZE = 256
+ANCHORS: dict[str, tuple[int, int]] = {
+    "topleft": (0, 0), "midtop": (1, 0), "topright": (2, 0),
+    "midleft": (0, 1), "center": (1, 1), "midright": (2, 1),
+    "bottomleft": (0, 2), "midbottom": (1, 2), "bottomright": (2, 2),
+}  # fmt: skip
+"""The points of a box ``Painter.blit_text`` can put at a position: name -> (column, row),
+0 the left/top edge, 1 the middle, 2 the right/bottom edge (pygame's Rect names)."""
+
+
+def anchored(size: tuple[int, int], anchor: str, pos: tuple[int, int]) -> Rect:
+    """The box of ``size`` (w, h) whose point ``anchor`` ("midtop", "center", …) is ``pos``."""
+    try:
+        column, row = ANCHORS[anchor]
+    except KeyError:
+        raise ValueError(f"unknown anchor {anchor!r}") from None
+    w, h = size
+    x = pos[0] - (0, w // 2, w)[column]
+    y = pos[1] - (0, h // 2, h)[row]
+    return Rect(x, y, w, h)
 
 
 class Painter:
     """Fonts, a text cache and the drawing helpers of one layout."""
 
-    def __init__(self, layout: Layout) -> None:
-        """Helpers for ``layout``; initialises ``pygame.font`` (no display needed)."""
-        if not pygame.font.get_init():
-            pygame.font.init()
+    def __init__(self, layout: Layout, graphics: Graphics | None = None) -> None:
+        """Helpers for ``layout``, drawing with ``graphics`` (None: the default back-end)."""
         self.layout = layout
-        self._fonts: dict[tuple[int, bool], pygame.font.Font] = {}
-        self._texts: collections.OrderedDict[tuple[str, int, Rgb, bool], pygame.Surface] = (
+        self.graphics = graphics if graphics is not None else load_graphics()
+        self._fonts: dict[tuple[int, bool], Font] = {}
+        self._texts: collections.OrderedDict[tuple[str, int, Rgb, bool], Image] = (
             collections.OrderedDict()
         )
-        self._shades: dict[tuple[int, int, int], pygame.Surface] = {}
 
-    def font(self, base_size: float, bold: bool = False) -> pygame.font.Font:
+    def canvas(self) -> Canvas:
+        """A new black canvas of the layout's size."""
+        return self.graphics.canvas(self.layout.width, self.layout.height)
+
+    def font(self, base_size: float, bold: bool = False) -> Font:
         """The default font at ``base_size`` (800x480 points), scaled."""
         size = self.layout.font_px(base_size)
         font = self._fonts.get((size, bold))
         if font is None:
-            font = pygame.font.Font(None, size)
-            font.bold = bold
+            font = self.graphics.font(size, bold)
             self._fonts[(size, bold)] = font
         return font
 
-    def text(
-        self, text: str, base_size: float, color: Rgb = WHITE, bold: bool = False
-    ) -> pygame.Surface:
+    def text(self, text: str, base_size: float, color: Rgb = WHITE, bold: bool = False) -> Image:
         """``text`` rendered (antialiased, transparent background), cached."""
         key = (text, self.layout.font_px(base_size), color, bold)
-        surface = self._texts.get(key)
-        if surface is None:
-            surface = self.font(base_size, bold).render(text, True, color)
-            self._texts[key] = surface
+        image = self._texts.get(key)
+        if image is None:
+            image = self.font(base_size, bold).render(text, color)
+            self._texts[key] = image
             if len(self._texts) > TEXT_CACHE_SIZE:
                 self._texts.popitem(last=False)
         else:
             self._texts.move_to_end(key)
-        return surface
+        return image
 
     def fit_text(
         self, text: str, base_size: float, width: int, color: Rgb = WHITE, bold: bool = False
-    ) -> pygame.Surface:
+    ) -> Image:
         """``text`` at ``base_size`` or smaller, shortened with "..." to fit ``width``."""
         size = base_size
         while size > 12 and self.font(size, bold).size(text)[0] > width:
@@ -107,7 +118,7 @@ class Painter:
 
     def blit_text(
         self,
-        target: pygame.Surface,
+        target: Canvas,
         text: str,
         base_size: float,
         pos: tuple[int, int],
@@ -117,29 +128,23 @@ class Painter:
         anchor: str = "topleft",
         width: int | None = None,
     ) -> Rect:
-        """Draw ``text`` with its ``anchor`` (a pygame Rect attribute) at ``pos``."""
+        """Draw ``text`` with its ``anchor`` (see ``anchored``) at ``pos``; its box."""
         if width is not None:
             image = self.fit_text(text, base_size, width, color, bold)
         else:
             image = self.text(text, base_size, color, bold)
-        box = image.get_rect(**{anchor: pos})
-        target.blit(image, box)
-        return Rect(box.x, box.y, box.w, box.h)
+        box = anchored(image.size, anchor, pos)
+        target.blit(image, (box.x, box.y))
+        return box
 
-    def shade(self, target: pygame.Surface, rect: Rect, alpha: int = 150) -> None:
+    def shade(self, target: Canvas, rect: Rect, alpha: int = 150) -> None:
         """Darken ``rect`` of ``target`` (text over video stays readable)."""
-        key = (rect.w, rect.h, alpha)
-        veil = self._shades.get(key)
-        if veil is None:
-            veil = pygame.Surface((rect.w, rect.h), pygame.SRCALPHA)
-            veil.fill((0, 0, 0, alpha))
-            self._shades[key] = veil
-        target.blit(veil, (rect.x, rect.y))
+        target.shade(rect.as_tuple(), alpha)
 
-    def button(self, target: pygame.Surface, rect: Rect, style: ButtonStyle) -> None:
+    def button(self, target: Canvas, rect: Rect, style: ButtonStyle) -> None:
         """A rounded button with its title and, below it, what it does."""
         radius = self.layout.px(14)
-        pygame.draw.rect(target, style.color, rect.as_tuple(), border_radius=radius)
+        target.rect(style.color, rect.as_tuple(), radius)
         cx, cy = rect.center
         if style.subtitle:
             self.blit_text(
@@ -153,25 +158,24 @@ class Painter:
         else:
             self.blit_text(target, style.title, 30, (cx, cy), bold=True, anchor="center")
 
-    def chip(self, target: pygame.Surface, text: str, pos: tuple[int, int], color: Rgb) -> Rect:
+    def chip(self, target: Canvas, text: str, pos: tuple[int, int], color: Rgb) -> Rect:
         """A small rounded label (a state: "Muted", "Handset", "Door opened"); its rect."""
         image = self.text(text, 22, WHITE, True)
         pad = self.layout.px(8)
-        box = Rect(pos[0], pos[1], image.get_width() + 2 * pad, image.get_height() + pad)
-        pygame.draw.rect(target, color, box.as_tuple(), border_radius=box.h // 2)
+        width, height = image.size
+        box = Rect(pos[0], pos[1], width + 2 * pad, height + pad)
+        target.rect(color, box.as_tuple(), box.h // 2)
         target.blit(image, (box.x + pad, box.y + pad // 2))
         return box
 
-    def initials(
-        self, target: pygame.Surface, letters: str, center: tuple[int, int], r: int
-    ) -> None:
+    def initials(self, target: Canvas, letters: str, center: tuple[int, int], r: int) -> None:
         """A disc with someone's initials (the caller's picture when there is no video)."""
-        pygame.draw.circle(target, (70, 90, 140), center, r)
+        target.circle((70, 90, 140), center, r)
         size = r * 0.9 / self.layout.scale
         self.blit_text(target, letters, size, center, bold=True, anchor="center")
 
 
-def _fitting_prefix(font: pygame.font.Font, text: str, width: int) -> int:
+def _fitting_prefix(font: Font, text: str, width: int) -> int:
     """How many leading characters of ``text`` fit ``width`` (at least 1)."""
     low, high = 1, len(text)
     while low < high:
@@ -196,18 +200,3 @@ class FrameConverter:
             frame, width=width, height=height, format="rgb24", interpolation=Interpolation.BILINEAR
         )
         return cast(Pixels, out.to_ndarray())
-
-
-def put_pixels(canvas: Pixels, pixels: Pixels, rect: Rect) -> None:
-    """Copy ``pixels`` into ``canvas`` at ``rect`` (clipped to the canvas)."""
-    height, width = canvas.shape[:2]
-    x0, y0 = max(rect.x, 0), max(rect.y, 0)
-    x1, y1 = min(rect.x + pixels.shape[1], width), min(rect.y + pixels.shape[0], height)
-    if x1 > x0 and y1 > y0:
-        canvas[y0:y1, x0:x1] = pixels[y0 - rect.y : y1 - rect.y, x0 - rect.x : x1 - rect.x]
-
-
-def surface_of(canvas: Pixels) -> pygame.Surface:
-    """A Surface drawing straight into ``canvas`` (an (h, w, 3) contiguous RGB array)."""
-    height, width = canvas.shape[:2]
-    return pygame.image.frombuffer(canvas.data, (width, height), "RGB")

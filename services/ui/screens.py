@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-import pygame
 from av import VideoFrame
 
+from hal.canvas import Canvas, Graphics, Pixels
 from services.ui.layout import GREEN, RED, Layout, Rect, button_style, fit
 from services.ui.model import UiState, initials
 from services.ui.paint import (
@@ -23,9 +22,6 @@ from services.ui.paint import (
     PANEL,
     FrameConverter,
     Painter,
-    Pixels,
-    put_pixels,
-    surface_of,
 )
 
 AMBER_BG = (92, 60, 8)
@@ -66,15 +62,16 @@ class _Video:
 class ScreenRenderer:
     """Draws every screen of the call UI at one size."""
 
-    def __init__(self, width: int, height: int) -> None:
-        """A renderer for a ``width`` x ``height`` display."""
+    def __init__(self, width: int, height: int, graphics: Graphics | None = None) -> None:
+        """A renderer for a ``width`` x ``height`` display, drawing with ``graphics`` (None:
+        the default back-end of ``hal.canvas``)."""
         self.layout = Layout(width, height)
-        self.paint = Painter(self.layout)
+        self.paint = Painter(self.layout, graphics)
         self._remote = _Video()
         self._local = _Video()
         self._picture = _Video()
         self._call_id = ""
-        self._screens: dict[str, Callable[[pygame.Surface, Pixels, UiState], None]] = {
+        self._screens: dict[str, Callable[[Canvas, UiState], None]] = {
             "idle": self._idle,
             "incoming": self._incoming,
             "outgoing": self._outgoing,
@@ -107,48 +104,47 @@ class ScreenRenderer:
                 self._picture.take(remote)  # the visitor snapshot: the first preview frame
         if local is not None:
             self._local.take(local)
-        canvas = np.zeros((self.layout.height, self.layout.width, 3), np.uint8)
-        surface = surface_of(canvas)
-        self._screens[state.screen](surface, canvas, state)
+        canvas = self.paint.canvas()
+        self._screens[state.screen](canvas, state)
         for name, rect in self.layout.buttons(state).items():
             if name != "clear_missed":
-                self.paint.button(surface, rect, button_style(name, state))
-        return canvas
+                self.paint.button(canvas, rect, button_style(name, state))
+        return canvas.pixels
 
     # pieces -----------------------------------------------------------------------------------
 
-    def _video(self, canvas: Pixels, box: Rect) -> Rect | None:
+    def _video(self, canvas: Canvas, box: Rect) -> Rect | None:
         converted = self._remote.for_box(box)
         if converted is None:
             return None
         pixels, rect = converted
-        put_pixels(canvas, pixels, rect)
+        canvas.put_pixels(pixels, (rect.x, rect.y))
         return rect
 
-    def _no_video(self, surface: pygame.Surface, state: UiState, box: Rect, words: str) -> None:
+    def _no_video(self, canvas: Canvas, state: UiState, box: Rect, words: str) -> None:
         lay = self.layout
-        surface.fill(PANEL, box.as_tuple())
+        canvas.fill(PANEL, box.as_tuple())
         cx, cy = box.center
         radius = min(box.w, box.h) // 4
-        self.paint.initials(surface, initials(state.peer_name), (cx, cy - lay.px(16)), radius)
+        self.paint.initials(canvas, initials(state.peer_name), (cx, cy - lay.px(16)), radius)
         self.paint.blit_text(
-            surface, words, 24, (cx, cy + radius), color=MUTED_TEXT, anchor="midtop"
+            canvas, words, 24, (cx, cy + radius), color=MUTED_TEXT, anchor="midtop"
         )
 
-    def _status_bar(self, surface: pygame.Surface, state: UiState, right: str) -> None:
+    def _status_bar(self, canvas: Canvas, state: UiState, right: str) -> None:
         lay = self.layout
         bar = lay.top_bar
-        self.paint.shade(surface, bar, 150)
+        self.paint.shade(canvas, bar, 150)
         mid = bar.y + bar.h // 2
         self.paint.blit_text(
-            surface, state.peer_name or "Call", 32, (lay.margin, mid), bold=True,
+            canvas, state.peer_name or "Call", 32, (lay.margin, mid), bold=True,
             anchor="midleft", width=bar.w // 2,
         )  # fmt: skip
         self.paint.blit_text(
-            surface, right, 30, (bar.w - lay.margin, mid), bold=True, anchor="midright"
+            canvas, right, 30, (bar.w - lay.margin, mid), bold=True, anchor="midright"
         )
 
-    def _chips(self, surface: pygame.Surface, state: UiState) -> None:
+    def _chips(self, canvas: Canvas, state: UiState) -> None:
         lay = self.layout
         x, y = lay.margin, lay.top_bar.h + lay.px(8)
         chips = [
@@ -158,10 +154,10 @@ class ScreenRenderer:
         if state.door_text:
             chips.append((state.door_text, DOOR_OK if "opened" in state.door_text else DOOR_FAIL))
         for text, color in chips:
-            box = self.paint.chip(surface, text, (x, y), color)
+            box = self.paint.chip(canvas, text, (x, y), color)
             x += box.w + lay.px(8)
 
-    def _pip(self, surface: pygame.Surface, canvas: Pixels, state: UiState) -> None:
+    def _pip(self, canvas: Canvas, state: UiState) -> None:
         if not state.pip:
             return
         pip = self.layout.pip
@@ -171,154 +167,155 @@ class ScreenRenderer:
         pixels, rect = converted
         border = self.layout.px(2)
         outline = (rect.x - border, rect.y - border, rect.w + 2 * border, rect.h + 2 * border)
-        pygame.draw.rect(surface, (240, 240, 240), outline)
-        put_pixels(canvas, pixels, rect)
+        canvas.rect((240, 240, 240), outline)
+        canvas.put_pixels(pixels, (rect.x, rect.y))
 
     # screens ----------------------------------------------------------------------------------
 
-    def _idle(self, surface: pygame.Surface, canvas: Pixels, state: UiState) -> None:
+    def _idle(self, canvas: Canvas, state: UiState) -> None:
         lay = self.layout
         paint = self.paint
-        surface.fill(BACKGROUND)
+        canvas.fill(BACKGROUND)
         paint.blit_text(
-            surface, state.name, 34, (lay.margin, lay.margin), bold=True,
+            canvas, state.name, 34, (lay.margin, lay.margin), bold=True,
             width=lay.width - lay.badge.w - 3 * lay.margin,
         )  # fmt: skip
         cx = lay.width // 2
         clock = paint.blit_text(
-            surface, state.clock, 120, (cx, lay.height * 2 // 5), bold=True, anchor="center"
+            canvas, state.clock, 120, (cx, lay.height * 2 // 5), bold=True, anchor="center"
         )
         paint.blit_text(
-            surface, state.date, 30, (cx, clock.y + clock.h + lay.px(8)), color=MUTED_TEXT,
+            canvas, state.date, 30, (cx, clock.y + clock.h + lay.px(8)), color=MUTED_TEXT,
             anchor="midtop",
         )  # fmt: skip
         y = lay.height - lay.margin - lay.px(34)
         dot = lay.px(9)
         color = GREEN if state.online else RED
-        pygame.draw.circle(surface, color, (lay.margin + dot, y + lay.px(15)), dot)
+        canvas.circle(color, (lay.margin + dot, y + lay.px(15)), dot)
         x = lay.margin + 3 * dot
         words = "Connected" if state.online else "Offline: no calls possible"
-        box = paint.blit_text(surface, words, 26, (x, y + lay.px(15)), anchor="midleft")
+        box = paint.blit_text(canvas, words, 26, (x, y + lay.px(15)), anchor="midleft")
         if state.dnd:
-            paint.chip(surface, "Do not disturb", (box.x + box.w + lay.px(24), y), RED)
+            paint.chip(canvas, "Do not disturb", (box.x + box.w + lay.px(24), y), RED)
         if state.missed > 0:
             badge = lay.badge
-            pygame.draw.circle(surface, RED, badge.center, badge.w // 2)
+            canvas.circle(RED, badge.center, badge.w // 2)
             count = str(state.missed) if state.missed < 100 else "99+"
-            paint.blit_text(surface, count, 40, badge.center, bold=True, anchor="center")
+            paint.blit_text(canvas, count, 40, badge.center, bold=True, anchor="center")
             label = "missed call" if state.missed == 1 else "missed calls"
             paint.blit_text(
-                surface, label, 20, (badge.center[0], badge.y + badge.h + lay.px(4)),
+                canvas, label, 20, (badge.center[0], badge.y + badge.h + lay.px(4)),
                 color=MUTED_TEXT, anchor="midtop",
             )  # fmt: skip
 
-    def _incoming(self, surface: pygame.Surface, canvas: Pixels, state: UiState) -> None:
+    def _incoming(self, canvas: Canvas, state: UiState) -> None:
         lay = self.layout
         paint = self.paint
-        surface.fill(BACKGROUND)
+        canvas.fill(BACKGROUND)
         preview = lay.preview
-        surface.fill((0, 0, 0), preview.as_tuple())
+        canvas.fill((0, 0, 0), preview.as_tuple())
         if self._video(canvas, preview) is None:
             words = "waiting for the picture" if state.video else "audio call"
-            self._no_video(surface, state, preview, words)
+            self._no_video(canvas, state, preview, words)
         side = lay.side
-        surface.fill(PANEL, side.as_tuple())
+        canvas.fill(PANEL, side.as_tuple())
         cx = side.x + side.w // 2
         size = min(side.w - 2 * lay.margin, lay.px(150))
         picture = Rect(cx - size // 2, lay.margin * 2, size, size * 3 // 4)
         snapshot = self._picture.for_box(picture)
         if snapshot is not None:
-            put_pixels(canvas, snapshot[0], snapshot[1])
+            pixels, rect = snapshot
+            canvas.put_pixels(pixels, (rect.x, rect.y))
         else:
             r = picture.h // 2
-            paint.initials(surface, initials(state.peer_name), picture.center, r)
+            paint.initials(canvas, initials(state.peer_name), picture.center, r)
         y = picture.y + picture.h + lay.px(14)
         name = paint.blit_text(
-            surface, state.peer_name, 36, (cx, y), bold=True, anchor="midtop",
+            canvas, state.peer_name, 36, (cx, y), bold=True, anchor="midtop",
             width=side.w - 2 * lay.margin,
         )  # fmt: skip
         paint.blit_text(
-            surface, "is calling", 26, (cx, name.y + name.h + lay.px(6)), color=MUTED_TEXT,
+            canvas, "is calling", 26, (cx, name.y + name.h + lay.px(6)), color=MUTED_TEXT,
             anchor="midtop",
         )  # fmt: skip
         hint = "Answer: talk and see" if state.video else "Answer: talk"
         y = side.y + side.h - lay.px(60)
-        paint.blit_text(surface, hint, 20, (cx, y), color=MUTED_TEXT, anchor="midtop")
+        paint.blit_text(canvas, hint, 20, (cx, y), color=MUTED_TEXT, anchor="midtop")
         paint.blit_text(
-            surface, "Decline: stop ringing", 20, (cx, y + lay.px(24)), color=MUTED_TEXT,
+            canvas, "Decline: stop ringing", 20, (cx, y + lay.px(24)), color=MUTED_TEXT,
             anchor="midtop",
         )  # fmt: skip
 
-    def _outgoing(self, surface: pygame.Surface, canvas: Pixels, state: UiState) -> None:
+    def _outgoing(self, canvas: Canvas, state: UiState) -> None:
         lay = self.layout
         paint = self.paint
-        surface.fill(BACKGROUND)
+        canvas.fill(BACKGROUND)
         cx = lay.width // 2
         area_h = lay.button_bar.y
         radius = lay.px(64)
-        paint.initials(surface, initials(state.peer_name), (cx, area_h // 3), radius)
+        paint.initials(canvas, initials(state.peer_name), (cx, area_h // 3), radius)
         name = paint.blit_text(
-            surface, f"Calling {state.peer_name}", 40, (cx, area_h // 3 + radius + lay.px(16)),
+            canvas, f"Calling {state.peer_name}", 40, (cx, area_h // 3 + radius + lay.px(16)),
             bold=True, anchor="midtop", width=lay.width - 2 * lay.margin,
         )  # fmt: skip
         paint.blit_text(
-            surface, state.status_text, 30, (cx, name.y + name.h + lay.px(10)),
+            canvas, state.status_text, 30, (cx, name.y + name.h + lay.px(10)),
             color=MUTED_TEXT, anchor="midtop",
         )  # fmt: skip
         if state.detail:
             paint.blit_text(
-                surface, state.detail, 22, (cx, name.y + name.h + lay.px(48)),
+                canvas, state.detail, 22, (cx, name.y + name.h + lay.px(48)),
                 color=MUTED_TEXT, anchor="midtop",
             )  # fmt: skip
 
-    def _in_call(self, surface: pygame.Surface, canvas: Pixels, state: UiState) -> None:
+    def _in_call(self, canvas: Canvas, state: UiState) -> None:
         if self._video(canvas, self.layout.full) is None:
             words = "no video from the other side" if state.video else "audio call"
-            self._no_video(surface, state, self.layout.full, words)
-        self._pip(surface, canvas, state)
-        self._status_bar(surface, state, state.timer)
-        self._chips(surface, state)
-        self.paint.shade(surface, self.layout.button_bar, 110)
+            self._no_video(canvas, state, self.layout.full, words)
+        self._pip(canvas, state)
+        self._status_bar(canvas, state, state.timer)
+        self._chips(canvas, state)
+        self.paint.shade(canvas, self.layout.button_bar, 110)
 
-    def _reconnecting(self, surface: pygame.Surface, canvas: Pixels, state: UiState) -> None:
+    def _reconnecting(self, canvas: Canvas, state: UiState) -> None:
         lay = self.layout
         if self._video(canvas, lay.full) is None:
-            surface.fill(PANEL)
-        self.paint.shade(surface, lay.full, 170)
-        self._status_bar(surface, state, state.timer)
+            canvas.fill(PANEL)
+        self.paint.shade(canvas, lay.full, 170)
+        self._status_bar(canvas, state, state.timer)
         cx, cy = lay.width // 2, lay.button_bar.y // 2
-        self.paint.blit_text(surface, "Reconnecting…", 48, (cx, cy), bold=True, anchor="center")
+        self.paint.blit_text(canvas, "Reconnecting…", 48, (cx, cy), bold=True, anchor="center")
         self.paint.blit_text(
-            surface, "the connection dropped; trying again", 24, (cx, cy + lay.px(40)),
+            canvas, "the connection dropped; trying again", 24, (cx, cy + lay.px(40)),
             color=MUTED_TEXT, anchor="midtop",
         )  # fmt: skip
 
-    def _ended(self, surface: pygame.Surface, canvas: Pixels, state: UiState) -> None:
+    def _ended(self, canvas: Canvas, state: UiState) -> None:
         lay = self.layout
-        surface.fill(BACKGROUND)
+        canvas.fill(BACKGROUND)
         cx, cy = lay.width // 2, lay.height // 2
-        self.paint.initials(surface, initials(state.peer_name), (cx, cy - lay.px(110)), lay.px(48))
+        self.paint.initials(canvas, initials(state.peer_name), (cx, cy - lay.px(110)), lay.px(48))
         title = self.paint.blit_text(
-            surface, state.status_text, 48, (cx, cy - lay.px(40)), bold=True, anchor="midtop",
+            canvas, state.status_text, 48, (cx, cy - lay.px(40)), bold=True, anchor="midtop",
             width=lay.width - 2 * lay.margin,
         )  # fmt: skip
         self.paint.blit_text(
-            surface, state.detail, 26, (cx, title.y + title.h + lay.px(14)), color=MUTED_TEXT,
+            canvas, state.detail, 26, (cx, title.y + title.h + lay.px(14)), color=MUTED_TEXT,
             anchor="midtop", width=lay.width - 2 * lay.margin,
         )  # fmt: skip
         if state.timer:
             self.paint.blit_text(
-                surface, f"Duration {state.timer}", 24, (cx, title.y + title.h + lay.px(54)),
+                canvas, f"Duration {state.timer}", 24, (cx, title.y + title.h + lay.px(54)),
                 color=MUTED_TEXT, anchor="midtop",
             )  # fmt: skip
 
-    def _key_changed(self, surface: pygame.Surface, canvas: Pixels, state: UiState) -> None:
+    def _key_changed(self, canvas: Canvas, state: UiState) -> None:
         lay = self.layout
-        surface.fill(AMBER_BG)
+        canvas.fill(AMBER_BG)
         cx = lay.width // 2
         y = lay.px(40)
         title = self.paint.blit_text(
-            surface, "Security key changed", 48, (cx, y), bold=True, anchor="midtop"
+            canvas, "Security key changed", 48, (cx, y), bold=True, anchor="midtop"
         )
         lines = [
             f"{state.peer_name} now uses a new key.",
@@ -329,9 +326,9 @@ class ScreenRenderer:
         y = title.y + title.h + lay.px(24)
         for line in lines:
             box = self.paint.blit_text(
-                surface, line, 26, (cx, y), anchor="midtop", width=lay.width - 2 * lay.margin
+                canvas, line, 26, (cx, y), anchor="midtop", width=lay.width - 2 * lay.margin
             )
             y += box.h + lay.px(8)
 
-    def _blank(self, surface: pygame.Surface, canvas: Pixels, state: UiState) -> None:
+    def _blank(self, canvas: Canvas, state: UiState) -> None:
         """Nothing: the canvas stays black."""

@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import numpy.typing as npt
 from support import wait_for
@@ -126,14 +127,15 @@ def text_box(ui: DefaultCallUi, state: UiState, within: Rect | None = None, **wi
 
 
 def save(frame: Pixels, name: str) -> Path:
-    """Write ``frame`` as test-output/ui/<name>.png."""
-    import pygame
-
+    """Write ``frame`` as test-output/ui/<name>.png (PyAV's PNG encoder)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     height, width = frame.shape[:2]
-    surface = pygame.image.frombuffer(np.ascontiguousarray(frame).data, (width, height), "RGB")
-    pygame.image.save(surface, str(path))
+    codec = av.CodecContext.create("png", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "rgb24"
+    image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    packets = [*codec.encode(image), *codec.encode(None)]
+    path.write_bytes(b"".join(bytes(packet) for packet in packets))
     return path
 
 
