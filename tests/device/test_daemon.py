@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from daemon_helpers import DaemonSite, callbox, start_daemon_site
 
-from device.config import load_config
-from device.config_store import ConfigStore
-from device.control import ControlError, request
-from device.devicesite import IntercomSite, Unit, start_intercom_site
+from device.config import ConfigStore, load_config
+from device.daemon import ControlError, request
+from device.simulator import IntercomSite, Unit, start_intercom_site
 from hal.io_devices import SIM_PINS
 from services.callapi import Call, CallStatus
 from services.intercom.calllog import CallLog, CallRecord
@@ -162,7 +161,7 @@ async def test_sigterm_stops_cleanly_and_removes_the_control_socket(site: Daemon
     assert gone.code == 3 and "not running" in gone.stderr
 
 
-# a config change during a call (in-process: the apps of device.devicesite) -------------------
+# a config change during a call (in-process: the apps of device.simulator) -----------------------
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import av
+from harness.simsite import SimSite
 from support import TIMEOUT, Answering, place_call, props_for, wait_for
 
-from device.simsite import SimSite
 from hal.errors import DeviceUnavailableError
 from services.callapi import CallErrorCode, CallStatus
 

@@ -9,9 +9,9 @@ from fractions import Fraction
 import av
 import numpy as np
 import numpy.typing as npt
+from harness.simsite import EndpointSpec
 from support import Answering, MakeSite, need, place_call, props_for
 
-from device.simsite import EndpointSpec
 from hal.audio import Microphone, RecordingSpeaker
 from hal.media_types import AudioFormat
 from services.callapi import CallStatus

@@ -9,9 +9,9 @@ import asyncio
 import json
 import re
 
+from harness.simsite import SimSite
 from support import Answering, Progress, place_call, props_for
 
-from device.simsite import SimSite
 from services.callapi import CallErrorCode, CallStatus
 from services.media.session import MediaSession
 from services.signaling.errors import RejectReason
