@@ -2,15 +2,19 @@
 
 The file is parsed and validated as a whole into a `CallboxConfig` (`load_config`,
 `parse_config`; a refusal is a `ConfigError` naming the file, key and reason), changed in
-place by `ConfigStore`. The identity lives under the state directory
+place by `ConfigStore`, and each section declares how a change to it is applied by a
+running daemon (`Apply`, `apply_of`, `config_keys`). The identity lives under the state directory
 (`load_or_create_identity`).
 """
 
+from device.config._apply import Apply
 from device.config._errors import ConfigError
 from device.config._file import (
     DEFAULT_CONFIG_PATH,
     FIRST_BOOT_PATH,
     CallboxConfig,
+    apply_of,
+    config_keys,
     load_config,
     parse_config,
 )
@@ -31,6 +35,7 @@ __all__ = [
     "FIRST_BOOT_PATH",
     "MIN_DISPLAY_SIZE",
     "AdminConfig",
+    "Apply",
     "CallboxConfig",
     "ConfigError",
     "ConfigStore",
@@ -38,6 +43,8 @@ __all__ = [
     "KeystoreError",
     "Name",
     "UserName",
+    "apply_of",
+    "config_keys",
     "identity_path",
     "keys_dir",
     "load_config",

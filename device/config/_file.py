@@ -9,13 +9,16 @@ keys in `device.config._rules`, the wording of errors in `device.config._errors`
 
 from __future__ import annotations
 
+import functools
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, PrivateAttr, StrictBool, ValidationError
 
+from device.config._apply import Apply, declared_keys, way_under
 from device.config._errors import ConfigError, validation_problems
 from device.config._models import (
     AbsolutePath,
@@ -65,6 +68,8 @@ __all__ = [
     "FIRST_BOOT_PATH",
     "CallboxConfig",
     "ConfigError",
+    "apply_of",
+    "config_keys",
     "load_config",
     "parse_config",
 ]
@@ -77,14 +82,15 @@ class CallboxConfig(Section):
     """The whole file. Build it with `parse_config` or `load_config` (they add the cross-field
     checks of `device.config._rules`)."""
 
-    role: Literal["door", "indoor"]
-    address: Name
-    name: Text = ""
-    site: Name
-    board: Literal["sim", "pi"] = "pi"
-    state_dir: AbsolutePath = "/var/lib/callbox"
-    targets: tuple[Name, ...] = ()
-    first_use_pinning: StrictBool = False
+    # how a change applies: each table declares it (`Section.APPLY`), these keys here
+    role: Annotated[Literal["door", "indoor"], Apply.ENDPOINT]
+    address: Annotated[Name, Apply.ENDPOINT]
+    name: Annotated[Text, Apply.ENDPOINT] = ""
+    site: Annotated[Name, Apply.ENDPOINT]
+    board: Annotated[Literal["sim", "pi"], Apply.ENDPOINT] = "pi"
+    state_dir: Annotated[AbsolutePath, Apply.ENDPOINT] = "/var/lib/callbox"
+    targets: Annotated[tuple[Name, ...], Apply.LIVE] = ()
+    first_use_pinning: Annotated[StrictBool, Apply.ENDPOINT] = False
     broker: BrokerConfig = BrokerConfig()
     # `contacts` is the TOML key; the attribute name leaves `contacts()` to the method
     contact_entries: tuple[ContactConfig, ...] = Field(default=(), alias="contacts")
@@ -249,6 +255,18 @@ class CallboxConfig(Section):
         if not password:
             raise ConfigError(self._source, "broker.password_file", f"{file} is empty")
         return password
+
+
+@functools.cache
+def config_keys() -> Mapping[str, Apply | None]:
+    """Every key of ``callbox.toml``, nested ones included, and how a change to it applies
+    (`device.config._apply.declared_keys`; None: declared nowhere)."""
+    return MappingProxyType(declared_keys(CallboxConfig))
+
+
+def apply_of(key: str) -> Apply:
+    """How a running daemon applies a change to the top-level ``key`` (`way_under`)."""
+    return way_under(config_keys(), key)
 
 
 def load_config(path: Path) -> CallboxConfig:

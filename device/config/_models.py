@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime, time
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from pydantic import (
     Tag,
 )
 
+from device.config._apply import Apply
 from services.signaling.identity import KEY_SIZE, b64u_decode
 
 BOARD_TO_BCM: Final = {
@@ -250,14 +251,19 @@ Secret = Annotated[StrictStr, AfterValidator(_secret)]
 
 
 class Section(BaseModel):
-    """Base of every table: frozen, unknown keys refused."""
+    """Base of every table: frozen, unknown keys refused, and how a change to it applies."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    APPLY: ClassVar[Apply | None] = None
+    """How a running daemon applies a change to any key of this table (`device.config.Apply`);
+    None: as the table or key that holds this one declares."""
 
 
 class BrokerConfig(Section):
     """``[broker]``: the MQTT broker this endpoint signals through."""
 
+    APPLY = Apply.ENDPOINT
     host: Word = "127.0.0.1"
     port: StrictInt = Field(default=1883, ge=1, le=65535)
     username: StrictStr = ""
@@ -271,6 +277,7 @@ class BrokerConfig(Section):
 class ContactConfig(Section):
     """``[[contacts]]``: a peer with its pinned public keys and rights."""
 
+    APPLY = Apply.LIVE
     address: Name
     name: Text = ""
     role: Literal["", "door", "indoor", "web"] = ""
@@ -292,6 +299,7 @@ class ButtonConfig(Section):
 class InputsConfig(Section):
     """``[inputs]``: one optional table per button role."""
 
+    APPLY = Apply.DEVICES
     doorbell: ButtonConfig | None = None
     answer: ButtonConfig | None = None
     decline: ButtonConfig | None = None
@@ -310,6 +318,7 @@ class InputsConfig(Section):
 class RelayConfig(Section):
     """``[relay]``: the door strike relay."""
 
+    APPLY = Apply.DEVICES
     pin: Pin
     active_high: StrictBool = True
     pulse_ms: StrictInt = Field(default=3000, ge=100, le=60_000)
@@ -319,6 +328,7 @@ class RelayConfig(Section):
 class LedConfig(Section):
     """``[leds.<name>]``: an LED (``status`` shows the call state)."""
 
+    APPLY = Apply.DEVICES
     pin: Pin
     active_high: StrictBool = True
 
@@ -326,6 +336,7 @@ class LedConfig(Section):
 class GpioProximityConfig(Section):
     """``[proximity]`` with ``kind = "gpio"``: a digital proximity sensor on a GPIO."""
 
+    APPLY = Apply.DEVICES
     kind: Literal["gpio"] = "gpio"
     pin: Pin
     near_when_low: StrictBool = True
@@ -336,6 +347,7 @@ class GpioProximityConfig(Section):
 class I2cProximityConfig(Section):
     """``[proximity]`` with ``kind = "i2c"``: a VCNL4010/VCNL4040 on an I2C bus."""
 
+    APPLY = Apply.DEVICES
     kind: Literal["i2c"] = "i2c"
     bus: StrictInt = Field(default=1, ge=0, le=31)
     i2c_address: StrictInt | None = Field(default=None, ge=0x03, le=0x77)
@@ -364,6 +376,7 @@ PROXIMITY_KINDS: Final = ("gpio", "i2c")
 class BacklightConfig(Section):
     """``[backlight]``: the display backlight in sysfs, switched off while the handset is near."""
 
+    APPLY = Apply.DEVICES
     sysfs_root: AbsolutePath = "/sys/class/backlight"
     device: DeviceName = ""
     brightness: StrictInt = Field(default=-1, ge=-1, le=1_000_000)
@@ -376,6 +389,7 @@ class DisplayConfig(Section):
     On a Pi the call UI is drawn only when this table is present and ``enabled``.
     """
 
+    APPLY = Apply.ENDPOINT
     enabled: StrictBool = True
     width: StrictInt = Field(default=0, ge=0, le=7680)
     height: StrictInt = Field(default=0, ge=0, le=4320)
@@ -384,12 +398,14 @@ class DisplayConfig(Section):
 class GpioConfig(Section):
     """``[gpio]``: which gpiozero pin factory drives the pins."""
 
+    APPLY = Apply.DEVICES
     pin_factory: Literal["default", "lgpio", "rpigpio", "mock"] = "default"
 
 
 class AudioConfig(Section):
     """``[audio]``: ALSA PCM names ("" = not fitted); the sim board ignores them."""
 
+    APPLY = Apply.ENDPOINT
     speaker: OptionalWord = "default"
     handset: OptionalWord = ""
     headset: OptionalWord = ""
@@ -407,6 +423,7 @@ class CameraConfig(Section):
     without re-encoding when the call uses H.264) or ``yuyv422``.
     """
 
+    APPLY = Apply.ENDPOINT
     device: OptionalWord = ""
     input_format: Literal["mjpeg", "h264", "yuyv422"] = "mjpeg"
 
@@ -414,6 +431,7 @@ class CameraConfig(Section):
 class CallConfig(Section):
     """``[call]``: defaults of every call this endpoint places or answers."""
 
+    APPLY = Apply.LIVE
     video: StrictBool = True
     codec: Literal["VP8", "H264"] = "VP8"
     width: Size = 640
@@ -436,6 +454,7 @@ class DndConfig(Section):
     ``days = ["fri"]`` covers Friday 22:00 to Saturday 07:00.
     """
 
+    APPLY = Apply.LIVE
     enabled: StrictBool = False
     schedule: Annotated[tuple[TimeRange, ...], AfterValidator(_no_duplicates)] = ()
     days: Annotated[tuple[Day, ...], AfterValidator(_not_empty), AfterValidator(_no_duplicates)] = (
@@ -482,6 +501,7 @@ class NetworkConfig(Section):
     only, enough on one LAN.
     """
 
+    APPLY = Apply.ENDPOINT
     interfaces: Annotated[tuple[InterfaceName, ...], AfterValidator(_no_duplicates)] = ()
     addresses: Annotated[tuple[IpAddress, ...], AfterValidator(_no_duplicates)] = ()
     ice_servers: tuple[IceServerConfig, ...] = ()
@@ -490,6 +510,7 @@ class NetworkConfig(Section):
 class SnapshotsConfig(Section):
     """``[snapshots]``: visitor pictures kept under the state directory (0 = no limit)."""
 
+    APPLY = Apply.LIVE
     keep_count: StrictInt = Field(default=50, ge=0, le=100_000)
     max_age_days: StrictInt = Field(default=30, ge=0, le=3650)
 
@@ -497,4 +518,5 @@ class SnapshotsConfig(Section):
 class LoggingConfig(Section):
     """``[logging]``: the log level of the daemon."""
 
+    APPLY = Apply.LIVE
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from pydantic import AfterValidator, Field, StrictBool, StrictStr
 
+from device.config._apply import Apply
 from device.config._models import OptionalPath, Section
 
 __all__ = [
@@ -199,6 +200,7 @@ class WifiConfig(Section):
 class SystemConfig(Section):
     """``[system]``: applied to the operating system by first boot (``callbox first-boot``)."""
 
+    APPLY = Apply.FIRST_BOOT
     hostname: Hostname = ""
     timezone: Timezone = ""
     wifi_country: Country = ""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.config import CallboxConfig, ConfigError, load_or_create_identity
+from device.config import Apply, CallboxConfig, ConfigError, apply_of, load_or_create_identity
 from hal.board import Board, build_sim_board, build_sim_io
 from hal.board import build_board as build_named_board
 from hal.errors import HalError
@@ -42,19 +42,11 @@ from services.ui import DefaultCallUi
 
 _log = logging.getLogger(__name__)
 
-ENDPOINT_KEYS = (
-    *("role", "address", "name", "site", "board", "state_dir", "broker", "first_use_pinning"),
-    *("audio", "camera", "network", "display"),
-)
-"""Top-level keys whose change rebuilds the whole endpoint (its identity, broker login,
-media devices), once no call is in progress."""
-HARDWARE_KEYS = ("inputs", "relay", "leds", "proximity", "backlight", "gpio")
-"""Top-level keys whose change rebuilds only the GPIO devices and the call service (the
-broker connection stays), once no call is in progress."""
-SECTIONS_NEEDING_RESTART = ENDPOINT_KEYS + HARDWARE_KEYS
 SIM_DISPLAY_SIZE = (800, 480)
 """The sim board's screen when ``[display]`` gives no size."""
-"""Every other key (targets, contacts, call, dnd, snapshots, logging) applies at once."""
+_REBUILDS = (Apply.DEVICES, Apply.ENDPOINT)
+"""The ways of applying a change that rebuild parts (`device.config.apply_of`); every other
+way (live, first boot) applies at once or not at all here."""
 
 
 def intercom_settings(config: CallboxConfig) -> IntercomSettings:
@@ -348,7 +340,7 @@ class DeviceApp:
         previous, self.config = self.config, new
         if endpoint is None or not changed:
             return changed
-        rebuild = [k for k in changed if k in SECTIONS_NEEDING_RESTART]
+        rebuild = [k for k in changed if apply_of(k) in _REBUILDS]
         if rebuild:
             self.pending_restart = sorted({*self.pending_restart, *rebuild})
             if endpoint.calls.is_call_in_progress():
@@ -386,7 +378,7 @@ class DeviceApp:
         keys = list(self.pending_restart)
         endpoint = self.endpoint
         try:
-            if endpoint is not None and not set(keys) & set(ENDPOINT_KEYS):
+            if endpoint is not None and all(apply_of(k) is Apply.DEVICES for k in keys):
                 await self._restart_hardware(endpoint, previous)
             else:
                 await self._rebuild(previous)

@@ -258,6 +258,47 @@ async def test_a_hardware_change_waits_for_the_call_to_end(intercom: IntercomSit
     assert door_call.is_ended() and flat_call.is_ended()
 
 
+async def test_an_endpoint_change_waits_for_the_call_then_rebuilds_the_endpoint(
+    intercom: IntercomSite,
+) -> None:
+    flat_call, door_call = await connected_call(intercom)
+    flat_app = intercom["flat"]
+    store = ConfigStore(intercom.config_paths["flat"])
+
+    store.set("name", json.dumps("Flat 1, second floor"))
+    changed = await flat_app.apply(load_config(store.path))
+
+    assert changed == ["name"]
+    assert flat_app.pending_restart == ["name"]
+    old_endpoint = flat_app.endpoint
+    assert old_endpoint is not None and old_endpoint.calls.active_call is flat_call
+    await assert_media_flows(flat_call, door_call)
+
+    await press(intercom, "flat", "decline")
+    await asyncio.wait_for(flat_call.ended.wait(), 10.0)
+    await wait_until(lambda: flat_app.pending_restart == [], "the flat's endpoint rebuilt")
+    endpoint = flat_app.endpoint
+    assert endpoint is not None and endpoint is not old_endpoint
+    assert endpoint.signaling is not old_endpoint.signaling, "a new broker login"
+    assert endpoint.calls.name == "Flat 1, second floor"
+
+
+async def test_a_first_boot_change_leaves_the_running_endpoint_alone(
+    intercom: IntercomSite,
+) -> None:
+    flat_app = intercom["flat"]
+    old_endpoint = flat_app.endpoint
+    store = ConfigStore(intercom.config_paths["flat"])
+
+    store.set("system.timezone", json.dumps("Europe/Berlin"))
+    changed = await flat_app.apply(load_config(store.path))
+
+    assert changed == ["system"]
+    assert flat_app.pending_restart == []
+    assert flat_app.endpoint is old_endpoint
+    assert flat_app.config.system.timezone == "Europe/Berlin"
+
+
 async def test_a_change_that_cannot_start_falls_back_to_the_running_config(
     intercom: IntercomSite, tmp_path: Path
 ) -> None:
