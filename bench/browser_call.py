@@ -4,7 +4,7 @@ Run: ``unshare -rn sh -c 'ip link set lo up && .venv/bin/python bench/browser_ca
 (a network namespace with loopback only: Chromium offers candidates on every interface).
 Prints one JSON object.
 
-One site (device/phonesite.py): mosquitto with its websockets listener, a door station on
+One site (tests/harness/phonesite.py): mosquitto with its websockets listener, a door station on
 a simulated board (test-pattern camera, tone microphone), and the page of ``web/`` in
 Debian's Chromium with fake media devices, paired like a person's phone. Per call:
 
@@ -34,13 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from audio_latency import summary
 from call_setup import PatternTrack
+from harness.phonesite import PhoneSite, only_loopback, open_browser, start_phone_site
 from playwright.async_api import Page, async_playwright
 
-from device.phonesite import PhoneSite, only_loopback, open_browser, start_phone_site
-from device.webserver import WebServer
+from device.phone import WebServer
 from hal.camera import TestPatternCamera
 from hal.media_types import VideoFormat
 from services.callapi import CallStatus

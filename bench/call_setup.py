@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/call_setup.py [--calls 20]``. Prints one JSON object.
 
-callbox figures come from the scripted doorbell call (device/scenario.py) repeated on
+callbox figures come from the scripted doorbell call (device/simulator/_scenario.py) repeated on
 one simulated site. The baseline, in the same run and over the same mosquitto, is a
 plain aiortc offer/answer exchanged as unsigned JSON over MQTT with no callbox layer:
 the offer is made at the press, the answer at once, no gating, no prepared offers.
@@ -22,11 +22,12 @@ from typing import Any
 
 import aiomqtt
 import av
+import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from harness.simsite import EndpointSpec, SimSite, start_site
 
-from device.scenario import Timeline, run_doorbell_call
-from device.simsite import EndpointSpec, SimSite, start_site
+from device.simulator import Timeline, run_doorbell_call
 from hal.camera import TestPatternCamera
 from hal.media_types import VideoFormat
 from services.media.ice import LOOPBACK, ice_policy

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/peer_loss.py [--runs 10]``. Prints one JSON object.
 
 Each run: a door station calls an endpoint running in its own process (the auto-answer
-peer of ``device/peer_process.py``), waits for two-way media, kills the peer
+peer of ``tests/harness/peer_process.py``), waits for two-way media, kills the peer
 with SIGKILL and times the door's NETWORKERROR. The baseline in the same run is what
 aiortc alone would report: its connection state turns "failed" only when ICE consent
 checks time out: a bare aiortc pair on loopback whose one side goes silent (its sockets
@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from harness.peer_process import start_peer_process
+from harness.simsite import EndpointSpec, start_site
 
-from device.peer_process import start_peer_process
-from device.simsite import EndpointSpec, start_site
 from services.callapi import Call, CallStatus, InProgressListener
 from services.media.ice import LOOPBACK, ice_policy
 

@@ -3,10 +3,10 @@ same call placed directly on the Call API, in one run.
 
 Run: ``.venv/bin/python bench/pin_call.py [--calls 10]``. Prints one JSON object.
 
-callbox figures come from ``device/pin_scenario.py`` (what ``callbox demo --scripted``
+callbox figures come from ``device/simulator/_pin_scenario.py`` (what ``callbox demo --scripted``
 runs) repeated on one site of device apps built from callbox.toml files: the doorbell
 pin, the handset lifted, the door-release pin, the handset back. The baseline is the
-Call API's scripted call (``device/scenario.py``, what ``bench/call_setup.py`` measures)
+Call API's scripted call (``device/simulator/_scenario.py``, what ``bench/call_setup.py`` measures)
 on a simulated site in the same process. The difference is what the firmware adds: the
 50 ms minimum press that filters phantom rings, and the service's work per event.
 """
@@ -21,12 +21,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from call_setup import summary
+from harness.simsite import EndpointSpec, start_site
 
-from device.devicesite import Unit, start_intercom_site
-from device.pin_scenario import PinTimeline, run_pin_doorbell_call
-from device.scenario import run_doorbell_call
-from device.simsite import EndpointSpec, start_site
+from device.simulator import (
+    PinTimeline,
+    Unit,
+    run_doorbell_call,
+    run_pin_doorbell_call,
+    start_intercom_site,
+)
 from services.intercom.door import DoorStation
 
 PIN_FIGURES = (

@@ -39,14 +39,11 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the one fake
-
+import tests_path  # noqa: F401 - puts tests/ on sys.path for the one fake
 from fake_picamera2 import FakePicamera2Library
 
 from hal.camera import decode_stamp

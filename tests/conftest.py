@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from gpiozero.threads import GPIOThread
+from harness.simsite import EndpointSpec, SimSite, start_site
 from memory_broker import MemoryBroker
 from support import Certificate, MakeSite, self_signed_certificate
 
-from device.simsite import EndpointSpec, SimSite, start_site
 from device.simulator import Simulator, start_simulator
 
 

@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from harness.simsite import SimSite
 
-from device.simsite import SimSite
 from services.callapi import (
     Call,
     CallProperties,

@@ -1,5 +1,5 @@
 """Fixtures for the browser tests: Debian's Chromium driven by playwright, the page of
-``web/`` served on loopback, and a site with a simulated door station (device/phonesite.py).
+``web/`` served on loopback, and a site with a simulated door station (tests/harness/phonesite.py).
 
 Every browser test needs a network namespace with loopback only (``make test`` runs pytest
 under ``unshare -rn``), Debian's ``chromium``, Python playwright and the built page
@@ -13,11 +13,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from harness.phonesite import (
+    PhoneSite,
+    chromium_path,
+    only_loopback,
+    open_browser,
+    start_phone_site,
+)
 from playwright.async_api import ConsoleMessage, Page, async_playwright
 from support import need
 
-from device.phonesite import PhoneSite, chromium_path, only_loopback, open_browser, start_phone_site
-from device.webserver import WebServer
+from device.phone import WebServer
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"

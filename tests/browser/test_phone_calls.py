@@ -18,10 +18,10 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from harness.phonesite import PHONE, PhoneSite, snapshot_text
 from playwright.async_api import Page
 from support import wait_for
 
-from device.phonesite import PHONE, PhoneSite, snapshot_text
 from services.callapi import Call, CallStatus
 from services.signaling.broker import free_port
 from services.signaling.envelope import seal

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.async_api import Page
 from support import need
 
-from device.webserver import WebServer
+from device.phone import WebServer
 from services.signaling.envelope import parse, seal, verify_and_open
 from services.signaling.identity import Identity
 

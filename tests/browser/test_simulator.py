@@ -16,9 +16,9 @@ import numpy as np
 from playwright.async_api import Page
 from support import need, wait_for
 
-from device.simulator import DOOR, FLAT, Simulator
-from device.simulator_phone import phone_page_built
-from device.simulator_state import display_of, ui_of
+from device.simulator._phone import phone_page_built
+from device.simulator._simulator import DOOR, FLAT, Simulator
+from device.simulator._state import display_of, ui_of
 from hal.io_devices import SIM_PINS
 
 TIMEOUT_S = 15.0

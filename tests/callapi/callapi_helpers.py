@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from harness.simsite import SimSite
 from support import TIMEOUT, Answering, Progress, place_call, props_for
 
-from device.simsite import SimSite
 from hal.audio import RecordingSpeaker
 from services.callapi import Call, CallProperties, CallStatus
 from services.media.session import MediaSession

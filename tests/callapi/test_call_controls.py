@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 from callapi_helpers import CallPair, connect, grows, ring, settle, speaker, stays_flat
+from harness.simsite import SimSite
 
-from device.simsite import SimSite
 from services.callapi import AudioDevice, Call, CallError, CallStatus
 from services.media.session import MediaSession
 

@@ -20,9 +20,9 @@ from callapi_helpers import (
     tone_level,
     wait_for,
 )
+from harness.simsite import SimSite
 from support import TIMEOUT, props_for
 
-from device.simsite import SimSite
 from hal.camera import decode_stamp
 from services.callapi import CallError, CallStatus, InCallSound, VideoCodec
 from services.media.encoder import CappedEncoder

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from callapi_helpers import CallPair, connect, grows, ring, speaker, wait_for
+from harness.simsite import EndpointSpec, SimSite
 from support import TIMEOUT, Answering, MakeSite, Progress, place_call, props_for
 
-from device.simsite import EndpointSpec, SimSite
 from services.callapi import (
     Call,
     CallErrorCode,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from harness.simsite import SimSite
 from support import Answering, place_call, props_for
 
-from device.simsite import SimSite
 from services.callapi import CallStatus
 from services.callapi.calls import permission_status
 

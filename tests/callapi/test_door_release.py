@@ -8,9 +8,9 @@ recorded request never opens it twice.
 from __future__ import annotations
 
 import pytest
+from harness.simsite import EndpointSpec, SimSite
 from support import TIMEOUT, Answering, MakeSite, place_call, props_for
 
-from device.simsite import EndpointSpec, SimSite
 from services.callapi import CallError, CallStatus
 from services.callapi.door_release import UnlockRefused, UnlockRequest
 from services.signaling.errors import RejectReason

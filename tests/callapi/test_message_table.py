@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from harness.simsite import SimSite
 from support import props_for
 
-from device.simsite import SimSite
 from services.signaling.endpoint import MESSAGE_TYPES
 
 TAKEN_BY_CALLS = {"invite"}

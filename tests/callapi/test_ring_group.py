@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 from callapi_helpers import grows, settle, speaker, stays_flat
+from harness.simsite import EndpointSpec, SimSite
 from support import Answering, MakeSite, Progress, place_call, props_for
 
-from device.simsite import EndpointSpec, SimSite
 from services.callapi import Call, CallStatus, HangupReason, NotifyKind
 from services.media.tones import RINGTONE
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner, Result
 from daemon_helpers import door_toml
 
 from device.cli import main
-from device.cli_admin import key_text
-from device.keystore import load_or_create_identity
+from device.cli._admin import key_text
+from device.config import load_or_create_identity
 from hal.backlight import make_sim_backlight_tree
 from services.intercom.calllog import CallLog, CallRecord
 from services.signaling.identity import PublicKeys, safety_number

@@ -11,9 +11,9 @@ from aiortc import RTCIceServer
 from aiortc.rtcicetransport import connection_kwargs
 from pydantic import ValidationError
 
-import device.config
+import device.config._file
 from device.config import ConfigError, load_config, parse_config
-from device.config_models import pin_number
+from device.config._models import pin_number
 from hal.gpio_specs import ButtonRole, GpioProximitySpec, I2cProximitySpec
 from services.callapi.properties import IceServer, UserProfile
 from services.callapi.status import VideoCodec
@@ -506,7 +506,7 @@ def test_an_address_the_media_layer_refuses_is_a_config_error(
         raise MediaError("ice address '10.0.0.1' is not an IP address")
 
     config = parse_config(MINIMAL + "[network]\naddresses = ['10.0.0.1']\n", FILE)
-    monkeypatch.setattr(device.config, "IcePolicy", refuse)
+    monkeypatch.setattr(device.config._file, "IcePolicy", refuse)
     with pytest.raises(ConfigError) as info:
         config.ice_policy()
     assert (info.value.path, info.value.key) == (FILE, "network.addresses")

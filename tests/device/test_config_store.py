@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from device.config import ConfigError
-from device.config_store import ConfigStore, parse_value
+from device.config._store import ConfigStore, parse_value
 from services.signaling.contacts import Right
 from services.signaling.identity import Identity, b64u_decode, b64u_encode
 
@@ -372,7 +372,7 @@ def test_a_first_boot_file_that_cannot_be_renamed_is_imported_once(
     store: ConfigStore, read_only_boot: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     src = read_only_boot
-    with caplog.at_level(logging.INFO, logger="device.config_store"):
+    with caplog.at_level(logging.INFO, logger="device.config._store"):
         assert store.import_first_boot(src) is True
     assert store.path.read_text() == MINIMAL and src.read_text() == MINIMAL
     assert store.first_boot_marker.read_text().strip() == sha256(MINIMAL)
@@ -382,7 +382,7 @@ def test_a_first_boot_file_that_cannot_be_renamed_is_imported_once(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     store.set("call.fps", "25")  # the administrator's change after the first boot
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="device.config_store"):
+    with caplog.at_level(logging.INFO, logger="device.config._store"):
         assert store.import_first_boot(src) is False  # the next start
     assert "already imported" in caplog.text
     assert store.load().call.fps == 25
@@ -429,7 +429,7 @@ def test_a_marker_that_cannot_be_written_is_logged_not_fatal(
     store: ConfigStore, read_only_boot: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (store.first_boot_marker / "in-the-way").mkdir(parents=True)
-    with caplog.at_level(logging.INFO, logger="device.config_store"):
+    with caplog.at_level(logging.INFO, logger="device.config._store"):
         assert store.import_first_boot(read_only_boot) is True
     assert store.path.read_text() == MINIMAL
     assert "cannot record the first-boot import" in caplog.text

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from device.control import (
+from device.daemon._control import (
     MAX_REQUEST_BYTES,
     ControlError,
     ControlServer,
@@ -317,6 +317,6 @@ async def test_close_leaves_a_newer_daemons_socket_alone(daemon: Daemon, sock_pa
 async def test_refused_request_log_names_the_client_process(
     server: ControlServer, sock_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="device.control"):
+    with caplog.at_level(logging.WARNING, logger="device.daemon._control"):
         await raw_exchange(sock_path, b"nonsense\n")
     assert f"pid {os.getpid()} (uid {os.getuid()})" in caplog.text

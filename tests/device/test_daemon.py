@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from daemon_helpers import DaemonSite, callbox, start_daemon_site
 
-from device.config import load_config
-from device.config_store import ConfigStore
-from device.control import ControlError, request
-from device.devicesite import IntercomSite, Unit, start_intercom_site
+from device.config import ConfigStore, load_config
+from device.daemon import ControlError, request
+from device.simulator import IntercomSite, Unit, start_intercom_site
 from hal.io_devices import SIM_PINS
 from services.callapi import Call, CallStatus
 from services.intercom.calllog import CallLog, CallRecord
@@ -162,7 +161,7 @@ async def test_sigterm_stops_cleanly_and_removes_the_control_socket(site: Daemon
     assert gone.code == 3 and "not running" in gone.stderr
 
 
-# a config change during a call (in-process: the apps of device.devicesite) -------------------
+# a config change during a call (in-process: the apps of device.simulator) -----------------------
 
 
 @pytest.fixture
@@ -257,6 +256,47 @@ async def test_a_hardware_change_waits_for_the_call_to_end(intercom: IntercomSit
     await press(intercom, "door", "door_release")  # the exit button, on the new devices
     await wait_until(lambda: endpoint.board.io.relay.is_active, "the new relay to pulse")
     assert door_call.is_ended() and flat_call.is_ended()
+
+
+async def test_an_endpoint_change_waits_for_the_call_then_rebuilds_the_endpoint(
+    intercom: IntercomSite,
+) -> None:
+    flat_call, door_call = await connected_call(intercom)
+    flat_app = intercom["flat"]
+    store = ConfigStore(intercom.config_paths["flat"])
+
+    store.set("name", json.dumps("Flat 1, second floor"))
+    changed = await flat_app.apply(load_config(store.path))
+
+    assert changed == ["name"]
+    assert flat_app.pending_restart == ["name"]
+    old_endpoint = flat_app.endpoint
+    assert old_endpoint is not None and old_endpoint.calls.active_call is flat_call
+    await assert_media_flows(flat_call, door_call)
+
+    await press(intercom, "flat", "decline")
+    await asyncio.wait_for(flat_call.ended.wait(), 10.0)
+    await wait_until(lambda: flat_app.pending_restart == [], "the flat's endpoint rebuilt")
+    endpoint = flat_app.endpoint
+    assert endpoint is not None and endpoint is not old_endpoint
+    assert endpoint.signaling is not old_endpoint.signaling, "a new broker login"
+    assert endpoint.calls.name == "Flat 1, second floor"
+
+
+async def test_a_first_boot_change_leaves_the_running_endpoint_alone(
+    intercom: IntercomSite,
+) -> None:
+    flat_app = intercom["flat"]
+    old_endpoint = flat_app.endpoint
+    store = ConfigStore(intercom.config_paths["flat"])
+
+    store.set("system.timezone", json.dumps("Europe/Berlin"))
+    changed = await flat_app.apply(load_config(store.path))
+
+    assert changed == ["system"]
+    assert flat_app.pending_restart == []
+    assert flat_app.endpoint is old_endpoint
+    assert flat_app.config.system.timezone == "Europe/Berlin"
 
 
 async def test_a_change_that_cannot_start_falls_back_to_the_running_config(

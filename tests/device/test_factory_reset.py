@@ -14,8 +14,7 @@ from daemon_helpers import CALLBOX, callbox, clean_env, door_toml
 from firstboot_helpers import SECRETS, all_text, make_root, need_ssh_keygen, write_installer_file
 
 from device.cli import main
-from device.firstboot import FirstBoot
-from device.rootfs import RootFs
+from device.firstboot import FirstBoot, RootFs
 
 GONE = [
     "var/lib/callbox/keys/identity.key",

@@ -29,11 +29,11 @@ from firstboot_helpers import (
 
 from device.cli import main
 from device.config import ConfigError, load_config, parse_config
-from device.config_system import ssh_public_key
-from device.firstboot import FirstBoot, FirstBootError, FirstBootReport, first_boot_error
-from device.firstboot_secrets import wifi_secret_path
-from device.firstboot_system import SSHD_DROP_IN, sshd_drop_in
-from device.rootfs import RootFs
+from device.config._system import ssh_public_key
+from device.firstboot import RootFs
+from device.firstboot._firstboot import FirstBoot, FirstBootError, FirstBootReport, first_boot_error
+from device.firstboot._secrets import wifi_secret_path
+from device.firstboot._system import SSHD_DROP_IN, sshd_drop_in
 
 STEPS = [
     "host-keys", "machine-id", "import", "import:secrets", "import:config", "hostname",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from device.keystore import (
+from device.config._keystore import (
     KeystoreError,
     identity_path,
     keys_dir,
@@ -139,7 +139,7 @@ def test_loosened_key_directory_is_tightened(
 ) -> None:
     first = load_or_create_identity(state_dir)
     keys_dir(state_dir).chmod(0o755)
-    with caplog.at_level(logging.WARNING, logger="device.keystore"):
+    with caplog.at_level(logging.WARNING, logger="device.config._keystore"):
         again = load_or_create_identity(state_dir)
     assert again.public_keys == first.public_keys
     assert mode_of(keys_dir(state_dir)) == 0o700

@@ -18,10 +18,9 @@ from daemon_helpers import CALLBOX, DaemonSite, NotifySocket, callbox, clean_env
 from support import need
 
 from device.cli import main
-from device.config import load_config
-from device.control import request
-from device.keystore import load_or_create_identity
-from device.pairing import Pairing, PairingError, PairingPeer, parse_pairing_url
+from device.config import load_config, load_or_create_identity
+from device.daemon import request
+from device.phone._pairing import Pairing, PairingError, PairingPeer, parse_pairing_url
 from services.signaling.broker import PID_FILE, free_ports, start_loopback_broker
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint

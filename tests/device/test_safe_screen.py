@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from device.config import ConfigError, load_config
-from device.control import ControlError, request
-from device.safe_daemon import NOTICE_TITLE, SafeDaemon
-from device.safe_screen import (
+from device.daemon import ControlError, request
+from device.daemon._safe_daemon import NOTICE_TITLE, SafeDaemon
+from device.daemon._safe_screen import (
     DisplayChoice,
     admin_user,
     build_display,
@@ -196,7 +196,7 @@ async def test_a_display_that_cannot_open_leaves_status_served(
     monkeypatch.setenv("SDL_VIDEODRIVER", "callbox-no-such-driver")
     display = KmsDisplay(driver="callbox-no-such-driver")
     logged = LogEvent("cannot show the reasons")
-    logging.getLogger("device.safe_daemon").addHandler(logged)
+    logging.getLogger("device.daemon._safe_daemon").addHandler(logged)
     try:
         async with safe_state(tmp_path, display) as (daemon, task):
             await asyncio.wait_for(logged.event.wait(), TIMEOUT)
@@ -204,7 +204,7 @@ async def test_a_display_that_cannot_open_leaves_status_served(
             assert status["state"] == "safe" and status["problem"] == daemon.problem
             assert not task.done()
     finally:
-        logging.getLogger("device.safe_daemon").removeHandler(logged)
+        logging.getLogger("device.daemon._safe_daemon").removeHandler(logged)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     message = next(r.getMessage() for r in errors if "cannot show" in r.getMessage())
     assert "the test display" in message and "callbox-no-such-driver" in message

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from device.sdnotify import SystemdNotifier
+from device.daemon import SystemdNotifier
 
 TIMEOUT = 5.0
 
@@ -95,7 +95,7 @@ def test_abstract_socket_with_at_sign() -> None:
 def test_without_a_socket_every_call_is_a_no_op(caplog: pytest.LogCaptureFixture) -> None:
     notifier = SystemdNotifier()
     assert not notifier.enabled
-    with caplog.at_level(logging.DEBUG, logger="device.sdnotify"):
+    with caplog.at_level(logging.DEBUG, logger="device.daemon._sdnotify"):
         notifier.ready("x")
         notifier.status("x")
         notifier.reloading()
@@ -106,13 +106,13 @@ def test_without_a_socket_every_call_is_a_no_op(caplog: pytest.LogCaptureFixture
 
 def test_send_error_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     notifier = SystemdNotifier(str(tmp_path / "gone"))
-    with caplog.at_level(logging.WARNING, logger="device.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="device.daemon._sdnotify"):
         notifier.ready()
     assert "cannot notify systemd (READY=1)" in caplog.text
 
 
 def test_relative_socket_path_is_refused_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="device.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="device.daemon._sdnotify"):
         notifier = SystemdNotifier("relative/notify")
     assert not notifier.enabled
     assert "NOTIFY_SOCKET='relative/notify'" in caplog.text

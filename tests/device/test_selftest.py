@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from daemon_helpers import CliResult, DaemonSite, callbox, start_daemon_site
 
-from device.keystore import load_or_create_identity
+from device.config import load_or_create_identity
 
 
 @pytest.fixture

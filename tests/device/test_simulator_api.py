@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from support import need, wait_for
 
-from device.pairing import parse_pairing_url
-from device.simulator import DOOR, FLAT, Simulator
-from device.simulator_phone import PHONE, phone_page_built
+from device.phone._pairing import parse_pairing_url
+from device.simulator._phone import PHONE, phone_page_built
+from device.simulator._simulator import DOOR, FLAT, Simulator
 from hal.io_devices import SIM_PINS
 from services.signaling.broker import free_port
 

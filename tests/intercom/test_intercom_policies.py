@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from intercom_site import IntercomSite, Unit, start_intercom_site, wait_for
 
-from device.devicesite import IntercomSite as Site
+from device.simulator import IntercomSite as Site
 from hal.io_devices import SIM_PINS
 from hal.leds import LedPattern
 from services.callapi import CallStatus

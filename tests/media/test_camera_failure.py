@@ -7,9 +7,9 @@ from typing import Any
 
 import av
 import pytest
+from harness.simsite import SimSite
 from support import TIMEOUT, Answering, place_call, props_for, wait_for
 
-from device.simsite import SimSite
 from hal.errors import DeviceUnavailableError
 from services.callapi import CallErrorCode, CallStatus
 

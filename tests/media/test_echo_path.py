@@ -10,9 +10,9 @@ import av
 import numpy as np
 import numpy.typing as npt
 import pytest
+from harness.simsite import EndpointSpec
 from support import Answering, MakeSite, need, place_call, props_for
 
-from device.simsite import EndpointSpec
 from hal.audio import Microphone, RecordingSpeaker
 from hal.media_types import AudioFormat
 from services.callapi import CallStatus

@@ -10,9 +10,9 @@ import json
 import re
 
 import pytest
+from harness.simsite import SimSite
 from support import Answering, Progress, place_call, props_for
 
-from device.simsite import SimSite
 from services.callapi import CallErrorCode, CallStatus
 from services.media.session import MediaSession
 from services.signaling.errors import RejectReason

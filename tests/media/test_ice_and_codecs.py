@@ -8,9 +8,9 @@ import re
 
 import av
 import pytest
+from harness.simsite import SimSite
 from support import Answering, place_call, props_for, wait_for
 
-from device.simsite import SimSite
 from hal.board import build_sim_board
 from hal.camera import decode_stamp
 from services.callapi import CallStatus, VideoCodec

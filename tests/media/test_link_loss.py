@@ -7,10 +7,10 @@ import signal
 import time
 from pathlib import Path
 
+from harness.peer_process import start_peer_process
+from harness.simsite import EndpointSpec, SimSite
 from support import Answering, MakeSite, place_call, props_for
 
-from device.peer_process import start_peer_process
-from device.simsite import EndpointSpec, SimSite
 from services.callapi import CallStatus, HangupReason
 from services.media.session import MediaSession
 

@@ -13,8 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from device.scenario import run_doorbell_call
-from device.simsite import EndpointSpec, start_site
+from harness.simsite import EndpointSpec, start_site
+
+from device.simulator import run_doorbell_call
 from services.media.ice import IcePolicy
 from services.signaling.endpoint import Message, SignalingEndpoint
 

@@ -5,6 +5,7 @@ interfaces and loopback. Nothing leaves the namespace."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,12 +31,15 @@ def test_each_endpoint_offers_only_its_configured_interface() -> None:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: install util-linux and iproute2 (make deps)")
     script = ROOT / "tests" / "netns" / "netns_call.py"
+    # the script imports the test harness (tests/harness/): tests/ on its path
+    path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
     completed = subprocess.run(
         ["unshare", "-rn", "sh", "-c", f'{SETUP} && exec "{sys.executable}" "{script}"'],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": path},
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 
 import aiomqtt
 import pytest
+from harness.simsite import SimEndpoint, SimSite
 from support import TIMEOUT, Answering, Progress, props_for
 
-from device.simsite import SimEndpoint, SimSite
 from services.callapi import CallStatus
 from services.signaling.base import Inbound
 from services.signaling.envelope import seal

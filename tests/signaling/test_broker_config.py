@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from harness.simsite import EndpointSpec, SimSite
 from signaling_harness import (
     QUIET_WINDOW_S,
     eventually,
@@ -29,7 +30,6 @@ from signaling_harness import (
 )
 from support import TIMEOUT, MakeSite
 
-from device.simsite import EndpointSpec, SimSite
 from services.signaling.base import presence_payload
 from services.signaling.broker import (
     PBKDF2_ITERATIONS,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from harness.simsite import EndpointSpec
 from support import TIMEOUT, MakeSite
 
-from device.simsite import EndpointSpec
 from services.signaling.transport import MqttTransport
 
 

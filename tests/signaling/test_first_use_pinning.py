@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from harness.simsite import EndpointSpec, SimSite
 from signaling_harness import (
     eventually,
     logged_reason,
@@ -17,7 +18,6 @@ from signaling_harness import (
 )
 from support import TIMEOUT, Answering, MakeSite
 
-from device.simsite import EndpointSpec, SimSite
 from services.signaling.envelope import parse, verify_and_open
 from services.signaling.errors import RejectReason
 from services.signaling.identity import Identity

@@ -13,6 +13,7 @@ import json
 import time
 
 import pytest
+from harness.simsite import EndpointSpec, SimSite
 from signaling_harness import (
     QUIET_WINDOW_S,
     capture_inbox,
@@ -29,7 +30,6 @@ from signaling_harness import (
 )
 from support import Answering, MakeSite, place_call, props_for
 
-from device.simsite import EndpointSpec, SimSite
 from services.callapi import CallErrorCode, CallStatus
 from services.media.session import MediaSession, MediaSettings
 from services.signaling.errors import KeyChangedError, RejectReason

@@ -12,10 +12,10 @@ import json
 from collections.abc import Callable
 
 import pytest
+from harness.simsite import EndpointSpec
 from memory_broker import MemoryBroker, MemoryTransport
 from support import TIMEOUT, MakeSite
 
-from device.simsite import EndpointSpec
 from services.signaling.base import MAX_PENDING_INBOUND, Inbound, SignalingTransport
 from services.signaling.contacts import Contact, ContactBook
 from services.signaling.endpoint import Message, SignalingEndpoint

@@ -10,6 +10,7 @@ import socket
 import time
 
 import pytest
+from harness.simsite import EndpointSpec, SimEndpoint, SimSite
 from signaling_harness import (
     eventually,
     mqtt_of,
@@ -20,7 +21,6 @@ from signaling_harness import (
 )
 from support import TIMEOUT, MakeSite, place_call, props_for
 
-from device.simsite import EndpointSpec, SimEndpoint, SimSite
 from services.callapi import CallStatus
 
 PRESENCE_DEADLINE_S = 1.0

@@ -29,9 +29,9 @@ from ui_site import (
     ui_of,
 )
 
-from device.app import DeviceApp
 from device.config import load_config
-from device.devicesite import IntercomSite, Unit, start_intercom_site
+from device.daemon import DeviceApp
+from device.simulator import IntercomSite, Unit, start_intercom_site
 from hal.io_devices import SIM_PINS
 from services.callapi import CallStatus
 from services.media.session import MediaSession

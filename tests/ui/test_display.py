@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from device.app import build_board
 from device.config import ConfigError, parse_config
+from device.daemon._app import build_board
 from hal.display import KmsDisplay, SimDisplay
 from hal.errors import HalError
 

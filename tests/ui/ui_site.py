@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from support import wait_for
 
-from device.devicesite import IntercomSite
+from device.simulator import IntercomSite
 from hal.display import SimDisplay
 from hal.io_devices import SIM_PINS
 from services.callapi import Call

@@ -1,5 +1,5 @@
 // callbox simulator page: polls /api/state, shows both units, sends presses and touches.
-// Plain ES module, no build step; served by device/simulator_http.py.
+// Plain ES module, no build step; served by device/simulator/_http.py.
 
 const POLL_MS = 100; // LEDs and the relay: a 300 ms pulse is seen at least twice
 const SCREEN_MIN_MS = 100; // at most ~10 screen pictures per second per unit
