@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from device.config import Apply, CallboxConfig, ConfigError, apply_of, load_or_create_identity
+from device.daemon._compose import compose_calls
 from hal.board import Board, build_sim_board, build_sim_io
 from hal.board import build_board as build_named_board
 from hal.errors import HalError
@@ -33,7 +34,6 @@ from services.intercom.settings import IntercomSettings
 from services.intercom.snapshots import SnapshotStore
 from services.media.aec import make_echo_canceller
 from services.media.ice import IcePolicy
-from services.media.local import LocalMedia
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.transport import BrokerAddress, mqtt_transport
@@ -244,39 +244,35 @@ class DeviceApp:
         for contact in config.contacts():
             contacts.add(contact)
         broker = config.broker
-        signaling = SignalingEndpoint(
-            transport=mqtt_transport(
-                site=config.site,
-                address=config.address,
-                broker=BrokerAddress(
-                    host=broker.host,
-                    port=broker.port,
-                    username=broker.username or config.address,
-                    password=config.broker_password(),
-                    ca_file=Path(broker.tls_ca) if broker.tls_ca else None,
-                ),
+        transport = mqtt_transport(
+            site=config.site,
+            address=config.address,
+            broker=BrokerAddress(
+                host=broker.host,
+                port=broker.port,
+                username=broker.username or config.address,
+                password=config.broker_password(),
+                ca_file=Path(broker.tls_ca) if broker.tls_ca else None,
             ),
-            identity=identity,
-            contacts=contacts,
-            name=config.name,
-            role=config.role,
         )
         canceller = (
             make_echo_canceller(AudioFormat().sample_rate, prefer=config.audio.echo_canceller)
             if config.audio.echo_cancellation
             else None
         )
-        media = LocalMedia(board, camera=config.camera.device or None, echo_canceller=canceller)
-        calls = Calls(
-            signaling,
-            media,
-            name=config.name,
+        calls = compose_calls(
             role=config.role,
+            name=config.name,
+            transport=transport,
+            identity=identity,
+            contacts=contacts,
+            board=board,
             ice=self._ice or config.ice_policy(),
             defaults=config.call_properties(),
-            issues_unlock_challenges=config.role == "door",
-            ring_on_incoming=config.role == "indoor",
+            camera=config.camera.device or None,
+            echo_canceller=canceller,
         )
+        signaling = calls.signaling
         call_log = CallLog(state_dir / "calls.sqlite")
         ui = call_ui(config, calls, board)
         service = call_service(config, calls, board.io, call_log, ui)

@@ -1,11 +1,12 @@
 """A whole site on one machine: a broker and endpoints on simulated boards.
 
-This is the composition root that ``callbox demo``, the benchmarks and the tests
-share: it generates the broker configuration, starts mosquitto on loopback, gives
-every endpoint an identity, pins every endpoint's keys in every other's contacts
-(as an installer does with ``callbox keys trust``) and wires signaling, media and
-the Call API for each. Given a transport factory instead (the tests' in-memory
-broker), it starts no mosquitto and the endpoints talk through that.
+The site the tests and benchmarks share (``callbox demo`` runs ``DeviceApp`` units of
+device/simulator instead): it generates the broker configuration, starts mosquitto on
+loopback, gives every endpoint an identity, pins every endpoint's keys in every other's
+contacts (as an installer does with ``callbox keys trust``) and wires each endpoint's
+Call API with ``device.daemon.compose_calls``, the factory of ``callbox run``. Given a
+transport factory instead (the tests' in-memory broker), it starts no mosquitto and the
+endpoints talk through that.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from device.daemon import compose_calls
 from hal.board import Board, build_sim_board
 from services.callapi.calls import Calls
 from services.callapi.properties import CallProperties
 from services.media.aec import make_echo_canceller
 from services.media.ice import LOOPBACK, IcePolicy
-from services.media.local import LocalMedia
 from services.signaling.base import SignalingTransport
 from services.signaling.broker import (
     BrokerSettings,
@@ -121,26 +122,20 @@ class SimSite:
                         rights=frozenset({Right.UNLOCK, Right.MONITOR}),
                     )
                 )
-        signaling = SignalingEndpoint(
+        board = build_sim_board(spec.address, tone_hz=spec.tone_hz)
+        calls = compose_calls(
+            role=spec.role,
+            name=spec.name or spec.address,
             transport=self.transport_for(spec.address),
             identity=identity,
             contacts=contacts,
-            name=spec.name or spec.address,
-            role=spec.role,
-            invite_limit=InviteRateLimit(count=self.invites_per_10s, period_s=10.0),
-        )
-        board = build_sim_board(spec.address, tone_hz=spec.tone_hz)
-        canceller = make_echo_canceller(48000) if spec.echo_cancellation else None
-        calls = Calls(
-            signaling,
-            LocalMedia(board, echo_canceller=canceller),
-            name=spec.name or spec.address,
-            role=spec.role,
+            board=board,
             ice=spec.ice or self.ice,
             defaults=defaults,
-            issues_unlock_challenges=spec.role == "door",
+            echo_canceller=make_echo_canceller(48000) if spec.echo_cancellation else None,
+            invite_limit=InviteRateLimit(count=self.invites_per_10s, period_s=10.0),
         )
-        return SimEndpoint(spec, board, identity, signaling, calls)
+        return SimEndpoint(spec, board, identity, calls.signaling, calls)
 
     async def close(self) -> None:
         """Stop every endpoint, then the broker; safe to call twice."""
