@@ -339,14 +339,16 @@ class DeviceApp:
         if endpoint is None or not changed:
             return changed
         rebuild = [k for k in changed if apply_of(k) in _REBUILDS]
+        if any(apply_of(k) is Apply.LIVE for k in changed):
+            # at once, also when other keys wait for a rebuild: a devices-only rebuild
+            # would never apply them (an endpoint rebuild applies them again, harmlessly)
+            self._apply_live(endpoint, previous, new)
         if rebuild:
             self.pending_restart = sorted({*self.pending_restart, *rebuild})
             if endpoint.calls.is_call_in_progress():
                 _log.info("config: %s change waits until the call ends", ", ".join(rebuild))
             if self._restart_task is None or self._restart_task.done():
                 self._restart_task = asyncio.create_task(self._restart_when_idle(previous))
-            return changed
-        self._apply_live(endpoint, previous, new)
         return changed
 
     def _apply_live(self, endpoint: Endpoint, previous: CallboxConfig, new: CallboxConfig) -> None:

@@ -258,6 +258,30 @@ async def test_a_hardware_change_waits_for_the_call_to_end(intercom: IntercomSit
     assert door_call.is_ended() and flat_call.is_ended()
 
 
+async def test_a_live_change_with_a_hardware_change_applies_at_once(
+    intercom: IntercomSite,
+) -> None:
+    flat_call, door_call = await connected_call(intercom)
+    door_app = intercom["door"]
+    store = ConfigStore(intercom.config_paths["door"])
+
+    store.set("call.ring_timeout_s", "20")
+    store.set("relay.pulse_ms", "500")
+    changed = await door_app.apply(load_config(store.path))
+
+    assert changed == ["call", "relay"]
+    assert door_app.pending_restart == ["relay"]
+    assert door_app.endpoint is not None
+    assert door_app.endpoint.calls.defaults.ring_timeout_s == 20, "[call] applies at once"
+    await press(intercom, "flat", "decline")
+    await asyncio.wait_for(door_call.ended.wait(), 10.0)
+    await wait_until(lambda: door_app.pending_restart == [], "the door's devices rebuilt")
+    endpoint = door_app.endpoint
+    assert endpoint is not None and endpoint.board.io.relay.pulse_s == 0.5
+    assert endpoint.calls.defaults.ring_timeout_s == 20, "and stays after the rebuild"
+    assert flat_call.is_ended()
+
+
 async def test_an_endpoint_change_waits_for_the_call_then_rebuilds_the_endpoint(
     intercom: IntercomSite,
 ) -> None:
