@@ -18,6 +18,7 @@ from device.phone._pairing import parse_pairing_url
 from device.simulator._phone import PHONE, phone_page_built
 from device.simulator._simulator import DOOR, FLAT, Simulator
 from hal.io_devices import SIM_PINS
+from services.callapi import CallStatus
 from services.signaling.broker import free_port
 
 
@@ -78,7 +79,14 @@ async def test_a_press_drives_the_pin_and_rings_the_flat(simulator: Simulator) -
     assert pressed[1].timestamp >= 0.1  # held for longer than the 50 ms minimum
     flat = simulator.site[FLAT].endpoint
     assert flat is not None
-    await wait_for(lambda: flat.calls.active_call is not None, "the flat to ring")
+    # the call is the flat's active call from the invite on, and INCOMING once it rings
+    await wait_for(
+        lambda: (
+            flat.calls.active_call is not None
+            and flat.calls.active_call.status == CallStatus.INCOMING
+        ),
+        "the flat to ring",
+    )
 
     async def flat_state() -> dict[str, Any]:
         return (await request(simulator, "/api/state"))[1]["units"][FLAT]  # type: ignore[no-any-return]
