@@ -119,7 +119,8 @@ def build_sim_board(
 def build_sim_io(io: IoSpec | None = None, *, sysfs_root: Path | None = None) -> IoDevices:
     """The GPIO side of a sim board: ``io`` (default ``sim_io_spec()``) on a MockFactory of
     its own, the backlight in a sysfs tree under ``sysfs_root`` (a temporary one, removed
-    on close, when None)."""
+    on close, when None).
+    """
     spec = dataclasses.replace(io or sim_io_spec(), pin_factory="mock")
     temp_root: Path | None = None
     if spec.backlight is not None:

@@ -48,7 +48,8 @@ class Font(Protocol):
     def size(self, text: str) -> tuple[int, int]:
         """(width, height) in pixels of ``text`` in this font (the width of its rendered
         image; the height of the font's line box, which the image may exceed by a pixel or
-        two: pygame's measure)."""
+        two: pygame's measure).
+        """
         ...
 
     @property
@@ -123,7 +124,8 @@ GRAPHICS: dict[str, Callable[[], Graphics]] = {"pygame": _pygame}
 
 def load_graphics(name: str = "pygame") -> Graphics:
     """The drawing back-end ``name`` (HalError naming the known ones when it is unknown;
-    DeviceUnavailableError when its library is missing)."""
+    DeviceUnavailableError when its library is missing).
+    """
     try:
         factory = GRAPHICS[name]
     except KeyError:

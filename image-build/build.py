@@ -131,7 +131,8 @@ class Steps:
 
     def background(self, name: str, fn: Callable[[], str | None]) -> Callable[[], str]:
         """Start `fn` on a thread now; the returned function waits for it, re-raises what it
-        raised, and returns its note with the time it ran (for a later `step`)."""
+        raised, and returns its note with the time it ran (for a later `step`).
+        """
         result: dict[str, object] = {}
         started = time.monotonic()
 
@@ -344,7 +345,8 @@ def dpkg_version(root: Path, package: str) -> str:
 def python_headers(base: Path, work: Path) -> Path:
     """The image's own CPython headers (pyconfig.h differs per architecture): Debian's
     libpython3.11-dev arm64 of the version in `base`, unpacked into `work`; returns the
-    directory of Python.h."""
+    directory of Python.h.
+    """
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     version = dpkg_version(base, "libpython3.11-minimal")
@@ -364,7 +366,8 @@ def cross_build_pyalsaaudio(
 ) -> str:
     """pyalsaaudio has no wheel at all: compile its one C file with Debian's aarch64 cross
     compiler against the image's libasound and CPython headers (`include`: Python.h's
-    directory), and pack a wheel of it."""
+    directory), and pack a wheel of it.
+    """
     work = wheels.parent / "pyalsaaudio"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()

@@ -147,7 +147,8 @@ class StagedModules:
 class ModuleIndex:
     """The modules of one kernel in a root directory, resolved by the build machine's own
     kmod (``modprobe -d ROOT -S VERSION``: Debian 12's kmod 30 on both sides) with the root's
-    ``modprobe.d``, as ``manual_add_modules`` resolves them on the device."""
+    ``modprobe.d``, as ``manual_add_modules`` resolves them on the device.
+    """
 
     def __init__(self, root: Path, version: str, config_dir: Path) -> None:
         """`config_dir`: an empty directory for a copy of the root's modprobe.d files."""
@@ -162,7 +163,8 @@ class ModuleIndex:
     def closure(self, names: list[str]) -> set[str]:
         """The module files (relative to the root) that loading `names` loads, soft
         dependencies included (``modprobe --show-depends``, once with ``--ignore-install``
-        and once without, as hook-functions does)."""
+        and once without, as hook-functions does).
+        """
         paths: set[str] = set()
         root = self.root.resolve()
         for extra in (["--ignore-install"], []):
@@ -227,7 +229,8 @@ def kernel_versions(root: Path) -> list[str]:
 
 def stage(root: Path) -> StagedModules:
     """Copy what ``MODULES=most`` would take into `root`/:data:`STAGE` and install the hook
-    and the build-only configuration that make mkinitramfs use it."""
+    and the build-only configuration that make mkinitramfs use it.
+    """
     target = root / STAGE
     shutil.rmtree(target, ignore_errors=True)
     modules: list[str] = []

@@ -22,7 +22,8 @@ def write_wheel(
 ) -> None:
     """A wheel of `files` (archive name -> bytes) with its dist-info: METADATA (plus the
     `metadata` lines), WHEEL, the `licenses` and RECORD. Fixed timestamps, so two builds of
-    the same files give the same wheel; written under a temporary name, then renamed."""
+    the same files give the same wheel; written under a temporary name, then renamed.
+    """
     info = f"{dist.replace('-', '_')}-{version}.dist-info"
     entries = {
         **files,

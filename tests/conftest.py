@@ -1,5 +1,6 @@
 """Fixtures: endpoints on simulated boards, talking through a real mosquitto on a free
-loopback port or, where a test directory says so (``site_broker``), the in-memory broker."""
+loopback port or, where a test directory says so (``site_broker``), the in-memory broker.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def site_broker(request: pytest.FixtureRequest) -> str:
     """What carries the signaling of ``make_site``'s sites: "mosquitto", a real broker on
     loopback, or "memory", tests/memory_broker.py. Modules about the call state machine,
     which need routing but not the broker itself, say
-    ``pytestmark = pytest.mark.site_broker("memory")``."""
+    ``pytestmark = pytest.mark.site_broker("memory")``.
+    """
     marker = request.node.get_closest_marker("site_broker")
     kind = str(marker.args[0]) if marker is not None else "mosquitto"
     assert kind in SITE_BROKERS, f"site_broker({kind!r}): not one of {SITE_BROKERS}"

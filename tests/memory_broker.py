@@ -67,7 +67,8 @@ class MemoryBroker:
 
     def cut(self, address: str, *, reconnect: bool = True) -> None:
         """``address``'s connection dies: its last will (offline) goes out; it reconnects
-        at once, or only on :meth:`restore` when ``reconnect`` is False."""
+        at once, or only on :meth:`restore` when ``reconnect`` is False.
+        """
         client = self._online.get(address)
         if client is None:
             raise SignalingError(f"{address} is not connected")
@@ -82,7 +83,8 @@ class MemoryBroker:
 
     def publish(self, kind: str, address: str, payload: bytes) -> None:
         """What a bare client publishing on ``address``'s ``kind`` topic causes: an inbox
-        message, or a retained presence or profile (an empty payload clears it)."""
+        message, or a retained presence or profile (an empty payload clears it).
+        """
         if kind == "inbox":
             self.publish_inbox(address, payload)
         elif kind in ("presence", "profile"):
@@ -94,7 +96,8 @@ class MemoryBroker:
 
     def connect(self, client: MemoryTransport) -> None:
         """Subscribe ``client`` (retained messages handed to it), then publish its profile
-        and online presence, as the MQTT transport's announcement does."""
+        and online presence, as the MQTT transport's announcement does.
+        """
         if client.address in self._online:
             raise SignalingError(f"{client.address} is already connected")
         self._online[client.address] = client
@@ -122,7 +125,8 @@ class MemoryBroker:
 
     def publish_inbox(self, recipient: str, payload: bytes) -> None:
         """Hand ``payload`` to ``recipient``'s inbox; lost when it is not connected (no
-        persistent sessions, as with the MQTT transport's clean start)."""
+        persistent sessions, as with the MQTT transport's clean start).
+        """
         self._check_size(payload)
         client = self._online.get(recipient)
         if client is not None:
@@ -224,7 +228,8 @@ class MemoryTransport:
 
     async def close(self) -> None:
         """Say offline (retained) and disconnect for good; idempotent, and a second call
-        waits for the first."""
+        waits for the first.
+        """
         if self._closed is not None:
             await asyncio.shield(self._closed)
             return

@@ -284,7 +284,8 @@ def _reload_broker(
     process: MosquittoBroker, generate: Callable[[], tuple[BrokerFiles, BrokerSettings]]
 ) -> None:
     """SIGHUP: write the configuration again (new contacts, paired phones) and make mosquitto
-    re-read its passwords and ACL. A configuration that cannot be written keeps the old one."""
+    re-read its passwords and ACL. A configuration that cannot be written keeps the old one.
+    """
     try:
         files, settings = generate()
         process.reload()

@@ -66,7 +66,8 @@ def register(keys: click.Group) -> None:
 
 def normalize_fingerprint(text: str) -> str | None:
     """``text`` as a fingerprint in its printed form (8 groups of 4 lower-case hex digits), or
-    None when it is not 32 hex digits (spaces anywhere are ignored)."""
+    None when it is not 32 hex digits (spaces anywhere are ignored).
+    """
     digits = "".join(text.split()).lower()
     if not _FINGERPRINT.fullmatch(digits):
         return None
@@ -113,7 +114,8 @@ def keys_trust(
 ) -> None:
     """Pin ADDRESS's keys: KEY as `callbox keys show` prints it on ADDRESS, or the FINGERPRINT
     a browser phone shows (32 hex digits, spaces optional), which pins the keys ADDRESS's
-    profile advertises only if they have that fingerprint (asks the running daemon)."""
+    profile advertises only if they have that fingerprint (asks the running daemon).
+    """
     granted = parse_rights(rights) if rights is not None else None
     cfg = load(config_path)
     if address == cfg.address:
@@ -150,7 +152,8 @@ def _advertised_keys(
     control_path: Path | None, address: str, fingerprint: str
 ) -> tuple[PublicKeys, str, str]:
     """The keys (and name, role) ``address``'s profile advertises, as the running daemon
-    received them; exits unless their fingerprint is ``fingerprint``."""
+    received them; exits unless their fingerprint is ``fingerprint``.
+    """
     try:
         result = request_sync(
             control_path or default_control_path(), "peer_keys", {"address": address}
@@ -322,7 +325,8 @@ def _check_address(address: str) -> None:
 
 def _check_not_a_unit(cfg: CallboxConfig, address: str) -> None:
     """Refuse the address of this unit or of a contact that is not a browser phone: the link
-    would hand out that device's broker password."""
+    would hand out that device's broker password.
+    """
     if address == cfg.address:
         raise click.BadParameter(f"{address!r} is this unit's own address", param_hint="ADDRESS")
     contact = next((c for c in cfg.contact_entries if c.address == address), None)
@@ -391,7 +395,8 @@ def _broker_url(broker_url: str | None, page: str, cfg: CallboxConfig) -> str:
 def _broker_login(directory: Path, address: str) -> str:
     """``address``'s password (created once, then reused) and a password file with it and
     every other address that has a credentials file. Files written as root go to the owner of
-    ``directory`` (the broker's user), which must be able to read them."""
+    ``directory`` (the broker's user), which must be able to read them.
+    """
     info = directory.stat()
     owner = (info.st_uid, info.st_gid) if os.geteuid() == 0 and info.st_uid != 0 else None
     try:
@@ -429,7 +434,8 @@ def _pairing(
     cfg: CallboxConfig, own: PublicKeys, address: str, name: str, broker: str, password: str
 ) -> Pairing:
     """The link's payload: this unit and its contacts that are units (door, indoor, or no role
-    given), with the fingerprints of their pinned keys."""
+    given), with the fingerprints of their pinned keys.
+    """
     peers = [PairingPeer(cfg.address, cfg.name or cfg.address, cfg.role, own.fingerprint())]
     for contact in cfg.contacts():
         if contact.role == "web" or contact.blocked or contact.address == address:

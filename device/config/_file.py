@@ -80,7 +80,8 @@ FIRST_BOOT_PATH: Final = Path("/boot/firmware/callbox.toml")
 
 class CallboxConfig(Section):
     """The whole file. Build it with `parse_config` or `load_config` (they add the cross-field
-    checks of `device.config._rules`)."""
+    checks of `device.config._rules`).
+    """
 
     # how a change applies: each table declares it (`Section.APPLY`), these keys here
     role: Annotated[Literal["door", "indoor"], Apply.ENDPOINT]
@@ -260,7 +261,8 @@ class CallboxConfig(Section):
 @functools.cache
 def config_keys() -> Mapping[str, Apply | None]:
     """Every key of ``callbox.toml``, nested ones included, and how a change to it applies
-    (`device.config._apply.declared_keys`; None: declared nowhere)."""
+    (`device.config._apply.declared_keys`; None: declared nowhere).
+    """
     return MappingProxyType(declared_keys(CallboxConfig))
 
 

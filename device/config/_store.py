@@ -47,7 +47,8 @@ _KEY_PART = re.compile(r"[A-Za-z0-9_-]+")
 
 def parse_value(text: str) -> Any:
     """The value `text` stands for: a TOML value (``30``, ``true``, ``"x"``, ``["a", "b"]``)
-    when it is exactly one, else the text itself as a string. Nothing is evaluated."""
+    when it is exactly one, else the text itself as a string. Nothing is evaluated.
+    """
     try:
         if list(tomllib.loads(f"value = {text}")) != ["value"]:
             return text
@@ -82,7 +83,8 @@ class ConfigStore:
 
     def get(self, key: str) -> Any:
         """The value in force at the dotted `key` (``call.fps``, ``contacts.0.name``), defaults
-        included; a table comes back as a dict. ConfigError names a key that does not exist."""
+        included; a table comes back as a dict. ConfigError names a key that does not exist.
+        """
         value: Any = self.load().model_dump(mode="json", by_alias=True)
         parts = self._split(key)
         for depth, part in enumerate(parts):
@@ -99,7 +101,8 @@ class ConfigStore:
     def set(self, key: str, value_text: str) -> CallboxConfig:
         """Set the dotted `key` to the value `value_text` stands for (see `parse_value`) and
         return the new configuration; ConfigError, and the file unchanged, when the result is
-        not a valid configuration."""
+        not a valid configuration.
+        """
         return self.set_many({key: value_text})
 
     def set_many(self, values: Mapping[str, str]) -> CallboxConfig:
@@ -248,7 +251,8 @@ class ConfigStore:
 
     def _record_import(self, digest: str) -> None:
         """Write `first_boot_marker` (0640 like a new config: it hashes one that may hold a
-        password); a failure is logged, and the next start imports the file again."""
+        password); a failure is logged, and the next start imports the file again.
+        """
         try:
             _write_atomically(self.first_boot_marker, f"{digest}\n".encode(), NEW_FILE_MODE, None)
         except ConfigError as err:
@@ -337,7 +341,8 @@ def _inline_table(values: Mapping[str, Any]) -> InlineTable:
 
 def _append_table(tables: AoT, table: Table) -> None:
     """Append `table` to `tables`, after the last one's blank lines, before the comments that
-    trail it (tomlkit keeps the comment above the next section inside the last table)."""
+    trail it (tomlkit keeps the comment above the next section inside the last table).
+    """
     body = tables[-1].value.body if len(tables) else []
     trailing: list[tuple[Any, Any]] = []
     while body and body[-1][0] is None:

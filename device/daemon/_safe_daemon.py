@@ -97,7 +97,8 @@ class SafeDaemon:
     def status_line(self) -> str:
         """systemd's status line: ``safe state:`` and the first reason, first boot's refusal
         first (on a new unit whose installer's file was refused, "the file does not exist"
-        would say least of what is wrong)."""
+        would say least of what is wrong).
+        """
         refused = first_boot_error()
         reasons = refused.splitlines()[1:2] if refused else []
         if reasons:
@@ -107,7 +108,8 @@ class SafeDaemon:
 
     def notice(self) -> Notice:
         """What the screen shows: the title, what first boot refused and the problem (one
-        reason a line, as `callbox status` prints them) and the hint."""
+        reason a line, as `callbox status` prints them) and the hint.
+        """
         refused = first_boot_error()
         lines = [*(refused.splitlines() if refused else ()), *self.problem.splitlines()]
         return Notice(NOTICE_TITLE, tuple(lines or ["no configuration"]), self.hint)
@@ -188,7 +190,8 @@ class SafeDaemon:
 
 async def run_safe_daemon(config_path: Path, control_path: Path, problem: str) -> bool:
     """Run the safe state (see the module) with the screen `device.daemon._safe_screen` chooses;
-    True when a valid file ended it."""
+    True when a valid file ended it.
+    """
     try:
         screen = await asyncio.to_thread(safe_screen, config_path)
     except Exception:  # noqa: BLE001 - no screen rather than no safe state

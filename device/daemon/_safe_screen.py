@@ -88,7 +88,8 @@ def read_toml(path: Path) -> dict[str, Any] | None:
 
 def display_choice(data: Mapping[str, Any] | None) -> DisplayChoice | None:
     """The screen a file (as TOML; None: none) asks for as far as it can be trusted, else
-    its board's default for the role; None for no screen (see the module)."""
+    its board's default for the role; None for no screen (see the module).
+    """
     board = DEFAULT_BOARD if data is None else data.get("board", DEFAULT_BOARD)
     if board not in BOARDS:
         return None  # an unknown board: which screen it has is anybody's guess
@@ -126,7 +127,8 @@ def build_display(choice: DisplayChoice) -> Display:
 
 def admin_user(data: Mapping[str, Any] | None) -> str | None:
     """``system.admin.user`` (default ``admin`` with a ``[system.admin]`` table) when it is a
-    valid name and that account exists here (first boot made it), else None."""
+    valid name and that account exists here (first boot made it), else None.
+    """
     system = data.get("system") if data is not None else None
     admin = system.get("admin") if isinstance(system, dict) else None
     if not isinstance(admin, dict):
@@ -141,7 +143,8 @@ def admin_user(data: Mapping[str, Any] | None) -> str | None:
 
 def host_addresses(limit: int = MAX_ADDRESSES) -> list[str]:
     """This host's addresses others can reach: IPv4 first, then global IPv6; no loopback or
-    link-local ones."""
+    link-local ones.
+    """
     found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
@@ -163,7 +166,8 @@ def fix_hint(
     first_boot_refused: bool = False,
 ) -> tuple[str, ...]:
     """What to do, one line each: log in over SSH (as ``admin`` when known) and fix the file,
-    or (first boot refused the installer's file) fix that file on a computer."""
+    or (first boot refused the installer's file) fix that file on a computer.
+    """
     lines = []
     if admin is not None:
         lines.append(

@@ -161,7 +161,8 @@ def check_backlight(backlight: Backlight) -> Check:
 
 def check_configured_backlight(config: CallboxConfig, io: IoDevices) -> Check | None:
     """The ``[backlight]`` of the file when the board does not drive it itself (the sim
-    board has a backlight of its own): does the sysfs device it names exist?"""
+    board has a backlight of its own): does the sysfs device it names exist?
+    """
     wanted = config.backlight
     held = io.backlight
     if wanted is None or (
@@ -229,7 +230,8 @@ async def run_selftest(
     failed: Mapping[str, str] | None = None,
 ) -> list[Check]:
     """Every check for ``board``, whose IoDevices must be started (``failed``: those that
-    did not start, by check name, with the reason); ``media`` opens the media devices."""
+    did not start, by check name, with the reason); ``media`` opens the media devices.
+    """
     checks = check_files(config)
     checks.append(check_permissions(config, board))
     checks.append(check_echo_canceller(config))

@@ -103,7 +103,8 @@ def ensure_host_keys(rootfs: RootFs) -> list[str]:
 
 def ensure_machine_id(rootfs: RootFs) -> bool:
     """Write a random ``/etc/machine-id`` when it is missing, empty or ``uninitialized``;
-    True when written. (On the device systemd has usually made one already.)"""
+    True when written. (On the device systemd has usually made one already.)
+    """
     current = (rootfs.read_text("/etc/machine-id") or "").strip()
     if current and current != "uninitialized":
         return False
@@ -201,7 +202,8 @@ def check_admin(rootfs: RootFs, admin: AdminConfig) -> None:
 
 def apply_admin(rootfs: RootFs, admin: AdminConfig) -> Account:
     """The administrator: an account without a password (``*``: key login only), in the
-    ``callbox`` group, sudo without a password, its ``authorized_keys`` exactly the keys."""
+    ``callbox`` group, sudo without a password, its ``authorized_keys`` exactly the keys.
+    """
     check_admin(rootfs, admin)
     account = rootfs.account(admin.user) or _create_account(rootfs, admin.user)
     _ensure_shadow(rootfs, admin.user)
@@ -242,7 +244,8 @@ def _create_account(rootfs: RootFs, name: str) -> Account:
 
 def _ensure_shadow(rootfs: RootFs, name: str) -> None:
     """A shadow entry whose password field is ``*``: no password can log in, and sshd still
-    accepts keys (``!`` would mark the account locked, which sshd refuses without PAM)."""
+    accepts keys (``!`` would mark the account locked, which sshd refuses without PAM).
+    """
     days = int(time.time() // 86400)
     lines = [":".join(f) for f in rootfs.table("/etc/shadow")]
     for index, line in enumerate(lines):
@@ -282,7 +285,8 @@ def _append_line(rootfs: RootFs, path: str, line: str, mode: int) -> None:
 
 def _rewrite(rootfs: RootFs, path: str, lines: list[str], mode: int, gid: int) -> None:
     """Write an account file, keeping its comments out (they have none on Debian), its
-    mode and group."""
+    mode and group.
+    """
     target = rootfs.path(path)
     if target.exists():
         info = target.stat()
@@ -345,7 +349,8 @@ class WifiNetwork:
 
 def apply_wifi(rootfs: RootFs, country: str, networks: Sequence[WifiNetwork]) -> list[str]:
     """One NetworkManager keyfile per network (the first listed preferred), the country of
-    the radio, and no keyfile of ours for a network no longer listed; the files written."""
+    the radio, and no keyfile of ours for a network no longer listed; the files written.
+    """
     directory = rootfs.mkdir(NM_CONNECTIONS, 0o700)
     wanted = {f"{WIFI_PREFIX}{n}.nmconnection": net for n, net in enumerate(networks)}
     for stale in directory.glob(f"{WIFI_PREFIX}*.nmconnection"):

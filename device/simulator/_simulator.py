@@ -48,7 +48,8 @@ class Simulator:
 
     async def close(self) -> None:
         """Stop the page's server (requests in flight finish), the phone's page, then the
-        apps and the broker."""
+        apps and the broker.
+        """
         try:
             await asyncio.to_thread(self.server.close)
             if self.phone is not None:

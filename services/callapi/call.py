@@ -275,7 +275,8 @@ class Call:
 
     async def camera_lost(self, err: Exception) -> None:
         """The camera failed mid-call: go on audio-only, the peer sees video muted, the app
-        hears HWERROR (``on_error``); the camera is retried and video resumes by itself."""
+        hears HWERROR (``on_error``); the camera is retried and video resumes by itself.
+        """
         _log.error("%s: call %s goes on without video: %s", self._name, self.call_id, err)
         await self._controls.camera_lost()
         await self._endpoint.notify_error(self.props, CallErrorCode.HARDWARE)

@@ -269,7 +269,8 @@ class MediaSession:
 
     def adopt_encoder(self, encoder: CappedEncoder, mime_type: str) -> None:
         """Use this already opened encoder for the first video frame, if ``mime_type`` is
-        what the peers negotiate (opening one on the first frame costs ~10 ms)."""
+        what the peers negotiate (opening one on the first frame costs ~10 ms).
+        """
         encoder.set_cap(self.settings.video_bitrate_bps)
         self._warm, self._warm_mime = encoder, mime_type
 
@@ -389,7 +390,8 @@ class MediaSession:
 
     def failed_after_connectivity(self) -> bool:
         """True when ICE connected but DTLS failed: a certificate that does not match the
-        peer's signed fingerprint, or a tampered handshake, rather than a network problem."""
+        peer's signed fingerprint, or a tampered handshake, rather than a network problem.
+        """
         for transceiver in self._pc.getTransceivers():
             dtls = transceiver.receiver.transport
             if dtls.state == "failed" and dtls.transport.state == "completed":

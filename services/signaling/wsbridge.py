@@ -32,7 +32,8 @@ READ_CHUNK = 65536
 
 class WebSocketBridge:
     """Serves MQTT over WebSockets on ``host:port``, each connection piped to mosquitto's
-    listener on ``target_host:target_port``."""
+    listener on ``target_host:target_port``.
+    """
 
     def __init__(
         self,

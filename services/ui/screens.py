@@ -64,7 +64,8 @@ class ScreenRenderer:
 
     def __init__(self, width: int, height: int, graphics: Graphics | None = None) -> None:
         """A renderer for a ``width`` x ``height`` display, drawing with ``graphics`` (None:
-        the default back-end of ``hal.canvas``)."""
+        the default back-end of ``hal.canvas``).
+        """
         self.layout = Layout(width, height)
         self.paint = Painter(self.layout, graphics)
         self._remote = _Video()

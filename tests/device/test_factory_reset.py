@@ -1,5 +1,6 @@
 """``callbox factory-reset`` on a tree set up by first boot: it removes what it lists, keeps
-the rest, and first boot runs again; the daemon's safe state without a configuration."""
+the rest, and first boot runs again; the daemon's safe state without a configuration.
+"""
 
 from __future__ import annotations
 

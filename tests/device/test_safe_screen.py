@@ -1,6 +1,7 @@
 """The safe state's screen: the notice on an injected in-memory display, closed when a valid
 file ends the safe state, a display that cannot open only logged; and which display the
-composition picks from a file that does not validate."""
+composition picks from a file that does not validate.
+"""
 
 from __future__ import annotations
 
@@ -314,7 +315,8 @@ def test_the_status_line_names_what_first_boot_refused_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a new unit whose installer's file was refused, the installed file does not exist:
-    the status line says why first boot refused the installer's file instead."""
+    the status line says why first boot refused the installer's file instead.
+    """
     state = tmp_path / "firstboot"
     state.mkdir()
     (state / "error").write_text(

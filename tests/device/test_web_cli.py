@@ -1,5 +1,6 @@
 """``callbox web``: the browser phone's page over HTTP on loopback and over HTTPS, as its own
-process answering real requests; its refusals in process; callbox-web.service."""
+process answering real requests; its refusals in process; callbox-web.service.
+"""
 
 from __future__ import annotations
 

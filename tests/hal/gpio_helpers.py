@@ -1,5 +1,6 @@
 """Shared by the GPIO tests: gpiozero's MockPin with a way to wait for its changes, and
-the check that no gpiozero or callbox background thread outlives a test."""
+the check that no gpiozero or callbox background thread outlives a test.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ TIMEOUT = 3.0
 
 class WatchedPin(MockPin):  # type: ignore[misc]  # gpiozero has no type hints
     """gpiozero's MockPin, plus a condition notified on every state change, so a test can
-    wait for "the relay went off" or "the LED toggled N times" instead of sleeping."""
+    wait for "the relay went off" or "the LED toggled N times" instead of sleeping.
+    """
 
     def __init__(self, factory: Any, info: Any) -> None:
         self.changed = threading.Condition()

@@ -487,7 +487,8 @@ async def test_the_echo_canceller_hears_what_the_alsa_speaker_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With echo cancelling, the reference is taken at the device (the render tap), so
-    queueing, silence and drift corrections are in it exactly as the room hears them."""
+    queueing, silence and drift corrections are in it exactly as the room hears them.
+    """
     pcms = file_pcms(tmp_path, monkeypatch)
     canceller = make_echo_canceller(RATE, prefer="none")
     heard: list[Samples] = []

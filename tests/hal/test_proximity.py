@@ -141,7 +141,8 @@ async def test_digital_state_at_start_is_read_without_a_callback(factory: Any) -
 class ScriptedBus:
     """Stands in for the I2C bus (smbus2.SMBus): proximity readings come from ``script``
     (a count, or an OSError raised by that read); after the script the last count
-    repeats, and ``finished`` is set on the first read past it. Writes are recorded."""
+    repeats, and ``finished`` is set on the first read past it. Writes are recorded.
+    """
 
     def __init__(self, script: list[int | OSError], loop: asyncio.AbstractEventLoop) -> None:
         self.script = list(script)

@@ -1,5 +1,6 @@
 """The SD image's tests: run by `make image-test` only (they need the image, root, mtools,
-debugfs and qemu-system-aarch64, and take minutes). `make test` does not collect them."""
+debugfs and qemu-system-aarch64, and take minutes). `make test` does not collect them.
+"""
 
 from __future__ import annotations
 

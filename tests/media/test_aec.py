@@ -112,7 +112,8 @@ def power_db(x: Signal) -> float:
 
 def visitor_over_echo(seconds: float = 4.0) -> tuple[Signal, Signal, Signal]:
     """Far end, microphone and near-end talker: 2 s of echo only, then a visitor at the
-    door talking 6 dB above the echo of the indoor unit's voice."""
+    door talking 6 dB above the echo of the indoor unit's voice.
+    """
     far = far_end(seconds)
     echo = echo_of(far)
     talker = np.concatenate([np.zeros(2 * RATE), near_end(seconds - 2)])
