@@ -274,8 +274,10 @@ class Call:
         return await self._door.unlock(timeout)
 
     async def camera_lost(self, err: Exception) -> None:
-        """The camera failed mid-call: go on audio-only, the peer sees video muted, the app
-        hears HWERROR (``on_error``); the camera is retried and video resumes by itself.
+        """The camera failed mid-call: go on audio-only.
+
+        The peer sees video muted, the app hears HWERROR (``on_error``); the camera is retried and
+        video resumes by itself.
         """
         _log.error("%s: call %s goes on without video: %s", self._name, self.call_id, err)
         await self._controls.camera_lost()

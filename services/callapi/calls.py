@@ -45,7 +45,7 @@ def new_call_id() -> str:
 def permission_status(
     *, microphone: bool, speaker: bool, camera: bool, video: bool, in_use: bool = False
 ) -> int:
-    """mesibo's checkPermissions values for a set of devices.
+    """The values of mesibo's checkPermissions for a set of devices.
 
     0: every device a call needs is there; 1: they are there but a call holds them now
     (mesibo: "being requested, ask again"); -1: no microphone or no speaker; -2: a video
@@ -224,7 +224,7 @@ class Calls:
         return self.active_call is not None and not self.active_call.is_ended()
 
     def check_permissions(self, video: bool) -> int:
-        """mesibo's checkPermissions: 0 ready, 1 in use by a call (ask again), <0 missing."""
+        """The checkPermissions of mesibo: 0 ready, 1 in use by a call (ask again), <0 missing."""
         return permission_status(
             microphone=self.media.microphone is not None,
             speaker=self.media.speaker() is not None,

@@ -236,11 +236,11 @@ class Envelope:
         }
 
     def aad(self) -> bytes:
-        """Return the AES-GCM associated data: ``b"callbox/v1 aad\\n" + canonical(header)``."""
+        r"""Return the AES-GCM associated data: ``b"callbox/v1 aad\n" + canonical(header)``."""
         return AAD_CONTEXT + canonical(self.header())
 
     def signed_bytes(self) -> bytes:
-        """Return what the signature covers: ``b"callbox/v1 sig\\n" + canonical(header + body)``."""
+        r"""Return what the signature covers: ``b"callbox/v1 sig\n" + canonical(header + body)``."""
         unsigned = self.header()
         unsigned["body"] = self.body_json()
         return SIG_CONTEXT + canonical(unsigned)
