@@ -249,9 +249,9 @@ class Calls:
         """The call clock: time.monotonic()."""
         return time.monotonic()
 
-    async def send(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+    async def send(self, to: str, message_type: str, call_id: str, body: dict[str, Any]) -> None:
         """Sign, encrypt and send a message of a call (SignalingError when it cannot)."""
-        await self.signaling.send(to, type, call_id, body)
+        await self.signaling.send(to, message_type, call_id, body)
 
     def is_online(self, address: str) -> bool:
         """True when ``address``'s retained presence says online."""
@@ -406,12 +406,14 @@ class Calls:
         self.signaling.rejected[err.reason] += 1
         _log.warning("%s: dropped a message in its inbox: %s", self.address, err)
 
-    async def _send_or_log(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+    async def _send_or_log(
+        self, to: str, message_type: str, call_id: str, body: dict[str, Any]
+    ) -> None:
         """Send a message; a failure is logged (timers on both sides handle a lost message)."""
         try:
-            await self.signaling.send(to, type, call_id, body)
+            await self.signaling.send(to, message_type, call_id, body)
         except SignalingError as err:
-            _log.error("%s: could not send %s to %s: %s", self.address, type, to, err)
+            _log.error("%s: could not send %s to %s: %s", self.address, message_type, to, err)
 
     async def _on_invite(self, message: Message) -> None:
         caller = message.sender

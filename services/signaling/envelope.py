@@ -284,7 +284,7 @@ def _is_ts(value: object) -> bool:
 def seal(
     identity: Identity,
     *,
-    type: str,
+    type: str,  # noqa: A002 - the envelope's wire field "type", as the other header keywords
     call_id: str,
     sender: str,
     recipient: str,

@@ -304,7 +304,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib override
                 pass
 
         self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
