@@ -125,6 +125,7 @@ class RenderLog:
         self._lock = threading.Lock()
 
     def __call__(self, chunk: Samples) -> None:
+        """Note when the speaker wrote `chunk` and how loud it was (its RMS)."""
         rms = float(np.sqrt(np.mean(chunk.astype(np.float64) ** 2))) if chunk.size else 0.0
         with self._lock:
             self.blocks.append((time.monotonic(), rms))

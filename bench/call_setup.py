@@ -46,6 +46,7 @@ class PatternTrack(MediaStreamTrack):
         self.camera = camera
 
     async def recv(self) -> av.VideoFrame:
+        """The camera's next test-pattern frame."""
         return await self.camera.read()
 
 

@@ -1,5 +1,7 @@
-"""update-initramfs under qemu-user: Debian's own MODULES=most against the image build's
-modules chosen on the build machine (image-build/initramfs_modules.py).
+"""update-initramfs under qemu-user: Debian's own MODULES=most against the build's staged modules.
+
+The staged modules are the image build's, chosen on the build machine
+(image-build/initramfs_modules.py).
 
 Run as root after `make image`: ``sudo .venv/bin/python bench/initramfs.py [--repeats 1]``.
 Prints one JSON object.

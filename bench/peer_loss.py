@@ -45,6 +45,7 @@ class Ended(InProgressListener):
         self.status = CallStatus.NONE
 
     def on_status(self, call: Call, status: CallStatus, video: bool) -> None:
+        """Set `connected` at CONNECTED; note the first terminal status and when it came."""
         if status == CallStatus.CONNECTED:
             self.connected.set()
         if status & 0x40 and not self.ended.is_set():

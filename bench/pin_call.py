@@ -1,5 +1,6 @@
-"""The doorbell call through the firmware (GPIO pins -> call service -> Call API) against the
-same call placed directly on the Call API, in one run.
+"""The doorbell call through the firmware against the same call placed directly on the Call API.
+
+The firmware's path is GPIO pins -> call service -> Call API; both calls are placed in one run.
 
 Run: ``.venv/bin/python bench/pin_call.py [--calls 10]``. Prints one JSON object.
 

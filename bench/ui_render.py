@@ -144,6 +144,11 @@ def _plain_converter() -> Callable[[av.VideoFrame, av.VideoFrame | None], Any]:
 
 
 async def main(repeats: int, seconds: float) -> dict[str, Any]:
+    """Run the ``ui`` and ``baseline`` phases, interleaved, ``repeats`` times; the JSON report.
+
+    Each phase measures a ``seconds`` window; the report has the medians over the repeats, the CPU
+    ratio ui/baseline, the targets and every run's figures.
+    """
     frames = await make_frames(FPS * 2)
     results: dict[str, list[dict[str, float]]] = {"ui": [], "baseline": []}
     for _ in range(repeats):

@@ -194,8 +194,10 @@ class ClockCheck:
     """
 
     def __init__(self, rate: int, buffer: int, *, transferred: int, now: float) -> None:
-        """Check a PCM of ``buffer`` frames at ``rate`` Hz from ``transferred`` frames at
-        ``now`` on."""
+        """Check a PCM of ``buffer`` frames at ``rate`` Hz.
+
+        The check starts from ``transferred`` frames at ``now``.
+        """
         self._rate = rate
         self.limit = buffer + int(WALL_CLOCK_MARGIN_S * rate)
         self._anchor = (now, transferred)
@@ -212,10 +214,13 @@ class ClockCheck:
 
 
 class VirtualPcm:
-    """The clock a clockless PCM lacks: a buffer draining (playback) or filling (capture)
-    at ``rate`` frames per second of wall time. A running playback device that runs dry
-    or a capture device that overflows has an xrun, counted and recovered as a device's
-    would be; a playback device starts with the first write, like ALSA's."""
+    """The clock a clockless PCM lacks: a buffer draining or filling at ``rate`` frames per second.
+
+    Draining for playback, filling for capture, at ``rate`` frames per second of wall time. A
+    running playback device that runs dry or a capture device that overflows has an xrun, counted
+    and recovered as a device's would be; a playback device starts with the first write, like
+    ALSA's.
+    """
 
     def __init__(self, rate: int, buffer: int, *, playback: bool, level: int, now: float) -> None:
         """A device holding ``level`` frames at ``now`` (negative: reads ran ahead)."""
@@ -437,9 +442,11 @@ pcm.{capture} {{
 
 
 def file_pcms_config(playback: str, capture: str, output: Path, infile: Path) -> str:
-    """An alsa-lib configuration (for ``ALSA_CONFIG_PATH``) with two PCMs that need no
-    sound card: ``playback`` writes raw samples to ``output``, ``capture`` reads them from
-    ``infile`` (the tests and benchmarks exercise the real back-ends through them)."""
+    """An alsa-lib configuration (for ``ALSA_CONFIG_PATH``) with two PCMs that need no sound card.
+
+    ``playback`` writes raw samples to ``output``, ``capture`` reads them from ``infile`` (the tests
+    and benchmarks exercise the real back-ends through them).
+    """
 
     def quoted(path: Path) -> str:
         return str(path).replace("\\", "\\\\").replace('"', '\\"')

@@ -117,9 +117,11 @@ def build_sim_board(
 
 
 def build_sim_io(io: IoSpec | None = None, *, sysfs_root: Path | None = None) -> IoDevices:
-    """The GPIO side of a sim board: ``io`` (default ``sim_io_spec()``) on a MockFactory of
-    its own, the backlight in a sysfs tree under ``sysfs_root`` (a temporary one, removed
-    on close, when None)."""
+    """The GPIO side of a sim board: ``io`` (default ``sim_io_spec()``) on a MockFactory of its own.
+
+    The backlight is in a sysfs tree under ``sysfs_root`` (a temporary one, removed on close, when
+    None).
+    """
     spec = dataclasses.replace(io or sim_io_spec(), pin_factory="mock")
     temp_root: Path | None = None
     if spec.backlight is not None:
@@ -153,9 +155,11 @@ def build_pi_board(
     display: bool = False,
     display_size: tuple[int, int] | None = None,
 ) -> Board:
-    """A Raspberry Pi: GPIO devices on gpiozero's pin factory for this Pi (lgpio on a Pi 5,
-    RPi.GPIO before) as ``io`` wires them; ALSA speakers (logical name -> PCM name, e.g.
-    ``{"speaker": "default", "handset": "plughw:CARD=Headset,DEV=0"}``) and microphone.
+    """A Raspberry Pi: GPIO devices as ``io`` wires them, ALSA speakers and microphone, a camera.
+
+    GPIO devices are on gpiozero's pin factory for this Pi (lgpio on a Pi 5, RPi.GPIO before);
+    speakers map a logical name to a PCM name, e.g. ``{"speaker": "default", "handset":
+    "plughw:CARD=Headset,DEV=0"}``.
 
     ``camera``: ``picamera`` / ``picamera:N`` (libcamera through picamera2, hardware H.264
     where the Pi has an encoder) or ``/dev/videoN`` (a USB camera through PyAV, in

@@ -46,9 +46,11 @@ class Font(Protocol):
     """A typeface at one pixel size: measures and renders single lines of text."""
 
     def size(self, text: str) -> tuple[int, int]:
-        """(width, height) in pixels of ``text`` in this font (the width of its rendered
-        image; the height of the font's line box, which the image may exceed by a pixel or
-        two: pygame's measure)."""
+        """(width, height) in pixels of ``text`` in this font, as pygame measures it.
+
+        The width of its rendered image; the height of the font's line box, which the image may
+        exceed by a pixel or two.
+        """
         ...
 
     @property
@@ -122,8 +124,11 @@ GRAPHICS: dict[str, Callable[[], Graphics]] = {"pygame": _pygame}
 
 
 def load_graphics(name: str = "pygame") -> Graphics:
-    """The drawing back-end ``name`` (HalError naming the known ones when it is unknown;
-    DeviceUnavailableError when its library is missing)."""
+    """The drawing back-end ``name``.
+
+    HalError naming the known ones when it is unknown; DeviceUnavailableError when its library is
+    missing.
+    """
     try:
         factory = GRAPHICS[name]
     except KeyError:

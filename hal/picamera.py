@@ -143,8 +143,11 @@ class EncodedQueue:
         self._resync = True
 
     async def get(self, timeout: float) -> av.Packet[Any]:
-        """The next encoded frame; TimeoutError if none comes within ``timeout`` s,
-        DeviceUnavailableError once the queue is closed and empty."""
+        """The next encoded frame.
+
+        TimeoutError if none comes within ``timeout`` s, DeviceUnavailableError once the queue is
+        closed and empty.
+        """
         async with asyncio.timeout(timeout):
             while True:
                 if self._items and time.monotonic() - self._items[0][0] > self._max_age_s:

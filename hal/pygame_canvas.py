@@ -47,7 +47,7 @@ class PygameFont:
 
     @property
     def line_height(self) -> int:
-        """pygame's recommended line spacing of this font."""
+        """The line spacing pygame recommends for this font."""
         return self._font.get_linesize()
 
     def render(self, text: str, color: Rgb) -> PygameImage:
@@ -127,7 +127,7 @@ class PygameGraphics:
         return PygameCanvas(self, width, height)
 
     def font(self, px: int, bold: bool = False) -> PygameFont:
-        """pygame's default typeface at ``px`` pixels (``bold``: pygame's synthetic bold)."""
+        """The default pygame typeface at ``px`` pixels (``bold``: pygame's synthetic bold)."""
         import pygame
 
         font = pygame.font.Font(None, px)

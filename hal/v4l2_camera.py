@@ -37,16 +37,16 @@ from hal.picamera import MAX_PACKET_AGE_S, QUEUE_LIMIT, STALL_TIMEOUT_S, Encoded
 _log = logging.getLogger(__name__)
 
 ContainerOpener = Callable[[str, str, dict[str, str]], Any]
-"""``opener(file, format, options)`` -> an input container (``av.open`` for a device)."""
+"""``opener(file, demuxer, options)`` -> an input container (``av.open`` for a device)."""
 
 MICROSECONDS = Fraction(1, 1_000_000)
 FRAMES_WANTED_S = 1.0  # frames are decoded while ``read`` was called this recently
 _NAL_IDR, _NAL_SPS, _NAL_PPS = 5, 7, 8
 
 
-def open_v4l2(file: str, format: str, options: dict[str, str]) -> Any:
+def open_v4l2(file: str, demuxer: str, options: dict[str, str]) -> Any:
     """Open a V4L2 device with libavdevice (the real opener)."""
-    return av.open(file, format=format, options=options)
+    return av.open(file, format=demuxer, options=options)
 
 
 def nal_units(data: bytes) -> Iterator[bytes]:

@@ -142,7 +142,7 @@ class _ToolMissingError(KeyringError):
 
 
 def _gpg(run: Runner, args: Sequence[str], data: bytes | None = None) -> bytes:
-    """gpg with a throwaway home: nothing read from or written to the caller's ~/.gnupg."""
+    """Run gpg with a throwaway home: nothing read from or written to the caller's ~/.gnupg."""
     with tempfile.TemporaryDirectory(prefix="callbox-gpg-") as home:
         try:
             proc = run(
@@ -160,8 +160,10 @@ def _gpg(run: Runner, args: Sequence[str], data: bytes | None = None) -> bytes:
 
 
 def primary_keys(keyring: Path, run: Runner = subprocess.run) -> dict[str, str]:
-    """Each primary key in ``keyring``: fingerprint -> gpg's validity letter (``-`` when
-    unknown, ``r`` revoked, ``e`` expired), from ``gpg --show-keys --with-colons``."""
+    """Each primary key in ``keyring``: fingerprint -> gpg's validity letter.
+
+    ``-`` when unknown, ``r`` revoked, ``e`` expired; from ``gpg --show-keys --with-colons``.
+    """
     out = _gpg(run, ["--with-colons", "--show-keys", str(keyring)]).decode(errors="replace")
     keys: dict[str, str] = {}
     validity: str | None = None  # set by a pub record, until its fpr record
@@ -178,8 +180,11 @@ def primary_keys(keyring: Path, run: Runner = subprocess.run) -> dict[str, str]:
 
 
 def verify_keys(keys: dict[str, str], expected: Sequence[str], source: str) -> None:
-    """Raise ``KeyringError`` unless ``keys`` (``primary_keys``) are exactly the
-    ``expected`` fingerprints, none revoked or expired; ``source`` is named in the error."""
+    """Raise ``KeyringError`` unless ``keys`` are exactly the ``expected`` fingerprints.
+
+    ``keys`` as ``primary_keys`` gives them; none may be revoked or expired. ``source`` is named in
+    the error.
+    """
     want = {f.replace(" ", "").upper() for f in expected}
     if set(keys) != want:
         raise KeyringError(
@@ -196,8 +201,10 @@ def verify_keys(keys: dict[str, str], expected: Sequence[str], source: str) -> N
 def check_keyring(
     keyring: Path, expected: Sequence[str], source: str, run: Runner = subprocess.run
 ) -> None:
-    """Raise ``KeyringError`` unless the keyring file holds exactly the ``expected`` primary
-    keys, none revoked or expired. ``source`` (its URL) is named in the error."""
+    """Raise ``KeyringError`` unless the keyring file holds exactly the ``expected`` primary keys.
+
+    None may be revoked or expired. ``source`` (its URL) is named in the error.
+    """
     verify_keys(primary_keys(keyring, run), expected, source)
 
 
@@ -366,24 +373,31 @@ class Base:
         return [*self.boot_packages, *COMMON_PACKAGES, *self.extra_packages]
 
     def mmdebstrap_sources(self, keyring_dir: Path) -> list[str]:
-        """The MIRROR arguments (after SUITE and TARGET): one-line apt sources, each extra
-        archive signed-by its keyring in ``keyring_dir`` (``fetch_keyrings`` fills it)."""
+        """The MIRROR arguments (after SUITE and TARGET): one-line apt sources.
+
+        Each extra archive is signed-by its keyring in ``keyring_dir`` (``fetch_keyrings`` fills
+        it).
+        """
         return [*self.sources, *(k.source_line(keyring_dir) for k in self.keyrings)]
 
     def mmdebstrap_options(self, keyring_dir: Path) -> list[str]:
-        """Options before SUITE: the components, and for each extra keyring a customize hook
-        that points the image's sources at ``image_path`` instead of the build machine's copy
-        (apt reads a signed-by path on the host while mmdebstrap runs; mmdebstrap writes the
-        sources into the image as given) and installs the checked key there when the
-        keyring package did not."""
+        """Options before SUITE: the components, and a customize hook for each extra keyring.
+
+        The hook points the image's sources at ``image_path`` instead of the build machine's copy
+        (apt reads a signed-by path on the host while mmdebstrap runs; mmdebstrap writes the sources
+        into the image as given) and installs the checked key there when the keyring package did
+        not.
+        """
         options = [f"--components={','.join(self.components)}"]
         for spec in self.keyrings:
             options.append(f"--customize-hook={_signed_by_hook(spec, keyring_dir)}")
         return options
 
     def boot_config(self, root_partuuid: str) -> dict[str, str]:
-        """Files build.py writes onto the boot partition: name -> text (none for Debian,
-        whose raspi-firmware writes them from /etc/default/raspi-firmware)."""
+        """Files build.py writes onto the boot partition: name -> text.
+
+        None for Debian, whose raspi-firmware writes them from /etc/default/raspi-firmware.
+        """
         files = {}
         if self.config_txt is not None:
             files["config.txt"] = self.config_txt
@@ -400,8 +414,10 @@ class Base:
         ]
 
     def describe(self) -> dict[str, object]:
-        """Everything that makes this base, as JSON-able data (for build.py's base cache key;
-        no build-machine path in it)."""
+        """Everything that makes this base, as JSON-able data.
+
+        For build.py's base cache key; no build-machine path in it.
+        """
         return {
             "name": self.name,
             "suite": self.suite,

@@ -116,6 +116,11 @@ class Steps:
         self.live.__exit__(None, None, None)
 
     def step(self, name: str, fn: Callable[[], str | None]) -> None:
+        """Run `fn` as the step `name`, shown live while it runs.
+
+        The step's line then shows its note (what `fn` returns) and its time; a step that raises is
+        marked FAILED and the exception goes on.
+        """
         self.current, self.started, self.tail = name, time.monotonic(), ""
         self.live.update(self._render())
         try:
@@ -130,8 +135,11 @@ class Steps:
         self.live.update(self._render())
 
     def background(self, name: str, fn: Callable[[], str | None]) -> Callable[[], str]:
-        """Start `fn` on a thread now; the returned function waits for it, re-raises what it
-        raised, and returns its note with the time it ran (for a later `step`)."""
+        """Start `fn` on a thread now; the returned function waits for it.
+
+        That function re-raises what `fn` raised, and returns its note with the time it ran (for a
+        later `step`).
+        """
         result: dict[str, object] = {}
         started = time.monotonic()
 
@@ -186,17 +194,20 @@ class Steps:
 
 
 def project_version() -> str:
+    """The project's version, from pyproject.toml."""
     with (REPO / "pyproject.toml").open("rb") as f:
         return str(tomllib.load(f)["project"]["version"])
 
 
 def dependencies() -> list[str]:
+    """The project's runtime requirements, from pyproject.toml."""
     with (REPO / "pyproject.toml").open("rb") as f:
         deps: list[str] = tomllib.load(f)["project"]["dependencies"]
     return deps
 
 
 def dist_name(req: str) -> str:
+    """The distribution name of requirement `req`, normalised (lower case, ``-`` for ``_``)."""
     return re.split(r"[<>=!~; \[]", req, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
@@ -204,6 +215,10 @@ def dist_name(req: str) -> str:
 
 
 def ensure_binfmt() -> str:
+    """Make sure qemu-aarch64 is registered with binfmt_misc, so arm64 programs run here.
+
+    The chroot steps run the image's arm64 programs. Returns the step's note.
+    """
     entry = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
     if entry.exists() and entry.read_text().startswith("enabled"):
         return "already registered"
@@ -221,6 +236,10 @@ def ensure_binfmt() -> str:
 
 
 def pip_platform_args() -> list[str]:
+    """The pip options that select wheels the image can use: CPython 3.11 on aarch64 Linux.
+
+    manylinux wheels up to bookworm's glibc 2.36, and pure-Python ones.
+    """
     args = []
     # bookworm's glibc is 2.36; the oldest manylinux aarch64 wheels are manylinux2014 (2.17)
     for minor in range(17, 37):
@@ -232,6 +251,11 @@ def pip_platform_args() -> list[str]:
 
 
 def fetch_wheels(steps: Steps, pip: list[str], wheels: Path) -> str:
+    """Build the callbox wheel and download aarch64 wheels of its dependencies into `wheels`.
+
+    pip is downloaded too, for updates in place on the unit. Dependencies with no aarch64 wheel
+    (``NO_AARCH64_WHEEL``) are left out: they are built here. Returns the step's note.
+    """
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     steps.run([*pip, "wheel", "-q", "--no-deps", "-w", wheels, REPO], "wheels.log")
@@ -282,6 +306,11 @@ def customize_hook(base: Base) -> str:
 
 
 def base_key(base: Base) -> str:
+    """The cache key of the mmdebstrap base: a digest of everything that makes it.
+
+    The base's description, the hooks, the disk signature, initramfs_modules.py and
+    ``BASE_REVISION``.
+    """
     blob = json.dumps(
         [
             BASE_REVISION,
@@ -296,10 +325,16 @@ def base_key(base: Base) -> str:
 
 
 def partuuid(n: int) -> str:
+    """The PARTUUID of partition `n` of the image (the fixed disk signature and `n`)."""
     return f"{int(DISK_SIGNATURE, 16):08x}-{n:02d}"
 
 
 def build_base(steps: Steps, base: Base, target: Path, keyrings: Path) -> str:
+    """Build the mmdebstrap base of `base` into `target`, or reuse the one there.
+
+    The one there is reused when its stamp holds the same `base_key`. Returns the step's note: built
+    or reused.
+    """
     stamp = target.with_name(target.name + ".stamp")
     if target.is_dir() and stamp.exists() and stamp.read_text().strip() == base_key(base):
         return "reused"
@@ -334,6 +369,10 @@ def build_base(steps: Steps, base: Base, target: Path, keyrings: Path) -> str:
 
 
 def dpkg_version(root: Path, package: str) -> str:
+    """The installed version of `package` in `root`, from dpkg's status file.
+
+    ClickException when it is not installed.
+    """
     status = (root / "var/lib/dpkg/status").read_text().split("\n\n")
     for para in status:
         if f"Package: {package}\n" in para and "Version: " in para:
@@ -342,9 +381,11 @@ def dpkg_version(root: Path, package: str) -> str:
 
 
 def python_headers(base: Path, work: Path) -> Path:
-    """The image's own CPython headers (pyconfig.h differs per architecture): Debian's
-    libpython3.11-dev arm64 of the version in `base`, unpacked into `work`; returns the
-    directory of Python.h."""
+    """The image's own CPython headers (pyconfig.h differs per architecture).
+
+    Debian's libpython3.11-dev arm64 of the version in `base`, unpacked into `work`; returns the
+    directory of Python.h.
+    """
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     version = dpkg_version(base, "libpython3.11-minimal")
@@ -362,9 +403,11 @@ def python_headers(base: Path, work: Path) -> Path:
 def cross_build_pyalsaaudio(
     steps: Steps, pip: list[str], base: Path, wheels: Path, include: Path
 ) -> str:
-    """pyalsaaudio has no wheel at all: compile its one C file with Debian's aarch64 cross
-    compiler against the image's libasound and CPython headers (`include`: Python.h's
-    directory), and pack a wheel of it."""
+    """Cross-compile pyalsaaudio's one C file and pack a wheel of it (it has no wheel at all).
+
+    Compiled with Debian's aarch64 cross compiler against the image's libasound and CPython headers
+    (`include`: Python.h's directory).
+    """
     work = wheels.parent / "pyalsaaudio"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -446,6 +489,11 @@ def wheel_requirement(wheel: Path) -> str:
 def install_app(
     steps: Steps, pip: list[str], wheels: Path, root: Path, base: Base, aec3_binding: Path
 ) -> str:
+    """Install the app into /opt/callbox of `root`; the callbox wheel's name.
+
+    A venv-like tree on Debian's python3 with the wheels, the tuned AEC3 binding, the launchers, the
+    device's bytecode and the built web page.
+    """
     venv = root / "opt/callbox"
     site = venv / "lib/python3.11/site-packages"
     (venv / "bin").mkdir(parents=True)
@@ -518,10 +566,16 @@ def install_app(
 
 
 def chroot_tool(root: Path, *argv: str) -> None:
+    """Run a shadow-utils tool (``groupadd``, ``useradd``) on `root`, through its ``--root``."""
     subprocess.run([argv[0], "--root", str(root), *argv[1:]], check=True, stdout=subprocess.DEVNULL)
 
 
 def configure_system(root: Path, base: Base) -> str:
+    """Configure the root tree; the services enabled.
+
+    The overlay, the base's root files, the callbox units, its groups and user, /etc/callbox, the
+    services enabled (not Debian's mosquitto) and /etc/fstab by PARTUUID.
+    """
     # the overlay: SSH hardening, host-key generation unit, drop-ins, udev rules, hostname
     shutil.copytree(OVERLAY, root, dirs_exist_ok=True, symlinks=True)
     for relative, text in base.root_files:
@@ -596,6 +650,11 @@ def mark_role(root: Path, role: str | None) -> str:
 
 
 def remove_secrets(root: Path) -> str:
+    """Remove what must differ per unit or must not ship; how many files went.
+
+    SSH host keys, the machine id, backup account files, passwords (every account locked), apt lists
+    and log contents.
+    """
     removed = []
     for key in sorted((root / "etc/ssh").glob("ssh_host_*")):
         key.unlink()
@@ -638,6 +697,11 @@ def remove_secrets(root: Path) -> str:
 
 
 def split_boot(root: Path, bootfs: Path, base: Base) -> str:
+    """Move the boot partition's files from `root`'s /boot/firmware into `bootfs`.
+
+    With the GPU firmware, the base's boot configuration and the example callbox.toml;
+    ClickException when a boot file is missing. Returns the step's note.
+    """
     shutil.rmtree(bootfs, ignore_errors=True)
     firmware = root / "boot/firmware"
     shutil.copytree(firmware, bootfs)
@@ -663,11 +727,17 @@ def split_boot(root: Path, bootfs: Path, base: Base) -> str:
 
 
 def du_mib(path: Path) -> int:
+    """The disk usage of `path` in MiB (``du -sxm``)."""
     out = subprocess.run(["du", "-sxm", str(path)], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[0])
 
 
 def make_image(steps: Steps, root: Path, bootfs: Path, work: Path, img: Path) -> str:
+    """Make the SD image `img` from `root` and `bootfs`, with `work` for the partition images.
+
+    An ext4 root and a FAT boot partition with fixed ids and timestamps, put together by genimage.
+    Returns its size.
+    """
     epoch = (
         os.environ.get("SOURCE_DATE_EPOCH")
         or subprocess.run(
@@ -769,6 +839,10 @@ image {img.name} {{
 
 
 def compress(steps: Steps, img: Path) -> str:
+    """Compress `img` with zstd next to it and write the sha256 file of the result.
+
+    Returns the compressed file's name and size.
+    """
     zst = img.with_name(img.name + ".zst")
     zst.unlink(missing_ok=True)
     steps.run(["zstd", "-q", "-T2", "-9", img, "-o", zst], "image.log")

@@ -145,9 +145,11 @@ class StagedModules:
 
 
 class ModuleIndex:
-    """The modules of one kernel in a root directory, resolved by the build machine's own
-    kmod (``modprobe -d ROOT -S VERSION``: Debian 12's kmod 30 on both sides) with the root's
-    ``modprobe.d``, as ``manual_add_modules`` resolves them on the device."""
+    """The modules of one kernel in a root directory, resolved by the build machine's own kmod.
+
+    ``modprobe -d ROOT -S VERSION`` (Debian 12's kmod 30 on both sides) with the root's
+    ``modprobe.d``, as ``manual_add_modules`` resolves them on the device.
+    """
 
     def __init__(self, root: Path, version: str, config_dir: Path) -> None:
         """`config_dir`: an empty directory for a copy of the root's modprobe.d files."""
@@ -160,9 +162,11 @@ class ModuleIndex:
                 shutil.copy2(conf, config_dir / conf.name)
 
     def closure(self, names: list[str]) -> set[str]:
-        """The module files (relative to the root) that loading `names` loads, soft
-        dependencies included (``modprobe --show-depends``, once with ``--ignore-install``
-        and once without, as hook-functions does)."""
+        """The module files (relative to the root) that loading `names` loads.
+
+        Soft dependencies included (``modprobe --show-depends``, once with ``--ignore-install`` and
+        once without, as hook-functions does).
+        """
         paths: set[str] = set()
         root = self.root.resolve()
         for extra in (["--ignore-install"], []):
@@ -226,8 +230,10 @@ def kernel_versions(root: Path) -> list[str]:
 
 
 def stage(root: Path) -> StagedModules:
-    """Copy what ``MODULES=most`` would take into `root`/:data:`STAGE` and install the hook
-    and the build-only configuration that make mkinitramfs use it."""
+    """Copy what ``MODULES=most`` would take into `root`/:data:`STAGE` and make mkinitramfs use it.
+
+    Installs the hook and the build-only configuration that make mkinitramfs use it.
+    """
     target = root / STAGE
     shutil.rmtree(target, ignore_errors=True)
     modules: list[str] = []

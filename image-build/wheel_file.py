@@ -20,9 +20,12 @@ def write_wheel(
     metadata: str = "",
     licenses: Mapping[str, bytes] | None = None,
 ) -> None:
-    """A wheel of `files` (archive name -> bytes) with its dist-info: METADATA (plus the
-    `metadata` lines), WHEEL, the `licenses` and RECORD. Fixed timestamps, so two builds of
-    the same files give the same wheel; written under a temporary name, then renamed."""
+    """A wheel of `files` (archive name -> bytes) with its dist-info.
+
+    The dist-info: METADATA (plus the `metadata` lines), WHEEL, the `licenses` and RECORD. Fixed
+    timestamps, so two builds of the same files give the same wheel; written under a temporary name,
+    then renamed.
+    """
     info = f"{dist.replace('-', '_')}-{version}.dist-info"
     entries = {
         **files,

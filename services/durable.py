@@ -33,8 +33,10 @@ def write_atomically(
     before_write: Callable[[int], None] | None = None,
     exclusive: bool = False,
 ) -> None:
-    """Replace ``path`` by ``data``: a temporary file next to it (created 0600, never
-    following a link), written, fsynced and renamed over ``path``; it never survives.
+    """Replace ``path`` by ``data`` through a temporary file next to it, which never survives.
+
+    The temporary file is created 0600 (never following a link), written, fsynced and renamed over
+    ``path``.
 
     ``before_write(fd)`` sets the new file's mode and owner before any data is in it. With
     ``exclusive`` the temporary file is hard-linked to ``path`` instead of renamed over it,

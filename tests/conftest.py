@@ -1,5 +1,8 @@
-"""Fixtures: endpoints on simulated boards, talking through a real mosquitto on a free
-loopback port or, where a test directory says so (``site_broker``), the in-memory broker."""
+"""Fixtures: endpoints on simulated boards, talking through a real mosquitto or an in-memory broker.
+
+The mosquitto is on a free loopback port; the in-memory broker is used where a test directory says
+so (``site_broker``).
+"""
 
 from __future__ import annotations
 
@@ -60,10 +63,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def site_broker(request: pytest.FixtureRequest) -> str:
-    """What carries the signaling of ``make_site``'s sites: "mosquitto", a real broker on
-    loopback, or "memory", tests/memory_broker.py. Modules about the call state machine,
-    which need routing but not the broker itself, say
-    ``pytestmark = pytest.mark.site_broker("memory")``."""
+    """What carries the signaling of ``make_site``'s sites: "mosquitto" or "memory".
+
+    "mosquitto" is a real broker on loopback, "memory" is tests/memory_broker.py. Modules about the
+    call state machine, which need routing but not the broker itself, say ``pytestmark =
+    pytest.mark.site_broker("memory")``.
+    """
     marker = request.node.get_closest_marker("site_broker")
     kind = str(marker.args[0]) if marker is not None else "mosquitto"
     assert kind in SITE_BROKERS, f"site_broker({kind!r}): not one of {SITE_BROKERS}"
@@ -72,7 +77,10 @@ def site_broker(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def make_site(tmp_path: Path, site_broker: str) -> AsyncIterator[MakeSite]:
-    """Start a site: ``await make_site(EndpointSpec("door", role="door"), ...)``."""
+    """Start sites from endpoint specs; they are closed at the end of the test.
+
+    Usage: ``await make_site(EndpointSpec("door", role="door"), ...)``.
+    """
     sites: list[SimSite] = []
 
     async def make(*specs: EndpointSpec, **options: Any) -> SimSite:

@@ -66,8 +66,10 @@ class MemoryBroker:
     # what a test does to the broker --------------------------------------------------------
 
     def cut(self, address: str, *, reconnect: bool = True) -> None:
-        """``address``'s connection dies: its last will (offline) goes out; it reconnects
-        at once, or only on :meth:`restore` when ``reconnect`` is False."""
+        """``address``'s connection dies: its last will (offline) goes out.
+
+        It reconnects at once, or only on :meth:`restore` when ``reconnect`` is False.
+        """
         client = self._online.get(address)
         if client is None:
             raise SignalingError(f"{address} is not connected")
@@ -81,8 +83,10 @@ class MemoryBroker:
         client.reconnect()
 
     def publish(self, kind: str, address: str, payload: bytes) -> None:
-        """What a bare client publishing on ``address``'s ``kind`` topic causes: an inbox
-        message, or a retained presence or profile (an empty payload clears it)."""
+        """What a bare client publishing on ``address``'s ``kind`` topic causes.
+
+        An inbox message, or a retained presence or profile (an empty payload clears it).
+        """
         if kind == "inbox":
             self.publish_inbox(address, payload)
         elif kind in ("presence", "profile"):
@@ -93,8 +97,11 @@ class MemoryBroker:
     # what the transports do -----------------------------------------------------------------
 
     def connect(self, client: MemoryTransport) -> None:
-        """Subscribe ``client`` (retained messages handed to it), then publish its profile
-        and online presence, as the MQTT transport's announcement does."""
+        """Subscribe ``client``, then publish its profile and online presence.
+
+        Retained messages are handed to the client as it subscribes, as the MQTT transport's
+        announcement does.
+        """
         if client.address in self._online:
             raise SignalingError(f"{client.address} is already connected")
         self._online[client.address] = client
@@ -121,8 +128,10 @@ class MemoryBroker:
             client.deliver(Inbound(kind, address, payload, time.monotonic()))
 
     def publish_inbox(self, recipient: str, payload: bytes) -> None:
-        """Hand ``payload`` to ``recipient``'s inbox; lost when it is not connected (no
-        persistent sessions, as with the MQTT transport's clean start)."""
+        """Hand ``payload`` to ``recipient``'s inbox; lost when it is not connected.
+
+        No persistent sessions, as with the MQTT transport's clean start.
+        """
         self._check_size(payload)
         client = self._online.get(recipient)
         if client is not None:
@@ -223,8 +232,10 @@ class MemoryTransport:
         self.broker.publish_inbox(recipient, payload)
 
     async def close(self) -> None:
-        """Say offline (retained) and disconnect for good; idempotent, and a second call
-        waits for the first."""
+        """Say offline (retained) and disconnect for good.
+
+        Idempotent, and a second call waits for the first.
+        """
         if self._closed is not None:
             await asyncio.shield(self._closed)
             return

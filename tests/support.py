@@ -1,5 +1,7 @@
-"""Listeners and helpers shared by the tests: they record what happens and let a test
-wait for it with a timeout, never sleep-and-hope."""
+"""Listeners and helpers shared by the tests: they record what happens.
+
+They let a test wait for it with a timeout, never sleep-and-hope.
+"""
 
 from __future__ import annotations
 
@@ -210,8 +212,10 @@ class Certificate:
 
 
 def self_signed_certificate(directory: Path) -> Certificate:
-    """A self-signed certificate for 127.0.0.1 and localhost (a CA of its own), as
-    ``web.crt`` and ``web.key`` in ``directory``."""
+    """A self-signed certificate for 127.0.0.1 and localhost (a CA of its own).
+
+    As ``web.crt`` and ``web.key`` in ``directory``.
+    """
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "callbox test")])
     now = datetime.datetime.now(datetime.UTC)

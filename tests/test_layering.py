@@ -1,5 +1,8 @@
-"""The layering rule: imports flow device -> services -> hal, hardware libraries are
-imported lazily inside hal/ only, and every module imports on a machine without them."""
+"""The layering rule: imports flow device -> services -> hal.
+
+Hardware libraries are imported lazily inside hal/ only, and every module imports on a machine
+without them.
+"""
 
 from __future__ import annotations
 

@@ -269,8 +269,10 @@ def config_edit(store: ConfigStore, control_path: Path | None) -> None:
 @control_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def status(control_path: Path | None, as_json: bool) -> None:
-    """Role, broker connection, presence, the active call, hardware state; or why the unit
-    is in the safe state, and what first boot refused."""
+    """Role, broker connection, presence, the active call, hardware state.
+
+    Or why the unit is in the safe state, and what first boot refused.
+    """
     refused = first_boot_error()
     if refused and not as_json:
         click.echo(f"FIRST BOOT REFUSED {FIRST_BOOT_PATH}, nothing of it applied:\n{refused}")
@@ -488,8 +490,10 @@ def safe_state(config_path: Path) -> None:
 def _relay_of_invalid_file(
     config_path: Path,
 ) -> tuple[str, str, RelaySpec | None, BacklightSpec | None] | None:
-    """(board, pin factory, relay, backlight) as far as an invalid file says them; None if it
-    cannot."""
+    """(board, pin factory, relay, backlight) as far as an invalid file says them.
+
+    None if it cannot.
+    """
     try:
         data = tomllib.loads(config_path.read_text(encoding="utf-8"))
         table = data.get("relay")

@@ -283,8 +283,11 @@ async def _run_broker(
 def _reload_broker(
     process: MosquittoBroker, generate: Callable[[], tuple[BrokerFiles, BrokerSettings]]
 ) -> None:
-    """SIGHUP: write the configuration again (new contacts, paired phones) and make mosquitto
-    re-read its passwords and ACL. A configuration that cannot be written keeps the old one."""
+    """SIGHUP: write the configuration again and make mosquitto re-read its passwords and ACL.
+
+    Writing it again takes in new contacts and paired phones. A configuration that cannot be written
+    keeps the old one.
+    """
     try:
         files, settings = generate()
         process.reload()

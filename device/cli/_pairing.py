@@ -1,5 +1,7 @@
-"""Pairing commands of ``callbox keys``: ``trust`` (a full key, or a fingerprint checked against
-the keys the peer advertises) and ``pair-web`` (a browser phone's broker login and link).
+"""Pairing commands of ``callbox keys``: ``trust`` and ``pair-web``.
+
+``trust`` pins a full key, or a fingerprint checked against the keys the peer advertises;
+``pair-web`` gives a browser phone its broker login and link.
 
 A browser phone joins a site in two steps (docs/operations.md, "Browser phones"):
 
@@ -65,8 +67,10 @@ def register(keys: click.Group) -> None:
 
 
 def normalize_fingerprint(text: str) -> str | None:
-    """``text`` as a fingerprint in its printed form (8 groups of 4 lower-case hex digits), or
-    None when it is not 32 hex digits (spaces anywhere are ignored)."""
+    """``text`` as a fingerprint in its printed form (8 groups of 4 lower-case hex digits).
+
+    None when it is not 32 hex digits (spaces anywhere are ignored).
+    """
     digits = "".join(text.split()).lower()
     if not _FINGERPRINT.fullmatch(digits):
         return None
@@ -111,9 +115,12 @@ def keys_trust(
     ring: bool,
     control_path: Path | None,
 ) -> None:
-    """Pin ADDRESS's keys: KEY as `callbox keys show` prints it on ADDRESS, or the FINGERPRINT
-    a browser phone shows (32 hex digits, spaces optional), which pins the keys ADDRESS's
-    profile advertises only if they have that fingerprint (asks the running daemon)."""
+    """Pin ADDRESS's keys: KEY, or the FINGERPRINT a browser phone shows.
+
+    KEY as `callbox keys show` prints it on ADDRESS; a FINGERPRINT (32 hex digits, spaces optional)
+    pins the keys ADDRESS's profile advertises only if they have that fingerprint (asks the running
+    daemon).
+    """
     granted = parse_rights(rights) if rights is not None else None
     cfg = load(config_path)
     if address == cfg.address:
@@ -149,8 +156,10 @@ def keys_trust(
 def _advertised_keys(
     control_path: Path | None, address: str, fingerprint: str
 ) -> tuple[PublicKeys, str, str]:
-    """The keys (and name, role) ``address``'s profile advertises, as the running daemon
-    received them; exits unless their fingerprint is ``fingerprint``."""
+    """The keys (and name, role) ``address``'s profile advertises.
+
+    As the running daemon received them; exits unless their fingerprint is ``fingerprint``.
+    """
     try:
         result = request_sync(
             control_path or default_control_path(), "peer_keys", {"address": address}
@@ -321,8 +330,10 @@ def _check_address(address: str) -> None:
 
 
 def _check_not_a_unit(cfg: CallboxConfig, address: str) -> None:
-    """Refuse the address of this unit or of a contact that is not a browser phone: the link
-    would hand out that device's broker password."""
+    """Refuse the address of this unit or of a contact that is not a browser phone.
+
+    The link would hand out that device's broker password.
+    """
     if address == cfg.address:
         raise click.BadParameter(f"{address!r} is this unit's own address", param_hint="ADDRESS")
     contact = next((c for c in cfg.contact_entries if c.address == address), None)
@@ -389,9 +400,11 @@ def _broker_url(broker_url: str | None, page: str, cfg: CallboxConfig) -> str:
 
 
 def _broker_login(directory: Path, address: str) -> str:
-    """``address``'s password (created once, then reused) and a password file with it and
-    every other address that has a credentials file. Files written as root go to the owner of
-    ``directory`` (the broker's user), which must be able to read them."""
+    """``address``'s password (created once, then reused), and a password file.
+
+    The password file holds it and every other address that has a credentials file. Files written as
+    root go to the owner of ``directory`` (the broker's user), which must be able to read them.
+    """
     info = directory.stat()
     owner = (info.st_uid, info.st_gid) if os.geteuid() == 0 and info.st_uid != 0 else None
     try:
@@ -428,8 +441,10 @@ def _reload_broker(directory: Path) -> None:
 def _pairing(
     cfg: CallboxConfig, own: PublicKeys, address: str, name: str, broker: str, password: str
 ) -> Pairing:
-    """The link's payload: this unit and its contacts that are units (door, indoor, or no role
-    given), with the fingerprints of their pinned keys."""
+    """The link's payload: this unit and its contacts that are units.
+
+    Units: door, indoor, or no role given; each with the fingerprints of its pinned keys.
+    """
     peers = [PairingPeer(cfg.address, cfg.name or cfg.address, cfg.role, own.fingerprint())]
     for contact in cfg.contacts():
         if contact.role == "web" or contact.blocked or contact.address == address:

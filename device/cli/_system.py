@@ -1,5 +1,7 @@
-"""``callbox first-boot`` and ``callbox factory-reset``: the commands that change the operating
-system, run as root (first boot by ``callbox-firstboot.service``)."""
+"""``callbox first-boot`` and ``callbox factory-reset``: commands that change the OS.
+
+They change the operating system and run as root (first boot by ``callbox-firstboot.service``).
+"""
 
 from __future__ import annotations
 

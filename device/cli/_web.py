@@ -35,8 +35,10 @@ def register(main: click.Group) -> None:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port); BadParameter naming the
-    problem. Port 0 means a free port (the URL printed at start names it)."""
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port); BadParameter naming the problem.
+
+    Port 0 means a free port (the URL printed at start names it).
+    """
     host, _, port = value.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not host or not port.isdigit() or int(port) > 65535:
@@ -47,8 +49,10 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); False for a
-    wildcard (``0.0.0.0``) or any other name or address."""
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1).
+
+    False for a wildcard (``0.0.0.0``) or any other name or address.
+    """
     if host == "localhost":
         return True
     try:

@@ -1,5 +1,7 @@
-"""Refusing a configuration: `ConfigError` (file, key path, reason) and the translation of
-pydantic's validation errors into key paths and reasons in plain words."""
+"""Refusing a configuration: `ConfigError` (file, key path, reason).
+
+And the translation of pydantic's validation errors into key paths and reasons in plain words.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The device configuration, ``/etc/callbox/callbox.toml``: parsed, validated, turned into what
-the app needs (HAL wiring, contacts, call defaults, ICE).
+"""The device configuration, ``/etc/callbox/callbox.toml``, parsed and validated.
+
+It is turned into what the app needs (HAL wiring, contacts, call defaults, ICE).
 
 A bad file is refused as a whole with a `ConfigError` that names the file, the dotted key path
 (``inputs.doorbell.min_press_ms``, ``contacts.1.sign_key``) and the reason, so the running
@@ -79,8 +80,11 @@ FIRST_BOOT_PATH: Final = Path("/boot/firmware/callbox.toml")
 
 
 class CallboxConfig(Section):
-    """The whole file. Build it with `parse_config` or `load_config` (they add the cross-field
-    checks of `device.config._rules`)."""
+    """The whole file.
+
+    Build it with `parse_config` or `load_config` (they add the cross-field checks of
+    `device.config._rules`).
+    """
 
     # how a change applies: each table declares it (`Section.APPLY`), these keys here
     role: Annotated[Literal["door", "indoor"], Apply.ENDPOINT]
@@ -259,8 +263,10 @@ class CallboxConfig(Section):
 
 @functools.cache
 def config_keys() -> Mapping[str, Apply | None]:
-    """Every key of ``callbox.toml``, nested ones included, and how a change to it applies
-    (`device.config._apply.declared_keys`; None: declared nowhere)."""
+    """Every key of ``callbox.toml``, nested ones included, and how a change to it applies.
+
+    See `device.config._apply.declared_keys`; None: declared nowhere.
+    """
     return MappingProxyType(declared_keys(CallboxConfig))
 
 

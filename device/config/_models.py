@@ -173,8 +173,10 @@ def _interface(value: str) -> str:
 
 
 def _ip_address(value: str) -> str:
-    """A literal IP address in the form the interfaces report it (``fd00::1``, not
-    ``fd00:0::0001``), so it compares equal to an interface's address."""
+    """A literal IP address in the form the interfaces report it.
+
+    ``fd00::1``, not ``fd00:0::0001``, so it compares equal to an interface's address.
+    """
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
@@ -215,8 +217,10 @@ def _secret(value: str) -> str:
 
 
 def _not_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """An empty list is refused only once its items are valid (pydantic's min_length would
-    also call a list whose every item is wrong empty)."""
+    """An empty list is refused only once its items are valid.
+
+    pydantic's min_length would also call a list whose every item is wrong empty.
+    """
     if not values:
         raise ValueError("must list at least 1")
     return values
@@ -485,8 +489,11 @@ class DndConfig(Section):
 
 
 class IceServerConfig(Section):
-    """``[[network.ice_servers]]``: a STUN server (finds the public address behind NAT) or a
-    TURN server (relays media), with the TURN credentials (both or neither)."""
+    """``[[network.ice_servers]]``: a STUN server or a TURN server, with the TURN credentials.
+
+    A STUN server finds the public address behind NAT, a TURN server relays media; the TURN
+    credentials come both or neither.
+    """
 
     urls: Annotated[tuple[IceUrl, ...], AfterValidator(_not_empty), AfterValidator(_no_duplicates)]
     username: OptionalWord = ""

@@ -1,5 +1,8 @@
-"""Checks of ``callbox.toml`` that involve several keys (each key's own checks are in
-`device.config._models`). Every rule yields (dotted key path, reason) for the key to change."""
+"""Checks of ``callbox.toml`` that involve several keys.
+
+Each key's own checks are in `device.config._models`. Every rule yields (dotted key path, reason)
+for the key to change.
+"""
 
 from __future__ import annotations
 
@@ -159,8 +162,11 @@ def _call(config: CallboxConfig) -> Problems:
 
 
 def _ice_servers(config: CallboxConfig) -> Problems:
-    """TURN credentials come in pairs and only with a TURN URL; aiortc uses one STUN and one
-    TURN URL (the first of each) and silently drops the others, so a second is refused."""
+    """TURN credentials come in pairs and only with a TURN URL; at most one STUN and one TURN URL.
+
+    aiortc uses one STUN and one TURN URL (the first of each) and silently drops the others, so a
+    second is refused.
+    """
     first: dict[str, str] = {}
     for index, server in enumerate(config.network.ice_servers):
         key = f"network.ice_servers.{index}"

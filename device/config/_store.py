@@ -46,8 +46,10 @@ _KEY_PART = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def parse_value(text: str) -> Any:
-    """The value `text` stands for: a TOML value (``30``, ``true``, ``"x"``, ``["a", "b"]``)
-    when it is exactly one, else the text itself as a string. Nothing is evaluated."""
+    """The value `text` stands for: a TOML value when it is exactly one, else the text as a string.
+
+    A TOML value such as ``30``, ``true``, ``"x"``, ``["a", "b"]``. Nothing is evaluated.
+    """
     try:
         if list(tomllib.loads(f"value = {text}")) != ["value"]:
             return text
@@ -81,8 +83,11 @@ class ConfigStore:
         return self._read().decode("utf-8", errors="replace")
 
     def get(self, key: str) -> Any:
-        """The value in force at the dotted `key` (``call.fps``, ``contacts.0.name``), defaults
-        included; a table comes back as a dict. ConfigError names a key that does not exist."""
+        """The value in force at the dotted `key`, defaults included.
+
+        Keys like ``call.fps`` or ``contacts.0.name``. A table comes back as a dict. ConfigError
+        names a key that does not exist.
+        """
         value: Any = self.load().model_dump(mode="json", by_alias=True)
         parts = self._split(key)
         for depth, part in enumerate(parts):
@@ -97,9 +102,11 @@ class ConfigStore:
         return value
 
     def set(self, key: str, value_text: str) -> CallboxConfig:
-        """Set the dotted `key` to the value `value_text` stands for (see `parse_value`) and
-        return the new configuration; ConfigError, and the file unchanged, when the result is
-        not a valid configuration."""
+        """Set the dotted `key` to the value `value_text` stands for; return the new configuration.
+
+        See `parse_value`. ConfigError, and the file unchanged, when the result is not a valid
+        configuration.
+        """
         return self.set_many({key: value_text})
 
     def set_many(self, values: Mapping[str, str]) -> CallboxConfig:
@@ -247,8 +254,11 @@ class ConfigStore:
             return None
 
     def _record_import(self, digest: str) -> None:
-        """Write `first_boot_marker` (0640 like a new config: it hashes one that may hold a
-        password); a failure is logged, and the next start imports the file again."""
+        """Write `first_boot_marker` (0640 like a new config).
+
+        0640 because it hashes one that may hold a password. A failure is logged, and the next start
+        imports the file again.
+        """
         try:
             _write_atomically(self.first_boot_marker, f"{digest}\n".encode(), NEW_FILE_MODE, None)
         except ConfigError as err:
@@ -336,8 +346,11 @@ def _inline_table(values: Mapping[str, Any]) -> InlineTable:
 
 
 def _append_table(tables: AoT, table: Table) -> None:
-    """Append `table` to `tables`, after the last one's blank lines, before the comments that
-    trail it (tomlkit keeps the comment above the next section inside the last table)."""
+    """Append `table` to `tables`, after the last one's blank lines.
+
+    It goes before the comments that trail the last one (tomlkit keeps the comment above the next
+    section inside the last table).
+    """
     body = tables[-1].value.body if len(tables) else []
     trailing: list[tuple[Any, Any]] = []
     while body and body[-1][0] is None:

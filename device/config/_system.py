@@ -60,8 +60,10 @@ MIN_RSA_BITS: Final = 2048
 
 
 def hostname_from_address(address: str) -> str:
-    """The host name an address gives when ``system.hostname`` is empty (``flat_1`` ->
-    ``flat-1``): host names allow no ``_`` and no ``-`` at either end."""
+    """The host name an address gives when ``system.hostname`` is empty (``flat_1`` -> ``flat-1``).
+
+    Host names allow no ``_`` and no ``-`` at either end.
+    """
     return address.replace("_", "-").strip("-") or "callbox"
 
 
@@ -101,8 +103,11 @@ def _user(value: str) -> str:
 
 
 def ssh_public_key(value: str) -> str:
-    """Check one OpenSSH public key line (``ssh-ed25519 AAAA… comment``) and return it with
-    single spaces; ValueError with a plain reason. Options before the type are refused."""
+    """Check one OpenSSH public key line (``ssh-ed25519 AAAA… comment``) and return it normalised.
+
+    It comes back with single spaces; ValueError with a plain reason. Options before the type are
+    refused.
+    """
     if "PRIVATE KEY" in value:
         raise ValueError(
             "is a private key; give the public key (the .pub file), and never copy a private "
@@ -159,8 +164,10 @@ def _ssid(value: str) -> str:
 
 
 def _psk(value: str) -> str:
-    """A WPA passphrase (8 to 63 printable ASCII) or a raw 64-hex-digit key; the reason
-    gives its length, never its characters."""
+    """A WPA passphrase (8 to 63 printable ASCII) or a raw 64-hex-digit key.
+
+    The reason gives its length, never its characters.
+    """
     if not value or _HEX_PSK.fullmatch(value):
         return value
     if not 8 <= len(value) <= 63 or any(not 0x20 <= ord(c) <= 0x7E for c in value):

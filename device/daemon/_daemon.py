@@ -233,9 +233,11 @@ class Daemon:
         return {"checks": [check.as_json() for check in checks]}
 
     async def _peer_keys(self, args: dict[str, Any]) -> dict[str, Any]:
-        """The keys, name and role that ``address``'s retained profile advertises (None when
-        this endpoint has seen no profile of it): ``callbox keys trust ADDRESS FINGERPRINT``
-        pins them when their fingerprint is the one a person read off the peer."""
+        """The keys, name and role that ``address``'s retained profile advertises.
+
+        None when this endpoint has seen no profile of it. ``callbox keys trust ADDRESS
+        FINGERPRINT`` pins them when their fingerprint is the one a person read off the peer.
+        """
         address = args.get("address")
         if not isinstance(address, str) or not address:
             raise ControlError("peer_keys: 'address' must be a non-empty string")
@@ -264,9 +266,11 @@ class Daemon:
 
 
 async def press_sim_input(io: IoDevices, role: str) -> None:
-    """Act on a MockFactory pin as a person would: press and release a button for twice
-    its minimum press, or put the proximity sensor ``near``/``far``; ControlError when the
-    simulated board has no such input."""
+    """Act on a MockFactory pin as a person would.
+
+    Press and release a button for twice its minimum press, or put the proximity sensor
+    ``near``/``far``; ControlError when the simulated board has no such input.
+    """
     if role in ("near", "far"):
         sensor = io.proximity
         if not isinstance(sensor, GpioProximitySensor):

@@ -1,5 +1,6 @@
-"""The daemon's safe state: ``callbox run --wait-on-bad-config`` with a configuration that
-cannot be used (missing, refused, or a first boot that refused the installer's file).
+"""The daemon's safe state: ``callbox run --wait-on-bad-config`` with a configuration it cannot use.
+
+The configuration is missing, refused, or a first boot refused the installer's file.
 
 Instead of exiting and being restarted every 2 s, the daemon touches no hardware but the
 screen (systemd's ``ExecStopPost=callbox safe-state`` has released the relay and switched the
@@ -95,9 +96,11 @@ class SafeDaemon:
         return self.restart
 
     def status_line(self) -> str:
-        """systemd's status line: ``safe state:`` and the first reason, first boot's refusal
-        first (on a new unit whose installer's file was refused, "the file does not exist"
-        would say least of what is wrong)."""
+        """The status line for systemd: ``safe state:`` and the first reason.
+
+        First boot's refusal comes first (on a new unit whose installer's file was refused, "the
+        file does not exist" would say least of what is wrong).
+        """
         refused = first_boot_error()
         reasons = refused.splitlines()[1:2] if refused else []
         if reasons:
@@ -106,8 +109,10 @@ class SafeDaemon:
         return f"safe state: {first}"
 
     def notice(self) -> Notice:
-        """What the screen shows: the title, what first boot refused and the problem (one
-        reason a line, as `callbox status` prints them) and the hint."""
+        """What the screen shows: the title, what first boot refused, the problem and the hint.
+
+        The problem is one reason a line, as `callbox status` prints them.
+        """
         refused = first_boot_error()
         lines = [*(refused.splitlines() if refused else ()), *self.problem.splitlines()]
         return Notice(NOTICE_TITLE, tuple(lines or ["no configuration"]), self.hint)
@@ -187,8 +192,10 @@ class SafeDaemon:
 
 
 async def run_safe_daemon(config_path: Path, control_path: Path, problem: str) -> bool:
-    """Run the safe state (see the module) with the screen `device.daemon._safe_screen` chooses;
-    True when a valid file ended it."""
+    """Run the safe state (see the module) with the screen `device.daemon._safe_screen` chooses.
+
+    True when a valid file ended it.
+    """
     try:
         screen = await asyncio.to_thread(safe_screen, config_path)
     except Exception:  # noqa: BLE001 - no screen rather than no safe state

@@ -1,5 +1,6 @@
-"""The screen of the daemon's safe state: which display shows the notice, and what it says
-to do (the composition `device.daemon._safe_daemon` is given).
+"""The screen of the daemon's safe state: which display shows the notice, and what it says to do.
+
+The composition `device.daemon._safe_daemon` is given.
 
 The configuration cannot be used, so it cannot be loaded to find the display. The choice is
 best effort, from the file as TOML (`display_choice`): a ``[display]`` table that validates
@@ -87,8 +88,10 @@ def read_toml(path: Path) -> dict[str, Any] | None:
 
 
 def display_choice(data: Mapping[str, Any] | None) -> DisplayChoice | None:
-    """The screen a file (as TOML; None: none) asks for as far as it can be trusted, else
-    its board's default for the role; None for no screen (see the module)."""
+    """The screen a file (as TOML; None: none) asks for as far as it can be trusted.
+
+    Else its board's default for the role; None for no screen (see the module).
+    """
     board = DEFAULT_BOARD if data is None else data.get("board", DEFAULT_BOARD)
     if board not in BOARDS:
         return None  # an unknown board: which screen it has is anybody's guess
@@ -125,8 +128,10 @@ def build_display(choice: DisplayChoice) -> Display:
 
 
 def admin_user(data: Mapping[str, Any] | None) -> str | None:
-    """``system.admin.user`` (default ``admin`` with a ``[system.admin]`` table) when it is a
-    valid name and that account exists here (first boot made it), else None."""
+    """``system.admin.user`` when it is a valid name and that account exists here, else None.
+
+    The default is ``admin`` with a ``[system.admin]`` table; first boot made the account.
+    """
     system = data.get("system") if data is not None else None
     admin = system.get("admin") if isinstance(system, dict) else None
     if not isinstance(admin, dict):
@@ -140,8 +145,10 @@ def admin_user(data: Mapping[str, Any] | None) -> str | None:
 
 
 def host_addresses(limit: int = MAX_ADDRESSES) -> list[str]:
-    """This host's addresses others can reach: IPv4 first, then global IPv6; no loopback or
-    link-local ones."""
+    """This host's addresses others can reach: IPv4 first, then global IPv6.
+
+    No loopback or link-local ones.
+    """
     found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
@@ -162,8 +169,11 @@ def fix_hint(
     admin: str | None = None,
     first_boot_refused: bool = False,
 ) -> tuple[str, ...]:
-    """What to do, one line each: log in over SSH (as ``admin`` when known) and fix the file,
-    or (first boot refused the installer's file) fix that file on a computer."""
+    """What to do, one line each: log in over SSH and fix the file, or fix that file on a computer.
+
+    Log in as ``admin`` when known; fix the file on a computer when first boot refused the
+    installer's file.
+    """
     lines = []
     if admin is not None:
         lines.append(

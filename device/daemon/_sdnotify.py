@@ -128,7 +128,7 @@ class SystemdNotifier:
 
 
 def _socket_address(path: str) -> str | None:
-    """The address to sendto() for ``$NOTIFY_SOCKET``: a path, or ``\\0name`` for ``@name``."""
+    r"""The address to sendto() for ``$NOTIFY_SOCKET``: a path, or ``\0name`` for ``@name``."""
     if path.startswith("@"):
         return "\0" + path[1:]
     if path.startswith("/"):

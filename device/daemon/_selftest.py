@@ -160,8 +160,11 @@ def check_backlight(backlight: Backlight) -> Check:
 
 
 def check_configured_backlight(config: CallboxConfig, io: IoDevices) -> Check | None:
-    """The ``[backlight]`` of the file when the board does not drive it itself (the sim
-    board has a backlight of its own): does the sysfs device it names exist?"""
+    """Does the sysfs device the file's ``[backlight]`` names exist?
+
+    Checked when the board does not drive the backlight itself (the sim board has a backlight of its
+    own).
+    """
     wanted = config.backlight
     held = io.backlight
     if wanted is None or (
@@ -188,7 +191,7 @@ async def check_broker(config: CallboxConfig) -> Check:
 
 
 def check_permissions(config: CallboxConfig, board: Board) -> Check:
-    """mesibo's checkPermissions for this board: 0 ready, negative when a device is missing."""
+    """The checkPermissions of mesibo for this board: 0 ready, negative when a device is missing."""
     status = permission_status(
         microphone=bool(board.microphones),
         speaker=bool(board.speakers),
@@ -228,8 +231,11 @@ async def run_selftest(
     media: bool = True,
     failed: Mapping[str, str] | None = None,
 ) -> list[Check]:
-    """Every check for ``board``, whose IoDevices must be started (``failed``: those that
-    did not start, by check name, with the reason); ``media`` opens the media devices."""
+    """Every check for ``board``, whose IoDevices must be started.
+
+    ``failed``: those that did not start, by check name, with the reason; ``media`` opens the media
+    devices.
+    """
     checks = check_files(config)
     checks.append(check_permissions(config, board))
     checks.append(check_echo_canceller(config))

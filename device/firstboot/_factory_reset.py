@@ -71,8 +71,10 @@ def reset_plan(rootfs: RootFs, config: str = CONFIG_FILE) -> list[Removal]:
 
 
 def factory_reset(rootfs: RootFs, config: str = CONFIG_FILE) -> list[Removal]:
-    """Remove everything `reset_plan` lists; the removals done. RootFsError stops at the
-    first that fails (running again removes the rest)."""
+    """Remove everything `reset_plan` lists; the removals done.
+
+    RootFsError stops at the first that fails (running again removes the rest).
+    """
     done = []
     for removal in reset_plan(rootfs, config):
         path = rootfs.path(removal.path)

@@ -95,8 +95,10 @@ STATE_ENV: Final = "CALLBOX_FIRST_BOOT_STATE"
 
 
 def first_boot_error(state_dir: Path | None = None) -> str | None:
-    """The reasons the last first boot refused the boot partition's file, None when it did
-    not (`state_dir`: default $CALLBOX_FIRST_BOOT_STATE, else /var/lib/callbox-firstboot)."""
+    """The reasons the last first boot refused the boot partition's file, None when it did not.
+
+    `state_dir`: default $CALLBOX_FIRST_BOOT_STATE, else /var/lib/callbox-firstboot.
+    """
     directory = state_dir or Path(os.environ.get(STATE_ENV) or STATE_DIR)
     try:
         return (directory / "error").read_text(encoding="utf-8").strip() or None
@@ -350,8 +352,10 @@ class FirstBoot:
         self._step("retire:erase", self._finish_retire)
 
     def _boot_secret_sources(self, boot: Path) -> list[str]:
-        """The ``*_file`` secrets under /boot the installer's file names (read again: the
-        installed file names the root copies)."""
+        """The ``*_file`` secrets under /boot the installer's file names.
+
+        Read again: the installed file names the root copies.
+        """
         try:
             original = parse_config(boot.read_text(encoding="utf-8"), boot)
         except (OSError, UnicodeDecodeError, ConfigError):
@@ -372,9 +376,11 @@ class FirstBoot:
         self.rootfs.write(self.paths.applied, header + redacted(installed, config), None, None)
 
     def _finish_retire(self) -> None:
-        """Erase what the erase list names (an interrupted run's too): each file only while
-        it is the one listed (same digest) or already zeroed, and nothing once the installer
-        put a new callbox.toml there, so a new file is never lost."""
+        """Erase what the erase list names (an interrupted run's too), never a new file.
+
+        Each file only while it is the one listed (same digest) or already zeroed, and nothing once
+        the installer put a new callbox.toml there, so a new file is never lost.
+        """
         try:
             listed: dict[str, str] = json.loads(self._erase_list.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -434,7 +440,9 @@ def _zero_digest(path: Path) -> str:
 
 def _shred(path: Path) -> None:
     """Overwrite the file with zeros in place (a FAT file keeps its clusters), then delete it.
-    Flash wear levelling may still keep old copies: the SD card itself is not wiped."""
+
+    Flash wear levelling may still keep old copies: the SD card itself is not wiped.
+    """
     size = path.stat().st_size
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:

@@ -74,10 +74,12 @@ class RootFs:
         mode: int | None,
         owner: tuple[int, int] | None = (0, 0),
     ) -> Path:
-        """Replace the file with `data`, mode `mode`, owner `owner` (uid, gid; None: the
-        caller's); the directory must exist. Ownership needs root: without it the file
-        keeps the caller's, which only happens in tests run as another user. `mode` and
-        `owner` None (a FAT partition, which has neither): 0600 as created."""
+        """Replace the file with `data`, mode `mode`, owner `owner` (uid, gid; None: the caller's).
+
+        The directory must exist. Ownership needs root: without it the file keeps the caller's,
+        which only happens in tests run as another user. `mode` and `owner` None (a FAT partition,
+        which has neither): 0600 as created.
+        """
         path = self.path(device_path)
         raw = data.encode("utf-8") if isinstance(data, str) else data
 

@@ -30,8 +30,11 @@ BROKER_SECRET: Final = f"{SECRETS_DIR}/broker.password"
 
 @dataclass(frozen=True)
 class Secret:
-    """One secret: the key it came from, its value, the root file it goes to, its owner
-    (a user name of the tree: who must read it) and the boot-partition file it came from."""
+    """One secret: its key, its value, where it goes and where it came from.
+
+    The key it came from, its value, the root file it goes to, its owner (a user name of the tree:
+    who must read it) and the boot-partition file it came from.
+    """
 
     key: str
     value: str
@@ -46,8 +49,10 @@ def wifi_secret_path(ssid: str) -> str:
 
 
 def collect_secrets(config: CallboxConfig, rootfs: RootFs, source: str) -> list[Secret]:
-    """Every secret of `config` to move, values read; ConfigError (naming `source`, the key
-    and the file) for a ``*_file`` that cannot be read."""
+    """Every secret of `config` to move, values read.
+
+    ConfigError (naming `source`, the key and the file) for a ``*_file`` that cannot be read.
+    """
     found: list[Secret] = []
     broker = config.broker
     if broker.password:
@@ -101,8 +106,10 @@ def without_secrets(text: str, secrets: list[Secret]) -> str:
 
 
 def redacted(text: str, config: CallboxConfig) -> str:
-    """`text` (already without moved secrets) with the TURN credentials blanked: the copy
-    left on the boot partition for the administrator to read."""
+    """`text` (already without moved secrets) with the TURN credentials blanked.
+
+    This is the copy left on the boot partition for the administrator to read.
+    """
     document = tomlkit.parse(text)
     for index, server in enumerate(config.network.ice_servers):
         if server.credential:

@@ -1,6 +1,6 @@
-"""The operating-system half of first boot: each function applies one thing to a `RootFs`
-and can run again without harm (it converges on the same files, never duplicates a user or
-a key).
+"""The operating-system half of first boot: each function applies one thing to a `RootFs`.
+
+Each can run again without harm (it converges on the same files, never duplicates a user or a key).
 
 Choices, for Debian bookworm (docs/operations.md, "First boot"):
 
@@ -102,8 +102,10 @@ def ensure_host_keys(rootfs: RootFs) -> list[str]:
 
 
 def ensure_machine_id(rootfs: RootFs) -> bool:
-    """Write a random ``/etc/machine-id`` when it is missing, empty or ``uninitialized``;
-    True when written. (On the device systemd has usually made one already.)"""
+    """Write a random ``/etc/machine-id`` when it is missing, empty or ``uninitialized``.
+
+    True when written. (On the device systemd has usually made one already.)
+    """
     current = (rootfs.read_text("/etc/machine-id") or "").strip()
     if current and current != "uninitialized":
         return False
@@ -200,8 +202,11 @@ def check_admin(rootfs: RootFs, admin: AdminConfig) -> None:
 
 
 def apply_admin(rootfs: RootFs, admin: AdminConfig) -> Account:
-    """The administrator: an account without a password (``*``: key login only), in the
-    ``callbox`` group, sudo without a password, its ``authorized_keys`` exactly the keys."""
+    """The administrator: an account without a password (``*``: key login only).
+
+    It is in the ``callbox`` group, has sudo without a password, and its ``authorized_keys`` are
+    exactly the keys.
+    """
     check_admin(rootfs, admin)
     account = rootfs.account(admin.user) or _create_account(rootfs, admin.user)
     _ensure_shadow(rootfs, admin.user)
@@ -241,8 +246,10 @@ def _create_account(rootfs: RootFs, name: str) -> Account:
 
 
 def _ensure_shadow(rootfs: RootFs, name: str) -> None:
-    """A shadow entry whose password field is ``*``: no password can log in, and sshd still
-    accepts keys (``!`` would mark the account locked, which sshd refuses without PAM)."""
+    """A shadow entry whose password field is ``*``: no password logs in, sshd still accepts keys.
+
+    ``!`` would mark the account locked, which sshd refuses without PAM.
+    """
     days = int(time.time() // 86400)
     lines = [":".join(f) for f in rootfs.table("/etc/shadow")]
     for index, line in enumerate(lines):
@@ -281,8 +288,10 @@ def _append_line(rootfs: RootFs, path: str, line: str, mode: int) -> None:
 
 
 def _rewrite(rootfs: RootFs, path: str, lines: list[str], mode: int, gid: int) -> None:
-    """Write an account file, keeping its comments out (they have none on Debian), its
-    mode and group."""
+    """Write an account file, keeping its mode and group.
+
+    Its comments are kept out (they have none on Debian).
+    """
     target = rootfs.path(path)
     if target.exists():
         info = target.stat()
@@ -344,8 +353,10 @@ class WifiNetwork:
 
 
 def apply_wifi(rootfs: RootFs, country: str, networks: Sequence[WifiNetwork]) -> list[str]:
-    """One NetworkManager keyfile per network (the first listed preferred), the country of
-    the radio, and no keyfile of ours for a network no longer listed; the files written."""
+    """One NetworkManager keyfile per network (the first listed preferred) and the radio's country.
+
+    No keyfile of ours is left for a network no longer listed. Returns the files written.
+    """
     directory = rootfs.mkdir(NM_CONNECTIONS, 0o700)
     wanted = {f"{WIFI_PREFIX}{n}.nmconnection": net for n, net in enumerate(networks)}
     for stale in directory.glob(f"{WIFI_PREFIX}*.nmconnection"):
@@ -396,7 +407,7 @@ def _keyfile_ssid(ssid: str) -> str:
 
 
 def _keyfile_string(value: str) -> str:
-    """A GKeyFile string: backslashes doubled, spaces at the ends as ``\\s``."""
+    r"""A GKeyFile string: backslashes doubled, spaces at the ends as ``\s``."""
     text = value.replace("\\", "\\\\")
     if text.startswith(" "):
         text = "\\s" + text[1:]

@@ -56,7 +56,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Referrer-Policy", "no-referrer")
         super().end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib override
         _log.debug("web %s: " + format, self.client_address[0], *args)
 
 

@@ -81,7 +81,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log("simulator: %s %s -> %d: %s", self.command, self.path, status, message)
         self._json(status, {"error": message})
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib override
         _log.debug("simulator http %s: " + format, self.client_address[0], *args)
 
     # requests ---------------------------------------------------------------------------------

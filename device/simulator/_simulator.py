@@ -47,8 +47,10 @@ class Simulator:
         return self.server.url
 
     async def close(self) -> None:
-        """Stop the page's server (requests in flight finish), the phone's page, then the
-        apps and the broker."""
+        """Stop the page's server, the phone's page, then the apps and the broker.
+
+        Requests in flight to the page's server finish.
+        """
         try:
             await asyncio.to_thread(self.server.close)
             if self.phone is not None:

@@ -90,8 +90,10 @@ class SimulatorControls:
     """The units of a running site as the page sees and drives them (by address)."""
 
     def __init__(self, apps: Mapping[str, DeviceApp], *, phone: SimPhone | None = None) -> None:
-        """``apps``: the site's device apps by address (a door station and indoor units);
-        ``phone``: the browser phone, when the site has one."""
+        """``apps``: the site's device apps by address (a door station and indoor units).
+
+        ``phone``: the browser phone, when the site has one.
+        """
         self._apps = apps
         self.phone = phone
         self._pressing: set[tuple[str, str]] = set()

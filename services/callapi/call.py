@@ -274,8 +274,11 @@ class Call:
         return await self._door.unlock(timeout)
 
     async def camera_lost(self, err: Exception) -> None:
-        """The camera failed mid-call: go on audio-only, the peer sees video muted, the app
-        hears HWERROR (``on_error``); the camera is retried and video resumes by itself."""
+        """The camera failed mid-call: go on audio-only.
+
+        The peer sees video muted, the app hears HWERROR (``on_error``); the camera is retried and
+        video resumes by itself.
+        """
         _log.error("%s: call %s goes on without video: %s", self._name, self.call_id, err)
         await self._controls.camera_lost()
         await self._endpoint.notify_error(self.props, CallErrorCode.HARDWARE)
@@ -548,12 +551,12 @@ class Call:
     async def _tell_failure(self, address: str, reason: str) -> None:
         """Tell a peer that this side gave up on it, so it does not wait for a timeout."""
         if self.is_answered():
-            type = "hangup"
+            message_type = "hangup"
         elif self._incoming:
-            type = "decline"
+            message_type = "decline"
         else:
-            type = "cancel"
-        await self.send_or_log(address, type, {"reason": reason})
+            message_type = "cancel"
+        await self.send_or_log(address, message_type, {"reason": reason})
 
     async def peer_went_offline(self, address: str) -> None:
         """The broker says ``address`` is gone (its last will): end the call or drop the leg."""
@@ -639,18 +642,18 @@ class Call:
         """Call listener method ``name`` on every listener; the first listener's result."""
         return await self._events.emit(name, *args)
 
-    async def send_to_peer(self, type: str, body: dict[str, Any]) -> None:
+    async def send_to_peer(self, message_type: str, body: dict[str, Any]) -> None:
         """Send to the active leg (nothing when there is none); a failure is logged."""
         leg = self.active_leg()
         if leg is not None:
-            await self.send_or_log(leg.address, type, body)
+            await self.send_or_log(leg.address, message_type, body)
 
-    async def send_or_log(self, address: str, type: str, body: dict[str, Any]) -> None:
+    async def send_or_log(self, address: str, message_type: str, body: dict[str, Any]) -> None:
         """Send a message of this call; a failure is logged (timers handle a lost message)."""
         try:
-            await self._endpoint.send(address, type, self.call_id, body)
+            await self._endpoint.send(address, message_type, self.call_id, body)
         except SignalingError as err:
-            _log.error("%s: could not send %s to %s: %s", self._name, type, address, err)
+            _log.error("%s: could not send %s to %s: %s", self._name, message_type, address, err)
 
     async def new_offer(self, label: str) -> tuple[MediaSession, str]:
         """A fresh session with its offer ready (the link supervisor rebuilds with it)."""

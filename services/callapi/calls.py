@@ -45,7 +45,7 @@ def new_call_id() -> str:
 def permission_status(
     *, microphone: bool, speaker: bool, camera: bool, video: bool, in_use: bool = False
 ) -> int:
-    """mesibo's checkPermissions values for a set of devices.
+    """The values of mesibo's checkPermissions for a set of devices.
 
     0: every device a call needs is there; 1: they are there but a call holds them now
     (mesibo: "being requested, ask again"); -1: no microphone or no speaker; -2: a video
@@ -224,7 +224,7 @@ class Calls:
         return self.active_call is not None and not self.active_call.is_ended()
 
     def check_permissions(self, video: bool) -> int:
-        """mesibo's checkPermissions: 0 ready, 1 in use by a call (ask again), <0 missing."""
+        """The checkPermissions of mesibo: 0 ready, 1 in use by a call (ask again), <0 missing."""
         return permission_status(
             microphone=self.media.microphone is not None,
             speaker=self.media.speaker() is not None,
@@ -249,9 +249,9 @@ class Calls:
         """The call clock: time.monotonic()."""
         return time.monotonic()
 
-    async def send(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+    async def send(self, to: str, message_type: str, call_id: str, body: dict[str, Any]) -> None:
         """Sign, encrypt and send a message of a call (SignalingError when it cannot)."""
-        await self.signaling.send(to, type, call_id, body)
+        await self.signaling.send(to, message_type, call_id, body)
 
     def is_online(self, address: str) -> bool:
         """True when ``address``'s retained presence says online."""
@@ -406,12 +406,14 @@ class Calls:
         self.signaling.rejected[err.reason] += 1
         _log.warning("%s: dropped a message in its inbox: %s", self.address, err)
 
-    async def _send_or_log(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+    async def _send_or_log(
+        self, to: str, message_type: str, call_id: str, body: dict[str, Any]
+    ) -> None:
         """Send a message; a failure is logged (timers on both sides handle a lost message)."""
         try:
-            await self.signaling.send(to, type, call_id, body)
+            await self.signaling.send(to, message_type, call_id, body)
         except SignalingError as err:
-            _log.error("%s: could not send %s to %s: %s", self.address, type, to, err)
+            _log.error("%s: could not send %s to %s: %s", self.address, message_type, to, err)
 
     async def _on_invite(self, message: Message) -> None:
         caller = message.sender

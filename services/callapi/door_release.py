@@ -71,11 +71,11 @@ class ReleasingCall(Protocol):
         """The leg talked to."""
         ...
 
-    async def send_to_peer(self, type: str, body: dict[str, Any]) -> None:
+    async def send_to_peer(self, message_type: str, body: dict[str, Any]) -> None:
         """Send to the active leg; a failure is logged."""
         ...
 
-    async def send_or_log(self, address: str, type: str, body: dict[str, Any]) -> None:
+    async def send_or_log(self, address: str, message_type: str, body: dict[str, Any]) -> None:
         """Send to ``address``; a failure is logged."""
         ...
 

@@ -39,7 +39,7 @@ class CallEndpoint(Protocol):
         """The call clock (seconds, monotonic)."""
         ...
 
-    async def send(self, to: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+    async def send(self, to: str, message_type: str, call_id: str, body: dict[str, Any]) -> None:
         """Sign, encrypt and send a message (SignalingError when it cannot be sent)."""
         ...
 

@@ -75,7 +75,7 @@ class SupervisedCall(Protocol):
         """The peer failed verification: end the call."""
         ...
 
-    async def send_to_peer(self, type: str, body: dict[str, Any]) -> None:
+    async def send_to_peer(self, message_type: str, body: dict[str, Any]) -> None:
         """Send to the active leg; a failure is logged."""
         ...
 

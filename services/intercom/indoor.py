@@ -226,8 +226,10 @@ class IndoorUnit(IntercomService):
         await super().on_notify(kind, profile, video)
 
     async def on_show_user_interface(self, call: Call, props: CallProperties) -> bool:
-        """Start the call, keep the first preview frame as the visitor snapshot; False (the
-        default UI shows the call) when the unit has a display."""
+        """Start the call, keep the first preview frame as the visitor snapshot.
+
+        False (the default UI shows the call) when the unit has a display.
+        """
         shown = await super().on_show_user_interface(call, props)
         if call.is_video_call():
             self.spawn(self._snapshot_from_preview(call))

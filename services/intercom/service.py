@@ -55,12 +55,15 @@ class CallWatcher(InProgressListener):
         self._service = service
 
     async def on_status(self, call: Call, status: CallStatus, video: bool) -> None:
+        """Hand the call's new status to the service."""
         await self._service.call_status(call, status)
 
     async def on_hangup(self, call: Call, reason: HangupReason) -> None:
+        """Tell the service the call is over."""
         await self._service.call_over(call)
 
     def on_door_release(self, call: Call, opened: bool, reason: str) -> None:
+        """Note on the call's record that the door opened, or why the release was refused."""
         self._service.note(call, "door opened" if opened else f"door release refused: {reason}")
 
 

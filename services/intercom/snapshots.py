@@ -58,8 +58,10 @@ def encode_jpeg(frame: av.VideoFrame) -> bytes:
 
 
 class SnapshotStore:
-    """The snapshot files in `directory`, keeping at most `keep_count`, none older than
-    `max_age_s` seconds (by file modification time)."""
+    """The snapshot files in `directory`, keeping at most `keep_count`, none older than `max_age_s`.
+
+    The age is in seconds, by file modification time.
+    """
 
     def __init__(
         self, directory: Path, *, keep_count: int = 50, max_age_s: float = 30 * 86400
@@ -121,8 +123,10 @@ class SnapshotStore:
 
 
 def _scan(directory: Path) -> list[tuple[Path, float]]:
-    """(path, mtime) of every snapshot file in `directory`, newest first; temporary files and
-    anything not named like a snapshot are left out."""
+    """(path, mtime) of every snapshot file in `directory`, newest first.
+
+    Temporary files and anything not named like a snapshot are left out.
+    """
     found: list[tuple[Path, int, float]] = []
     try:
         entries = list(os.scandir(directory))

@@ -62,8 +62,10 @@ class ReferenceSpeaker(Speaker):
 
 
 class RenderTapReference:
-    """The reference taken at the device: called (in the speaker's playback thread) with
-    what the back-end writes to the card, silence and drift corrections included."""
+    """The reference taken at the device: called with what the back-end writes to the card.
+
+    Called in the speaker's playback thread; silence and drift corrections included.
+    """
 
     def __init__(self, canceller: EchoCanceller, speaker: Speaker) -> None:
         self._canceller = canceller
@@ -83,8 +85,10 @@ class RenderTapReference:
 
 
 def with_reference(speaker: Speaker, canceller: EchoCanceller) -> Speaker:
-    """``speaker`` feeding ``canceller`` its output: at the device when the back-end has
-    a render tap (exactly what is played), else at ``play()``."""
+    """``speaker`` feeding ``canceller`` its output.
+
+    At the device when the back-end has a render tap (exactly what is played), else at ``play()``.
+    """
     if speaker.has_render_tap:
         speaker.on_render = RenderTapReference(canceller, speaker)
         return speaker

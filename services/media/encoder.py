@@ -126,9 +126,11 @@ def sender_encoder(sender: RTCRtpSender) -> CappedEncoder | None:
 
 
 def follow_bitrate(sender: RTCRtpSender, on_bitrate: Callable[[int], None]) -> None:
-    """Call ``on_bitrate`` with ``sender``'s target bitrate now and whenever it changes
-    (REMB from the peer, a new cap), capped but not clamped to aiortc's 0.5-3 Mbps
-    range for its own H.264 encoder; ``sender`` must have its capped encoder."""
+    """Call ``on_bitrate`` with ``sender``'s target bitrate now and whenever it changes.
+
+    It changes on REMB from the peer or a new cap; capped but not clamped to aiortc's 0.5-3 Mbps
+    range for its own H.264 encoder. ``sender`` must have its capped encoder.
+    """
     encoder = sender_encoder(sender)
     if encoder is None:
         raise TypeError("the sender has no capped encoder yet")

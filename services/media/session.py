@@ -268,8 +268,11 @@ class MediaSession:
             )
 
     def adopt_encoder(self, encoder: CappedEncoder, mime_type: str) -> None:
-        """Use this already opened encoder for the first video frame, if ``mime_type`` is
-        what the peers negotiate (opening one on the first frame costs ~10 ms)."""
+        """Use this already opened encoder for the first video frame.
+
+        Only if ``mime_type`` is what the peers negotiate (opening one on the first frame costs ~10
+        ms).
+        """
         encoder.set_cap(self.settings.video_bitrate_bps)
         self._warm, self._warm_mime = encoder, mime_type
 
@@ -388,8 +391,11 @@ class MediaSession:
             self.on_state(state)
 
     def failed_after_connectivity(self) -> bool:
-        """True when ICE connected but DTLS failed: a certificate that does not match the
-        peer's signed fingerprint, or a tampered handshake, rather than a network problem."""
+        """True when ICE connected but DTLS failed.
+
+        A certificate that does not match the peer's signed fingerprint, or a tampered handshake,
+        rather than a network problem.
+        """
         for transceiver in self._pc.getTransceivers():
             dtls = transceiver.receiver.transport
             if dtls.state == "failed" and dtls.transport.state == "completed":
@@ -398,7 +404,7 @@ class MediaSession:
 
     @property
     def state(self) -> str:
-        """aiortc's connection state: new, connecting, connected, failed or closed."""
+        """The aiortc connection state: new, connecting, connected, failed or closed."""
         return str(self._pc.connectionState)
 
     async def close(self) -> None:

@@ -195,9 +195,11 @@ class CameraSource:
             return await self._camera.read_encoded()
 
     async def _reliably(self, read: Callable[[], Awaitable[_T]]) -> _T:
-        """``read()``, through camera failures: a failed camera (unplugged, encoder error)
-        is closed and retried every ``CAMERA_RETRY_S``; the reader waits meanwhile, so the
-        calls keep their video track and go on with audio."""
+        """``read()``, through camera failures.
+
+        A failed camera (unplugged, encoder error) is closed and retried every ``CAMERA_RETRY_S``;
+        the reader waits meanwhile, so the calls keep their video track and go on with audio.
+        """
         while True:
             try:
                 item = await read()
@@ -395,8 +397,11 @@ class OutgoingTrack(MediaStreamTrack):
         return int((now - self._epoch) * VIDEO_CLOCK)
 
     def _packet_pts(self, packet: av.Packet[Any]) -> int:
-        """The camera's capture clock, anchored to ours: the encoder's frame spacing stays,
-        a jump of the camera's clock (an encoder restart) re-anchors it."""
+        """The camera's capture clock, anchored to ours.
+
+        The encoder's frame spacing stays, a jump of the camera's clock (an encoder restart)
+        re-anchors it.
+        """
         now = self._now_pts()
         if packet.pts is None:
             return self._monotonic(now)

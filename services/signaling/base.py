@@ -77,11 +77,15 @@ class SignalingTransport(Protocol):
         ...
 
     async def publish_inbox(self, recipient: str, payload: bytes, timeout: float = 5.0) -> None:
-        """Publish ``payload`` into ``recipient``'s inbox, waiting up to ``timeout`` s for a
-        connection (raises SignalingError)."""
+        """Publish ``payload`` into ``recipient``'s inbox.
+
+        Waits up to ``timeout`` s for a connection (raises SignalingError).
+        """
         ...
 
     async def close(self) -> None:
-        """Say offline, disconnect and stop reconnecting; idempotent, and a second call
-        made while a close is under way waits for it."""
+        """Say offline, disconnect and stop reconnecting.
+
+        Idempotent, and a second call made while a close is under way waits for it.
+        """
         ...

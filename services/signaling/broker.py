@@ -112,8 +112,11 @@ _CREDENTIAL_SUFFIX = ".password"
 
 
 def write_private(path: Path, text: str, owner: Owner | None = None) -> None:
-    """Replace ``path`` atomically with a 0600 file holding ``text``, owned by ``owner``
-    (uid, gid) when given (only root may give a file away), like a directory it creates."""
+    """Replace ``path`` atomically with a 0600 file holding ``text``.
+
+    It is owned by ``owner`` (uid, gid) when given (only root may give a file away), like a
+    directory it creates.
+    """
     if not path.parent.is_dir():
         path.parent.mkdir(parents=True)
         if owner is not None:
@@ -127,14 +130,15 @@ def write_private(path: Path, text: str, owner: Owner | None = None) -> None:
 
 
 def credential_path(directory: Path, address: str) -> Path:
-    """The 0600 file under the broker's configuration ``directory`` with ``address``'s
-    password."""
+    """The 0600 file under the broker's configuration ``directory`` with ``address``'s password."""
     return directory / "credentials" / f"{address}{_CREDENTIAL_SUFFIX}"
 
 
 def endpoint_password(directory: Path, address: str, owner: Owner | None = None) -> str:
-    """``address``'s broker password: the one in its credentials file, or a new random one
-    written there (0600, given to ``owner`` when set)."""
+    """``address``'s broker password: the one in its credentials file, or a new random one.
+
+    A new one is written there (0600, given to ``owner`` when set).
+    """
     path = credential_path(directory, valid_name("endpoint address", address))
     try:
         existing = path.read_text().strip()
@@ -150,9 +154,11 @@ def endpoint_password(directory: Path, address: str, owner: Owner | None = None)
 
 
 def credential_addresses(directory: Path) -> tuple[str, ...]:
-    """The addresses that have a credentials file under ``directory`` (sorted): every one of
-    them gets a broker account. A file whose name is not a valid address is skipped with a
-    warning."""
+    """The addresses that have a credentials file under ``directory`` (sorted).
+
+    Every one of them gets a broker account. A file whose name is not a valid address is skipped
+    with a warning.
+    """
     folder = directory / "credentials"
     if not folder.is_dir():
         return ()
@@ -169,8 +175,11 @@ def credential_addresses(directory: Path) -> tuple[str, ...]:
 def write_password_file(
     directory: Path, addresses: tuple[str, ...], owner: Owner | None = None
 ) -> dict[str, str]:
-    """Write mosquitto's ``passwords`` file under ``directory`` with an account for each of
-    ``addresses`` (reusing or creating their credentials files); their clear passwords."""
+    """Write mosquitto's ``passwords`` file with an account for each of ``addresses``.
+
+    The file goes under ``directory``; their credentials files are reused or created. Returns their
+    clear passwords.
+    """
     passwords = {a: endpoint_password(directory, a, owner) for a in dict.fromkeys(addresses)}
     write_private(
         directory / "passwords",
@@ -181,9 +190,11 @@ def write_password_file(
 
 
 def signal_running_broker(directory: Path, signum: int = signal.SIGHUP) -> int | None:
-    """Send ``signum`` to the ``callbox broker`` whose pid file is in ``directory``; its pid,
-    or None when none runs there (no pid file, or a stale one). PermissionError when this
-    user may not signal it."""
+    """Send ``signum`` to the ``callbox broker`` whose pid file is in ``directory``.
+
+    Its pid, or None when none runs there (no pid file, or a stale one). PermissionError when this
+    user may not signal it.
+    """
     try:
         pid = int((directory / PID_FILE).read_text().strip())
     except (FileNotFoundError, ValueError):
@@ -198,8 +209,10 @@ def signal_running_broker(directory: Path, signum: int = signal.SIGHUP) -> int |
 
 
 def _is_broker_command(pid: int) -> bool:
-    """True when process ``pid`` is a ``callbox broker`` (a stale pid file may name a pid
-    that the system has given to another program since)."""
+    """True when process ``pid`` is a ``callbox broker``.
+
+    A stale pid file may name a pid that the system has given to another program since.
+    """
     try:
         words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
@@ -306,8 +319,10 @@ def write_broker_config(settings: BrokerSettings, directory: Path) -> BrokerFile
 
 
 def _catches_sighup(pid: int) -> bool:
-    """True once process ``pid`` handles SIGHUP (its SigCgt mask in /proc says so); True
-    where there is no /proc to ask."""
+    """True once process ``pid`` handles SIGHUP (its SigCgt mask in /proc says so).
+
+    True where there is no /proc to ask.
+    """
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -334,8 +349,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` different TCP ports that are free on ``host`` right now (all bound at
-    once, so the kernel cannot hand out the same one twice)."""
+    """``count`` different TCP ports that are free on ``host`` right now.
+
+    All are bound at once, so the kernel cannot hand out the same one twice.
+    """
     with contextlib.ExitStack() as stack:
         ports = []
         for _ in range(count):
@@ -438,8 +455,7 @@ class MosquittoBroker:
         return self._process.pid if self._process is not None else None
 
     def reload(self) -> None:
-        """Make mosquitto re-read its password file and ACL (SIGHUP); listeners stay as they
-        are."""
+        """Make mosquitto re-read its password file and ACL (SIGHUP); listeners stay as they are."""
         if self._process is None or self._process.returncode is not None:
             raise SignalingError("mosquitto is not running: nothing to reload")
         self._process.send_signal(signal.SIGHUP)
@@ -450,8 +466,10 @@ class MosquittoBroker:
         return await self._process.wait()
 
     async def close(self) -> None:
-        """Stop the websockets bridge and mosquitto (SIGTERM, then SIGKILL after 5 s); safe
-        to call twice."""
+        """Stop the websockets bridge and mosquitto (SIGTERM, then SIGKILL after 5 s).
+
+        Safe to call twice.
+        """
         bridge, self._bridge = self._bridge, None
         if bridge is not None:
             await bridge.close()
@@ -476,8 +494,9 @@ class MosquittoBroker:
 async def start_loopback_broker(
     directory: Path, *, site: str, endpoints: tuple[str, ...], websockets: bool = False
 ) -> MosquittoBroker:
-    """Generate a config under ``directory / "broker"`` and start mosquitto on free loopback
-    ports with an account per endpoint (the demo, the benchmarks and the tests use it).
+    """Generate a config under ``directory / "broker"`` and start mosquitto on free loopback ports.
+
+    It has an account per endpoint (the demo, the benchmarks and the tests use it).
 
     ``broker.settings`` and ``broker.files`` (the passwords) say how to log in.
     """

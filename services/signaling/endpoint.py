@@ -162,16 +162,20 @@ class SignalingEndpoint:
 
     # outbound ----------------------------------------------------------------------------------
 
-    async def send(self, recipient: str, type: str, call_id: str, body: dict[str, Any]) -> None:
+    async def send(
+        self, recipient: str, message_type: str, call_id: str, body: dict[str, Any]
+    ) -> None:
         """Sign, encrypt and publish a message to a pinned contact."""
-        if type not in MESSAGE_TYPES:
-            raise SignalingError(f"unknown message type {type!r}")
+        if message_type not in MESSAGE_TYPES:
+            raise SignalingError(f"unknown message type {message_type!r}")
         contact = self.contacts.get(recipient)
         if contact is None:
-            raise SignalingError(f"cannot send {type} to {recipient!r}: not a pinned contact")
+            raise SignalingError(
+                f"cannot send {message_type} to {recipient!r}: not a pinned contact"
+            )
         data = seal(
             self.identity,
-            type=type,
+            type=message_type,
             call_id=call_id,
             sender=self.address,
             recipient=recipient,

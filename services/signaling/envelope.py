@@ -236,11 +236,11 @@ class Envelope:
         }
 
     def aad(self) -> bytes:
-        """Return the AES-GCM associated data: ``b"callbox/v1 aad\\n" + canonical(header)``."""
+        r"""Return the AES-GCM associated data: ``b"callbox/v1 aad\n" + canonical(header)``."""
         return AAD_CONTEXT + canonical(self.header())
 
     def signed_bytes(self) -> bytes:
-        """Return what the signature covers: ``b"callbox/v1 sig\\n" + canonical(header + body)``."""
+        r"""Return what the signature covers: ``b"callbox/v1 sig\n" + canonical(header + body)``."""
         unsigned = self.header()
         unsigned["body"] = self.body_json()
         return SIG_CONTEXT + canonical(unsigned)
@@ -284,7 +284,7 @@ def _is_ts(value: object) -> bool:
 def seal(
     identity: Identity,
     *,
-    type: str,
+    type: str,  # noqa: A002 - the envelope's wire field "type", as the other header keywords
     call_id: str,
     sender: str,
     recipient: str,

@@ -322,8 +322,9 @@ def _read_private_file(path: Path) -> bytes:
 
 
 def _write_private_file(path: Path, data: bytes, *, replace: bool) -> None:
-    """Write `data` to `path` with mode 0600 through a temporary file in the same directory
-    (`write_atomically`).
+    """Write `data` to `path` with mode 0600 through a temporary file in the same directory.
+
+    See `write_atomically`.
 
     With `replace` the temporary file is renamed over `path` (`os.replace`); without it, it is
     hard-linked to `path`, which raises FileExistsError if `path` already exists. Other OS

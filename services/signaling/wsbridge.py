@@ -31,8 +31,10 @@ READ_CHUNK = 65536
 
 
 class WebSocketBridge:
-    """Serves MQTT over WebSockets on ``host:port``, each connection piped to mosquitto's
-    listener on ``target_host:target_port``."""
+    """Serves MQTT over WebSockets on ``host:port``.
+
+    Each connection is piped to mosquitto's listener on ``target_host:target_port``.
+    """
 
     def __init__(
         self,

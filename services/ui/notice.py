@@ -74,8 +74,10 @@ class NoticeScreen:
     """Draws notices at one display size, with the call UI's fonts and colours."""
 
     def __init__(self, width: int, height: int, graphics: Graphics | None = None) -> None:
-        """A notice renderer for a ``width`` x ``height`` display, drawing with ``graphics``
-        (None: the default back-end of ``hal.canvas``)."""
+        """A notice renderer for a ``width`` x ``height`` display, drawing with ``graphics``.
+
+        ``graphics`` None: the default back-end of ``hal.canvas``.
+        """
         self.layout = Layout(width, height)
         self.paint = Painter(self.layout, graphics)
         scale = self.layout.scale
@@ -191,8 +193,11 @@ class NoticeScreen:
     def _fit(
         self, reasons: Sequence[str], width: int, height: int, step: int, gap: int
     ) -> list[list[str]]:
-        """The wrapped lines of the first reasons that fit ``height`` whole, leaving room for
-        "… and N more" when others follow; a first reason taller than that is cut short."""
+        """The wrapped lines of the first reasons that fit ``height`` whole.
+
+        Leaves room for "… and N more" when others follow; a first reason taller than that is cut
+        short.
+        """
         placed: list[list[str]] = []
         used = 0
         for index, reason in enumerate(reasons):

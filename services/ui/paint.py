@@ -95,8 +95,10 @@ class Painter:
         return self.text(text, size, color, bold)
 
     def wrap(self, text: str, base_size: float, width: int, bold: bool = False) -> list[str]:
-        """``text`` as lines of at most ``width`` pixels at ``base_size``: broken between
-        words, inside a word only when it is wider than a whole line (a long path)."""
+        """``text`` as lines of at most ``width`` pixels at ``base_size``.
+
+        Broken between words, inside a word only when it is wider than a whole line (a long path).
+        """
         font = self.font(base_size, bold)
         lines: list[str] = []
         for paragraph in text.splitlines() or [""]:

@@ -63,8 +63,10 @@ class ScreenRenderer:
     """Draws every screen of the call UI at one size."""
 
     def __init__(self, width: int, height: int, graphics: Graphics | None = None) -> None:
-        """A renderer for a ``width`` x ``height`` display, drawing with ``graphics`` (None:
-        the default back-end of ``hal.canvas``)."""
+        """A renderer for a ``width`` x ``height`` display, drawing with ``graphics``.
+
+        ``graphics`` None: the default back-end of ``hal.canvas``.
+        """
         self.layout = Layout(width, height)
         self.paint = Painter(self.layout, graphics)
         self._remote = _Video()

@@ -1,5 +1,7 @@
-"""Fixtures for the browser tests: Debian's Chromium driven by playwright, the page of
-``web/`` served on loopback, and a site with a simulated door station (tests/harness/phonesite.py).
+"""Fixtures for the browser tests: Chromium via playwright, the page of ``web/``, a door site.
+
+Debian's Chromium driven by playwright, the page of ``web/`` served on loopback, and a site with a
+simulated door station (tests/harness/phonesite.py).
 
 Every browser test needs a network namespace with loopback only (``make test`` runs pytest
 under ``unshare -rn``), Debian's ``chromium``, Python playwright and the built page

@@ -405,8 +405,10 @@ async def test_page_reoffers_when_the_door_stops_sending(phone_site: PhoneSite, 
 
 
 async def test_key_mismatch_blocks_until_confirmed(phone_site: PhoneSite, page: Page) -> None:
-    """A door whose keys are not the pairing's is not trusted until the safety number is
-    compared and confirmed; then it rings the page."""
+    """A door whose keys are not the pairing's is not trusted until the safety number is confirmed.
+
+    Once the safety number is compared and confirmed, it rings the page.
+    """
     fake = Identity.generate().public_keys
     (door,) = phone_site.pairing.peers
     phone_site.pairing = replace(

@@ -166,8 +166,10 @@ async def test_envelope_sealed_by_the_browser_opens_in_python(
 async def test_envelope_sealed_by_python_opens_in_the_browser(
     page: Page, web_server: WebServer
 ) -> None:
-    """Python seals to a browser recipient; the browser's Receiver runs every check and opens it,
-    and refuses a tampered copy."""
+    """Python seals to a browser recipient; the browser's Receiver runs every check and opens it.
+
+    It refuses a tampered copy.
+    """
     await _open_vectors_page(page, web_server)
     sender, _ = _random_party()
     recipient, recipient_private = _random_party()

@@ -123,8 +123,10 @@ async def test_answer_comes_before_connected_when_the_link_is_up_during_answer(
     signaling = site["indoor1"].signaling
     send = signaling.send
 
-    async def slow_accept(recipient: str, type: str, call_id: str, body: dict[str, Any]) -> None:
-        if type == "accept":
+    async def slow_accept(
+        recipient: str, message_type: str, call_id: str, body: dict[str, Any]
+    ) -> None:
+        if message_type == "accept":
             call = site["indoor1"].calls.active_call
             assert call is not None and call.session is not None
             await asyncio.wait_for(call.session.connected.wait(), TIMEOUT)
@@ -132,7 +134,7 @@ async def test_answer_comes_before_connected_when_the_link_is_up_during_answer(
             if progress is not None:  # give a wrong early CONNECTED the chance to show
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(progress.wait_status(S.CONNECTED), 0.3)
-        await send(recipient, type, call_id, body)
+        await send(recipient, message_type, call_id, body)
 
     monkeypatch.setattr(signaling, "send", slow_accept)
     call, progress = await place_call(site["door"].calls, props_for(site["door"].calls, "indoor1"))

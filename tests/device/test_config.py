@@ -1,5 +1,7 @@
-"""callbox.toml as an installer writes it: what is accepted, what the app gets from it, and
-how a mistake is reported (file, key path, reason)."""
+"""callbox.toml as an installer writes it: what is accepted and what the app gets from it.
+
+And how a mistake is reported (file, key path, reason).
+"""
 
 from __future__ import annotations
 

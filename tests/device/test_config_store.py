@@ -1,5 +1,8 @@
-"""``callbox config`` on a real file: a refused change loses nothing, an accepted one keeps the
-administrator's comments, the previous file and the file's mode and owner."""
+"""``callbox config`` on a real file: refused changes lose nothing, accepted ones keep the rest.
+
+An accepted change keeps the administrator's comments, the previous file and the file's mode and
+owner.
+"""
 
 from __future__ import annotations
 
@@ -358,8 +361,11 @@ def sha256(text: str) -> str:
 
 @pytest.fixture
 def read_only_boot(tmp_path: Path) -> Path:
-    """A first-boot file that cannot be renamed, even by root: ``callbox.toml.imported`` is a
-    directory that is not empty (as /boot is read-only to the daemon under ProtectSystem)."""
+    """A first-boot file that cannot be renamed, even by root.
+
+    ``callbox.toml.imported`` is a directory that is not empty (as /boot is read-only to the daemon
+    under ProtectSystem).
+    """
     boot = tmp_path / "boot"
     (boot / "callbox.toml.imported").mkdir(parents=True)
     (boot / "callbox.toml.imported" / "keep").write_text("")

@@ -1,5 +1,8 @@
-"""``callbox factory-reset`` on a tree set up by first boot: it removes what it lists, keeps
-the rest, and first boot runs again; the daemon's safe state without a configuration."""
+"""``callbox factory-reset`` on a tree set up by first boot.
+
+It removes what it lists, keeps the rest, and first boot runs again; the daemon's safe state without
+a configuration.
+"""
 
 from __future__ import annotations
 

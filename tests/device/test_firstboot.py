@@ -1,5 +1,8 @@
-"""First boot on a real directory tree: every ``[system]`` key applied, secrets moved off the
-boot partition, a bad file changing nothing, an interrupted run finished by the next."""
+"""First boot on a real directory tree.
+
+Every ``[system]`` key applied, secrets moved off the boot partition, a bad file changing nothing,
+an interrupted run finished by the next.
+"""
 
 from __future__ import annotations
 

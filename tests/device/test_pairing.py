@@ -1,6 +1,8 @@
-"""Pairing a browser phone: the link, ``callbox keys pair-web`` against a real ``callbox broker``
-(mosquitto), and ``callbox keys trust ADDRESS FINGERPRINT`` against a real daemon that sees
-the phone's retained profile on the broker."""
+"""Pairing a browser phone: the link, ``callbox keys pair-web`` and ``callbox keys trust``.
+
+``pair-web`` against a real ``callbox broker`` (mosquitto), and ``callbox keys trust ADDRESS
+FINGERPRINT`` against a real daemon that sees the phone's retained profile on the broker.
+"""
 
 from __future__ import annotations
 
@@ -191,8 +193,10 @@ async def log_in(port: int, username: str, password: str, *, websockets: bool) -
 
 
 async def log_in_once_reloaded(port: int, username: str, password: str) -> None:
-    """Log in over WebSockets, retrying while mosquitto has not yet re-read its password file
-    (SIGHUP has no acknowledgement): the deadline bounds it."""
+    """Log in over WebSockets, retrying while mosquitto has not yet re-read its password file.
+
+    SIGHUP has no acknowledgement: the deadline bounds the retries.
+    """
     deadline = time.monotonic() + TIMEOUT
     while True:
         try:
@@ -394,8 +398,10 @@ async def phone(site: DaemonSite) -> AsyncIterator[SignalingEndpoint]:
 
 
 async def wait_for_profile(site: DaemonSite, address: str) -> dict[str, object]:
-    """What the daemon's ``peer_keys`` says once it has received ``address``'s profile (no
-    event reaches the test: poll the control socket with a deadline)."""
+    """What the daemon's ``peer_keys`` says once it has received ``address``'s profile.
+
+    No event reaches the test: poll the control socket with a deadline.
+    """
     deadline = time.monotonic() + TIMEOUT
     while True:
         result = await request(site.control_path, "peer_keys", {"address": address})

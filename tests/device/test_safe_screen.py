@@ -1,6 +1,9 @@
-"""The safe state's screen: the notice on an injected in-memory display, closed when a valid
-file ends the safe state, a display that cannot open only logged; and which display the
-composition picks from a file that does not validate."""
+"""The safe state's screen: the notice, and which display the composition picks.
+
+The notice on an injected in-memory display, closed when a valid file ends the safe state, a display
+that cannot open only logged; and which display the composition picks from a file that does not
+validate.
+"""
 
 from __future__ import annotations
 
@@ -313,8 +316,11 @@ def test_the_status_line_names_the_first_reason(tmp_path: Path) -> None:
 def test_the_status_line_names_what_first_boot_refused_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On a new unit whose installer's file was refused, the installed file does not exist:
-    the status line says why first boot refused the installer's file instead."""
+    """The status line names first boot's refusal on a new unit whose installer's file was refused.
+
+    There the installed file does not exist: the status line says why first boot refused the
+    installer's file instead.
+    """
     state = tmp_path / "firstboot"
     state.mkdir()
     (state / "error").write_text(

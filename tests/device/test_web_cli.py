@@ -1,5 +1,7 @@
-"""``callbox web``: the browser phone's page over HTTP on loopback and over HTTPS, as its own
-process answering real requests; its refusals in process; callbox-web.service."""
+"""``callbox web``: the browser phone's page over HTTP on loopback and over HTTPS.
+
+As its own process answering real requests; its refusals in process; callbox-web.service.
+"""
 
 from __future__ import annotations
 
@@ -65,7 +67,10 @@ StartWeb = Callable[..., Awaitable[WebProcess]]
 
 @pytest.fixture
 async def start_web() -> AsyncIterator[StartWeb]:
-    """``await start_web(*args)``: ``callbox web ARGS`` once it says where it serves."""
+    """Start ``callbox web ARGS`` and return it once it says where it serves.
+
+    Usage: ``await start_web(*args)``; every process started is stopped at the end of the test.
+    """
     started: list[WebProcess] = []
 
     async def start(*args: str | Path) -> WebProcess:

@@ -1,5 +1,8 @@
-"""Shared by the GPIO tests: gpiozero's MockPin with a way to wait for its changes, and
-the check that no gpiozero or callbox background thread outlives a test."""
+"""Shared by the GPIO tests: a MockPin to wait on, and a check for leaked background threads.
+
+gpiozero's MockPin with a way to wait for its changes, and the check that no gpiozero or callbox
+background thread outlives a test.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ TIMEOUT = 3.0
 
 
 class WatchedPin(MockPin):  # type: ignore[misc]  # gpiozero has no type hints
-    """gpiozero's MockPin, plus a condition notified on every state change, so a test can
-    wait for "the relay went off" or "the LED toggled N times" instead of sleeping."""
+    """The MockPin of gpiozero, plus a condition notified on every state change.
+
+    So a test can wait for "the relay went off" or "the LED toggled N times" instead of sleeping.
+    """
 
     def __init__(self, factory: Any, info: Any) -> None:
         self.changed = threading.Condition()
@@ -58,5 +63,5 @@ def is_low(pin: WatchedPin) -> bool:
 
 
 def gpio_threads() -> list[threading.Thread]:
-    """gpiozero's background threads alive now (blink threads)."""
+    """The background threads of gpiozero alive now (blink threads)."""
     return [t for t in threading.enumerate() if isinstance(t, GPIOThread) and t.is_alive()]

@@ -486,8 +486,10 @@ def test_alsa_devices_maps_logical_devices_to_pcms() -> None:
 async def test_the_echo_canceller_hears_what_the_alsa_speaker_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With echo cancelling, the reference is taken at the device (the render tap), so
-    queueing, silence and drift corrections are in it exactly as the room hears them."""
+    """With echo cancelling, the reference is taken at the device (the render tap).
+
+    So queueing, silence and drift corrections are in it exactly as the room hears them.
+    """
     pcms = file_pcms(tmp_path, monkeypatch)
     canceller = make_echo_canceller(RATE, prefer="none")
     heard: list[Samples] = []

@@ -1,5 +1,8 @@
-"""hal.canvas: the drawing interface of the call UI and its pygame-ce back-end, checked on the
-RGB frame a canvas hands out; importing the interface or the UI loads no drawing library."""
+"""hal.canvas: the drawing interface of the call UI and its pygame-ce back-end.
+
+Checked on the RGB frame a canvas hands out; importing the interface or the UI loads no drawing
+library.
+"""
 
 from __future__ import annotations
 

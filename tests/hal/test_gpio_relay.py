@@ -1,5 +1,7 @@
-"""The door relay on gpiozero's MockFactory: bounded pulses, the watchdog, safe start and
-close, active-low drivers, the null relay."""
+"""The door relay on gpiozero's MockFactory.
+
+Bounded pulses, the watchdog, safe start and close, active-low drivers, the null relay.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Proximity sensors: a digital module on a MockFactory pin, and VCNL4010/VCNL4040 chips
-on an I2C bus.
+"""Proximity sensors: a digital module on a MockFactory pin, VCNL4010/VCNL4040 chips on I2C.
 
 For the I2C sensor the only fake is ``ScriptedBus``: it stands in for the I2C bus
 (smbus2.SMBus: register reads and writes), answering with scripted proximity counts or
@@ -139,9 +138,11 @@ async def test_digital_state_at_start_is_read_without_a_callback(factory: Any) -
 
 
 class ScriptedBus:
-    """Stands in for the I2C bus (smbus2.SMBus): proximity readings come from ``script``
-    (a count, or an OSError raised by that read); after the script the last count
-    repeats, and ``finished`` is set on the first read past it. Writes are recorded."""
+    """Stands in for the I2C bus (smbus2.SMBus): proximity readings come from ``script``.
+
+    A script entry is a count, or an OSError raised by that read; after the script the last count
+    repeats, and ``finished`` is set on the first read past it. Writes are recorded.
+    """
 
     def __init__(self, script: list[int | OSError], loop: asyncio.AbstractEventLoop) -> None:
         self.script = list(script)

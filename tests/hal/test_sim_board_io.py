@@ -1,5 +1,7 @@
-"""The sim board's GPIO side: every device on SIM_PINS on a MockFactory of its own, a
-backlight in a sysfs tree, null devices where a spec leaves hardware out."""
+"""The sim board's GPIO side: every device on SIM_PINS on a MockFactory of its own.
+
+A backlight in a sysfs tree, null devices where a spec leaves hardware out.
+"""
 
 from __future__ import annotations
 

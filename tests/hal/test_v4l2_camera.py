@@ -65,8 +65,8 @@ class FileOpener:
         self.path = path
         self.asked: list[tuple[str, str, dict[str, str]]] = []
 
-    def __call__(self, file: str, format: str, options: dict[str, str]) -> Any:
-        self.asked.append((file, format, options))
+    def __call__(self, file: str, demuxer: str, options: dict[str, str]) -> Any:
+        self.asked.append((file, demuxer, options))
         return av.open(str(self.path))
 
 

@@ -1,5 +1,7 @@
-"""The SD image's tests: run by `make image-test` only (they need the image, root, mtools,
-debugfs and qemu-system-aarch64, and take minutes). `make test` does not collect them."""
+"""The SD image's tests: run by `make image-test` only; `make test` does not collect them.
+
+They need the image, root, mtools, debugfs and qemu-system-aarch64, and take minutes.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The boot partition's initramfs holds what a Raspberry Pi needs to find its root, and the
-build leaves nothing of its initramfs shortcut behind (issue 7, section 1).
+"""The boot partition's initramfs holds what a Raspberry Pi needs to find its root.
+
+And the build leaves nothing of its initramfs shortcut behind (issue 7, section 1).
 
 The build chooses the initramfs's modules on the build machine (image-build/
 initramfs_modules.py) instead of letting mkinitramfs choose them under qemu-user; the qemu

@@ -116,8 +116,10 @@ class Boot:
 
 
 def boot(image: Path, tmp_path: Path, mode: str, toml_text: Callable[[str], str]) -> Boot:
-    """Boot a copy of `image` with `toml_text(admin public key)` as its boot partition's
-    callbox.toml and the smoke unit in `mode`; its console and checks kept under OUT."""
+    """Boot a copy of `image` with its boot partition's callbox.toml and the smoke unit in `mode`.
+
+    That callbox.toml is `toml_text(admin public key)`; its console and checks are kept under OUT.
+    """
     for tool in ("qemu-system-aarch64", "mcopy", "debugfs", "ssh-keygen"):
         assert shutil.which(tool), f"{tool} is missing (make image-test installs it)"
     disk = tmp_path / "disk.img"
@@ -242,8 +244,10 @@ def test_image_boots_and_passes_the_smoke_test(image: Path, tmp_path: Path) -> N
 def test_a_refused_callbox_toml_boots_into_the_safe_state_and_says_why(
     image: Path, tmp_path: Path
 ) -> None:
-    """A bad file changes nothing, and the reason reaches the console, `callbox status` and
-    the daemon's status line (the smoke unit's `refused` checks)."""
+    """A bad file changes nothing, and the reason reaches the console and `callbox status`.
+
+    It also reaches the daemon's status line (the smoke unit's `refused` checks).
+    """
 
     def bad_config(public_key: str) -> str:
         return smoke_config(public_key).replace(

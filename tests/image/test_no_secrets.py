@@ -123,8 +123,10 @@ def test_no_private_key_anywhere(rootfs: Path) -> None:
 
 
 def test_nothing_of_the_build_machine_is_in_the_app(rootfs: Path) -> None:
-    """No path of the build machine (the tree, the work directory) in what the build added:
-    a direct_url.json or a script naming them would tell of the machine and differ per build."""
+    """No path of the build machine (the tree, the work directory) in what the build added.
+
+    A direct_url.json or a script naming them would tell of the machine and differ per build.
+    """
     marks = (str(REPO).encode(), str(OUT.resolve()).encode())
     found = [
         f"/{path.relative_to(rootfs)}"

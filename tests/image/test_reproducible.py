@@ -1,5 +1,6 @@
-"""Two builds from one commit differ only in timestamps (issue 7, section 2), and a role
-image only in its role.
+"""Two builds from one commit differ only in timestamps, and a role image only in its role.
+
+See issue 7, section 2.
 
 `make image` has built build/image/ once; this test builds again into a second directory that
 starts from the same mmdebstrap base (hard-linked: the base is only read) and the same

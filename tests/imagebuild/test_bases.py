@@ -1,5 +1,7 @@
-"""image-build/bases.py: the Debian base is exactly today's build; the Raspberry Pi OS base's
-sources, packages and boot files; the archive keyring's fetch and fingerprint check.
+"""image-build/bases.py: the Debian and Raspberry Pi OS bases, and the archive keyring's check.
+
+The Debian base is exactly today's build; the Raspberry Pi OS base's sources, packages and boot
+files; the archive keyring's fetch and fingerprint check.
 
 No network: keys are made here with gpg in a throwaway home and served from loopback.
 """
@@ -302,7 +304,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib override
                 pass
 
         self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)

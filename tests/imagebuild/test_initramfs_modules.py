@@ -2,7 +2,8 @@
 
 What matters most, the same ~900 modules as Debian's own ``MODULES=most`` run, is measured
 by bench/initramfs.py (docs/performance.md: 926 modules, the same files) and checked on every
-image by tests/image/test_boot_files.py; these tests pin the rules that choice rests on."""
+image by tests/image/test_boot_files.py; these tests pin the rules that choice rests on.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The call log on a real SQLite file: round trip, pruning, missed calls, the CLI reader,
-corrupt and newer files."""
+"""The call log on a real SQLite file.
+
+Round trip, pruning, missed calls, the CLI reader, corrupt and newer files.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""What the people at both ends hear and what stays on record: ringback at the door, the
-handset taking over when held to the ear, visitor snapshots on both sides."""
+"""What the people at both ends hear and what stays on record.
+
+Ringback at the door, the handset taking over when held to the ear, visitor snapshots on both sides.
+"""
 
 from __future__ import annotations
 

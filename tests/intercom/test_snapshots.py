@@ -1,5 +1,7 @@
-"""Visitor snapshots: real JPEGs from real frames, atomic names, retention by count and age,
-labels that cannot escape the directory."""
+"""Visitor snapshots: real JPEGs from real frames, atomic names, retention by count and age.
+
+Labels that cannot escape the directory.
+"""
 
 from __future__ import annotations
 

@@ -111,8 +111,10 @@ def power_db(x: Signal) -> float:
 
 
 def visitor_over_echo(seconds: float = 4.0) -> tuple[Signal, Signal, Signal]:
-    """Far end, microphone and near-end talker: 2 s of echo only, then a visitor at the
-    door talking 6 dB above the echo of the indoor unit's voice."""
+    """Far end, microphone and near-end talker: 2 s of echo only, then a visitor at the door.
+
+    The visitor talks 6 dB above the echo of the indoor unit's voice.
+    """
     far = far_end(seconds)
     echo = echo_of(far)
     talker = np.concatenate([np.zeros(2 * RATE), near_end(seconds - 2)])
@@ -162,7 +164,7 @@ def test_ok__near_end_speech_survives_double_talk(engine: str) -> None:
 
 
 def test_ok__webrtc_aec3_runs_the_tuned_binding() -> None:
-    """make deps builds services/media/_callbox_aec3; without it AEC3 runs untuned."""
+    """``make deps`` builds services/media/_callbox_aec3; without it AEC3 runs untuned."""
     need("webrtc-aec3" in LOADED, "the webrtc-aec3 echo canceller")
     need(tuned_binding_loads(), "the tuned AEC3 binding (make deps builds it)")
 

@@ -1,5 +1,8 @@
-"""A camera that fails mid-call: the call goes on with audio, the peer sees the video
-muted, the app hears HWERROR, and video comes back by itself once the camera works."""
+"""A camera that fails mid-call: the call goes on with audio, video comes back once it works.
+
+The peer sees the video muted, the app hears HWERROR, and video comes back by itself once the camera
+works.
+"""
 
 from __future__ import annotations
 

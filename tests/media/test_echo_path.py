@@ -1,6 +1,9 @@
-"""The echo canceller in the audio path: what the speaker plays comes back out of the
-microphone much weaker, and a call between endpoints with echo cancelling still carries
-the other side's voice. Real engines (WebRTC AEC3), real sim devices, a real call."""
+"""The echo canceller in the audio path.
+
+What the speaker plays comes back out of the microphone much weaker, and a call between endpoints
+with echo cancelling still carries the other side's voice. Real engines (WebRTC AEC3), real sim
+devices, a real call.
+"""
 
 from __future__ import annotations
 

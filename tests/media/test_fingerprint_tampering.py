@@ -1,7 +1,8 @@
-"""A DTLS fingerprint that does not belong to the peer ends the call with SECURITYERROR and
-not a single decoded frame, whether the SDP was altered in flight (the envelope signature
-catches it) or signed with a fingerprint that the DTLS certificate does not match (DTLS
-catches it)."""
+"""A DTLS fingerprint that does not belong to the peer ends the call with SECURITYERROR.
+
+Not a single frame is decoded, whether the SDP was altered in flight (the envelope signature catches
+it) or signed with a fingerprint that the DTLS certificate does not match (DTLS catches it).
+"""
 
 from __future__ import annotations
 

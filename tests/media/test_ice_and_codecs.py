@@ -1,5 +1,7 @@
-"""What goes into the SDP: host candidates only from allowed interfaces, no public STUN
-server, and the video codec the properties ask for."""
+"""What goes into the SDP: host candidates only from allowed interfaces, no public STUN server.
+
+And the video codec the properties ask for.
+"""
 
 from __future__ import annotations
 

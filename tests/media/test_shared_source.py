@@ -1,5 +1,7 @@
-"""One device, several sessions: SharedSource reads once per frame and never hands out a
-stale frame (the last frame of a previous call must not become the next call's preview)."""
+"""One device, several sessions: SharedSource reads once per frame, never hands out a stale frame.
+
+The last frame of a previous call must not become the next call's preview.
+"""
 
 from __future__ import annotations
 

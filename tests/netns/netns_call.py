@@ -1,8 +1,10 @@
-"""Runs inside a network namespace that test_interfaces.py creates (``unshare -rn``):
-two interfaces, veth0 (10.99.0.1) and veth1 (10.99.0.2), plus loopback for the broker.
-The door offers host candidates from veth0 only, the indoor unit from veth1 only; one
-call is placed and answered. Prints one JSON line: the candidate addresses each side
-offered and the frames and samples each side received."""
+"""Runs inside a network namespace that test_interfaces.py creates (``unshare -rn``).
+
+Two interfaces, veth0 (10.99.0.1) and veth1 (10.99.0.2), plus loopback for the broker. The door
+offers host candidates from veth0 only, the indoor unit from veth1 only; one call is placed and
+answered. Prints one JSON line: the candidate addresses each side offered and the frames and samples
+each side received.
+"""
 
 from __future__ import annotations
 

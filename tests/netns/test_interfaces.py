@@ -1,6 +1,8 @@
-"""ICE host candidates come only from the configured interface, tested on a machine with
-several interfaces: a network namespace this test creates (``unshare -rn``) with two veth
-interfaces and loopback. Nothing leaves the namespace."""
+"""ICE host candidates come only from the configured interface.
+
+Tested on a machine with several interfaces: a network namespace this test creates (``unshare -rn``)
+with two veth interfaces and loopback. Nothing leaves the namespace.
+"""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def seal_for(
     *,
     sender: str,
     recipient: str,
-    type: str = "invite",
+    type: str = "invite",  # noqa: A002 - the keyword of seal(), which it forwards
     call_id: str = "test-call",
     body: Mapping[str, object] | None = None,
     ts_ms: int | None = None,

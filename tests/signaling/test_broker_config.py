@@ -203,7 +203,7 @@ def test_acl_text_names_the_site(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def acl_site(make_site: MakeSite) -> SimSite:
-    """door and indoor1 as endpoints; eve and mallory as bare broker accounts."""
+    """A site with door and indoor1 as endpoints; eve and mallory as bare broker accounts."""
     return await make_site(
         EndpointSpec("door", role="door"),
         EndpointSpec("indoor1"),

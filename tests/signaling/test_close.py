@@ -1,5 +1,7 @@
-"""Closing a signaling endpoint or its MQTT connection is idempotent, and a close that
-finds another under way waits for it (as aiortc's RTCPeerConnection.close), on mosquitto."""
+"""Closing a signaling endpoint or its MQTT connection is idempotent, on mosquitto.
+
+A close that finds another under way waits for it (as aiortc's RTCPeerConnection.close).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The full-screen notice (services.ui.notice): drawn offscreen at the panel sizes callbox
-supports, checked where a person would look: light text pixels in the title bar, in each
-reason's rows and in the hint box, and nothing of a reason where it is not drawn."""
+"""The full-screen notice (services.ui.notice): drawn offscreen at the panel sizes callbox supports.
+
+Checked where a person would look: light text pixels in the title bar, in each reason's rows and in
+the hint box, and nothing of a reason where it is not drawn.
+"""
 
 from __future__ import annotations
 
