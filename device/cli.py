@@ -12,20 +12,22 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from device.cli_admin import keys, register
+from device.cli_admin import fail, keys, register
 from device.cli_pairing import register as register_pairing
 from device.cli_system import register as register_system
 from device.cli_web import parse_listen
 from device.cli_web import register as register_web
 from device.config import ConfigError, load_config
+from device.control import DaemonNotRunningError
 from device.devicesite import Unit, start_intercom_site
 from device.pin_scenario import PinTimeline, run_pin_doorbell_call
 from device.sdnotify import SystemdNotifier
 from device.simulator import run_simulator
-from device.simulator_http import SimulatorServerError
+from hal.errors import CallboxError
 from services.signaling.broker import (
     PID_FILE,
     BrokerFiles,
@@ -36,10 +38,34 @@ from services.signaling.broker import (
     write_broker_config,
     write_private,
 )
-from services.signaling.errors import SignalingError
 
 
-@click.group()
+def exit_code(err: CallboxError) -> int:
+    """The exit status for an error that reached the CLI's edge: 2 a refused configuration,
+    3 no daemon to talk to, 1 anything else."""
+    if isinstance(err, ConfigError):
+        return 2
+    if isinstance(err, DaemonNotRunningError):
+        return 3
+    return 1
+
+
+class CallboxGroup(click.Group):
+    """The command group whose invocation is the CLI's one edge for callbox's errors.
+
+    Any `CallboxError` a command lets through is printed as ``callbox: <message>`` on
+    stderr with `exit_code`, so commands translate only what they add context to.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a callbox error ends it with its message and exit status."""
+        try:
+            return super().invoke(ctx)
+        except CallboxError as err:
+            fail(str(err), exit_code(err))
+
+
+@click.group(cls=CallboxGroup)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """callbox: the firmware of a Raspberry Pi video intercom."""
@@ -85,10 +111,7 @@ def demo(scripted: bool, as_json: bool, port: int) -> None:
 
 
 def _interactive_demo(port: int) -> None:
-    try:
-        asyncio.run(run_simulator(port=port, echo=click.echo))
-    except (SimulatorServerError, SignalingError) as err:
-        raise click.ClickException(str(err)) from err
+    asyncio.run(run_simulator(port=port, echo=click.echo))
 
 
 async def _scripted_demo(quiet: bool) -> PinTimeline:
@@ -209,8 +232,6 @@ def broker(
                 tls=tls,
             )
             return write_broker_config(settings, config_dir), settings
-        except SignalingError as err:
-            raise click.ClickException(str(err)) from err
         except OSError as err:
             raise click.ClickException(f"cannot write the broker configuration: {err}") from err
 
@@ -242,10 +263,7 @@ async def _run_broker(
     generate: Callable[[], tuple[BrokerFiles, BrokerSettings]],
 ) -> int:
     process = MosquittoBroker(files, settings, log_to_terminal=True)
-    try:
-        await process.start()
-    except SignalingError as err:
-        raise click.ClickException(str(err)) from err
+    await process.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -284,7 +302,7 @@ def _reload_broker(
     try:
         files, settings = generate()
         process.reload()
-    except (click.ClickException, SignalingError) as err:
+    except (click.ClickException, CallboxError) as err:
         message = err.format_message() if isinstance(err, click.ClickException) else str(err)
         click.echo(f"reload refused, the broker keeps its configuration: {message}", err=True)
         return

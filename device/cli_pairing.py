@@ -36,7 +36,7 @@ from device.cli_admin import (
 from device.config import CallboxConfig, ConfigError
 from device.config_models import Name
 from device.config_store import ConfigStore
-from device.control import ControlError, DaemonNotRunningError, request_sync
+from device.control import DaemonNotRunningError, request_sync
 from device.daemon import default_control_path
 from device.pairing import Pairing, PairingError, PairingPeer
 from services.signaling.broker import (
@@ -164,8 +164,6 @@ def _advertised_keys(
             "which the running daemon receives. Start it, or give the full key instead",
             3,
         )
-    except ControlError as err:
-        fail(str(err))
     profile = result.get("profile")
     if not isinstance(profile, dict):
         fail(

@@ -24,7 +24,7 @@ from services.signaling.contacts import Right
 _log = logging.getLogger(__name__)
 
 
-class UnlockRefused(Exception):
+class UnlockRefused(CallError):
     """The door refuses a release request; the message is the reason the requester sees."""
 
 
