@@ -4,6 +4,6 @@ Import the device modules (``hal.camera``, ``hal.audio``, ``hal.board``) directl
 this package only re-exports the light-weight exception tree.
 """
 
-from hal.errors import DeviceUnavailableError, HalError
+from hal.errors import CallboxError, DeviceUnavailableError, HalError
 
-__all__ = ["DeviceUnavailableError", "HalError"]
+__all__ = ["CallboxError", "DeviceUnavailableError", "HalError"]

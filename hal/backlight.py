@@ -14,6 +14,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from hal.closing import CloseOnce
 from hal.errors import DeviceUnavailableError, HalError
 from hal.gpio_specs import BacklightSpec
 
@@ -112,7 +113,7 @@ class SysfsBacklight(Backlight):
         self.spec = spec
         self._path: Path | None = None
         self._on = True
-        self._closed = False
+        self._close = CloseOnce()
 
     @property
     def path(self) -> Path | None:
@@ -126,7 +127,7 @@ class SysfsBacklight(Backlight):
 
     async def start(self) -> None:
         """Find the device, apply the configured brightness, read the power state."""
-        if self._closed:
+        if self._close.started:
             raise DeviceUnavailableError("backlight is closed")
         if self._path is not None:
             return
@@ -139,18 +140,23 @@ class SysfsBacklight(Backlight):
         self._on = on
 
     async def close(self) -> None:
-        """Switch the screen back on (a blank screen with nobody to wake it is a fault)."""
-        if self._closed:
+        """Switch the screen back on (a blank screen with nobody to wake it is a fault).
+
+        Idempotent; a second call waits for the first.
+        """
+        if not await self._close.begin():
             return
-        self._closed = True
-        path, self._path = self._path, None
-        if path is not None and not self._on:
-            await asyncio.to_thread(_write, path / "bl_power", POWER_ON)
-            self._on = True
+        try:
+            path, self._path = self._path, None
+            if path is not None and not self._on:
+                await asyncio.to_thread(_write, path / "bl_power", POWER_ON)
+                self._on = True
+        finally:
+            self._close.finish()
 
     def _require_open(self) -> Path:
         if self._path is None:
-            state = "closed" if self._closed else "not started"
+            state = "closed" if self._close.started else "not started"
             raise DeviceUnavailableError(f"backlight is {state}")
         return self._path
 

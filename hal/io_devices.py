@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from hal.backlight import Backlight, NullBacklight, SysfsBacklight
+from hal.closing import CloseOnce
 from hal.errors import HalError
 from hal.gpio import close_pin_factory, make_pin_factory
 from hal.gpio_specs import (
@@ -101,7 +102,7 @@ class IoDevices:
     pin_factory: Any = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     _null_leds: dict[str, Led] = field(default_factory=dict, init=False, repr=False)
-    _closed: bool = field(default=False, init=False, repr=False)
+    _close: CloseOnce = field(default_factory=CloseOnce, init=False, repr=False)
 
     def button(self, role: ButtonRole) -> Button | None:
         """The button with ``role``, or None when the board has none."""
@@ -141,11 +142,17 @@ class IoDevices:
     async def close(self) -> None:
         """Close every device (relay first), then run the cleanups; idempotent.
 
-        Every device is closed even if one fails; the first failure is raised after.
+        Every device is closed even if one fails; the first failure is raised after. A
+        second call waits for the first.
         """
-        if self._closed:
+        if not await self._close.begin():
             return
-        self._closed = True
+        try:
+            await self._close_devices()
+        finally:
+            self._close.finish()
+
+    async def _close_devices(self) -> None:
         first_error: Exception | None = None
         closers = [
             self.relay.close,

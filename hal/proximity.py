@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from hal.closing import CloseOnce
 from hal.errors import DeviceUnavailableError
 from hal.gpio import call_in_loop, fire, gpio_error, open_gpio
 from hal.gpio_specs import GpioProximitySpec, I2cProximitySpec
@@ -257,7 +258,7 @@ class I2cProximitySensor(ProximitySensor):
         self._bus: SMBusLike | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._closed = False
+        self._close = CloseOnce()
         # Owned by the polling thread:
         self._thread_near = False
         self._needs_init = True
@@ -270,7 +271,7 @@ class I2cProximitySensor(ProximitySensor):
 
     async def start(self) -> None:
         """Open the bus (DeviceUnavailableError if it does not exist) and start polling."""
-        if self._closed:
+        if self._close.started:
             raise DeviceUnavailableError(f"{self._what} is closed")
         if self._loop is not None:
             return
@@ -284,18 +285,23 @@ class I2cProximitySensor(ProximitySensor):
         self._thread.start()
 
     async def close(self) -> None:
-        """Stop polling, switch the chip's IR LED off and close the bus; idempotent."""
-        if self._closed:
+        """Stop polling, switch the chip's IR LED off and close the bus.
+
+        Idempotent; a second call waits for the first.
+        """
+        if not await self._close.begin():
             return
-        self._closed = True
-        self._near = False
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            await asyncio.to_thread(thread.join)
-        bus, self._bus = self._bus, None
-        if bus is not None:
-            await asyncio.to_thread(self._shutdown, bus)
+        try:
+            self._near = False
+            self._stop.set()
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                await asyncio.to_thread(thread.join)
+            bus, self._bus = self._bus, None
+            if bus is not None:
+                await asyncio.to_thread(self._shutdown, bus)
+        finally:
+            self._close.finish()
 
     def _open_bus(self) -> SMBusLike:
         try:
@@ -360,7 +366,7 @@ class I2cProximitySensor(ProximitySensor):
         call_in_loop(self._loop, self._deliver, near)
 
     def _deliver(self, near: bool) -> None:
-        if self._closed or near == self._near:
+        if self._close.started or near == self._near:
             return
         self._near = near
         fire("proximity", self.on_change, near)

@@ -105,6 +105,7 @@ class V4l2Camera(Camera):
         self._format = VideoFormat()
         self._codec_name: str | None = None
         self._thread: threading.Thread | None = None
+        self._closing = asyncio.Lock()  # a second close() waits for the one under way
         self._stopping = threading.Event()
         self._queue: EncodedQueue | None = None
         self._frame: av.VideoFrame | None = None
@@ -239,15 +240,19 @@ class V4l2Camera(Camera):
             raise
 
     async def close(self) -> None:
-        """Stop the reader thread and release the device; idempotent."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        await asyncio.get_running_loop().run_in_executor(None, thread.join)
-        if self._queue is not None:
-            self._queue.close()
-        self._queue = self._frame = None
+        """Stop the reader thread and release the device.
+
+        Idempotent; a call made while a close is under way waits for it.
+        """
+        async with self._closing:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._stopping.set()
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+            if self._queue is not None:
+                self._queue.close()
+            self._queue = self._frame = None
         self._frame_ready.set()
         _log.info("camera %r closed", self.name)
 

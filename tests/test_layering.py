@@ -1,47 +1,59 @@
 """The layering rule: imports flow device -> services -> hal.
 
-Hardware libraries are imported lazily inside hal/ only, and every module imports on a machine
-without them.
+Hardware libraries are imported lazily inside hal/ only, services/ has no import cycle, and
+every module imports on a machine without the hardware libraries.
+
+Every import is followed (module level, under ``if TYPE_CHECKING:``, inside functions,
+relative ones): see tests/layering_rules.py, whose own tests are in
+tests/test_layering_rules.py. Modules are found by walking the trees.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
 from pathlib import Path
 
 import pytest
+from layering_rules import (
+    LAYERS,
+    cycles,
+    discover,
+    format_cycle,
+    import_graph,
+    imports_of,
+    layer_violations,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"hal": set(), "services": {"hal"}, "device": {"services", "hal"}}
-HARDWARE_LIBRARIES = {"picamera2", "libcamera", "alsaaudio", "RPi", "lgpio", "gpiozero", "smbus2"}
+MODULES = discover(ROOT, LAYERS)
+SERVICES = sorted(name for name in MODULES if name.split(".")[0] == "services")
+_PACKAGES = {name for name, path in MODULES.items() if path.name == "__init__.py"}
 
 
-def modules() -> list[Path]:
-    return sorted(p for layer in LAYERS for p in (ROOT / layer).rglob("*.py"))
+def _group(module: str) -> str:
+    """``services.media`` for a module of that package; ``services`` for a top-level one."""
+    package = ".".join(module.split(".")[:2])
+    return package if package in _PACKAGES else "services"
 
 
-def top_level_imports(path: Path) -> set[str]:
-    """Packages imported at module level (not inside functions: those are lazy)."""
-    names: set[str] = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_module_imports_only_lower_layers_and_hardware_only_lazily_in_hal(name: str) -> None:
+    violations = layer_violations(imports_of(ROOT, MODULES[name], MODULES))
+    assert not violations, "\n".join(violations)
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_module_imports_only_lower_layers_and_no_hardware_library(path: Path) -> None:
-    layer = path.relative_to(ROOT).parts[0]
-    imported = top_level_imports(path)
-    higher = {other for other in LAYERS if other != layer and other not in LAYERS[layer]}
-    assert not imported & higher, f"{path} imports a higher layer: {imported & higher}"
-    assert not imported & HARDWARE_LIBRARIES, f"{path} imports hardware at module level"
+@pytest.mark.parametrize("group", sorted({_group(name) for name in SERVICES}))
+def test_services_have_no_import_cycle(group: str) -> None:
+    """A cycle fails the test of every package (or the top level) it passes through."""
+    imports = [imp for name in SERVICES for imp in imports_of(ROOT, MODULES[name], MODULES)]
+    found = [
+        cycle
+        for cycle in cycles(import_graph(imports, SERVICES))
+        if any(_group(module) == group for module in cycle)
+    ]
+    assert not found, "import cycles:\n" + "\n".join(format_cycle(cycle) for cycle in found)
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_module_imports_on_this_machine(path: Path) -> None:
-    name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_module_imports_on_this_machine(name: str) -> None:
     importlib.import_module(name)

@@ -26,7 +26,6 @@ from device.config import (
     CallboxConfig,
     ConfigError,
     ConfigStore,
-    KeystoreError,
     public_keys_of,
 )
 from device.daemon import (
@@ -45,7 +44,7 @@ from hal.backlight import SysfsBacklight
 from hal.errors import HalError
 from hal.gpio_specs import BacklightSpec, IoSpec, RelaySpec
 from hal.io_devices import build_io
-from services.intercom.calllog import CallLogError, read_call_log
+from services.intercom.calllog import read_call_log
 from services.signaling.errors import SignalingError
 from services.signaling.identity import PublicKeys, safety_number
 
@@ -74,21 +73,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def load(config_path: Path) -> CallboxConfig:
-    """The validated configuration, or exit 2 naming the file, key and reason."""
-    try:
-        return ConfigStore(config_path).load()
-    except ConfigError as err:
-        fail(str(err), 2)
+    """The validated configuration.
+
+    A `ConfigError` (file, key, reason) ends the command at the CLI's edge with exit 2.
+    """
+    return ConfigStore(config_path).load()
 
 
 def ask_daemon(control_path: Path | None, command: str, **args: Any) -> dict[str, Any]:
-    """Send ``command`` to the running daemon; exit 3 when it is not running."""
-    try:
-        return request_sync(control_path or default_control_path(), command, args)
-    except DaemonNotRunningError as err:
-        fail(str(err), 3)
-    except ControlError as err:
-        fail(str(err), 1)
+    """Send ``command`` to the running daemon; the CLI's edge exits 3 when it is not running."""
+    return request_sync(control_path or default_control_path(), command, args)
 
 
 def register(main: click.Group) -> None:
@@ -143,8 +137,6 @@ def run(
         if not wait_on_bad_config:
             fail(str(err), 2)
         _safe_state(config_path, control, str(err))
-    except (ControlError, KeystoreError, HalError, SignalingError) as err:
-        fail(str(err), 1)
 
 
 def _safe_state(config_path: Path, control: Path, problem: str) -> None:
@@ -153,10 +145,7 @@ def _safe_state(config_path: Path, control: Path, problem: str) -> None:
     refused = first_boot_error()
     if refused:
         click.echo(f"callbox: first boot refused {FIRST_BOOT_PATH}:\n{refused}", err=True)
-    try:
-        asyncio.run(run_safe_daemon(config_path, control, problem))
-    except ControlError as err:
-        fail(str(err), 1)
+    asyncio.run(run_safe_daemon(config_path, control, problem))
 
 
 # config -----------------------------------------------------------------------------------------
@@ -174,10 +163,7 @@ def config(ctx: click.Context, config_path: Path) -> None:
 @click.pass_obj
 def config_show(store: ConfigStore) -> None:
     """Print the file as written."""
-    try:
-        click.echo(store.show(), nl=False)
-    except ConfigError as err:
-        fail(str(err), 2)
+    click.echo(store.show(), nl=False)
 
 
 @config.command("get")
@@ -185,10 +171,7 @@ def config_show(store: ConfigStore) -> None:
 @click.pass_obj
 def config_get(store: ConfigStore, key: str) -> None:
     """Print the value in force at KEY (dotted: call.ring_timeout_s, contacts.0.name)."""
-    try:
-        value = store.get(key)
-    except ConfigError as err:
-        fail(str(err), 2)
+    value = store.get(key)
     click.echo(json.dumps(value) if not isinstance(value, str) else value)
 
 
@@ -232,10 +215,7 @@ def reload_daemon(control_path: Path | None) -> None:
 @click.pass_obj
 def config_validate(store: ConfigStore, file: Path | None) -> None:
     """Check FILE (default: the configuration file) without changing anything."""
-    try:
-        store.validate(file)
-    except ConfigError as err:
-        fail(str(err), 2)
+    store.validate(file)
     click.echo(f"{file or store.path}: valid")
 
 
@@ -343,10 +323,7 @@ def hangup(control_path: Path | None) -> None:
 def log(config_path: Path, limit: int, as_json: bool) -> None:
     """The call log, newest first."""
     state = Path(load(config_path).state_dir)
-    try:
-        records = read_call_log(state / "calls.sqlite", limit)
-    except CallLogError as err:
-        fail(str(err))
+    records = read_call_log(state / "calls.sqlite", limit)
     if not records and not as_json:
         click.echo("no calls yet")
     for record in records:
@@ -375,12 +352,9 @@ def keys(ctx: click.Context, config_path: Path) -> None:
 
 
 def own_keys(config_path: Path) -> tuple[CallboxConfig, PublicKeys]:
-    """The configuration and this unit's public keys, or exit naming what is missing."""
+    """The configuration and this unit's public keys (a missing key ends the command)."""
     cfg = load(config_path)
-    try:
-        return cfg, public_keys_of(Path(cfg.state_dir))
-    except KeystoreError as err:
-        fail(str(err))
+    return cfg, public_keys_of(Path(cfg.state_dir))
 
 
 def key_text(keys: PublicKeys) -> str:
@@ -437,8 +411,6 @@ def selftest(config_path: Path, control_path: Path | None, as_json: bool) -> Non
         checks = [Check(**c) for c in result["checks"]]
     except DaemonNotRunningError:
         checks = asyncio.run(selftest_stopped_daemon(cfg))
-    except ControlError as err:
-        fail(str(err))
     if as_json:
         click.echo(json.dumps([c.as_json() for c in checks], indent=2))
     else:

@@ -12,24 +12,25 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from device.cli._admin import keys, register
+from device.cli._admin import fail, keys, register
 from device.cli._pairing import register as register_pairing
 from device.cli._system import register as register_system
 from device.cli._web import parse_listen
 from device.cli._web import register as register_web
 from device.config import ConfigError, load_config
-from device.daemon import SystemdNotifier
+from device.daemon import DaemonNotRunningError, SystemdNotifier
 from device.simulator import (
     PinTimeline,
-    SimulatorServerError,
     Unit,
     run_pin_doorbell_call,
     run_simulator,
     start_intercom_site,
 )
+from hal.errors import CallboxError
 from services.signaling.broker import (
     PID_FILE,
     BrokerFiles,
@@ -40,10 +41,36 @@ from services.signaling.broker import (
     write_broker_config,
     write_private,
 )
-from services.signaling.errors import SignalingError
 
 
-@click.group()
+def exit_code(err: CallboxError) -> int:
+    """The exit status for an error that reached the CLI's edge.
+
+    2 a refused configuration, 3 no daemon to talk to, 1 anything else.
+    """
+    if isinstance(err, ConfigError):
+        return 2
+    if isinstance(err, DaemonNotRunningError):
+        return 3
+    return 1
+
+
+class CallboxGroup(click.Group):
+    """The command group whose invocation is the CLI's one edge for callbox's errors.
+
+    Any `CallboxError` a command lets through is printed as ``callbox: <message>`` on
+    stderr with `exit_code`, so commands translate only what they add context to.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a callbox error ends it with its message and exit status."""
+        try:
+            return super().invoke(ctx)
+        except CallboxError as err:
+            fail(str(err), exit_code(err))
+
+
+@click.group(cls=CallboxGroup)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """callbox: the firmware of a Raspberry Pi video intercom."""
@@ -89,10 +116,7 @@ def demo(scripted: bool, as_json: bool, port: int) -> None:
 
 
 def _interactive_demo(port: int) -> None:
-    try:
-        asyncio.run(run_simulator(port=port, echo=click.echo))
-    except (SimulatorServerError, SignalingError) as err:
-        raise click.ClickException(str(err)) from err
+    asyncio.run(run_simulator(port=port, echo=click.echo))
 
 
 async def _scripted_demo(quiet: bool) -> PinTimeline:
@@ -213,8 +237,6 @@ def broker(
                 tls=tls,
             )
             return write_broker_config(settings, config_dir), settings
-        except SignalingError as err:
-            raise click.ClickException(str(err)) from err
         except OSError as err:
             raise click.ClickException(f"cannot write the broker configuration: {err}") from err
 
@@ -246,10 +268,7 @@ async def _run_broker(
     generate: Callable[[], tuple[BrokerFiles, BrokerSettings]],
 ) -> int:
     process = MosquittoBroker(files, settings, log_to_terminal=True)
-    try:
-        await process.start()
-    except SignalingError as err:
-        raise click.ClickException(str(err)) from err
+    await process.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -291,7 +310,7 @@ def _reload_broker(
     try:
         files, settings = generate()
         process.reload()
-    except (click.ClickException, SignalingError) as err:
+    except (click.ClickException, CallboxError) as err:
         message = err.format_message() if isinstance(err, click.ClickException) else str(err)
         click.echo(f"reload refused, the broker keeps its configuration: {message}", err=True)
         return

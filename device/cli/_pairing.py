@@ -36,7 +36,7 @@ from device.cli._admin import (
     reload_daemon,
 )
 from device.config import CallboxConfig, ConfigError, ConfigStore, Name
-from device.daemon import ControlError, DaemonNotRunningError, default_control_path, request_sync
+from device.daemon import DaemonNotRunningError, default_control_path, request_sync
 from device.phone import Pairing, PairingError, PairingPeer
 from services.signaling.broker import (
     credential_addresses,
@@ -170,8 +170,6 @@ def _advertised_keys(
             "which the running daemon receives. Start it, or give the full key instead",
             3,
         )
-    except ControlError as err:
-        fail(str(err))
     profile = result.get("profile")
     if not isinstance(profile, dict):
         fail(

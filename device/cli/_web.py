@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from device.phone import WebServer, WebServerError, WebTls
+from device.phone import WebServer, WebTls
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "web"
 """The web/ directory of the source tree this package runs from."""
@@ -125,10 +125,7 @@ def web(
     # comes to sigwait below.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
-        try:
-            server = WebServer(root, host, port, tls)
-        except WebServerError as err:
-            raise click.ClickException(str(err)) from err
+        server = WebServer(root, host, port, tls)
         try:
             click.echo(f"serving {root} on {server.url}")
             if tls is None and not is_loopback(host):

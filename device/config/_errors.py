@@ -14,11 +14,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from device.config._models import PROXIMITY_KINDS
+from hal.errors import CallboxError
 
 __all__ = ["ConfigError", "validation_problems"]
 
 
-class ConfigError(Exception):
+class ConfigError(CallboxError):
     """A configuration was refused: the file, and for each problem the key path and reason.
 
     ``str()`` gives one line per problem, ``"<file>: <key>: <reason>"``.

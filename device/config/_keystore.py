@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 from typing import Final
 
+from hal.errors import CallboxError
 from services.durable import fsync_directory
 from services.signaling.errors import SignalingError
 from services.signaling.identity import KEY_FILE_NAME, Identity, PublicKeys
@@ -38,7 +39,7 @@ KEYS_DIR_NAME: Final = "keys"
 _DIR_MODE: Final = 0o700
 
 
-class KeystoreError(Exception):
+class KeystoreError(CallboxError):
     """The identity on disk is missing, unreadable, corrupt or too open; the message names it."""
 
 

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from hal.errors import CallboxError
+
 __all__ = [
     "DEFAULT_CONTROL_SOCKET",
     "MAX_REQUEST_BYTES",
@@ -56,7 +58,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """Runs one command: gets the request's ``args`` object, returns the ``result`` object."""
 
 
-class ControlError(Exception):
+class ControlError(CallboxError):
     """A control request failed; the message says why in words for the person at the CLI."""
 
 

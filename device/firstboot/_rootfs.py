@@ -16,12 +16,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from hal.errors import CallboxError
 from services.durable import fsync_directory, write_atomically
 
 __all__ = ["Account", "RootFs", "RootFsError"]
 
 
-class RootFsError(Exception):
+class RootFsError(CallboxError):
     """A system file could not be read or written; the message names it and why."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from device.config import AdminConfig
 from device.firstboot._rootfs import Account, RootFs
+from hal.errors import CallboxError
 
 __all__ = [
     "ADMIN_SUDOERS",
@@ -63,7 +64,7 @@ LAST_UID = 59999
 ZONEINFO = "/usr/share/zoneinfo"
 
 
-class FirstBootError(Exception):
+class FirstBootError(CallboxError):
     """A step of first boot cannot be done; the message says what and why."""
 
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from hal.errors import CallboxError
 from services.signaling.envelope import canonical
 from services.signaling.identity import b64u_decode, b64u_encode
 from services.signaling.topics import valid_name
@@ -19,7 +20,7 @@ from services.signaling.topics import valid_name
 PAIRING_VERSION = 1
 
 
-class PairingError(ValueError):
+class PairingError(CallboxError, ValueError):
     """A pairing link or payload that is not well formed."""
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hal.errors import CallboxError
+
 _log = logging.getLogger(__name__)
 
 MIME_TYPES = {
@@ -32,7 +34,7 @@ MIME_TYPES = {
 }
 
 
-class WebServerError(Exception):
+class WebServerError(CallboxError):
     """The web server could not start (bad directory, port in use, bad certificate)."""
 
 

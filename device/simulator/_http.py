@@ -37,6 +37,7 @@ from device.simulator._state import (
     SimulatorRequestError,
     jpeg_of_frame,
 )
+from hal.errors import CallboxError
 
 _log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ MAX_BODY = 4096
 LOOP_TIMEOUT_S = 10.0
 
 
-class SimulatorServerError(Exception):
+class SimulatorServerError(CallboxError):
     """The simulator's page cannot be served (missing files, port in use)."""
 
 

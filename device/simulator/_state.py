@@ -25,6 +25,7 @@ from device.daemon import DeviceApp, Endpoint
 from device.simulator._phone import SimPhone
 from hal.audio import RecordingSpeaker, ToneMicrophone
 from hal.display import SimDisplay
+from hal.errors import CallboxError
 from hal.gpio_specs import ButtonRole
 from hal.inputs import GpioButton
 from hal.leds import GpioLed
@@ -48,7 +49,7 @@ BUTTONS = tuple(role.value for role in ButtonRole if role != ButtonRole.HOOK)
 """Push buttons a click presses (every role but the hook switch)."""
 
 
-class SimulatorRequestError(Exception):
+class SimulatorRequestError(CallboxError):
     """A request the simulator refuses; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int = 400) -> None:

@@ -25,7 +25,7 @@ from services.callapi.status import CallError
 _log = logging.getLogger(__name__)
 
 
-class UnlockRefused(Exception):
+class UnlockRefused(CallError):
     """The door refuses a release request; the message is the reason the requester sees."""
 
 

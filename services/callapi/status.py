@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from hal.errors import CallboxError
+
 
 class CallStatus(enum.IntEnum):
     """The status of a call, with the numeric values of mesibo's CALLSTATUS_* codes.
@@ -101,5 +103,5 @@ class VideoCodec(enum.IntEnum):
     H264 = 4
 
 
-class CallError(Exception):
+class CallError(CallboxError):
     """Root of the Call API's exception tree: a call could not do what was asked."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from hal.errors import CallboxError
 from services.callapi.status import CallStatus
 
 SCHEMA_VERSION = 1
@@ -48,7 +49,7 @@ _COLUMNS = (
 _NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
 
-class CallLogError(Exception):
+class CallLogError(CallboxError):
     """The call log file cannot be opened, read or written; the message names the file."""
 
 

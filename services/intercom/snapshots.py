@@ -19,13 +19,15 @@ from pathlib import Path
 
 import av
 
+from hal.errors import CallboxError
+
 _log = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"\d{8}T\d{6}-[a-z0-9_-]+-[0-9a-f]+\.jpg")
 _LABEL_MAX = 32
 
 
-class SnapshotError(Exception):
+class SnapshotError(CallboxError):
     """A snapshot could not be encoded or written; the message names the file."""
 
 

@@ -1,7 +1,9 @@
 """Errors of the media layer."""
 
+from hal.errors import CallboxError
 
-class MediaError(Exception):
+
+class MediaError(CallboxError):
     """A media session could not do what was asked (bad SDP, codec, device, ICE setting)."""
 
 

@@ -29,6 +29,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from hal.audio import Speaker
+from hal.closing import CloseOnce
 from services.media.encoded import EncodedSource
 from services.media.encoder import (
     CappedEncoder,
@@ -134,7 +135,7 @@ class MediaSession:
         self._consumers: set[asyncio.Task[None]] = set()
         self._warm: CappedEncoder | None = None
         self._warm_mime = ""
-        self._closed = False
+        self._close = CloseOnce()
 
     # negotiation ---------------------------------------------------------------------------
 
@@ -408,17 +409,22 @@ class MediaSession:
         return str(self._pc.connectionState)
 
     async def close(self) -> None:
-        """Stop sending and receiving and release every device; safe to call twice."""
-        if self._closed:
+        """Stop sending and receiving and release every device.
+
+        Safe to call twice; a call made while a close is under way waits for it.
+        """
+        if not await self._close.begin():
             return
-        self._closed = True
-        await self._pc.close()
-        for task in list(self._consumers):
-            task.cancel()
-        await asyncio.gather(*self._consumers, return_exceptions=True)
-        for track in (self._video_track, self._audio_track):
-            if track is not None:
-                track.stop()
+        try:
+            await self._pc.close()
+            for task in list(self._consumers):
+                task.cancel()
+            await asyncio.gather(*self._consumers, return_exceptions=True)
+            for track in (self._video_track, self._audio_track):
+                if track is not None:
+                    track.stop()
+        finally:
+            self._close.finish()
 
 
 def _replace_bitrate(settings: MediaSettings, bps: int) -> MediaSettings:

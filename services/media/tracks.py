@@ -274,6 +274,7 @@ class MicrophoneSource:
         self._microphone = microphone
         self._format = fmt
         self._opened = False
+        self._closing = asyncio.Lock()  # a second close() waits for the one under way
         self.shared = SharedSource(self._read)
 
     async def _read(self) -> av.AudioFrame:
@@ -283,10 +284,14 @@ class MicrophoneSource:
         return await self._microphone.read()
 
     async def close(self) -> None:
-        """Release the microphone; safe to call twice."""
-        if self._opened:
-            self._opened = False
-            await self._microphone.close()
+        """Release the microphone.
+
+        Safe to call twice; a call made while a close is under way waits for it.
+        """
+        async with self._closing:
+            if self._opened:
+                self._opened = False
+                await self._microphone.close()
 
 
 class OutgoingTrack(MediaStreamTrack):

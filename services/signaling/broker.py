@@ -374,6 +374,7 @@ class MosquittoBroker:
         self._log_to_terminal = log_to_terminal
         self._process: asyncio.subprocess.Process | None = None
         self._bridge: WebSocketBridge | None = None
+        self._closing = asyncio.Lock()  # a second close() waits for the one under way
 
     async def start(self, timeout: float = 10.0) -> None:
         """Start mosquitto and return once its MQTT listener accepts connections."""
@@ -468,20 +469,21 @@ class MosquittoBroker:
     async def close(self) -> None:
         """Stop the websockets bridge and mosquitto (SIGTERM, then SIGKILL after 5 s).
 
-        Safe to call twice.
+        Safe to call twice; a call made while a close is under way waits for it.
         """
-        bridge, self._bridge = self._bridge, None
-        if bridge is not None:
-            await bridge.close()
-        process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 5)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        async with self._closing:
+            bridge, self._bridge = self._bridge, None
+            if bridge is not None:
+                await bridge.close()
+            process, self._process = self._process, None
+            if process is None or process.returncode is not None:
+                return
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 5)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
     async def __aenter__(self) -> MosquittoBroker:
         await self.start()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import enum
 
+from hal.errors import CallboxError
 
-class SignalingError(Exception):
+
+class SignalingError(CallboxError):
     """Base class of every signaling error (bad key material, bad input to seal, I/O on keys)."""
 
 

@@ -52,6 +52,7 @@ class WebSocketBridge:
         self._ssl = ssl_context
         self._max_message = max_message
         self._server: Server | None = None
+        self._closing = asyncio.Lock()  # a second close() waits for the one under way
 
     async def start(self) -> None:
         """Listen; SignalingError naming the address when the port cannot be had."""
@@ -71,11 +72,15 @@ class WebSocketBridge:
             ) from err
 
     async def close(self) -> None:
-        """Stop listening and end every connection; safe to call twice."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            await server.wait_closed()
+        """Stop listening and end every connection.
+
+        Safe to call twice; a call made while a close is under way waits for it.
+        """
+        async with self._closing:
+            server, self._server = self._server, None
+            if server is not None:
+                server.close()
+                await server.wait_closed()
 
     async def _handle(self, browser: ServerConnection) -> None:
         try:
