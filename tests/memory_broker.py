@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from services.signaling.base import MAX_PENDING_INBOUND, Inbound, presence_payload
+from services.signaling.base import MAX_PENDING_INBOUND, Inbound, presence_payload, wait_connected
 from services.signaling.errors import SignalingError
 from services.signaling.topics import valid_name
 
@@ -224,11 +224,7 @@ class MemoryTransport:
 
     async def publish_inbox(self, recipient: str, payload: bytes, timeout: float = 5.0) -> None:
         """Publish an envelope into ``recipient``'s inbox, waiting for a connection if needed."""
-        if not self.connected.is_set():
-            try:
-                await asyncio.wait_for(self.connected.wait(), timeout)
-            except TimeoutError as err:
-                raise SignalingError(f"{self.address}: not connected to the broker") from err
+        await wait_connected(self.connected, self.address, timeout)
         self.broker.publish_inbox(recipient, payload)
 
     async def close(self) -> None:

@@ -72,17 +72,6 @@ from device.firstboot._system import (
     grow_root,
 )
 
-__all__ = [
-    "BOOT_FILE",
-    "CONFIG_FILE",
-    "STATE_DIR",
-    "FirstBoot",
-    "FirstBootError",
-    "FirstBootPaths",
-    "FirstBootReport",
-    "first_boot_error",
-]
-
 _log = logging.getLogger(__name__)
 
 BOOT_FILE: Final = "/boot/firmware/callbox.toml"

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from services.signaling.errors import SignalingError
+
 MAX_PENDING_INBOUND = 1000
 """At most this many received messages wait for the endpoint per connection; more are
 dropped (mosquitto's own per-client queue, ``max_queued_messages``, defaults to 1000)."""
@@ -34,6 +36,19 @@ class Inbound:
 def presence_payload(online: bool) -> bytes:
     """The retained presence message (also the last will when ``online`` is False)."""
     return json.dumps({"state": "online" if online else "offline"}).encode()
+
+
+async def wait_connected(connected: asyncio.Event, address: str, timeout: float) -> None:
+    """Wait up to ``timeout`` s for a transport to be connected (SignalingError if it is not).
+
+    A message sent during a short broker outage goes out once the connection is back.
+    """
+    if connected.is_set():
+        return
+    try:
+        await asyncio.wait_for(connected.wait(), timeout)
+    except TimeoutError as err:
+        raise SignalingError(f"{address}: not connected to the broker") from err
 
 
 class SignalingTransport(Protocol):

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiomqtt
 
-from services.signaling.base import MAX_PENDING_INBOUND, Inbound, presence_payload
+from services.signaling.base import MAX_PENDING_INBOUND, Inbound, presence_payload, wait_connected
 from services.signaling.errors import SignalingError
 from services.signaling.topics import SiteTopics, valid_name
 from services.tasks import cancel_and_wait
@@ -161,11 +161,7 @@ class MqttTransport:
 
     async def publish_inbox(self, recipient: str, payload: bytes, timeout: float = 5.0) -> None:
         """Publish an envelope into ``recipient``'s inbox, waiting for a connection if needed."""
-        if not self.connected.is_set():
-            try:
-                await asyncio.wait_for(self.connected.wait(), timeout)
-            except TimeoutError as err:
-                raise SignalingError(f"{self.address}: not connected to the broker") from err
+        await wait_connected(self.connected, self.address, timeout)
         client = self._client
         if client is None:
             raise SignalingError(f"{self.address}: not connected to the broker")

@@ -34,9 +34,9 @@ from device.cli import main
 from device.config import ConfigError, load_config, parse_config
 from device.config._system import ssh_public_key
 from device.firstboot import RootFs
-from device.firstboot._firstboot import FirstBoot, FirstBootError, FirstBootReport, first_boot_error
+from device.firstboot._firstboot import FirstBoot, FirstBootReport, first_boot_error
 from device.firstboot._secrets import wifi_secret_path
-from device.firstboot._system import SSHD_DROP_IN, sshd_drop_in
+from device.firstboot._system import SSHD_DROP_IN, FirstBootError, sshd_drop_in
 
 STEPS = [
     "host-keys", "machine-id", "import", "import:secrets", "import:config", "hostname",
