@@ -210,14 +210,21 @@ async def assert_media_flows(*calls: Call) -> None:
         await asyncio.wait_for(call.remote_frame.wait(), 10.0)
 
 
+async def reconfigure(intercom: IntercomSite, address: str, values: dict[str, str]) -> list[str]:
+    """Set ``values`` (key -> TOML value) in ``address``'s file and apply it; the changed keys."""
+    store = ConfigStore(intercom.config_paths[address])
+    for key, value in values.items():
+        store.set(key, value)
+    return await intercom[address].apply(load_config(store.path))
+
+
 async def test_a_live_change_keeps_the_call_and_applies_at_once(intercom: IntercomSite) -> None:
     flat_call, door_call = await connected_call(intercom)
     flat_app = intercom["flat"]
-    store = ConfigStore(intercom.config_paths["flat"])
 
-    store.set("call.ring_timeout_s", "20")
-    store.set("dnd.enabled", "true")
-    changed = await flat_app.apply(load_config(store.path))
+    changed = await reconfigure(
+        intercom, "flat", {"call.ring_timeout_s": "20", "dnd.enabled": "true"}
+    )
 
     assert changed == ["call", "dnd"]
     assert flat_app.pending_restart == []
@@ -232,10 +239,8 @@ async def test_a_live_change_keeps_the_call_and_applies_at_once(intercom: Interc
 async def test_a_hardware_change_waits_for_the_call_to_end(intercom: IntercomSite) -> None:
     flat_call, door_call = await connected_call(intercom)
     door_app = intercom["door"]
-    store = ConfigStore(intercom.config_paths["door"])
 
-    store.set("relay.pulse_ms", "500")
-    changed = await door_app.apply(load_config(store.path))
+    changed = await reconfigure(intercom, "door", {"relay.pulse_ms": "500"})
 
     assert changed == ["relay"]
     assert door_app.pending_restart == ["relay"]
@@ -263,11 +268,10 @@ async def test_a_live_change_with_a_hardware_change_applies_at_once(
 ) -> None:
     flat_call, door_call = await connected_call(intercom)
     door_app = intercom["door"]
-    store = ConfigStore(intercom.config_paths["door"])
 
-    store.set("call.ring_timeout_s", "20")
-    store.set("relay.pulse_ms", "500")
-    changed = await door_app.apply(load_config(store.path))
+    changed = await reconfigure(
+        intercom, "door", {"call.ring_timeout_s": "20", "relay.pulse_ms": "500"}
+    )
 
     assert changed == ["call", "relay"]
     assert door_app.pending_restart == ["relay"]
