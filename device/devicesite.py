@@ -8,12 +8,13 @@ carries the signaling. ``callbox demo`` and the end-to-end tests use it.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from device.app import DeviceApp
-from device.config import load_config
+from device.config import CallboxConfig, load_config
 from device.keystore import load_or_create_identity
 from hal.io_devices import SIM_PINS
 from services.signaling.broker import (
@@ -138,7 +139,12 @@ async def start_intercom_site(
     )
     settings, files = broker.settings, broker.files
     running = IntercomSite(directory, broker, settings)
-    keys = {u.address: load_or_create_identity(directory / u.address).public_keys for u in units}
+    keys = {
+        u.address: (
+            await asyncio.to_thread(load_or_create_identity, directory / u.address)
+        ).public_keys
+        for u in units
+    }
     try:
         for unit in units:
             others = [u for u in units if u.address != unit.address]
@@ -147,9 +153,10 @@ async def start_intercom_site(
             password = files.passwords[unit.address]
             text = config_text(unit, site, settings.port, password, contacts, targets)
             path = directory / unit.address / "callbox.toml"
-            path.write_text(text.replace("{state}", str(directory / unit.address)))
+            text = text.replace("{state}", str(directory / unit.address))
+            config = await asyncio.to_thread(write_unit_config, path, text)
             running.config_paths[unit.address] = path
-            app = DeviceApp(load_config(path))
+            app = DeviceApp(config)
             running.apps[unit.address] = app
             await app.start()
         for app in running.apps.values():
@@ -162,3 +169,9 @@ async def start_intercom_site(
         await running.close()
         raise
     return running
+
+
+def write_unit_config(path: Path, text: str) -> CallboxConfig:
+    """Write a unit's callbox.toml and load it back (blocking: run it in a thread)."""
+    path.write_text(text)
+    return load_config(path)

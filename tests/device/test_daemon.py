@@ -76,7 +76,7 @@ async def test_ready_then_status_shows_the_endpoint_on_the_broker(site: DaemonSi
 
 async def test_status_lists_the_last_calls(site: DaemonSite) -> None:
     await site.start_daemon()
-    state = Path(load_config(site.config_path).state_dir)
+    state = Path((await asyncio.to_thread(load_config, site.config_path)).state_dir)
     log = CallLog(state / "calls.sqlite")
     await log.open()
     now = time.time()
@@ -216,9 +216,9 @@ async def test_a_live_change_keeps_the_call_and_applies_at_once(intercom: Interc
     flat_app = intercom["flat"]
     store = ConfigStore(intercom.config_paths["flat"])
 
-    store.set("call.ring_timeout_s", "20")
-    store.set("dnd.enabled", "true")
-    changed = await flat_app.apply(load_config(store.path))
+    await asyncio.to_thread(store.set, "call.ring_timeout_s", "20")
+    await asyncio.to_thread(store.set, "dnd.enabled", "true")
+    changed = await flat_app.apply(await asyncio.to_thread(load_config, store.path))
 
     assert changed == ["call", "dnd"]
     assert flat_app.pending_restart == []
@@ -235,8 +235,8 @@ async def test_a_hardware_change_waits_for_the_call_to_end(intercom: IntercomSit
     door_app = intercom["door"]
     store = ConfigStore(intercom.config_paths["door"])
 
-    store.set("relay.pulse_ms", "500")
-    changed = await door_app.apply(load_config(store.path))
+    await asyncio.to_thread(store.set, "relay.pulse_ms", "500")
+    changed = await door_app.apply(await asyncio.to_thread(load_config, store.path))
 
     assert changed == ["relay"]
     assert door_app.pending_restart == ["relay"]
@@ -268,8 +268,9 @@ async def test_a_change_that_cannot_start_falls_back_to_the_running_config(
     blocker.write_text("not a directory")
     store = ConfigStore(intercom.config_paths["flat"])
 
-    store.set("state_dir", json.dumps(str(blocker / "state")))  # cannot hold the keys
-    assert await flat_app.apply(load_config(store.path)) == ["state_dir"]
+    await asyncio.to_thread(store.set, "state_dir", json.dumps(str(blocker / "state")))  # no keys
+    new = await asyncio.to_thread(load_config, store.path)
+    assert await flat_app.apply(new) == ["state_dir"]
 
     await wait_until(
         lambda: flat_app.endpoint not in (None, old_endpoint), "the flat to come back", timeout=10
