@@ -116,6 +116,20 @@ def build_sim_board(
     )
 
 
+def _sim_sysfs_tree(sysfs_root: Path | None, device: str) -> tuple[Path, Path | None]:
+    """The sysfs tree of the sim backlight, made when missing.
+
+    Returns its root and the temporary root to remove on close (None when the root is the
+    caller's). Start-up file I/O.
+    """
+    temp_root = None
+    if sysfs_root is None:
+        sysfs_root = temp_root = Path(tempfile.mkdtemp(prefix="callbox-sim-sysfs-"))
+    if not (sysfs_root / device / "bl_power").exists():
+        make_sim_backlight_tree(sysfs_root, device)
+    return sysfs_root, temp_root
+
+
 def build_sim_io(io: IoSpec | None = None, *, sysfs_root: Path | None = None) -> IoDevices:
     """The GPIO side of a sim board: ``io`` (default ``sim_io_spec()``) on a MockFactory of its own.
 
@@ -125,11 +139,8 @@ def build_sim_io(io: IoSpec | None = None, *, sysfs_root: Path | None = None) ->
     spec = dataclasses.replace(io or sim_io_spec(), pin_factory="mock")
     temp_root: Path | None = None
     if spec.backlight is not None:
-        if sysfs_root is None:
-            sysfs_root = temp_root = Path(tempfile.mkdtemp(prefix="callbox-sim-sysfs-"))
         device = spec.backlight.device or SIM_BACKLIGHT
-        if not (sysfs_root / device / "bl_power").exists():
-            make_sim_backlight_tree(sysfs_root, device)
+        sysfs_root, temp_root = _sim_sysfs_tree(sysfs_root, device)
         backlight = dataclasses.replace(spec.backlight, sysfs_root=str(sysfs_root), device=device)
         spec = dataclasses.replace(spec, backlight=backlight)
     try:

@@ -10,6 +10,7 @@ docs/hardware.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -167,7 +168,8 @@ class IoDevices:
             except Exception as err:  # noqa: BLE001 - the other devices must close too
                 _log.exception("closing a device failed")
                 first_error = first_error or err
-        first_error = _run_cleanups(self.cleanups) or first_error
+        # The pin factory's close, removing a temporary sysfs tree: file I/O, in a thread.
+        first_error = await asyncio.to_thread(_run_cleanups, self.cleanups) or first_error
         if first_error is not None:
             raise first_error
 

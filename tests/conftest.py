@@ -13,12 +13,61 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
 from gpiozero.threads import GPIOThread
 from harness.simsite import EndpointSpec, SimSite, start_site
 from memory_broker import MemoryBroker
 from support import Certificate, MakeSite, self_signed_certificate
 
 from device.simulator import Simulator, start_simulator
+
+# Where callbox may block the event loop: (blocking functions, None = any; the file and the
+# function they are called from), each with the reason. Keep it short: blocking work belongs
+# in a thread (asyncio.to_thread) or in a back-end's own thread.
+MAY_BLOCK: tuple[tuple[tuple[str, ...] | None, str, str], ...] = (
+    # Log records go to pytest's capture file here; in production to stderr (journald),
+    # which blockbuster exempts.
+    (("io.TextIOWrapper.write", "io.BufferedWriter.write"), "logging/__init__.py", "emit"),
+    # Start-up: a simulated board writes its sysfs tree (a few small files) once, while the
+    # board is built, before it takes calls.
+    (None, "hal/board.py", "_sim_sysfs_tree"),
+    (None, "hal/backlight.py", "make_sim_backlight_tree"),
+    # aiortc's RTCPeerConnection.close() joins its decoder threads on the loop (its code).
+    (("threading.Lock.acquire",), "aiortc/rtcrtpreceiver.py", "__stop_decoder"),
+    # The simulator's page servers (threads of their own) check their files once, at
+    # start-up.
+    (None, "device/webserver.py", "__init__"),
+    (None, "device/simulator_http.py", "__init__"),
+    # A test's wait_for() polls its predicate on the loop; what the predicate reads (the
+    # call log file, a sim backlight's sysfs file) is the test's own business.
+    (None, "tests/support.py", "wait_for"),
+    # TODO(integrator): services/ui is being rewritten (drawing through hal): pygame loads
+    # its fonts from files on the loop; hal/display.py's close() joins its render thread on
+    # the loop (when a display that failed to open is closed). Move both off the loop there.
+    (None, "services/ui/paint.py", "font"),
+    (("threading.Lock.acquire",), "hal/display.py", "close"),
+    # Joins of threads that end at once, where the HAL must act synchronously: the door
+    # relay releases in a `finally` that may run under cancellation (awaiting a thread
+    # there is not safe) and joins its cancelled watchdog Timer; an LED switched off or to
+    # another pattern joins gpiozero's blink thread, which an Event wakes.
+    (("threading.Lock.acquire",), "hal/relay.py", "_stop_timer"),
+    (("threading.Lock.acquire",), "hal/gpio.py", "switch_off_and_close"),
+    (("threading.Lock.acquire",), "hal/leds.py", "_show"),
+)
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail a test when callbox blocks the event loop (file or socket I/O, sleep, joins).
+
+    As Home Assistant's tests do, with blockbuster; only calls made from hal/, services/ or
+    device/ count (what a library or a test's own set-up does is not what this guards).
+    """
+    with blockbuster_ctx(["hal", "services", "device"]) as bb:
+        for functions, filename, caller in MAY_BLOCK:
+            for name in functions or bb.functions:
+                bb.functions[name].can_block_in(filename, caller)
+        yield bb
 
 
 @pytest.fixture(autouse=True)

@@ -238,7 +238,7 @@ class DeviceApp:
 
     async def _build(self, config: CallboxConfig) -> Endpoint:
         state_dir = Path(config.state_dir)
-        identity = load_or_create_identity(state_dir)
+        identity = await asyncio.to_thread(load_or_create_identity, state_dir)
         board = self._given_board or build_board(config, state_dir)
         contacts = ContactBook(first_use=config.first_use_pinning)
         for contact in config.contacts():

@@ -103,8 +103,7 @@ class ControlServer:
             try:
                 # Between bind and chmod the mode follows the umask; RuntimeDirectoryMode=0750
                 # keeps others out of the directory meanwhile.
-                os.chmod(self._path, SOCKET_MODE)
-                info = os.stat(self._path)
+                info = await asyncio.to_thread(_chmod_and_stat, self._path)
             except OSError as err:
                 server.close()
                 raise ControlError(f"{self._path}: cannot set mode: {err.strerror or err}") from err
@@ -124,7 +123,7 @@ class ControlServer:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await server.wait_closed()
-            self._remove_own_socket()
+            await asyncio.to_thread(self._remove_own_socket)
 
     def _remove_own_socket(self) -> None:
         """Unlink the socket file unless another daemon has replaced it since `start`."""
@@ -258,10 +257,16 @@ def _peer_name(writer: asyncio.StreamWriter) -> str:
     return f"pid {pid} (uid {uid})"
 
 
+def _chmod_and_stat(path: Path) -> os.stat_result:
+    """Set the socket's mode and read it back (blocking: run it in a thread)."""
+    os.chmod(path, SOCKET_MODE)
+    return os.stat(path)
+
+
 async def _remove_stale_socket(path: Path) -> None:
     """Remove a socket nobody listens on; refuse a live one or a file that is not a socket."""
     try:
-        info = os.lstat(path)
+        info = await asyncio.to_thread(os.lstat, path)
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(info.st_mode):
@@ -273,7 +278,7 @@ async def _remove_stale_socket(path: Path) -> None:
     except (ConnectionRefusedError, FileNotFoundError):
         _log.info("control: removing the stale socket %s", path)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            await asyncio.to_thread(os.unlink, path)
         return
     except TimeoutError as err:
         raise ControlError(f"{path}: a process listens but does not accept connections") from err

@@ -70,6 +70,8 @@ class SafeDaemon:
         self._display_open = False
         self._screen_tasks: list[asyncio.Task[None]] = []
         """The drawing of the notice, oldest first; each waits for the one before."""
+        self._rechecks: list[asyncio.Task[None]] = []
+        """The checks of the file that SIGHUP started."""
 
     async def run(self) -> bool:
         """Serve until SIGTERM/SIGINT or a valid file; True when a valid file ended it."""
@@ -89,6 +91,7 @@ class SafeDaemon:
             self.notifier.stopping()
             if watchdog is not None:
                 watchdog.cancel()
+            await cancel_and_wait(self._rechecks)
             await self._close_display()
             await self.control.close()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -153,8 +156,13 @@ class SafeDaemon:
             self.display.close()
 
     def _sighup(self) -> None:
+        """SIGHUP: check the file again, off the loop (the task is kept until it is done)."""
+        self._rechecks = [task for task in self._rechecks if not task.done()]
+        self._rechecks.append(asyncio.create_task(self._recheck(), name="safe-recheck"))
+
+    async def _recheck(self) -> None:
         try:
-            load_config(self.config_path)
+            await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as err:
             _log.error("reload: still refused:\n%s", err)
             self._still_refused(err)

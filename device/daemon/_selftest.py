@@ -238,7 +238,7 @@ async def run_selftest(
     """
     checks = check_files(config)
     checks.append(check_permissions(config, board))
-    checks.append(check_echo_canceller(config))
+    checks.append(await asyncio.to_thread(check_echo_canceller, config))  # loads libraries
     if media:
         checks.extend(await check_media(config, board))
     checks.extend(check_io(board.io, failed))

@@ -12,6 +12,7 @@ from device.simulator._devicesite import (
     config_text,
     contact_toml,
     start_intercom_site,
+    write_unit_config,
 )
 from device.simulator._http import SimulatorServerError
 from device.simulator._pin_scenario import PinTimeline, run_pin_doorbell_call
@@ -33,4 +34,5 @@ __all__ = [
     "run_simulator",
     "start_intercom_site",
     "start_simulator",
+    "write_unit_config",
 ]

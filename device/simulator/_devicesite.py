@@ -8,11 +8,12 @@ carries the signaling. ``callbox demo`` and the end-to-end tests use it.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device.config import load_config, load_or_create_identity
+from device.config import CallboxConfig, load_config, load_or_create_identity
 from device.daemon import DeviceApp
 from hal.io_devices import SIM_PINS
 from services.signaling.broker import (
@@ -137,7 +138,12 @@ async def start_intercom_site(
     )
     settings, files = broker.settings, broker.files
     running = IntercomSite(directory, broker, settings)
-    keys = {u.address: load_or_create_identity(directory / u.address).public_keys for u in units}
+    keys = {
+        u.address: (
+            await asyncio.to_thread(load_or_create_identity, directory / u.address)
+        ).public_keys
+        for u in units
+    }
     try:
         for unit in units:
             others = [u for u in units if u.address != unit.address]
@@ -146,9 +152,10 @@ async def start_intercom_site(
             password = files.passwords[unit.address]
             text = config_text(unit, site, settings.port, password, contacts, targets)
             path = directory / unit.address / "callbox.toml"
-            path.write_text(text.replace("{state}", str(directory / unit.address)))
+            text = text.replace("{state}", str(directory / unit.address))
+            config = await asyncio.to_thread(write_unit_config, path, text)
             running.config_paths[unit.address] = path
-            app = DeviceApp(load_config(path))
+            app = DeviceApp(config)
             running.apps[unit.address] = app
             await app.start()
         for app in running.apps.values():
@@ -161,3 +168,9 @@ async def start_intercom_site(
         await running.close()
         raise
     return running
+
+
+def write_unit_config(path: Path, text: str) -> CallboxConfig:
+    """Write a unit's callbox.toml and load it back (blocking: run it in a thread)."""
+    path.write_text(text)
+    return load_config(path)

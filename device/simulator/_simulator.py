@@ -68,7 +68,7 @@ async def start_simulator(
     is built. Raises SimulatorServerError when the page cannot be served, and whatever the
     site's start raises (nothing stays running either way).
     """
-    with_phone = phone and phone_page_built()
+    with_phone = phone and await asyncio.to_thread(phone_page_built)
     site = await start_intercom_site(
         directory,
         [Unit(DOOR, "door"), Unit(FLAT, "indoor")],

@@ -380,7 +380,7 @@ class MosquittoBroker:
         """Start mosquitto and return once its MQTT listener accepts connections."""
         if self._process is not None:
             return
-        executable = find_mosquitto()
+        executable = await asyncio.to_thread(find_mosquitto)
         # callbox broker reports readiness itself: Debian's mosquitto would also talk to
         # systemd's notify socket, which the unit accepts from its main process only.
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
@@ -389,7 +389,7 @@ class MosquittoBroker:
                 executable, "-c", str(self.files.config), env=env
             )
         else:
-            with self.log_file.open("ab") as log:
+            with await asyncio.to_thread(self.log_file.open, "ab") as log:
                 self._process = await asyncio.create_subprocess_exec(
                     executable, "-c", str(self.files.config), stdout=log, stderr=log, env=env
                 )
@@ -425,7 +425,7 @@ class MosquittoBroker:
                     f"mosquitto exited with code {self._process.returncode}: "
                     f"{await self._stop_and_read_stderr()}"
                 )
-            if not _catches_sighup(self._process.pid):
+            if not await asyncio.to_thread(_catches_sighup, self._process.pid):
                 # mosquitto opens its listeners before it installs its signal handlers: a
                 # SIGHUP (reload) in between would kill it
                 await asyncio.sleep(0.01)
@@ -446,7 +446,13 @@ class MosquittoBroker:
         if process.returncode is None:
             process.kill()
         await process.wait()
-        if self._log_to_terminal or not self.log_file.exists():
+        if self._log_to_terminal:
+            return "see its output above"
+        return await asyncio.to_thread(self._log_tail)
+
+    def _log_tail(self) -> str:
+        """The end of mosquitto's log file (blocking: run it in a thread)."""
+        if not self.log_file.exists():
             return "see its output above"
         return self.log_file.read_text(errors="replace").strip()[-2000:]
 
@@ -510,6 +516,7 @@ async def start_loopback_broker(
         websockets_port=websockets_port if websockets else None,
         bridge_port=bridge_port,
     )
-    broker = MosquittoBroker(write_broker_config(settings, directory / "broker"), settings)
+    files = await asyncio.to_thread(write_broker_config, settings, directory / "broker")
+    broker = MosquittoBroker(files, settings)
     await broker.start()
     return broker

@@ -10,6 +10,7 @@ under ``unshare -rn``), Debian's ``chromium``, Python playwright and the built p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -46,7 +47,7 @@ def web_server() -> Iterator[WebServer]:
 async def page(tmp_path: Path) -> AsyncIterator[Page]:
     """A page in a fresh Chromium profile; its console goes to the test's log."""
     need(only_loopback(), "a network namespace with loopback only (unshare -rn)")
-    need(chromium_path() is not None, "Debian's chromium")
+    need(await asyncio.to_thread(chromium_path) is not None, "Debian's chromium")
     async with async_playwright() as playwright:
         context = await open_browser(playwright, tmp_path / "profile")
         page = context.pages[0] if context.pages else await context.new_page()

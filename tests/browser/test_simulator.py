@@ -7,6 +7,7 @@ page (what a person sees) and in the units (the UI's screen, the relay's MockFac
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 from pathlib import Path
@@ -174,7 +175,7 @@ async def test_hook_proximity_and_touch_reach_the_unit(simulator: Simulator, pag
 async def test_the_browser_phone_pairs_and_rings_with_the_indoor_unit(
     simulator: Simulator, page: Page
 ) -> None:
-    need(phone_page_built(), "the built page web/dist/main.js")
+    need(await asyncio.to_thread(phone_page_built), "the built page web/dist/main.js")
     phone_site = simulator.phone
     assert phone_site is not None
     await page.goto(simulator.url)

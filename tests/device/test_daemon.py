@@ -75,7 +75,7 @@ async def test_ready_then_status_shows_the_endpoint_on_the_broker(site: DaemonSi
 
 async def test_status_lists_the_last_calls(site: DaemonSite) -> None:
     await site.start_daemon()
-    state = Path(load_config(site.config_path).state_dir)
+    state = Path((await asyncio.to_thread(load_config, site.config_path)).state_dir)
     log = CallLog(state / "calls.sqlite")
     await log.open()
     now = time.time()
@@ -214,8 +214,8 @@ async def reconfigure(intercom: IntercomSite, address: str, values: dict[str, st
     """Set ``values`` (key -> TOML value) in ``address``'s file and apply it; the changed keys."""
     store = ConfigStore(intercom.config_paths[address])
     for key, value in values.items():
-        store.set(key, value)
-    return await intercom[address].apply(load_config(store.path))
+        await asyncio.to_thread(store.set, key, value)  # file I/O: off the event loop
+    return await intercom[address].apply(await asyncio.to_thread(load_config, store.path))
 
 
 async def test_a_live_change_keeps_the_call_and_applies_at_once(intercom: IntercomSite) -> None:
@@ -336,8 +336,9 @@ async def test_a_change_that_cannot_start_falls_back_to_the_running_config(
     blocker.write_text("not a directory")
     store = ConfigStore(intercom.config_paths["flat"])
 
-    store.set("state_dir", json.dumps(str(blocker / "state")))  # cannot hold the keys
-    assert await flat_app.apply(load_config(store.path)) == ["state_dir"]
+    await asyncio.to_thread(store.set, "state_dir", json.dumps(str(blocker / "state")))  # no keys
+    new = await asyncio.to_thread(load_config, store.path)
+    assert await flat_app.apply(new) == ["state_dir"]
 
     await wait_until(
         lambda: flat_app.endpoint not in (None, old_endpoint), "the flat to come back", timeout=10

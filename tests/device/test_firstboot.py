@@ -6,6 +6,7 @@ an interrupted run finished by the next.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -295,7 +296,7 @@ def test_the_command_line(root: Path) -> None:
 
 async def test_status_shows_what_first_boot_refused(root: Path) -> None:
     write_installer_file(root, INSTALLER_FILE.replace('wifi_country = "DE"', ""))
-    assert first_boot(root).error is not None
+    assert (await asyncio.to_thread(first_boot, root)).error is not None
     env = {"CALLBOX_FIRST_BOOT_STATE": str(root / "var/lib/callbox-firstboot")}
     result = await callbox("status", "--control", root / "none.sock", env=env)
     assert result.code == 3, "the daemon is not running"

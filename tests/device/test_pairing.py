@@ -232,15 +232,20 @@ async def test_pair_web_creates_a_login_mosquitto_accepts_and_a_link_with_finger
     need(shutil.which("mosquitto") is not None, "mosquitto")
     port, ws_port = free_ports(2)
     door = Identity.generate().public_keys
-    config = hosting_unit(tmp_path / "flat", ws_port=ws_port, door_keys=door)
-    own = load_or_create_identity(tmp_path / "flat" / "state").public_keys
+    config = await asyncio.to_thread(
+        hosting_unit, tmp_path / "flat", ws_port=ws_port, door_keys=door
+    )
+    own = (
+        await asyncio.to_thread(load_or_create_identity, tmp_path / "flat" / "state")
+    ).public_keys
     broker_dir = tmp_path / "broker"
     broker = BrokerProcess(config, broker_dir, port, ws_port)
     await broker.start()
     try:
         assert broker.process is not None
         assert (broker_dir / PID_FILE).read_text().strip() == str(broker.process.pid)
-        result = invoke(
+        result = await asyncio.to_thread(
+            invoke,
             "keys", "--config", config, "pair-web", "flat1-phone", "--name", "Flat 1 phone",
             "--url", "http://127.0.0.1:8080", "--broker-config", broker_dir,
         )  # fmt: skip
@@ -271,7 +276,8 @@ async def test_pair_web_creates_a_login_mosquitto_accepts_and_a_link_with_finger
         with pytest.raises(aiomqtt.MqttError):
             await log_in(ws_port, "flat1-phone", "wrong", websockets=True)
 
-        again = invoke(
+        again = await asyncio.to_thread(
+            invoke,
             "keys", "--config", config, "pair-web", "flat1-phone", "--url",
             "http://127.0.0.1:8080", "--broker-config", broker_dir, "--no-qr",
         )  # fmt: skip
@@ -450,7 +456,7 @@ async def test_trust_by_fingerprint_pins_the_advertised_keys(
     assert "the doorbell rings it" in trusted.stdout
     assert "applied to the running daemon" in trusted.stdout
 
-    config = load_config(site.config_path)
+    config = await asyncio.to_thread(load_config, site.config_path)
     contact = next(c for c in config.contacts() if c.address == "phone")
     assert contact.keys == keys
     assert (contact.name, contact.role) == ("Anna's phone", "web")
@@ -461,7 +467,7 @@ async def test_trust_by_fingerprint_pins_the_advertised_keys(
     compact = keys.fingerprint().replace(" ", "").upper()
     again = await callbox(*base, compact, "--rights", "", "--ring", *control)
     assert again.code == 0, again.stderr
-    config = load_config(site.config_path)
+    config = await asyncio.to_thread(load_config, site.config_path)
     assert config.targets == ("flat", "phone")
     assert next(c for c in config.contacts() if c.address == "phone").rights == frozenset()
 

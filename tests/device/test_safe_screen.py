@@ -71,7 +71,7 @@ async def safe_state(
     config = directory / "callbox.toml"
     config.write_text(text)
     with pytest.raises(ConfigError) as refused:
-        load_config(config)
+        await asyncio.to_thread(load_config, config)
     daemon = SafeDaemon(
         config, directory / "control.sock", str(refused.value),
         display=display, display_name="the test display", hint=HINT,

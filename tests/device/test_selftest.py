@@ -6,6 +6,7 @@ the daemon, which checks the devices it holds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from device.config import load_or_create_identity
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[DaemonSite]:
     site = await start_daemon_site(tmp_path)
-    load_or_create_identity(site.state_dir)
+    await asyncio.to_thread(load_or_create_identity, site.state_dir)
     yield site
     await site.close()
 

@@ -188,7 +188,7 @@ async def test_callbox_demo_says_when_its_port_is_taken() -> None:
 async def test_the_browser_phone_gets_a_pairing_link_naming_both_units(
     simulator: Simulator,
 ) -> None:
-    need(phone_page_built(), "the built page web/dist/main.js")
+    need(await asyncio.to_thread(phone_page_built), "the built page web/dist/main.js")
     assert simulator.phone is not None
     status, state = await request(simulator, "/api/state")
     assert status == 200 and state["phone"]["paired"] is False

@@ -73,7 +73,7 @@ async def start_peer_process(
     (``start_site(..., extra_accounts=(address,))``). Returns once it is online.
     """
     identity = Identity.generate()
-    identity.save(directory / address)
+    await asyncio.to_thread(identity.save, directory / address)
     door = site["door"]
     door.signaling.contacts.add(Contact(address=address, keys=identity.public_keys))
     broker = site.broker_address(address)
@@ -90,7 +90,7 @@ async def start_peer_process(
         "contacts": {"door": door.identity.public_keys.to_json()},
     }
     path = directory / f"{address}.json"
-    path.write_text(json.dumps(config))
+    await asyncio.to_thread(path.write_text, json.dumps(config))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -23,10 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from device.config import load_config, load_or_create_identity
+from device.config import load_or_create_identity
 from device.daemon import DeviceApp
 from device.phone import Pairing, PairingPeer
-from device.simulator import PRESENCE_TIMEOUT_S, Unit, config_text, contact_toml
+from device.simulator import (
+    PRESENCE_TIMEOUT_S,
+    Unit,
+    config_text,
+    contact_toml,
+    write_unit_config,
+)
 from hal.io_devices import SIM_PINS
 from services.signaling.broker import MosquittoBroker, start_loopback_broker
 from services.signaling.identity import PublicKeys
@@ -74,7 +80,7 @@ def only_loopback() -> bool:
 
 async def open_browser(playwright: Playwright, profile: Path) -> BrowserContext:
     """Headless Chromium with a fresh profile in ``profile`` and every flag above."""
-    executable = chromium_path()
+    executable = await asyncio.to_thread(chromium_path)
     if executable is None:
         raise RuntimeError("Debian's chromium is not installed (apt install chromium)")
     return await playwright.chromium.launch_persistent_context(
@@ -124,8 +130,8 @@ class PhoneSite:
         password = self.broker.files.passwords[DOOR]
         text = config_text(unit, SITE, self.broker.settings.port, password, contacts, [PHONE])
         path = self.directory / DOOR / "callbox.toml"
-        path.write_text(text.replace("{state}", str(self.directory / DOOR)))
-        app = DeviceApp(load_config(path))
+        text = text.replace("{state}", str(self.directory / DOOR))
+        app = DeviceApp(await asyncio.to_thread(write_unit_config, path, text))
         self.door = app
         await app.start()
         endpoint = app.endpoint
@@ -163,7 +169,7 @@ async def start_phone_site(directory: Path, web_url: str) -> PhoneSite:
     broker = await start_loopback_broker(
         directory, site=SITE, endpoints=(DOOR, PHONE), websockets=True
     )
-    door_keys = load_or_create_identity(directory / DOOR).public_keys
+    door_keys = (await asyncio.to_thread(load_or_create_identity, directory / DOOR)).public_keys
     ws_port = broker.settings.websockets_port
     assert ws_port is not None
     pairing = Pairing(

@@ -115,10 +115,11 @@ async def test_doorbell_to_door_release_through_the_pins(site: IntercomSite) -> 
     for address, direction in (("door", "out"), ("flat", "in")):
         log_file = Path(site[address].config.state_dir) / "calls.sqlite"
         await wait_for(partial(read_call_log, log_file), f"{address}'s call log entry")
-        (record,) = read_call_log(log_file)
+        (record,) = await asyncio.to_thread(read_call_log, log_file)
         assert record.direction == direction and record.answered_at is not None
         assert record.status == "COMPLETE" and not record.missed
-    (door_record,) = read_call_log(Path(site["door"].config.state_dir) / "calls.sqlite")
+    door_log = Path(site["door"].config.state_dir) / "calls.sqlite"
+    (door_record,) = await asyncio.to_thread(read_call_log, door_log)
     assert "door opened" in door_record.note
     assert len(high_periods(door_relay)) == 1 and not door_relay.state
 

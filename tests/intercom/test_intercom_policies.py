@@ -93,7 +93,7 @@ async def test_ring_group_first_answer_wins_the_other_stops_ringing(make: SiteMa
     await wait_for(lambda: call_of(site, "door") is None, "the door to be idle")
     log = Path(site["flat1"].config.state_dir) / "calls.sqlite"
     await wait_for(lambda: bool(read_call_log(log)), "flat1's log entry")
-    (record,) = read_call_log(log)
+    (record,) = await asyncio.to_thread(read_call_log, log)
     assert not record.missed, "answered elsewhere is not a missed call"
 
 
@@ -152,11 +152,11 @@ async def test_do_not_disturb_refuses_and_logs_a_missed_call(make: SiteMaker) ->
     await press(site, "door", "doorbell")
     door_log = Path(site["door"].config.state_dir) / "calls.sqlite"
     await wait_for(lambda: bool(read_call_log(door_log)), "the door's call to end")
-    (door_record,) = read_call_log(door_log)
+    (door_record,) = await asyncio.to_thread(read_call_log, door_log)
     assert door_record.status == CallStatus.NOTALLOWED.name
     log = Path(site["flat"].config.state_dir) / "calls.sqlite"
     await wait_for(lambda: bool(read_call_log(log)), "the missed call in the log")
-    (record,) = read_call_log(log)
+    (record,) = await asyncio.to_thread(read_call_log, log)
     assert record.missed and record.note == "do not disturb"
     led = site.pin("flat", SIM_PINS["status_led"])
     assert [s.state for s in led.states][-1], "the indoor LED never left idle (steady on)"

@@ -63,7 +63,7 @@ async def test_ok__saved_jpeg_shows_the_frame(tmp_path: Path) -> None:
     assert body[:, :40].mean() < 40 < 215 < body[:, -40:].mean()  # the gradient survived
     red = pixels[5:25, 100:200].mean(axis=(0, 1))
     assert red[0] > 200 and red[1] < 60 and red[2] < 60  # the red band too
-    assert store.list() == [path]
+    assert await asyncio.to_thread(store.list) == [path]
     assert [p.name for p in store.directory.iterdir()] == [path.name]  # no temp file left
 
 
@@ -105,10 +105,10 @@ async def test_ok__prune_keeps_the_newest_count(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path, keep_count=3)
     now = time.time()
     paths = make_files(store, [50, 10, 40, 20, 30], now)
-    assert store.list() == [paths[1], paths[3], paths[4], paths[2], paths[0]]
+    assert await asyncio.to_thread(store.list) == [paths[1], paths[3], paths[4], paths[2], paths[0]]
     removed = await store.prune(now)
     assert sorted(removed) == sorted([paths[2], paths[0]])
-    assert store.list() == [paths[1], paths[3], paths[4]]
+    assert await asyncio.to_thread(store.list) == [paths[1], paths[3], paths[4]]
 
 
 async def test_ok__prune_removes_old_files(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ async def test_ok__prune_removes_old_files(tmp_path: Path) -> None:
     now = time.time()
     paths = make_files(store, [10, 3599, 3601, 86400], now)
     assert sorted(await store.prune(now)) == sorted(paths[2:])
-    assert store.list() == paths[:2]
+    assert await asyncio.to_thread(store.list) == paths[:2]
     assert await store.prune(now) == []
 
 
@@ -125,19 +125,19 @@ async def test_ok__save_prunes(tmp_path: Path) -> None:
     now = time.time()
     old = make_files(store, [7200, 60, 30], now)
     path = await store.save(gradient_frame(64, 48), "door")
-    assert store.list() == [path, old[2]]
+    assert await asyncio.to_thread(store.list) == [path, old[2]]
 
 
 async def test_ok__list_ignores_other_files(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path / "missing")
-    assert store.list() == []
+    assert await asyncio.to_thread(store.list) == []
     assert await store.prune() == []
     store.directory.mkdir()
     (store.directory / "notes.txt").write_text("keep me")
     (store.directory / ".20240101T000000-door-00.jpg.tmp").write_bytes(b"partial")
     (store.directory / "20240101T000000-door-00.jpg").mkdir()
     store_one = SnapshotStore(store.directory, keep_count=1)
-    assert store_one.list() == []
+    assert await asyncio.to_thread(store_one.list) == []
     assert await store_one.prune() == []
     assert (store.directory / "notes.txt").read_text() == "keep me"
 

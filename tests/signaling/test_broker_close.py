@@ -16,7 +16,8 @@ from services.signaling.broker import (
 async def test_ok__broker_second_close_waits_for_mosquitto_to_exit(tmp_path: Path) -> None:
     (port,) = free_ports(1)
     settings = BrokerSettings(site="test", endpoints=("door",), port=port, websockets_port=None)
-    broker = MosquittoBroker(write_broker_config(settings, tmp_path), settings)
+    files = await asyncio.to_thread(write_broker_config, settings, tmp_path)
+    broker = MosquittoBroker(files, settings)
     await broker.start()
     process = broker._process
     assert process is not None

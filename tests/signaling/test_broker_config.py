@@ -408,7 +408,7 @@ async def test_tls_configuration_runs_on_the_real_broker(tmp_path: Path) -> None
         bridge_port=bridge_port,
         tls=TlsFiles(certfile=cert, keyfile=key),
     )
-    files = write_broker_config(tls_settings, tmp_path / "broker")
+    files = await asyncio.to_thread(write_broker_config, tls_settings, tmp_path / "broker")
     login = {"username": "door", "password": files.passwords["door"], "timeout": 5}
     async with MosquittoBroker(files, tls_settings):
         for listener, transport in (

@@ -38,7 +38,8 @@ async def start(directory: Path, tls: TlsFiles | None = None) -> MosquittoBroker
         bridge_port=bridge_port,
         tls=tls,
     )
-    broker = MosquittoBroker(write_broker_config(settings, directory), settings)
+    files = await asyncio.to_thread(write_broker_config, settings, directory)
+    broker = MosquittoBroker(files, settings)
     await broker.start()
     return broker
 

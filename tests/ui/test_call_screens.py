@@ -7,6 +7,7 @@ in-memory display, and looks at what the UI drew there.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import shutil
 from collections.abc import AsyncIterator
@@ -277,8 +278,8 @@ async def test_a_lost_link_shows_reconnecting_then_the_call_again(
 async def restart_with_new_key(site: IntercomSite, address: str) -> None:
     """Restart ``address`` after its key file is lost: it comes back with a new identity."""
     await site[address].close()
-    shutil.rmtree(Path(site[address].config.state_dir) / "keys")
-    app = DeviceApp(load_config(site.config_paths[address]))
+    await asyncio.to_thread(shutil.rmtree, Path(site[address].config.state_dir) / "keys")
+    app = DeviceApp(await asyncio.to_thread(load_config, site.config_paths[address]))
     await app.start()
     site.apps[address] = app
 
