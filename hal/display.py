@@ -273,7 +273,7 @@ class KmsDisplay(Display):
         try:
             self._size = await self._run(self._open)
         except BaseException:
-            self.close()
+            await asyncio.to_thread(self.close)  # joins the display thread: off the loop
             raise
         self._pump_task = asyncio.create_task(self._pump_events(), name="display-events")
 

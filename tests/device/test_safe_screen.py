@@ -122,7 +122,7 @@ async def test_the_notice_shows_every_reason_and_status_keeps_them(tmp_path: Pat
         assert notice.lines == tuple(daemon.problem.splitlines())
         assert len(notice.lines) == 2 and "typo: unknown key" in daemon.problem
         assert "relay.pin:" in daemon.problem
-        arranged = NoticeScreen(800, 480).arrange(notice)
+        arranged = await asyncio.to_thread(NoticeScreen(800, 480).arrange, notice)  # loads fonts
         (title,) = arranged.rows_of("title")
         assert light_pixels(frame, title.rect) > 200
         assert reasons_with_text(frame, arranged) == len(notice.lines) == arranged.shown
@@ -142,7 +142,7 @@ async def test_at_480x320_many_reasons_wrap_and_end_with_and_n_more(tmp_path: Pa
         frame = await shown(display)
         notice = daemon.notice()
         assert len(notice.lines) == 16
-        arranged = NoticeScreen(480, 320).arrange(notice)
+        arranged = await asyncio.to_thread(NoticeScreen(480, 320).arrange, notice)
         assert 0 < arranged.shown < 16 and arranged.hidden == 16 - arranged.shown
         (more,) = arranged.rows_of("more")
         assert more.text == f"… and {arranged.hidden} more"
