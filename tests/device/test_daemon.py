@@ -291,10 +291,8 @@ async def test_an_endpoint_change_waits_for_the_call_then_rebuilds_the_endpoint(
 ) -> None:
     flat_call, door_call = await connected_call(intercom)
     flat_app = intercom["flat"]
-    store = ConfigStore(intercom.config_paths["flat"])
 
-    store.set("name", json.dumps("Flat 1, second floor"))
-    changed = await flat_app.apply(load_config(store.path))
+    changed = await reconfigure(intercom, "flat", {"name": json.dumps("Flat 1, second floor")})
 
     assert changed == ["name"]
     assert flat_app.pending_restart == ["name"]
@@ -316,10 +314,8 @@ async def test_a_first_boot_change_leaves_the_running_endpoint_alone(
 ) -> None:
     flat_app = intercom["flat"]
     old_endpoint = flat_app.endpoint
-    store = ConfigStore(intercom.config_paths["flat"])
 
-    store.set("system.timezone", json.dumps("Europe/Berlin"))
-    changed = await flat_app.apply(load_config(store.path))
+    changed = await reconfigure(intercom, "flat", {"system.timezone": json.dumps("Europe/Berlin")})
 
     assert changed == ["system"]
     assert flat_app.pending_restart == []
