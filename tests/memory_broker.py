@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from hal.closing import CloseOnce
 from services.signaling.base import MAX_PENDING_INBOUND, Inbound, presence_payload, wait_connected
 from services.signaling.errors import SignalingError
 from services.signaling.topics import valid_name
@@ -158,18 +159,18 @@ class MemoryTransport:
         self.on_message: Callable[[Inbound], None] | None = None
         self.on_connecting: Callable[[], None] | None = None
         self._pending = 0
-        self._closed: asyncio.Future[None] | None = None
+        self._close = CloseOnce()
 
     @property
     def is_closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._closed is not None
+        return self._close.started
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect and return once subscribed and announced (raises SignalingError)."""
         if self.on_message is None:
             raise SignalingError(f"{self.address}: started with nobody to hand messages to")
-        if self._closed is not None:
+        if self._close.started:
             raise SignalingError(f"{self.address}: the connection was closed")
         if not self.connected.is_set():
             self._connect()
@@ -198,7 +199,7 @@ class MemoryTransport:
 
     def reconnect(self) -> None:
         """Connect again after a loss, unless closed meanwhile."""
-        if self._closed is not None or self.connected.is_set():
+        if self._close.started or self.connected.is_set():
             return
         try:
             self._connect()
@@ -232,14 +233,12 @@ class MemoryTransport:
 
         Idempotent, and a second call waits for the first.
         """
-        if self._closed is not None:
-            await asyncio.shield(self._closed)
+        if not await self._close.begin():
             return
-        self._closed = asyncio.get_running_loop().create_future()
         try:
             if self.connected.is_set():
                 self.broker.publish_retained("presence", self.address, presence_payload(False))
                 self.broker.disconnect(self, will=False)
             self.connected.clear()
         finally:
-            self._closed.set_result(None)
+            self._close.finish()

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from hal.audio import Speaker
+from hal.closing import CloseOnce
 from services.callapi.call import Call
 from services.callapi.devices import CallDevices
 from services.callapi.door_release import UnlockHandler, UnlockPolicy
@@ -93,7 +94,7 @@ class Calls:
             media, address=signaling.address, ice=self.ice, default_props=lambda: self.defaults
         )
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._closing: asyncio.Future[None] | None = None
+        self._close = CloseOnce()
 
     @property
     def address(self) -> str:
@@ -124,10 +125,8 @@ class Calls:
 
         Idempotent; called while a close is under way, it waits for that close to finish.
         """
-        if self._closing is not None:
-            await asyncio.shield(self._closing)
+        if not await self._close.begin():
             return
-        self._closing = asyncio.get_running_loop().create_future()
         try:
             if self.active_call is not None:
                 await self.active_call.hangup()
@@ -136,7 +135,7 @@ class Calls:
             await self.signaling.close()
             await self.media.close()
         finally:
-            self._closing.set_result(None)
+            self._close.finish()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background, keeping a reference and logging its failure."""
@@ -304,7 +303,7 @@ class Calls:
         """A call reached a terminal status: free the line and refill the offer pool."""
         if self.active_call is call:
             self.active_call = None
-        if self._closing is None:
+        if not self._close.started:
             self.spawn(self._offers.refill())
 
     # devices and door -------------------------------------------------------------------------

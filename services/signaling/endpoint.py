@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hal.closing import CloseOnce
 from services.signaling.base import MAX_PENDING_INBOUND, Inbound, SignalingTransport
 from services.signaling.contacts import ContactBook
 from services.signaling.envelope import parse, seal, verify_and_open
@@ -121,7 +122,7 @@ class SignalingEndpoint:
         """Inbox messages dropped because MAX_PENDING_INBOUND were already waiting."""
         self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(MAX_PENDING_INBOUND)
         self._worker: asyncio.Task[None] | None = None
-        self._closed: asyncio.Future[None] | None = None
+        self._close = CloseOnce()
         self.transport = transport
         transport.profile = {
             "name": name or self.address,
@@ -148,17 +149,15 @@ class SignalingEndpoint:
         Idempotent; a call made while a close is under way waits for that close to finish
         (as aiortc's ``RTCPeerConnection.close``).
         """
-        if self._closed is not None:
-            await asyncio.shield(self._closed)
+        if not await self._close.begin():
             return
-        self._closed = asyncio.get_running_loop().create_future()
         try:
             await self.transport.close()
             if self._worker is not None:
                 await cancel_and_wait([self._worker])
                 self._worker = None
         finally:
-            self._closed.set_result(None)
+            self._close.finish()
 
     # outbound ----------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiomqtt
 
+from hal.closing import CloseOnce
 from services.signaling.base import MAX_PENDING_INBOUND, Inbound, presence_payload, wait_connected
 from services.signaling.errors import SignalingError
 from services.signaling.topics import SiteTopics, valid_name
@@ -66,13 +67,13 @@ class MqttTransport:
         """Called on every (re)connection before subscribing: retained state comes anew."""
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
-        self._closed: asyncio.Future[None] | None = None
+        self._close = CloseOnce()
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect and return once subscribed and announced (raises SignalingError)."""
         if self.on_message is None:
             raise SignalingError(f"{self.address}: started with nobody to hand messages to")
-        if self._closed is not None:
+        if self._close.started:
             raise SignalingError(f"{self.address}: the connection was closed")
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.address}")
@@ -107,7 +108,7 @@ class MqttTransport:
 
     async def _run(self) -> None:
         backoff = RECONNECT_MIN_S
-        while self._closed is None:
+        while not self._close.started:
             try:
                 async with self._client_for() as client:
                     await self._announce(client)
@@ -118,12 +119,12 @@ class MqttTransport:
                         except Exception:  # noqa: BLE001 - one bad message must not cut us off
                             _log.exception("%s: handling %s failed", self.address, message.topic)
             except aiomqtt.MqttError as err:
-                if self._closed is None:
+                if not self._close.started:
                     _log.warning("%s: broker connection lost or refused: %s", self.address, err)
             finally:
                 self._client = None
                 self.connected.clear()
-            if self._closed is None:
+            if not self._close.started:
                 await asyncio.sleep(backoff)  # reconnect back-off
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
 
@@ -177,14 +178,12 @@ class MqttTransport:
         (as aiortc's ``RTCPeerConnection.close``), so whoever returns from it knows the
         endpoint is offline and the connection task is gone.
         """
-        if self._closed is not None:
-            await asyncio.shield(self._closed)
+        if not await self._close.begin():
             return
-        self._closed = asyncio.get_running_loop().create_future()
         try:
             await self._go_offline()
         finally:
-            self._closed.set_result(None)
+            self._close.finish()
 
     async def _go_offline(self) -> None:
         client = self._client
