@@ -231,3 +231,44 @@ async def test_a_site_marked_memory_starts_no_mosquitto(make_site: MakeSite) -> 
         assert isinstance(endpoint.signaling.transport, MemoryTransport)
     assert site["door"].signaling.is_online("indoor1")
     assert site["indoor1"].signaling.profiles["door"]["role"] == "door"
+
+
+async def test_an_endpoint_flooded_while_busy_drops_the_excess_and_keeps_working() -> None:
+    broker = MemoryBroker()
+    identities = {a: Identity.generate() for a in ("door", "indoor1")}
+    door = endpoint(broker, "door", identities["door"])
+    indoor1 = endpoint(broker, "indoor1", identities["indoor1"])
+    door.contacts.add(Contact(address="indoor1", keys=identities["indoor1"].public_keys))
+    indoor1.contacts.add(Contact(address="door", keys=identities["door"].public_keys))
+    got: list[str] = []
+    busy, release = asyncio.Event(), asyncio.Event()
+
+    async def on_message(message: Message) -> None:
+        got.append(message.call_id)
+        busy.set()
+        await release.wait()  # the first message keeps the inbox worker busy
+
+    indoor1.on_message = on_message
+    try:
+        await door.start()
+        await indoor1.start()
+        await door.wait_presence("indoor1", True, TIMEOUT)
+        await door.send("indoor1", "ringing", "call-1", {})
+        await asyncio.wait_for(busy.wait(), TIMEOUT)
+        for batch in range(3):  # within the transport's own bound, beyond the endpoint's
+            for n in range(MAX_PENDING_INBOUND // 2 + 2):
+                broker.publish_inbox("indoor1", f"junk {batch} {n}".encode())
+            await asyncio.sleep(0)  # the broker's deliveries (call_soon) run before this resumes
+        flood = 3 * (MAX_PENDING_INBOUND // 2 + 2)
+        assert indoor1.overflowed == flood - MAX_PENDING_INBOUND
+
+        release.set()
+        await door.send("indoor1", "ringing", "call-2", {})
+        async with asyncio.timeout(TIMEOUT):
+            while got != ["call-1", "call-2"]:
+                busy.clear()
+                await busy.wait()
+        assert sum(indoor1.rejected.values()) == MAX_PENDING_INBOUND  # the kept junk, refused
+    finally:
+        await door.close()
+        await indoor1.close()
