@@ -161,7 +161,7 @@ class Call:
 
     def sends_video(self) -> bool:
         """True while this side sends its camera's video (on for the call, not muted)."""
-        return self._video and self._controls.sends_video()
+        return self._controls.sends_video()
 
     def get_mute_status(self, audio: bool, video: bool, remote: bool = False) -> bool:
         """True if every asked-for stream (audio and/or video) is muted, here or at the peer."""
@@ -626,7 +626,7 @@ class Call:
         """The leg talked to: the winner, or the caller of an incoming call."""
         return self._legs.active()
 
-    def ringing_legs(self) -> Iterable[Leg]:
+    def every_leg(self) -> Iterable[Leg]:
         """Every leg of the call (the callees an outgoing call rings)."""
         return iter(self._legs)
 

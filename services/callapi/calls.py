@@ -29,7 +29,7 @@ from services.callapi.properties import CallProperties, UserProfile
 from services.callapi.status import AudioDevice, CallError, CallErrorCode, NotifyKind
 from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
-from services.media.session import MediaSession, MediaSettings
+from services.media.session import MediaSession
 from services.signaling.contacts import Right
 from services.signaling.endpoint import Message, SignalingEndpoint
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
@@ -277,10 +277,6 @@ class Calls:
     def new_session(self, props: CallProperties, *, video: bool, label: str) -> MediaSession:
         """A media session on this endpoint's devices."""
         return self._offers.new_session(props, video=video, label=label)
-
-    def settings_for(self, props: CallProperties, video: bool | None = None) -> MediaSettings:
-        """The media settings a call with ``props`` uses."""
-        return self._offers.settings_for(props, video)
 
     async def prewarm(self, props: CallProperties | None = None, count: int = 1) -> None:
         """Prepare ``count`` offers for calls like ``props`` while idle (fast doorbell)."""

@@ -38,7 +38,7 @@ class ControlledCall(Protocol):
         """The leg talked to (None while an outgoing call rings)."""
         ...
 
-    def ringing_legs(self) -> Iterable[Leg]:
+    def every_leg(self) -> Iterable[Leg]:
         """Every leg of the call (the callees an outgoing call rings)."""
         ...
 
@@ -108,7 +108,7 @@ class CallControls:
         elif not call.is_incoming():
             # still ringing: the early media (the preview) goes to every callee, so the mute
             # gates and is told to every leg, not only to a winner there is not yet
-            for ringing in call.ringing_legs():
+            for ringing in call.every_leg():
                 self.open_gates(ringing.session)
                 await call.send_or_log(ringing.address, "mute", dict(self.muted))
         else:
@@ -184,7 +184,7 @@ class CallControls:
         video = self._call.props.video
         replace(video, bitrate_kbps=kbps).validate()
         video.bitrate_kbps = kbps
-        for leg in self._call.ringing_legs():
+        for leg in self._call.every_leg():
             leg.session.set_video_bitrate(kbps * 1000)
 
     # in-call sounds ---------------------------------------------------------------------------
