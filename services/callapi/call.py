@@ -107,6 +107,7 @@ class Call:
             "dtmf": self._controls.on_dtmf,
             "reoffer": self._link.on_reoffer,
             "reanswer": self._link.on_reanswer,
+            "restart": self._link.on_restart,
             "unlock": self._door.on_unlock,
             "unlock_result": self._door.on_unlock_result,
         }
@@ -559,16 +560,30 @@ class Call:
         await self.send_or_log(address, message_type, {"reason": reason})
 
     async def peer_went_offline(self, address: str) -> None:
-        """The broker says ``address`` is gone (its last will): end the call or drop the leg."""
+        """The broker says ``address`` is gone (its last will).
+
+        Before the answer the leg is dropped (a callee that has not answered records a
+        missed call). After it, the link supervisor weighs the will against the peer's media:
+        an outage is ridden out, a process that is gone ends the call.
+        """
         if self.is_ended() or address not in self._legs:
             return
+        leg = self._legs.get(address)
         if self._incoming and not self.is_answered():
             await self._missed()
             await self.end(CallStatus.CANCEL, HangupReason.REMOTE)
+        elif leg is not None and leg is self.active_leg() and self.is_answered():
+            await self._link.peer_offline(leg)
         elif self._incoming or address == self._legs.winner:
             await self.end(CallStatus.NETWORKERROR, HangupReason.ERROR)
         else:
             await self.leg_failed(address, CallStatus.OFFLINE)
+
+    def peer_came_online(self, address: str) -> None:
+        """The broker says ``address`` is online again: a reconnecting call retries now."""
+        leg = self._legs.get(address)
+        if not self.is_ended() and leg is not None and leg is self.active_leg():
+            self._link.peer_online(leg)
 
     async def security_failure(self, address: str, detail: str) -> None:
         """A message claiming to be from this call's peer failed verification: end the call."""
@@ -604,6 +619,7 @@ class Call:
         self.hangup_reason = reason
         self.ended_at = self._endpoint.now()
         self._timers.cancel()
+        await self._link.close()
         await self.stop_in_call_sound()
         await self._endpoint.devices.stop_ringing()
         for leg in self._legs:

@@ -457,7 +457,11 @@ class Calls:
 
     def _on_presence(self, address: str, online: bool) -> None:
         call = self.active_call
-        if not online and call is not None and address in call.legs:
+        if call is None or address not in call.legs:
+            return
+        if online:
+            call.peer_came_online(address)
+        else:
             self.spawn(call.peer_went_offline(address))
 
     def _on_rejected(self, sender: str, call_id: str, err: RejectedMessage) -> None:

@@ -112,7 +112,7 @@ class CallProperties:
     ring_timeout_s: float = 30.0
     connect_timeout_s: float = 15.0
     max_duration_s: float = 0.0
-    reconnect_grace_s: float = 10.0
+    reconnect_grace_s: float = 30.0
     incoming: bool = False
     extra_targets: list[UserProfile] = field(default_factory=list)
 

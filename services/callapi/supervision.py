@@ -1,10 +1,21 @@
-"""Link supervision: connected, failed, silent media, reconnection, a vanished peer.
+"""Link supervision: connected, silent media, outages ridden out, a peer that is gone.
 
 aiortc has no ICE restart and notices a dead peer only when ICE consent expires (~30 s).
-A call therefore watches its media itself: media silent for ``MEDIA_SILENCE_S`` while the
-peer is not muted shows RECONNECTING, the caller builds a fresh signed session inside
-the same call (``reoffer`` / ``reanswer``), and the call ends with NETWORKERROR after the
-grace period.
+A call therefore watches its media itself. Media silent for ``MEDIA_SILENCE_S`` after the
+answer, while the peer has not muted it, shows RECONNECTING. The old path is kept: after an
+outage with the same addresses its ICE and DTLS state are still valid and media resumes on
+it at once. Meanwhile a fresh path is tried inside the same signed call (make before break):
+the caller re-offers (``reoffer``/``reanswer``), the callee asks it to (``restart``), every
+``RESTART_RETRY_S`` and as soon as the peer is back online; the fresh session replaces the
+old one only once it connected (a peer whose address changed). The call ends with
+NETWORKERROR after ``CallProperties.reconnect_grace_s``.
+
+The peer's last will (the broker says its connection died) is evidence only together with
+the media: a host that loses its network cannot close its broker connection, so its will
+comes a keepalive (~7.5 s) after its media stopped, and the call rides it out. A will that
+comes while the peer's media was live, followed by silence, means the peer's host closed
+the connection: its process is gone, and the call ends within a second. A will followed by
+more media (an attacker's, or a broker hiccup) changes nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.callapi.legs import Leg
@@ -26,6 +39,14 @@ MEDIA_SILENCE_S = 1.0
 """Media silent this long, while the peer has not muted it, means the link is lost."""
 WATCHDOG_PERIOD_S = 0.2
 """How often an answered call checks its link."""
+RESTART_RETRY_S = 2.0
+"""While reconnecting, a fresh media path is tried this often."""
+PROCESS_GONE_WINDOW_S = 1.0
+"""A last will this soon after the peer's last media: its host closed the connection."""
+GONE_CONFIRM_S = 0.5
+"""After such a will, how long to watch for more media before calling the peer gone."""
+HANGUP_SEND_S = 1.0
+"""How long the side that gives up waits to tell the peer before it ends anyway."""
 
 
 class SupervisedCall(Protocol):
@@ -92,23 +113,44 @@ class SupervisedCall(Protocol):
         ...
 
 
-class LinkSupervisor:
-    """Watches a call's link and rebuilds or ends it when the link fails."""
+@dataclass
+class _Candidate:
+    """A fresh media path being negotiated while the old one is kept."""
 
-    def __init__(self, call: SupervisedCall, log_name: str) -> None:
+    session: MediaSession
+    generation: int
+
+
+class LinkSupervisor:
+    """Watches a call's link, rides out outages, rebuilds the path, ends it past the grace."""
+
+    def __init__(
+        self, call: SupervisedCall, log_name: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._call = call
         self._log_name = log_name
+        self._clock = clock
         self._reconnecting_since: float | None = None
+        self._watching_since = clock()
+        self._last_attempt = float("-inf")
         self._generation = 0
+        self._candidate: _Candidate | None = None
+        self._offering = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def reconnecting(self) -> bool:
+        """True while the call shows RECONNECTING."""
+        return self._reconnecting_since is not None
 
     async def link_state(self, leg: Leg, state: str) -> None:
-        """A leg's media link changed state."""
+        """The leg's current media link changed state."""
         call = self._call
         # CONNECTED only once ANSWER was reported: answer() and on_accept() set answered_at
         # before they await (stop tones, send accept), and the link may come up meanwhile.
         answer_reported = call.status >= CallStatus.ANSWER
         if state == "connected" and answer_reported and leg is call.active_leg():
-            self._reconnecting_since = None
+            await self._back(leg)
             await call.set_status(CallStatus.CONNECTED)
         elif state == "failed" and not call.is_answered() and not call.is_incoming():
             # ICE worked but DTLS failed: the peer's certificate does not match the
@@ -120,6 +162,7 @@ class LinkSupervisor:
 
     async def watch(self) -> None:
         """Check the answered call's link every ``WATCHDOG_PERIOD_S`` until the call ends."""
+        self._watching_since = self._clock()
         while not self._call.is_ended():
             await asyncio.sleep(WATCHDOG_PERIOD_S)  # periodic link check
             leg = self._call.active_leg()
@@ -127,46 +170,196 @@ class LinkSupervisor:
                 return
             await self._check(leg)
 
-    async def _check(self, leg: Leg) -> None:
-        """On silence or failure show RECONNECTING and rebuild; give up after the grace."""
-        call = self._call
-        if self._reconnecting_since is not None:
-            waited = time.monotonic() - self._reconnecting_since
-            if waited > call.props.reconnect_grace_s:
-                await call.send_to_peer("hangup", {"reason": "network"})
-                await call.end(CallStatus.NETWORKERROR, HangupReason.ERROR)
-        elif self._link_lost(leg.session):
-            self._reconnecting_since = time.monotonic()
-            await call.set_status(CallStatus.RECONNECTING)
-            if not call.is_incoming():
-                await self._reoffer(leg)
+    async def close(self) -> None:
+        """The call ended: stop trying and close a fresh path still being negotiated."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._drop_candidate()
 
-    def _link_lost(self, session: MediaSession) -> bool:
-        if session.state == "failed":
+    async def _check(self, leg: Leg) -> None:
+        """Show RECONNECTING on silence, retry a fresh path, end past the grace."""
+        call = self._call
+        now = self._clock()
+        lost = self._link_lost(leg.session, now)
+        if self._reconnecting_since is None:
+            if lost:
+                _log.warning("%s: media from %s lost, reconnecting", self._log_name, leg.address)
+                self._reconnecting_since = now
+                await call.set_status(CallStatus.RECONNECTING)
+                self._attempt(leg)
+        elif not lost:
+            _log.info("%s: media from %s back on the same path", self._log_name, leg.address)
+            await self._back(leg)
+            await call.set_status(CallStatus.CONNECTED)
+        elif now - self._reconnecting_since > call.props.reconnect_grace_s:
+            _log.warning(
+                "%s: no media from %s for the %.0f s grace, ending",
+                self._log_name,
+                leg.address,
+                call.props.reconnect_grace_s,
+            )
+            try:
+                async with asyncio.timeout(HANGUP_SEND_S):
+                    await call.send_to_peer("hangup", {"reason": "network"})
+            except TimeoutError:
+                _log.info("%s: the hangup could not be sent in time", self._log_name)
+            await call.end(CallStatus.NETWORKERROR, HangupReason.ERROR)
+        elif now - self._last_attempt >= RESTART_RETRY_S:
+            self._attempt(leg)
+
+    def _link_lost(self, session: MediaSession, now: float) -> bool:
+        if session.state in ("failed", "closed"):
             return True
         if self._call.peer_silent_by_choice():
             return False
         last = session.stats.last_media_at
-        return last is not None and time.monotonic() - last > MEDIA_SILENCE_S
+        if last is None and not session.expects_remote_media():
+            return False
+        since = max(last or 0.0, self._watching_since)
+        return now - since > MEDIA_SILENCE_S
+
+    async def _back(self, leg: Leg) -> None:
+        """The link works again: forget the outage and any fresh path not needed any more."""
+        self._reconnecting_since = None
+        self._watching_since = self._clock()
+        if self._candidate is not None and not self._call.is_incoming():
+            # the caller decides; the callee's answering side dies with the caller's offer
+            await self._drop_candidate()
+
+    # the peer's presence ------------------------------------------------------------------
+
+    async def peer_offline(self, leg: Leg) -> None:
+        """The broker published the peer's last will during the answered call."""
+        call = self._call
+        will_at = self._clock()
+        last = leg.session.stats.last_media_at
+        if last is None or will_at - last > PROCESS_GONE_WINDOW_S:
+            _log.warning(
+                "%s: %s lost its broker connection after its media stopped: a network"
+                " outage, riding it out for the %.0f s grace",
+                self._log_name,
+                leg.address,
+                call.props.reconnect_grace_s,
+            )
+            if self._reconnecting_since is None:
+                self._reconnecting_since = will_at
+                await call.set_status(CallStatus.RECONNECTING)
+            return
+        await asyncio.sleep(GONE_CONFIRM_S)  # does the peer's media go on after its will?
+        last = leg.session.stats.last_media_at
+        if last is not None and last > will_at:
+            _log.warning(
+                "%s: the broker says %s is offline but its media goes on: keeping the call",
+                self._log_name,
+                leg.address,
+            )
+            return
+        if call.is_ended() or leg is not call.active_leg():
+            return
+        _log.warning(
+            "%s: %s closed its broker connection while its media was live and sent nothing"
+            " since: its process is gone",
+            self._log_name,
+            leg.address,
+        )
+        await call.end(CallStatus.NETWORKERROR, HangupReason.ERROR)
+
+    def peer_online(self, leg: Leg) -> None:
+        """The peer's presence is back: if the call is reconnecting, try a fresh path now."""
+        if self._reconnecting_since is not None and not self._call.is_ended():
+            self._attempt(leg)
+
+    # fresh paths --------------------------------------------------------------------------
+
+    def _attempt(self, leg: Leg) -> None:
+        """Try a fresh path: the caller re-offers, the callee asks the caller to."""
+        self._last_attempt = self._clock()
+        if self._call.is_incoming():
+            self._spawn(self._call.send_to_peer("restart", {"generation": leg.generation}))
+        elif not self._offering:
+            self._spawn(self._reoffer(leg))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"link-{self._log_name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def on_restart(self, leg: Leg, body: dict[str, Any]) -> None:
+        """The callee lost our media and asks for a fresh path (caller side)."""
+        call = self._call
+        if call.is_incoming() or not call.is_answered() or self._offering:
+            return
+        if self._reconnecting_since is not None:
+            return  # we lost its media too and try fresh paths already
+        if self._clock() - self._last_attempt < RESTART_RETRY_S:
+            return  # a fresh path is being negotiated for an earlier request
+        _log.info("%s: %s asks for a fresh media path", self._log_name, leg.address)
+        self._attempt(leg)
 
     async def _reoffer(self, leg: Leg) -> None:
         call = self._call
-        self._generation += 1
-        session, sdp = await call.new_offer(f"{call.call_id}>{leg.address}#{self._generation}")
-        if call.is_ended():  # ended while the offer was made: the session is nobody's
-            await session.close()
+        self._offering = True
+        try:
+            self._generation = max(self._generation, leg.generation) + 1
+            generation = self._generation
+            label = f"{call.call_id}>{leg.address}#{generation}"
+            try:
+                session, sdp = await call.new_offer(label)
+            except MediaError as err:
+                _log.error("%s: no fresh offer for %s: %s", self._log_name, leg.address, err)
+                return
+            if call.is_ended():  # ended while the offer was made: the session is nobody's
+                await session.close()
+                return
+            await self._drop_candidate()
+            self._adopt(leg, _Candidate(session, generation))
+        finally:
+            self._offering = False
+        await call.send_to_peer("reoffer", {"sdp": sdp, "generation": generation})
+
+    def _adopt(self, leg: Leg, candidate: _Candidate) -> None:
+        """Follow ``candidate``'s link: it replaces the leg's session once it connected."""
+        self._candidate = candidate
+
+        def state_changed(state: str) -> None:
+            self._spawn(self._candidate_state(leg, candidate, state))
+
+        candidate.session.on_state = state_changed
+
+    async def _candidate_state(self, leg: Leg, candidate: _Candidate, state: str) -> None:
+        call = self._call
+        if candidate is not self._candidate or call.is_ended():
             return
-        leg.generation = self._generation
-        await call.replace_session(leg, session).close()
-        await call.send_to_peer("reoffer", {"sdp": sdp, "generation": self._generation})
+        if state == "connected":
+            self._candidate = None
+            leg.generation = candidate.generation
+            old = call.replace_session(leg, candidate.session)
+            _log.info(
+                "%s: fresh media path #%d to %s connected",
+                self._log_name,
+                candidate.generation,
+                leg.address,
+            )
+            await self._back(leg)
+            await call.set_status(CallStatus.CONNECTED)
+            await old.close()
+        elif state in ("failed", "closed"):
+            await self._drop_candidate()
+
+    async def _drop_candidate(self) -> None:
+        candidate, self._candidate = self._candidate, None
+        if candidate is not None:
+            await candidate.session.close()
 
     async def on_reoffer(self, leg: Leg, body: dict[str, Any]) -> None:
-        """The caller rebuilt the media path: answer its new offer (callee side)."""
+        """The caller offers a fresh path: answer it, keep the old path until it connects."""
         call = self._call
         if not call.is_incoming() or not call.is_answered():
             return
         generation = body.get("generation")
-        if not isinstance(generation, int) or generation <= leg.generation:
+        newest = max(leg.generation, self._candidate.generation if self._candidate else 0)
+        if not isinstance(generation, int) or generation <= newest:
             _log.warning("%s: stale reoffer %r ignored", self._log_name, generation)
             return
         session = call.new_answering_session(f"{call.call_id}#{generation}")
@@ -183,20 +376,19 @@ class LinkSupervisor:
         if call.is_ended():  # ended while the answer was made: the session is nobody's
             await session.close()
             return
-        leg.generation = generation
-        old = call.replace_session(leg, session)
-        if self._reconnecting_since is None:
-            self._reconnecting_since = time.monotonic()
-            await call.set_status(CallStatus.RECONNECTING)
-        await old.close()
+        await self._drop_candidate()
+        self._adopt(leg, _Candidate(session, generation))
         await call.send_to_peer("reanswer", {"sdp": sdp, "generation": generation})
 
     async def on_reanswer(self, leg: Leg, body: dict[str, Any]) -> None:
-        """The callee answered our new offer (caller side)."""
-        if self._call.is_incoming() or body.get("generation") != leg.generation:
+        """The callee answered our fresh offer (caller side)."""
+        candidate = self._candidate
+        if self._call.is_incoming() or candidate is None:
+            return
+        if body.get("generation") != candidate.generation:
             return
         try:
-            await leg.session.apply_answer(str(body.get("sdp", "")))
+            await candidate.session.apply_answer(str(body.get("sdp", "")))
         except SecurityError as err:
             await self._call.security_failure(leg.address, f"reanswer: {err}")
         except (MediaError, ValueError) as err:

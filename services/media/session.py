@@ -403,6 +403,12 @@ class MediaSession:
                 return True
         return False
 
+    def expects_remote_media(self) -> bool:
+        """True when the negotiated SDP has the peer send us audio or video."""
+        return any(
+            t.currentDirection in ("sendrecv", "recvonly") for t in self._pc.getTransceivers()
+        )
+
     @property
     def state(self) -> str:
         """The aiortc connection state: new, connecting, connected, failed or closed."""

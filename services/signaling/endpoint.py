@@ -42,6 +42,7 @@ MESSAGE_TYPES = frozenset(
         "mute",
         "reoffer",
         "reanswer",
+        "restart",
         "dtmf",
         "unlock",
         "unlock_result",

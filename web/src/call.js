@@ -517,6 +517,10 @@ export class Phone {
       case "reanswer":
         await this._onReanswer(call, body);
         break;
+      case "restart":
+        // the callee lost our media: offer a fresh session inside the same call
+        if (call.direction === "out" && call.answeredAt) await this._reoffer(call);
+        break;
       case "unlock_result":
         this._onUnlockResult(call, body);
         break;

@@ -38,7 +38,7 @@ export const HKDF_INFO = UTF8.encode("callbox/v1 body");
 /** The message types of protocol version 1 (docs/protocol.md, "Messages"). */
 export const MESSAGE_TYPES = new Set([
   "invite", "ringing", "answer", "accept", "busy", "decline", "cancel", "hangup",
-  "mute", "dtmf", "reoffer", "reanswer", "unlock", "unlock_result", "ack",
+  "mute", "dtmf", "reoffer", "reanswer", "restart", "unlock", "unlock_result", "ack",
 ]);
 
 const ENVELOPE_FIELDS = ["v", "type", "call_id", "from", "to", "ts", "nonce", "body", "sig"];
