@@ -155,9 +155,9 @@ async def test_a_peer_cut_off_past_the_grace_ends_on_both_sides(
         await progress.wait_status(CallStatus.NETWORKERROR, timeout=10)
         await incoming_progress.wait_status(CallStatus.NETWORKERROR, timeout=10)
         for recorded in (progress, incoming_progress):
-            waited = recorded.times[CallStatus.NETWORKERROR] - recorded.times[
-                CallStatus.RECONNECTING
-            ]
+            waited = (
+                recorded.times[CallStatus.NETWORKERROR] - recorded.times[CallStatus.RECONNECTING]
+            )
             assert 2.0 <= waited < 4.0
     finally:
         media_path.down = False
