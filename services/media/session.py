@@ -44,7 +44,9 @@ from services.media.encoder import (
 )
 from services.media.errors import MediaError, SecurityError
 from services.media.ice import IcePolicy, ice_policy
+from services.media.nack import VideoReceiveCounters
 from services.media.tracks import OutgoingTrack, SharedSource
+from services.media.video_receive import VideoRecovery, install_video_recovery
 
 _log = logging.getLogger(__name__)
 
@@ -133,6 +135,7 @@ class MediaSession:
         self._pc.on("connectionstatechange", self._state_changed)
         self._pc.on("track", self._track_received)
         self._consumers: set[asyncio.Task[None]] = set()
+        self._video_recovery: VideoRecovery | None = None
         self._warm: CappedEncoder | None = None
         self._warm_mime = ""
         self._close = CloseOnce()
@@ -188,6 +191,8 @@ class MediaSession:
         for transceiver in self._pc.getTransceivers():
             if transceiver.kind == "audio":
                 shorten_audio_jitter_buffer(transceiver.receiver)
+            elif self._video_recovery is None:  # our NACK retries and frame assembly
+                self._video_recovery = install_video_recovery(transceiver.receiver)
 
     def _low_delay_audio_on_first_frame(self) -> None:
         """Opus in low-delay mode for our audio, once negotiated (4 ms less lookahead)."""
@@ -340,6 +345,11 @@ class MediaSession:
         return encoder.target_bitrate if encoder else None
 
     # receiving --------------------------------------------------------------------------------
+
+    @property
+    def video_receive_counters(self) -> VideoReceiveCounters | None:
+        """NACKs, retries, PLIs, dropped frames and freezes of the peer's video (bench, tests)."""
+        return self._video_recovery.counters if self._video_recovery else None
 
     def _track_received(self, track: MediaStreamTrack) -> None:
         consume = self._consume_video if track.kind == "video" else self._consume_audio

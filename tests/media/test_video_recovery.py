@@ -1,0 +1,281 @@
+"""The video receive path: NACK retries, frames after a hole, key frame requests, bounds.
+
+The components get real VP8 and H.264 RTP packets from aiortc's encoders, in the order
+aiortc's receiver calls them (NACK generator, then the frame assembler), on a test clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from aiortc import RTCPeerConnection
+from aiortc.rtp import RtpPacket
+from video_stream import H264, VP8, Decoder, RtpVideoSender
+
+from services.media.errors import MediaError
+from services.media.nack import MAX_PENDING, NackGenerator
+from services.media.video_receive import (
+    RECEIVER_JITTER_BUFFER,
+    FrameAssembler,
+    VideoRecovery,
+    check_aiortc_internals,
+    h264_keyframe_start,
+    install_video_recovery,
+    vp8_keyframe_start,
+)
+
+FRAME_S = 1 / 30
+
+
+class Clock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Receiver:
+    """What aiortc's RTCRtpReceiver does with each packet, around our two components."""
+
+    def __init__(self, sender: RtpVideoSender, clock: Clock) -> None:
+        mime = sender.codec.mimeType
+        self.recovery = VideoRecovery(lambda pt: mime, clock=clock)
+        self.sender = sender
+        self.decoder = Decoder(sender.codec)
+        self.nacks: list[list[int]] = []
+        self.frame_timestamps: list[int] = []
+        self.plis = 0
+
+    def receive(self, packet: RtpPacket) -> None:
+        if self.recovery.nack.add(packet):
+            self.nacks.append(sorted(self.recovery.nack.missing))
+        pli, frame = self.recovery.assembler.add(packet)
+        if pli:
+            self.plis += 1
+            self.sender.request_keyframe()
+        frames = [frame] if frame is not None else []
+        frames += [f for _, f in self.recovery.assembler.take_ready()]
+        for each in frames:
+            self.frame_timestamps.append(each.timestamp)
+            self.decoder.decode(each)
+
+
+def seqs(packets: list[RtpPacket]) -> list[int]:
+    return [p.sequence_number for p in packets]
+
+
+@pytest.mark.parametrize("codec", [VP8, H264], ids=["vp8", "h264"])
+def test_a_frame_is_handed_out_with_its_last_packet_and_decodes(codec: object) -> None:
+    clock = Clock()
+    sender = RtpVideoSender(codec)  # type: ignore[arg-type]
+    receiver = Receiver(sender, clock)
+    for _ in range(20):
+        packets = sender.next_frame()
+        before = len(receiver.frame_timestamps)
+        for packet in packets:
+            receiver.receive(packet)
+        assert len(receiver.frame_timestamps) == before + 1  # no wait for the next frame
+        clock.now += FRAME_S
+    assert receiver.decoder.decoded == 20 and receiver.decoder.errors == 0
+    assert receiver.plis == 0 and receiver.nacks == []
+
+
+def test_key_frame_starts_are_told_from_other_packets() -> None:
+    for codec, detect in ((VP8, vp8_keyframe_start), (H264, h264_keyframe_start)):
+        sender = RtpVideoSender(codec)
+        key = sender.next_frame()
+        delta = sender.next_frame()
+        assert detect(key[0].payload)
+        assert not any(detect(p.payload) for p in key[1:] + delta)
+
+
+def test_a_lost_packet_is_nacked_at_once_and_a_retransmission_fills_the_hole() -> None:
+    clock = Clock()
+    sender = RtpVideoSender()
+    receiver = Receiver(sender, clock)
+    for packet in sender.next_frame():
+        receiver.receive(packet)
+    clock.now += FRAME_S
+    lost = sender.next_frame()
+    clock.now += FRAME_S
+    after = sender.next_frame()
+    receiver.receive(after[0])
+    assert receiver.nacks == [seqs(lost)]
+    clock.now += 0.04  # the retransmission comes one round trip later
+    for packet in lost + after[1:]:
+        receiver.receive(packet)
+    assert receiver.decoder.decoded == 3 and receiver.decoder.errors == 0
+    assert receiver.plis == 0
+    counters = receiver.recovery.counters
+    assert counters.packets_recovered == len(lost)
+    assert counters.rtt_ms == pytest.approx(40)
+
+
+def test_a_nack_is_retried_after_a_round_trip_and_given_up_after_three() -> None:
+    clock = Clock()
+    nack = NackGenerator(clock=clock)
+
+    def packet(seq: int) -> RtpPacket:
+        return RtpPacket(sequence_number=seq % 2**16)
+
+    assert not nack.add(packet(65535))
+    assert nack.add(packet(1)) and nack.missing == {0}  # across the wrap
+    retry_s = nack.rtt.retry_s
+    seq = 2
+    asked = [clock.now]
+    while nack.pending(0):
+        clock.now += 0.01  # packets keep arriving: they drive the retries
+        if nack.add(packet(seq)):
+            assert nack.missing == {0}
+            asked.append(clock.now)
+        seq += 1
+    assert len(asked) == 3
+    assert all(b - a == pytest.approx(retry_s, abs=0.011) for a, b in itertools.pairwise(asked))
+    assert clock.now - asked[-1] == pytest.approx(retry_s, abs=0.011)  # the last one's chance
+    counters = nack.counters
+    assert (counters.packets_nacked, counters.nack_retries, counters.packets_given_up) == (1, 2, 1)
+
+
+def test_the_round_trip_shortens_the_retry() -> None:
+    clock = Clock()
+    nack = NackGenerator(clock=clock)
+    nack.add(RtpPacket(sequence_number=1))
+    for seq in range(3, 60, 2):  # every other packet lost, each answered 20 ms later
+        nack.add(RtpPacket(sequence_number=seq))
+        clock.now += 0.02
+        nack.add(RtpPacket(sequence_number=seq - 1))
+    assert nack.rtt_s == pytest.approx(0.02, abs=0.002)
+    assert nack.rtt.retry_s < 0.05
+
+
+@pytest.mark.parametrize("codec", [VP8, H264], ids=["vp8", "h264"])
+def test_a_lost_retransmission_leads_to_a_pli_and_a_decoded_key_frame(codec: object) -> None:
+    clock = Clock()
+    sender = RtpVideoSender(codec)  # type: ignore[arg-type]
+    receiver = Receiver(sender, clock)
+    for _ in range(3):
+        for packet in sender.next_frame():
+            receiver.receive(packet)
+        clock.now += FRAME_S
+    sender.next_frame()  # lost, and every retransmission of it too
+    delivered_before = len(receiver.frame_timestamps)
+    frames_after_hole = 0
+    while receiver.plis == 0:
+        clock.now += FRAME_S
+        for packet in sender.next_frame():
+            receiver.receive(packet)
+        frames_after_hole += 1
+        assert frames_after_hole < 30, "no key frame was asked for within a second"
+    # delta frames referencing the lost one never reached the decoder
+    assert len(receiver.frame_timestamps) == delivered_before
+    waited_s = frames_after_hole * FRAME_S
+    assert waited_s < 3 * receiver.recovery.nack.rtt.retry_s + 2 * FRAME_S
+    clock.now += FRAME_S
+    key = sender.next_frame()
+    for packet in key:
+        receiver.receive(packet)
+    assert receiver.frame_timestamps[-1] == sender.keyframes[-1] == key[0].timestamp
+    for _ in range(5):
+        clock.now += FRAME_S
+        for packet in sender.next_frame():
+            receiver.receive(packet)
+    assert receiver.decoder.errors == 0
+    assert receiver.decoder.decoded == delivered_before + 6
+    counters = receiver.recovery.counters
+    assert counters.frames_dropped >= frames_after_hole
+    assert counters.keyframe_resyncs == 1 and counters.plis_sent == 1
+
+
+def test_a_complete_key_frame_ends_the_wait_at_a_hole() -> None:
+    clock = Clock()
+    sender = RtpVideoSender()
+    receiver = Receiver(sender, clock)
+    for packet in sender.next_frame():
+        receiver.receive(packet)
+    sender.next_frame()  # lost; the NACK is still out
+    sender.request_keyframe()  # someone else's PLI, say
+    clock.now += 2 * FRAME_S
+    for packet in sender.next_frame():
+        receiver.receive(packet)
+    assert receiver.frame_timestamps[-1] == sender.keyframes[-1]
+    assert receiver.recovery.counters.frames_dropped == 0  # nothing was kept of the lost one
+
+
+def test_packets_without_a_frame_are_a_freeze_and_ask_for_a_key_frame_at_a_limited_rate() -> None:
+    clock = Clock()
+    sender = RtpVideoSender()
+    receiver = Receiver(sender, clock)
+    assembler = receiver.recovery.assembler
+    for packet in sender.next_frame():
+        receiver.receive(packet)
+    stuck = sender.next_frame()[0]
+    stuck.marker = 0  # its frame never completes: its last packet is lost for good...
+    plis = []
+    for step in range(70):  # ...while its hole stays "pending" (a NACK generator that hopes)
+        clock.now += 0.01
+        packet = RtpPacket(payload_type=96, sequence_number=stuck.sequence_number)
+        packet._data = b""  # type: ignore[attr-defined]
+        packet.timestamp = stuck.timestamp
+        if step == 0:
+            plis.append(assembler.add(stuck)[0])
+        else:
+            plis.append(assembler.add(packet)[0])
+    assert receiver.recovery.counters.freezes_detected == 1
+    first = plis.index(True)
+    assert 0.29 <= (first + 1) * 0.01 <= 0.32
+    assert plis.count(True) == 2  # one more after MIN_PLI_INTERVAL_S
+
+
+def test_a_pause_in_the_stream_is_no_freeze() -> None:
+    clock = Clock()
+    sender = RtpVideoSender()
+    receiver = Receiver(sender, clock)
+    for packet in sender.next_frame():
+        receiver.receive(packet)
+    clock.now += 5  # muted: nothing arrives
+    for packet in sender.next_frame():
+        receiver.receive(packet)
+    assert receiver.plis == 0 and receiver.recovery.counters.freezes_detected == 0
+
+
+def test_memory_stays_bounded_under_a_flood_of_incomplete_frames() -> None:
+    clock = Clock()
+    recovery = VideoRecovery(lambda pt: "video/VP8", clock=clock)
+    for i in range(20_000):
+        clock.now += 0.001
+        packet = RtpPacket(payload_type=96, sequence_number=(i * 7) % 2**16, timestamp=i)
+        packet.payload = b"\x10\x01\x02"  # a delta frame's first packet, never a marker
+        packet._data = b"\x01\x02"  # type: ignore[attr-defined]
+        recovery.nack.add(packet)
+        recovery.assembler.add(packet)
+    assert len(recovery.assembler._packets) <= recovery.assembler.capacity
+    assert len(recovery.nack._holes) <= MAX_PENDING
+    assert recovery.counters.plis_sent <= 20_000 * 0.001 / 0.3 + 1
+
+
+async def test_the_aiortc_internals_we_replace_are_where_we_expect_them() -> None:
+    pc = RTCPeerConnection()
+    try:
+        receiver = pc.addTransceiver("video").receiver
+        check_aiortc_internals(receiver)
+        recovery = install_video_recovery(receiver)
+        assert getattr(receiver, RECEIVER_JITTER_BUFFER) is recovery.assembler
+        check_aiortc_internals(receiver)  # still recognised once ours are in
+        setattr(receiver, RECEIVER_JITTER_BUFFER, None)
+        with pytest.raises(MediaError, match="internals changed"):
+            check_aiortc_internals(receiver)
+    finally:
+        await pc.close()
+
+
+def test_the_assembler_keeps_the_jitter_buffer_contract() -> None:
+    assembler = FrameAssembler(lambda p: True, NackGenerator())
+    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=5, marker=1)
+    packet._data = b"x"  # type: ignore[attr-defined]
+    pli, frame = assembler.add(packet)
+    assert pli is False and frame is not None
+    assert (frame.data, frame.timestamp) == (b"x", 5)
