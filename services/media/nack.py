@@ -53,7 +53,7 @@ class RttEstimate:
 
     def __init__(self, initial_s: float = INITIAL_RTT_S) -> None:
         self.srtt = initial_s
-        self.rttvar = initial_s / 2
+        self.rttvar = initial_s / 4  # a first retry after 1.5 guessed round trips
         self.samples = 0
 
     def add(self, sample_s: float) -> None:

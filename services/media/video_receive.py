@@ -135,6 +135,7 @@ class FrameAssembler:
         self._last_timestamp: int | None = None
         self._last_pli_at: float | None = None
         self._frozen = False
+        self._synced = False  # decoding started (the first key frame is no resync)
 
     @property
     def capacity(self) -> int:
@@ -249,6 +250,7 @@ class FrameAssembler:
         for key in self._key_starts:
             if key > self._next and self._complete(key) is not None:
                 self._skip_to(key)
+                self.counters.keyframe_resyncs += 1
                 return True
         hole = self._first_missing(self._next)
         if hole is None or self._holes.pending(hole % 2**16):
@@ -268,7 +270,8 @@ class FrameAssembler:
         if not self._key_starts:
             return False
         self._skip_to(self._key_starts[0])
-        self.counters.keyframe_resyncs += 1
+        self.counters.keyframe_resyncs += self._synced
+        self._synced = True
         return True
 
     def _skip_to(self, seq: int) -> None:

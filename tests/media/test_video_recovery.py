@@ -6,15 +6,19 @@ aiortc's receiver calls them (NACK generator, then the frame assembler), on a te
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
+from fake_picamera2 import FakePicamera2Library
+from test_h264_passthrough import FORMAT, calls, camera_on, video_receiver, video_ssrc
 from video_stream import H264, VP8, Decoder, RtpVideoSender
 
 from services.media.errors import MediaError
 from services.media.nack import MAX_PENDING, NackGenerator
+from services.media.tracks import CameraSource
 from services.media.video_receive import (
     RECEIVER_JITTER_BUFFER,
     FrameAssembler,
@@ -279,3 +283,40 @@ def test_the_assembler_keeps_the_jitter_buffer_contract() -> None:
     pli, frame = assembler.add(packet)
     assert pli is False and frame is not None
     assert (frame.data, frame.timestamp) == (b"x", 5)
+
+
+async def test_in_a_real_call_a_packet_lost_with_its_retransmissions_costs_one_key_frame() -> None:
+    fake = FakePicamera2Library()
+    source = CameraSource(camera_on(fake), FORMAT)
+    async with calls(source, "VP8") as ([sender], [peer]):
+        await peer.wait_frames(10)
+        receiver = video_receiver(peer.session)
+        media_ssrc = video_ssrc(sender)
+        handle = receiver._handle_rtp_packet
+        lost: set[int] = set()
+        dropped: list[int] = []
+
+        async def lossy(packet: RtpPacket, arrival_time_ms: int) -> None:
+            seq = packet.sequence_number
+            if packet.ssrc != media_ssrc:  # RTX: the original sequence number comes first
+                seq = int.from_bytes(packet.payload[:2], "big")
+            if not lost and packet.ssrc == media_ssrc:
+                lost.add(seq)
+            if seq in lost:
+                dropped.append(seq)
+                return
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
+        counters = peer.session.video_receive_counters
+        assert counters is not None
+        async with asyncio.timeout(5):
+            while counters.keyframe_resyncs == 0:
+                await peer.wait_frames(1)
+        await peer.wait_frames(10)
+        assert len(dropped) >= 2, "the packet and at least one retransmission were lost"
+        assert counters.nack_retries >= 1
+        # the NACKs were given up on, or the freeze's PLI brought a key frame sooner
+        assert counters.packets_given_up + counters.freezes_detected >= 1
+        assert counters.plis_sent >= 1 and counters.keyframe_resyncs == 1
+        assert peer.counters == sorted(peer.counters)
