@@ -49,6 +49,8 @@ class CappedEncoder:
         self.frames_encoded = 0
         self.packets_packed = 0
         self.wanted_bitrate = cap_bps
+        self.limit_bps: int | None = None  # another controller's bound (loss-based)
+        self.requested_bitrate = cap_bps  # what REMB (or set_cap) asked for last
         self.target_bitrate = min(int(getattr(inner, "target_bitrate", cap_bps)), cap_bps)
 
     @property
@@ -58,10 +60,20 @@ class CappedEncoder:
 
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
-        self.wanted_bitrate = min(bitrate, self.cap_bps)  # before aiortc's own clamp
-        self._inner.target_bitrate = self.wanted_bitrate
+        self.requested_bitrate = bitrate
+        self._apply()
+
+    def set_limit(self, bps: int | None) -> None:
+        """Bound the target by ``bps`` too (None: no bound): the loss-based controller's."""
+        self.limit_bps = bps
+        self._apply()
+
+    def _apply(self) -> None:
+        wanted = min(self.requested_bitrate, self.cap_bps, self.limit_bps or self.cap_bps)
+        self.wanted_bitrate = wanted  # before aiortc's own clamp
+        self._inner.target_bitrate = wanted
         if self.on_bitrate is not None:
-            self.on_bitrate(self.wanted_bitrate)
+            self.on_bitrate(wanted)
 
     @property
     def codec_opened(self) -> bool:

@@ -30,6 +30,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from hal.audio import Speaker
 from hal.closing import CloseOnce
+from services.media.bitrate import LossBasedBitrate, control_bitrate_by_loss
 from services.media.encoded import EncodedSource
 from services.media.encoder import (
     CappedEncoder,
@@ -136,6 +137,7 @@ class MediaSession:
         self._pc.on("track", self._track_received)
         self._consumers: set[asyncio.Task[None]] = set()
         self._video_recovery: VideoRecovery | None = None
+        self.video_loss_control = LossBasedBitrate()  # our video's rate under loss
         self._warm: CappedEncoder | None = None
         self._warm_mime = ""
         self._close = CloseOnce()
@@ -235,6 +237,7 @@ class MediaSession:
                 install_capped_encoder(
                     transceiver.sender, codecs[0], self.settings.video_bitrate_bps
                 )
+            control_bitrate_by_loss(transceiver.sender, self.video_loss_control)
             if encoded is not None:
                 track.use_encoded(encoded)
                 follow_bitrate(transceiver.sender, track.set_bitrate)
