@@ -115,7 +115,7 @@ class NackGenerator:
         """Mark ``packet`` received; True if a NACK for ``missing`` is due now."""
         now = self._clock()
         seq = self._extend(packet.sequence_number)
-        if self._highest is None or seq - self._highest > MAX_GAP or self._highest - seq > 2**15:
+        if self._highest is None or abs(seq - self._highest) > MAX_GAP:
             self._holes.clear()  # first packet or a restart: nothing to ask for
             self._highest = seq
         elif seq > self._highest:

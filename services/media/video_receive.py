@@ -213,12 +213,20 @@ class FrameAssembler:
             if self._next is None and not self._resync():
                 return
             assert self._next is not None
+            self._skip_padding()
             end = self._complete(self._next)
             if end is not None:
                 self._ready.append(self._take(self._next, end))
                 continue
             if not self._give_up_or_jump():
                 return
+
+    def _skip_padding(self) -> None:
+        """Padding-only packets (bandwidth probes) between frames take no part in any."""
+        assert self._next is not None
+        while (packet := self._packets.get(self._next)) is not None and not packet.payload:
+            del self._packets[self._next]
+            self._next += 1
 
     def _complete(self, start: int) -> int | None:
         """The last packet of the frame starting at ``start``, if all of it is here."""

@@ -88,6 +88,26 @@ def test_a_frame_is_handed_out_with_its_last_packet_and_decodes(codec: object) -
     assert receiver.plis == 0 and receiver.nacks == []
 
 
+def test_padding_between_frames_is_skipped() -> None:
+    clock = Clock()
+    sender = RtpVideoSender()
+    receiver = Receiver(sender, clock)
+    for index in range(6):
+        packets = sender.next_frame()
+        for packet in packets:
+            receiver.receive(packet)
+        # a bandwidth probe: the next sequence number, the last frame's timestamp, no payload
+        probe = RtpPacket(payload_type=96, sequence_number=(packets[-1].sequence_number + 1))
+        probe.timestamp = packets[-1].timestamp
+        probe._data = b""  # type: ignore[attr-defined]
+        receiver.receive(probe)
+        sender._seq += 1
+        clock.now += FRAME_S
+        assert len(receiver.frame_timestamps) == index + 1
+    assert receiver.decoder.decoded == 6 and receiver.decoder.errors == 0
+    assert receiver.nacks == [] and receiver.plis == 0
+
+
 def test_key_frame_starts_are_told_from_other_packets() -> None:
     for codec, detect in ((VP8, vp8_keyframe_start), (H264, h264_keyframe_start)):
         sender = RtpVideoSender(codec)
@@ -278,7 +298,7 @@ async def test_the_aiortc_internals_we_replace_are_where_we_expect_them() -> Non
 
 def test_the_assembler_keeps_the_jitter_buffer_contract() -> None:
     assembler = FrameAssembler(lambda p: True, NackGenerator())
-    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=5, marker=1)
+    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=5, marker=1, payload=b"x")
     packet._data = b"x"  # type: ignore[attr-defined]
     pli, frame = assembler.add(packet)
     assert pli is False and frame is not None
