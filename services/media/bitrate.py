@@ -8,6 +8,9 @@ the loss half of Google Congestion Control: the receiver reports of the peer (RT
 10 %, hold it between 2 and 10 %, and let it grow 8 % a second below 2 %. The encoder
 aims at the lowest of that, REMB and the configured cap (:meth:`CappedEncoder.set_limit`);
 in H.264 passthrough the camera's encoder follows (``follow_bitrate``).
+
+The bound goes up in steps of 25 % (or to the cap): aiortc reopens its encoder, a key
+frame, on every change of more than 10 %, and a hardware encoder restarts for it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ FLOOR_BPS = 100_000
 HIGH_LOSS = 0.10
 LOW_LOSS = 0.02
 GROWTH_PER_S = 1.08
+UP_STEP = 1.25  # the bound rises once the estimate is this much above it
 _SENDER_HANDLE_RTCP = "_handle_rtcp_packet"
 
 
@@ -39,13 +43,14 @@ class LossBasedBitrate:
     ) -> None:
         self.floor_bps = floor_bps
         self.estimate_bps: int | None = None  # None until the first report
+        self.bound_bps: int | None = None  # what the encoder is held to: the estimate, stepped
         self.reports = 0
         self.last_loss = 0.0
         self._clock = clock
         self._last_at: float | None = None
 
     def update(self, fraction_lost: int, current_bps: int, cap_bps: int) -> int:
-        """Take a report's ``fraction_lost`` (0-255); the new bound, in bits per second.
+        """Take a report's ``fraction_lost`` (0-255); the bound for the encoder, in bits/s.
 
         ``current_bps`` is what the encoder aims at now (a cut starts from it: the bound may
         be above it when REMB holds the rate lower), ``cap_bps`` the configured cap.
@@ -59,10 +64,13 @@ class LossBasedBitrate:
             estimate = min(estimate, current_bps) * (1 - 0.5 * loss)
         elif loss < LOW_LOSS:
             estimate *= GROWTH_PER_S**elapsed
-        self.estimate_bps = int(min(max(estimate, self.floor_bps), cap_bps))
+        self.estimate_bps = new = int(min(max(estimate, self.floor_bps), cap_bps))
+        bound = self.bound_bps
+        if bound is None or new < bound or new >= min(bound * UP_STEP, cap_bps):
+            self.bound_bps = new
         self.reports += 1
         self.last_loss = loss
-        return self.estimate_bps
+        return self.bound_bps if self.bound_bps is not None else new
 
 
 def check_sender_internals(sender: RTCRtpSender) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -52,9 +53,26 @@ def test_heavy_loss_cuts_by_half_the_loss_light_loss_holds_none_grows_8_percent_
     clock.now += 1
     assert control.update(lost(0.05), 720_000, CAP) == pytest.approx(720_000, rel=0.01)
     clock.now += 1
-    assert control.update(0, 720_000, CAP) == pytest.approx(720_000 * 1.08, rel=0.01)
+    control.update(0, 720_000, CAP)
+    assert control.estimate_bps == pytest.approx(720_000 * 1.08, rel=0.01)
     clock.now += 0.5
-    assert control.update(0, 777_600, CAP) == pytest.approx(777_600 * 1.08**0.5, rel=0.01)
+    control.update(0, 720_000, CAP)
+    assert control.estimate_bps == pytest.approx(720_000 * 1.08**1.5, rel=0.01)
+
+
+def test_the_bound_rises_in_steps_of_a_quarter_and_falls_at_once() -> None:
+    clock = Clock()
+    control = LossBasedBitrate(clock=clock)
+    bounds = [control.update(lost(0.3), 400_000, CAP)]
+    for _ in range(12):
+        clock.now += 1
+        bounds.append(control.update(0, bounds[-1], CAP))
+    rises = [b / a for a, b in itertools.pairwise(bounds) if b != a]
+    assert rises and all(1.25 <= r < 1.25 * 1.08 for r in rises)
+    assert len(rises) <= len(bounds) // 3, "the encoder is not reopened every second"
+    clock.now += 1
+    cut = control.update(lost(0.25), bounds[-1], CAP)
+    assert cut == pytest.approx(bounds[-1] * (1 - 0.125), rel=0.01)
 
 
 def test_the_estimate_stays_between_the_floor_and_the_cap() -> None:
@@ -149,4 +167,4 @@ async def test_in_a_real_call_loss_at_the_receiver_lowers_the_camera_bitrate() -
         control = sender.video_loss_control
         await wait_for(lambda: control.last_loss > 0.15, "a receiver report with the loss", 10)
         assert camera.bitrate < 900_000
-        assert control.estimate_bps == camera.bitrate
+        assert control.bound_bps == camera.bitrate
