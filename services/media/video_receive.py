@@ -136,6 +136,7 @@ class FrameAssembler:
         self._last_pli_at: float | None = None
         self._frozen = False
         self._synced = False  # decoding started (the first key frame is no resync)
+        self._stale = 0  # packets in a row from far behind the newest
 
     @property
     def capacity(self) -> int:
@@ -182,6 +183,11 @@ class FrameAssembler:
 
     def _store(self, packet: RtpPacket) -> None:
         seq = self._extend(packet.sequence_number)
+        if self._highest is not None and self._highest - seq > self._capacity:
+            self._stale += 1  # a straggler, or a sender that restarted lower: 8 in a row
+            if self._stale <= 8:
+                return
+        self._stale = 0
         if self._highest is None or abs(seq - self._highest) > self._capacity:
             self._drop_all()  # first packet, or the sender restarted its sequence
             self._highest = seq

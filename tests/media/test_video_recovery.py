@@ -281,6 +281,33 @@ def test_memory_stays_bounded_under_a_flood_of_incomplete_frames() -> None:
     assert recovery.counters.plis_sent <= 20_000 * 0.001 / 0.3 + 1
 
 
+def test_a_sender_that_restarts_its_sequence_numbers_is_followed_after_a_key_frame() -> None:
+    clock = Clock()
+    sender = RtpVideoSender()
+    receiver = Receiver(sender, clock)
+    for _ in range(3):
+        for packet in sender.next_frame():
+            receiver.receive(packet)
+    straggler = sender.next_frame()  # arrives far too late, below: ignored
+    sender._seq = (sender._seq + 40_000) % 2**16  # restarted, well behind the newest
+    for packet in straggler:
+        packet.sequence_number = (packet.sequence_number + 2**16 - 2_000) % 2**16
+        receiver.receive(packet)
+    assert len(receiver.frame_timestamps) == 3
+    restarted_at = clock.now
+    while len(sender.keyframes) < 2 or receiver.frame_timestamps[-1] != sender.keyframes[-1]:
+        clock.now += FRAME_S
+        for packet in sender.next_frame():
+            receiver.receive(packet)
+        assert clock.now - restarted_at < 1.0, "no key frame after the restart within a second"
+    for _ in range(3):
+        clock.now += FRAME_S
+        for packet in sender.next_frame():
+            receiver.receive(packet)
+    assert len(receiver.frame_timestamps) == 3 + 1 + 3
+    assert receiver.decoder.errors == 0
+
+
 async def test_the_aiortc_internals_we_replace_are_where_we_expect_them() -> None:
     pc = RTCPeerConnection()
     try:
