@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import queue
 
 import pytest
 from aiortc import RTCPeerConnection
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 from fake_picamera2 import FakePicamera2Library
 from test_h264_passthrough import FORMAT, calls, camera_on, video_receiver, video_ssrc
@@ -20,6 +22,9 @@ from services.media.errors import MediaError
 from services.media.nack import MAX_PENDING, NackGenerator
 from services.media.tracks import CameraSource
 from services.media.video_receive import (
+    RECEIVER_CODECS,
+    RECEIVER_DECODER_QUEUE,
+    RECEIVER_DECODER_THREAD,
     RECEIVER_JITTER_BUFFER,
     FrameAssembler,
     VideoRecovery,
@@ -320,6 +325,36 @@ async def test_the_aiortc_internals_we_replace_are_where_we_expect_them() -> Non
         with pytest.raises(MediaError, match="internals changed"):
             check_aiortc_internals(receiver)
     finally:
+        await pc.close()
+
+
+async def test_in_aiortcs_receiver_a_filled_hole_releases_every_frame_behind_it() -> None:
+    pc = RTCPeerConnection()
+    try:
+        receiver = pc.addTransceiver("video").receiver
+        install_video_recovery(receiver)
+        getattr(receiver, RECEIVER_CODECS)[VP8.payloadType] = VP8
+        setattr(receiver, RECEIVER_DECODER_THREAD, object())  # as if receive() had started it
+        decoder_queue: queue.Queue[tuple[object, JitterFrame]] = getattr(
+            receiver, RECEIVER_DECODER_QUEUE
+        )
+        sender = RtpVideoSender()
+        frames = [sender.next_frame() for _ in range(6)]
+        lost = frames[2][0]
+        for packet in [p for frame in frames for p in frame if p is not lost]:
+            await receiver._handle_rtp_packet(packet, 0)
+        assert decoder_queue.qsize() == 2
+        await receiver._handle_rtp_packet(lost, 0)  # the retransmission
+        queued = [decoder_queue.get_nowait()[1] for _ in range(decoder_queue.qsize())]
+        assert len(queued) == 6, "the frames held up behind the hole all went to the decoder"
+        decoder = Decoder()
+        for frame in queued:
+            decoder.decode(frame)
+        assert decoder.decoded == 6 and decoder.errors == 0
+        sent = [frame[0].timestamp - frames[0][0].timestamp for frame in frames]
+        assert [f.timestamp for f in queued] == sent  # through aiortc's timestamp mapper
+    finally:
+        setattr(receiver, RECEIVER_DECODER_THREAD, None)
         await pc.close()
 
 
