@@ -151,6 +151,7 @@ class MediaSession:
             video = self._pc.addTransceiver(self._video_track or "video", direction="sendrecv")
             self._prefer_codec(video)
         self._shorten_audio_buffers()
+        self._recover_video()
         with ice_policy(self.settings.ice):
             await self._pc.setLocalDescription(await self._pc.createOffer())
         return self._pc.localDescription.sdp
@@ -164,6 +165,7 @@ class MediaSession:
         if self._video_track is not None and self._has_remote_video():
             self._pc.addTrack(self._video_track)
         self._shorten_audio_buffers()
+        self._recover_video()
         with ice_policy(self.settings.ice):
             await self._pc.setLocalDescription(await self._pc.createAnswer())
         self._cap_video_on_first_frame()
@@ -193,7 +195,11 @@ class MediaSession:
         for transceiver in self._pc.getTransceivers():
             if transceiver.kind == "audio":
                 shorten_audio_jitter_buffer(transceiver.receiver)
-            elif self._video_recovery is None:  # our NACK retries and frame assembly
+
+    def _recover_video(self) -> None:
+        """Our NACK retries and frame assembly on the video receiver, before its first packet."""
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.kind == "video" and self._video_recovery is None:
                 self._video_recovery = install_video_recovery(transceiver.receiver)
 
     def _low_delay_audio_on_first_frame(self) -> None:
