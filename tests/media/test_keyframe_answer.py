@@ -16,9 +16,9 @@ from aiortc import RTCRtpSender
 from fake_picamera2 import FakePicamera2Library
 from test_h264_passthrough import FORMAT, calls, camera_on, send_pli, sender_encoder
 
+from services.media.keyframes import h264_keyframe_start, vp8_keyframe_start
 from services.media.session import MediaSession
 from services.media.tracks import CameraSource
-from services.media.video_receive import h264_keyframe_start, vp8_keyframe_start
 
 
 class KeyframeSpy:

@@ -19,6 +19,8 @@ from test_h264_passthrough import FORMAT, calls, camera_on, video_receiver, vide
 from video_stream import H264, VP8, Decoder, RtpVideoSender
 
 from services.media.errors import MediaError
+from services.media.frame_assembler import FrameAssembler
+from services.media.keyframes import h264_keyframe_start, vp8_keyframe_start
 from services.media.nack import MAX_PENDING, NackGenerator
 from services.media.tracks import CameraSource
 from services.media.video_receive import (
@@ -26,12 +28,9 @@ from services.media.video_receive import (
     RECEIVER_DECODER_QUEUE,
     RECEIVER_DECODER_THREAD,
     RECEIVER_JITTER_BUFFER,
-    FrameAssembler,
     VideoRecovery,
     check_aiortc_internals,
-    h264_keyframe_start,
     install_video_recovery,
-    vp8_keyframe_start,
 )
 
 FRAME_S = 1 / 30
