@@ -11,7 +11,10 @@ asked for ``max_nacks`` times, or missing for longer than ``max_age_s``, is give
 frame.
 
 The round trip is measured here, from a NACK to the arrival of the packet it asked for
-(an RTT the sender's RTCP reports cannot give a receive-only peer).
+(an RTT the sender's RTCP reports cannot give a receive-only peer), from packets asked
+for once only: after a retry, which NACK brought the packet is unknown (Karn's rule).
+A round trip longer than the first retry (150 ms before any sample) is never measured,
+it only costs a repeated NACK.
 """
 
 from __future__ import annotations
@@ -141,10 +144,9 @@ class NackGenerator:
         if hole is None or not hole.nacked_at:
             return
         self.counters.packets_recovered += 1
-        # Which NACK brought it? The latest one that is at least half a round trip old:
-        # a retransmission cannot arrive sooner, so a younger NACK cannot be the cause.
-        old_enough = [t for t in hole.nacked_at if now - t >= self.rtt.srtt / 2]
-        sample = now - (old_enough[-1] if old_enough else hole.nacked_at[0])
+        if len(hole.nacked_at) > 1:
+            return  # which NACK brought it is unknown: no sample (Karn's rule)
+        sample = now - hole.nacked_at[0]
         self.rtt.add(sample)
         self.counters.rtt_ms = self.rtt.srtt * 1000
         samples = self.counters.rtt_samples

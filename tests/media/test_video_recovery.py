@@ -180,6 +180,22 @@ def test_the_round_trip_shortens_the_retry() -> None:
     assert nack.rtt.retry_s < 0.05
 
 
+def test_a_packet_asked_for_again_gives_no_round_trip_sample() -> None:
+    clock = Clock()
+    nack = NackGenerator(clock=clock)
+    nack.add(RtpPacket(sequence_number=1))
+    nack.add(RtpPacket(sequence_number=3))  # 2 missing: asked for
+    seq = 4
+    while nack.counters.nack_retries < 2:  # its retransmissions are lost too
+        clock.now += 0.01
+        nack.add(RtpPacket(sequence_number=seq))
+        seq += 1
+    clock.now += 0.005
+    nack.add(RtpPacket(sequence_number=2))  # the third one's answer, or the first's, late?
+    assert nack.counters.packets_recovered == 1
+    assert nack.rtt.samples == 0 and nack.rtt_s == pytest.approx(0.1)
+
+
 @pytest.mark.parametrize("codec", [VP8, H264], ids=["vp8", "h264"])
 def test_a_lost_retransmission_leads_to_a_pli_and_a_decoded_key_frame(codec: object) -> None:
     clock = Clock()
