@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fractions
 import itertools
 import random
 
+import av
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -26,7 +29,12 @@ from services.media.bitrate import (
     check_sender_internals,
     control_bitrate_by_loss,
 )
-from services.media.encoder import follow_bitrate, install_capped_encoder, sender_encoder
+from services.media.encoder import (
+    CappedEncoder,
+    follow_bitrate,
+    install_capped_encoder,
+    sender_encoder,
+)
 from services.media.errors import MediaError
 from services.media.tracks import CameraSource
 
@@ -86,6 +94,21 @@ def test_the_estimate_stays_between_the_floor_and_the_cap() -> None:
         clock.now += 1
         control.update(0, control.estimate_bps or CAP, CAP)
     assert control.estimate_bps == CAP
+
+
+@pytest.mark.parametrize("mime", ["video/VP8", "video/H264"])
+def test_the_encoder_goes_below_aiortcs_floor_when_the_link_needs_it(mime: str) -> None:
+    codec = RTCRtpCodecParameters(mimeType=mime, clockRate=90000, payloadType=96)
+    encoder = CappedEncoder(get_encoder(codec), CAP)
+    encoder.target_bitrate = CAP
+    encoder.set_limit(FLOOR_BPS)
+    assert encoder.target_bitrate == encoder.wanted_bitrate == FLOOR_BPS
+    frame = av.VideoFrame(320, 240, "yuv420p")
+    frame.pts, frame.time_base = 0, fractions.Fraction(1, 90000)
+    encoder.encode(frame)
+    assert encoder._inner.codec.bit_rate == FLOOR_BPS
+    encoder.set_limit(None)
+    assert encoder.target_bitrate == CAP
 
 
 def rr(sender: RTCRtpSender, fraction_lost: int) -> RtcpRrPacket:
