@@ -69,6 +69,12 @@ class RttEstimate:
             self.srtt = 0.875 * self.srtt + 0.125 * sample
         self.samples += 1
 
+    def seed(self, rtt_s: float) -> None:
+        """Start from another measurement (RTCP's) until our own first sample."""
+        if self.samples == 0:
+            self.srtt = min(max(rtt_s, MIN_RTT_S), MAX_RTT_S)
+            self.rttvar = self.srtt / 4
+
     @property
     def retry_s(self) -> float:
         """How long a NACK waits for its retransmission before it is repeated."""
@@ -85,7 +91,8 @@ class NackGenerator:
     """aiortc's NACK generator contract, with retries after a round trip and a deadline.
 
     ``clock`` is injectable (seconds, monotonic); ``counters`` is shared with the frame
-    assembler of the same receiver.
+    assembler of the same receiver; ``rtt_hint`` gives the round trip RTCP measured (None
+    while unknown), used until a NACK measured one.
     """
 
     def __init__(
@@ -95,11 +102,13 @@ class NackGenerator:
         clock: Callable[[], float] = time.monotonic,
         max_nacks: int = 3,
         max_age_s: float = 1.0,
+        rtt_hint: Callable[[], float | None] | None = None,
     ) -> None:
         self.counters = counters if counters is not None else VideoReceiveCounters()
         self.rtt = RttEstimate()
         self.missing: set[int] = set()  # the batch aiortc sends after add() returned True
         self._clock = clock
+        self._rtt_hint = rtt_hint
         self._max_nacks = max_nacks
         self._max_age_s = max_age_s
         self._highest: int | None = None  # extended (unwrapped) sequence number
@@ -117,6 +126,11 @@ class NackGenerator:
     def add(self, packet: RtpPacket) -> bool:
         """Mark ``packet`` received; True if a NACK for ``missing`` is due now."""
         now = self._clock()
+        if self.rtt.samples == 0 and self._rtt_hint is not None:
+            hint = self._rtt_hint()
+            if hint:
+                self.rtt.seed(hint)
+                self.counters.rtt_ms = self.rtt.srtt * 1000
         seq = self._extend(packet.sequence_number)
         if self._highest is None or abs(seq - self._highest) > MAX_GAP:
             self._holes.clear()  # first packet or a restart: nothing to ask for

@@ -47,7 +47,7 @@ from services.media.errors import MediaError, SecurityError
 from services.media.ice import IcePolicy, ice_policy
 from services.media.nack import VideoReceiveCounters
 from services.media.tracks import OutgoingTrack, SharedSource
-from services.media.video_receive import VideoRecovery, install_video_recovery
+from services.media.video_receive import VideoRecovery, install_video_recovery, rtcp_round_trip
 
 _log = logging.getLogger(__name__)
 
@@ -200,7 +200,8 @@ class MediaSession:
         """Our NACK retries and frame assembly on the video receiver, before its first packet."""
         for transceiver in self._pc.getTransceivers():
             if transceiver.kind == "video" and self._video_recovery is None:
-                self._video_recovery = install_video_recovery(transceiver.receiver)
+                rtt = rtcp_round_trip(lambda: [t.sender for t in self._pc.getTransceivers()])
+                self._video_recovery = install_video_recovery(transceiver.receiver, rtt_hint=rtt)
 
     def _low_delay_audio_on_first_frame(self) -> None:
         """Opus in low-delay mode for our audio, once negotiated (4 ms less lookahead)."""

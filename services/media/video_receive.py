@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
-from aiortc import RTCRtpReceiver
+from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import NackGenerator as AiortcNackGenerator
 from aiortc.rtcrtpreceiver import TimestampMapper
@@ -33,6 +33,7 @@ RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 RECEIVER_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 RECEIVER_TIMESTAMPS = "_RTCRtpReceiver__timestamp_mapper"
 RECEIVER_HANDLE_RTP = "_handle_rtp_packet"
+SENDER_RTT = "_RTCRtpSender__rtt"  # from the peer's receiver reports (LSR/DLSR), or None
 
 
 class VideoRecovery:
@@ -43,10 +44,15 @@ class VideoRecovery:
         codec_of: Callable[[int], str | None],
         *,
         clock: Callable[[], float] = time.monotonic,
+        rtt_hint: Callable[[], float | None] | None = None,
     ) -> None:
-        """``codec_of(payload_type)``: the negotiated codec's MIME type, None if unknown."""
+        """``codec_of(payload_type)``: the negotiated codec's MIME type, None if unknown.
+
+        ``rtt_hint``: the round trip RTCP measured, None while unknown (see
+        :func:`rtcp_round_trip`).
+        """
         self.counters = VideoReceiveCounters()
-        self.nack = NackGenerator(self.counters, clock=clock)
+        self.nack = NackGenerator(self.counters, clock=clock, rtt_hint=rtt_hint)
         self._codec_of = codec_of
         self.assembler = FrameAssembler(self._keyframe_start, self.nack, self.counters, clock=clock)
 
@@ -56,11 +62,26 @@ class VideoRecovery:
         return detect is not None and detect(packet.payload)
 
 
-def check_aiortc_internals(receiver: RTCRtpReceiver) -> None:
+def rtcp_round_trip(senders: Callable[[], Iterable[RTCRtpSender]]) -> Callable[[], float | None]:
+    """The round trip aiortc's senders measured from the peer's receiver reports, if any.
+
+    The same path as our video's: it seeds the NACK timing before a NACK measured it.
+    """
+
+    def round_trip() -> float | None:
+        measured = [getattr(s, SENDER_RTT, None) for s in senders()]
+        known = [rtt for rtt in measured if isinstance(rtt, float) and rtt > 0]
+        return min(known, default=None)
+
+    return round_trip
+
+
+def check_aiortc_internals(receiver: RTCRtpReceiver, sender: RTCRtpSender | None = None) -> None:
     """Raise MediaError unless ``receiver`` has the private parts we replace, as we know them.
 
-    Call it on a video receiver: an aiortc upgrade that renamed or changed them must fail
-    here, not silently leave its stalling jitter buffer in place.
+    Call it on a video receiver (and a sender, for the round trip it measures): an aiortc
+    upgrade that renamed or changed them must fail here, not silently leave its stalling
+    jitter buffer in place.
     """
     jitter = getattr(receiver, RECEIVER_JITTER_BUFFER, None)
     nack = getattr(receiver, RECEIVER_NACK_GENERATOR, None)
@@ -80,6 +101,8 @@ def check_aiortc_internals(receiver: RTCRtpReceiver) -> None:
         problems.append(f"{RECEIVER_NACK_GENERATOR} is {type(nack).__name__}")
     if not isinstance(codecs, dict):
         problems.append(f"{RECEIVER_CODECS} is {type(codecs).__name__}, not a dict")
+    if sender is not None and not hasattr(sender, SENDER_RTT):
+        problems.append(f"{SENDER_RTT} is missing")
     if problems:
         raise MediaError(
             "aiortc's RTCRtpReceiver internals changed (callbox's video receive path replaces"
@@ -88,7 +111,10 @@ def check_aiortc_internals(receiver: RTCRtpReceiver) -> None:
 
 
 def install_video_recovery(
-    receiver: RTCRtpReceiver, *, clock: Callable[[], float] = time.monotonic
+    receiver: RTCRtpReceiver,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    rtt_hint: Callable[[], float | None] | None = None,
 ) -> VideoRecovery:
     """Give a video ``receiver`` our NACK generator and frame assembler.
 
@@ -101,7 +127,7 @@ def install_video_recovery(
         mime = getattr(codecs.get(payload_type), "mimeType", None)
         return mime if isinstance(mime, str) else None
 
-    recovery = VideoRecovery(codec_of, clock=clock)
+    recovery = VideoRecovery(codec_of, clock=clock, rtt_hint=rtt_hint)
     setattr(receiver, RECEIVER_NACK_GENERATOR, recovery.nack)
     setattr(receiver, RECEIVER_JITTER_BUFFER, recovery.assembler)
     _decode_every_ready_frame(receiver, recovery.assembler, codecs)

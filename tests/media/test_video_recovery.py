@@ -180,6 +180,23 @@ def test_the_round_trip_shortens_the_retry() -> None:
     assert nack.rtt.retry_s < 0.05
 
 
+def test_rtcps_round_trip_times_the_retries_until_a_nack_measured_one() -> None:
+    clock = Clock()
+    rtcp: list[float | None] = [None]
+    nack = NackGenerator(clock=clock, rtt_hint=lambda: rtcp[0])
+    nack.add(RtpPacket(sequence_number=1))
+    assert nack.rtt_s == pytest.approx(0.1)  # nothing measured yet
+    rtcp[0] = 0.4  # a long path
+    nack.add(RtpPacket(sequence_number=3))
+    assert nack.rtt_s == pytest.approx(0.4) and nack.rtt.retry_s >= 0.4
+    clock.now += 0.02
+    nack.add(RtpPacket(sequence_number=2))  # the answer to the NACK: ours wins from now on
+    assert nack.rtt_s == pytest.approx(0.02)
+    rtcp[0] = 0.3
+    nack.add(RtpPacket(sequence_number=4))
+    assert nack.rtt_s == pytest.approx(0.02)
+
+
 def test_a_packet_asked_for_again_gives_no_round_trip_sample() -> None:
     clock = Clock()
     nack = NackGenerator(clock=clock)
@@ -331,8 +348,9 @@ def test_a_sender_that_restarts_its_sequence_numbers_is_followed_after_a_key_fra
 async def test_the_aiortc_internals_we_replace_are_where_we_expect_them() -> None:
     pc = RTCPeerConnection()
     try:
-        receiver = pc.addTransceiver("video").receiver
-        check_aiortc_internals(receiver)
+        transceiver = pc.addTransceiver("video")
+        receiver = transceiver.receiver
+        check_aiortc_internals(receiver, transceiver.sender)
         recovery = install_video_recovery(receiver)
         assert getattr(receiver, RECEIVER_JITTER_BUFFER) is recovery.assembler
         check_aiortc_internals(receiver)  # still recognised once ours are in
