@@ -41,8 +41,12 @@ def h264_keyframe_start(payload: bytes) -> bool:
     return kind == _H264_SPS or (kind == _H264_IDR and bool(payload[1] & 0x80))
 
 
+_DETECTORS: dict[str, Callable[[bytes], bool]] = {
+    "video/vp8": vp8_keyframe_start,
+    "video/h264": h264_keyframe_start,
+}
+
+
 def keyframe_detector(mime_type: str) -> Callable[[bytes], bool] | None:
     """The key-frame start test for a codec, None for one we cannot parse."""
-    return {"video/vp8": vp8_keyframe_start, "video/h264": h264_keyframe_start}.get(
-        mime_type.lower()
-    )
+    return _DETECTORS.get(mime_type.lower())

@@ -198,10 +198,14 @@ class MediaSession:
 
     def _recover_video(self) -> None:
         """Our NACK retries and frame assembly on the video receiver, before its first packet."""
-        for transceiver in self._pc.getTransceivers():
-            if transceiver.kind == "video" and self._video_recovery is None:
-                rtt = rtcp_round_trip(lambda: [t.sender for t in self._pc.getTransceivers()])
-                self._video_recovery = install_video_recovery(transceiver.receiver, rtt_hint=rtt)
+        video = [t for t in self._pc.getTransceivers() if t.kind == "video"]
+        if not video or self._video_recovery is not None:
+            return
+        rtt = rtcp_round_trip(lambda: [t.sender for t in self._pc.getTransceivers()])
+        try:
+            self._video_recovery = install_video_recovery(video[0].receiver, rtt_hint=rtt)
+        except MediaError as err:  # an aiortc upgrade: its own path, frozen video and all
+            _log.error("media %s: video receive path not installed: %s", self.label, err)
 
     def _low_delay_audio_on_first_frame(self) -> None:
         """Opus in low-delay mode for our audio, once negotiated (4 ms less lookahead)."""
