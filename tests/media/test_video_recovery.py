@@ -18,6 +18,7 @@ from fake_picamera2 import FakePicamera2Library
 from test_h264_passthrough import FORMAT, calls, camera_on, video_receiver, video_ssrc
 from video_stream import H264, VP8, Decoder, RtpVideoSender
 
+import services.media.session as session_module
 from services.media.errors import MediaError
 from services.media.frame_assembler import FrameAssembler
 from services.media.keyframes import h264_keyframe_start, vp8_keyframe_start
@@ -435,3 +436,18 @@ async def test_in_a_real_call_a_packet_lost_with_its_retransmissions_costs_one_k
         assert counters.packets_given_up + counters.freezes_detected >= 1
         assert counters.plis_sent >= 1 and counters.keyframe_resyncs == 1
         assert peer.counters == sorted(peer.counters)
+
+
+async def test_a_session_keeps_aiortcs_video_path_when_its_internals_moved(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def moved(receiver: object, **kwargs: object) -> VideoRecovery:
+        raise MediaError("aiortc's RTCRtpReceiver internals changed (test)")
+
+    monkeypatch.setattr(session_module, "install_video_recovery", moved)
+    fake = FakePicamera2Library()
+    source = CameraSource(camera_on(fake), FORMAT)
+    async with calls(source, "VP8") as (_, [peer]):
+        await peer.wait_frames(5)
+        assert peer.session.video_receive_counters is None
+    assert any("video receive path not installed" in r.getMessage() for r in caplog.records)
