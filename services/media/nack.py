@@ -7,14 +7,14 @@ for ``sorted(generator.missing)``) but ``missing`` is the batch due *now*: new h
 holes whose last NACK got no answer within about one round trip. Retries are checked on
 every packet, so they fall due while packets keep arriving without any timer. A packet
 asked for ``max_nacks`` times, or missing for longer than ``max_age_s``, is given up on:
-:class:`services.media.video_receive.FrameAssembler` then skips it and asks for a key
+:class:`services.media.frame_assembler.FrameAssembler` then skips it and asks for a key
 frame.
 
-The round trip is measured here, from a NACK to the arrival of the packet it asked for
-(an RTT the sender's RTCP reports cannot give a receive-only peer), from packets asked
-for once only: after a retry, which NACK brought the packet is unknown (Karn's rule).
-A round trip longer than the first retry (150 ms before any sample) is never measured,
-it only costs a repeated NACK.
+The round trip is measured here, from a NACK to the arrival of the packet it asked for,
+from packets asked for once only: after a retry, which NACK brought the packet is unknown
+(Karn's rule). Until then it is the one RTCP measured (``rtt_hint``: aiortc's senders,
+from the peer's receiver reports; none for a peer that only receives), else 100 ms. A
+round trip longer than the first retry is never measured: it only costs a repeated NACK.
 """
 
 from __future__ import annotations
