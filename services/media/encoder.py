@@ -31,6 +31,12 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
 _RECEIVER_JITTER = "_RTCRtpReceiver__jitter_buffer"
 _SENDER_KEYFRAME = "_send_keyframe"
+# aiortc's own encoders clamp their target to 250 kbit/s (VP8) or 500 kbit/s (H.264) at least:
+# a 500 kbit/s link needs less. Their setter clamps, the attribute behind it does not.
+_BELOW_FLOOR = {
+    "Vp8Encoder": "_Vp8Encoder__target_bitrate",
+    "H264Encoder": "_H264Encoder__target_bitrate",
+}
 OPUS_APPLICATION = "lowdelay"  # see install_low_delay_opus; aiortc's own is "voip"
 
 
@@ -49,6 +55,8 @@ class CappedEncoder:
         self.frames_encoded = 0
         self.packets_packed = 0
         self.wanted_bitrate = cap_bps
+        self.limit_bps: int | None = None  # another controller's bound (loss-based)
+        self.requested_bitrate = cap_bps  # what REMB (or set_cap) asked for last
         self.target_bitrate = min(int(getattr(inner, "target_bitrate", cap_bps)), cap_bps)
 
     @property
@@ -58,10 +66,23 @@ class CappedEncoder:
 
     @target_bitrate.setter
     def target_bitrate(self, bitrate: int) -> None:
-        self.wanted_bitrate = min(bitrate, self.cap_bps)  # before aiortc's own clamp
-        self._inner.target_bitrate = self.wanted_bitrate
+        self.requested_bitrate = bitrate
+        self._apply()
+
+    def set_limit(self, bps: int | None) -> None:
+        """Bound the target by ``bps`` too (None: no bound): the loss-based controller's."""
+        self.limit_bps = bps
+        self._apply()
+
+    def _apply(self) -> None:
+        wanted = min(self.requested_bitrate, self.cap_bps, self.limit_bps or self.cap_bps)
+        self.wanted_bitrate = wanted  # before aiortc's own clamp
+        self._inner.target_bitrate = wanted
+        unclamped = _BELOW_FLOOR.get(type(self._inner).__name__)
+        if unclamped and getattr(self._inner, unclamped, 0) > wanted:
+            setattr(self._inner, unclamped, wanted)  # takes effect when it next encodes
         if self.on_bitrate is not None:
-            self.on_bitrate(self.wanted_bitrate)
+            self.on_bitrate(wanted)
 
     @property
     def codec_opened(self) -> bool:

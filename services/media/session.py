@@ -30,6 +30,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from hal.audio import Speaker
 from hal.closing import CloseOnce
+from services.media.bitrate import LossBasedBitrate, control_bitrate_by_loss
 from services.media.encoded import EncodedSource
 from services.media.encoder import (
     CappedEncoder,
@@ -44,7 +45,9 @@ from services.media.encoder import (
 )
 from services.media.errors import MediaError, SecurityError
 from services.media.ice import IcePolicy, ice_policy
+from services.media.nack import VideoReceiveCounters
 from services.media.tracks import OutgoingTrack, SharedSource
+from services.media.video_receive import VideoRecovery, install_video_recovery, rtcp_round_trip
 
 _log = logging.getLogger(__name__)
 
@@ -133,6 +136,8 @@ class MediaSession:
         self._pc.on("connectionstatechange", self._state_changed)
         self._pc.on("track", self._track_received)
         self._consumers: set[asyncio.Task[None]] = set()
+        self._video_recovery: VideoRecovery | None = None
+        self.video_loss_control = LossBasedBitrate()  # our video's rate under loss
         self._warm: CappedEncoder | None = None
         self._warm_mime = ""
         self._close = CloseOnce()
@@ -146,6 +151,7 @@ class MediaSession:
             video = self._pc.addTransceiver(self._video_track or "video", direction="sendrecv")
             self._prefer_codec(video)
         self._shorten_audio_buffers()
+        self._recover_video()
         with ice_policy(self.settings.ice):
             await self._pc.setLocalDescription(await self._pc.createOffer())
         return self._pc.localDescription.sdp
@@ -159,6 +165,7 @@ class MediaSession:
         if self._video_track is not None and self._has_remote_video():
             self._pc.addTrack(self._video_track)
         self._shorten_audio_buffers()
+        self._recover_video()
         with ice_policy(self.settings.ice):
             await self._pc.setLocalDescription(await self._pc.createAnswer())
         self._cap_video_on_first_frame()
@@ -188,6 +195,17 @@ class MediaSession:
         for transceiver in self._pc.getTransceivers():
             if transceiver.kind == "audio":
                 shorten_audio_jitter_buffer(transceiver.receiver)
+
+    def _recover_video(self) -> None:
+        """Our NACK retries and frame assembly on the video receiver, before its first packet."""
+        video = [t for t in self._pc.getTransceivers() if t.kind == "video"]
+        if not video or self._video_recovery is not None:
+            return
+        rtt = rtcp_round_trip(lambda: [t.sender for t in self._pc.getTransceivers()])
+        try:
+            self._video_recovery = install_video_recovery(video[0].receiver, rtt_hint=rtt)
+        except MediaError as err:  # an aiortc upgrade: its own path, frozen video and all
+            _log.error("media %s: video receive path not installed: %s", self.label, err)
 
     def _low_delay_audio_on_first_frame(self) -> None:
         """Opus in low-delay mode for our audio, once negotiated (4 ms less lookahead)."""
@@ -230,6 +248,7 @@ class MediaSession:
                 install_capped_encoder(
                     transceiver.sender, codecs[0], self.settings.video_bitrate_bps
                 )
+            control_bitrate_by_loss(transceiver.sender, self.video_loss_control)
             if encoded is not None:
                 track.use_encoded(encoded)
                 follow_bitrate(transceiver.sender, track.set_bitrate)
@@ -340,6 +359,11 @@ class MediaSession:
         return encoder.target_bitrate if encoder else None
 
     # receiving --------------------------------------------------------------------------------
+
+    @property
+    def video_receive_counters(self) -> VideoReceiveCounters | None:
+        """NACKs, retries, PLIs, dropped frames and freezes of the peer's video (bench, tests)."""
+        return self._video_recovery.counters if self._video_recovery else None
 
     def _track_received(self, track: MediaStreamTrack) -> None:
         consume = self._consume_video if track.kind == "video" else self._consume_audio

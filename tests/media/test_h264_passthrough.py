@@ -239,7 +239,8 @@ async def test_vp8_negotiated_feeds_raw_frames_to_aiortcs_encoder(
         encoder = sender_encoder(sender)
         assert encoder.frames_encoded >= 20 and encoder.codec_opened
         assert encoder.packets_packed == 0
-        assert fake.camera.captures >= 20, "frames came from capture_array"
+        # the first frame goes out twice (OutgoingTrack), and frames decode on their last packet
+        assert fake.camera.captures >= 19, "frames came from capture_array"
     assert peer.counters == sorted(peer.counters)
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert any("video VP8 encoded by aiortc from raw frames" in m for m in messages)
