@@ -2,7 +2,7 @@
 // docs/protocol.md ("Messages", "Call flow", "Door release") the way the Python endpoint
 // does it (services/callapi/): early media while ringing (the door's preview plays, the
 // phone sends nothing until a person answers), accept, mute, hang up, door release, and
-// link supervision with reoffer/reanswer when media is lost.
+// link supervision with reoffer/reanswer/restart when media is lost (supervision.js).
 
 import { newCallId } from "./protocol/envelope.js";
 import { DECLINE_STATUS, FAILURE_REASON, FAILURE_STATUS, STATUS } from "./callstatus.js";
@@ -95,6 +95,9 @@ export class Phone {
       ended: false,
       rang: false,
       reconnectingSince: null,
+      supervisedSince: null,
+      lastAttemptAt: null,
+      candidate: null,
       lastMediaAt: null,
       packets: 0,
       farewell: null,
@@ -518,8 +521,7 @@ export class Phone {
         await this._onReanswer(call, body);
         break;
       case "restart":
-        // the callee lost our media: offer a fresh session inside the same call
-        if (call.direction === "out" && call.answeredAt) await this._reoffer(call);
+        await this._onRestart(call);
         break;
       case "unlock_result":
         this._onUnlockResult(call, body);
@@ -560,9 +562,13 @@ export class Phone {
   /** The broker says a peer came or went (its last will says offline). */
   onPresence(address, online) {
     const call = this._active();
-    if (!call || online || address !== call.peer) return;
+    if (!call || address !== call.peer) return;
+    if (online) {
+      if (call.answeredAt) this._peerOnline(call);
+      return;
+    }
     if (call.direction === "in" && !call.answeredAt) this._end(call, "CANCEL", { missed: true });
-    else if (call.answeredAt) this._end(call, "NETWORKERROR");
+    else if (call.answeredAt) this._peerOffline(call);
     else if (call.pc) this._end(call, "OFFLINE");
   }
 
@@ -630,6 +636,7 @@ export class Phone {
     clearTimeout(call.supervisor);
     this.ui.ring(false, call);
     this._stopLocal(call);
+    call.candidate?.pc.close();
     call.pc?.close();
     this._resetMedia();
     this.lastCall = this.callSnapshot(call);
