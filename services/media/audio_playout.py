@@ -109,6 +109,7 @@ class PlayoutStats:
     accelerated: int
     stretched: int
     overflow_drops: int
+    packets_held: int
     delay_ms: float
     target_ms: float
     buffered_ms: float
@@ -134,7 +135,8 @@ class DelayEstimator:
 
     def __init__(self, window_s: float = JITTER_WINDOW_S) -> None:
         self._window_s = window_s
-        self._samples: deque[tuple[float, float]] = deque()  # (arrival, arrival - media time)
+        # (arrival, arrival - media time); bounded also when a flood arrives at once
+        self._samples: deque[tuple[float, float]] = deque(maxlen=4 * MAX_PACKETS)
 
     def add(self, arrival: float, media_time: float) -> None:
         """Record a packet that arrived at ``arrival`` for media time ``media_time`` (s)."""
@@ -330,6 +332,7 @@ class AudioPlayout:
             accelerated=c["accelerated"],
             stretched=c["stretched"],
             overflow_drops=c["overflow"],
+            packets_held=len(self._packets),
             delay_ms=1000 * self._delay_s,
             target_ms=1000 * self._estimator.target_s,
             buffered_ms=1000 * buffered,

@@ -12,8 +12,8 @@ duration on a monotonic clock: decoded with the system libopus for Opus (PLC and
 (silence stands in for their lost frames; they carry no FEC).
 
 Every private aiortc name this needs is in this module; :func:`check_aiortc_internals`
-fails loudly when an aiortc upgrade moves them (tests call it). It relies on aiortc
-1.16's receiver (pinned ``aiortc>=1.16,<1.17`` in pyproject.toml).
+fails loudly when an aiortc upgrade moves them (tests call it, and so does
+:func:`install_playout`). Written against aiortc 1.16's receiver.
 
 The SDP side: :func:`advertise_inband_fec` adds ``useinbandfec=1`` to our Opus fmtp, which
 tells a browser to put FEC in what it sends us (aiortc writes no Opus fmtp at all).
