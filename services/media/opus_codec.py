@@ -130,6 +130,7 @@ class OpusDecoder:
     """
 
     def __init__(self) -> None:
+        self._handle: int | None = None
         self._lib = _load()
         error = ctypes.c_int(0)
         handle = self._lib.opus_decoder_create(SAMPLE_RATE, CHANNELS, ctypes.byref(error))
@@ -137,7 +138,7 @@ class OpusDecoder:
             raise OpusUnavailableError(
                 f"opus_decoder_create failed: {_error(self._lib, error.value)}"
             )
-        self._handle: int | None = handle
+        self._handle = handle
         self._pcm = np.zeros(MAX_FRAME_SAMPLES * CHANNELS, dtype=np.int16)
 
     def samples(self, packet: bytes) -> int:
