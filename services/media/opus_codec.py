@@ -14,7 +14,6 @@ Frames come out as aiortc's decoder gives them: 48 kHz, stereo, packed s16.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fractions
 
 import av
@@ -45,18 +44,13 @@ class OpusDecodeError(MediaError):
 
 
 def _load() -> ctypes.CDLL:
-    name = LIBRARY
     try:
-        lib = ctypes.CDLL(name)
+        lib = ctypes.CDLL(LIBRARY)
     except OSError as err:
-        found = ctypes.util.find_library("opus")
-        if found is None:
-            raise OpusUnavailableError(
-                f"libopus ({LIBRARY}, Debian package {PACKAGE}) could not be loaded: {err};"
-                " install it (make deps) for audio loss concealment and FEC"
-            ) from err
-        name = found
-        lib = ctypes.CDLL(found)
+        raise OpusUnavailableError(
+            f"libopus ({LIBRARY}, Debian package {PACKAGE}) could not be loaded: {err};"
+            " install it (make deps) for audio loss concealment and FEC"
+        ) from err
     try:
         lib.opus_decoder_create.argtypes = [
             ctypes.c_int32,
@@ -82,7 +76,7 @@ def _load() -> ctypes.CDLL:
         lib.opus_get_version_string.argtypes = []
         lib.opus_get_version_string.restype = ctypes.c_char_p
     except AttributeError as err:
-        raise OpusUnavailableError(f"{name} lacks a function callbox calls: {err}") from err
+        raise OpusUnavailableError(f"{LIBRARY} lacks a function callbox calls: {err}") from err
     return lib
 
 

@@ -63,11 +63,8 @@ def test_packet_has_fec_reads_only_silk_and_hybrid_packets() -> None:
 def test_missing_libopus_is_a_media_error_naming_the_package(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import ctypes.util
-
     import services.media.opus_codec as opus_codec
 
     monkeypatch.setattr(opus_codec, "LIBRARY", "libopus-missing.so.0")
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     with pytest.raises(OpusUnavailableError, match="libopus0"):
         OpusDecoder()
