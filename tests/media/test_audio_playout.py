@@ -8,10 +8,11 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from aiortc.codecs import PCMU_CODEC
 from opus_stream import FRAME, FRAME_S, NO_FEC, Link, Tick, opus_packets, run, snr_db
 
 from services.media.audio_playout import MAX_PACKETS, AudioPlayout, FrameKind
-from services.media.audio_receive import OpusAudio
+from services.media.audio_receive import OpusAudio, decoder_for
 from services.media.opus_codec import OpusDecoder
 
 BAND_MS = 0.75 * FRAME_S * 1000  # how far the delay may stray from the target
@@ -123,3 +124,22 @@ def test_silent_peer_idles_the_playout_instead_of_concealing_forever() -> None:
     ticks = run(playout(), Link(packets), until=10.0)
     concealed = sum(t.kind is FrameKind.CONCEALED for t in ticks)
     assert concealed * FRAME_S <= 0.35
+
+
+def test_pcmu_plays_through_the_same_playout_with_silence_for_a_lost_packet() -> None:
+    """G.711 has no FEC or PLC: aiortc's decoder, and silence where a packet was lost."""
+    buffer = AudioPlayout(decoder_for(PCMU_CODEC))
+    payload = bytes((i * 37) % 256 for i in range(160))  # any byte is a mu-law sample
+    outs = []
+    for seq in range(50):
+        if seq != 20:
+            buffer.push(seq, seq * 160, payload, arrival=seq * FRAME_S)
+        if seq >= 1:
+            out = buffer.tick(seq * FRAME_S + 0.001)
+            assert out is not None
+            outs.append(out)
+    kinds = [o.kind for o in outs]
+    assert kinds.count(FrameKind.CONCEALED) >= 1 and FrameKind.FEC not in kinds
+    silent = [o for o in outs if o.kind is FrameKind.CONCEALED]
+    assert all(not o.frame.to_ndarray().any() for o in silent)
+    assert all(o.frame.sample_rate == 8000 and o.frame.samples == 160 for o in outs)
