@@ -219,8 +219,8 @@ class PlayoutTrack(MediaStreamTrack):
                 await self._wait_for_start()
                 continue
             await self._clock.sleep(self._deadline - self._clock.now())
-            if self.readyState != "live" or self._playout is None:
-                continue
+            if self.readyState != "live" or self._playout is None or self._deadline is None:
+                continue  # ended, or the codec changed meanwhile: a new playout starts
             now = self._clock.now()
             out = self._playout.tick(now)
             if out is None:  # idle: wait for the next packet
