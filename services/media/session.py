@@ -41,7 +41,7 @@ from services.media.encoder import (
     follow_bitrate,
     forward_keyframe_requests,
     install_capped_encoder,
-    install_fec_opus,
+    install_opus,
     opus_lookahead_ms,
     sender_encoder,
     use_encoder,
@@ -70,11 +70,16 @@ def check_fingerprints(sdp: str) -> None:
 
 @dataclass(frozen=True)
 class MediaSettings:
-    """How a session's media is set up: video on/off, codec, bitrate cap, ICE."""
+    """How a session's media is set up: video on/off, codec, bitrate cap, ICE, audio FEC.
+
+    ``audio_fec``: send Opus with in-band FEC ("voip" mode, 6.5 ms lookahead); False for
+    the restricted low-delay mode (2.5 ms, no FEC) on links that lose nothing.
+    """
 
     video: bool = True
     video_codec: str = "VP8"
     video_bitrate_bps: int = 1_000_000
+    audio_fec: bool = True
     ice_servers: tuple[RTCIceServer, ...] = ()
     ice: IcePolicy = field(default_factory=IcePolicy)
 
@@ -202,7 +207,7 @@ class MediaSession:
                 self._playouts[receiver] = install_playout(receiver)
 
     def _fec_audio_on_first_frame(self) -> None:
-        """Opus with in-band FEC for our audio, once negotiated (encoder.install_fec_opus)."""
+        """Our Opus encoder, with in-band FEC or in low delay, once negotiated (install_opus)."""
         track = self._audio_track
         transceiver = next(
             (t for t in self._pc.getTransceivers() if t.kind == "audio" and t.sender.track),
@@ -213,7 +218,9 @@ class MediaSession:
 
         def install() -> None:
             if transceiver._codecs:  # negotiated, best first
-                install_fec_opus(transceiver.sender, transceiver._codecs[0])
+                install_opus(
+                    transceiver.sender, transceiver._codecs[0], fec=self.settings.audio_fec
+                )
 
         track.on_first_recv(install)
 
@@ -329,7 +336,7 @@ class MediaSession:
             install_capped_encoder(transceiver.sender, transceiver._codecs[0], bps)
 
     def audio_lookahead_ms(self) -> float | None:
-        """Our Opus encoder's lookahead once audio went out (6.5 ms in "voip" mode)."""
+        """Our Opus encoder's lookahead once audio went out (6.5 ms with FEC, 2.5 without)."""
         for transceiver in self._pc.getTransceivers():
             if transceiver.kind == "audio" and transceiver.sender.track is not None:
                 return opus_lookahead_ms(transceiver.sender)

@@ -123,12 +123,12 @@ def drop_every(playout: PlayoutTrack, nth: int) -> list[int]:
 
 
 @asynccontextmanager
-async def audio_call() -> AsyncIterator[tuple[MediaSession, MediaSession]]:
+async def audio_call(*, fec: bool = True) -> AsyncIterator[tuple[MediaSession, MediaSession]]:
     """Two sessions on loopback (no STUN), each sending a speaking microphone's Opus."""
     sources = [MicrophoneSource(SpeechMicrophone(f"mic{i}"), AudioFormat()) for i in (0, 1)]
     sessions = [
         MediaSession(
-            MediaSettings(video=False, ice=LOOPBACK, ice_servers=()),
+            MediaSettings(video=False, ice=LOOPBACK, ice_servers=(), audio_fec=fec),
             video_source=None,
             audio_source=source.shared,
             speaker=None,
@@ -184,3 +184,13 @@ async def test_concealment_is_not_media_from_the_peer() -> None:
         last, frames = callee.stats.last_media_at, callee.stats.audio_frames
         await wait_for(lambda: concealed(callee) >= 5, "more concealment")
         assert callee.stats.last_media_at == last and callee.stats.audio_frames == frames
+
+
+async def test_without_fec_audio_goes_out_in_low_delay_mode_and_losses_are_concealed() -> None:
+    async with audio_call(fec=False) as (caller, callee):
+        (playout,) = callee._playouts.values()
+        drop_every(playout, 10)
+        await wait_for(lambda: concealed(callee) >= 3, "lost packets concealed")
+        assert caller.audio_lookahead_ms() == 2.5  # CELT only: 4 ms less than with FEC
+        stats = callee.audio_receive_stats()
+        assert stats is not None and stats.recovered_fec == 0

@@ -1,6 +1,6 @@
 """Which Opus encoder settings give packets whose FEC brings a lost frame back (real libopus).
 
-The measurement behind encoder.install_fec_opus: FEC (LBRR) exists only in SILK/hybrid
+The measurement behind encoder.install_opus: FEC (LBRR) exists only in SILK/hybrid
 modes, so the CELT-only low-delay mode and aiortc's 96 kb/s "voip" never carry it.
 """
 
