@@ -9,11 +9,13 @@ while the callee's own tracks stay gated and its speaker silent until it answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import av
 from aiortc import (
@@ -21,6 +23,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -30,6 +33,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from hal.audio import Speaker
 from hal.closing import CloseOnce
+from services.media.audio_playout import PlayoutStats
+from services.media.audio_receive import PlayoutTrack, advertise_inband_fec, install_playout
 from services.media.bitrate import LossBasedBitrate, control_bitrate_by_loss
 from services.media.encoded import EncodedSource
 from services.media.encoder import (
@@ -37,10 +42,9 @@ from services.media.encoder import (
     follow_bitrate,
     forward_keyframe_requests,
     install_capped_encoder,
-    install_low_delay_opus,
+    install_opus,
     opus_lookahead_ms,
     sender_encoder,
-    shorten_audio_jitter_buffer,
     use_encoder,
 )
 from services.media.errors import MediaError, SecurityError
@@ -69,11 +73,16 @@ def check_fingerprints(sdp: str) -> None:
 
 @dataclass(frozen=True)
 class MediaSettings:
-    """How a session's media is set up: video on/off, codec, bitrate cap, ICE."""
+    """How a session's media is set up: video on/off, codec, bitrate cap, ICE, audio FEC.
+
+    ``audio_fec``: send Opus with in-band FEC ("voip" mode, 6.5 ms lookahead); False for
+    the restricted low-delay mode (2.5 ms, no FEC) on links that lose nothing.
+    """
 
     video: bool = True
     video_codec: str = "VP8"
     video_bitrate_bps: int = 1_000_000
+    audio_fec: bool = True
     ice_servers: tuple[RTCIceServer, ...] = ()
     ice: IcePolicy = field(default_factory=IcePolicy)
 
@@ -138,6 +147,7 @@ class MediaSession:
         self._consumers: set[asyncio.Task[None]] = set()
         self._video_recovery: VideoRecovery | None = None
         self.video_loss_control = LossBasedBitrate()  # our video's rate under loss
+        self._playouts: dict[RTCRtpReceiver, PlayoutTrack] = {}
         self._warm: CappedEncoder | None = None
         self._warm_mime = ""
         self._close = CloseOnce()
@@ -150,10 +160,10 @@ class MediaSession:
         if self.settings.video:
             video = self._pc.addTransceiver(self._video_track or "video", direction="sendrecv")
             self._prefer_codec(video)
-        self._shorten_audio_buffers()
+        self._install_audio_playout()
         self._recover_video()
         with ice_policy(self.settings.ice):
-            await self._pc.setLocalDescription(await self._pc.createOffer())
+            await self._set_local(await self._pc.createOffer())
         return self._pc.localDescription.sdp
 
     async def accept_offer(self, sdp: str) -> str:
@@ -164,12 +174,12 @@ class MediaSession:
             self._pc.addTrack(self._audio_track)
         if self._video_track is not None and self._has_remote_video():
             self._pc.addTrack(self._video_track)
-        self._shorten_audio_buffers()
+        self._install_audio_playout()
         self._recover_video()
         with ice_policy(self.settings.ice):
-            await self._pc.setLocalDescription(await self._pc.createAnswer())
+            await self._set_local(await self._pc.createAnswer())
         self._cap_video_on_first_frame()
-        self._low_delay_audio_on_first_frame()
+        self._fec_audio_on_first_frame()
         return self._pc.localDescription.sdp
 
     async def apply_answer(self, sdp: str) -> None:
@@ -177,7 +187,7 @@ class MediaSession:
         check_fingerprints(sdp)
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         self._cap_video_on_first_frame()
-        self._low_delay_audio_on_first_frame()
+        self._fec_audio_on_first_frame()
 
     def _has_remote_video(self) -> bool:
         return any(t.kind == "video" for t in self._pc.getTransceivers())
@@ -191,10 +201,10 @@ class MediaSession:
         ]
         transceiver.setCodecPreferences(codecs)
 
-    def _shorten_audio_buffers(self) -> None:
-        for transceiver in self._pc.getTransceivers():
-            if transceiver.kind == "audio":
-                shorten_audio_jitter_buffer(transceiver.receiver)
+    async def _set_local(self, description: RTCSessionDescription) -> None:
+        """Set our SDP, asking the peer for Opus in-band FEC (aiortc writes no Opus fmtp)."""
+        sdp = advertise_inband_fec(description.sdp)
+        await self._pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type=description.type))
 
     def _recover_video(self) -> None:
         """Our NACK retries and frame assembly on the video receiver, before its first packet."""
@@ -207,8 +217,15 @@ class MediaSession:
         except MediaError as err:  # an aiortc upgrade: its own path, frozen video and all
             _log.error("media %s: video receive path not installed: %s", self.label, err)
 
-    def _low_delay_audio_on_first_frame(self) -> None:
-        """Opus in low-delay mode for our audio, once negotiated (4 ms less lookahead)."""
+    def _install_audio_playout(self) -> None:
+        """Our playout buffer instead of aiortc's audio jitter buffer (audio_receive.py)."""
+        for transceiver in self._pc.getTransceivers():
+            receiver = transceiver.receiver
+            if transceiver.kind == "audio" and receiver not in self._playouts:
+                self._playouts[receiver] = install_playout(receiver)
+
+    def _fec_audio_on_first_frame(self) -> None:
+        """Our Opus encoder, with in-band FEC or in low delay, once negotiated (install_opus)."""
         track = self._audio_track
         transceiver = next(
             (t for t in self._pc.getTransceivers() if t.kind == "audio" and t.sender.track),
@@ -219,7 +236,9 @@ class MediaSession:
 
         def install() -> None:
             if transceiver._codecs:  # negotiated, best first
-                install_low_delay_opus(transceiver.sender, transceiver._codecs[0])
+                install_opus(
+                    transceiver.sender, transceiver._codecs[0], fec=self.settings.audio_fec
+                )
 
         track.on_first_recv(install)
 
@@ -336,7 +355,7 @@ class MediaSession:
             install_capped_encoder(transceiver.sender, transceiver._codecs[0], bps)
 
     def audio_lookahead_ms(self) -> float | None:
-        """Our Opus encoder's lookahead once audio went out (2.5 ms in low-delay mode)."""
+        """Our Opus encoder's lookahead once audio went out (6.5 ms with FEC, 2.5 without)."""
         for transceiver in self._pc.getTransceivers():
             if transceiver.kind == "audio" and transceiver.sender.track is not None:
                 return opus_lookahead_ms(transceiver.sender)
@@ -366,10 +385,30 @@ class MediaSession:
         return self._video_recovery.counters if self._video_recovery else None
 
     def _track_received(self, track: MediaStreamTrack) -> None:
-        consume = self._consume_video if track.kind == "video" else self._consume_audio
-        task = asyncio.create_task(consume(track), name=f"media-{self.label}-{track.kind}")
+        if track.kind == "video":
+            self._start_consumer(self._consume_video(track), "video")
+            return
+        # The callee's receivers appear inside setRemoteDescription, which fires this first.
+        self._install_audio_playout()
+        playout = next((p for r, p in self._playouts.items() if r.track is track), None)
+        if playout is None:
+            _log.warning("media %s: audio track of no audio receiver, not played", self.label)
+            return
+        self._start_consumer(self._consume_audio(playout), "audio")
+        self._start_consumer(self._end_with(track, playout), "audio-end")
+
+    def _start_consumer(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=f"media-{self.label}-{name}")
         self._consumers.add(task)
         task.add_done_callback(self._consumers.discard)
+
+    @staticmethod
+    async def _end_with(remote: MediaStreamTrack, playout: PlayoutTrack) -> None:
+        """Stop the playout when aiortc ends the remote track (receiver stopped, BYE)."""
+        with contextlib.suppress(MediaStreamError):
+            while True:  # aiortc's decoder thread gets no frames: recv() only ever ends
+                await remote.recv()
+        playout.stop()
 
     async def _consume_video(self, track: MediaStreamTrack) -> None:
         while True:
@@ -390,22 +429,32 @@ class MediaSession:
             if self.on_video_frame is not None:
                 self.on_video_frame(frame)
 
-    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+    async def _consume_audio(self, playout: PlayoutTrack) -> None:
+        """Play the playout's frames; only audio that arrived counts as media received."""
         while True:
             try:
-                frame = await track.recv()
+                out = await playout.recv_frame()
             except MediaStreamError:
                 return
-            assert isinstance(frame, av.AudioFrame)
             now = time.monotonic()
-            self.stats.audio_frames += 1
-            self.stats.last_media_at = now
+            if out.received:  # concealment is not the peer's media (supervision reads this)
+                self.stats.audio_frames += 1
+                self.stats.last_media_at = now
             if self._playback and self._speaker is not None:
-                self.stats.audio_samples += frame.samples
-                if self.stats.first_audio_at is None:
-                    self.stats.first_audio_at = now
-                    self.first_audio.set()
-                await self._speaker.play(frame)
+                if out.received:
+                    self.stats.audio_samples += out.frame.samples
+                    if self.stats.first_audio_at is None:
+                        self.stats.first_audio_at = now
+                        self.first_audio.set()
+                await self._speaker.play(out.frame)
+
+    def audio_receive_stats(self) -> PlayoutStats | None:
+        """The audio playout's statistics (loss concealed, FEC, delay), once audio arrived."""
+        for playout in self._playouts.values():
+            stats = playout.stats()
+            if stats is not None:
+                return stats
+        return None
 
     def _state_changed(self) -> None:
         state = self._pc.connectionState
@@ -453,6 +502,8 @@ class MediaSession:
             for track in (self._video_track, self._audio_track):
                 if track is not None:
                     track.stop()
+            for playout in self._playouts.values():
+                playout.stop()
         finally:
             self._close.finish()
 
