@@ -83,11 +83,11 @@ def check_sender_internals(sender: RTCRtpSender) -> None:
         )
 
 
-def control_bitrate_by_loss(sender: RTCRtpSender, controller: LossBasedBitrate) -> None:
-    """Feed ``sender``'s receiver reports to ``controller``, its bound to the capped encoder.
+def follow_receiver_reports(sender: RTCRtpSender, on_report: Callable[[int], None]) -> None:
+    """Call ``on_report(fraction_lost)`` for each report the peer's receiver sends on us.
 
-    aiortc still handles every RTCP packet first (RTT, stats, NACK, PLI, REMB). The sender
-    must have its capped encoder by the time reports arrive; before, they are ignored.
+    aiortc still handles every RTCP packet first (RTT, stats, NACK, PLI, REMB);
+    ``fraction_lost`` is RTCP's, 0-255 for 0-100 % since the previous report.
     """
     check_sender_internals(sender)
     handle: Callable[[AnyRtcpPacket], Awaitable[None]] = getattr(sender, _SENDER_HANDLE_RTCP)
@@ -96,10 +96,24 @@ def control_bitrate_by_loss(sender: RTCRtpSender, controller: LossBasedBitrate) 
         await handle(packet)
         if not isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             return
-        encoder = sender_encoder(sender)
         for report in packet.reports:
-            if report.ssrc == sender._ssrc and encoder is not None:
-                current = encoder.wanted_bitrate
-                encoder.set_limit(controller.update(report.fraction_lost, current, encoder.cap_bps))
+            if report.ssrc == sender._ssrc:
+                on_report(report.fraction_lost)
 
     setattr(sender, _SENDER_HANDLE_RTCP, handle_rtcp_packet)  # shadows the method
+
+
+def control_bitrate_by_loss(sender: RTCRtpSender, controller: LossBasedBitrate) -> None:
+    """Feed ``sender``'s receiver reports to ``controller``, its bound to the capped encoder.
+
+    The sender must have its capped encoder by the time reports arrive; before, they are
+    ignored.
+    """
+
+    def on_report(fraction_lost: int) -> None:
+        encoder = sender_encoder(sender)
+        if encoder is not None:
+            current = encoder.wanted_bitrate
+            encoder.set_limit(controller.update(fraction_lost, current, encoder.cap_bps))
+
+    follow_receiver_reports(sender, on_report)

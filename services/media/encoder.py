@@ -198,11 +198,24 @@ def install_opus(sender: RTCRtpSender, codec: RTCRtpCodecParameters, *, fec: boo
     """
     if codec.mimeType.lower() != "audio/opus" or getattr(sender, _SENDER_ENCODER, None):
         return False
+    setattr(sender, _SENDER_ENCODER, opus_encoder(codec, fec=fec))
+    return True
+
+
+def opus_encoder(codec: RTCRtpCodecParameters, *, fec: bool) -> Any:
+    """Aiortc's Opus encoder for ``codec``, with in-band FEC or in low delay (install_opus)."""
     encoder: Any = get_encoder(codec)
     if fec:
         encoder.codec.bit_rate = OPUS_BITRATE
     options = OPUS_OPTIONS if fec else OPUS_LOW_DELAY_OPTIONS
     encoder.codec.options = {**encoder.codec.options, **options}
+    return encoder
+
+
+def install_encoder(sender: RTCRtpSender, encoder: Any) -> bool:
+    """Make ``encoder`` (aiortc's Encoder interface) ``sender``'s, unless it has one already."""
+    if getattr(sender, _SENDER_ENCODER, None) is not None:
+        return False
     setattr(sender, _SENDER_ENCODER, encoder)
     return True
 

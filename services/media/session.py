@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import av
 from aiortc import (
@@ -50,6 +50,7 @@ from services.media.encoder import (
 from services.media.errors import MediaError, SecurityError
 from services.media.ice import IcePolicy, ice_policy
 from services.media.nack import VideoReceiveCounters
+from services.media.opus_send import install_adaptive_opus
 from services.media.tracks import OutgoingTrack, SharedSource
 from services.media.video_receive import VideoRecovery, install_video_recovery, rtcp_round_trip
 
@@ -57,6 +58,8 @@ _log = logging.getLogger(__name__)
 
 VIDEO_CODECS = {"VP8": "video/VP8", "H264": "video/H264"}
 PASSTHROUGH_MIME = "video/h264"  # the codec a camera's hardware encoder makes
+AudioFec = Literal["auto", "on", "off"]
+AUDIO_FEC_MODES: tuple[AudioFec, ...] = ("auto", "on", "off")
 ACCEPTED_FINGERPRINTS = frozenset({"sha-256", "sha-384", "sha-512"})
 _FINGERPRINT_LINE = re.compile(r"^a=fingerprint:(\S+)\s", re.MULTILINE)
 
@@ -75,18 +78,23 @@ def check_fingerprints(sdp: str) -> None:
 class MediaSettings:
     """How a session's media is set up: video on/off, codec, bitrate cap, ICE, audio FEC.
 
-    ``audio_fec``: send Opus with in-band FEC ("voip" mode, 6.5 ms lookahead); False for
-    the restricted low-delay mode (2.5 ms, no FEC) on links that lose nothing.
+    ``audio_fec``: "auto" sends Opus in the restricted low-delay mode (2.5 ms lookahead, no
+    FEC) until the peer reports loss, then with in-band FEC ("voip" mode, 6.5 ms) while it
+    does (services/media/opus_send.py); "on" and "off" hold one mode for the whole call.
     """
 
     video: bool = True
     video_codec: str = "VP8"
     video_bitrate_bps: int = 1_000_000
-    audio_fec: bool = True
+    audio_fec: AudioFec = "auto"
     ice_servers: tuple[RTCIceServer, ...] = ()
     ice: IcePolicy = field(default_factory=IcePolicy)
 
     def __post_init__(self) -> None:
+        if self.audio_fec not in AUDIO_FEC_MODES:
+            raise MediaError(
+                f"audio FEC {self.audio_fec!r} is not one of {', '.join(AUDIO_FEC_MODES)}"
+            )
         if self.video_codec not in VIDEO_CODECS:
             raise MediaError(
                 f"video codec {self.video_codec!r} is not one of {', '.join(VIDEO_CODECS)}"
@@ -225,7 +233,7 @@ class MediaSession:
                 self._playouts[receiver] = install_playout(receiver)
 
     def _fec_audio_on_first_frame(self) -> None:
-        """Our Opus encoder, with in-band FEC or in low delay, once negotiated (install_opus)."""
+        """Our Opus encoder, FEC as ``settings.audio_fec`` says, once negotiated."""
         track = self._audio_track
         transceiver = next(
             (t for t in self._pc.getTransceivers() if t.kind == "audio" and t.sender.track),
@@ -235,10 +243,13 @@ class MediaSession:
             return
 
         def install() -> None:
-            if transceiver._codecs:  # negotiated, best first
-                install_opus(
-                    transceiver.sender, transceiver._codecs[0], fec=self.settings.audio_fec
-                )
+            if not transceiver._codecs:
+                return
+            codec = transceiver._codecs[0]  # negotiated, best first
+            if self.settings.audio_fec == "auto":
+                install_adaptive_opus(transceiver.sender, codec)
+            else:
+                install_opus(transceiver.sender, codec, fec=self.settings.audio_fec == "on")
 
         track.on_first_recv(install)
 

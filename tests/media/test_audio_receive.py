@@ -25,7 +25,8 @@ from services.media.audio_receive import (
     check_aiortc_internals,
 )
 from services.media.ice import LOOPBACK
-from services.media.session import MediaSession, MediaSettings
+from services.media.opus_send import AdaptiveOpusEncoder
+from services.media.session import AudioFec, MediaSession, MediaSettings
 from services.media.tracks import MicrophoneSource
 
 
@@ -123,7 +124,7 @@ def drop_every(playout: PlayoutTrack, nth: int) -> list[int]:
 
 
 @asynccontextmanager
-async def audio_call(*, fec: bool = True) -> AsyncIterator[tuple[MediaSession, MediaSession]]:
+async def audio_call(*, fec: AudioFec = "on") -> AsyncIterator[tuple[MediaSession, MediaSession]]:
     """Two sessions on loopback (no STUN), each sending a speaking microphone's Opus."""
     sources = [MicrophoneSource(SpeechMicrophone(f"mic{i}"), AudioFormat()) for i in (0, 1)]
     sessions = [
@@ -187,10 +188,47 @@ async def test_concealment_is_not_media_from_the_peer() -> None:
 
 
 async def test_without_fec_audio_goes_out_in_low_delay_mode_and_losses_are_concealed() -> None:
-    async with audio_call(fec=False) as (caller, callee):
+    async with audio_call(fec="off") as (caller, callee):
         (playout,) = callee._playouts.values()
         drop_every(playout, 10)
         await wait_for(lambda: concealed(callee) >= 3, "lost packets concealed")
         assert caller.audio_lookahead_ms() == 2.5  # CELT only: 4 ms less than with FEC
         stats = callee.audio_receive_stats()
         assert stats is not None and stats.recovered_fec == 0
+
+
+def lose_on_the_wire(session: MediaSession, nth: int) -> None:
+    """Drop every ``nth`` audio packet before aiortc's receiver sees it (its reports show it)."""
+    (receiver,) = [t.receiver for t in session._pc.getTransceivers() if t.kind == "audio"]
+    handle = receiver._handle_rtp_packet
+
+    async def lossy(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if packet.sequence_number % nth:
+            await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
+
+
+def audio_encoder(session: MediaSession) -> AdaptiveOpusEncoder:
+    (sender,) = [t.sender for t in session._pc.getTransceivers() if t.kind == "audio"]
+    encoder = sender_encoder_of(sender)
+    assert isinstance(encoder, AdaptiveOpusEncoder)
+    return encoder
+
+
+def sender_encoder_of(sender: object) -> object:
+    return getattr(sender, "_RTCRtpSender__encoder", None)
+
+
+async def test_auto_fec_starts_in_low_delay_and_turns_on_when_the_peer_reports_loss() -> None:
+    async with audio_call(fec="auto") as (caller, callee):
+        await wait_for(lambda: callee.stats.audio_frames >= 10, "the caller's audio")
+        assert caller.audio_lookahead_ms() == 2.5 and not audio_encoder(caller).fec
+        lose_on_the_wire(callee, 10)
+
+        def recovered() -> int:
+            stats = callee.audio_receive_stats()
+            return stats.recovered_fec if stats else 0
+
+        await wait_for(lambda: recovered() >= 3, "losses recovered from FEC once reported")
+        assert audio_encoder(caller).fec and caller.audio_lookahead_ms() == 6.5
