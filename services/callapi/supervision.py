@@ -13,8 +13,9 @@ NETWORKERROR after ``CallProperties.reconnect_grace_s``.
 The peer's last will (the broker says its connection died) is evidence only together with
 the media: a host that loses its network cannot close its broker connection, so its will
 comes a keepalive (~7.5 s) after its media stopped, and the call rides it out. A will that
-comes while the peer's media was live, followed by silence, means the peer's host closed
-the connection: its process is gone, and the call ends within a second. A will followed by
+comes while the peer's media was live, followed by silence (what the receive buffers still
+held plays out first), means the peer's host closed the connection: its process is gone,
+and the call ends within a second. A will followed by
 more media (an attacker's, or a broker hiccup) changes nothing.
 """
 
@@ -43,8 +44,11 @@ RESTART_RETRY_S = 2.0
 """While reconnecting, a fresh media path is tried this often."""
 PROCESS_GONE_WINDOW_S = 1.0
 """A last will this soon after the peer's last media: its host closed the connection."""
-GONE_CONFIRM_S = 0.5
+GONE_CONFIRM_S = 0.6
 """After such a will, how long to watch for more media before calling the peer gone."""
+GONE_SILENCE_S = 0.3
+"""...and how long its media must then have been silent: more than the receive buffers hold
+(the audio playout's target delay is at most 200 ms), far less than a live peer's 20 ms."""
 HANGUP_SEND_S = 1.0
 """How long the side that gives up waits to tell the peer before it ends anyway."""
 
@@ -248,7 +252,7 @@ class LinkSupervisor:
             return
         await asyncio.sleep(GONE_CONFIRM_S)  # does the peer's media go on after its will?
         last = leg.session.stats.last_media_at
-        if last is not None and last > will_at:
+        if last is not None and self._clock() - last < GONE_SILENCE_S:
             _log.warning(
                 "%s: the broker says %s is offline but its media goes on: keeping the call",
                 self._log_name,

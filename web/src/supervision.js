@@ -16,7 +16,8 @@ const WATCHDOG_MS = 200;
 const RECONNECT_GRACE_MS = 30000;
 const RESTART_RETRY_MS = 2000;
 const PROCESS_GONE_WINDOW_MS = 1000;
-const GONE_CONFIRM_MS = 500;
+const GONE_CONFIRM_MS = 300;
+const GONE_SILENCE_MS = 300;
 
 export const supervision = {
   _startSupervision(call) {
@@ -117,9 +118,14 @@ export const supervision = {
       }
       return;
     }
-    await new Promise((resolve) => setTimeout(resolve, GONE_CONFIRM_MS));
+    // Packets already on their way when the peer died may still be counted: look twice.
+    const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    await sleep(GONE_CONFIRM_MS);
     await this._pollMedia(call);
-    if (call.ended || call.lastMediaAt > willAt) return;
+    const before = call.packets;
+    await sleep(GONE_SILENCE_MS);
+    await this._pollMedia(call);
+    if (call.ended || call.packets > before) return;
     console.warn(`callbox: ${call.peer} closed its broker connection and its media stopped: gone`);
     this._end(call, "NETWORKERROR");
   },
