@@ -321,12 +321,14 @@ COMMON_PACKAGES = (
     "wpasupplicant",
     "avahi-daemon",
     "libnss-mdns",
-    # the app: its interpreter, the site broker, audio (ALSA, Speex AEC fallback), I2C
+    # the app: its interpreter, the site broker, audio (ALSA, Speex AEC fallback, Opus loss
+    # concealment and FEC in the receive path), I2C
     "python3",
     "mosquitto",
     "libasound2",
     "alsa-utils",
     "libspeexdsp1",
+    "libopus0",
     "i2c-tools",
 )
 

@@ -33,7 +33,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from hal.audio import Speaker
 from hal.closing import CloseOnce
-from services.media.audio_playout import PlayoutStats
+from services.media.audio_playout import FrameKind, PlayoutFrame, PlayoutStats
 from services.media.audio_receive import PlayoutTrack, advertise_inband_fec, install_playout
 from services.media.bitrate import LossBasedBitrate, control_bitrate_by_loss
 from services.media.encoded import EncodedSource
@@ -155,7 +155,8 @@ class MediaSession:
         self._consumers: set[asyncio.Task[None]] = set()
         self._video_recovery: VideoRecovery | None = None
         self.video_loss_control = LossBasedBitrate()  # our video's rate under loss
-        self._playouts: dict[RTCRtpReceiver, PlayoutTrack] = {}
+        # None: our playout could not be installed (aiortc moved), aiortc's own path plays
+        self._playouts: dict[RTCRtpReceiver, PlayoutTrack | None] = {}
         self._warm: CappedEncoder | None = None
         self._warm_mime = ""
         self._close = CloseOnce()
@@ -230,7 +231,11 @@ class MediaSession:
         for transceiver in self._pc.getTransceivers():
             receiver = transceiver.receiver
             if transceiver.kind == "audio" and receiver not in self._playouts:
-                self._playouts[receiver] = install_playout(receiver)
+                try:
+                    self._playouts[receiver] = install_playout(receiver)
+                except MediaError as err:  # an aiortc upgrade, or no libopus: aiortc's path
+                    _log.error("media %s: audio playout not installed: %s", self.label, err)
+                    self._playouts[receiver] = None
 
     def _fec_audio_on_first_frame(self) -> None:
         """Our Opus encoder, FEC as ``settings.audio_fec`` says, once negotiated."""
@@ -401,9 +406,13 @@ class MediaSession:
             return
         # The callee's receivers appear inside setRemoteDescription, which fires this first.
         self._install_audio_playout()
-        playout = next((p for r, p in self._playouts.items() if r.track is track), None)
-        if playout is None:
+        receiver = next((r for r in self._playouts if r.track is track), None)
+        if receiver is None:
             _log.warning("media %s: audio track of no audio receiver, not played", self.label)
+            return
+        playout = self._playouts[receiver]
+        if playout is None:
+            self._start_consumer(self._consume_audio(_DecodedByAiortc(track)), "audio")
             return
         self._start_consumer(self._consume_audio(playout), "audio")
         self._start_consumer(self._end_with(track, playout), "audio-end")
@@ -440,7 +449,7 @@ class MediaSession:
             if self.on_video_frame is not None:
                 self.on_video_frame(frame)
 
-    async def _consume_audio(self, playout: PlayoutTrack) -> None:
+    async def _consume_audio(self, playout: PlayoutTrack | _DecodedByAiortc) -> None:
         """Play the playout's frames; only audio that arrived counts as media received."""
         while True:
             try:
@@ -462,7 +471,7 @@ class MediaSession:
     def audio_receive_stats(self) -> PlayoutStats | None:
         """The audio playout's statistics (loss concealed, FEC, delay), once audio arrived."""
         for playout in self._playouts.values():
-            stats = playout.stats()
+            stats = playout.stats() if playout is not None else None
             if stats is not None:
                 return stats
         return None
@@ -514,9 +523,23 @@ class MediaSession:
                 if track is not None:
                     track.stop()
             for playout in self._playouts.values():
-                playout.stop()
+                if playout is not None:
+                    playout.stop()
         finally:
             self._close.finish()
+
+
+class _DecodedByAiortc:
+    """aiortc's own remote audio track, frames as our playout gives them (its fallback)."""
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        self._track = track
+
+    async def recv_frame(self) -> PlayoutFrame:
+        """The next frame aiortc decoded (MediaStreamError once the track ended)."""
+        frame = await self._track.recv()
+        assert isinstance(frame, av.AudioFrame)
+        return PlayoutFrame(frame, FrameKind.DECODED)
 
 
 def _replace_bitrate(settings: MediaSettings, bps: int) -> MediaSettings:

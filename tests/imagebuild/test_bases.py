@@ -42,6 +42,7 @@ NEEDED_PACKAGES = [
     "mosquitto",
     "libasound2",
     "libspeexdsp1",
+    "libopus0",
     "cloud-guest-utils",
 ]
 RPI_LINE = "http://archive.raspberrypi.com/debian/ bookworm main"

@@ -16,6 +16,7 @@ from aiortc.rtp import RtpPacket
 from opus_stream import RATE, opus_packets, speech
 from support import wait_for
 
+import services.media.session as session_module
 from hal.audio import Samples, ToneMicrophone
 from hal.media_types import AudioFormat
 from services.media.audio_receive import (
@@ -24,6 +25,7 @@ from services.media.audio_receive import (
     advertise_inband_fec,
     check_aiortc_internals,
 )
+from services.media.errors import MediaError
 from services.media.ice import LOOPBACK
 from services.media.opus_send import AdaptiveOpusEncoder
 from services.media.session import AudioFec, MediaSession, MediaSettings
@@ -108,6 +110,13 @@ async def test_playout_track_paces_one_frame_per_20_ms_and_ends_when_stopped() -
         await track.recv()
 
 
+def the_playout(session: MediaSession) -> PlayoutTrack:
+    """The session's one audio playout (installed)."""
+    (playout,) = session._playouts.values()
+    assert playout is not None
+    return playout
+
+
 def drop_every(playout: PlayoutTrack, nth: int) -> list[int]:
     """Lose every ``nth`` audio packet on its way into ``playout``; returns the lost numbers."""
     push: Callable[[RTCRtpCodecParameters, RtpPacket, bytes], None] = playout.push
@@ -154,7 +163,7 @@ async def test_call_audio_arrives_through_the_playout_and_fec_recovers_lost_pack
     async with audio_call() as (caller, callee):
         assert re.search(r"a=fmtp:\d+ useinbandfec=1", caller._pc.localDescription.sdp)
         assert re.search(r"a=fmtp:\d+ useinbandfec=1", callee._pc.localDescription.sdp)
-        (playout,) = callee._playouts.values()
+        playout = the_playout(callee)
         lost = drop_every(playout, 10)
 
         def recovered() -> int:
@@ -177,7 +186,7 @@ async def test_concealment_is_not_media_from_the_peer() -> None:
     """A peer that stops sending goes silent for supervision, concealment or not."""
     async with audio_call() as (_caller, callee):
         await wait_for(lambda: callee.stats.audio_frames >= 10, "the caller's audio")
-        (playout,) = callee._playouts.values()
+        playout = the_playout(callee)
         stopped = asyncio.Event()
         playout.push = lambda *args: stopped.set()  # type: ignore[method-assign]
         await asyncio.wait_for(stopped.wait(), 5)  # from now on nothing arrives
@@ -189,7 +198,7 @@ async def test_concealment_is_not_media_from_the_peer() -> None:
 
 async def test_without_fec_audio_goes_out_in_low_delay_mode_and_losses_are_concealed() -> None:
     async with audio_call(fec="off") as (caller, callee):
-        (playout,) = callee._playouts.values()
+        playout = the_playout(callee)
         drop_every(playout, 10)
         await wait_for(lambda: concealed(callee) >= 3, "lost packets concealed")
         assert caller.audio_lookahead_ms() == 2.5  # CELT only: 4 ms less than with FEC
@@ -232,3 +241,16 @@ async def test_auto_fec_starts_in_low_delay_and_turns_on_when_the_peer_reports_l
 
         await wait_for(lambda: recovered() >= 3, "losses recovered from FEC once reported")
         assert audio_encoder(caller).fec and caller.audio_lookahead_ms() == 6.5
+
+
+async def test_a_session_keeps_aiortcs_audio_path_when_the_playout_cannot_be_installed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def moved(receiver: object, clock: object = None) -> PlayoutTrack:
+        raise MediaError("aiortc's RTCRtpReceiver internals changed (test)")
+
+    monkeypatch.setattr(session_module, "install_playout", moved)
+    async with audio_call() as (_caller, callee):
+        await wait_for(lambda: callee.stats.audio_frames >= 10, "the caller's audio, by aiortc")
+        assert callee.audio_receive_stats() is None
+    assert any("audio playout not installed" in r.getMessage() for r in caplog.records)
