@@ -313,14 +313,20 @@ class LinkSupervisor:
             except MediaError as err:
                 _log.error("%s: no fresh offer for %s: %s", self._log_name, leg.address, err)
                 return
-            if call.is_ended():  # ended while the offer was made: the session is nobody's
-                await session.close()
+            if not await self._take_candidate(leg, session, generation):
                 return
-            await self._drop_candidate()
-            self._adopt(leg, _Candidate(session, generation))
         finally:
             self._offering = False
         await call.send_to_peer("reoffer", {"sdp": sdp, "generation": generation})
+
+    async def _take_candidate(self, leg: Leg, session: MediaSession, generation: int) -> bool:
+        """Make ``session`` the fresh path being tried; False (closed) if the call ended."""
+        if self._call.is_ended():  # ended while the session was made: it is nobody's
+            await session.close()
+            return False
+        await self._drop_candidate()
+        self._adopt(leg, _Candidate(session, generation))
+        return True
 
     def _adopt(self, leg: Leg, candidate: _Candidate) -> None:
         """Follow ``candidate``'s link: it replaces the leg's session once it connected."""
@@ -377,12 +383,8 @@ class LinkSupervisor:
             _log.error("%s: bad reoffer from %s: %s", self._log_name, leg.address, err)
             await session.close()
             return
-        if call.is_ended():  # ended while the answer was made: the session is nobody's
-            await session.close()
-            return
-        await self._drop_candidate()
-        self._adopt(leg, _Candidate(session, generation))
-        await call.send_to_peer("reanswer", {"sdp": sdp, "generation": generation})
+        if await self._take_candidate(leg, session, generation):
+            await call.send_to_peer("reanswer", {"sdp": sdp, "generation": generation})
 
     async def on_reanswer(self, leg: Leg, body: dict[str, Any]) -> None:
         """The callee answered our fresh offer (caller side)."""
