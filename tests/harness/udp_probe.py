@@ -227,7 +227,9 @@ async def check_outage(lab: NetLab, seconds: float = 1.0) -> dict[str, Any]:
     """
     await lab.set_profile({}, {})
     count, interval_ms = 1000, 5.0 * seconds
-    running = asyncio.create_task(probe(lab, count=count, interval_ms=interval_ms))
+    running = asyncio.create_task(
+        probe(lab, count=count, interval_ms=interval_ms, quiet_s=seconds + 2.0)
+    )
     await asyncio.sleep(2.5 * seconds)
     await lab.outage(seconds)
     got = await running
