@@ -395,12 +395,14 @@ def video_figures(frames: list[list[Any]], t0: float, t1: float) -> dict[str, An
     edges = [t0, *times, t1]
     freeze = max(b - a for a, b in itertools.pairwise(edges))
     latencies = [lat for t, lat in frames if t0 <= t <= t1 and lat is not None]
+    tail = [lat for t, lat in frames if t1 - 5 <= t <= t1 and lat is not None]
     return {
         "video_fps_median": statistics.median(counts),
         "video_fps_worst": min(counts),
         "video_longest_freeze_ms": round(freeze * 1000),
         "video_latency_ms_median": _round(_median(latencies)),
         "video_latency_ms_p95": _round(_percentile(latencies, 95)),
+        "video_latency_ms_last5s": _round(_median(tail)),
         "video_frames": len(times),
     }
 
@@ -449,8 +451,9 @@ def stats_figures(samples: list[list[Any]], t0: float, t1: float) -> dict[str, A
     """The receive statistics sampled in the window: last values, medians of numbers.
 
     Whatever the installed session reports (``audio_receive_stats()`` and the like) is
-    flattened to ``name.field`` keys; for each number the last sample in the window and the
-    median over the window's samples are given. aiortc's inbound RTP counters come too.
+    flattened to ``name.field`` keys; for each number the last sample in the window, its
+    change over the window (``delta``: what a counter counted in it) and the median over the
+    window's samples are given. aiortc's inbound RTP counters come too.
     """
     inside = [values for at, values in samples if t0 <= at <= t1]
     if not inside:
@@ -460,7 +463,11 @@ def stats_figures(samples: list[list[Any]], t0: float, t1: float) -> dict[str, A
         for key, number in _flatten(values):
             series.setdefault(key, []).append(number)
     return {
-        key: {"last": _round(numbers[-1]), "median": _round(statistics.median(numbers))}
+        key: {
+            "last": _round(numbers[-1]),
+            "delta": _round(numbers[-1] - numbers[0]),
+            "median": _round(statistics.median(numbers)),
+        }
         for key, numbers in series.items()
     }
 
@@ -482,6 +489,8 @@ def event_figures(report: dict[str, Any], events: dict[str, Any], t1: float) -> 
     result["end_status_after_hangup"] = _first_terminal(after)
     start = events.get("outage_start") or events.get("broker_killed")
     if start is not None:
+        ended_at = next((at for at, s in statuses if at >= start and is_terminal(s)), None)
+        result["ended_after_event_s"] = _round(ended_at - start if ended_at else None, 2)
         result["reconnecting_after_s"] = next(
             (round(at - start, 2) for at, s in statuses if at >= start and s == "RECONNECTING"),
             None,

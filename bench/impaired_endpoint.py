@@ -56,7 +56,12 @@ from services.signaling.contacts import Contact, ContactBook, Right
 from services.signaling.identity import Identity, PublicKeys
 from services.signaling.transport import BrokerAddress, mqtt_transport
 
-RECEIVE_STATS = ("audio_receive_stats", "video_receive_stats", "receive_stats")
+RECEIVE_STATS = (
+    "audio_receive_stats",
+    "video_receive_stats",
+    "video_receive_counters",
+    "receive_stats",
+)
 """MediaSession methods sampled once a second when the installed code has them."""
 _WRAP = 1 << 32
 
@@ -296,12 +301,12 @@ class CallboxEndpoint:
             method = getattr(session, name, None)
             if callable(method):
                 found[name] = jsonable(method())
-        if session is not None:
+        if session is not None:  # every count MediaStats has (the installed version's)
             stats = session.stats
             found["media_stats"] = {
-                "video_frames": stats.video_frames,
-                "audio_frames": stats.audio_frames,
-                "audio_samples": stats.audio_samples,
+                f.name: getattr(stats, f.name)
+                for f in dataclasses.fields(stats)
+                if isinstance(getattr(stats, f.name), int | float) and not f.name.endswith("_at")
             }
         return found
 
