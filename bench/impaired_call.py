@@ -607,6 +607,97 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _pair(figures: dict[str, Any], key: str, fmt: str = "{:g}") -> str:
+    """``door->indoor / indoor->door`` of one figure ("—" where a side has none)."""
+    values = []
+    for direction in ("door_to_indoor", "indoor_to_door"):
+        value = (figures.get(direction) or {}).get(key)
+        values.append("—" if value is None else fmt.format(value))
+    return " / ".join(values)
+
+
+def _stat(figures: dict[str, Any], path: str, field: str) -> str:
+    """A receive statistic of both directions (``audio_receive_stats.concealed``, ...)."""
+    values = []
+    for direction in ("door_to_indoor", "indoor_to_door"):
+        stats = (figures.get(direction) or {}).get("receive_stats") or {}
+        value = (stats.get(path) or {}).get(field)
+        values.append("—" if value is None else f"{value:g}")
+    return " / ".join(values)
+
+
+def _outcome(figures: dict[str, Any]) -> str:
+    """How the call fared: survived, or how it ended; media back after an outage."""
+    if figures.get("door_call_end_after_kill_s") is not None:
+        ended = figures["door_call_end_after_kill_s"]
+        return f"door ended {figures['door_end_status']} after {ended} s"
+    parts = []
+    for direction, side in (("indoor_to_door", "door"), ("door_to_indoor", "indoor")):
+        fate = figures.get(direction) or {}
+        if fate.get("ended_with"):
+            after = fate.get("ended_after_event_s")
+            when = f" {after} s after the event" if after is not None else ""
+            parts.append(f"{side}: {fate['ended_with']}{when}")
+        elif fate.get("audio_back_after_path_s") is not None:
+            parts.append(
+                f"{side}: audio back {fate['audio_back_after_path_s']} s, video "
+                f"{fate.get('video_back_after_path_s')} s after the path"
+            )
+        if fate.get("reconnecting_after_s") is not None:
+            parts.append(f"{side} RECONNECTING after {fate['reconnecting_after_s']} s")
+    ends = {(figures.get(d) or {}).get("end_status_after_hangup") for d in FIGURE_SIDES}
+    if not parts:
+        parts.append("survived" + (f", hangup -> {'/'.join(map(str, ends))}" if ends else ""))
+    return "; ".join(parts)
+
+
+FIGURE_SIDES = ("door_to_indoor", "indoor_to_door")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as the table of docs/performance.md (each cell: door->indoor / indoor->door)."""
+    lines = [
+        "| profile | stack | runs ok | video fps median (worst s) | longest freeze ms "
+        "| video latency ms median | audio missing ms | audio rel. delay ms median (p95) "
+        "| concealed / FEC / delay ms (playout) | outcome |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, profile in report["profiles"].items():
+        for stack in ("callbox", "bare"):
+            figures = profile.get(stack)
+            if not figures:
+                continue
+            if not figures.get("ok_runs"):
+                lines.append(f"| {name} | {stack} | 0 | {figures.get('errors')} |||||||")
+                continue
+            fps = " / ".join(
+                f"{(figures.get(d) or {}).get('video_fps_median', '—')} "
+                f"({(figures.get(d) or {}).get('video_fps_worst', '—')})"
+                for d in FIGURE_SIDES
+            )
+            delay = " / ".join(
+                f"{(figures.get(d) or {}).get('audio_relative_delay_ms_median', '—')} "
+                f"({(figures.get(d) or {}).get('audio_relative_delay_ms_p95', '—')})"
+                for d in FIGURE_SIDES
+            )
+            playout = "audio_receive_stats."
+            concealed = _stat(figures, playout + "concealed", "delta")
+            playout_cell = (
+                "—"
+                if concealed == "— / —"
+                else f"{concealed}; {_stat(figures, playout + 'recovered_fec', 'delta')}; "
+                f"{_stat(figures, playout + 'delay_ms', 'median')}"
+            )
+            lines.append(
+                f"| {name} | {stack} | {figures['ok_runs']}/{figures['of_runs']} | {fps} "
+                f"| {_pair(figures, 'video_longest_freeze_ms')} "
+                f"| {_pair(figures, 'video_latency_ms_median')} "
+                f"| {_pair(figures, 'audio_missing_ms')} | {delay} | {playout_cell} "
+                f"| {_outcome(figures)} |"
+            )
+    return "\n".join(lines)
+
+
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -623,7 +714,13 @@ def main() -> None:
     parser.add_argument("--skip-verify", action="store_true")
     parser.add_argument("--raw", action="store_true", help="keep every run's figures")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--markdown", type=Path, help="print the table of a JSON report written before, and exit"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
     reexec_in_private_netns()
     logging.basicConfig(level=logging.ERROR)
     report = asyncio.run(run(args))
