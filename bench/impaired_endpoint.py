@@ -56,13 +56,13 @@ from services.signaling.contacts import Contact, ContactBook, Right
 from services.signaling.identity import Identity, PublicKeys
 from services.signaling.transport import BrokerAddress, mqtt_transport
 
-RECEIVE_STATS = (
+RECEIVE_STATS = (  # methods or properties
     "audio_receive_stats",
     "video_receive_stats",
     "video_receive_counters",
     "receive_stats",
 )
-"""MediaSession methods sampled once a second when the installed code has them."""
+"""What the installed MediaSession may report about its receive path, sampled once a second."""
 _WRAP = 1 << 32
 
 
@@ -297,10 +297,12 @@ class CallboxEndpoint:
         """What the installed MediaSession reports about its receive path, if anything."""
         session = self.call.session if self.call is not None else None
         found: dict[str, Any] = {}
-        for name in RECEIVE_STATS:
-            method = getattr(session, name, None)
-            if callable(method):
-                found[name] = jsonable(method())
+        for name in RECEIVE_STATS:  # a method or a property, depending on the component
+            value = getattr(session, name, None)
+            if callable(value):
+                value = value()
+            if value is not None:
+                found[name] = jsonable(value)
         if session is not None:  # every count MediaStats has (the installed version's)
             stats = session.stats
             found["media_stats"] = {
