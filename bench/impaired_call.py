@@ -581,7 +581,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.skip_verify:
             report["forwarder_verification"] = await verify_forwarder(lab, args.quick)
         results: dict[str, Any] = {}
-        for name in args.profile or list(PROFILES):
+        for name in [] if args.verify_only else args.profile or list(PROFILES):
             profile = PROFILES[name]
             raw: dict[str, list[dict[str, Any]]] = {stack: [] for stack in args.stacks}
             for index in range(runs):
@@ -728,6 +728,7 @@ def main() -> None:
     parser.add_argument("--stacks", nargs="+", default=["callbox", "bare"])
     parser.add_argument("--video", default="320x240@15", help="WxH@FPS of both stacks")
     parser.add_argument("--skip-verify", action="store_true")
+    parser.add_argument("--verify-only", action="store_true", help="the forwarder's check only")
     parser.add_argument("--raw", action="store_true", help="keep every run's figures")
     parser.add_argument("--out", type=Path)
     parser.add_argument(
