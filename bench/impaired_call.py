@@ -384,8 +384,12 @@ def figures(
 
 
 def video_figures(frames: list[list[Any]], t0: float, t1: float) -> dict[str, Any]:
-    """Frames per whole second (median, worst), the longest freeze, the latency."""
-    times = [t for t, _ in frames if t0 <= t <= t1]
+    """Frames per whole second (median, worst), the longest freeze, the latency.
+
+    ``video_stale_frames``: decoded frames whose capture counter is not above every earlier
+    one, i.e. an old picture shown again (a decoder fed frames whose references were lost).
+    """
+    times = [f[0] for f in frames if t0 <= f[0] <= t1]
     seconds = max(1, int(t1 - t0))
     counts = [0] * seconds
     for t in times:
@@ -394,8 +398,16 @@ def video_figures(frames: list[list[Any]], t0: float, t1: float) -> dict[str, An
             counts[index] += 1
     edges = [t0, *times, t1]
     freeze = max(b - a for a, b in itertools.pairwise(edges))
-    latencies = [lat for t, lat in frames if t0 <= t <= t1 and lat is not None]
-    tail = [lat for t, lat in frames if t1 - 5 <= t <= t1 and lat is not None]
+    latencies = [f[1] for f in frames if t0 <= f[0] <= t1 and f[1] is not None]
+    tail = [f[1] for f in frames if t1 - 5 <= f[0] <= t1 and f[1] is not None]
+    stale, newest = 0, -1
+    for f in frames:  # a counter not above every earlier one: an old picture shown again
+        counter = f[2] if len(f) > 2 else None
+        if counter is None:
+            continue
+        if counter <= newest and t0 <= f[0] <= t1:
+            stale += 1
+        newest = max(newest, counter)
     return {
         "video_fps_median": statistics.median(counts),
         "video_fps_worst": min(counts),
@@ -404,6 +416,7 @@ def video_figures(frames: list[list[Any]], t0: float, t1: float) -> dict[str, An
         "video_latency_ms_p95": _round(_percentile(latencies, 95)),
         "video_latency_ms_last5s": _round(_median(tail)),
         "video_frames": len(times),
+        "video_stale_frames": stale,
     }
 
 

@@ -64,27 +64,36 @@ RECEIVE_STATS = (  # methods or properties
 )
 """What the installed MediaSession may report about its receive path, sampled once a second."""
 _WRAP = 1 << 32
+MAX_LATENCY_MS = 600_000.0
+"""A stamp that says older than this was misread (the stamp wraps after 71 minutes)."""
 
 
 class Recorder:
     """What one endpoint received, with CLOCK_MONOTONIC times."""
 
     def __init__(self) -> None:
-        self.video: list[tuple[float, float | None]] = []
+        self.video: list[tuple[float, float | None, int | None]] = []
         self.audio: list[tuple[float, float | None, int, int]] = []
         self.status: list[tuple[float, str]] = []
         self.samples: list[tuple[float, dict[str, Any]]] = []
 
     def on_video(self, frame: av.VideoFrame) -> None:
-        """Note a decoded frame and its capture-to-decode latency in ms (None if unreadable)."""
+        """Note a decoded frame, its latency in ms and its capture counter (None: unreadable).
+
+        The counter tells stale pictures (a decoder showing an old reference's content)
+        from fresh ones.
+        """
         now = time.monotonic()
         latency: float | None = None
+        counter: int | None = None
         try:
-            _, capture_us = decode_stamp(frame)
+            counter, capture_us = decode_stamp(frame)
             latency = ((time.monotonic_ns() // 1000 - capture_us) % _WRAP) / 1000
         except HalError:
             pass
-        self.video.append((now, latency if latency is not None and latency < 20000 else None))
+        if latency is not None and latency > MAX_LATENCY_MS:  # a stamp read wrong
+            latency = counter = None
+        self.video.append((now, latency, counter))
 
     def on_audio(self, frame: av.AudioFrame) -> None:
         """Note a decoded audio frame: arrival, pts in seconds, samples and rate."""
