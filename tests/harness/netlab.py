@@ -14,8 +14,9 @@ out of the other veth. So every IP packet between A and B (UDP media and the bro
 crosses the forwarder, and nothing leaves these namespaces.
 
 Programs run in a side with :meth:`NetLab.spawn` (``nsenter`` into the holder's namespace).
-Every process the lab starts dies with the process that started it (``PR_SET_PDEATHSIG``),
-and the namespaces vanish with their last process.
+Every process the lab starts dies with the process that started it (``PR_SET_PDEATHSIG``);
+:meth:`NetLab.close` kills whatever else still runs in a side's namespace; the namespaces
+vanish with their last process.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,7 @@ class NetLab:
             "unshare", "-n", "sleep", "infinity", preexec_fn=_die_with_parent
         )
         self._holders[side] = holder
+        await _wait_own_namespace(holder.pid)
         veth = f"veth-{side}"
         await run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns",
                   str(holder.pid))  # fmt: skip
@@ -209,6 +212,7 @@ class NetLab:
         holders, self._holders = self._holders, {}
         for holder in holders.values():
             if holder.returncode is None:
+                await asyncio.to_thread(_kill_namespace, holder.pid)
                 holder.kill()
             await holder.wait()
 
@@ -218,3 +222,37 @@ def _write_sysctls() -> None:
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
     for conf in Path("/proc/sys/net/ipv4/conf").iterdir():
         (conf / "rp_filter").write_text("0")
+
+
+async def _wait_own_namespace(pid: int, timeout: float = 10.0) -> None:
+    """Return once ``pid`` runs in a network namespace other than ours (``unshare`` did it).
+
+    Until then a veth moved "into its namespace" would land in ours.
+    """
+    ours = os.stat("/proc/self/ns/net").st_ino
+    deadline = time.monotonic() + timeout
+    while os.stat(f"/proc/{pid}/ns/net").st_ino == ours:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} did not enter a network namespace of its own")
+        await asyncio.sleep(0.005)  # unshare(2) runs right after the exec
+
+
+def _kill_namespace(holder: int) -> None:
+    """SIGKILL every process left in ``holder``'s network namespace, but the holder.
+
+    A process started there that outlived its parent (mosquitto, when the endpoint that
+    started it was killed) would keep the namespace alive. The lab created the namespace:
+    whatever runs in it is the lab's.
+    """
+    try:
+        namespace = os.stat(f"/proc/{holder}/ns/net").st_ino
+    except OSError:
+        return
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == holder:
+            continue
+        try:
+            if os.stat(entry / "ns" / "net").st_ino == namespace:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            continue  # gone, or not ours to look at
