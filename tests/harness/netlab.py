@@ -52,6 +52,8 @@ def missing_tools() -> list[str]:
     missing = [t for t in ("unshare", "nsenter", "ip") if shutil.which(t) is None]
     if not os.path.exists("/dev/net/tun"):
         missing.append("/dev/net/tun")
+    elif not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        missing.append("read/write access to /dev/net/tun (Debian ships it 0666; root works)")
     return missing
 
 
