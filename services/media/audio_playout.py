@@ -22,8 +22,10 @@ drains in well under a second; beyond ``SNAP_S`` of excess the playout jumps), b
 one frame of concealment is inserted before the due frame ("stretch"). A packet for a
 frame already played is dropped and counted as late. While nothing is buffered the
 playout conceals and waits for the late packet (the delay grows, as after a delay
-spike); after ``MAX_DRY_S`` of that it goes idle and restarts with the next packet
-(the peer went mute or the link is gone).
+spike); if a later packet comes first, the awaited one was lost and the frames concealed
+while waiting stood in for it (no second concealment, no growth); after ``MAX_DRY_S`` of
+waiting it goes idle and restarts with the next packet (the peer went mute or the link is
+gone).
 
 Bounded: at most ``MAX_PACKETS`` (about one second) are held, whatever arrives.
 """
@@ -181,6 +183,7 @@ class AudioPlayout:
         self._last_ts: int | None = None
         self._idle = True
         self._dry_s = 0.0
+        self._waited = 0  # frames concealed while the due packet was awaited
         self._ticks = 0
         self._adjusted_at = -ADJUST_EVERY
         self._delay_s = 0.0
@@ -216,6 +219,7 @@ class AudioPlayout:
     def _restart(self, seq: int, ts: int, arrival: float) -> None:
         self._idle = False
         self._dry_s = 0.0
+        self._waited = 0
         self._packets.clear()
         self._next_seq, self._next_ts = seq, ts
         self._estimator.reset()
@@ -238,17 +242,25 @@ class AudioPlayout:
         self._ticks += 1
         frame_s = self._frame_ticks / self._clock
         self._snap(now, frame_s)
-        due = self._packets.get(self._next_seq)
-        if due is not None:
-            self._dry_s = 0.0
-            return self._play_due(now, due, frame_s)
-        if any(seq > self._next_seq for seq in self._packets):
-            return self._replace_lost()
-        self._dry_s += frame_s
-        if self._dry_s > MAX_DRY_S:
-            self._idle = True
-            return None
-        return self._conceal()  # wait for it: late, or the link stalled
+        while True:
+            due = self._packets.get(self._next_seq)
+            if due is not None:
+                self._dry_s = 0.0
+                self._waited = 0
+                return self._play_due(now, due, frame_s)
+            if any(seq > self._next_seq for seq in self._packets):
+                if self._waited:  # a frame concealed while waiting already stood in for it
+                    self._waited -= 1
+                    self._next_seq += 1
+                    self._next_ts += self._frame_ticks
+                    continue
+                return self._replace_lost()
+            self._dry_s += frame_s
+            if self._dry_s > MAX_DRY_S:
+                self._idle = True
+                return None
+            self._waited += 1
+            return self._conceal()  # wait for it: late, or the link stalled
 
     def _delay(self, now: float) -> float:
         baseline = self._estimator.baseline

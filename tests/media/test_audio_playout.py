@@ -56,6 +56,21 @@ def test_one_lost_packet_is_concealed_and_the_delay_returns_to_target() -> None:
     assert after[-1].stats.delay_ms < 40, "the loss left the audio late for good (aiortc #543)"
 
 
+def test_a_loss_noticed_late_costs_one_concealed_frame_and_no_real_one() -> None:
+    """The successor of a lost packet arrives after the lost frame was due (jitter).
+
+    The frame concealed while waiting stands in for the lost one: the successor plays in
+    its own slot, so nothing else is concealed and no real frame is dropped to catch up.
+    """
+    packets = opus_packets(3.0, NO_FEC)
+    link = Link(packets, delays={50: None, 51: 0.012})
+    ticks = run(playout(), link, until=end(packets))
+    last = ticks[-1].stats
+    assert last.concealed == 1
+    assert last.frames_played == len(packets) - 1 and last.accelerated == 0
+    assert all(settled(t) for t in ticks if t.at > 53 * FRAME_S)
+
+
 def test_lost_packet_whose_successor_carries_fec_is_recovered_from_it() -> None:
     packets = opus_packets(2.0)  # callbox's own encoder settings
     ticks = run(playout(), Link(packets, delays={50: None}), until=end(packets))
