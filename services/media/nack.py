@@ -12,7 +12,10 @@ frame.
 
 The round trip is measured here, from a NACK to the arrival of the packet it asked for,
 from packets asked for once only: after a retry, which NACK brought the packet is unknown
-(Karn's rule). Until then it is the one RTCP measured (``rtt_hint``: aiortc's senders,
+(Karn's rule). Where RTX is negotiated only retransmissions count
+(:meth:`NackGenerator.retransmitted`): an original that jitter delayed past the NACK says
+nothing about the round trip, and counting it made retries fire too early and give up.
+Until one is measured it is the one RTCP measured (``rtt_hint``: aiortc's senders,
 from the peer's receiver reports; none for a peer that only receives), else 100 ms. A
 round trip longer than the first retry is never measured: it only costs a repeated NACK.
 """
@@ -113,6 +116,8 @@ class NackGenerator:
         self._max_age_s = max_age_s
         self._highest: int | None = None  # extended (unwrapped) sequence number
         self._holes: OrderedDict[int, _Hole] = OrderedDict()  # extended seq -> hole
+        self._retransmission: int | None = None  # 16-bit seq of the RTX packet being added
+        self.rtx_negotiated: bool | None = None  # None: unknown, any arrival is an answer
 
     @property
     def rtt_s(self) -> float:
@@ -122,6 +127,10 @@ class NackGenerator:
     def pending(self, seq: int) -> bool:
         """Whether 16-bit ``seq`` is still being asked for (False: arrived or given up)."""
         return self._extend(seq) in self._holes
+
+    def retransmitted(self, seq: int) -> None:
+        """The next packet added, 16-bit ``seq``, came as a retransmission (RTX)."""
+        self._retransmission = seq
 
     def add(self, packet: RtpPacket) -> bool:
         """Mark ``packet`` received; True if a NACK for ``missing`` is due now."""
@@ -140,7 +149,8 @@ class NackGenerator:
                 self._holes[lost] = _Hole(now)
             self._highest = seq
         else:
-            self._arrived(seq, now)
+            self._arrived(seq, now, retransmitted=packet.sequence_number == self._retransmission)
+        self._retransmission = None
         self._bound()
         self.missing = self._due(now)
         if self.missing:
@@ -153,13 +163,13 @@ class NackGenerator:
         delta = (seq - self._highest + 2**15) % 2**16 - 2**15
         return self._highest + delta
 
-    def _arrived(self, seq: int, now: float) -> None:
+    def _arrived(self, seq: int, now: float, *, retransmitted: bool) -> None:
         hole = self._holes.pop(seq, None)
         if hole is None or not hole.nacked_at:
             return
         self.counters.packets_recovered += 1
-        if len(hole.nacked_at) > 1:
-            return  # which NACK brought it is unknown: no sample (Karn's rule)
+        if len(hole.nacked_at) > 1 or (self.rtx_negotiated and not retransmitted):
+            return  # which NACK brought it is unknown, or none did: no sample (Karn's rule)
         sample = now - hole.nacked_at[0]
         self.rtt.add(sample)
         self.counters.rtt_ms = self.rtt.srtt * 1000

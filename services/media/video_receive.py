@@ -130,23 +130,31 @@ def install_video_recovery(
     recovery = VideoRecovery(codec_of, clock=clock, rtt_hint=rtt_hint)
     setattr(receiver, RECEIVER_NACK_GENERATOR, recovery.nack)
     setattr(receiver, RECEIVER_JITTER_BUFFER, recovery.assembler)
-    _decode_every_ready_frame(receiver, recovery.assembler, codecs)
+    _decode_every_ready_frame(receiver, recovery.assembler, recovery.nack, codecs)
     return recovery
 
 
 def _decode_every_ready_frame(
-    receiver: RTCRtpReceiver, assembler: FrameAssembler, codecs: dict[int, object]
+    receiver: RTCRtpReceiver,
+    assembler: FrameAssembler,
+    nack: NackGenerator,
+    codecs: dict[int, object],
 ) -> None:
     """After aiortc handled a packet, queue the other frames it completed for the decoder.
 
     The same two steps aiortc takes for the one frame it got: its timestamp mapper, then
-    the decoder thread's queue (unless the decoder stopped).
+    the decoder thread's queue (unless the decoder stopped). Before, a retransmission (RTX,
+    which aiortc unwraps) is told to the NACK generator: only those measure the round trip.
     """
     handle: Callable[[RtpPacket, int], Awaitable[None]] = getattr(receiver, RECEIVER_HANDLE_RTP)
     timestamps: TimestampMapper = getattr(receiver, RECEIVER_TIMESTAMPS)
     frames: queue.Queue[object] = getattr(receiver, RECEIVER_DECODER_QUEUE)
 
     async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if nack.rtx_negotiated is None and codecs:  # filled once the SDP was applied
+            nack.rtx_negotiated = any(_is_rtx(codec) for codec in codecs.values())
+        if _is_rtx(codecs.get(packet.payload_type)) and len(packet.payload) >= 2:
+            nack.retransmitted(int.from_bytes(packet.payload[:2], "big"))  # RFC 4588's OSN
         await handle(packet, arrival_time_ms)
         for payload_type, frame in assembler.take_ready():
             codec = codecs.get(payload_type)
@@ -155,3 +163,7 @@ def _decode_every_ready_frame(
                 frames.put((codec, frame))
 
     setattr(receiver, RECEIVER_HANDLE_RTP, handle_rtp_packet)  # shadows the method
+
+
+def _is_rtx(codec: object) -> bool:
+    return str(getattr(codec, "mimeType", "")).lower() == "video/rtx"

@@ -181,6 +181,23 @@ def test_the_round_trip_shortens_the_retry() -> None:
     assert nack.rtt.retry_s < 0.05
 
 
+def test_with_rtx_only_a_retransmission_measures_the_round_trip() -> None:
+    """An original that jitter delayed past its NACK is no answer to it (too short a trip)."""
+    clock = Clock()
+    nack = NackGenerator(clock=clock)
+    nack.rtx_negotiated = True
+    nack.add(RtpPacket(sequence_number=1))
+    nack.add(RtpPacket(sequence_number=3))  # 2 is late: NACKed
+    clock.now += 0.005
+    nack.add(RtpPacket(sequence_number=2))  # the original, reordered
+    assert nack.rtt.samples == 0 and nack.rtt_s == pytest.approx(0.1)
+    nack.add(RtpPacket(sequence_number=5))  # 4 is lost: NACKed
+    clock.now += 0.08
+    nack.retransmitted(4)
+    nack.add(RtpPacket(sequence_number=4))  # its retransmission, a round trip later
+    assert nack.rtt.samples == 1 and nack.rtt_s == pytest.approx(0.08)
+
+
 def test_rtcps_round_trip_times_the_retries_until_a_nack_measured_one() -> None:
     clock = Clock()
     rtcp: list[float | None] = [None]
