@@ -176,9 +176,11 @@ class LinkSupervisor:
 
     async def close(self) -> None:
         """The call ended: stop trying and close a fresh path still being negotiated."""
-        for task in list(self._tasks):
+        # the call may end from one of these tasks (a listener reacting to CONNECTED)
+        others = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
         await self._drop_candidate()
 
     async def _check(self, leg: Leg) -> None:
