@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography import x509
@@ -20,6 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from harness.simsite import SimSite
+
+if TYPE_CHECKING:
+    from aiortc import RTCRtpReceiver
+    from aiortc.rtp import RtpPacket
 
 from services.callapi import (
     Call,
@@ -246,3 +251,17 @@ def self_signed_certificate(directory: Path) -> Certificate:
         )
     )
     return paths
+
+
+def lose_at_receiver(receiver: RTCRtpReceiver, lost: Callable[[RtpPacket], bool]) -> None:
+    """Drop the packets ``lost`` picks before aiortc's ``receiver`` sees them.
+
+    As the network would: aiortc's statistics, receiver reports and NACKs see the loss.
+    """
+    handle = receiver._handle_rtp_packet
+
+    async def lossy(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not lost(packet):
+            await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]

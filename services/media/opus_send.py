@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCRtpSender
+from aiortc.codecs.opus import SAMPLES_PER_FRAME  # what its encoder puts in a packet
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from services.media.bitrate import follow_receiver_reports
@@ -26,8 +27,6 @@ from services.media.encoder import install_encoder, opus_encoder
 
 _log = logging.getLogger(__name__)
 
-SAMPLES_PER_FRAME = 960
-"""20 ms at Opus's 48 kHz RTP clock: what aiortc's Opus encoder puts in a packet."""
 FEC_HOLD_S = 20.0
 """FEC stays on this long after the last receiver report that showed loss."""
 

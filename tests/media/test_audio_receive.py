@@ -14,7 +14,7 @@ from aiortc.codecs import CODECS
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 from opus_stream import RATE, opus_packets, speech
-from support import wait_for
+from support import lose_at_receiver, wait_for
 
 import services.media.session as session_module
 from hal.audio import Samples, ToneMicrophone
@@ -209,24 +209,14 @@ async def test_without_fec_audio_goes_out_in_low_delay_mode_and_losses_are_conce
 def lose_on_the_wire(session: MediaSession, nth: int) -> None:
     """Drop every ``nth`` audio packet before aiortc's receiver sees it (its reports show it)."""
     (receiver,) = [t.receiver for t in session._pc.getTransceivers() if t.kind == "audio"]
-    handle = receiver._handle_rtp_packet
-
-    async def lossy(packet: RtpPacket, arrival_time_ms: int) -> None:
-        if packet.sequence_number % nth:
-            await handle(packet, arrival_time_ms)
-
-    receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
+    lose_at_receiver(receiver, lambda packet: packet.sequence_number % nth == 0)
 
 
 def audio_encoder(session: MediaSession) -> AdaptiveOpusEncoder:
     (sender,) = [t.sender for t in session._pc.getTransceivers() if t.kind == "audio"]
-    encoder = sender_encoder_of(sender)
+    encoder = getattr(sender, "_RTCRtpSender__encoder", None)
     assert isinstance(encoder, AdaptiveOpusEncoder)
     return encoder
-
-
-def sender_encoder_of(sender: object) -> object:
-    return getattr(sender, "_RTCRtpSender__encoder", None)
 
 
 async def test_auto_fec_starts_in_low_delay_and_turns_on_when_the_peer_reports_loss() -> None:

@@ -16,11 +16,10 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
-    RtpPacket,
     pack_remb_fci,
 )
 from fake_picamera2 import FakePicamera2Library
-from support import wait_for
+from support import lose_at_receiver, wait_for
 from test_h264_passthrough import FORMAT, calls, camera_on, video_receiver
 
 from services.media.bitrate import (
@@ -179,14 +178,8 @@ async def test_in_a_real_call_loss_at_the_receiver_lowers_the_camera_bitrate() -
         assert camera.bitrate == 1_000_000
         receiver = video_receiver(peer.session)
         setattr(receiver, "_RTCRtpReceiver__remote_bitrate_estimator", None)  # noqa: B010
-        handle = receiver._handle_rtp_packet
         dice = random.Random(7)
-
-        async def lossy(packet: RtpPacket, arrival_time_ms: int) -> None:
-            if dice.random() >= 0.3:
-                await handle(packet, arrival_time_ms)
-
-        receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
+        lose_at_receiver(receiver, lambda packet: dice.random() < 0.3)
         control = sender.video_loss_control
         await wait_for(lambda: control.last_loss > 0.15, "a receiver report with the loss", 10)
         assert camera.bitrate <= 1_000_000 * (1 - 0.5 * 0.15)  # cut by half the loss at least

@@ -7,10 +7,11 @@ import fractions
 import av
 import numpy as np
 from aiortc.codecs import CODECS
+from aiortc.codecs.opus import SAMPLES_PER_FRAME
 from opus_stream import FRAME, FRAME_S, RATE, speech
 
 from services.media.opus_codec import packet_has_fec
-from services.media.opus_send import SAMPLES_PER_FRAME, AdaptiveOpusEncoder, FecOnLoss
+from services.media.opus_send import AdaptiveOpusEncoder, FecOnLoss
 
 OPUS = CODECS["audio"][0]
 

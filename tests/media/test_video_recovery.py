@@ -15,6 +15,7 @@ from aiortc import RTCPeerConnection
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 from fake_picamera2 import FakePicamera2Library
+from support import lose_at_receiver
 from test_h264_passthrough import FORMAT, calls, camera_on, video_receiver, video_ssrc
 from video_stream import H264, VP8, Decoder, RtpVideoSender
 
@@ -425,11 +426,10 @@ async def test_in_a_real_call_a_packet_lost_with_its_retransmissions_costs_one_k
         await peer.wait_frames(10)
         receiver = video_receiver(peer.session)
         media_ssrc = video_ssrc(sender)
-        handle = receiver._handle_rtp_packet
         lost: set[int] = set()
         dropped: list[int] = []
 
-        async def lossy(packet: RtpPacket, arrival_time_ms: int) -> None:
+        def first_and_its_retransmissions(packet: RtpPacket) -> bool:
             seq = packet.sequence_number
             if packet.ssrc != media_ssrc:  # RTX: the original sequence number comes first
                 seq = int.from_bytes(packet.payload[:2], "big")
@@ -437,10 +437,9 @@ async def test_in_a_real_call_a_packet_lost_with_its_retransmissions_costs_one_k
                 lost.add(seq)
             if seq in lost:
                 dropped.append(seq)
-                return
-            await handle(packet, arrival_time_ms)
+            return seq in lost
 
-        receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
+        lose_at_receiver(receiver, first_and_its_retransmissions)
         counters = peer.session.video_receive_counters
         assert counters is not None
         async with asyncio.timeout(5):
