@@ -159,9 +159,9 @@ def callbox_configs(directory: Path, video: tuple[int, int, int]) -> dict[str, d
     files = write_broker_config(settings, directory / "broker")
     identities = {a: Identity.generate() for a in accounts}
     configs = {}
-    for side, address, peer, tone in (
-        ("a", "door", "indoor1", 440.0),
-        ("b", "indoor1", "door", 660.0),
+    for side, address, peer, tone, voice in (
+        ("a", "door", "indoor1", 440.0, 120.0),
+        ("b", "indoor1", "door", 660.0, 210.0),
     ):
         identities[address].save(directory / address)
         configs[side] = {
@@ -170,6 +170,7 @@ def callbox_configs(directory: Path, video: tuple[int, int, int]) -> dict[str, d
             "address": address,
             "site": "bench",
             "tone_hz": tone,
+            "voice_hz": voice,
             "video": list(video),
             "identity_dir": str(directory / address),
             "peer": {"address": peer, "keys": identities[peer].public_keys.to_json()},
@@ -187,8 +188,14 @@ def callbox_configs(directory: Path, video: tuple[int, int, int]) -> dict[str, d
 def bare_configs(video: tuple[int, int, int]) -> dict[str, dict[str, Any]]:
     """The two bare aiortc endpoints' configs."""
     return {
-        side: {"stack": "bare", "role": role, "tone_hz": tone, "video": list(video)}
-        for side, role, tone in (("a", "door", 440.0), ("b", "indoor", 660.0))
+        side: {
+            "stack": "bare",
+            "role": role,
+            "tone_hz": tone,
+            "voice_hz": voice,
+            "video": list(video),
+        }
+        for side, role, tone, voice in (("a", "door", 440.0, 120.0), ("b", "indoor", 660.0, 210.0))
     }
 
 

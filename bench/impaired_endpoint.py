@@ -36,7 +36,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from device.daemon import compose_calls
-from hal.audio import RecordingSpeaker, ToneMicrophone
+from hal.audio import RecordingSpeaker, VoiceMicrophone
 from hal.board import build_sim_board
 from hal.camera import TestPatternCamera, decode_stamp
 from hal.errors import HalError
@@ -203,7 +203,7 @@ class CallboxEndpoint:
         self.role = str(config["role"])
         self.broker: MosquittoBroker | None = None
         self.call: Call | None = None
-        board = build_sim_board(config["address"], tone_hz=float(config["tone_hz"]))
+        board = build_sim_board(config["address"], tone_hz=float(config["voice_hz"]), voice=True)
         speakers = {name: ProbeSpeaker(name, recorder) for name in board.speakers}
         self.board = replace(board, speakers=MappingProxyType(speakers))
         contacts = ContactBook()
@@ -355,7 +355,7 @@ class BareEndpoint:
         self.config = config
         self.recorder = recorder
         self.camera = TestPatternCamera("main", seed=int(config["tone_hz"]))
-        self.microphone = ToneMicrophone("main", frequency_hz=float(config["tone_hz"]))
+        self.microphone = VoiceMicrophone("main", frequency_hz=float(config["voice_hz"]))
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._tasks: set[asyncio.Task[None]] = set()
 

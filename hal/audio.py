@@ -1,10 +1,11 @@
 """Audio: ``Microphone`` and ``Speaker`` interfaces and their simulated back-ends.
 
-``ToneMicrophone`` produces a phase-continuous sine, paced in real time like a
-capture device. ``RecordingSpeaker`` keeps what it was given to play (converted
-to its own format), so tests can measure level and pitch of what a call
-delivered. Both say when they last worked (``last_captured_at``, ``last_played_at``)
-and the microphone the level of its last frame (``last_rms``): the simulator's meters.
+``ToneMicrophone`` produces a phase-continuous sine, paced in real time like a capture
+device; ``VoiceMicrophone`` a speech-like voiced signal the same way.
+``RecordingSpeaker`` keeps what it was given to play (converted to its own format), so
+tests can measure level and pitch of what a call delivered. Both say when they last
+worked (``last_captured_at``, ``last_played_at``) and the microphone the level of its
+last frame (``last_rms``): the simulator's meters.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class ToneMicrophone(Microphone):
 
     def _capture(self, first_sample: int) -> av.AudioFrame:
         fmt = self._format
-        tone = self._tone(first_sample, fmt.samples_per_frame, fmt.sample_rate)
+        tone = self.samples(first_sample, fmt.samples_per_frame, fmt.sample_rate)
         packed = np.repeat(tone, fmt.channels) if fmt.channels > 1 else tone
         frame = av.AudioFrame.from_ndarray(packed.reshape(1, -1), format="s16", layout=fmt.layout)
         frame.sample_rate = fmt.sample_rate
@@ -156,7 +157,8 @@ class ToneMicrophone(Microphone):
         self.last_captured_at = time.monotonic()
         return frame
 
-    def _tone(self, first_sample: int, count: int, rate: int) -> Samples:
+    def samples(self, first_sample: int, count: int, rate: int) -> Samples:
+        """Mono samples ``first_sample`` to ``first_sample + count`` of the signal at ``rate``."""
         if self.frequency_hz == 0.0 or self.amplitude == 0.0:
             return np.zeros(count, dtype=np.int16)
         cycles_per_sample = self.frequency_hz / rate
@@ -164,6 +166,52 @@ class ToneMicrophone(Microphone):
         phase = start_phase + cycles_per_sample * np.arange(count, dtype=np.float64)
         wave = self.amplitude * (FULL_SCALE - 1) * np.sin(2.0 * math.pi * phase)
         return np.rint(wave).astype(np.int16)
+
+
+class VoiceMicrophone(ToneMicrophone):
+    """Simulated microphone: a voiced, speech-like signal instead of a steady sine.
+
+    A sine is a poor stand-in for a talker where the codec's behaviour matters: Opus's
+    SILK voice-activity detector takes a steady tone for background noise after a moment
+    and stops sending in-band FEC for it. This source is a harmonic series up to 4 kHz
+    (amplitudes 1/k) on a fundamental of ``frequency_hz`` that glides +-15 % twice a
+    second, under a syllable envelope (four a second, dipping to a quarter between them),
+    so the encoder sees voiced speech. Deterministic: sample ``n`` is always the same.
+    """
+
+    PITCH_GLIDE = 0.15
+    GLIDE_HZ = 0.5
+    SYLLABLES_PER_S = 4.0
+    ENVELOPE_FLOOR = 0.25
+    TOP_HZ = 4000.0
+
+    def __init__(
+        self,
+        name: str,
+        frequency_hz: float = 150.0,
+        amplitude: float = 0.3,
+        *,
+        max_lag: float = 0.2,
+    ) -> None:
+        """Create a closed microphone with a ``frequency_hz`` voice (the mean pitch)."""
+        super().__init__(name, frequency_hz, amplitude, max_lag=max_lag)
+
+    def samples(self, first_sample: int, count: int, rate: int) -> Samples:
+        """Mono samples ``first_sample`` to ``first_sample + count`` of the voice at ``rate``."""
+        if self.frequency_hz == 0.0 or self.amplitude == 0.0:
+            return np.zeros(count, dtype=np.int16)
+        t = (first_sample + np.arange(count, dtype=np.float64)) / rate
+        glide = 2.0 * math.pi * self.GLIDE_HZ
+        # the integral of the gliding pitch, so the phase stays continuous across frames
+        cycles = self.frequency_hz * (t - self.PITCH_GLIDE * np.cos(glide * t) / glide)
+        top = min(self.TOP_HZ, rate / 2.0)
+        harmonics = max(1, int(top // (self.frequency_hz * (1.0 + self.PITCH_GLIDE))))
+        wave = sum(np.sin(2.0 * math.pi * k * cycles) / k for k in range(1, harmonics + 1))
+        floor = self.ENVELOPE_FLOOR
+        envelope = floor + (1.0 - floor) * np.sin(math.pi * self.SYLLABLES_PER_S * t) ** 2
+        peak = sum(1.0 / k for k in range(1, harmonics + 1))
+        scaled = self.amplitude * (FULL_SCALE - 1) * envelope * np.asarray(wave) / peak
+        return np.rint(scaled).astype(np.int16)
 
 
 class RecordingSpeaker(Speaker):

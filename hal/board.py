@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from hal.audio import Microphone, RecordingSpeaker, Speaker, ToneMicrophone
+from hal.audio import Microphone, RecordingSpeaker, Speaker, ToneMicrophone, VoiceMicrophone
 from hal.backlight import make_sim_backlight_tree
 from hal.camera import Camera, TestPatternCamera
 from hal.display import Display, KmsDisplay, SimDisplay
@@ -86,28 +86,31 @@ def build_sim_board(
     name: str = "sim",
     *,
     tone_hz: float = 440.0,
+    voice: bool = False,
     io: IoSpec | None = None,
     sysfs_root: Path | None = None,
     display_size: tuple[int, int] | None = None,
 ) -> Board:
     """A board of simulated devices for tests and the demo.
 
-    Cameras "main" and "aux" (different patterns), microphone "main" playing a
-    ``tone_hz`` sine, speakers "speaker" and "handset". GPIO devices follow ``io``
-    (default: ``sim_io_spec()``, every device on ``SIM_PINS``) on a MockFactory of
-    this board's own (``board.io.pin_factory``), so two sim boards never share pins.
-    The backlight is a sysfs tree created under ``sysfs_root`` (a temporary directory,
-    removed on close, when None); start the devices with ``await board.io.start()``.
+    Cameras "main" and "aux" (different patterns), microphone "main" playing a ``tone_hz``
+    sine (or, with ``voice``, a speech-like voice pitched at ``tone_hz``), speakers
+    "speaker" and "handset". GPIO devices follow ``io`` (default: ``sim_io_spec()``, every
+    device on ``SIM_PINS``) on a MockFactory of this board's own (``board.io.pin_factory``),
+    so two sim boards never share pins. The backlight is a sysfs tree created under
+    ``sysfs_root`` (a temporary directory, removed on close, when None); start the devices
+    with ``await board.io.start()``.
     ``display_size`` (width, height) gives it an in-memory ``SimDisplay`` (an indoor unit).
     """
     display = SimDisplay(*display_size) if display_size is not None else None
+    microphone = VoiceMicrophone if voice else ToneMicrophone
     io_devices = build_sim_io(io, sysfs_root=sysfs_root)
     return Board(
         name=name,
         cameras=MappingProxyType(
             {"main": TestPatternCamera("main", seed=0), "aux": TestPatternCamera("aux", seed=1)}
         ),
-        microphones=MappingProxyType({"main": ToneMicrophone("main", frequency_hz=tone_hz)}),
+        microphones=MappingProxyType({"main": microphone("main", frequency_hz=tone_hz)}),
         speakers=MappingProxyType(
             {"speaker": RecordingSpeaker("speaker"), "handset": RecordingSpeaker("handset")}
         ),

@@ -13,19 +13,22 @@ At each tick, the due frame is, in that order of preference:
 3. concealed (Opus PLC, silence for other codecs).
 
 The delay follows the network. :class:`DelayEstimator` keeps each packet's arrival time
-minus its RTP time over the last second; the fastest one is the baseline, and the
-target delay is the 95th percentile above it plus a margin, within 20-200 ms: about
-one frame on a clean link. The playout delay (how long after a packet on the fastest
-path would arrive its frame plays) is held within 3/4 of a frame of the target: above
-it one frame is dropped ("accelerate", at most every other tick, so 200 ms of excess
-drains in well under a second; beyond ``SNAP_S`` of excess the playout jumps), below it
-one frame of concealment is inserted before the due frame ("stretch"). A packet for a
-frame already played is dropped and counted as late. While nothing is buffered the
-playout conceals and waits for the late packet (the delay grows, as after a delay
-spike); if a later packet comes first, the awaited one was lost and the frames concealed
-while waiting stood in for it (no second concealment, no growth); after ``MAX_DRY_S`` of
-waiting it goes idle and restarts with the next packet (the peer went mute or the link is
-gone).
+minus its RTP time over the last second; the fastest one is the baseline, and the target
+delay is the 95th percentile above it plus a margin, within 10-200 ms: half a frame on a
+clean link. FEC needs more: a lost frame can be recovered only if the packet after it is
+here when the lost one is due, so while the stream carries FEC (a packet with it arrived
+in the last ``FEC_MEMORY_S``) the margin over the jitter is one frame. The playout delay
+(how long after a packet on the fastest path would arrive its frame plays) is held near
+the target: 3/4 of a frame above it one frame is dropped ("accelerate", at most every
+other tick, so 200 ms of excess drains in well under a second; beyond ``SNAP_S`` of
+excess the playout jumps), half a frame below it one frame of concealment is inserted
+before the due frame ("stretch"; the two bands add up to more than a frame, so one
+adjustment never calls for the other). A packet for a frame already played is dropped
+and counted as late. While nothing is buffered the playout conceals and waits for the
+late packet (the delay grows, as after a delay spike); if a later packet comes first,
+the awaited one was lost and the frames concealed while waiting stood in for it (no
+second concealment, no growth); after ``MAX_DRY_S`` of waiting it goes idle and restarts
+with the next packet (the peer went mute or the link is gone).
 
 Bounded: at most ``MAX_PACKETS`` (about one second) are held, whatever arrives.
 """
@@ -42,7 +45,11 @@ import av
 
 MAX_PACKETS = 50
 """At most this many packets are held (one second of 20 ms packets)."""
-MIN_TARGET_S = 0.020
+MIN_TARGET_S = 0.010
+"""The least target delay: the margin over a clean link's jitter."""
+FEC_MEMORY_S = 5.0
+"""The target stays at least one frame this long after the last packet that carried FEC
+(a sender adds FEC only to active speech, so it comes and goes between words)."""
 MAX_TARGET_S = 0.200
 JITTER_WINDOW_S = 1.0
 """How far back the delay estimator looks: a jitter burst is forgotten a second later."""
@@ -54,7 +61,8 @@ MAX_DRY_S = 0.3
 """Concealment while the buffer is empty stops after this long: the playout idles."""
 ADJUST_EVERY = 2
 """Accelerate or stretch at most every this many ticks (50 % speed change at most)."""
-_BAND = 0.75  # the delay may stray this many frames from the target before it is adjusted
+# the delay may stray this many frames above / below the target before it is adjusted
+_ABOVE, _BELOW = 0.75, 0.5
 
 
 class AudioDecoder(Protocol):
@@ -76,6 +84,10 @@ class AudioDecoder(Protocol):
 
     def recover(self, next_payload: bytes, ticks: int) -> av.AudioFrame | None:
         """The lost frame before ``next_payload`` from its in-band FEC, or None if none."""
+        ...
+
+    def has_fec(self, payload: bytes) -> bool:
+        """Whether ``payload`` carries in-band FEC for the frame before it."""
         ...
 
 
@@ -137,6 +149,8 @@ class DelayEstimator:
 
     def __init__(self, window_s: float = JITTER_WINDOW_S) -> None:
         self._window_s = window_s
+        self.margin_s = MARGIN_S
+        """The target's margin over the jitter (the playout makes it a frame for FEC)."""
         # (arrival, arrival - media time); bounded also when a flood arrives at once
         self._samples: deque[tuple[float, float]] = deque(maxlen=4 * MAX_PACKETS)
 
@@ -159,10 +173,10 @@ class DelayEstimator:
     def target_s(self) -> float:
         """The delay to aim at, in seconds."""
         if not self._samples:
-            return MIN_TARGET_S
+            return max(MIN_TARGET_S, self.margin_s)
         offsets = sorted(offset for _, offset in self._samples)
         high = offsets[math.ceil(JITTER_PERCENTILE * len(offsets)) - 1]
-        return min(MAX_TARGET_S, max(MIN_TARGET_S, high - offsets[0] + MARGIN_S))
+        return min(MAX_TARGET_S, max(MIN_TARGET_S, high - offsets[0] + self.margin_s))
 
 
 class AudioPlayout:
@@ -187,6 +201,7 @@ class AudioPlayout:
         self._ticks = 0
         self._adjusted_at = -ADJUST_EVERY
         self._delay_s = 0.0
+        self._fec_seen_at: float | None = None
         self._counts = dict.fromkeys(
             ("played", "concealed", "fec", "late", "accelerated", "stretched", "overflow"), 0
         )
@@ -200,6 +215,7 @@ class AudioPlayout:
         if self._last_seq is None or seq > self._last_seq:
             self._last_seq, self._last_ts = seq, ts
         self._estimator.add(arrival, ts / self._clock)
+        self._follow_fec(payload, arrival)
         if self._idle:
             self._restart(seq, ts, arrival)
         elif self._next_seq is not None and seq < self._next_seq:
@@ -215,6 +231,14 @@ class AudioPlayout:
             self._counts["overflow"] += 1
             return
         self._packets[seq] = _Packet(ts, payload)
+
+    def _follow_fec(self, payload: bytes, arrival: float) -> None:
+        """A frame of margin while packets carry FEC, so the next packet is here in time."""
+        if self._decoder.has_fec(payload):
+            self._fec_seen_at = arrival
+        fec_usable = self._fec_seen_at is not None and arrival - self._fec_seen_at < FEC_MEMORY_S
+        frame_s = self._frame_ticks / self._clock
+        self._estimator.margin_s = max(MARGIN_S, frame_s) if fec_usable else MARGIN_S
 
     def _restart(self, seq: int, ts: int, arrival: float) -> None:
         self._idle = False
@@ -287,13 +311,13 @@ class AudioPlayout:
         delay, target = self._delay(now), self._estimator.target_s
         may_adjust = self._ticks - self._adjusted_at >= ADJUST_EVERY
         following = self._packets.get(self._next_seq + 1)
-        if may_adjust and delay >= target + _BAND * frame_s and following is not None:
+        if may_adjust and delay >= target + _ABOVE * frame_s and following is not None:
             self._adjusted_at = self._ticks
             self._counts["accelerated"] += 1
             self._decoder.decode(due.payload)  # keeps the decoder's state continuous
             self._advance(due)
             return self._play_due(now, following, frame_s)
-        if may_adjust and delay <= target - _BAND * frame_s:
+        if may_adjust and delay <= target - _BELOW * frame_s:
             self._adjusted_at = self._ticks
             self._counts["stretched"] += 1
             return self._conceal()

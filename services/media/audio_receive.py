@@ -127,6 +127,10 @@ class OpusAudio:
             return None
         return self._opus.decode_fec(next_payload, ticks)
 
+    def has_fec(self, payload: bytes) -> bool:
+        """Whether ``payload`` carries in-band FEC (LBRR) for the frame before it."""
+        return packet_has_fec(payload)
+
 
 class AiortcAudio:
     """:class:`AudioDecoder` for PCMU, PCMA and G.722: aiortc's decoder, silence for loss.
@@ -166,6 +170,10 @@ class AiortcAudio:
     def recover(self, next_payload: bytes, ticks: int) -> av.AudioFrame | None:
         """None: these codecs carry no FEC."""
         return None
+
+    def has_fec(self, payload: bytes) -> bool:
+        """False: these codecs carry no FEC."""
+        return False
 
 
 def decoder_for(codec: RTCRtpCodecParameters) -> AudioDecoder:

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from hal.audio import RecordingSpeaker, ToneMicrophone
+from hal.audio import RecordingSpeaker, ToneMicrophone, VoiceMicrophone
 from hal.errors import DeviceUnavailableError, HalError
 from hal.media_types import AudioFormat
 
@@ -27,6 +27,10 @@ def _stereo_tone(frequency: float, frames: int, amplitude: float = 0.3) -> list[
         frame.sample_rate, frame.pts, frame.time_base = 48000, index * 960, Fraction(1, 48000)
         out.append(frame)
     return out
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
 
 
 def _frequency(samples: np.ndarray, rate: int) -> float:
@@ -49,6 +53,21 @@ async def test_tone_microphone_gives_a_paced_continuous_sine() -> None:
     biggest_step = 0.3 * 32767 * 2 * math.pi * 440 / 48000
     assert np.max(np.abs(np.diff(samples))) <= biggest_step + 2  # no jump between frames
     assert mic.frames_captured == 50
+
+
+async def test_voice_microphone_speaks_in_continuous_syllables() -> None:
+    mic = VoiceMicrophone("main", frequency_hz=150.0, amplitude=0.3, max_lag=5.0)
+    await mic.open(AudioFormat())
+    frames = [await mic.read() for _ in range(50)]
+    assert [frame.pts for frame in frames] == [960 * i for i in range(50)]
+    samples = np.concatenate([frame.to_ndarray()[0] for frame in frames])
+    assert np.array_equal(samples, mic.samples(0, 50 * 960, 48000)), "deterministic"
+    assert np.max(np.abs(samples.astype(np.float64))) <= 0.3 * 32767 + 1
+    fine = np.abs(np.diff(samples.astype(np.float64)))
+    assert np.max(fine) < 0.3 * 32767 / 4, "no jump between frames"
+    loudness = [_rms(samples[i : i + 2400]) for i in range(0, samples.size, 2400)]
+    assert max(loudness) > 2.5 * min(loudness), "syllables: the level rises and falls"
+    assert 100.0 <= _frequency(samples.astype(np.float64)[:9600], 48000) <= 200.0
 
 
 async def test_silent_and_stereo_microphones() -> None:

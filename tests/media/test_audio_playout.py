@@ -11,8 +11,9 @@ import numpy as np
 from aiortc.codecs import PCMU_CODEC
 from opus_stream import FRAME, FRAME_S, NO_FEC, Link, Tick, opus_packets, run, snr_db
 
-from services.media.audio_playout import MAX_PACKETS, AudioPlayout, FrameKind
+from services.media.audio_playout import MAX_PACKETS, MIN_TARGET_S, AudioPlayout, FrameKind
 from services.media.audio_receive import OpusAudio, decoder_for
+from services.media.encoder import OPUS_OPTIONS
 from services.media.opus_codec import OpusDecoder
 
 BAND_MS = 0.75 * FRAME_S * 1000  # how far the delay may stray from the target
@@ -27,22 +28,28 @@ def clean_decode(packets: list[bytes]) -> list[np.ndarray]:
     return [decoder.decode(p).to_ndarray() for p in packets]
 
 
-def end(packets: list[bytes]) -> float:
-    """When the last packet of a clean link has played (the playout then runs dry)."""
-    return len(packets) * FRAME_S + 0.01
+def end(packets: list[bytes], *, fec: bool = False) -> float:
+    """When the last packet of a clean link has played (the playout then runs dry).
+
+    A stream with ``fec`` plays 20 ms later: the frame inserted to reach the delay that
+    lets FEC work once the first FEC arrived.
+    """
+    return len(packets) * FRAME_S + (0.025 if fec else 0.01)
 
 
 def settled(tick: Tick) -> bool:
     return abs(tick.stats.delay_ms - tick.stats.target_ms) <= BAND_MS
 
 
-def test_clean_link_plays_every_frame_about_one_frame_late() -> None:
-    packets = opus_packets(2.0)
-    ticks = run(playout(), Link(packets), until=end(packets))
-    last = ticks[-1].stats
-    assert last.frames_played == 100 and last.concealed == 0
-    assert last.target_ms == 20.0
-    assert all(settled(t) for t in ticks)
+def test_clean_link_plays_every_frame_at_the_least_delay_that_lets_fec_work() -> None:
+    """Without FEC a frame waits half a frame; with FEC one frame, so the next one is here."""
+    for options, target_ms in ((NO_FEC, 1000 * MIN_TARGET_S), (OPUS_OPTIONS, 1000 * FRAME_S)):
+        packets = opus_packets(2.0, options)
+        ticks = run(playout(), Link(packets), until=end(packets, fec=options is OPUS_OPTIONS))
+        last = ticks[-1].stats
+        assert last.frames_played == 100 and last.concealed == last.stretched <= 1, options
+        assert round(last.target_ms, 6) == round(target_ms, 6), options
+        assert all(settled(t) for t in ticks), options
 
 
 def test_one_lost_packet_is_concealed_and_the_delay_returns_to_target() -> None:
@@ -122,7 +129,7 @@ def test_flood_of_packets_stays_bounded() -> None:
 
 
 def test_sequence_and_timestamp_wrap_around_is_seamless() -> None:
-    packets = opus_packets(1.0)
+    packets = opus_packets(1.0, NO_FEC)
     ticks = run(
         playout(),
         Link(packets),

@@ -13,11 +13,11 @@ from aiortc import RTCPeerConnection, RTCRtpCodecParameters
 from aiortc.codecs import CODECS
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
-from opus_stream import RATE, opus_packets, speech
+from opus_stream import opus_packets
 from support import lose_at_receiver, wait_for
 
 import services.media.session as session_module
-from hal.audio import Samples, ToneMicrophone
+from hal.audio import VoiceMicrophone
 from hal.media_types import AudioFormat
 from services.media.audio_receive import (
     AiortcInternalsError,
@@ -59,22 +59,6 @@ def test_inband_fec_is_added_to_the_opus_fmtp() -> None:
         "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n"
     )
     assert advertise_inband_fec(advertise_inband_fec(browser)) == advertise_inband_fec(browser)
-
-
-class SpeechMicrophone(ToneMicrophone):
-    """The simulated microphone, saying speech-like sounds instead of a steady tone.
-
-    libopus puts FEC in speech (its VAD says so), hardly in a steady sine.
-    """
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self._speech = speech(2.0)[0, ::2]
-
-    def _tone(self, first_sample: int, count: int, rate: int) -> Samples:
-        assert rate == RATE
-        at = (first_sample + np.arange(count)) % len(self._speech)
-        return self._speech[at]
 
 
 class SteppedClock:
@@ -135,7 +119,7 @@ def drop_every(playout: PlayoutTrack, nth: int) -> list[int]:
 @asynccontextmanager
 async def audio_call(*, fec: AudioFec = "on") -> AsyncIterator[tuple[MediaSession, MediaSession]]:
     """Two sessions on loopback (no STUN), each sending a speaking microphone's Opus."""
-    sources = [MicrophoneSource(SpeechMicrophone(f"mic{i}"), AudioFormat()) for i in (0, 1)]
+    sources = [MicrophoneSource(VoiceMicrophone(f"mic{i}"), AudioFormat()) for i in (0, 1)]
     sessions = [
         MediaSession(
             MediaSettings(video=False, ice=LOOPBACK, ice_servers=(), audio_fec=fec),
