@@ -14,7 +14,9 @@ each static profile (and an outage) and compares them with what the profile shou
 Then, per profile, ``--runs`` calls per stack, alternating: the door calls the indoor unit,
 which answers at once (``callbox``: the installed Call API, each endpoint a process of
 ``bench/impaired_endpoint.py``; ``bare``: two plain RTCPeerConnections with the same fake
-camera and microphone, SDP relayed by this script). Once media flows both ways the window
+camera and microphone, SDP relayed by this script). Both stacks speak with
+``hal.audio.VoiceMicrophone``, a speech-like source: libopus stops coding in-band FEC for
+a steady tone, which would hide what FEC does. Once media flows both ways the window
 (``--seconds``) starts; events (outage, broker kill, indoor SIGKILL) happen ``LEAD_S`` into
 it. Per direction: video fps (median and worst whole second), the longest freeze (largest
 gap between decoded frames, window edges included), video latency (capture stamp in the
