@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiomqtt
@@ -118,10 +119,15 @@ async def answered_call(site: SimSite, *callees: str) -> tuple[Call, Watching, C
 
 async def media_flows(call: Call, incoming: Call) -> None:
     """Video still arrives both ways."""
-    for side in (call, incoming):
+    for name, side in (("the door", call), ("the callee", incoming)):
         session = side.session
         assert session is not None
-        await grows(lambda s=session: s.stats.video_frames, 10, what=f"video at {side.call_id}")
+        await grows(video_frames(session), 10, what=f"video at {name}")
+
+
+def video_frames(session: MediaSession) -> Callable[[], int]:
+    """Reads how many video frames ``session`` decoded so far."""
+    return lambda: session.stats.video_frames
 
 
 async def test_a_forged_hangup_claiming_the_peer_leaves_the_answered_call_up(
