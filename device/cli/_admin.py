@@ -282,6 +282,8 @@ def status(control_path: Path | None, as_json: bool) -> None:
         else "call: none"
     )
     click.echo(f"missed calls: {result.get('missed_calls', 0)}")
+    dropped = result.get("dropped_messages", {})
+    click.echo(f"dropped messages: {', '.join(f'{r} {n}' for r, n in dropped.items()) or 'none'}")
     detail = f" ({result['echo_canceller_detail']})" if "echo_canceller_detail" in result else ""
     click.echo(f"echo canceller: {result.get('echo_canceller', 'unknown')}{detail}")
     if "camera" in result:

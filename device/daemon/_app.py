@@ -440,6 +440,7 @@ class DeviceApp:
             "connected": endpoint.signaling.transport.connected.is_set(),
         }
         result["presence"] = dict(endpoint.signaling.presence)
+        result["dropped_messages"] = endpoint.calls.dropped_messages()
         if endpoint.calls.media.camera is not None:
             failure = endpoint.calls.camera_failure
             result["camera"] = f"failed, retrying: {failure}" if failure else "ok"

@@ -22,7 +22,7 @@ from typing import Any
 from av import VideoFrame
 
 from services.callapi.controls import CallControls
-from services.callapi.door_release import DoorRelease
+from services.callapi.door_release import DOOR_OTHER_LEG, DoorRelease
 from services.callapi.events import CallEvents
 from services.callapi.legs import Leg, Legs
 from services.callapi.observer import CallObserver
@@ -181,12 +181,16 @@ class Call:
 
     @property
     def unlock_challenge(self) -> str | None:
-        """The door-release challenge of this call (None when no door is in it)."""
+        """The door-release challenge of the leg talked to (None when no door is in it)."""
         return self._door.challenge
 
     @unlock_challenge.setter
     def unlock_challenge(self, challenge: str | None) -> None:
         self._door.challenge = challenge
+
+    def unlock_challenge_of(self, address: str) -> str | None:
+        """The door-release challenge of the leg with ``address`` (each invite has its own)."""
+        return self._door.challenge_of(address)
 
     def was_leg(self, address: str) -> bool:
         """True for a callee this call stopped ringing (its late messages are expected)."""
@@ -314,7 +318,6 @@ class Call:
         if not online:
             await self.end(CallStatus.OFFLINE, HangupReason.ERROR)
             return
-        self._door.issue()
         await asyncio.gather(*(self._invite(t.address) for t in online))
         if self.is_ended():
             return
@@ -337,8 +340,9 @@ class Call:
             "profile": self._endpoint.profile_json(),
             "ring_timeout_ms": int(self.props.ring_timeout_s * 1000),
         }
-        if self._door.challenge is not None:
-            body["unlock_challenge"] = self._door.challenge
+        challenge = self._door.issue(address)  # every invite its own
+        if challenge is not None:
+            body["unlock_challenge"] = challenge
         try:
             await self._endpoint.send(address, "invite", self.call_id, body)
         except SignalingError as err:
@@ -367,7 +371,7 @@ class Call:
         session = self._endpoint.new_session(self.props, video=self._video, label=self.call_id)
         self._legs.add(Leg(message.sender, session))
         self._watch(message.sender, session)
-        self._door.issue(message.body.get("unlock_challenge"))
+        self._door.issue(message.sender, message.body.get("unlock_challenge"))
         await self._endpoint.send(message.sender, "ringing", self.call_id, {})
         failure: tuple[CallStatus, Exception] | None = None
         try:
@@ -383,7 +387,7 @@ class Call:
             await self.end(status, HangupReason.ERROR)
             return
         answer: dict[str, Any] = {"sdp": sdp}
-        challenge = self._door.challenge_to_send()
+        challenge = self._door.challenge_to_send(message.sender)
         if challenge is not None:
             answer["unlock_challenge"] = challenge
         await self._endpoint.send(message.sender, "answer", self.call_id, answer)
@@ -437,7 +441,7 @@ class Call:
     async def _on_answer(self, leg: Leg, body: dict[str, Any]) -> None:
         if self._incoming:
             return
-        self._door.learn(body.get("unlock_challenge"))  # we called a door ("monitor")
+        self._door.learn(leg.address, body.get("unlock_challenge"))  # we called a door
         try:
             await leg.session.apply_answer(str(body.get("sdp", "")))
         except SecurityError as err:
@@ -489,10 +493,40 @@ class Call:
         await handler(leg, message.body)
 
     async def handle_late(self, message: Message) -> None:
-        """A message from a callee that lost the race: a late accept is told to stop."""
-        _log.info("%s: late %s from %s", self._name, message.type, message.sender)
+        """A message from a callee that lost the race: dropped; a late accept is told to stop.
+
+        Its door messages are counted and reported: door release is with the answering leg.
+        """
+        if message.type in ("unlock", "unlock_result"):
+            await self.drop(message.sender, message.type, DOOR_OTHER_LEG, "its leg was cancelled")
+            return
+        _log.info("%s: late %s from %s dropped", self._name, message.type, message.sender)
         if message.type == "accept":
             await self.send_or_log(message.sender, "cancel", {"reason": "answered_elsewhere"})
+
+    async def drop(self, sender: str, message_type: str, reason: str, detail: str) -> None:
+        """Drop a message naming this call without acting on it; the call goes on.
+
+        Logged, counted by the endpoint under ``reason`` (``callbox status``) and reported
+        to the listeners (``on_message_dropped``).
+        """
+        _log.warning(
+            "%s: call %s: dropped %s from %s (%s): %s; the call goes on",
+            self._name,
+            self.call_id,
+            message_type,
+            sender,
+            reason,
+            detail,
+        )
+        self._endpoint.count_dropped(reason)
+        await self.report_dropped(sender, message_type, reason, detail)
+
+    async def report_dropped(
+        self, sender: str, message_type: str, reason: str, detail: str
+    ) -> None:
+        """Tell the listeners about a message naming this call that was dropped (no change)."""
+        await self._events.emit_optional("on_message_dropped", sender, message_type, reason, detail)
 
     async def _on_decline(self, leg: Leg, body: dict[str, Any]) -> None:
         if not self._incoming:
@@ -508,6 +542,7 @@ class Call:
             return
         reason = str(body.get("reason", "caller"))
         if reason in FAILURE_STATUS:
+            self._log_peer_failure(leg, "cancel", reason)
             await self.end(FAILURE_STATUS[reason], HangupReason.ERROR)
             return
         if self.is_answered() and reason != "answered_elsewhere":
@@ -523,6 +558,7 @@ class Call:
             return
         reason = str(body.get("reason", "user"))
         if reason in FAILURE_STATUS:
+            self._log_peer_failure(leg, "hangup", reason)
             await self.end(FAILURE_STATUS[reason], HangupReason.ERROR)
         elif not self.is_answered() and self._incoming:
             await self._missed()
@@ -531,6 +567,21 @@ class Call:
             await self.end(CallStatus.COMPLETE, HangupReason.REMOTE)
 
     # failures ---------------------------------------------------------------------------------
+
+    def _log_peer_failure(self, leg: Leg, message_type: str, reason: str) -> None:
+        cause = (
+            "our media failed its verification (DTLS fingerprint or SDP fingerprint)"
+            if reason == "security"
+            else f"it gave up ({reason})"
+        )
+        _log.error(
+            "%s: call %s: %s's signed %s says %s",
+            self._name,
+            self.call_id,
+            leg.address,
+            message_type,
+            cause,
+        )
 
     async def leg_failed(self, address: str, outcome: CallStatus) -> None:
         """A leg failed with ``outcome``: end the call, or drop the leg of a ring group."""
@@ -586,10 +637,21 @@ class Call:
             self._link.peer_online(leg)
 
     async def security_failure(self, address: str, detail: str) -> None:
-        """A message claiming to be from this call's peer failed verification: end the call."""
+        """The authenticated peer's media failed verification: end its leg with SECURITYERROR.
+
+        Only media evidence comes here (its DTLS certificate is not the fingerprint of its
+        signed SDP, or that SDP has no acceptable fingerprint); a message that fails its
+        own verification is dropped instead (``Calls``) and never ends a call.
+        """
         if self.is_ended() or address not in self._legs:
             return
-        _log.error("%s: security failure in call %s: %s", self._name, self.call_id, detail)
+        _log.error(
+            "%s: call %s: media of %s failed verification (SECURITYERROR): %s",
+            self._name,
+            self.call_id,
+            address,
+            detail,
+        )
         await self.leg_failed(address, CallStatus.SECURITYERROR)
 
     # hanging up and ending --------------------------------------------------------------------

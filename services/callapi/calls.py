@@ -10,6 +10,7 @@ pool (offer_pool.py) makes their media sessions and the devices (devices.py) rin
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
 import time
@@ -82,6 +83,9 @@ class Calls:
         self.defaults = defaults or CallProperties()
         self.active_call: Call | None = None
         self.missed_calls = 0
+        self.dropped: collections.Counter[str] = collections.Counter()
+        """Messages naming the active call that it dropped unacted, by reason (see
+        ``dropped_messages``)."""
         self.key_changes: dict[str, str] = {}
         """Contacts whose new key waits for a person's confirmation, with why it was seen."""
         self._listener: IncomingListener = IncomingListener()
@@ -295,6 +299,21 @@ class Calls:
         if self._default_ui is not None:
             await notify("on_error", self._default_ui.on_error, props, int(code))
 
+    def count_dropped(self, reason: str) -> None:
+        """Count a message naming a call that the call dropped without acting on it."""
+        self.dropped[reason] += 1
+
+    def dropped_messages(self) -> dict[str, int]:
+        """Every message this endpoint dropped, by reason: ``callbox status`` shows it.
+
+        The signaling's rejections (failed verification, replays, wrong call, …) and the
+        call-level drops (door messages from a leg other than the answering one).
+        """
+        counts = {reason.value: n for reason, n in self.signaling.rejected.items() if n}
+        for reason, n in self.dropped.items():
+            counts[reason] = counts.get(reason, 0) + n
+        return dict(sorted(counts.items()))
+
     def call_ended(self, call: object) -> None:
         """A call reached a terminal status: free the line and refill the offer pool."""
         if self.active_call is call:
@@ -381,14 +400,19 @@ class Calls:
         if call is not None and call.call_id == message.call_id:
             if message.sender in call.legs:
                 await call.handle(message)
-                return
-            if call.was_leg(message.sender):
+            elif call.was_leg(message.sender):
                 await call.handle_late(message)
-                return
+            else:  # a genuine message, but only the call's own peer may change the call
+                self._wrong_call(message)
+                detail = f"{message.sender} is not a party of this call"
+                await call.report_dropped(message.sender, message.type, "wrong_call", detail)
+            return
         self._wrong_call(message)
 
     def _wrong_call(self, message: Message) -> None:
-        if message.type in ("cancel", "hangup", "decline", "busy"):
+        active = self.active_call
+        names_active = active is not None and active.call_id == message.call_id
+        if message.type in ("cancel", "hangup", "decline", "busy") and not names_active:
             _log.info(
                 "%s: late %s for an ended call from %s", self.address, message.type, message.sender
             )
@@ -472,6 +496,15 @@ class Calls:
                 self.spawn(
                     notify("on_key_changed", self._default_ui.on_key_changed, sender, str(err))
                 )
+        # Counted and logged by the signaling; it never changes the call it names (anyone
+        # can publish a forgery claiming the peer): the call's listeners are told.
         call = self.active_call
-        if call is not None and call.call_id == call_id and sender in call.legs:
-            self.spawn(call.security_failure(sender, str(err)))
+        if call is not None and call.call_id == call_id and not call.is_ended():
+            _log.warning(
+                "%s: call %s goes on: a message claiming to be from %s failed verification (%s)",
+                self.address,
+                call_id,
+                sender,
+                err.reason.value,
+            )
+            self.spawn(call.report_dropped(sender, "", err.reason.value, err.detail))

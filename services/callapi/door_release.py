@@ -1,12 +1,16 @@
 """Door release inside a call: the challenge scheme of docs/protocol.md ("Door release").
 
-A door station issues a fresh ``unlock_challenge`` per call (in its invite, or in its
-answer when it is called). The other side opens the door with ``await call.unlock()``,
-which sends ``unlock`` carrying that challenge. The door checks the challenge and who
-sends it here, then hands the request to the app's unlock handler (the intercom service:
-rate limit, relay pulse, audit log) and answers ``unlock_result`` with the outcome and
-the next challenge, so a resident can press door-release again in the same call while a
-recorded ``unlock`` never opens the door twice.
+A door station issues a fresh ``unlock_challenge`` per leg: every invite of a ring group
+carries its own (and the door's answer, when it is called). The other side opens the door
+with ``await call.unlock()``, which sends ``unlock`` carrying its leg's challenge. The door
+checks the challenge of that leg and who sends it, then hands the request to the app's
+unlock handler (the intercom service: rate limit, relay pulse, audit log) and answers
+``unlock_result`` with the outcome and the leg's next challenge, so a resident can press
+door-release again in the same call while a recorded ``unlock`` never opens the door twice.
+
+A leg's messages touch only its own challenge: a ring-group member cannot spend or replace
+the answering resident's. ``unlock_result`` is taken only from the leg talked to, never by
+a door; the door messages of other legs are dropped, counted and reported (``Call.drop``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ class UnlockPolicy:
         return secrets.token_urlsafe(16) if self.drives_door else None
 
 
+DOOR_OTHER_LEG = "door_other_leg"
+"""Why a door message was dropped: it came from a leg other than the one door release is with."""
+
+
 class ReleasingCall(Protocol):
     """What door release needs of its call."""
 
@@ -83,6 +91,10 @@ class ReleasingCall(Protocol):
         """Tell the call's listeners."""
         ...
 
+    async def drop(self, sender: str, message_type: str, reason: str, detail: str) -> None:
+        """Drop a message of the call without acting on it: log, count, tell the listeners."""
+        ...
+
 
 class DoorRelease:
     """The ``unlock`` / ``unlock_result`` exchange of one call."""
@@ -91,23 +103,46 @@ class DoorRelease:
         self._call = call
         self._policy = policy
         self._log_name = log_name
-        self.challenge: str | None = None
+        self._challenges: dict[str, str] = {}
         self._waiters: list[asyncio.Future[bool]] = []
 
-    def issue(self, offered: object = None) -> None:
-        """A fresh challenge for this call: ours when we drive a door, else the one offered."""
-        self.challenge = self._policy.new_challenge() or (
-            offered if isinstance(offered, str) else None
+    @property
+    def challenge(self) -> str | None:
+        """The challenge of the leg talked to (None when there is none, or no door)."""
+        leg = self._call.active_leg()
+        return self._challenges.get(leg.address) if leg is not None else None
+
+    @challenge.setter
+    def challenge(self, challenge: str | None) -> None:
+        leg = self._call.active_leg()
+        if leg is None:
+            return
+        if challenge is None:
+            self._challenges.pop(leg.address, None)
+        else:
+            self._challenges[leg.address] = challenge
+
+    def challenge_of(self, address: str) -> str | None:
+        """The current challenge of the leg with ``address``."""
+        return self._challenges.get(address)
+
+    def issue(self, address: str, offered: object = None) -> str | None:
+        """The challenge of a new leg: a fresh one when we drive a door, else the one offered."""
+        challenge = self._policy.new_challenge() or (
+            offered if isinstance(offered, str) and offered else None
         )
+        if challenge is not None:
+            self._challenges[address] = challenge
+        return challenge
 
-    def learn(self, offered: object) -> None:
+    def learn(self, address: str, offered: object) -> None:
         """The door we called sends its challenge in its answer ("monitor")."""
-        if isinstance(offered, str) and offered and self.challenge is None:
-            self.challenge = offered
+        if isinstance(offered, str) and offered and address not in self._challenges:
+            self._challenges[address] = offered
 
-    def challenge_to_send(self) -> str | None:
-        """The challenge our answer carries: only a door issues one."""
-        return self.challenge if self._policy.drives_door else None
+    def challenge_to_send(self, address: str) -> str | None:
+        """The challenge our answer to ``address`` carries: only a door issues one."""
+        return self._challenges.get(address) if self._policy.drives_door else None
 
     async def unlock(self, timeout: float) -> bool:
         """Ask the door at the other end of this call to open; True when it opened."""
@@ -134,7 +169,7 @@ class DoorRelease:
         if not self._policy.drives_door:
             return "this endpoint has no door"
         challenge = body.get("challenge")
-        expected = self.challenge
+        expected = self._challenges.get(leg.address)
         if (
             not isinstance(challenge, str)
             or expected is None
@@ -150,7 +185,9 @@ class DoorRelease:
         """The peer asks this door to open: check, open through the handler, answer."""
         reason = self._refusal(leg, body)
         if reason is None:
-            self.challenge = self._policy.new_challenge()  # used up: never twice
+            fresh = self._policy.new_challenge()  # used up: never twice
+            assert fresh is not None  # a door always makes one
+            self._challenges[leg.address] = fresh
             reason = await self._open(leg.address)
         if reason is None:
             _log.info("%s: door opened for %s", self._log_name, leg.address)
@@ -159,8 +196,9 @@ class DoorRelease:
                 "%s: door release from %s refused: %s", self._log_name, leg.address, reason
             )
         result: dict[str, Any] = {"opened": reason is None, "reason": reason or ""}
-        if self.challenge is not None:
-            result["challenge"] = self.challenge
+        challenge = self._challenges.get(leg.address)
+        if challenge is not None:
+            result["challenge"] = challenge
         await self._call.send_or_log(leg.address, "unlock_result", result)
 
     async def _open(self, requester: str) -> str | None:
@@ -174,12 +212,22 @@ class DoorRelease:
         return None
 
     async def on_unlock_result(self, leg: Leg, body: dict[str, Any]) -> None:
-        """The door answered our request: wake ``unlock()`` and tell the listeners."""
+        """The door answered our request: wake ``unlock()`` and tell the listeners.
+
+        Only the leg talked to answers our requests, and a door asks nothing: any other
+        ``unlock_result`` is dropped and leaves every challenge as it is.
+        """
+        if self._policy.drives_door or leg is not self._call.active_leg():
+            who = "a door takes no unlock_result" if self._policy.drives_door else "not the peer"
+            await self._call.drop(
+                leg.address, "unlock_result", DOOR_OTHER_LEG, f"{who}; the challenge is kept"
+            )
+            return
         opened = body.get("opened") is True
         reason = body.get("reason")
         challenge = body.get("challenge")
         if isinstance(challenge, str) and challenge:
-            self.challenge = challenge
+            self._challenges[leg.address] = challenge
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(opened)

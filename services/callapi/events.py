@@ -70,3 +70,10 @@ class CallEvents(Generic[CallT]):
             if index == 0 and listener is self.first:
                 result = value
         return result
+
+    async def emit_optional(self, name: str, *args: Any) -> None:
+        """Call ``name(call, *args)`` on every listener that has it (an optional method)."""
+        for listener in self.listeners():
+            method = getattr(listener, name, None)
+            if method is not None:
+                await notify(name, method, self._call, *args)

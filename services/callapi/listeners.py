@@ -94,3 +94,16 @@ class InProgressListener:
 
     def on_door_release(self, call: Call, opened: bool, reason: str) -> MaybeAwaitable:
         """The door answered ``call.unlock()``: opened, or refused for ``reason``."""
+
+    def on_message_dropped(
+        self, call: Call, sender: str, message_type: str, reason: str, detail: str
+    ) -> MaybeAwaitable:
+        """A message naming this call was dropped; the call goes on unchanged.
+
+        ``sender`` is who the message claims to be, ``message_type`` its type ("" when it
+        failed verification: nothing in it is trusted), ``reason`` why it was dropped: a failed
+        verification (``bad_signature``, ``decrypt_failed``, ``key_changed``), a message from
+        an endpoint that is not this call's peer (``wrong_call``), a door message from another
+        leg (``door_other_leg``). Someone may be trying to disturb the call: show or log it.
+        A callbox addition (mesibo has no counterpart); optional, the default does nothing.
+        """

@@ -73,6 +73,10 @@ class CallEndpoint(Protocol):
         """Tell the app a call went wrong."""
         ...
 
+    def count_dropped(self, reason: str) -> None:
+        """Count a message naming a call that the call dropped (``callbox status``)."""
+        ...
+
     def call_ended(self, call: object) -> None:
         """``call`` reached a terminal status: free the line."""
         ...

@@ -51,6 +51,11 @@ GONE_SILENCE_S = 0.3
 (the audio playout's target delay is at most 200 ms), far less than a live peer's 20 ms."""
 HANGUP_SEND_S = 1.0
 """How long the side that gives up waits to tell the peer before it ends anyway."""
+DTLS_MISMATCH = (
+    "the DTLS handshake failed after ICE connected: the peer's certificate does not match the"
+    " DTLS fingerprint of its signed SDP"
+)
+"""Why a call ends with SECURITYERROR when its DTLS handshake fails (logged)."""
 
 
 class SupervisedCall(Protocol):
@@ -97,7 +102,7 @@ class SupervisedCall(Protocol):
         ...
 
     async def security_failure(self, address: str, detail: str) -> None:
-        """The peer failed verification: end the call."""
+        """The peer's media failed verification: end the call (SECURITYERROR), naming why."""
         ...
 
     async def send_to_peer(self, message_type: str, body: dict[str, Any]) -> None:
@@ -159,10 +164,10 @@ class LinkSupervisor:
         elif state == "failed" and not call.is_answered() and not call.is_incoming():
             # ICE worked but DTLS failed: the peer's certificate does not match the
             # fingerprint of its signed SDP (or the handshake was tampered with)
-            security = leg.session.failed_after_connectivity()
-            await call.leg_failed(
-                leg.address, CallStatus.SECURITYERROR if security else CallStatus.NETWORKERROR
-            )
+            if leg.session.failed_after_connectivity():
+                await call.security_failure(leg.address, DTLS_MISMATCH)
+            else:
+                await call.leg_failed(leg.address, CallStatus.NETWORKERROR)
 
     async def watch(self) -> None:
         """Check the answered call's link every ``WATCHDOG_PERIOD_S`` until the call ends."""

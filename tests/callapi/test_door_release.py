@@ -64,17 +64,24 @@ async def test_a_replayed_challenge_opens_nothing(door_and_indoor: SimSite) -> N
     used = call.unlock_challenge
     assert await call.unlock(timeout=TIMEOUT)
 
+    current = call.unlock_challenge
     call.unlock_challenge = used  # a recording of the first request, signed anew
     assert await call.unlock(timeout=TIMEOUT) is False
     assert len(door.openings) == 1
+    # refused before the policy: the door's current challenge is kept and sent back
+    assert call.unlock_challenge == current
+    assert await call.unlock(timeout=TIMEOUT) is True
+    assert len(door.openings) == 2
 
 
 async def test_the_door_refusal_reaches_the_requester(door_and_indoor: SimSite) -> None:
     door, indoor = await answered_doorbell_call(door_and_indoor)
     call, _ = await indoor.next_call()
+    first = call.unlock_challenge
     door.refuse_with = "rate limited"
     assert await call.unlock(timeout=TIMEOUT) is False
     assert door.openings == []
+    assert call.unlock_challenge not in (None, first), "refused by the policy: used up"
 
 
 async def test_a_call_without_a_door_cannot_unlock(make_site: MakeSite) -> None:

@@ -132,6 +132,41 @@ async def test_replayed_and_foreign_unlocks_leave_the_relay_alone(make: SiteMake
     assert pulses(site) == 1
 
 
+async def test_a_ring_group_member_cannot_spoil_the_answering_residents_door_release(
+    make: SiteMaker,
+) -> None:
+    site = await make(Unit("door", "door"), Unit("flat1", "indoor"), Unit("flat2", "indoor"))
+    await press(site, "door", "doorbell")
+    await wait_for(
+        lambda: call_of(site, "flat1") is not None and call_of(site, "flat2") is not None,
+        "both indoor units to ring",
+    )
+    callee, member = call_of(site, "flat1"), call_of(site, "flat2")
+    assert callee.unlock_challenge != member.unlock_challenge, "every invite has its own"
+    own = member.unlock_challenge
+    flat2 = endpoint(site, "flat2").signaling
+    # while both ring, flat2 tells the door a challenge of its choosing...
+    await flat2.send(
+        "door", "unlock_result", member.call_id, {"opened": False, "challenge": "flat2-chose-it"}
+    )
+    # ...and asks with a wrong one (its answer also says the door took the message above)
+    member.unlock_challenge = "a-guess"
+    assert await member.unlock() is False
+    await press(site, "flat1", "answer")
+    await wait_for(member.is_ended, "flat2 to stop ringing")
+
+    assert await callee.unlock(), "the answering resident's first release works"
+    await wait_for(lambda: pulses(site) == 1, "one relay pulse")
+    # the member's door messages after the answer: its own challenge, another result
+    await flat2.send("door", "unlock", member.call_id, {"challenge": own})
+    await flat2.send("door", "unlock_result", member.call_id, {"opened": True, "challenge": "x"})
+    door = endpoint(site, "door").calls
+    await wait_for(lambda: door.dropped_messages().get("door_other_leg") == 3, "3 drops")
+    assert pulses(site) == 1
+    await endpoint(site, "door").service.opener.wait_idle()
+    assert await callee.unlock(), "and the next one, with the challenge the door sent back"
+
+
 async def test_door_release_is_rate_limited(make: SiteMaker) -> None:
     site = await make(
         Unit("door", "door", call_toml="unlock_per_minute = 1"), Unit("flat", "indoor")

@@ -1,7 +1,9 @@
-"""A DTLS fingerprint that does not belong to the peer ends the call with SECURITYERROR.
+"""A DTLS fingerprint that does not belong to the peer: not a single frame is decoded.
 
-Not a single frame is decoded, whether the SDP was altered in flight (the envelope signature catches
-it) or signed with a fingerprint that the DTLS certificate does not match (DTLS catches it).
+An SDP altered in flight fails the envelope signature: the answer is dropped like a lost one
+(a message that fails verification never changes a call) and the call rings out. An SDP
+signed with a fingerprint that the DTLS certificate does not match fails DTLS: the call ends
+with SECURITYERROR.
 """
 
 from __future__ import annotations
@@ -86,10 +88,26 @@ async def ring_and_expect_security_error(site: SimSite) -> tuple[Progress, Answe
     return progress, callee
 
 
-async def test_answer_altered_in_flight_is_a_security_error(door_and_indoor: SimSite) -> None:
+async def test_answer_altered_in_flight_is_dropped_and_nothing_is_decoded(
+    door_and_indoor: SimSite,
+) -> None:
     tamper_answers_in_flight(door_and_indoor, "indoor1")
-    await ring_and_expect_security_error(door_and_indoor)
+    door, indoor = door_and_indoor["door"].calls, door_and_indoor["indoor1"].calls
+    callee = Answering(indoor)
+    indoor.set_listener(callee)
+    props = props_for(door, "indoor1")
+    props.ring_timeout_s = 1.5
+    call, progress = await place_call(door, props)
+    await progress.wait_until(lambda: bool(progress.terminal()), timeout=10)
+    assert progress.terminal() == [CallStatus.NOANSWER], "the altered answer was a lost one"
     assert door_and_indoor["door"].signaling.rejected[RejectReason.BAD_SIGNATURE] == 1
+    incoming, incoming_progress = await callee.next_call()
+    await incoming_progress.wait_until(lambda: bool(incoming_progress.terminal()))
+    assert incoming_progress.terminal() == [CallStatus.NOANSWER]
+    assert all(leg.session.stats.video_frames == 0 for leg in call.legs.values())
+    assert incoming.session is not None
+    assert incoming.session.stats.video_frames == 0
+    assert incoming.session.stats.audio_frames == 0
 
 
 async def test_signed_fingerprint_of_another_certificate_fails_dtls(

@@ -471,7 +471,8 @@ export class Phone {
     }
     const call = this.call;
     if (!call || call.callId !== message.callId || call.peer !== message.from || call.ended) {
-      if (LATE_TYPES.has(message.type)) {
+      const namesActive = call && !call.ended && call.callId === message.callId;
+      if (LATE_TYPES.has(message.type) && !namesActive) {
         console.info(`callbox: late ${message.type} from ${message.from} ignored`);
         return;
       }
@@ -572,13 +573,18 @@ export class Phone {
     else if (call.pc) this._end(call, "OFFLINE");
   }
 
-  /** A message claiming to be from the peer of this call failed verification: end it. */
+  /**
+   * A message naming this call failed verification: dropped (counted in `rejections`), it
+   * never changes the call, since anyone can forge one (docs/protocol.md). Only the peer's
+   * media (a DTLS fingerprint that is not the signed one) ends a call with SECURITYERROR.
+   */
   onRejected(err) {
     const call = this._active();
-    if (!err || !call || !err.claimed) return;
-    if (err.claimed.callId !== call.callId || err.claimed.from !== call.peer) return;
-    console.error(`callbox: security failure in call ${call.callId}: ${err.message}`);
-    this._failed(call, "SECURITYERROR");
+    if (!err || !call || !err.claimed || err.claimed.callId !== call.callId) return;
+    console.warn(
+      `callbox: call ${call.callId} goes on: a message claiming to be from ${err.claimed.from} ` +
+        `failed verification (${err.reason})`,
+    );
   }
 
   /** This side gives up on the call because of a failure; the peer is told why. */
