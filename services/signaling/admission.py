@@ -32,19 +32,20 @@ class FrontLimits:
     max_pending: int = 128
     """Connections not yet through CONNECT, in all."""
     max_connections: int = 256
-    """All connections of the listener, pending or through."""
+    """All connections of the listener, pending or through (caps the pending ones too)."""
     max_packet_size: int = 131072
     """The largest CONNECT (mosquitto's max_packet_size)."""
 
     def __post_init__(self) -> None:
         if self.connect_timeout_s <= 0:
             raise SignalingError(f"connect_timeout_s {self.connect_timeout_s} must be positive")
-        if not 1 <= self.max_pending_per_source <= self.max_pending <= self.max_connections:
+        if not 1 <= self.max_pending_per_source <= self.max_pending:
             raise SignalingError(
                 f"front limits must satisfy 1 <= max_pending_per_source "
-                f"({self.max_pending_per_source}) <= max_pending ({self.max_pending}) <= "
-                f"max_connections ({self.max_connections})"
+                f"({self.max_pending_per_source}) <= max_pending ({self.max_pending})"
             )
+        if self.max_connections < 1:
+            raise SignalingError(f"max_connections {self.max_connections} must be at least 1")
 
 
 class Drop(enum.Enum):

@@ -300,3 +300,23 @@ def raise_open_files_limit(needed: int) -> tuple[int, int] | None:
         return None
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return soft, hard
+
+
+def mqtt_listener(
+    host: str,
+    port: int,
+    target: tuple[str, int],
+    *,
+    limits: FrontLimits,
+    ssl_context: ssl.SSLContext | None = None,
+) -> GatedListener:
+    """The MQTT front on ``host:port`` for mosquitto's loopback listener at ``target``."""
+    return GatedListener(
+        "MQTT",
+        host,
+        port,
+        target,
+        session=lambda: MqttSession(limits.max_packet_size),
+        limits=limits,
+        ssl_context=ssl_context,
+    )
