@@ -297,8 +297,9 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
                 "log_type warning",
                 "log_type notice",
                 "",
-                # the fronts connect here, one connection per client through CONNECT; each front
-                # caps its own connections, so this cap never refuses one they admitted
+                f"# the site address is callbox's: {_fronts_text(settings)};",
+                "# they hand this loopback listener each client once it has sent CONNECT, and",
+                "# cap their own connections: the cap here never refuses one they admitted",
                 f"listener {settings.bridge_port} 127.0.0.1",
                 "protocol mqtt",
                 f"max_connections {fronts * settings.max_connections}",
@@ -307,6 +308,15 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
         )
         + "\n"
     )
+
+
+def _fronts_text(settings: BrokerSettings) -> str:
+    """Where the fronts listen, for the generated file's reader."""
+    text = f"MQTT{' over TLS' if settings.tls else ''} on {settings.host}:{settings.port}"
+    if settings.websockets_port is not None:
+        ws = "wss" if settings.tls else "ws"
+        text += f", WebSockets ({ws}) on {settings.host}:{settings.websockets_port}"
+    return text
 
 
 def _server_ssl(tls: TlsFiles | None) -> ssl.SSLContext | None:
