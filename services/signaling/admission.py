@@ -60,6 +60,7 @@ class Drop(enum.Enum):
     HANDSHAKE = "TLS or WebSocket handshake failed"
     GONE = "closed by the client before CONNECT"
     BROKER_DOWN = "mosquitto did not take the connection"
+    ACCEPT_FAILED = "accept() failed (no file descriptor left?)"
 
 
 class Ticket:

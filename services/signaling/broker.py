@@ -96,6 +96,13 @@ class BrokerSettings:
         for name, port in ports:
             if port is not None and not 1 <= port <= 65535:
                 raise SignalingError(f"broker {name} {port} must be within 1..65535")
+        if self.port in (self.websockets_port, self.bridge_port) or (
+            self.websockets_port == self.bridge_port
+        ):
+            raise SignalingError(
+                f"broker port {self.port}, websockets_port {self.websockets_port} and "
+                f"bridge_port {self.bridge_port} (mosquitto's own, on loopback) must differ"
+            )
         if self.max_packet_size < 16384:
             raise SignalingError(
                 f"broker max_packet_size {self.max_packet_size} is below 16384 bytes: "

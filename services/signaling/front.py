@@ -186,9 +186,8 @@ class GatedListener:
             try:
                 conn, address = await loop.sock_accept(sock)
             except OSError as err:  # EMFILE / ENFILE: the connection waits in the backlog
-                _log.error(
-                    "%s front %s:%s: accept failed: %s", self._name, self.host, self.port, err
-                )
+                _log.debug("%s front: accept failed: %s", self._name, err)
+                self.drops.record(Drop.ACCEPT_FAILED, err.strerror or str(err))
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
             conn.setblocking(False)

@@ -144,6 +144,10 @@ def test_missing_tls_file_is_a_clear_error(tmp_path: Path, missing: str) -> None
         ({"port": 0}, "port 0"),
         ({"websockets_port": 70000}, "websockets_port 70000"),
         ({"max_packet_size": 8192}, "max_packet_size 8192"),
+        ({"port": 1884}, "must differ"),
+        ({"websockets_port": 18830}, "must differ"),
+        ({"max_pending_per_source": 200}, "max_pending_per_source"),
+        ({"connect_timeout_s": 0}, "connect_timeout_s 0"),
     ],
 )
 def test_bad_settings_are_refused(overrides: dict[str, object], message: str) -> None:

@@ -1,4 +1,4 @@
-"""The fronts' parts on their own: the first-CONNECT check, admission, the drop log, the fd limit."""
+"""The fronts' parts alone: the first-CONNECT check, admission, the drop log, the fd limit."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_fail__bytes_beyond_max_packet_size_without_a_whole_connect() -> None:
 def limits(**overrides: int) -> FrontLimits:
     values = {"max_pending_per_source": 2, "max_pending": 4, "max_connections": 6}
     values.update(overrides)
-    return FrontLimits(**values)  # type: ignore[arg-type]
+    return FrontLimits(**values)
 
 
 def admit(admission: Admission, source: str, evicted: list[str] | None = None) -> Ticket:
