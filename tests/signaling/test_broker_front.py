@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from harness.idle_attacker import ATTACKER, IdleAttacker
 from support import TIMEOUT, Certificate
 from websockets.asyncio.client import connect as ws_connect
 
@@ -37,7 +37,6 @@ from services.signaling.identity import Identity
 from services.signaling.transport import BrokerAddress, mqtt_transport
 
 SITE = "front"
-ATTACKER = "127.0.0.66"  # another loopback address: its per-source limit is not the units'
 DEADLINE_S = 3.0  # BrokerSettings.connect_timeout_s, the default shipped
 SLACK_S = 1.0
 LOGIN_TIMEOUT_S = 5.0
@@ -65,58 +64,6 @@ async def broker(tmp_path: Path) -> AsyncIterator[MosquittoBroker]:
     running = await start_broker(tmp_path / "broker")
     yield running
     await running.close()
-
-
-class IdleAttacker:
-    """Holds ``count`` TCP connections from ``source`` that never send a byte.
-
-    Each one the server closes is opened again after a random pause (``count / rate``
-    seconds on average: about ``rate`` new connections a second in all), as a persistent
-    attacker would.
-    """
-
-    def __init__(self, port: int, *, count: int = 1000, rate: float = 200.0) -> None:
-        self.port = port
-        self.count = count
-        self.pause_s = count / rate
-        self.opened = 0
-        self.closed_by_server = 0
-        self.held = 0
-        self._tasks: list[asyncio.Task[None]] = []
-        self._all_opened = asyncio.Event()
-
-    async def __aenter__(self) -> IdleAttacker:
-        self._tasks = [asyncio.create_task(self._hold()) for _ in range(self.count)]
-        await asyncio.wait_for(self._all_opened.wait(), TIMEOUT)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _hold(self) -> None:
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", self.port, local_addr=(ATTACKER, 0)
-                )
-            except OSError:
-                await asyncio.sleep(random.uniform(0, 2 * self.pause_s))  # attacker's pacing
-                continue
-            self.opened += 1
-            if self.opened == self.count:
-                self._all_opened.set()
-            self.held += 1
-            try:
-                await reader.read()  # until the server closes it
-            except OSError:
-                pass
-            finally:
-                self.held -= 1
-                writer.close()
-            self.closed_by_server += 1
-            await asyncio.sleep(random.uniform(0, 2 * self.pause_s))  # attacker's pacing
 
 
 def endpoint(
