@@ -273,6 +273,8 @@ class GatedListener:
             conn,
             ssl=self._ssl,
             ssl_handshake_timeout=self.limits.connect_timeout_s if self._ssl else None,
+            # a client that never answers TLS close_notify holds its socket this long at most
+            ssl_shutdown_timeout=self.limits.connect_timeout_s if self._ssl else None,
         )
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
