@@ -90,27 +90,28 @@ def test_config_has_listeners_limits_and_nodelay(tmp_path: Path) -> None:
     # a listener option before the first listener would open mosquitto's default 1883
     assert not any(
         line.startswith(("listener", "protocol", "max_connections", "use_username"))
-        for line in lines[: lines.index("listener 18830 127.0.0.1")]
+        for line in lines[: lines.index("listener 1884 127.0.0.1")]
     )
-    # browsers reach mosquitto through callbox's websockets bridge (port 19001), which
-    # connects to a plain MQTT listener on loopback only
-    assert set(blocks) == {"listener 18830 127.0.0.1", "listener 1884 127.0.0.1"}
-    assert "protocol mqtt" in blocks["listener 18830 127.0.0.1"]
-    assert "protocol mqtt" in blocks["listener 1884 127.0.0.1"]
+    # mosquitto listens on loopback only: callbox's fronts serve the site address (MQTT on
+    # 18830, WebSockets on 19001) and connect there, each capping its own connections
+    assert set(blocks) == {"listener 1884 127.0.0.1"}
+    (block,) = blocks.values()
+    assert "protocol mqtt" in block
+    assert "max_connections 84" in block  # two fronts of 42
+    assert "use_username_as_clientid true" in block
+    assert not any(line.startswith(("certfile", "keyfile", "cafile")) for line in block)
     assert not any("websockets" in line for line in lines)
-    for block in blocks.values():
-        assert "max_connections 42" in block
-        assert "use_username_as_clientid true" in block
-        assert not any(line.startswith(("certfile", "keyfile", "cafile")) for line in block)
 
 
-def test_config_without_websockets_has_one_listener(tmp_path: Path) -> None:
-    files = write_broker_config(settings(websockets_port=None, host="0.0.0.0"), tmp_path)
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20"])
+def test_mosquitto_never_listens_beyond_loopback(tmp_path: Path, host: str) -> None:
+    files = write_broker_config(settings(websockets_port=None, host=host), tmp_path)
     blocks = listener_blocks(conf_lines(files.config))
-    assert list(blocks) == ["listener 18830 0.0.0.0"]
+    assert list(blocks) == ["listener 1884 127.0.0.1"]
+    assert "max_connections 42" in blocks["listener 1884 127.0.0.1"]
 
 
-def test_tls_lines_on_every_listener_that_leaves_the_unit(tmp_path: Path) -> None:
+def test_tls_files_go_to_the_fronts_not_to_mosquitto(tmp_path: Path) -> None:
     cert, key, ca = (tmp_path / name for name in ("broker.crt", "broker.key", "ca.crt"))
     for path in (cert, key, ca):
         path.write_text("PEM\n")
@@ -118,13 +119,10 @@ def test_tls_lines_on_every_listener_that_leaves_the_unit(tmp_path: Path) -> Non
         settings(tls=TlsFiles(certfile=cert, keyfile=key, cafile=ca), host="0.0.0.0"),
         tmp_path / "broker",
     )
-    blocks = listener_blocks(conf_lines(files.config))
-    network = blocks["listener 18830 0.0.0.0"]
-    assert f"certfile {cert}" in network
-    assert f"keyfile {key}" in network
-    assert f"cafile {ca}" in network
-    # the bridge's listener is on loopback only; the bridge itself serves TLS to browsers
-    assert not any(line.startswith("certfile") for line in blocks["listener 1884 127.0.0.1"])
+    lines = conf_lines(files.config)
+    # the fronts terminate TLS (front.py); mosquitto's loopback listener stays plaintext
+    assert list(listener_blocks(lines)) == ["listener 1884 127.0.0.1"]
+    assert not any(line.startswith(("certfile", "keyfile", "cafile")) for line in lines)
 
 
 @pytest.mark.parametrize("missing", ["certfile", "keyfile"])
@@ -146,6 +144,10 @@ def test_missing_tls_file_is_a_clear_error(tmp_path: Path, missing: str) -> None
         ({"port": 0}, "port 0"),
         ({"websockets_port": 70000}, "websockets_port 70000"),
         ({"max_packet_size": 8192}, "max_packet_size 8192"),
+        ({"port": 1884}, "must differ"),
+        ({"websockets_port": 18830}, "must differ"),
+        ({"max_pending_per_source": 200}, "max_pending_per_source"),
+        ({"connect_timeout_s": 0}, "connect_timeout_s 0"),
     ],
 )
 def test_bad_settings_are_refused(overrides: dict[str, object], message: str) -> None:
