@@ -307,7 +307,9 @@ def test_broker_settings_that_contradict_each_other(broker: str, key: str, reaso
 
 def test_tls_is_on_by_default_and_plain_mqtt_stays_on_loopback() -> None:
     assert parse_config(MINIMAL, Path("t.toml")).broker.tls  # loopback: plain without tls_ca
-    remote = parse_config(MINIMAL + "[broker]\nhost = 'flat1.local'\ntls_ca = '/etc/callbox/ca.crt'\n", Path("t.toml"))
+    remote = parse_config(
+        MINIMAL + "[broker]\nhost = 'flat1.local'\ntls_ca = '/etc/callbox/ca.crt'\n", Path("t.toml")
+    )
     assert remote.broker.tls and remote.broker.tls_ca == "/etc/callbox/ca.crt"
     for host in ("127.0.0.1", "::1", "localhost"):
         text = MINIMAL + f"[broker]\nhost = '{host}'\ntls = false\n"
