@@ -1,4 +1,4 @@
-"""The site CA as an installer meets it: `callbox broker` makes it, `callbox ca` shows, renews, pins.
+"""The site CA as an installer meets it: made by `callbox broker`, shown, renewed and pinned.
 
 `callbox broker` on a port beyond loopback (what callbox-broker.service runs) makes the site CA
 once and keeps it across restarts, and a unit that pinned it with `callbox ca pin` reaches the
