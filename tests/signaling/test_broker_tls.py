@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.signaling.base import Inbound
 from services.signaling.broker import (
@@ -169,7 +170,9 @@ def test_the_site_ca_is_made_once_and_kept(tmp_path: Path) -> None:
     assert files.server_key.stat().st_mode & 0o777 == 0o600
     (ca,) = load_ca_certificates(files.ca_cert)
     assert fingerprint(ca) == first.fingerprint
-    assert ca.public_key().key_size == 256  # EC P-256
+    public = ca.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    assert isinstance(public.curve, ec.SECP256R1)
     server = x509.load_pem_x509_certificate(server_pem)
     server.verify_directly_issued_by(ca)
     assert set(first.names) == set(LOOPBACK)
