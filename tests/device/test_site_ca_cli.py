@@ -14,12 +14,18 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner, Result
+from daemon_helpers import callbox, door_toml
 
 from device.cli import main
 from device.config import load_config
 from services.signaling.base import Inbound
 from services.signaling.broker import free_port
-from services.signaling.siteca import fingerprint, load_ca_certificates
+from services.signaling.siteca import (
+    SiteCaFiles,
+    ensure_site_tls,
+    fingerprint,
+    load_ca_certificates,
+)
 from services.signaling.transport import BrokerAddress, mqtt_transport
 
 CALLBOX = [sys.executable, "-m", "device.cli"]
@@ -173,6 +179,43 @@ async def test_a_pinned_unit_reaches_callbox_broker_over_tls_after_a_restart(
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), TIMEOUT)
     assert fingerprints[0] == fingerprints[1]
+
+
+async def test_the_daemon_refuses_a_broker_its_pinned_ca_did_not_sign(tmp_path: Path) -> None:
+    """`callbox run` pinned to another site's CA exits 1 and says which broker, CA and why."""
+    broker_dir, port = tmp_path / "broker", free_port()
+    other = await asyncio.to_thread(
+        ensure_site_tls, SiteCaFiles(tmp_path / "other-site"), ("localhost", "127.0.0.1")
+    )
+    process = await asyncio.create_subprocess_exec(
+        *CALLBOX, "broker", "--site", "test", "--endpoint", "door", "--config", str(broker_dir),
+        "--listen", f"127.0.0.1:{port}", "--websockets-port", "0", "--tls",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        await read_until(process, "mosquitto listening")
+        password_file = broker_dir / "credentials" / "door.password"
+        password = (await asyncio.to_thread(password_file.read_text)).strip()
+        config = tmp_path / "callbox.toml"
+        text = door_toml(port=port, password=password, state_dir=tmp_path / "state")
+        pinned = other.files.ca_cert
+        await asyncio.to_thread(
+            config.write_text, text.replace("[broker]\n", f'[broker]\ntls_ca = "{pinned}"\n')
+        )
+        run = await callbox(
+            "run", "--config", config, "--control", tmp_path / "control.sock",
+            "--first-boot", tmp_path / "no-first-boot.toml",
+        )  # fmt: skip
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), TIMEOUT)
+    assert run.code == 1, run.stderr
+    assert (
+        f"door: refusing the broker at 127.0.0.1:{port}: its TLS certificate is not signed by "
+        "the pinned site CA"
+    ) in run.stderr
+    assert f"{pinned} (SHA-256 {other.fingerprint})" in run.stderr
 
 
 async def read_until(process: asyncio.subprocess.Process, text: str) -> str:
