@@ -9,6 +9,7 @@ that CA certificate, after checking its fingerprint, as the unit's ``broker.tls_
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -198,7 +199,7 @@ def ca_pin(certificate: Path, expected: str, config_path: Path, control_path: Pa
     destination.chmod(0o644)
     try:
         ConfigStore(config_path).set_many(
-            {"broker.tls": "true", "broker.tls_ca": f'"{destination.resolve()}"'}
+            {"broker.tls": "true", "broker.tls_ca": json.dumps(str(destination.resolve()))}
         )
     except ConfigError as err:
         fail(f"not changed:\n{err}", 2)
