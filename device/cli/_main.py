@@ -18,6 +18,8 @@ import click
 
 from device.cli._admin import fail, keys, register
 from device.cli._pairing import register as register_pairing
+from device.cli._siteca import broker_tls
+from device.cli._siteca import register as register_siteca
 from device.cli._system import register as register_system
 from device.cli._web import parse_listen
 from device.cli._web import register as register_web
@@ -188,9 +190,24 @@ def _print_timeline(timeline: PinTimeline) -> None:
     help="[default: 9001; with --site-config, the config's broker.websockets_port, 0 = none]",
 )
 @click.option("--endpoint", "endpoints", multiple=True, help="An address (repeat).")
-@click.option("--tls-cert", type=click.Path(path_type=Path), help="PEM certificate (enables TLS).")
-@click.option("--tls-key", type=click.Path(path_type=Path), help="PEM private key.")
-@click.option("--tls-ca", type=click.Path(path_type=Path), help="PEM CA bundle.")
+@click.option(
+    "--tls/--no-tls",
+    default=None,
+    help="TLS with the site CA's certificate (made in <--config>/tls/ when missing) [default: "
+    "on unless --listen is loopback; plain MQTT beyond loopback is refused].",
+)
+@click.option(
+    "--tls-name",
+    "tls_names",
+    multiple=True,
+    help="Another name or address units and phones reach the broker by, for its certificate "
+    "(repeat) [the host name, <host name>.local and this machine's addresses are always in].",
+)
+@click.option(
+    "--tls-cert", type=click.Path(path_type=Path), help="A PEM certificate of your own instead."
+)
+@click.option("--tls-key", type=click.Path(path_type=Path), help="Its PEM private key.")
+@click.option("--tls-ca", type=click.Path(path_type=Path), help="Its PEM CA bundle.")
 @click.option("--generate-only", is_flag=True, help="Write the configuration, do not run.")
 def broker(
     site_config: Path | None,
@@ -199,6 +216,8 @@ def broker(
     listen: str | None,
     websockets_port: int | None,
     endpoints: tuple[str, ...],
+    tls: bool | None,
+    tls_names: tuple[str, ...],
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_ca: Path | None,
@@ -210,10 +229,18 @@ def broker(
     with `callbox keys pair-web`) keeps its account. SIGHUP (`systemctl reload
     callbox-broker`) writes the configuration again and makes mosquitto re-read its
     passwords and ACL.
+
+    Every listener beyond loopback speaks TLS: with the site CA's broker certificate (see
+    `callbox ca`), or with --tls-cert/--tls-key.
     """
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("--tls-cert and --tls-key go together")
-    tls = TlsFiles(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
+    listen_host = parse_listen(listen)[0] if listen else ("0.0.0.0" if site_config else "127.0.0.1")
+    tls_files = (
+        TlsFiles(tls_cert, tls_key, tls_ca)
+        if tls_cert and tls_key
+        else broker_tls(config_dir, listen_host, tls, tls_names)
+    )
 
     def generate() -> tuple[BrokerFiles, BrokerSettings]:
         """The settings the options and files say now, written to ``config_dir``."""
@@ -234,7 +261,7 @@ def broker(
                 host=host,
                 port=port,
                 websockets_port=9001 if ws_port is None else (ws_port or None),
-                tls=tls,
+                tls=tls_files,
             )
             return write_broker_config(settings, config_dir), settings
         except OSError as err:
@@ -326,4 +353,5 @@ def _reload_broker(
 register(main)
 register_pairing(keys)
 register_web(main)
+register_siteca(main)
 register_system(main)

@@ -47,6 +47,7 @@ from services.signaling.broker import (
 )
 from services.signaling.errors import SignalingError
 from services.signaling.identity import PublicKeys
+from services.signaling.siteca import read_site_tls, site_ca_files
 
 DEFAULT_BROKER_DIR = Path("/var/lib/callbox-broker")
 """Where callbox-broker.service keeps the broker's configuration (its StateDirectory)."""
@@ -292,7 +293,8 @@ def pair_web(
         )
     new_login = not credential_path(broker_config, address).exists()
     password = _broker_login(broker_config, address)
-    pairing = _pairing(cfg, own, address, name or address, broker, password)
+    ca = _site_ca(broker_config)
+    pairing = _pairing(cfg, own, address, name or address, broker, password, ca)
     link = pairing.url(page)
 
     click.echo(f"browser phone {address} ({pairing.name}) in site {cfg.site}")
@@ -302,7 +304,17 @@ def pair_web(
     for peer in pairing.peers:
         role = peer.role or "no role"
         click.echo(f"peer in the link: {peer.address} ({role}) {peer.fingerprint}")
+    if ca:
+        click.echo(f"site CA in the link: SHA-256 {ca}")
     click.echo("")
+    if ca:
+        ca_file = site_ca_files(broker_config).ca_cert
+        click.echo("first, if the phone does not trust the site CA yet: copy")
+        click.echo(f"  {ca_file}")
+        click.echo("to it, install it as a CA certificate and check that the phone shows the")
+        click.echo('SHA-256 fingerprint above (docs/operations.md, "Browser phones"); only then')
+        click.echo("open the link, so that nobody else's page ever sees it.")
+        click.echo("")
     click.echo(f"The link holds {address}'s broker password: show it only to the phone's owner.")
     click.echo(link)
     if not no_qr:
@@ -391,7 +403,8 @@ def _broker_url(broker_url: str | None, page: str, cfg: CallboxConfig) -> str:
     ):
         raise click.BadParameter(
             f"browsers refuse {broker_url} from an https page (mixed content): give a wss:// "
-            "URL (the broker's WebSocket listener then needs --tls-cert and --tls-key)",
+            "URL (the broker's WebSocket listener speaks TLS whenever it listens beyond "
+            "loopback)",
             param_hint="--broker-url",
         )
     return broker_url
@@ -436,8 +449,30 @@ def _reload_broker(directory: Path) -> None:
         click.echo(f"asked the running broker (pid {pid}) to reload its passwords")
 
 
+def _site_ca(broker_config: Path) -> str:
+    """The site CA's fingerprint for the link; "" when the broker has no site CA (own files)."""
+    files = site_ca_files(broker_config)
+    if not files.ca_cert.exists():
+        click.echo(
+            f"note: no site CA in {files.directory} (a broker with a certificate of its own, or "
+            "one that never listened beyond loopback): the link carries no CA fingerprint",
+            err=True,
+        )
+        return ""
+    try:
+        return read_site_tls(files).fingerprint
+    except SignalingError as err:
+        fail(f"cannot read the site CA: {err}")
+
+
 def _pairing(
-    cfg: CallboxConfig, own: PublicKeys, address: str, name: str, broker: str, password: str
+    cfg: CallboxConfig,
+    own: PublicKeys,
+    address: str,
+    name: str,
+    broker: str,
+    password: str,
+    ca: str,
 ) -> Pairing:
     """The link's payload: this unit and its contacts that are units.
 
@@ -470,6 +505,7 @@ def _pairing(
             username=address,
             password=password,
             peers=tuple(peers),
+            ca=ca,
         )
     except (PairingError, SignalingError) as err:
         fail(f"cannot make the pairing link: {err}")

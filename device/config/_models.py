@@ -265,7 +265,12 @@ class Section(BaseModel):
 
 
 class BrokerConfig(Section):
-    """``[broker]``: the MQTT broker this endpoint signals through."""
+    """``[broker]``: the MQTT broker this endpoint signals through.
+
+    ``tls`` (on by default): TLS verified against the site CA in ``tls_ca`` alone, which a
+    broker on another machine requires; a broker on this machine (loopback) without ``tls_ca``
+    is reached in plain MQTT, which never leaves the machine.
+    """
 
     APPLY = Apply.ENDPOINT
     host: Word = "127.0.0.1"
@@ -273,7 +278,7 @@ class BrokerConfig(Section):
     username: StrictStr = ""
     password: StrictStr = ""
     password_file: OptionalPath = ""
-    tls: StrictBool = False
+    tls: StrictBool = True
     tls_ca: OptionalPath = ""
     websockets_port: StrictInt = Field(default=0, ge=0, le=65535)
 

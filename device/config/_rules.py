@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from device.config._models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
 from services.callapi.properties import VIDEO_BITRATE_RANGE_KBPS
 from services.callapi.status import VideoCodec
+from services.signaling.tlsclient import is_loopback
 
 if TYPE_CHECKING:
     from device.config._file import CallboxConfig
@@ -56,6 +57,20 @@ def _broker(config: CallboxConfig) -> Problems:
         yield "broker.password_file", "set either password or password_file, not both"
     if broker.tls_ca and not broker.tls:
         yield "broker.tls_ca", "is set but tls = false; set tls = true to use it"
+    if not is_loopback(broker.host):
+        if not broker.tls:
+            yield (
+                "broker.tls",
+                f"false would send this unit's broker password in clear to {broker.host}: plain "
+                "MQTT only to a broker on this machine (127.0.0.1); set tls = true and tls_ca",
+            )
+        elif not broker.tls_ca:
+            yield (
+                "broker.tls_ca",
+                f"is required to reach the broker at {broker.host}: TLS is verified against the "
+                "site CA alone. Copy ca.crt from the unit that hosts the broker (`callbox ca "
+                "show` there prints where it is and its fingerprint) and give its path here",
+            )
     if broker.websockets_port and broker.websockets_port == broker.port:
         yield "broker.websockets_port", f"is the same port as broker.port ({broker.port})"
 

@@ -57,6 +57,7 @@ from device.firstboot._secrets import (
     redacted,
     without_secrets,
 )
+from device.firstboot._siteca import boot_site_ca, site_ca_destination, with_site_ca
 from device.firstboot._system import (
     FirstBootError,
     WifiNetwork,
@@ -198,8 +199,11 @@ class FirstBoot:
         config = parse_config(text, Path(self.paths.boot_file))
         self._preflight(config)
         secrets = collect_secrets(config, self.rootfs, self.paths.boot_file)
+        site_ca = boot_site_ca(config, self.rootfs, self.paths.boot_file)
         self._step("import:secrets", lambda: self._store_secrets(secrets))
         clean = without_secrets(text, secrets)
+        if site_ca is not None:
+            clean = self._install_site_ca(clean, site_ca)
         self._step("import:config", lambda: self._install(clean))
         moved = ", ".join(s.key for s in secrets) or "none"
         installed = f"installed {self.paths.boot_file} as {self.paths.config}"
@@ -253,6 +257,16 @@ class FirstBoot:
         for secret in secrets:
             owner = self.rootfs.owner_of(secret.owner) or (0, 0)
             self.rootfs.write(secret.destination, secret.value + "\n", 0o600, owner)
+
+    def _install_site_ca(self, text: str, pem: str) -> str:
+        """Write the boot partition's site CA next to the configuration; ``text`` naming it."""
+        destination = site_ca_destination(self.paths.config)
+        directory = str(Path(self.paths.config).parent)
+        if not self.rootfs.path(directory).is_dir():
+            self.rootfs.mkdir(directory, 0o770, (0, self.rootfs.group_id("callbox") or 0))
+        self._step("import:site-ca", lambda: self.rootfs.write(destination, pem, 0o644))
+        self._note(f"site CA pinned: {destination}")
+        return with_site_ca(text, destination)
 
     def _install(self, text: str) -> None:
         callbox = self.rootfs.group_id("callbox") or 0

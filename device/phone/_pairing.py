@@ -2,8 +2,10 @@
 
 ``callbox keys pair-web NAME`` prints it; the page reads it from the URL fragment (which
 browsers never send to a server). It carries the site, the broker's WebSocket URL, the
-browser's broker login and the fingerprints of the devices it may pin: the page pins a
-device only when the keys its profile advertises have that fingerprint.
+browser's broker login, the fingerprints of the devices it may pin (the page pins a
+device only when the keys its profile advertises have that fingerprint) and the SHA-256
+fingerprint of the site CA, which the page shows so that the resident can compare it with the
+CA installed on the phone (a page cannot pin a CA itself: the browser's trust store decides).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from hal.errors import CallboxError
 from services.signaling.envelope import canonical
 from services.signaling.identity import b64u_decode, b64u_encode
+from services.signaling.siteca import normalize_fingerprint
 from services.signaling.topics import valid_name
 
 PAIRING_VERSION = 1
@@ -45,9 +48,14 @@ class Pairing:
     username: str
     password: str
     peers: tuple[PairingPeer, ...] = field(default_factory=tuple)
+    ca: str = ""
+    """The site CA's SHA-256 fingerprint ("AB:CD:..."), "" when the broker has a certificate
+    of another authority."""
 
     def __post_init__(self) -> None:
         valid_name("site", self.site)
+        if self.ca and normalize_fingerprint(self.ca) != self.ca:
+            raise PairingError(f"site CA fingerprint {self.ca!r} is not 32 hex pairs with ':'")
         valid_name("phone address", self.address)
         if not self.broker.startswith(("ws://", "wss://")):
             raise PairingError(f"broker URL {self.broker!r} must start with ws:// or wss://")
@@ -68,6 +76,7 @@ class Pairing:
                 {"address": p.address, "name": p.name, "role": p.role, "fingerprint": p.fingerprint}
                 for p in self.peers
             ],
+            "ca": self.ca,
         }
 
     def url(self, base: str) -> str:
@@ -93,6 +102,7 @@ def parse_pairing_url(url: str) -> Pairing:
             username=data["username"],
             password=data["password"],
             peers=peers,
+            ca=data.get("ca", ""),
         )
     except PairingError:
         raise

@@ -24,6 +24,7 @@ import aiomqtt
 from hal.closing import CloseOnce
 from services.signaling.base import MAX_PENDING_INBOUND, Inbound, presence_payload, wait_connected
 from services.signaling.errors import SignalingError
+from services.signaling.tlsclient import PinnedCa, pinned_ca, tls_refusal
 from services.signaling.topics import SiteTopics, valid_name
 from services.tasks import cancel_and_wait
 
@@ -42,6 +43,7 @@ class BrokerAddress:
     username: str
     password: str
     ca_file: Path | None = None
+    """The pinned site CA: TLS verified against it alone. None: plain MQTT (loopback only)."""
     keepalive_s: int = 5
 
 
@@ -68,6 +70,9 @@ class MqttTransport:
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._close = CloseOnce()
+        self._tls: PinnedCa | None = None
+        self._refused: SignalingError | None = None  # a TLS refusal: start() raises it
+        self._refusal = asyncio.Event()
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect and return once subscribed and announced (raises SignalingError)."""
@@ -78,17 +83,24 @@ class MqttTransport:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"mqtt-{self.address}")
         try:
-            await asyncio.wait_for(self.connected.wait(), timeout)
+            await asyncio.wait_for(_first((self.connected, self._refusal)), timeout)
         except TimeoutError as err:
             raise SignalingError(
                 f"{self.address}: no connection to the broker at "
                 f"{self.broker.host}:{self.broker.port} within {timeout} s"
             ) from err
+        if not self.connected.is_set() and self._refused is not None:
+            raise self._refused
+
+    def _refuse(self, reason: str) -> None:
+        """A TLS refusal (wrong CA, wrong certificate): logged once, and start() raises it."""
+        error = SignalingError(f"{self.address}: {reason}")
+        if self._refused is None or str(self._refused) != str(error):
+            _log.error("%s", error)
+        self._refused = error
+        self._refusal.set()
 
     def _client_for(self) -> aiomqtt.Client:
-        tls = None
-        if self.broker.ca_file is not None:
-            tls = aiomqtt.TLSParameters(ca_certs=str(self.broker.ca_file))
         return aiomqtt.Client(
             self.broker.host,
             self.broker.port,
@@ -101,13 +113,19 @@ class MqttTransport:
             ),
             keepalive=self.broker.keepalive_s,
             timeout=5,
-            tls_params=tls,
+            tls_context=self._tls.context if self._tls is not None else None,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             max_queued_incoming_messages=MAX_PENDING_INBOUND,
         )
 
     async def _run(self) -> None:
         backoff = RECONNECT_MIN_S
+        if self.broker.ca_file is not None:
+            try:
+                self._tls = await asyncio.to_thread(pinned_ca, self.broker.ca_file)
+            except SignalingError as err:
+                self._refuse(str(err))
+                return
         while not self._close.started:
             try:
                 async with self._client_for() as client:
@@ -119,7 +137,10 @@ class MqttTransport:
                         except Exception:  # noqa: BLE001 - one bad message must not cut us off
                             _log.exception("%s: handling %s failed", self.address, message.topic)
             except aiomqtt.MqttError as err:
-                if not self._close.started:
+                refusal = tls_refusal(err, self.broker.host, self.broker.port, self._tls)
+                if refusal is not None:
+                    self._refuse(refusal)
+                elif not self._close.started:
                     _log.warning("%s: broker connection lost or refused: %s", self.address, err)
             finally:
                 self._client = None
@@ -196,3 +217,12 @@ class MqttTransport:
                 _log.warning("%s: could not publish offline presence: %s", self.address, err)
         if self._task is not None:
             await cancel_and_wait([self._task])
+
+
+async def _first(events: tuple[asyncio.Event, ...]) -> None:
+    """Return once any of ``events`` is set."""
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait(waits)

@@ -476,6 +476,24 @@ async def test_unreachable_broker_is_shown(phone_site: PhoneSite, page: Page) ->
     assert (await snapshot(page))["connection"] == "connecting"
 
 
+async def test_the_site_ca_of_the_link_is_shown(phone_site: PhoneSite, page: Page) -> None:
+    """The link's site CA fingerprint is on the page, and named when wss:// cannot connect.
+
+    A browser cannot pin a CA from a link: the resident compares this fingerprint with the
+    CA installed on the phone, and a TLS failure (which a page is not told) points there.
+    """
+    site_ca = ":".join(["5E"] * 32)
+    port = free_port()  # nothing listens there
+    phone_site.pairing = replace(phone_site.pairing, broker=f"wss://127.0.0.1:{port}", ca=site_ca)
+    await page.goto(phone_site.pairing_url)
+    await wait_page(page, "s.error && s.error.includes('site CA')", "the site CA hint")
+    state = await snapshot(page)
+    assert state["siteCa"] == site_ca
+    assert f"SHA-256 {site_ca}" in state["error"]
+    assert await page.locator("#site-ca").text_content() == site_ca
+    assert await page.locator("#site-ca-row").is_visible()
+
+
 async def test_camera_denied_answers_audio_only(phone_site: PhoneSite, page: Page) -> None:
     """Without camera access the answer goes on audio-only and the resident is told why."""
     await page.add_init_script(

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from support import need
 
+from services.signaling.siteca import SiteCaFiles, ensure_site_tls
+
 SSH_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqM9lhJp834VhkFYYpFabest5cV66pigsYFNhlqyuex "
     "installer@laptop"
@@ -29,6 +31,7 @@ site = "home"
 [broker]
 host = "door.local"
 password = "{BROKER_PASSWORD}"
+tls_ca = "/boot/firmware/site-ca.crt"
 
 [[network.ice_servers]]
 urls = ["turn:turn.example.org:3478"]
@@ -87,9 +90,14 @@ def make_root(root: Path) -> Path:
 
 
 def write_installer_file(root: Path, text: str = INSTALLER_FILE) -> Path:
-    """The installer's callbox.toml (and the passphrase file it names) on the boot partition."""
+    """The installer's callbox.toml on the boot partition.
+
+    With the passphrase file and the site CA (the hosting unit's ca.crt) it names.
+    """
     boot = root / "boot/firmware"
     (boot / "cabin.psk").write_text(CABIN_PSK + "\n")
+    site = ensure_site_tls(SiteCaFiles(root.parent / "hosting-unit-tls"), ("door.local",))
+    (boot / "site-ca.crt").write_bytes(site.files.ca_cert.read_bytes())  # the hosting unit's
     path = boot / "callbox.toml"
     path.write_text(text)
     return path

@@ -292,7 +292,9 @@ def test_contact_keys_must_be_32_byte_base64url(sign: str, reason: str) -> None:
     ("broker", "key", "reason"),
     [
         ("password = 'x'\npassword_file = '/etc/callbox/pw'", "broker.password_file", "not both"),
-        ("tls_ca = '/etc/ssl/ca.pem'", "broker.tls_ca", "tls = true"),
+        ("tls = false\ntls_ca = '/etc/ssl/ca.pem'", "broker.tls_ca", "tls = true"),
+        ("host = 'flat1.local'", "broker.tls_ca", "required to reach the broker at flat1.local"),
+        ("host = '192.168.1.20'\ntls = false", "broker.tls", "in clear to 192.168.1.20"),
         ("websockets_port = 1883", "broker.websockets_port", "same port"),
         ("password_file = 'pw.txt'", "broker.password_file", "absolute path"),
         ("host = ''", "broker.host", "without spaces"),
@@ -301,6 +303,17 @@ def test_contact_keys_must_be_32_byte_base64url(sign: str, reason: str) -> None:
 def test_broker_settings_that_contradict_each_other(broker: str, key: str, reason: str) -> None:
     err = refused(MINIMAL + "[broker]\n" + broker + "\n")
     assert err.key == key and reason in err.reason
+
+
+def test_tls_is_on_by_default_and_plain_mqtt_stays_on_loopback() -> None:
+    assert parse_config(MINIMAL, Path("t.toml")).broker.tls  # loopback: plain without tls_ca
+    remote = parse_config(
+        MINIMAL + "[broker]\nhost = 'flat1.local'\ntls_ca = '/etc/callbox/ca.crt'\n", Path("t.toml")
+    )
+    assert remote.broker.tls and remote.broker.tls_ca == "/etc/callbox/ca.crt"
+    for host in ("127.0.0.1", "::1", "localhost"):
+        text = MINIMAL + f"[broker]\nhost = '{host}'\ntls = false\n"
+        assert not parse_config(text, Path("t.toml")).broker.tls
 
 
 @pytest.mark.parametrize(

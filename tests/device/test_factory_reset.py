@@ -28,6 +28,7 @@ GONE = [
     "etc/callbox/secrets",
     "var/lib/callbox-broker/credentials/phone.password",
     "etc/callbox/web.key",
+    "etc/callbox/site-ca.crt",
     "etc/NetworkManager/system-connections/callbox-wifi-0.nmconnection",
     "etc/NetworkManager/system-connections/callbox-wifi-1.nmconnection",
     "etc/modprobe.d/callbox-wifi-country.conf",

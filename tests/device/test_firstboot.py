@@ -40,7 +40,8 @@ from device.firstboot._secrets import wifi_secret_path
 from device.firstboot._system import SSHD_DROP_IN, FirstBootError, sshd_drop_in
 
 STEPS = [
-    "host-keys", "machine-id", "import", "import:secrets", "import:config", "hostname",
+    "host-keys", "machine-id", "import", "import:secrets", "import:site-ca", "import:config",
+    "hostname",
     "timezone", "admin", "sshd", "wifi", "identity", "retire:copy", "retire:erase",
     "grow-root", "done",
 ]  # fmt: skip
@@ -148,9 +149,15 @@ def assert_applied(root: Path) -> None:
     assert mode(etc / "callbox/callbox.toml") == 0o640
     assert owner(etc / "callbox/callbox.toml") == (0, CALLBOX_UID)
 
+    # the site CA the installer put on the boot partition: pinned from the root filesystem
+    pinned = etc / "callbox/site-ca.crt"
+    assert config.broker.tls and config.broker.tls_ca == "/etc/callbox/site-ca.crt"
+    assert pinned.read_bytes() == (root.parent / "hosting-unit-tls/ca.crt").read_bytes()
+    assert (mode(pinned), owner(pinned)) == (0o644, (0, 0))
+
     # the boot partition: no secret left, a readable copy of what was applied
     boot = root / "boot/firmware"
-    assert sorted(p.name for p in boot.iterdir()) == ["callbox.toml.applied"]
+    assert sorted(p.name for p in boot.iterdir()) == ["callbox.toml.applied", "site-ca.crt"]
     assert not any(secret in all_text(boot) for secret in SECRETS)
     applied = (boot / "callbox.toml.applied").read_text()
     assert "applied this file" in applied and 'address = "flat_1"' in applied
@@ -247,6 +254,10 @@ BAD = [
     ('psk_file = "/boot/firmware/cabin.psk"', 'psk_file = "/boot/firmware/none.psk"', "system.wifi.1.psk_file", "no such file"),  # noqa: E501
     ('timezone = "Europe/Berlin"', 'hostname = "Flat_1"', "system.hostname", "not a host name"),
     ('[system]', '[system]\nlocale = "de_DE"', "system.locale", "unknown key"),
+    ("/boot/firmware/site-ca.crt", "/boot/firmware/cabin.psk", "broker.tls_ca",
+     "not a PEM certificate"),
+    ('tls_ca = "/boot/firmware/site-ca.crt"\n', "", "broker.tls_ca",
+     "is required to reach the broker at door.local"),
 ]  # fmt: skip
 
 
@@ -295,7 +306,8 @@ def test_the_command_line(root: Path) -> None:
 
 
 async def test_status_shows_what_first_boot_refused(root: Path) -> None:
-    write_installer_file(root, INSTALLER_FILE.replace('wifi_country = "DE"', ""))
+    text = INSTALLER_FILE.replace('wifi_country = "DE"', "")
+    await asyncio.to_thread(write_installer_file, root, text)
     assert (await asyncio.to_thread(first_boot, root)).error is not None
     env = {"CALLBOX_FIRST_BOOT_STATE": str(root / "var/lib/callbox-firstboot")}
     result = await callbox("status", "--control", root / "none.sock", env=env)

@@ -29,6 +29,7 @@ from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.envelope import canonical
 from services.signaling.errors import SignalingError
 from services.signaling.identity import Identity, PublicKeys, b64u_encode
+from services.signaling.siteca import fingerprint, load_ca_certificates
 from services.signaling.transport import BrokerAddress, mqtt_transport
 
 TIMEOUT = 15.0
@@ -53,6 +54,7 @@ def sample_pairing() -> Pairing:
         peers=(
             PairingPeer("door", "Front door", "door", "4e93 5d74 df52 6cea 8f83 de9b 7c7b c4cd"),
         ),
+        ca=":".join(["A7"] * 32),
     )
 
 
@@ -89,6 +91,7 @@ def payload_url(payload: dict[str, object]) -> str:
         ("address", "Flat Phone", "phone address 'Flat Phone' must be"),
         ("peers", [{"address": "door"}], "bad pairing payload"),
         ("password", None, "bad pairing payload: 'password'"),
+        ("ca", "A7:B2", "site CA fingerprint 'A7:B2' is not 32 hex pairs"),
     ],
 )
 def test_pairing_payload_refusals(field: str, value: object, reason: str) -> None:
@@ -320,6 +323,11 @@ def test_pair_web_without_a_running_broker_says_so(tmp_path: Path) -> None:
     assert "no running `callbox broker` found" in result.stdout
     pairing = parse_pairing_url(link_of(result.stdout))
     assert pairing.broker == "wss://flat1.example:9001", "wss on the page's host"
+    # the broker listens beyond loopback, so it made the site CA; the link carries its SHA-256
+    (ca,) = load_ca_certificates(broker_dir / "tls" / "ca.crt")
+    assert pairing.ca == fingerprint(ca)
+    assert f"site CA in the link: SHA-256 {fingerprint(ca)}" in result.stdout
+    assert "install it as a CA certificate" in result.stdout
     assert "phone:" in (broker_dir / "passwords").read_text(), "the password file has the phone"
     regenerated = invoke(
         "broker", "--site-config", config, "--config", broker_dir, "--generate-only"

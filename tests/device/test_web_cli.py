@@ -247,8 +247,10 @@ def test_web_unit_serves_https_confined() -> None:
         assert service.get(key) == expected, key
     assert service["ExecStart"] == (
         "/opt/callbox/bin/callbox web --root /opt/callbox/web --listen 0.0.0.0:8443 "
-        "--tls-cert /etc/callbox/web.crt --tls-key /etc/callbox/web.key"
+        "--tls-cert /var/lib/callbox-broker/tls/server.crt "
+        "--tls-key /var/lib/callbox-broker/tls/server.key"
     )
+    assert "callbox-broker.service" in unit["Unit"]["After"], "the site certificate first"
     assert service["PrivateDevices"] == "yes"
     assert "ReadWritePaths" not in service
     assert unit["Install"]["WantedBy"] == "multi-user.target"

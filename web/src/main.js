@@ -14,6 +14,8 @@ import { normalizeFingerprint } from "./protocol/keys.js";
 
 const NAME = /^[a-z0-9_.-]{1,64}$/;
 const CODECS = new Set(["VP8", "H264"]);
+// The site CA's SHA-256 as `callbox ca show` prints it (and phones show it): AB:CD:…
+const SITE_CA = /^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/;
 
 /** The pairing in `#pair=…`, checked field by field (throws an Error naming the problem). */
 export function parsePairing(encoded) {
@@ -35,6 +37,8 @@ export function parsePairing(encoded) {
     if (typeof pairing[field] !== "string") bad(`${field} missing`);
   }
   if (!/^wss?:\/\//.test(pairing.broker)) bad("the broker URL must start with ws:// or wss://");
+  const ca = pairing.ca ?? "";
+  if (typeof ca !== "string" || (ca && !SITE_CA.test(ca))) bad("the site CA fingerprint is not 32 hex pairs");
   if (!Array.isArray(pairing.peers)) bad("peers missing");
   const peers = pairing.peers.map((peer) => {
     if (!peer || typeof peer.address !== "string" || !NAME.test(peer.address)) bad("a peer has a bad address");
@@ -60,6 +64,7 @@ export function parsePairing(encoded) {
     username: pairing.username,
     password: pairing.password,
     peers,
+    ca,
   };
 }
 
@@ -168,6 +173,7 @@ class App {
     return {
       address: this.pairing?.address ?? null,
       fingerprint: this.fingerprint,
+      siteCa: this.pairing?.ca || null,
       keyText: this.identity?.publicKeys.keyText() ?? null,
       connection: this.connection,
       error: this.ui.error,

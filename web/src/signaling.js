@@ -345,9 +345,15 @@ export class Signaling {
 
   _closed() {
     if (this.state === "error" || this.closing) return;
-    const message = this.connectedOnce
+    let message = this.connectedOnce
       ? `Lost the connection to the broker at ${this.pairing.broker}; reconnecting…`
       : `Cannot reach the broker at ${this.pairing.broker}; retrying…`;
+    if (!this.connectedOnce && this.pairing.ca && this.pairing.broker.startsWith("wss:")) {
+      // a browser does not tell a page why a TLS connection failed: name the likely cause
+      message +=
+        ` If this phone does not trust the site certificate yet, install the site CA ` +
+        `(SHA-256 ${this.pairing.ca}, under "This phone" below) and reload.`;
+    }
     this._setState(this.connectedOnce ? "offline" : "connecting", message);
     this.peers.forgetPresence();
     // exponential back-off: mqtt.js reads reconnectPeriod each time it schedules a retry

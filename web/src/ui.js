@@ -101,6 +101,8 @@ export class Ui {
       openDoor: $("open-door"),
       viewDoor: $("view-door"),
       ownFingerprint: $("own-fingerprint"),
+      siteCa: $("site-ca"),
+      siteCaRow: $("site-ca-row"),
       ownKey: $("own-key"),
       safetyCode: $("safety-code"),
       error: $("error"),
@@ -215,6 +217,8 @@ export class Ui {
     el.connection.textContent = CONNECTION_TEXT[s.connection] ?? s.connection;
     el.connection.dataset.state = s.connection;
     el.ownFingerprint.textContent = s.fingerprint ?? "";
+    el.siteCaRow.hidden = !s.siteCa;
+    el.siteCa.textContent = s.siteCa ?? "";
     el.ownKey.textContent = s.keyText ?? "";
 
     el.error.hidden = !s.error;
