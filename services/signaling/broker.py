@@ -462,8 +462,15 @@ class MosquittoBroker:
         target = ("127.0.0.1", settings.bridge_port)
         context = _server_ssl(settings.tls)
         limits = settings.front_limits()
-        listeners = [
-            mqtt_listener(settings.host, settings.port, target, limits=limits, ssl_context=context)
+        listeners = [  # the hosting unit's own daemon may log in without TLS over loopback
+            mqtt_listener(
+                settings.host,
+                settings.port,
+                target,
+                limits=limits,
+                ssl_context=context,
+                plain_from_loopback=True,
+            )
         ]
         if settings.websockets_port is not None:
             listeners.append(

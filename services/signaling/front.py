@@ -8,7 +8,9 @@ total caps, admission.py), gets its TLS handshake (when the site has certificate
 deliver a whole, well-formed CONNECT (mqttconnect.py), all within ``connect_timeout_s``;
 otherwise it is closed and counted. Only then does the listener open the connection to
 mosquitto's loopback listener and pipe bytes both ways: mosquitto still does the login, the
-ACL and every other MQTT rule.
+ACL and every other MQTT rule. With TLS, a listener made with ``plain_from_loopback`` also
+takes plain MQTT from a client on the machine itself (the hosting unit's own daemon): a
+connection from a loopback address whose first byte does not open a TLS record.
 
 What happens between accept and CONNECT is a :class:`Session`'s job: :class:`MqttSession`
 here for plain MQTT, wsbridge.py's for MQTT over WebSockets.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import resource
 import socket
@@ -36,6 +39,7 @@ READ_CHUNK = 65536
 BACKLOG = 512
 ACCEPT_RETRY_S = 0.1  # after accept() failed (no file descriptor left): let some close first
 UPSTREAM_TIMEOUT_S = 5.0
+TLS_HANDSHAKE_RECORD = 0x16  # the first byte of a TLS ClientHello (a handshake record)
 
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -133,8 +137,13 @@ class GatedListener:
         session: SessionFactory,
         limits: FrontLimits,
         ssl_context: ssl.SSLContext | None = None,
+        plain_from_loopback: bool = False,
     ) -> None:
-        """Nothing listens until :meth:`start`; ``name`` (e.g. ``MQTT``) is for the log."""
+        """Nothing listens until :meth:`start`; ``name`` (e.g. ``MQTT``) is for the log.
+
+        With ``ssl_context`` every client must speak TLS, except, with
+        ``plain_from_loopback``, one on a loopback address that starts without it.
+        """
         self.host, self.port = host, port
         self.limits = limits
         self.admission = Admission(limits)
@@ -143,6 +152,7 @@ class GatedListener:
         self._target = target
         self._session = session
         self._ssl = ssl_context
+        self._plain_from_loopback = plain_from_loopback
         self._sock: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -236,7 +246,7 @@ class GatedListener:
                     self.drops.record(admitted, source)
                     return None
                 ticket = admitted
-                client = await self._streams(conn)
+                client = await self._streams(conn, source)
                 session = self._session()
                 first = await session.read_connect(*client)
                 ticket.through()
@@ -263,20 +273,48 @@ class GatedListener:
                 conn.close()
         return None
 
-    async def _streams(self, conn: socket.socket) -> Streams:
+    async def _streams(self, conn: socket.socket, source: str) -> Streams:
         """Asyncio streams on the accepted socket, after the TLS handshake when configured."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=READ_CHUNK)
         protocol = asyncio.StreamReaderProtocol(reader)
+        tls = self._ssl
+        may_skip_tls = tls is not None and self._plain_from_loopback and is_loopback(source)
+        if may_skip_tls and await _first_byte(conn) != TLS_HANDSHAKE_RECORD:
+            tls = None
         transport, _ = await loop.connect_accepted_socket(
             lambda: protocol,
             conn,
-            ssl=self._ssl,
-            ssl_handshake_timeout=self.limits.connect_timeout_s if self._ssl else None,
+            ssl=tls,
+            ssl_handshake_timeout=self.limits.connect_timeout_s if tls else None,
             # a client that never answers TLS close_notify holds its socket this long at most
-            ssl_shutdown_timeout=self.limits.connect_timeout_s if self._ssl else None,
+            ssl_shutdown_timeout=self.limits.connect_timeout_s if tls else None,
         )
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+def is_loopback(source: str) -> bool:
+    """Whether ``source`` (a peer address as accept() gives it) is on this machine."""
+    try:
+        address = ipaddress.ip_address(source.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+async def _first_byte(conn: socket.socket) -> int | None:
+    """The first byte the client sent, left unread (None when it closed first)."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
+    try:
+        await readable
+    finally:
+        loop.remove_reader(conn.fileno())
+    peeked = conn.recv(1, socket.MSG_PEEK)
+    return peeked[0] if peeked else None
 
 
 def _nodelay(writer: asyncio.StreamWriter) -> None:
@@ -310,6 +348,7 @@ def mqtt_listener(
     *,
     limits: FrontLimits,
     ssl_context: ssl.SSLContext | None = None,
+    plain_from_loopback: bool = False,
 ) -> GatedListener:
     """The MQTT front on ``host:port`` for mosquitto's loopback listener at ``target``."""
     return GatedListener(
@@ -320,4 +359,5 @@ def mqtt_listener(
         session=lambda: MqttSession(limits.max_packet_size),
         limits=limits,
         ssl_context=ssl_context,
+        plain_from_loopback=plain_from_loopback,
     )

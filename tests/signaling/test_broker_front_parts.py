@@ -11,6 +11,7 @@ import pytest
 
 from services.signaling.admission import Admission, Drop, DropLog, FrontLimits, Ticket
 from services.signaling.errors import SignalingError
+from services.signaling.front import is_loopback
 from services.signaling.mqttconnect import BadConnect, ConnectReader
 
 
@@ -198,3 +199,10 @@ def test_ok__the_open_files_limit_is_raised_to_the_hard_one_when_short() -> None
     ).stdout.split("\n")
     assert out[0] == f"None (256, {hard})"
     assert out[1] == f"({hard}, {hard})"
+
+
+def test_only_addresses_on_this_machine_may_skip_tls() -> None:
+    for address in ("127.0.0.1", "127.0.0.66", "::1", "::ffff:127.0.0.1"):
+        assert is_loopback(address), address
+    for address in ("10.0.0.5", "192.168.1.20", "fe80::1%eth0", "::ffff:10.0.0.5", "", "x"):
+        assert not is_loopback(address), address
