@@ -443,11 +443,13 @@ async def test_tls_configuration_runs_on_the_real_broker(tmp_path: Path) -> None
             await endpoint.wait_presence("door", True, timeout=TIMEOUT)
         finally:
             await endpoint.close()
-        # plaintext on the TLS listener: mosquitto never answers the CONNECT
+        # plaintext on the wss listener is refused (plain MQTT over loopback on the MQTT
+        # port is the hosting unit's own: tests/netns/test_tls_listener.py)
         with pytest.raises(aiomqtt.MqttError):
             async with aiomqtt.Client(
                 "127.0.0.1",
-                tls_settings.port,
+                websockets_port,
+                transport="websockets",
                 username="door",
                 password=files.passwords["door"],
                 timeout=1,
