@@ -240,29 +240,53 @@ class SignalingEndpoint:
             return False
         return True
 
-    def _precheck(self, data: bytes) -> Envelope:
-        env = self._parse_for_me(data)
-        if not self.sender_limit.allow(env.sender):
+    def _precheck(self, data: bytes) -> None:
+        """Size, plain JSON, recipient, type, known sender, the sender's bucket: no crypto.
+
+        The envelope's full format check (strict JSON, every field) waits for the worker,
+        except for JSON that names no sender: it is diagnosed at once (for its reason), at
+        most at the rate of one sender (a shared bucket), and refused beyond that.
+        """
+        if len(data) > self.max_envelope_bytes:
+            raise RejectedMessage(
+                RejectReason.OVERSIZE,
+                f"envelope is {len(data)} bytes, over the limit of {self.max_envelope_bytes}",
+            )
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError) as err:
+            raise RejectedMessage(
+                RejectReason.BAD_JSON, f"envelope is not valid JSON: {err}"
+            ) from err
+        header = _header_of(obj)
+        if header is None:
+            if not self.sender_limit.allow(_NO_SENDER):
+                raise RejectedMessage(RejectReason.BAD_FORMAT, "envelope names no sender")
+            parse(data, max_size=self.max_envelope_bytes)  # raises with the precise reason
+            raise RejectedMessage(RejectReason.BAD_FORMAT, "envelope names no sender")
+        sender, recipient, message_type = header
+        self._check_header(sender, recipient, message_type)
+        if not self.sender_limit.allow(sender):
             raise RejectedMessage(
                 RejectReason.RATE_LIMITED,
-                f"{env.sender} sent more than {self.sender_limit.burst} messages at once or "
+                f"{sender} sent more than {self.sender_limit.burst} messages at once or "
                 f"{self.sender_limit.rate:.0f} a second",
             )
-        return env
 
     def _parse_for_me(self, data: bytes) -> Envelope:
         env = parse(data, max_size=self.max_envelope_bytes)
-        if env.recipient != self.address:
-            raise RejectedMessage(
-                RejectReason.WRONG_RECIPIENT, f"addressed to {env.recipient}, not {self.address}"
-            )
-        if env.type not in MESSAGE_TYPES:
-            raise RejectedMessage(RejectReason.UNKNOWN_TYPE, f"type {env.type!r} from {env.sender}")
-        if self.contacts.keys_for_sender(env.sender, pin=False) is None:
-            raise RejectedMessage(
-                RejectReason.UNKNOWN_SENDER, f"{env.sender} is not a pinned contact"
-            )
+        self._check_header(env.sender, env.recipient, env.type)
         return env
+
+    def _check_header(self, sender: str, recipient: str, message_type: str) -> None:
+        if recipient != self.address:
+            raise RejectedMessage(
+                RejectReason.WRONG_RECIPIENT, f"addressed to {recipient}, not {self.address}"
+            )
+        if message_type not in MESSAGE_TYPES:
+            raise RejectedMessage(RejectReason.UNKNOWN_TYPE, f"type {message_type!r} from {sender}")
+        if self.contacts.keys_for_sender(sender, pin=False) is None:
+            raise RejectedMessage(RejectReason.UNKNOWN_SENDER, f"{sender} is not a pinned contact")
 
     def _received(self, inbound: Inbound) -> None:
         if inbound.kind == "inbox":
@@ -414,6 +438,23 @@ class SignalingEndpoint:
                     f"(pinned {keys.fingerprint()}); confirm it with `callbox keys trust`",
                 ) from None
             raise
+
+
+_NO_SENDER = ""
+"""The bucket of envelopes that name no sender (no address is empty)."""
+
+
+def _header_of(obj: object) -> tuple[str, str, str] | None:
+    """The claimed (from, to, type) of a decoded envelope, or None if it has no such strings."""
+    if not isinstance(obj, dict):
+        return None
+    header = obj.get("from"), obj.get("to"), obj.get("type")
+    if not all(isinstance(value, str) and value for value in header):
+        return None
+    sender, recipient, message_type = header
+    assert isinstance(sender, str) and isinstance(recipient, str)
+    assert isinstance(message_type, str)
+    return sender, recipient, message_type
 
 
 def _claimed_origin(data: bytes) -> tuple[str, str] | None:

@@ -73,7 +73,7 @@ class IncomingQueue(asyncio.Queue[aiomqtt.Message]):
         *,
         max_bytes: int,
         admit: Callable[[aiomqtt.Message], bool],
-        dropped: Callable[[aiomqtt.Message], None],
+        dropped: Callable[[IncomingQueue, aiomqtt.Message], None],
     ) -> None:
         super().__init__(maxsize)
         self.max_bytes = max_bytes
@@ -87,7 +87,7 @@ class IncomingQueue(asyncio.Queue[aiomqtt.Message]):
             return
         size = _size(item)
         if self.full() or self.bytes + size > self.max_bytes:
-            self._dropped(item)
+            self._dropped(self, item)
             return
         super().put_nowait(item)
         self.bytes += size
@@ -194,13 +194,15 @@ class MqttTransport:
             return True
         return self.admit(inbound)
 
-    def _queue_full(self, message: aiomqtt.Message) -> None:
+    def _queue_full(self, queue: IncomingQueue, message: aiomqtt.Message) -> None:
         self.dropped += 1
         self._quiet_log.warning(
             "queue_full",
-            "%s: the incoming queue is full (%d messages waiting), a message on %s dropped",
+            "%s: the incoming queue is full (%d messages, %d bytes waiting), a message on %s "
+            "dropped",
             self.address,
-            MAX_PENDING_INBOUND,
+            queue.qsize(),
+            queue.bytes,
             message.topic,
         )
 
