@@ -190,9 +190,11 @@ class MqttTransport:
 
     def _admit(self, message: aiomqtt.Message) -> bool:
         inbound = self._inbound(message)
-        if inbound is None or inbound.kind != "inbox" or self.admit is None:
+        if inbound is None or inbound.kind != "inbox":
             return True
-        return self.admit(inbound)
+        if inbound.retained:
+            self._clear_retained_inbox()
+        return self.admit is None or self.admit(inbound)
 
     def _queue_full(self, queue: IncomingQueue, message: aiomqtt.Message) -> None:
         self.dropped += 1
@@ -229,6 +231,7 @@ class MqttTransport:
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
+        self._client = client  # (``connected`` says when it may publish for the endpoint)
         if self.on_connecting is not None:
             self.on_connecting()
         # no_local: clearing a retained message from our own inbox (an empty publish) is not
@@ -246,7 +249,6 @@ class MqttTransport:
         await client.publish(
             self.topics.presence(self.address), presence_payload(True), qos=1, retain=True
         )
-        self._client = client
         self.connections += 1
         self.connected.set()
         _log.info("%s: connected to broker %s:%s", self.address, self.broker.host, self.broker.port)
@@ -265,8 +267,6 @@ class MqttTransport:
         if inbound is None:
             _log.warning("%s: ignoring message on unexpected topic %s", self.address, message.topic)
             return
-        if inbound.kind == "inbox" and inbound.retained:
-            self._clear_retained_inbox()
         if self.on_message is not None:
             self.on_message(inbound)
 
