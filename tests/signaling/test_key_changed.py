@@ -58,9 +58,11 @@ async def test_a_second_login_and_presence_flaps_say_no_key_changed(
         connections = transport.connections
         async with raw_client(site, "indoor1"):
             await door.wait_presence("indoor1", False, timeout=10)
-        await eventually(
-            lambda before=connections: transport.connections > before, f"reconnection {n + 1}"
-        )
+
+        def reconnected(before: int = connections) -> bool:
+            return transport.connections > before
+
+        await eventually(reconnected, f"reconnection {n + 1}")
         await door.wait_presence("indoor1", True, timeout=10)
     assert key_changed_warnings(caplog) == 0
     assert door.contacts.advertised["indoor1"] == site["indoor1"].identity.public_keys
