@@ -1,4 +1,4 @@
-""" "Key changed" is said only for a signed profile with other keys (issue 15, finding 2).
+"""A "key changed" warning only for a signed profile with other keys (issue 15, finding 2).
 
 A profile is retained on the broker and anyone with the contact's broker login may publish
 one; a sniffed password used to make the door log "key changed" on every login. Now a
