@@ -282,6 +282,9 @@ def status(control_path: Path | None, as_json: bool) -> None:
         else "call: none"
     )
     click.echo(f"missed calls: {result.get('missed_calls', 0)}")
+    dropped = _dropped_messages(result.get("signaling", {}))
+    if dropped:
+        click.echo(f"signaling messages dropped: {dropped}")
     detail = f" ({result['echo_canceller_detail']})" if "echo_canceller_detail" in result else ""
     click.echo(f"echo canceller: {result.get('echo_canceller', 'unknown')}{detail}")
     if "camera" in result:
@@ -296,6 +299,14 @@ def status(control_path: Path | None, as_json: bool) -> None:
     if result.get("pending_restart"):
         pending = ", ".join(result["pending_restart"])
         click.echo(f"waiting until no call is in progress to apply: {pending}")
+
+
+def _dropped_messages(signaling: dict[str, Any]) -> str:
+    """The signaling drop counters of a status, in one line ('' when nothing was dropped)."""
+    counts = {f"rejected {k}": v for k, v in sorted(signaling.get("rejected", {}).items())}
+    for key in ("inbox_queue_full", "transport_queue_full", "retained_ignored"):
+        counts[key.replace("_", " ")] = signaling.get(key, 0)
+    return ", ".join(f"{what} {n}" for what, n in counts.items() if n)
 
 
 @click.command("call")
