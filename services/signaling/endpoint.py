@@ -35,11 +35,13 @@ from services.signaling.contacts import ContactBook
 from services.signaling.envelope import Envelope, parse, seal, verify_and_open
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
 from services.signaling.identity import Identity, PublicKeys
-from services.signaling.limits import QuietLog, SenderRateLimit
+from services.signaling.limits import InviteRateLimit, QuietLog, SenderRateLimit
 from services.signaling.profile import read_profile, signed_profile
 from services.signaling.replay import ReplayGuard
 from services.signaling.topics import valid_name
 from services.tasks import cancel_and_wait
+
+__all__ = ["MESSAGE_TYPES", "InviteRateLimit", "Message", "SignalingEndpoint"]
 
 _log = logging.getLogger(__name__)
 
@@ -75,27 +77,6 @@ class Message:
     sender: str
     body: dict[str, Any]
     received_at: float
-
-
-class InviteRateLimit:
-    """At most ``count`` invites per ``period_s`` from one sender (a flood stays outside)."""
-
-    def __init__(self, count: int = 5, period_s: float = 10.0) -> None:
-        self.count = count
-        self.period_s = period_s
-        self._seen: dict[str, collections.deque[float]] = {}
-
-    def check(self, sender: str, now: float) -> None:
-        """Refuse the invite when ``sender`` is over its budget."""
-        times = self._seen.setdefault(sender, collections.deque())
-        while times and now - times[0] > self.period_s:
-            times.popleft()
-        if len(times) >= self.count:
-            raise RejectedMessage(
-                RejectReason.RATE_LIMITED,
-                f"{sender} sent more than {self.count} invites in {self.period_s:.0f} s",
-            )
-        times.append(now)
 
 
 class SignalingEndpoint:

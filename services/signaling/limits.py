@@ -1,8 +1,9 @@
-"""Limits that keep a flood outside: token buckets per sender, and a log that cannot flood.
+"""Limits that keep a flood outside: rates per sender, and a log that cannot flood.
 
 :class:`SenderRateLimit` gives every claimed sender its own token bucket; the endpoint asks
 it before the expensive checks (signature, decryption), so a flood neither queues nor burns
-CPU beyond what one sender's budget allows. :class:`QuietLog` logs the first few drops of
+CPU beyond what one sender's budget allows. :class:`InviteRateLimit` bounds the invites of
+an authenticated sender (each one rings a unit). :class:`QuietLog` logs the first few drops of
 each kind per interval and then one summary line, so a flood is visible in the log without
 writing a line per message.
 """
@@ -15,6 +16,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from services.signaling.errors import RejectedMessage, RejectReason
 
 SENDER_RATE_PER_S = 20.0
 """Messages a second one sender may keep sending (a call takes a few; DTMF a few more)."""
@@ -69,6 +72,27 @@ class SenderRateLimit:
             return False
         bucket.tokens -= 1.0
         return True
+
+
+class InviteRateLimit:
+    """At most ``count`` invites per ``period_s`` from one sender (a flood stays outside)."""
+
+    def __init__(self, count: int = 5, period_s: float = 10.0) -> None:
+        self.count = count
+        self.period_s = period_s
+        self._seen: dict[str, collections.deque[float]] = {}
+
+    def check(self, sender: str, now: float) -> None:
+        """Refuse the invite when ``sender`` is over its budget."""
+        times = self._seen.setdefault(sender, collections.deque())
+        while times and now - times[0] > self.period_s:
+            times.popleft()
+        if len(times) >= self.count:
+            raise RejectedMessage(
+                RejectReason.RATE_LIMITED,
+                f"{sender} sent more than {self.count} invites in {self.period_s:.0f} s",
+            )
+        times.append(now)
 
 
 class QuietLog:
