@@ -211,9 +211,9 @@ class MemoryTransport:
     def deliver(self, inbound: Inbound) -> None:
         """Queue ``inbound`` for :attr:`on_message` on the next loop turn (bounded).
 
-        An inbox message :attr:`admit` refuses is dropped here, before it is queued.
+        A message :attr:`admit` refuses is dropped here, before it is queued.
         """
-        if inbound.kind == "inbox" and self.admit is not None and not self.admit(inbound):
+        if self.admit is not None and not self.admit(inbound):
             return
         if self._pending >= MAX_PENDING_INBOUND:
             self.dropped += 1

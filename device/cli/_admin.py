@@ -304,7 +304,12 @@ def status(control_path: Path | None, as_json: bool) -> None:
 def _dropped_messages(signaling: dict[str, Any]) -> str:
     """The signaling drop counters of a status, in one line ('' when nothing was dropped)."""
     counts = {f"rejected {k}": v for k, v in sorted(signaling.get("rejected", {}).items())}
-    for key in ("inbox_queue_full", "transport_queue_full", "retained_ignored"):
+    for key in (
+        "inbox_queue_full",
+        "transport_queue_full",
+        "retained_ignored",
+        "presence_or_profile_rate_limited",
+    ):
         counts[key.replace("_", " ")] = signaling.get(key, 0)
     return ", ".join(f"{what} {n}" for what, n in counts.items() if n)
 

@@ -74,10 +74,10 @@ class SignalingTransport(Protocol):
     """The retained profile announced on every connection (set before :meth:`start`)."""
 
     on_message: Callable[[Inbound], None] | None
-    """Called with every presence and profile message and every admitted inbox message."""
+    """Called with every admitted inbox, presence and profile message."""
 
     admit: Callable[[Inbound], bool] | None
-    """Asked about each inbox message as soon as it arrives, before it is buffered.
+    """Asked about each message as soon as it arrives, before it is buffered.
 
     False drops it (the endpoint counted why): a flood is refused before it takes memory or
     a place in a queue. None admits everything.

@@ -66,6 +66,10 @@ MESSAGE_TYPES = frozenset(
     }
 )
 MAX_ENVELOPE_BYTES = 65536
+ANNOUNCEMENTS_PER_S = 2.0
+"""Presence and profile messages a second one address may keep publishing."""
+ANNOUNCEMENT_BURST = 20
+"""... and at once (a few reconnections in a row)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,9 @@ class SignalingEndpoint:
         self.replay = replay or ReplayGuard()
         self.invite_limit = invite_limit or InviteRateLimit()
         self.sender_limit = sender_limit or SenderRateLimit()
+        self.announcement_limit = SenderRateLimit(ANNOUNCEMENTS_PER_S, ANNOUNCEMENT_BURST)
+        """Presence and profile messages per address (the ACL lets only its owner publish)."""
+        self.announcements_dropped = 0
         self.max_envelope_bytes = max_envelope_bytes
         self.rejected: collections.Counter[RejectReason] = collections.Counter()
         self.received = 0
@@ -169,6 +176,7 @@ class SignalingEndpoint:
             "inbox_queue_full": self.overflowed,
             "transport_queue_full": self.transport.dropped,
             "retained_ignored": self.ignored_retained,
+            "presence_or_profile_rate_limited": self.announcements_dropped,
         }
 
     # outbound ----------------------------------------------------------------------------------
@@ -198,13 +206,31 @@ class SignalingEndpoint:
     # inbound -----------------------------------------------------------------------------------
 
     def admit(self, inbound: Inbound) -> bool:
-        """The checks an inbox message passes before it is queued; False drops it (counted).
+        """The checks a message passes before it is queued; False drops it (counted).
+
+        Presence and profile messages: at most ANNOUNCEMENTS_PER_S per address (bursts of
+        ANNOUNCEMENT_BURST); only the address's own broker account may publish them, so this
+        bounds what one account (a stolen password) can make the endpoint do.
 
         A retained delivery is ignored: it was left on the broker by anyone in the site,
         possibly long ago, and is not a message sent to this endpoint now. Otherwise the
         envelope's size, JSON, format, recipient, type and sender are checked, and the claimed
         sender's token bucket must have a token: nothing here costs a signature check.
         """
+        if inbound.kind != "inbox":
+            if self.announcement_limit.allow(inbound.address):
+                return True
+            self.announcements_dropped += 1
+            self._quiet_log.warning(
+                "announcements",
+                "%s: %s of %s dropped: more than %d at once or %.0f a second",
+                self.address,
+                inbound.kind,
+                inbound.address,
+                self.announcement_limit.burst,
+                self.announcement_limit.rate,
+            )
+            return False
         if inbound.retained:
             self.ignored_retained += 1
             self._quiet_log.warning(

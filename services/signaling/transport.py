@@ -7,7 +7,7 @@ on the socket: signaling messages are small and latency-bound. It is the product
 :class:`~services.signaling.base.SignalingTransport`; :func:`mqtt_transport` builds one.
 
 aiomqtt's incoming queue is bounded in messages and bytes (:class:`IncomingQueue`, given
-to aiomqtt as its ``queue_type``): each inbox message is put to the endpoint's ``admit``
+to aiomqtt as its ``queue_type``): each message is put to the endpoint's ``admit``
 as it arrives, and what is refused or does not fit is dropped and counted, never queued.
 A retained message found on the endpoint's own inbox (anyone in the site may have left
 one) is handed on marked ``retained`` and cleared from the broker.
@@ -121,9 +121,9 @@ class MqttTransport:
         self.connected = asyncio.Event()
         self.connections = 0
         self.on_message: Callable[[Inbound], None] | None = None
-        """Called with every presence and profile message and every admitted inbox message."""
+        """Called with every admitted inbox, presence and profile message."""
         self.admit: Callable[[Inbound], bool] | None = None
-        """Asked about each inbox message as it arrives, before it is queued (see base)."""
+        """Asked about each message as it arrives, before it is queued (see base)."""
         self.on_connecting: Callable[[], None] | None = None
         """Called on every (re)connection before subscribing: retained state comes anew."""
         self.dropped = 0
@@ -190,9 +190,9 @@ class MqttTransport:
 
     def _admit(self, message: aiomqtt.Message) -> bool:
         inbound = self._inbound(message)
-        if inbound is None or inbound.kind != "inbox":
-            return True
-        if inbound.retained:
+        if inbound is None:
+            return True  # logged when it is dispatched
+        if inbound.kind == "inbox" and inbound.retained:
             self._clear_retained_inbox()
         return self.admit is None or self.admit(inbound)
 

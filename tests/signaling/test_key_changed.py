@@ -13,7 +13,14 @@ import json
 
 import pytest
 from harness.simsite import EndpointSpec, SimSite
-from signaling_harness import eventually, mqtt_of, profile_payload, raw_client, topics
+from signaling_harness import (
+    eventually,
+    mqtt_of,
+    place_and_complete_call,
+    profile_payload,
+    raw_client,
+    topics,
+)
 from support import MakeSite
 
 from services.signaling.identity import Identity, b64u_encode
@@ -109,3 +116,21 @@ async def test_a_signed_profile_with_another_key_says_key_changed_once(
 
     assert key_changed_warnings(caplog) == 1
     assert door.contacts.advertised["indoor1"] == new.public_keys
+
+
+async def test_a_flood_of_one_accounts_presence_and_profile_is_rate_limited(
+    site: SimSite,
+) -> None:
+    door = site["door"].signaling
+    profile = profile_payload("Flat 1", "indoor", site["indoor1"].identity, address="indoor1")
+    as_indoor1 = mqtt_of(site["indoor1"])._client  # a stolen password does as much
+    assert as_indoor1 is not None
+    for _ in range(100):
+        await as_indoor1.publish(topics(site).profile("indoor1"), profile, qos=1, retain=True)
+    await eventually(
+        lambda: door.counters()["presence_or_profile_rate_limited"] > 0,
+        "the door to drop what is over the account's budget",
+    )
+    dropped = door.counters()["presence_or_profile_rate_limited"]
+    assert 50 < dropped < 100, "a burst got in, the rest was dropped"
+    await place_and_complete_call(site, "door", "indoor1")
