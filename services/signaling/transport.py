@@ -194,7 +194,11 @@ class MqttTransport:
             return True  # logged when it is dispatched
         if inbound.kind == "inbox" and inbound.retained:
             self._clear_retained_inbox()
-        return self.admit is None or self.admit(inbound)
+        try:
+            return self.admit is None or self.admit(inbound)
+        except Exception:  # noqa: BLE001 - a failing check must not cut the broker connection
+            _log.exception("%s: checking a %s message failed; dropped", self.address, inbound.kind)
+            return False
 
     def _queue_full(self, queue: IncomingQueue, message: aiomqtt.Message) -> None:
         self.dropped += 1
