@@ -58,6 +58,7 @@ class ReplayGuard:
         self._loaded = False
         self._dirty = False
         self._saver: asyncio.Task[None] | None = None
+        self._failing = False
         self._max_nonces = max_nonces
         self._max_call_ids = max_call_ids
         self._wall = wall_clock
@@ -158,8 +159,13 @@ class ReplayGuard:
             try:
                 await asyncio.to_thread(write_atomically, self.store, data)
             except OSError as err:
-                _log.error("replay memory cannot be written to %s: %s", self.store, err)
+                if not self._failing:  # once, not once per message
+                    _log.error("replay memory cannot be written to %s: %s", self.store, err)
+                self._failing = True
                 return
+            if self._failing:
+                _log.info("replay memory is written to %s again", self.store)
+            self._failing = False
 
     def _snapshot(self) -> bytes:
         now_wall, now = self._wall(), self._monotonic()

@@ -90,3 +90,15 @@ async def test_a_damaged_store_is_logged_and_replaced(
     assert reason(guard, "door", NONCE, NOW) is None
     await guard.flush()
     assert json.loads(store.read_text())["nonces"][0][0] == "door"
+
+
+async def test_a_store_that_cannot_be_written_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    guard = Clocks().guard(tmp_path / "missing-directory" / "replay.json")
+    await guard.load()
+    for n in range(5):
+        assert reason(guard, "door", bytes([n]) * 16, NOW) is None
+        await guard.flush()
+    assert sum("cannot be written" in r.getMessage() for r in caplog.records) == 1
+    assert reason(guard, "door", b"\x00" * 16, NOW) is RejectReason.REPLAY, "still in memory"
