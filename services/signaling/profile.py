@@ -70,7 +70,7 @@ def read_profile(address: str, payload: bytes) -> Profile:
     sig = fields["sig"]
     try:
         raw = b64u_decode(sig) if isinstance(sig, str) else b""
-    except SignalingError:
+    except ValueError:
         raw = b""
     if len(raw) != SIG_SIZE:
         raise SignalingError(f"profile of {address}: sig is not {SIG_SIZE} base64url bytes")
