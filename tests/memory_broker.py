@@ -157,6 +157,8 @@ class MemoryTransport:
         self.dropped = 0
         """Messages dropped because MAX_PENDING_INBOUND were waiting already."""
         self.on_message: Callable[[Inbound], None] | None = None
+        self.admit: Callable[[Inbound], bool] | None = None
+        """Asked about each inbox message before it is queued, as the MQTT transport does."""
         self.on_connecting: Callable[[], None] | None = None
         self._pending = 0
         self._close = CloseOnce()
@@ -207,7 +209,12 @@ class MemoryTransport:
             _log.error("%s: reconnection refused: %s", self.address, err)
 
     def deliver(self, inbound: Inbound) -> None:
-        """Queue ``inbound`` for :attr:`on_message` on the next loop turn (bounded)."""
+        """Queue ``inbound`` for :attr:`on_message` on the next loop turn (bounded).
+
+        A message :attr:`admit` refuses is dropped here, before it is queued.
+        """
+        if self.admit is not None and not self.admit(inbound):
+            return
         if self._pending >= MAX_PENDING_INBOUND:
             self.dropped += 1
             _log.warning("%s: %d messages waiting, one dropped", self.address, self._pending)

@@ -36,6 +36,7 @@ from services.media.aec import make_echo_canceller
 from services.media.ice import IcePolicy
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint
+from services.signaling.replay import ReplayGuard
 from services.signaling.transport import BrokerAddress, mqtt_transport
 from services.tasks import cancel_and_wait
 from services.ui import DefaultCallUi
@@ -47,6 +48,10 @@ SIM_DISPLAY_SIZE = (800, 480)
 _REBUILDS = (Apply.DEVICES, Apply.ENDPOINT)
 """The ways of applying a change that rebuild parts (`device.config.apply_of`); every other
 way (live, first boot) applies at once or not at all here."""
+
+
+REPLAY_FILE = "replay.json"
+"""The endpoint's replay memory under the state directory (services/signaling/replay.py)."""
 
 
 def intercom_settings(config: CallboxConfig) -> IntercomSettings:
@@ -271,6 +276,9 @@ class DeviceApp:
             defaults=config.call_properties(),
             camera=config.camera.device or None,
             echo_canceller=canceller,
+            # the replay memory outlives this endpoint: a rebuild or restart keeps refusing
+            # what it already accepted (docs/protocol.md, "Replay protection")
+            replay=ReplayGuard(store=state_dir / REPLAY_FILE),
         )
         signaling = calls.signaling
         call_log = CallLog(state_dir / "calls.sqlite")
@@ -441,6 +449,7 @@ class DeviceApp:
         }
         result["presence"] = dict(endpoint.signaling.presence)
         result["dropped_messages"] = endpoint.calls.dropped_messages()
+        result["signaling"] = endpoint.signaling.counters()
         if endpoint.calls.media.camera is not None:
             failure = endpoint.calls.camera_failure
             result["camera"] = f"failed, retrying: {failure}" if failure else "ok"

@@ -17,6 +17,7 @@ from services.signaling.base import SignalingTransport
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import InviteRateLimit, SignalingEndpoint
 from services.signaling.identity import Identity
+from services.signaling.replay import ReplayGuard
 
 
 def compose_calls(
@@ -32,6 +33,7 @@ def compose_calls(
     camera: str | None = None,
     echo_canceller: EchoCanceller | None = None,
     invite_limit: InviteRateLimit | None = None,
+    replay: ReplayGuard | None = None,
 ) -> Calls:
     """The Call API of one endpoint (not started); its signaling is ``calls.signaling``."""
     signaling = SignalingEndpoint(
@@ -41,6 +43,7 @@ def compose_calls(
         name=name,
         role=role,
         invite_limit=invite_limit,
+        replay=replay,
     )
     return Calls(
         signaling,

@@ -38,6 +38,14 @@ from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
+UNREAD_DROPS = (
+    "inbox_queue_full",
+    "transport_queue_full",
+    "retained_ignored",
+    "presence_or_profile_rate_limited",
+)
+"""The signaling's counters of messages it dropped unread (``SignalingEndpoint.counters``)."""
+
 
 def new_call_id() -> str:
     """A fresh random call id (128 bits, base64url)."""
@@ -306,13 +314,16 @@ class Calls:
     def dropped_messages(self) -> dict[str, int]:
         """Every message this endpoint dropped, by reason: ``callbox status`` shows it.
 
-        The signaling's rejections (failed verification, replays, wrong call, …) and the
-        call-level drops (door messages from a leg other than the answering one).
+        The signaling's rejections (failed verification, replays, rate limits, …), what it
+        dropped unread (full queues, retained inbox deliveries, announcements over their rate)
+        and the call-level drops (door messages from a leg other than the answering one).
         """
-        counts = {reason.value: n for reason, n in self.signaling.rejected.items() if n}
-        for reason, n in self.dropped.items():
-            counts[reason] = counts.get(reason, 0) + n
-        return dict(sorted(counts.items()))
+        signaling = self.signaling.counters()
+        counts: collections.Counter[str] = collections.Counter(signaling["rejected"])
+        for unread in UNREAD_DROPS:
+            counts[unread] += signaling[unread]
+        counts.update(self.dropped)
+        return {reason: n for reason, n in sorted(counts.items()) if n}
 
     def call_ended(self, call: object) -> None:
         """A call reached a terminal status: free the line and refill the offer pool."""

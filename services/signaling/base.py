@@ -22,6 +22,11 @@ MAX_PENDING_INBOUND = 1000
 """At most this many received messages wait for the endpoint per connection; more are
 dropped (mosquitto's own per-client queue, ``max_queued_messages``, defaults to 1000)."""
 
+MAX_PENDING_INBOUND_BYTES = 2 * 1024 * 1024
+"""And at most this many payload bytes (a flood of 128 KB messages would otherwise hold
+128 MB in a queue of MAX_PENDING_INBOUND): each queue in front of the endpoint (the MQTT
+client's, the endpoint's inbox) is bounded by both."""
+
 
 @dataclass(frozen=True)
 class Inbound:
@@ -31,6 +36,8 @@ class Inbound:
     address: str
     payload: bytes
     received_at: float
+    retained: bool = False
+    """Delivered from the broker's retained store (on subscribing), not as it was published."""
 
 
 def presence_payload(online: bool) -> bytes:
@@ -67,7 +74,17 @@ class SignalingTransport(Protocol):
     """The retained profile announced on every connection (set before :meth:`start`)."""
 
     on_message: Callable[[Inbound], None] | None
-    """Called with every inbox, presence and profile message received."""
+    """Called with every admitted inbox, presence and profile message."""
+
+    admit: Callable[[Inbound], bool] | None
+    """Asked about each message as soon as it arrives, before it is buffered.
+
+    False drops it (the endpoint counted why): a flood is refused before it takes memory or
+    a place in a queue. None admits everything.
+    """
+
+    dropped: int
+    """Messages dropped because the transport's own queue was full (count or bytes)."""
 
     on_connecting: Callable[[], None] | None
     """Called on every (re)connection before subscribing: retained state comes anew."""

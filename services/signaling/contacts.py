@@ -2,8 +2,11 @@
 
 Keys are pinned like Signal does: a known contact whose key changes is refused
 (``KEY_CHANGED``) until a person confirms the new key with :meth:`ContactBook.trust`.
-With ``first_use`` pinning, an unknown sender whose retained profile advertises keys
-is pinned on its first message; without it, unknown senders are refused.
+Only a signed profile (services/signaling/profile.py) can say that a pinned contact's key
+changed, and it is said once per new key: a second login on the contact's broker account,
+a presence flap or an unsigned or forged profile never does. With ``first_use`` pinning,
+an unknown sender whose retained profile advertises keys is pinned on its first message;
+without it, unknown senders are refused.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from services.signaling.identity import PublicKeys
 from services.signaling.topics import valid_name
 
 _log = logging.getLogger(__name__)
+
+_MAX_ANNOUNCED = 16
+"""New keys remembered per contact as already announced (then the memory starts anew)."""
 
 
 class Right(enum.Enum):
@@ -48,6 +54,8 @@ class ContactBook:
     contacts: dict[str, Contact] = field(default_factory=dict)
     first_use: bool = False
     advertised: dict[str, PublicKeys] = field(default_factory=dict)
+    _announced: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    """Per contact, the fingerprints of new keys already announced as "key changed"."""
 
     def add(self, contact: Contact) -> None:
         """Pin a contact (an installer's or administrator's decision)."""
@@ -62,6 +70,7 @@ class ContactBook:
         current = self.contacts.get(address)
         contact = replace(current, keys=keys) if current else Contact(address=address, keys=keys)
         self.contacts[address] = contact
+        self._announced.pop(address, None)
         _log.info("trusted %s with key %s", address, keys.fingerprint())
         return contact
 
@@ -72,17 +81,47 @@ class ContactBook:
             raise SignalingError(f"cannot block {address!r}: not a contact")
         self.contacts[address] = replace(contact, blocked=blocked)
 
-    def saw_profile(self, address: str, keys: PublicKeys) -> None:
-        """Remember the keys a retained profile advertises; warn when they differ from the pin."""
-        self.advertised[address] = keys
+    def saw_profile(self, address: str, keys: PublicKeys, *, signed: bool) -> None:
+        """Remember the keys a retained profile advertises.
+
+        For a pinned contact, other keys count only from a ``signed`` profile (one signed by
+        the key it advertises): that is a key change, warned about once per new key. An
+        unsigned profile with other keys is ignored (anyone with the contact's broker login
+        can publish one); the same keys again, or a profile republished after a
+        reconnection, say nothing.
+        """
         contact = self.contacts.get(address)
-        if contact is not None and contact.keys != keys:
+        if contact is None or contact.keys == keys:
+            self.advertised[address] = keys
+            return
+        if not signed:
+            if self._first_time(address, f"unsigned {keys.fingerprint()}"):
+                _log.info(
+                    "an unsigned profile of %s advertises keys %s, not the pinned %s: "
+                    "ignored (only a signed profile can change a key)",
+                    address,
+                    keys.fingerprint(),
+                    contact.keys.fingerprint(),
+                )
+            return
+        self.advertised[address] = keys
+        if self._first_time(address, keys.fingerprint()):
             _log.warning(
                 "key changed for %s: pinned %s, now advertised %s; refused until confirmed",
                 address,
                 contact.keys.fingerprint(),
                 keys.fingerprint(),
             )
+
+    def _first_time(self, address: str, what: str) -> bool:
+        """True the first time ``what`` is announced for ``address`` (bounded memory)."""
+        announced = self._announced.setdefault(address, set())
+        if what in announced:
+            return False
+        if len(announced) >= _MAX_ANNOUNCED:
+            announced.clear()
+        announced.add(what)
+        return True
 
     def keys_for_sender(self, address: str, *, pin: bool = True) -> PublicKeys | None:
         """The pinned keys to verify ``address``'s messages with, pinning on first use if allowed.

@@ -4,6 +4,13 @@ Every inbound envelope goes through the checks of docs/protocol.md in a fixed or
 (size, JSON, format, version, recipient, type, sender, signature, freshness, replay,
 rate). A message that fails one is dropped, logged with the reason and counted in
 :attr:`SignalingEndpoint.rejected`; the endpoint keeps working.
+
+The cheap checks (size, JSON, format, recipient, type, known sender, and a token bucket per
+claimed sender) run as the message arrives, before it takes a place in any queue
+(:meth:`SignalingEndpoint.admit`); only what passes them is queued for the expensive ones
+(signature, decryption) and the call layer. Retained deliveries on the inbox are ignored.
+Drops are logged a few at a time (:class:`~services.signaling.limits.QuietLog`) and counted
+in :meth:`SignalingEndpoint.counters`, which ``callbox status`` shows.
 """
 
 from __future__ import annotations
@@ -18,14 +25,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from hal.closing import CloseOnce
-from services.signaling.base import MAX_PENDING_INBOUND, Inbound, SignalingTransport
+from services.signaling.base import (
+    MAX_PENDING_INBOUND,
+    MAX_PENDING_INBOUND_BYTES,
+    Inbound,
+    SignalingTransport,
+)
 from services.signaling.contacts import ContactBook
-from services.signaling.envelope import parse, seal, verify_and_open
+from services.signaling.envelope import Envelope, parse, seal, verify_and_open
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
 from services.signaling.identity import Identity, PublicKeys
+from services.signaling.limits import InviteRateLimit, QuietLog, SenderRateLimit
+from services.signaling.profile import read_profile, signed_profile
 from services.signaling.replay import ReplayGuard
 from services.signaling.topics import valid_name
 from services.tasks import cancel_and_wait
+
+__all__ = ["MESSAGE_TYPES", "InviteRateLimit", "Message", "SignalingEndpoint"]
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +66,10 @@ MESSAGE_TYPES = frozenset(
     }
 )
 MAX_ENVELOPE_BYTES = 65536
+ANNOUNCEMENTS_PER_S = 2.0
+"""Presence and profile messages a second one address may keep publishing."""
+ANNOUNCEMENT_BURST = 20
+"""... and at once (a few reconnections in a row)."""
 
 
 @dataclass(frozen=True)
@@ -61,27 +81,6 @@ class Message:
     sender: str
     body: dict[str, Any]
     received_at: float
-
-
-class InviteRateLimit:
-    """At most ``count`` invites per ``period_s`` from one sender (a flood stays outside)."""
-
-    def __init__(self, count: int = 5, period_s: float = 10.0) -> None:
-        self.count = count
-        self.period_s = period_s
-        self._seen: dict[str, collections.deque[float]] = {}
-
-    def check(self, sender: str, now: float) -> None:
-        """Refuse the invite when ``sender`` is over its budget."""
-        times = self._seen.setdefault(sender, collections.deque())
-        while times and now - times[0] > self.period_s:
-            times.popleft()
-        if len(times) >= self.count:
-            raise RejectedMessage(
-                RejectReason.RATE_LIMITED,
-                f"{sender} sent more than {self.count} invites in {self.period_s:.0f} s",
-            )
-        times.append(now)
 
 
 class SignalingEndpoint:
@@ -102,6 +101,7 @@ class SignalingEndpoint:
         role: str = "",
         replay: ReplayGuard | None = None,
         invite_limit: InviteRateLimit | None = None,
+        sender_limit: SenderRateLimit | None = None,
         max_envelope_bytes: int = MAX_ENVELOPE_BYTES,
     ) -> None:
         self.address = valid_name("address", transport.address)
@@ -109,9 +109,16 @@ class SignalingEndpoint:
         self.contacts = contacts
         self.replay = replay or ReplayGuard()
         self.invite_limit = invite_limit or InviteRateLimit()
+        self.sender_limit = sender_limit or SenderRateLimit()
+        self.announcement_limit = SenderRateLimit(ANNOUNCEMENTS_PER_S, ANNOUNCEMENT_BURST)
+        """Presence and profile messages per address (the ACL lets only its owner publish)."""
+        self.announcements_dropped = 0
         self.max_envelope_bytes = max_envelope_bytes
         self.rejected: collections.Counter[RejectReason] = collections.Counter()
         self.received = 0
+        self.ignored_retained = 0
+        """Retained deliveries on the inbox, ignored (and cleared by the MQTT transport)."""
+        self._quiet_log = QuietLog(_log)
         self.presence: dict[str, bool] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
         self.on_message: Callable[[Message], Awaitable[None]] | None = None
@@ -120,17 +127,16 @@ class SignalingEndpoint:
         self._presence_changed = asyncio.Condition()
         self._notifications: set[asyncio.Task[None]] = set()
         self.overflowed = 0
-        """Inbox messages dropped because MAX_PENDING_INBOUND were already waiting."""
+        """Inbox messages dropped because the inbox queue was full (messages or bytes)."""
         self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(MAX_PENDING_INBOUND)
+        self._inbox_bytes = 0
+        self.max_inbox_bytes = MAX_PENDING_INBOUND_BYTES
         self._worker: asyncio.Task[None] | None = None
         self._close = CloseOnce()
         self.transport = transport
-        transport.profile = {
-            "name": name or self.address,
-            "role": role,
-            "keys": identity.public_keys.to_json(),
-        }
+        transport.profile = signed_profile(identity, self.address, name or self.address, role)
         transport.on_message = self._received
+        transport.admit = self.admit
         transport.on_connecting = self._forget_presence
 
     def _forget_presence(self) -> None:
@@ -139,7 +145,8 @@ class SignalingEndpoint:
         self.presence.clear()
 
     async def start(self, timeout: float = 10.0) -> None:
-        """Connect to the broker and start handling the inbox."""
+        """Take over the replay memory, connect to the broker and start handling the inbox."""
+        await self.replay.load()
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"inbox-{self.address}")
         await self.transport.start(timeout)
@@ -157,8 +164,20 @@ class SignalingEndpoint:
             if self._worker is not None:
                 await cancel_and_wait([self._worker])
                 self._worker = None
+            await self.replay.flush()
         finally:
             self._close.finish()
+
+    def counters(self) -> dict[str, Any]:
+        """What this endpoint dropped and why (``callbox status`` shows it)."""
+        return {
+            "received": self.received,
+            "rejected": {reason.value: n for reason, n in sorted(self.rejected.items(), key=str)},
+            "inbox_queue_full": self.overflowed,
+            "transport_queue_full": self.transport.dropped,
+            "retained_ignored": self.ignored_retained,
+            "presence_or_profile_rate_limited": self.announcements_dropped,
+        }
 
     # outbound ----------------------------------------------------------------------------------
 
@@ -186,6 +205,96 @@ class SignalingEndpoint:
 
     # inbound -----------------------------------------------------------------------------------
 
+    def admit(self, inbound: Inbound) -> bool:
+        """The checks a message passes before it is queued; False drops it (counted).
+
+        Presence and profile messages: at most ANNOUNCEMENTS_PER_S per address (bursts of
+        ANNOUNCEMENT_BURST); only the address's own broker account may publish them, so this
+        bounds what one account (a stolen password) can make the endpoint do.
+
+        A retained delivery is ignored: it was left on the broker by anyone in the site,
+        possibly long ago, and is not a message sent to this endpoint now. Otherwise the
+        envelope's size, JSON, format, recipient, type and sender are checked, and the claimed
+        sender's token bucket must have a token: nothing here costs a signature check.
+        """
+        if inbound.kind != "inbox":
+            if self.announcement_limit.allow(inbound.address):
+                return True
+            self.announcements_dropped += 1
+            self._quiet_log.warning(
+                "announcements",
+                "%s: %s of %s dropped: more than %d at once or %.0f a second",
+                self.address,
+                inbound.kind,
+                inbound.address,
+                self.announcement_limit.burst,
+                self.announcement_limit.rate,
+            )
+            return False
+        if inbound.retained:
+            self.ignored_retained += 1
+            self._quiet_log.warning(
+                "retained",
+                "%s: ignored a retained message in its inbox (left on the broker by someone "
+                "in the site, not sent now)",
+                self.address,
+            )
+            return False
+        try:
+            self._precheck(inbound.payload)
+        except RejectedMessage as err:
+            self._reject(inbound, err)
+            return False
+        return True
+
+    def _precheck(self, data: bytes) -> None:
+        """Size, plain JSON, recipient, type, known sender, the sender's bucket: no crypto.
+
+        The envelope's full format check (strict JSON, every field) waits for the worker,
+        except for JSON that names no sender: it is diagnosed at once (for its reason), at
+        most at the rate of one sender (a shared bucket), and refused beyond that.
+        """
+        if len(data) > self.max_envelope_bytes:
+            raise RejectedMessage(
+                RejectReason.OVERSIZE,
+                f"envelope is {len(data)} bytes, over the limit of {self.max_envelope_bytes}",
+            )
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError) as err:
+            raise RejectedMessage(
+                RejectReason.BAD_JSON, f"envelope is not valid JSON: {err}"
+            ) from err
+        header = _header_of(obj)
+        if header is None:
+            if not self.sender_limit.allow(_NO_SENDER):
+                raise RejectedMessage(RejectReason.BAD_FORMAT, "envelope names no sender")
+            parse(data, max_size=self.max_envelope_bytes)  # raises with the precise reason
+            raise RejectedMessage(RejectReason.BAD_FORMAT, "envelope names no sender")
+        sender, recipient, message_type = header
+        self._check_header(sender, recipient, message_type)
+        if not self.sender_limit.allow(sender):
+            raise RejectedMessage(
+                RejectReason.RATE_LIMITED,
+                f"{sender} sent more than {self.sender_limit.burst} messages at once or "
+                f"{self.sender_limit.rate:.0f} a second",
+            )
+
+    def _parse_for_me(self, data: bytes) -> Envelope:
+        env = parse(data, max_size=self.max_envelope_bytes)
+        self._check_header(env.sender, env.recipient, env.type)
+        return env
+
+    def _check_header(self, sender: str, recipient: str, message_type: str) -> None:
+        if recipient != self.address:
+            raise RejectedMessage(
+                RejectReason.WRONG_RECIPIENT, f"addressed to {recipient}, not {self.address}"
+            )
+        if message_type not in MESSAGE_TYPES:
+            raise RejectedMessage(RejectReason.UNKNOWN_TYPE, f"type {message_type!r} from {sender}")
+        if self.contacts.keys_for_sender(sender, pin=False) is None:
+            raise RejectedMessage(RejectReason.UNKNOWN_SENDER, f"{sender} is not a pinned contact")
+
     def _received(self, inbound: Inbound) -> None:
         if inbound.kind == "inbox":
             self._queue(inbound)
@@ -195,15 +304,19 @@ class SignalingEndpoint:
             self._profile_received(inbound)
 
     def _queue(self, inbound: Inbound) -> None:
-        try:
-            self._inbox.put_nowait(inbound)
-        except asyncio.QueueFull:
+        size = len(inbound.payload)
+        if self._inbox.full() or self._inbox_bytes + size > self.max_inbox_bytes:
             self.overflowed += 1
-            _log.warning(
-                "%s: %d inbox messages already waiting, one dropped",
+            self._quiet_log.warning(
+                "inbox_full",
+                "%s: %d inbox messages (%d bytes) already waiting, one dropped",
                 self.address,
                 self._inbox.qsize(),
+                self._inbox_bytes,
             )
+            return
+        self._inbox.put_nowait(inbound)
+        self._inbox_bytes += size
 
     def _presence_received(self, inbound: Inbound) -> None:
         if not inbound.payload:
@@ -226,14 +339,21 @@ class SignalingEndpoint:
             self._presence_changed.notify_all()
 
     def _profile_received(self, inbound: Inbound) -> None:
+        if not inbound.payload:
+            return  # the retained profile was cleared
         try:
-            profile = json.loads(inbound.payload)
-            keys = PublicKeys.from_json(profile["keys"])
-        except (ValueError, KeyError, TypeError, RecursionError, SignalingError) as err:
-            _log.warning("%s: bad profile from %s ignored: %s", self.address, inbound.address, err)
+            profile = read_profile(inbound.address, inbound.payload)
+        except SignalingError as err:
+            self._quiet_log.warning(
+                "bad_profile",
+                "%s: bad profile from %s ignored: %s",
+                self.address,
+                inbound.address,
+                err,
+            )
             return
-        self.profiles[inbound.address] = profile
-        self.contacts.saw_profile(inbound.address, keys)
+        self.profiles[inbound.address] = profile.fields
+        self.contacts.saw_profile(inbound.address, profile.keys, signed=profile.signed)
 
     def is_online(self, address: str) -> bool:
         """True when ``address``'s retained presence says online."""
@@ -247,6 +367,7 @@ class SignalingEndpoint:
     async def _work(self) -> None:
         while True:
             inbound = await self._inbox.get()
+            self._inbox_bytes -= len(inbound.payload)
             try:
                 message = self.open(inbound.payload, inbound.received_at)
             except RejectedMessage as err:
@@ -270,7 +391,9 @@ class SignalingEndpoint:
 
     def _reject(self, inbound: Inbound, err: RejectedMessage) -> tuple[str, str] | None:
         self.rejected[err.reason] += 1
-        _log.warning("%s: dropped a message in its inbox: %s", self.address, err)
+        self._quiet_log.warning(
+            err.reason.value, "%s: dropped a message in its inbox: %s", self.address, err
+        )
         if err.reason in (
             RejectReason.BAD_SIGNATURE,
             RejectReason.DECRYPT_FAILED,
@@ -280,14 +403,11 @@ class SignalingEndpoint:
         return None
 
     def open(self, data: bytes, received_at: float | None = None) -> Message:
-        """Run every check on one envelope and return its message, or raise RejectedMessage."""
-        env = parse(data, max_size=self.max_envelope_bytes)
-        if env.recipient != self.address:
-            raise RejectedMessage(
-                RejectReason.WRONG_RECIPIENT, f"addressed to {env.recipient}, not {self.address}"
-            )
-        if env.type not in MESSAGE_TYPES:
-            raise RejectedMessage(RejectReason.UNKNOWN_TYPE, f"type {env.type!r} from {env.sender}")
+        """Run every check on one envelope and return its message, or raise RejectedMessage.
+
+        All but the token bucket per sender, which :meth:`admit` applies as the message arrives.
+        """
+        env = self._parse_for_me(data)
         keys = self.contacts.keys_for_sender(env.sender, pin=False)
         if keys is None:
             raise RejectedMessage(
@@ -308,7 +428,7 @@ class SignalingEndpoint:
             received_at=received_at if received_at is not None else time.monotonic(),
         )
 
-    def _verify(self, env: Any, keys: PublicKeys) -> dict[str, Any]:
+    def _verify(self, env: Envelope, keys: PublicKeys) -> dict[str, Any]:
         try:
             return verify_and_open(env, sender_keys=keys, recipient=self.identity)
         except RejectedMessage as err:
@@ -325,6 +445,23 @@ class SignalingEndpoint:
                     f"(pinned {keys.fingerprint()}); confirm it with `callbox keys trust`",
                 ) from None
             raise
+
+
+_NO_SENDER = ""
+"""The bucket of envelopes that name no sender (no address is empty)."""
+
+
+def _header_of(obj: object) -> tuple[str, str, str] | None:
+    """The claimed (from, to, type) of a decoded envelope, or None if it has no such strings."""
+    if not isinstance(obj, dict):
+        return None
+    header = obj.get("from"), obj.get("to"), obj.get("type")
+    if not all(isinstance(value, str) and value for value in header):
+        return None
+    sender, recipient, message_type = header
+    assert isinstance(sender, str) and isinstance(recipient, str)
+    assert isinstance(message_type, str)
+    return sender, recipient, message_type
 
 
 def _claimed_origin(data: bytes) -> tuple[str, str] | None:

@@ -5,6 +5,12 @@ publishes its own presence (retained, with a last will that says offline) and pr
 (retained), and hands every message to the callbacks it was given. TCP_NODELAY is set
 on the socket: signaling messages are small and latency-bound. It is the production
 :class:`~services.signaling.base.SignalingTransport`; :func:`mqtt_transport` builds one.
+
+aiomqtt's incoming queue is bounded in messages and bytes (:class:`IncomingQueue`, given
+to aiomqtt as its ``queue_type``): each message is put to the endpoint's ``admit``
+as it arrives, and what is refused or does not fit is dropped and counted, never queued.
+A retained message found on the endpoint's own inbox (anyone in the site may have left
+one) is handed on marked ``retained`` and cleared from the broker.
 """
 
 from __future__ import annotations
@@ -20,10 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hal.closing import CloseOnce
-from services.signaling.base import MAX_PENDING_INBOUND, Inbound, presence_payload, wait_connected
+from services.signaling.base import (
+    MAX_PENDING_INBOUND,
+    MAX_PENDING_INBOUND_BYTES,
+    Inbound,
+    presence_payload,
+    wait_connected,
+)
 from services.signaling.errors import SignalingError
+from services.signaling.limits import QuietLog
 from services.signaling.tlsclient import PinnedCa, pinned_ca, tls_refusal
 from services.signaling.topics import SiteTopics, valid_name
 from services.tasks import cancel_and_wait
@@ -47,6 +61,51 @@ class BrokerAddress:
     keepalive_s: int = 5
 
 
+class IncomingQueue(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's incoming queue, bounded in messages and payload bytes, with admission.
+
+    ``put_nowait`` (aiomqtt calls it for every message it reads) first asks ``admit``;
+    what it refuses, and what would exceed ``maxsize`` messages or ``max_bytes`` bytes, is
+    dropped and counted by ``dropped`` without raising (aiomqtt would log every one).
+    """
+
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        max_bytes: int,
+        admit: Callable[[aiomqtt.Message], bool],
+        dropped: Callable[[IncomingQueue, aiomqtt.Message], None],
+    ) -> None:
+        super().__init__(maxsize)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._admit = admit
+        self._dropped = dropped
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        """Queue ``item`` if it is admitted and fits; drop it (counted) otherwise."""
+        if not self._admit(item):
+            return
+        size = _size(item)
+        if self.full() or self.bytes + size > self.max_bytes:
+            self._dropped(self, item)
+            return
+        super().put_nowait(item)
+        self.bytes += size
+
+    def get_nowait(self) -> aiomqtt.Message:
+        """The oldest message (``get`` comes here too)."""
+        item = super().get_nowait()
+        self.bytes -= _size(item)
+        return item
+
+
+def _size(message: aiomqtt.Message) -> int:
+    payload = message.payload
+    return len(payload) if isinstance(payload, bytes | bytearray) else 0
+
+
 def mqtt_transport(*, site: str, address: str, broker: BrokerAddress) -> MqttTransport:
     """The MQTT connection of endpoint ``address`` of ``site``, logging in to ``broker``."""
     return MqttTransport(broker, SiteTopics(site), valid_name("address", address))
@@ -64,10 +123,17 @@ class MqttTransport:
         self.connected = asyncio.Event()
         self.connections = 0
         self.on_message: Callable[[Inbound], None] | None = None
-        """Called with every inbox, presence and profile message received."""
+        """Called with every admitted inbox, presence and profile message."""
+        self.admit: Callable[[Inbound], bool] | None = None
+        """Asked about each message as it arrives, before it is queued (see base)."""
         self.on_connecting: Callable[[], None] | None = None
         """Called on every (re)connection before subscribing: retained state comes anew."""
+        self.dropped = 0
+        """Messages dropped because aiomqtt's incoming queue was full (messages or bytes)."""
+        self.max_queued_bytes = MAX_PENDING_INBOUND_BYTES
+        self._quiet_log = QuietLog(_log)
         self._client: aiomqtt.Client | None = None
+        self._clearing: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._close = CloseOnce()
         self._tls: PinnedCa | None = None
@@ -115,7 +181,47 @@ class MqttTransport:
             timeout=5,
             tls_context=self._tls.context if self._tls is not None else None,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            queue_type=self._queue_type(),
             max_queued_incoming_messages=MAX_PENDING_INBOUND,
+        )
+
+    def _queue_type(self) -> type[asyncio.Queue[aiomqtt.Message]]:
+        """The class aiomqtt builds its incoming queue from: an IncomingQueue of this transport."""
+        transport = self
+
+        class Queue(IncomingQueue):
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(
+                    maxsize,
+                    max_bytes=transport.max_queued_bytes,
+                    admit=transport._admit,
+                    dropped=transport._queue_full,
+                )
+
+        return Queue
+
+    def _admit(self, message: aiomqtt.Message) -> bool:
+        inbound = self._inbound(message)
+        if inbound is None:
+            return True  # logged when it is dispatched
+        if inbound.kind == "inbox" and inbound.retained:
+            self._clear_retained_inbox()
+        try:
+            return self.admit is None or self.admit(inbound)
+        except Exception:  # noqa: BLE001 - a failing check must not cut the broker connection
+            _log.exception("%s: checking a %s message failed; dropped", self.address, inbound.kind)
+            return False
+
+    def _queue_full(self, queue: IncomingQueue, message: aiomqtt.Message) -> None:
+        self.dropped += 1
+        self._quiet_log.warning(
+            "queue_full",
+            "%s: the incoming queue is full (%d messages, %d bytes waiting), a message on %s "
+            "dropped",
+            self.address,
+            queue.qsize(),
+            queue.bytes,
+            message.topic,
         )
 
     async def _run(self) -> None:
@@ -150,13 +256,16 @@ class MqttTransport:
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
+        self._client = client  # (``connected`` says when it may publish for the endpoint)
         if self.on_connecting is not None:
             self.on_connecting()
+        # no_local: clearing a retained message from our own inbox (an empty publish) is not
+        # delivered back to us
         await client.subscribe(
             [
-                (self.topics.inbox(self.address), 1),
-                (self.topics.all_presence(), 1),
-                (self.topics.all_profiles(), 1),
+                (self.topics.inbox(self.address), SubscribeOptions(qos=1, noLocal=True)),
+                (self.topics.all_presence(), SubscribeOptions(qos=1)),
+                (self.topics.all_profiles(), SubscribeOptions(qos=1)),
             ]
         )
         await client.publish(
@@ -165,21 +274,43 @@ class MqttTransport:
         await client.publish(
             self.topics.presence(self.address), presence_payload(True), qos=1, retain=True
         )
-        self._client = client
         self.connections += 1
         self.connected.set()
         _log.info("%s: connected to broker %s:%s", self.address, self.broker.host, self.broker.port)
 
-    def _dispatch(self, message: aiomqtt.Message) -> None:
+    def _inbound(self, message: aiomqtt.Message) -> Inbound | None:
         topic = str(message.topic)
         address = self.topics.address_of(topic)
         payload = message.payload
         if address is None or not isinstance(payload, bytes | bytearray):
-            _log.warning("%s: ignoring message on unexpected topic %s", self.address, topic)
-            return
+            return None
         kind = topic.rsplit("/", 1)[1]
+        return Inbound(kind, address, bytes(payload), time.monotonic(), bool(message.retain))
+
+    def _dispatch(self, message: aiomqtt.Message) -> None:
+        inbound = self._inbound(message)
+        if inbound is None:
+            _log.warning("%s: ignoring message on unexpected topic %s", self.address, message.topic)
+            return
         if self.on_message is not None:
-            self.on_message(Inbound(kind, address, bytes(payload), time.monotonic()))
+            self.on_message(inbound)
+
+    def _clear_retained_inbox(self) -> None:
+        """Remove the retained message from our inbox (an empty retained publish)."""
+        client = self._client
+        if client is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._clear(client))
+        self._clearing.add(task)
+        task.add_done_callback(self._clearing.discard)
+
+    async def _clear(self, client: aiomqtt.Client) -> None:
+        try:
+            await client.publish(self.topics.inbox(self.address), b"", qos=1, retain=True)
+        except aiomqtt.MqttError as err:
+            _log.warning("%s: could not clear a retained inbox message: %s", self.address, err)
+        else:
+            _log.info("%s: cleared a retained message from its inbox", self.address)
 
     async def publish_inbox(self, recipient: str, payload: bytes, timeout: float = 5.0) -> None:
         """Publish an envelope into ``recipient``'s inbox, waiting for a connection if needed."""
@@ -216,7 +347,7 @@ class MqttTransport:
             except aiomqtt.MqttError as err:
                 _log.warning("%s: could not publish offline presence: %s", self.address, err)
         if self._task is not None:
-            await cancel_and_wait([self._task])
+            await cancel_and_wait([self._task, *self._clearing])
 
 
 async def _first(events: tuple[asyncio.Event, ...]) -> None:

@@ -22,6 +22,7 @@ from services.signaling.base import Inbound
 from services.signaling.envelope import seal
 from services.signaling.errors import RejectReason
 from services.signaling.identity import Identity
+from services.signaling.profile import signed_profile
 from services.signaling.topics import SiteTopics
 from services.signaling.transport import MqttTransport
 
@@ -186,8 +187,17 @@ async def place_and_complete_call(
     return call.call_id
 
 
-def profile_payload(name: str, role: str, identity: Identity) -> bytes:
-    """A retained profile as an endpoint publishes it, advertising ``identity``'s keys."""
+def profile_payload(
+    name: str, role: str, identity: Identity, *, address: str = "", signed: bool = True
+) -> bytes:
+    """A retained profile advertising ``identity``'s keys.
+
+    Signed for ``address`` (as an endpoint publishes it) unless ``signed`` is False (as a
+    browser phone's, or someone's with only the broker login).
+    """
+    if signed:
+        assert address, "a signed profile names the address it is signed for"
+        return json.dumps(signed_profile(identity, address, name, role)).encode()
     return json.dumps({"name": name, "role": role, "keys": identity.public_keys.to_json()}).encode()
 
 

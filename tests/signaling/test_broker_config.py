@@ -195,7 +195,8 @@ def test_acl_text_names_the_site(tmp_path: Path) -> None:
     files = write_broker_config(settings(), tmp_path)
     acl = (files.directory / "acl").read_text().splitlines()
     assert "pattern read callbox/v1/block-7/%u/inbox" in acl
-    assert "pattern write callbox/v1/block-7/+/inbox" in acl
+    assert "pattern write callbox/v1/block-7/door/inbox" in acl
+    assert not any("+/inbox" in line for line in acl), "only the site's own inboxes are writable"
     assert "pattern readwrite callbox/v1/block-7/%u/presence" in acl
     assert "pattern readwrite callbox/v1/block-7/%u/profile" in acl
 

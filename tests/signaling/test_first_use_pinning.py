@@ -38,7 +38,7 @@ async def advertise(site: SimSite, address: str, identity: Identity) -> None:
     async with raw_client(site, address) as client:
         await client.publish(
             topics(site).profile(address),
-            profile_payload(address.title(), "indoor", identity),
+            profile_payload(address.title(), "indoor", identity, address=address),
             qos=1,
             retain=True,
         )

@@ -224,7 +224,7 @@ async def test_changed_key_is_refused_until_trusted(
     assert as_door is not None
     await as_door.publish(
         topics(site).profile("door"),
-        profile_payload("Front door", "door", new_identity),
+        profile_payload("Front door", "door", new_identity, address="door"),
         qos=1,
         retain=True,
     )
@@ -242,7 +242,7 @@ async def test_changed_key_is_refused_until_trusted(
     indoor1.signaling.contacts.trust("door", new_keys)
     door.signaling.identity = new_identity
     door.signaling.transport.profile = json.loads(
-        profile_payload("Front door", "door", new_identity)
+        profile_payload("Front door", "door", new_identity, address="door")
     )
     indoor1.signaling.contacts.check_key_change("door")
     await place_and_complete_call(site)

@@ -19,8 +19,10 @@ from support import TIMEOUT, MakeSite
 from services.signaling.base import MAX_PENDING_INBOUND, Inbound, SignalingTransport
 from services.signaling.contacts import Contact, ContactBook
 from services.signaling.endpoint import Message, SignalingEndpoint
-from services.signaling.errors import SignalingError
+from services.signaling.envelope import seal
+from services.signaling.errors import RejectReason, SignalingError
 from services.signaling.identity import Identity
+from services.signaling.limits import SenderRateLimit
 
 
 class Received:
@@ -238,6 +240,7 @@ async def test_an_endpoint_flooded_while_busy_drops_the_excess_and_keeps_working
     identities = {a: Identity.generate() for a in ("door", "indoor1")}
     door = endpoint(broker, "door", identities["door"])
     indoor1 = endpoint(broker, "indoor1", identities["indoor1"])
+    indoor1.sender_limit = SenderRateLimit(rate=1.0, burst=10 * MAX_PENDING_INBOUND)
     door.contacts.add(Contact(address="indoor1", keys=identities["indoor1"].public_keys))
     indoor1.contacts.add(Contact(address="door", keys=identities["door"].public_keys))
     got: list[str] = []
@@ -248,6 +251,17 @@ async def test_an_endpoint_flooded_while_busy_drops_the_excess_and_keeps_working
         busy.set()
         await release.wait()  # the first message keeps the inbox worker busy
 
+    def from_door(call_id: str) -> bytes:
+        return seal(
+            identities["door"],
+            type="ringing",
+            call_id=call_id,
+            sender="door",
+            recipient="indoor1",
+            recipient_keys=identities["indoor1"].public_keys,
+            body={},
+        )
+
     indoor1.on_message = on_message
     try:
         await door.start()
@@ -255,20 +269,26 @@ async def test_an_endpoint_flooded_while_busy_drops_the_excess_and_keeps_working
         await door.wait_presence("indoor1", True, TIMEOUT)
         await door.send("indoor1", "ringing", "call-1", {})
         await asyncio.wait_for(busy.wait(), TIMEOUT)
+        for n in range(50):  # junk is refused as it arrives: it takes no place in the queue
+            broker.publish_inbox("indoor1", f"junk {n}".encode())
+        await asyncio.sleep(0)  # the broker's deliveries (call_soon) run before this resumes
+        assert indoor1.rejected[RejectReason.BAD_JSON] == 50
+        assert indoor1.overflowed == 0
         for batch in range(3):  # within the transport's own bound, beyond the endpoint's
             for n in range(MAX_PENDING_INBOUND // 2 + 2):
-                broker.publish_inbox("indoor1", f"junk {batch} {n}".encode())
-            await asyncio.sleep(0)  # the broker's deliveries (call_soon) run before this resumes
+                broker.publish_inbox("indoor1", from_door(f"flood-{batch}-{n}"))
+            await asyncio.sleep(0)
         flood = 3 * (MAX_PENDING_INBOUND // 2 + 2)
         assert indoor1.overflowed == flood - MAX_PENDING_INBOUND
+        assert indoor1.counters()["inbox_queue_full"] == flood - MAX_PENDING_INBOUND
 
         release.set()
         await door.send("indoor1", "ringing", "call-2", {})
         async with asyncio.timeout(TIMEOUT):
-            while got != ["call-1", "call-2"]:
+            while got[-1:] != ["call-2"]:
                 busy.clear()
                 await busy.wait()
-        assert sum(indoor1.rejected.values()) == MAX_PENDING_INBOUND  # the kept junk, refused
+        assert len(got) == 1 + MAX_PENDING_INBOUND + 1  # the first, the kept flood, the last
     finally:
         await door.close()
         await indoor1.close()
