@@ -29,7 +29,7 @@ SITE = "netns"
 
 
 async def login(broker: MosquittoBroker, host: str, ca_file: Path | None) -> str:
-    """ "ok" when ``door`` logs in at ``host`` (TLS pinning ``ca_file``, or plain), else why not."""
+    """Whether ``door`` logs in at ``host`` (TLS pinning ``ca_file``, or plain): "ok" or why not."""
     transport = mqtt_transport(
         site=SITE,
         address="door",
