@@ -142,6 +142,9 @@ class PageServer:
         self._tls = tls
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
+        """The connections that count against the cap (not those pushed out)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Every connection's task until it has closed, pushed-out ones included."""
         self._last_cap_warning = -_CAP_WARNING_EVERY_S
         self._lock = asyncio.Lock()
 
@@ -183,10 +186,9 @@ class PageServer:
             if server is None:
                 return
             server.close()
-            tasks = list(self._connections)
             for connection in self._connections.values():
                 connection.abort()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await server.wait_closed()
 
     # connections ------------------------------------------------------------------------------
@@ -201,6 +203,7 @@ class PageServer:
             return
         connection = _Connection(peer, writer)
         self._connections[task] = connection
+        self._tasks.add(task)
         clean = False
         try:
             # Nothing may be awaited before the TLS upgrade: the ClientHello must reach it.
@@ -217,8 +220,25 @@ class PageServer:
             _log.exception("web %s: failed", peer)
         finally:
             self._connections.pop(task, None)
-            # close() would wait for a client that never reads to take what is unsent.
-            writer.close() if clean else writer.transport.abort()
+            try:
+                await self._finish(writer, clean)
+            finally:
+                self._tasks.discard(task)
+
+    async def _finish(self, writer: asyncio.StreamWriter, clean: bool) -> None:
+        """Close after a clean end (what is unsent goes out first, within the send timeout).
+
+        Abort at once otherwise, and when the client does not take the rest in time: a plain
+        close would wait for it forever.
+        """
+        if clean:
+            writer.close()
+            try:
+                await _within(writer.wait_closed(), self.limits.send_timeout_s, "close")
+                return
+            except (TimeoutError, OSError) as err:
+                _log.debug("web: %s; aborting the connection", err)
+        writer.transport.abort()
 
     def _admit(self, peer: str) -> bool:
         """Make room for one more connection; False when the new one must be refused."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from support import Certificate, need, wait_for
 from web_helpers import INDEX, MAIN_JS, WebProcess, WebProcesses, get, make_root
 
 from device.cli._web import DEFAULT_ROOT
-from device.phone import PageFiles, PageServer, WebLimits
+from device.phone import PageFiles, PageServer, WebLimits, WebServer
 
 TIMEOUT = 15.0
 DEFAULTS = WebLimits()
@@ -315,3 +316,27 @@ async def test_bad_requests_get_a_clear_status_and_the_server_goes_on(
     assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
     assert await fetch(f"{server.url}/") == INDEX
     assert server.stats.bad_requests == 1
+
+
+async def test_close_ends_every_connection_and_is_idempotent(root: Path) -> None:
+    server = PageServer(PageFiles(root))  # the default, long timeouts
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(HALF_SENT)
+    await wait_for(lambda: server.connections == 1, "the connection")
+    await asyncio.wait_for(server.close(), TIMEOUT)
+    assert await closed_by_server(reader, TIMEOUT)
+    await server.close()
+    writer.close()
+
+
+def test_the_threaded_server_for_synchronous_callers(root: Path) -> None:
+    server = WebServer(root, extra_files=("src/main.js",))
+    try:
+        assert get(f"{server.url}/")[2] == INDEX
+        assert get(f"{server.url}/src/main.js")[0] == 200  # asked for by name
+        assert get(f"{server.url}/package.json")[0] == 404
+    finally:
+        server.close()
+        server.close()
+    assert not any(thread.name == "web-server" for thread in threading.enumerate())
