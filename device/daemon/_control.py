@@ -174,6 +174,8 @@ class ControlServer:
                 pass
         except ConnectionError as err:
             _log.debug("control: %s went away: %s", peer, err)
+        except Exception:  # noqa: BLE001 - a bug here ends one connection, never the daemon
+            _log.exception("control: the connection of %s failed", peer)
         finally:
             if task is not None:
                 self._connections.discard(task)
