@@ -48,10 +48,11 @@ INDEX: Final = "index.html"
 
 @dataclass(frozen=True)
 class PageFile:
-    """A file to send: its bytes and Content-Type."""
+    """A file to send: its bytes, Content-Type and ETag (size and modification time)."""
 
     content: bytes
     content_type: str
+    etag: str
 
 
 class PageFiles:
@@ -98,7 +99,9 @@ class PageFiles:
                 return None
             raise
         with os.fdopen(fd, "rb") as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
                 return None
             content = file.read()
-        return PageFile(content, MIME_TYPES[Path(name).suffix])
+        etag = f'"{len(content):x}-{info.st_mtime_ns:x}"'
+        return PageFile(content, MIME_TYPES[Path(name).suffix], etag)

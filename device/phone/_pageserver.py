@@ -41,6 +41,7 @@ SECURITY_HEADERS: Final = (
 
 _REASONS: Final = {
     200: "OK",
+    304: "Not Modified",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -120,6 +121,7 @@ class _Request:
     method: str
     path: str
     keep_alive: bool
+    if_none_match: str
 
 
 class PageServer:
@@ -322,12 +324,14 @@ class PageServer:
         else:
             self.stats.served += 1
             _log.debug("web %s: %s %s", peer, request.method, request.path)
+            unchanged = page.etag in request.if_none_match.split(", ")
             data = _response(
-                200,
+                304 if unchanged else 200,
                 close=not request.keep_alive,
                 body=page.content,
                 content_type=page.content_type,
-                head=request.method == "HEAD",
+                head=request.method == "HEAD" or unchanged,
+                etag=page.etag,
             )
         await self._send(writer, data)
         return request.keep_alive
@@ -380,7 +384,7 @@ def _parse_head(head: bytes) -> _Request:
         raise _BadRequestError(400, f"target {target[:80]!r} is not UTF-8") from err
     connection = headers.get("connection", "").lower()
     keep_alive = version == "HTTP/1.1" and "close" not in connection
-    return _Request(method, path, keep_alive)
+    return _Request(method, path, keep_alive, headers.get("if-none-match", ""))
 
 
 def _response(
@@ -391,8 +395,12 @@ def _response(
     content_type: str = "text/plain; charset=utf-8",
     head: bool = False,
     detail: str = "",
+    etag: str = "",
 ) -> bytes:
-    """A complete HTTP/1.1 response; an error's body is its status line and `detail`."""
+    """A complete HTTP/1.1 response; an error's body is its status line and `detail`.
+
+    With `head` (HEAD, 304) the headers only, Content-Length still that of the body.
+    """
     reason = _REASONS[status]
     if body is None:
         body = f"{status} {reason}{': ' if detail else ''}{detail}\n".encode()
@@ -403,6 +411,8 @@ def _response(
         f"Content-Length: {len(body)}",
         *(f"{name}: {value}" for name, value in SECURITY_HEADERS),
     ]
+    if etag:
+        lines.append(f"ETag: {etag}")
     if status == 405:
         lines.append("Allow: GET, HEAD")
     if close:

@@ -340,3 +340,25 @@ def test_the_threaded_server_for_synchronous_callers(root: Path) -> None:
         server.close()
         server.close()
     assert not any(thread.name == "web-server" for thread in threading.enumerate())
+
+
+async def test_an_unchanged_file_is_answered_not_modified(server: PageServer, root: Path) -> None:
+    first = await raw_get(server.port, "/dist/main.js")
+    etag = next(
+        line.split(b": ", 1)[1] for line in first.split(b"\r\n") if line.startswith(b"ETag: ")
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /dist/main.js HTTP/1.1\r\nIf-None-Match: " + etag + b"\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    assert head.startswith(b"HTTP/1.1 304 Not Modified\r\n")
+    assert not await asyncio.wait_for(reader.read(1), SHORT.idle_timeout_s + 2)  # no body
+    writer.close()
+
+    (root / "dist" / "main.js").write_text("export const phone = 'new';\n")
+    conditional = b"GET /dist/main.js HTTP/1.1\r\nConnection: close\r\nIf-None-Match: " + etag
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(conditional + b"\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), TIMEOUT)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"'new';\n")
+    writer.close()
