@@ -11,7 +11,7 @@ WEB_SOURCES := $(wildcard web/index.html web/style.css web/src/*.js web/src/*/*.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?= --scripted
 
-.PHONY: demo test lint typecheck unit bench deps system-deps web clean aec3-binding aec3-build
+.PHONY: demo test lint typecheck unit bench fuzz deps system-deps web clean aec3-binding aec3-build
 
 demo: deps
 	$(VENV)/bin/callbox demo $(ARGS)
@@ -34,6 +34,13 @@ unit: deps
 
 bench: deps
 	$(PY) bench/call_setup.py
+
+# A long fuzz run of the envelope parser, the config validator and the control-socket parser
+# (tests/fuzz/, docs/security.md "Fuzzing"): FUZZ_EXAMPLES per test, fresh random seeds.
+# `make test` runs the same tests short and derandomized.
+FUZZ_EXAMPLES ?= 200000
+fuzz: deps
+	CALLBOX_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider --timeout=0 tests/fuzz $(PYTEST_ARGS)
 
 deps: system-deps .stamp-venv aec3-binding web
 

@@ -41,7 +41,7 @@ from call_setup import PatternTrack
 from harness.phonesite import PhoneSite, only_loopback, open_browser, start_phone_site
 from playwright.async_api import Page, async_playwright
 
-from device.phone import WebServer
+from device.phone import TEST_PAGES, WebServer
 from hal.camera import TestPatternCamera
 from hal.media_types import VideoFormat
 from services.callapi import CallStatus
@@ -160,7 +160,7 @@ async def baseline_call(page: Page) -> float:
 
 async def run(count: int, codec: str) -> dict[str, Any]:
     """``count`` callbox calls, then ``count`` baseline calls, in one Chromium."""
-    server = WebServer(WEB_ROOT)
+    server = WebServer(WEB_ROOT, extra_files=TEST_PAGES)  # test/vectors.html: a blank page
     results: list[dict[str, Any]] = []
     baseline: list[float] = []
     try:

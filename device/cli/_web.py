@@ -5,17 +5,22 @@ over http from localhost. So ``callbox web`` speaks plain http on loopback only 
 on the machine itself) and refuses any other address without a certificate, unless told
 ``--insecure`` (a TLS proxy in front of it). callbox-web.service runs it with the unit's
 certificate on port 8443.
+
+The server (device/phone/_pageserver.py) serves only the built page (an allow-list: index.html,
+style.css, dist/*, a manifest and icons), under handshake, header and idle timeouts and a
+connection cap, on one asyncio event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import signal
 from pathlib import Path
 
 import click
 
-from device.phone import WebServer, WebTls
+from device.phone import PageFiles, PageServer, WebTls, tls_context
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "web"
 """The web/ directory of the source tree this package runs from."""
@@ -120,19 +125,34 @@ def web(
         )
     root = root.resolve()
     check_build(root)
-    signals = {signal.SIGTERM, signal.SIGINT}
-    # Blocked before the server's thread starts, so that it inherits the mask and the signal
-    # comes to sigwait below.
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    context = tls_context(tls) if tls is not None else None
+    server = PageServer(PageFiles(root), host, port, context)
+    asyncio.run(_serve(server, warn_plain=tls is None and not is_loopback(host)))
+
+
+async def _serve(server: PageServer, *, warn_plain: bool) -> None:
+    """Serve until SIGTERM or SIGINT, then close every connection."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    received: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum)
+        stop.set()
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
-        server = WebServer(root, host, port, tls)
+        await server.start()
         try:
-            click.echo(f"serving {root} on {server.url}")
-            if tls is None and not is_loopback(host):
+            click.echo(f"serving {server.files.root} on {server.url}")
+            if warn_plain:
                 click.echo(f"warning: plain http: {SECURE_CONTEXT_HINT}", err=True)
-            signum = signal.sigwait(signals)
-            click.echo(f"{signal.Signals(signum).name}: stopping")
+            await stop.wait()
+            click.echo(f"{received[0].name}: stopping")
         finally:
-            server.close()
+            await server.close()
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum in signals:
+            loop.remove_signal_handler(signum)

@@ -294,6 +294,8 @@ def parse_config(text: str, path: Path | None = None) -> CallboxConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(path, "", f"not valid TOML: {err}") from err
+    except RecursionError as err:  # tomllib recurses once per level of arrays and tables
+        raise ConfigError(path, "", "not valid TOML: arrays or tables nested too deeply") from err
     try:
         config = CallboxConfig.model_validate(data)
     except ValidationError as err:

@@ -7,7 +7,12 @@ so root and members of the callbox group may use it): the client sends one reque
 after ``callbox config set`` use it.
 
 A bad request gets an error response naming what was wrong and is logged; the server keeps
-serving. A handler may raise `ControlError` for an expected refusal (answered and logged in one
+serving. A request line is at most `MAX_REQUEST_BYTES` long and nested at most
+`MAX_REQUEST_DEPTH` deep (checked before it is decoded: a 60,000-deep line would exhaust
+Python's recursion limit in the JSON decoder); `parse_request` is the whole check. Every
+request is documented in docs/operations.md, "The control socket".
+
+A handler may raise `ControlError` for an expected refusal (answered and logged in one
 line); any other exception is logged with its traceback and answered with its message.
 """
 
@@ -22,18 +27,23 @@ import socket
 import stat
 import struct
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from hal.errors import CallboxError
 
 __all__ = [
     "DEFAULT_CONTROL_SOCKET",
     "MAX_REQUEST_BYTES",
+    "MAX_REQUEST_DEPTH",
+    "BadRequestError",
     "ControlError",
+    "ControlRequest",
     "ControlServer",
     "DaemonNotRunningError",
     "Handler",
+    "parse_request",
     "request",
     "request_sync",
 ]
@@ -45,6 +55,11 @@ DEFAULT_CONTROL_SOCKET: Final = Path("/run/callbox/control.sock")
 
 MAX_REQUEST_BYTES: Final = 64 * 1024
 """Longest accepted request line, newline excluded."""
+
+MAX_REQUEST_DEPTH: Final = 8
+"""Deepest nesting of arrays and objects in a request; the request object itself is level 1.
+
+Every request the CLI sends is two levels deep (the request and its flat ``args``)."""
 
 MAX_RESPONSE_BYTES: Final = 1024 * 1024
 """Longest response line a client accepts (and the server sends), newline excluded."""
@@ -64,6 +79,18 @@ class ControlError(CallboxError):
 
 class DaemonNotRunningError(ControlError):
     """Nothing answers on the control socket: the daemon is not running."""
+
+
+class BadRequestError(ControlError):
+    """A request line the daemon does not accept; the message says why (it is the answer)."""
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """One parsed request: the command name and its ``args`` object."""
+
+    command: str
+    args: dict[str, Any]
 
 
 class ControlServer:
@@ -147,6 +174,8 @@ class ControlServer:
                 pass
         except ConnectionError as err:
             _log.debug("control: %s went away: %s", peer, err)
+        except Exception:  # noqa: BLE001 - a bug here ends one connection, never the daemon
+            _log.exception("control: the connection of %s failed", peer)
         finally:
             if task is not None:
                 self._connections.discard(task)
@@ -175,10 +204,11 @@ class ControlServer:
 
     async def _answer(self, line: bytes, peer: str) -> bytes:
         """The encoded response to one request line."""
-        parsed = _parse_request(line)
-        if isinstance(parsed, str):
-            return _refuse(peer, parsed)
-        command, args = parsed
+        try:
+            parsed = parse_request(line)
+        except BadRequestError as err:
+            return _refuse(peer, str(err))
+        command, args = parsed.command, parsed.args
         handler = self._handlers.get(command)
         if handler is None:
             known = ", ".join(sorted(self._handlers)) or "none"
@@ -201,28 +231,73 @@ class ControlServer:
             return _encode({"ok": False, "error": f"internal error ({err})"})
 
 
-def _parse_request(line: bytes) -> tuple[str, dict[str, Any]] | str:
-    """(command, args) of a request line, or the reason it is refused."""
+def parse_request(line: bytes) -> ControlRequest:
+    """The request in one line (newline included or not); BadRequestError naming the problem.
+
+    Refused: more than MAX_REQUEST_BYTES, nesting deeper than MAX_REQUEST_DEPTH, not UTF-8
+    JSON (NaN and Infinity included), not an object, a field other than ``command`` and
+    ``args``, no non-empty ``command`` string, ``args`` that is not an object (or null).
+    """
+    line = line.removesuffix(b"\n")
+    if len(line) > MAX_REQUEST_BYTES:
+        raise BadRequestError(f"request line longer than {MAX_REQUEST_BYTES} bytes")
     if not line.strip():
-        return "empty request line"
+        raise BadRequestError("empty request line")
+    depth = _nesting_depth(line)
+    if depth > MAX_REQUEST_DEPTH:
+        raise BadRequestError(f"request nested deeper than {MAX_REQUEST_DEPTH} levels")
     try:
-        request = json.loads(line)
+        request = json.loads(line, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as err:
-        return f"request is not JSON: {err}"
+        raise BadRequestError(f"request is not JSON: {err}") from err
     if not isinstance(request, dict):
-        return f"request must be a JSON object, not {type(request).__name__}"
+        raise BadRequestError(f"request must be a JSON object, not {type(request).__name__}")
     unknown = sorted(set(request) - _REQUEST_FIELDS)
     if unknown:
-        return f"unknown request field(s): {', '.join(map(repr, unknown))}"
+        raise BadRequestError(f"unknown request field(s): {', '.join(map(repr, unknown))}")
     command = request.get("command")
     if not isinstance(command, str) or not command:
-        return "request needs a 'command' string"
+        raise BadRequestError("request needs a 'command' string")
     args = request.get("args", {})
     if args is None:
         args = {}
     if not isinstance(args, dict):
-        return f"'args' must be a JSON object, not {type(args).__name__}"
-    return command, args
+        raise BadRequestError(f"'args' must be a JSON object, not {type(args).__name__}")
+    return ControlRequest(command, args)
+
+
+def _nesting_depth(line: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text, brackets in strings not counted.
+
+    One pass without recursion; it stops counting past MAX_REQUEST_DEPTH. Unbalanced brackets
+    are left to the decoder to refuse.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_REQUEST_DEPTH:
+                    break
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> NoReturn:
+    """The decoder's parse_constant hook: NaN, Infinity and -Infinity are not JSON."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _refuse(peer: str, reason: str) -> bytes:

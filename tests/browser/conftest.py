@@ -26,7 +26,7 @@ from harness.phonesite import (
 from playwright.async_api import ConsoleMessage, Page, async_playwright
 from support import need
 
-from device.phone import WebServer
+from device.phone import TEST_PAGES, WebServer
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
@@ -38,7 +38,7 @@ _log = logging.getLogger("browser")
 def web_server() -> Iterator[WebServer]:
     """The page of web/ over HTTP on 127.0.0.1 (a secure context: loopback)."""
     need((WEB_ROOT / "dist" / "main.js").is_file(), "the built page web/dist/main.js")
-    server = WebServer(WEB_ROOT)
+    server = WebServer(WEB_ROOT, extra_files=TEST_PAGES)  # the page and the vectors runner
     yield server
     server.close()
 

@@ -6,29 +6,23 @@ As its own process answering real requests; its refusals in process; callbox-web
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import ssl
 import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from daemon_helpers import CALLBOX, clean_env
 from support import Certificate
 from test_systemd_units import HARDENING, parse_unit
+from web_helpers import INDEX, MAIN_JS, WebProcess, WebProcesses, get, make_root
 
 from device.cli import main
 
-TIMEOUT = 15.0
 UNITS = Path(__file__).resolve().parents[2] / "device" / "systemd"
-INDEX = "<!doctype html><title>callbox</title><script type=module src=/dist/main.js></script>\n"
-MAIN_JS = "export const phone = 'callbox';\n"
 
 
 def invoke(*args: str | Path) -> Result:
@@ -39,27 +33,7 @@ def invoke(*args: str | Path) -> Result:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """A built page without npm: index.html, style.css and dist/main.js."""
-    root = tmp_path / "web"
-    (root / "dist").mkdir(parents=True)
-    (root / "index.html").write_text(INDEX)
-    (root / "style.css").write_text("body { margin: 0 }\n")
-    (root / "dist" / "main.js").write_text(MAIN_JS)
-    return root
-
-
-@dataclass
-class WebProcess:
-    """A running ``callbox web`` and the base URL it printed."""
-
-    process: asyncio.subprocess.Process
-    url: str
-    stderr: asyncio.StreamReader
-
-    async def stop(self) -> int:
-        """SIGTERM, as systemd stops it; the exit code."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), TIMEOUT)
+    return make_root(tmp_path)
 
 
 StartWeb = Callable[..., Awaitable[WebProcess]]
@@ -71,39 +45,9 @@ async def start_web() -> AsyncIterator[StartWeb]:
 
     Usage: ``await start_web(*args)``; every process started is stopped at the end of the test.
     """
-    started: list[WebProcess] = []
-
-    async def start(*args: str | Path) -> WebProcess:
-        process = await asyncio.create_subprocess_exec(
-            CALLBOX,
-            "web",
-            *map(str, args),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=clean_env(),
-        )
-        assert process.stdout is not None and process.stderr is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), TIMEOUT)).decode()
-        if not line.startswith("serving "):
-            await process.wait()
-            error = (await process.stderr.read()).decode()
-            raise AssertionError(f"callbox web did not start: {line}{error}")
-        web = WebProcess(process, line.rsplit(" on ", 1)[1].strip(), process.stderr)
-        started.append(web)
-        return web
-
-    yield start
-    for web in started:
-        await web.stop()
-
-
-def get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str, str]:
-    """GET ``url``: status, Content-Type, body."""
-    try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT, context=context) as response:
-            return response.status, response.headers["Content-Type"], response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers["Content-Type"], ""
+    processes = WebProcesses()
+    yield processes.start
+    await processes.stop_all()
 
 
 async def test_serves_the_page_and_its_module_over_http_on_loopback(
