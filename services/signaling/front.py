@@ -201,6 +201,11 @@ class GatedListener:
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
             conn.setblocking(False)
+            # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, which an
+            # accepted socket of a server socket made with proto 0 is not: without it Nagle
+            # holds a small write for the client's delayed ACK (40 ms per reply)
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = loop.create_task(self._serve(conn, str(address[0])))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import av
 import numpy as np
 import pytest
@@ -25,8 +26,9 @@ from support import wait_for
 from services.callapi import Call, CallStatus
 from services.signaling.broker import free_port
 from services.signaling.envelope import seal
-from services.signaling.errors import RejectReason
+from services.signaling.errors import RejectReason, SignalingError
 from services.signaling.identity import Identity, safety_number
+from services.signaling.profile import read_profile
 
 TIMEOUT_S = 15.0
 VIDEO_BOX = "#remote-video"
@@ -337,6 +339,74 @@ async def test_page_rejects_forged_and_replayed_messages_from_the_door(
     await wait_page(page, "s.rejections.bad_signature === 1", "the forged invite refused")
     state = await snapshot(page)
     assert state["call"] is None and len(state["log"]) == 1, snapshot_text(state)
+
+
+async def test_the_page_never_acts_on_a_retained_invite_and_clears_it(
+    phone_site: PhoneSite, page: Page
+) -> None:
+    """Anyone with a broker login can leave a retained invite on the phone's inbox.
+
+    The broker would hand it to the page at every connection: the page ignores such a
+    delivery (no ringing), counts it and clears it, so the next connection gets nothing.
+    """
+    await open_phone_and_door(phone_site, page)
+    door = phone_site.door
+    assert door is not None and door.endpoint is not None and phone_site.phone_keys is not None
+    signaling = door.endpoint.signaling
+    url = page.url
+    await page.goto("about:blank")
+    await signaling.wait_presence(PHONE, False, timeout=TIMEOUT_S)
+    invite = seal(
+        signaling.identity,
+        type="invite",
+        call_id="retained-call-1",
+        sender="door",
+        recipient=PHONE,
+        recipient_keys=phone_site.phone_keys,
+        body={"sdp": "v=0", "video": True},
+    )
+    broker = phone_site.broker
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        broker.settings.port,
+        username="door",
+        password=broker.files.passwords["door"],
+        identifier="door-attacker",
+    ) as client:
+        await client.publish(f"callbox/v1/test/{PHONE}/inbox", invite, qos=1, retain=True)
+
+    for retained in (1, 0):  # the second connection finds the inbox cleared
+        await page.goto(url)
+        await page.evaluate("() => window.callbox.ready")
+        await wait_page(page, "s.connection === 'online' && s.peers.door.online", "online")
+        await wait_page(page, f"s.dropped.retained_ignored === {retained}", "the count")
+        state = await snapshot(page)
+        assert state["call"] is None and not state["log"], snapshot_text(state)
+        assert state["peers"]["door"]["pinned"], "the page kept its identity and pairing"
+        await page.goto("about:blank")
+        await signaling.wait_presence(PHONE, False, timeout=TIMEOUT_S)
+
+
+async def test_the_pages_profile_is_signed_by_its_own_keys(
+    phone_site: PhoneSite, page: Page
+) -> None:
+    """So a unit can tell the phone's real key change from a forged profile."""
+    await open_phone_and_door(phone_site, page)
+    broker = phone_site.broker
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        broker.settings.port,
+        username="door",
+        password=broker.files.passwords["door"],
+        identifier="door-reader",
+    ) as client:
+        await client.subscribe(f"callbox/v1/test/{PHONE}/profile", qos=1)
+        async with asyncio.timeout(TIMEOUT_S):
+            message = await anext(aiter(client.messages))
+    profile = read_profile(PHONE, bytes(message.payload))  # type: ignore[arg-type]
+    assert profile.signed and profile.keys == phone_site.phone_keys
+    with pytest.raises(SignalingError, match="does not verify"):
+        read_profile("another-phone", bytes(message.payload))  # type: ignore[arg-type]
 
 
 async def test_forged_hangups_in_a_call_change_nothing(phone_site: PhoneSite, page: Page) -> None:

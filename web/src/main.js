@@ -182,6 +182,7 @@ class App {
       lastCall: this.phone?.lastCall ?? null,
       log: this.log.map((entry) => ({ ...entry })),
       rejections: { ...(this.signaling?.rejections ?? {}) },
+      dropped: { ...(this.signaling?.dropped ?? {}) },
     };
   }
 }

@@ -8,6 +8,7 @@ import { parseJson } from "./protocol/canonical.js";
 import { seal } from "./protocol/envelope.js";
 import { Rejected } from "./protocol/errors.js";
 import { PublicKeys, normalizeFingerprint, safetyNumber } from "./protocol/keys.js";
+import { readProfile, signedProfile } from "./protocol/profile.js";
 import { Receiver } from "./protocol/receiver.js";
 import { ReplayGuard } from "./protocol/replay.js";
 
@@ -19,6 +20,8 @@ const RECONNECT_MAX_MS = 10000;
 const CONNECT_TIMEOUT_MS = 5000;
 const KEEPALIVE_S = 10;
 const SECURITY_REASONS = new Set(["bad_signature", "decrypt_failed", "key_changed"]);
+/** Inbox and profile messages waiting to be verified: beyond this many a flood is dropped. */
+export const MAX_PENDING = 256;
 
 /** The topics of one site (docs/protocol.md, "Topics"). */
 export class SiteTopics {
@@ -146,10 +149,17 @@ export class Peers {
     this.onChange();
   }
 
-  /** A retained profile arrived: learn its name and keys, pin or flag a key change. */
-  async sawProfile(address, profile) {
-    const keys = PublicKeys.fromJson(profile.keys);
+  /**
+   * A retained profile arrived (its `keys` read, its signature checked: `signed`): learn its
+   * name and keys, pin or flag a key change. Only a signed profile may say that a pinned
+   * peer's key changed: anyone with the peer's broker login can publish an unsigned one.
+   */
+  async sawProfile(address, profile, keys, signed) {
     const entry = this._entry(address);
+    if (entry.pinnedKeys && !entry.pinnedKeys.equals(keys) && !signed) {
+      console.warn(`callbox: an unsigned profile of ${address} with other keys ignored`);
+      return;
+    }
     if (!entry.paired) {
       if (typeof profile.name === "string") entry.name = profile.name;
       if (typeof profile.role === "string") entry.role = profile.role;
@@ -244,7 +254,10 @@ export class Signaling {
     this.backoff = RECONNECT_MIN_MS;
     this.queue = Promise.resolve();
     this.sent = []; // the last envelopes published (test hooks re-publish them)
-    this.profile = { name: pairing.name, role: "web", keys: identity.publicKeys.toJson() };
+    this.profile = null; // signed once, at the first connection
+    this.pending = 0; // inbox and profile messages queued for verification
+    /** Messages dropped unread: retained inbox deliveries, a full queue. */
+    this.dropped = { retained_ignored: 0, queue_full: 0 };
   }
 
   /** Connect; resolves once online for the first time, rejects when the broker refuses us. */
@@ -271,7 +284,7 @@ export class Signaling {
       });
       this.client = client;
       client.on("connect", () => this._connected());
-      client.on("message", (topic, payload) => this._received(topic, payload));
+      client.on("message", (topic, payload, packet) => this._received(topic, payload, packet));
       client.on("error", (err) => this._failed(err));
       client.on("close", () => this._closed());
       client.on("reconnect", () => this._setState("connecting", this.error));
@@ -291,7 +304,8 @@ export class Signaling {
     this.peers.forgetPresence();
     try {
       const granted = await client.subscribeAsync({
-        [this.topics.inbox(this.address)]: { qos: 1 },
+        // no local: the empty retained message that clears a retained delivery stays away
+        [this.topics.inbox(this.address)]: { qos: 1, nl: true },
         [`${PREFIX}/${this.pairing.site}/+/presence`]: { qos: 1 },
         [`${PREFIX}/${this.pairing.site}/+/profile`]: { qos: 1 },
       });
@@ -307,6 +321,10 @@ export class Signaling {
         client.end(true);
         return;
       }
+      this.profile ??= await signedProfile(this.identity, this.address, {
+        name: this.pairing.name,
+        role: "web",
+      });
       await client.publishAsync(this.topics.profile(this.address), JSON.stringify(this.profile), {
         qos: 1,
         retain: true,
@@ -361,14 +379,18 @@ export class Signaling {
     if (this.client) this.client.options.reconnectPeriod = this.backoff;
   }
 
-  _received(topic, payload) {
+  _received(topic, payload, packet) {
     const parsed = this.topics.parse(topic);
     if (!parsed) return;
     const [address, kind] = parsed;
     if (kind === "inbox") {
-      if (address !== this.address) return;
+      if (address !== this.address || !payload.length) return;
+      if (packet?.retain) {
+        this._ignoreRetained(topic);
+        return;
+      }
       const bytes = new Uint8Array(payload);
-      this.queue = this.queue.then(() => this._inbox(bytes));
+      this._enqueue(() => this._inbox(bytes));
     } else if (kind === "presence") {
       if (address === this.address) return;
       let online = false;
@@ -384,15 +406,45 @@ export class Signaling {
       this.onPresence?.(address, online);
     } else if (kind === "profile") {
       if (!payload.length || address === this.address) return;
-      this.queue = this.queue.then(async () => {
+      this._enqueue(async () => {
         try {
           const profile = parseJson(new TextDecoder("utf-8", { fatal: true }).decode(payload));
-          await this.peers.sawProfile(address, profile);
+          const { keys, signed } = await readProfile(address, profile);
+          await this.peers.sawProfile(address, profile, keys, signed);
         } catch (err) {
           console.warn(`callbox: bad profile from ${address} ignored: ${err.message}`);
         }
       });
     }
+  }
+
+  /** Run `work` after what is queued; beyond {@link MAX_PENDING} waiting, drop it (a flood). */
+  _enqueue(work) {
+    if (this.pending >= MAX_PENDING) {
+      if (this.dropped.queue_full++ % 100 === 0) {
+        console.warn(
+          `callbox: ${MAX_PENDING} messages wait for verification: dropping ` +
+            `(${this.dropped.queue_full} so far)`,
+        );
+      }
+      return;
+    }
+    this.pending += 1;
+    this.queue = this.queue.then(work).finally(() => {
+      this.pending -= 1;
+    });
+  }
+
+  /**
+   * A retained message on our inbox (someone published it with the retain flag, so the broker
+   * would hand it to us again at every connection): never acted on, and cleared.
+   */
+  _ignoreRetained(topic) {
+    this.dropped.retained_ignored += 1;
+    console.warn(`callbox: a retained message on ${topic} ignored and cleared`);
+    this.client
+      ?.publishAsync(topic, "", { qos: 1, retain: true })
+      .catch((err) => console.warn("callbox: clearing a retained inbox message failed", err));
   }
 
   async _inbox(bytes) {
