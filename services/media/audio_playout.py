@@ -23,12 +23,15 @@ the target: 3/4 of a frame above it one frame is dropped ("accelerate", at most 
 other tick, so 200 ms of excess drains in well under a second; beyond ``SNAP_S`` of
 excess the playout jumps), half a frame below it one frame of concealment is inserted
 before the due frame ("stretch"; the two bands add up to more than a frame, so one
-adjustment never calls for the other). A packet for a frame already played is dropped
-and counted as late. While nothing is buffered the playout conceals and waits for the
-late packet (the delay grows, as after a delay spike); if a later packet comes first,
-the awaited one was lost and the frames concealed while waiting stood in for it (no
-second concealment, no growth); after ``MAX_DRY_S`` of waiting it goes idle and restarts
-with the next packet (the peer went mute or the link is gone).
+adjustment never calls for the other). While FEC is usable the delay must not fall below
+the target, or the next packet would miss its lost predecessor's slot: then a frame is
+inserted ``FEC_BELOW_S`` under the target and dropped 0.9 of a frame above it. A packet
+for a frame already played is dropped and counted as late. While nothing is buffered the
+playout conceals and waits for the late packet (the delay grows, as after a delay
+spike); if a later packet comes first, the awaited one was lost and the frames concealed
+while waiting stood in for it (no second concealment, no growth); after ``MAX_DRY_S`` of
+waiting it goes idle and restarts with the next packet (the peer went mute or the link
+is gone).
 
 Bounded: at most ``MAX_PACKETS`` (about one second) are held, whatever arrives.
 """
@@ -63,6 +66,10 @@ ADJUST_EVERY = 2
 """Accelerate or stretch at most every this many ticks (50 % speed change at most)."""
 # the delay may stray this many frames above / below the target before it is adjusted
 _ABOVE, _BELOW = 0.75, 0.5
+_FEC_ABOVE = 0.9
+FEC_BELOW_S = 0.003
+"""While FEC is usable a frame is inserted once the delay is this far under the target (which
+wavers by a millisecond or two), not half a frame under it."""
 
 
 class AudioDecoder(Protocol):
@@ -202,6 +209,7 @@ class AudioPlayout:
         self._adjusted_at = -ADJUST_EVERY
         self._delay_s = 0.0
         self._fec_seen_at: float | None = None
+        self._fec_usable = False
         self._counts = dict.fromkeys(
             ("played", "concealed", "fec", "late", "accelerated", "stretched", "overflow"), 0
         )
@@ -236,9 +244,10 @@ class AudioPlayout:
         """A frame of margin while packets carry FEC, so the next packet is here in time."""
         if self._decoder.has_fec(payload):
             self._fec_seen_at = arrival
-        fec_usable = self._fec_seen_at is not None and arrival - self._fec_seen_at < FEC_MEMORY_S
+        seen = self._fec_seen_at
+        self._fec_usable = seen is not None and arrival - seen < FEC_MEMORY_S
         frame_s = self._frame_ticks / self._clock
-        self._estimator.margin_s = max(MARGIN_S, frame_s) if fec_usable else MARGIN_S
+        self._estimator.margin_s = max(MARGIN_S, frame_s) if self._fec_usable else MARGIN_S
 
     def _restart(self, seq: int, ts: int, arrival: float) -> None:
         self._idle = False
@@ -311,13 +320,18 @@ class AudioPlayout:
         delay, target = self._delay(now), self._estimator.target_s
         may_adjust = self._ticks - self._adjusted_at >= ADJUST_EVERY
         following = self._packets.get(self._next_seq + 1)
-        if may_adjust and delay >= target + _ABOVE * frame_s and following is not None:
+        above, below = (
+            (_FEC_ABOVE * frame_s, FEC_BELOW_S)
+            if self._fec_usable
+            else (_ABOVE * frame_s, _BELOW * frame_s)
+        )
+        if may_adjust and delay >= target + above and following is not None:
             self._adjusted_at = self._ticks
             self._counts["accelerated"] += 1
             self._decoder.decode(due.payload)  # keeps the decoder's state continuous
             self._advance(due)
             return self._play_due(now, following, frame_s)
-        if may_adjust and delay <= target - _BELOW * frame_s:
+        if may_adjust and delay <= target - below:
             self._adjusted_at = self._ticks
             self._counts["stretched"] += 1
             return self._conceal()

@@ -162,7 +162,8 @@ dh_key = "{flat["dh"]}"
     )
     assert result.exit_code == 0, result.output
     conf = (generated / "mosquitto.conf").read_text()
-    assert "MQTT over TLS on 0.0.0.0:18830" in conf  # callbox's front (TLS: the site CA), mosquitto on loopback
+    # callbox's front (TLS: the site CA), mosquitto on loopback
+    assert "MQTT over TLS on 0.0.0.0:18830" in conf
     assert "9001" not in conf, "websockets_port = 0 means no websockets listener"
     for account in ("flat", "door", "phone"):
         assert f"password of {account}" in result.output
