@@ -25,7 +25,7 @@ excess the playout jumps), half a frame below it one frame of concealment is ins
 before the due frame ("stretch"; the two bands add up to more than a frame, so one
 adjustment never calls for the other). While FEC is usable the delay must not fall below
 the target, or the next packet would miss its lost predecessor's slot: then a frame is
-inserted ``FEC_BELOW_S`` under the target and dropped 0.9 of a frame above it. A packet
+inserted ``FEC_BELOW_S`` under the target and dropped 1.25 frames above it. A packet
 for a frame already played is dropped and counted as late. While nothing is buffered the
 playout conceals and waits for the late packet (the delay grows, as after a delay
 spike); if a later packet comes first, the awaited one was lost and the frames concealed
@@ -66,7 +66,8 @@ ADJUST_EVERY = 2
 """Accelerate or stretch at most every this many ticks (50 % speed change at most)."""
 # the delay may stray this many frames above / below the target before it is adjusted
 _ABOVE, _BELOW = 0.75, 0.5
-_FEC_ABOVE = 0.9
+_FEC_ABOVE = 1.25  # with FEC_BELOW_S: 8 ms more than a frame, so a wavering target does
+# not make one adjustment call for the other
 FEC_BELOW_S = 0.003
 """While FEC is usable a frame is inserted once the delay is this far under the target (which
 wavers by a millisecond or two), not half a frame under it."""
