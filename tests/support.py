@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import ipaddress
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from services.callapi import (
     NotifyKind,
     UserProfile,
 )
+from services.media.session import MediaSession
 
 TIMEOUT = 10.0
 MakeSite = Callable[..., Awaitable[SimSite]]
@@ -265,3 +267,26 @@ def lose_at_receiver(receiver: RTCRtpReceiver, lost: Callable[[RtpPacket], bool]
             await handle(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
+
+
+def sign_a_foreign_fingerprint(site: SimSite, address: str) -> None:
+    """``address`` answers with a signed fingerprint that is not its DTLS certificate's."""
+    calls = site[address].calls
+    new_session = calls.new_session
+
+    def session_with_wrong_fingerprint(*args: object, **kwargs: object) -> MediaSession:
+        session = new_session(*args, **kwargs)  # type: ignore[arg-type]
+        accept = session.accept_offer
+
+        async def accept_offer(sdp: str) -> str:
+            answer = await accept(sdp)
+            return re.sub(
+                r"(a=fingerprint:sha-256 )(\S+)",
+                lambda m: m.group(1) + ":".join(["AB"] * 32),
+                answer,
+            )
+
+        session.accept_offer = accept_offer  # type: ignore[method-assign]
+        return session
+
+    calls.new_session = session_with_wrong_fingerprint  # type: ignore[method-assign]

@@ -578,11 +578,17 @@ class MosquittoBroker:
 
 
 async def start_loopback_broker(
-    directory: Path, *, site: str, endpoints: tuple[str, ...], websockets: bool = False
+    directory: Path,
+    *,
+    site: str,
+    endpoints: tuple[str, ...],
+    websockets: bool = False,
+    tls: TlsFiles | None = None,
 ) -> MosquittoBroker:
     """Generate a config under ``directory / "broker"`` and start mosquitto on free loopback ports.
 
-    It has an account per endpoint (the demo, the benchmarks and the tests use it).
+    It has an account per endpoint (the demo, the benchmarks and the tests use it), and TLS
+    on its fronts with ``tls``.
 
     ``broker.settings`` and ``broker.files`` (the passwords) say how to log in.
     """
@@ -593,6 +599,7 @@ async def start_loopback_broker(
         port=port,
         websockets_port=websockets_port if websockets else None,
         bridge_port=bridge_port,
+        tls=tls,
     )
     files = await asyncio.to_thread(write_broker_config, settings, directory / "broker")
     broker = MosquittoBroker(files, settings)

@@ -5,7 +5,7 @@ a profile proves nothing by being there. Its signature (Ed25519, by the signing 
 profile itself advertises, over the address and every other field) proves that whoever
 published it holds the private key of what it advertises: only such a profile can tell a
 receiver that a pinned contact now has another key ("key changed"). An unsigned profile
-(a browser phone's) still names keys for first-use pinning and pairing by fingerprint,
+(from an older release) still names keys for first-use pinning and pairing by fingerprint,
 whose own checks (a verified message, a person comparing fingerprints) do not rest on it.
 """
 

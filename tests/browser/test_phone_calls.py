@@ -117,6 +117,18 @@ def differ(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.abs(a.astype(int) - b.astype(int)).mean() > 0.5)
 
 
+def door_login(site: PhoneSite, identifier: str) -> aiomqtt.Client:
+    """A second MQTT client on the door's broker account (anyone holding that password)."""
+    broker = site.broker
+    return aiomqtt.Client(
+        "127.0.0.1",
+        broker.settings.port,
+        username="door",
+        password=broker.files.passwords["door"],
+        identifier=identifier,
+    )
+
+
 async def open_phone_and_door(
     phone_site: PhoneSite, page: Page, codec: str = "VP8", call_toml: str = ""
 ) -> None:
@@ -365,14 +377,7 @@ async def test_the_page_never_acts_on_a_retained_invite_and_clears_it(
         recipient_keys=phone_site.phone_keys,
         body={"sdp": "v=0", "video": True},
     )
-    broker = phone_site.broker
-    async with aiomqtt.Client(
-        "127.0.0.1",
-        broker.settings.port,
-        username="door",
-        password=broker.files.passwords["door"],
-        identifier="door-attacker",
-    ) as client:
+    async with door_login(phone_site, "door-attacker") as client:
         await client.publish(f"callbox/v1/test/{PHONE}/inbox", invite, qos=1, retain=True)
 
     for retained in (1, 0):  # the second connection finds the inbox cleared
@@ -392,14 +397,7 @@ async def test_the_pages_profile_is_signed_by_its_own_keys(
 ) -> None:
     """So a unit can tell the phone's real key change from a forged profile."""
     await open_phone_and_door(phone_site, page)
-    broker = phone_site.broker
-    async with aiomqtt.Client(
-        "127.0.0.1",
-        broker.settings.port,
-        username="door",
-        password=broker.files.passwords["door"],
-        identifier="door-reader",
-    ) as client:
+    async with door_login(phone_site, "door-reader") as client:
         await client.subscribe(f"callbox/v1/test/{PHONE}/profile", qos=1)
         async with asyncio.timeout(TIMEOUT_S):
             message = await anext(aiter(client.messages))

@@ -15,7 +15,6 @@ account without an endpoint.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +22,14 @@ import aiomqtt
 import pytest
 from callapi_helpers import grows, wait_for
 from harness.simsite import EndpointSpec, SimSite
-from support import Answering, MakeSite, Progress, place_call, props_for
+from support import (
+    Answering,
+    MakeSite,
+    Progress,
+    place_call,
+    props_for,
+    sign_a_foreign_fingerprint,
+)
 
 from services.callapi import Call, CallErrorCode, CallStatus
 from services.media.session import MediaSession
@@ -184,29 +190,6 @@ async def test_a_ring_group_member_cannot_end_or_change_the_answered_call(
     await call.hangup()
     await incoming_progress.wait_until(lambda: bool(incoming_progress.terminal()))
     assert incoming_progress.terminal() == [S.COMPLETE]
-
-
-def sign_a_foreign_fingerprint(site: SimSite, address: str) -> None:
-    """``address`` answers with a signed fingerprint that is not its DTLS certificate's."""
-    calls = site[address].calls
-    new_session = calls.new_session
-
-    def session_with_wrong_fingerprint(*args: object, **kwargs: object) -> MediaSession:
-        session = new_session(*args, **kwargs)  # type: ignore[arg-type]
-        accept = session.accept_offer
-
-        async def accept_offer(sdp: str) -> str:
-            answer = await accept(sdp)
-            return re.sub(
-                r"(a=fingerprint:sha-256 )(\S+)",
-                lambda m: m.group(1) + ":".join(["AB"] * 32),
-                answer,
-            )
-
-        session.accept_offer = accept_offer  # type: ignore[method-assign]
-        return session
-
-    calls.new_session = session_with_wrong_fingerprint  # type: ignore[method-assign]
 
 
 async def test_a_dtls_fingerprint_mismatch_ends_with_securityerror_and_says_so(

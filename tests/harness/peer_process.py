@@ -63,14 +63,11 @@ async def serve(config: dict[str, object]) -> None:
     await asyncio.Event().wait()
 
 
-async def start_peer_process(
-    site: SimSite, address: str, directory: Path
-) -> asyncio.subprocess.Process:
-    """Start an auto-answering endpoint ``address`` of ``site`` in its own process.
+async def write_peer_config(site: SimSite, address: str, directory: Path) -> Path:
+    """Make endpoint ``address`` of ``site`` for a process of its own: its config file.
 
-    It gets a fresh identity (saved under ``directory``), pins the door station's keys, and
-    is pinned in the door's contacts; ``address`` must have a broker account
-    (``start_site(..., extra_accounts=(address,))``). Returns once it is online.
+    A fresh identity saved under ``directory``, pinned in the door's contacts, pinning the
+    door's keys, with ``address``'s broker login (it needs an account: ``extra_accounts``).
     """
     identity = Identity.generate()
     await asyncio.to_thread(identity.save, directory / address)
@@ -91,6 +88,19 @@ async def start_peer_process(
     }
     path = directory / f"{address}.json"
     await asyncio.to_thread(path.write_text, json.dumps(config))
+    return path
+
+
+async def start_peer_process(
+    site: SimSite, address: str, directory: Path
+) -> asyncio.subprocess.Process:
+    """Start an auto-answering endpoint ``address`` of ``site`` in its own process.
+
+    It gets a fresh identity (saved under ``directory``), pins the door station's keys, and
+    is pinned in the door's contacts; ``address`` must have a broker account
+    (``start_site(..., extra_accounts=(address,))``). Returns once it is online.
+    """
+    path = await write_peer_config(site, address, directory)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -105,7 +115,7 @@ async def start_peer_process(
         process.kill()
         await process.wait()
         raise RuntimeError(f"the peer process {address} did not start: {line!r}")
-    await door.signaling.wait_presence(address, True, timeout=10)
+    await site["door"].signaling.wait_presence(address, True, timeout=10)
     return process
 
 

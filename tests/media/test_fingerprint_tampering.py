@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 import pytest
 from harness.simsite import SimSite
-from support import Answering, Progress, place_call, props_for
+from support import Answering, Progress, place_call, props_for, sign_a_foreign_fingerprint
 
 from services.callapi import CallErrorCode, CallStatus
-from services.media.session import MediaSession
 from services.signaling.errors import RejectReason
 from services.signaling.identity import b64u_decode, b64u_encode
 
@@ -41,29 +39,6 @@ def tamper_answers_in_flight(site: SimSite, address: str) -> None:
         await publish(recipient, payload, timeout)
 
     transport.publish_inbox = rewriting  # type: ignore[method-assign]
-
-
-def sign_a_foreign_fingerprint(site: SimSite, address: str) -> None:
-    """``address`` answers with a fingerprint that is not its DTLS certificate's."""
-    calls = site[address].calls
-    new_session = calls.new_session
-
-    def session_with_wrong_fingerprint(*args: object, **kwargs: object) -> MediaSession:
-        session = new_session(*args, **kwargs)  # type: ignore[arg-type]
-        accept = session.accept_offer
-
-        async def accept_offer(sdp: str) -> str:
-            answer = await accept(sdp)
-            return re.sub(
-                r"(a=fingerprint:sha-256 )(\S+)",
-                lambda m: m.group(1) + ":".join(["AB"] * 32),
-                answer,
-            )
-
-        session.accept_offer = accept_offer  # type: ignore[method-assign]
-        return session
-
-    calls.new_session = session_with_wrong_fingerprint  # type: ignore[method-assign]
 
 
 async def ring_and_expect_security_error(site: SimSite) -> tuple[Progress, Answering]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from harness.peer_process import AutoAnswer
+from harness.peer_process import AutoAnswer, write_peer_config
 from harness.simsite import SimSite
 
 from hal.board import build_sim_board
@@ -149,25 +149,7 @@ async def start_flood_peer(site: SimSite, address: str, directory: Path) -> Floo
 
     ``address`` needs a broker account (``extra_accounts``). Returns once the door sees it.
     """
-    identity = Identity.generate()
-    await asyncio.to_thread(identity.save, directory / address)
-    door = site["door"]
-    door.signaling.contacts.add(Contact(address=address, keys=identity.public_keys))
-    broker = site.broker_address(address)
-    config = {
-        "site": site.site,
-        "address": address,
-        "identity_dir": str(directory / address),
-        "broker": {
-            "host": broker.host,
-            "port": broker.port,
-            "username": broker.username,
-            "password": broker.password,
-        },
-        "contacts": {"door": door.identity.public_keys.to_json()},
-    }
-    path = directory / f"{address}.json"
-    await asyncio.to_thread(path.write_text, json.dumps(config))
+    path = await write_peer_config(site, address, directory)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
@@ -183,7 +165,7 @@ async def start_flood_peer(site: SimSite, address: str, directory: Path) -> Floo
     if line.strip() != b"ready":
         await peer.stop()
         raise RuntimeError(f"the flood peer {address} did not start: {line!r}")
-    await door.signaling.wait_presence(address, True, timeout=10)
+    await site["door"].signaling.wait_presence(address, True, timeout=10)
     return peer
 
 

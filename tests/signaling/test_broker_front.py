@@ -25,11 +25,9 @@ from websockets.asyncio.client import connect as ws_connect
 
 from services.signaling.admission import Drop
 from services.signaling.broker import (
-    BrokerSettings,
     MosquittoBroker,
     TlsFiles,
-    free_ports,
-    write_broker_config,
+    start_loopback_broker,
 )
 from services.signaling.contacts import Contact, ContactBook
 from services.signaling.endpoint import Message, SignalingEndpoint
@@ -44,19 +42,9 @@ HALF_CONNECT = b"\x10\x1a\x00\x04MQTT"  # a CONNECT's first bytes, the rest neve
 
 
 async def start_broker(directory: Path, tls: TlsFiles | None = None) -> MosquittoBroker:
-    port, websockets_port, bridge_port = free_ports(3)
-    settings = BrokerSettings(
-        site=SITE,
-        endpoints=("door", "indoor1", "phone"),
-        port=port,
-        websockets_port=websockets_port,
-        bridge_port=bridge_port,
-        tls=tls,
+    return await start_loopback_broker(
+        directory, site=SITE, endpoints=("door", "indoor1", "phone"), websockets=True, tls=tls
     )
-    files = await asyncio.to_thread(write_broker_config, settings, directory)
-    broker = MosquittoBroker(files, settings)
-    await broker.start()
-    return broker
 
 
 @pytest.fixture

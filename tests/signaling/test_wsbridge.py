@@ -17,11 +17,9 @@ import pytest
 from support import Certificate
 
 from services.signaling.broker import (
-    BrokerSettings,
     MosquittoBroker,
     TlsFiles,
-    free_ports,
-    write_broker_config,
+    start_loopback_broker,
 )
 
 TIMEOUT = 10.0
@@ -29,19 +27,9 @@ SITE = "test"
 
 
 async def start(directory: Path, tls: TlsFiles | None = None) -> MosquittoBroker:
-    port, websockets_port, bridge_port = free_ports(3)
-    settings = BrokerSettings(
-        site=SITE,
-        endpoints=("door", "phone"),
-        port=port,
-        websockets_port=websockets_port,
-        bridge_port=bridge_port,
-        tls=tls,
+    return await start_loopback_broker(
+        directory, site=SITE, endpoints=("door", "phone"), websockets=True, tls=tls
     )
-    files = await asyncio.to_thread(write_broker_config, settings, directory)
-    broker = MosquittoBroker(files, settings)
-    await broker.start()
-    return broker
 
 
 @pytest.fixture
