@@ -211,7 +211,8 @@ class VoiceMicrophone(ToneMicrophone):
         envelope = floor + (1.0 - floor) * np.sin(math.pi * self.SYLLABLES_PER_S * t) ** 2
         peak = sum(1.0 / k for k in range(1, harmonics + 1))
         scaled = self.amplitude * (FULL_SCALE - 1) * envelope * np.asarray(wave) / peak
-        return np.rint(scaled).astype(np.int16)
+        samples: Samples = np.rint(scaled).astype(np.int16)
+        return samples
 
 
 class RecordingSpeaker(Speaker):

@@ -312,8 +312,13 @@ def is_loopback(source: str) -> bool:
 async def _first_byte(conn: socket.socket) -> int | None:
     """The first byte the client sent, left unread (None when it closed first)."""
     loop = asyncio.get_running_loop()
-    readable = loop.create_future()
-    loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(conn.fileno(), ready)
     try:
         await readable
     finally:

@@ -401,10 +401,10 @@ async def test_the_pages_profile_is_signed_by_its_own_keys(
         await client.subscribe(f"callbox/v1/test/{PHONE}/profile", qos=1)
         async with asyncio.timeout(TIMEOUT_S):
             message = await anext(aiter(client.messages))
-    profile = read_profile(PHONE, bytes(message.payload))  # type: ignore[arg-type]
+    profile = read_profile(PHONE, bytes(message.payload))
     assert profile.signed and profile.keys == phone_site.phone_keys
     with pytest.raises(SignalingError, match="does not verify"):
-        read_profile("another-phone", bytes(message.payload))  # type: ignore[arg-type]
+        read_profile("another-phone", bytes(message.payload))
 
 
 async def test_forged_hangups_in_a_call_change_nothing(phone_site: PhoneSite, page: Page) -> None:

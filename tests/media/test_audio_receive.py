@@ -101,6 +101,13 @@ def the_playout(session: MediaSession) -> PlayoutTrack:
     return playout
 
 
+def held(playout: PlayoutTrack) -> int:
+    """How many packets ``playout`` holds."""
+    stats = playout.stats()
+    assert stats is not None
+    return stats.packets_held
+
+
 def drop_every(playout: PlayoutTrack, nth: int) -> list[int]:
     """Lose every ``nth`` audio packet on its way into ``playout``; returns the lost numbers."""
     push: Callable[[RTCRtpCodecParameters, RtpPacket, bytes], None] = playout.push
@@ -176,7 +183,7 @@ async def test_concealment_is_not_media_from_the_peer() -> None:
         await asyncio.wait_for(stopped.wait(), 5)  # from now on nothing arrives
         before = concealed(callee)  # a frame inserted to keep the delay at its target counts
         await wait_for(
-            lambda: concealed(callee) > before and playout.stats().packets_held == 0,
+            lambda: concealed(callee) > before and held(playout) == 0,
             "the buffered audio played, then concealment of the missing audio",
         )
         last, frames = callee.stats.last_media_at, callee.stats.audio_frames
