@@ -51,8 +51,8 @@ MAX_PACKETS = 50
 MIN_TARGET_S = 0.010
 """The least target delay: the margin over a clean link's jitter."""
 FEC_MEMORY_S = 5.0
-"""The target stays at least one frame this long after the last packet that carried FEC
-(a sender adds FEC only to active speech, so it comes and goes between words)."""
+"""The target's margin stays a frame this long after the last packet that carried FEC (a
+sender adds FEC only to active speech, so it comes and goes between words)."""
 MAX_TARGET_S = 0.200
 JITTER_WINDOW_S = 1.0
 """How far back the delay estimator looks: a jitter burst is forgotten a second later."""
