@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import subprocess
 import sys
 
 import pytest
+from support import wait_for
 
 from services.signaling.admission import Admission, Drop, DropLog, FrontLimits, Ticket
 from services.signaling.errors import SignalingError
@@ -167,7 +167,7 @@ async def test_ok__drops_are_counted_and_logged_once_per_interval(
     log.record(Drop.PER_SOURCE, "10.0.0.66")
     log.record(Drop.BAD_FIRST_PACKET, "10.0.0.5")
     assert len(caplog.records) == 1  # the first drop, at once
-    await asyncio.sleep(0.3)  # the interval's summary comes by itself
+    await wait_for(lambda: len(caplog.records) >= 2, "the interval's summary, by itself")
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2, lines
     assert "dropped 501 connection(s): 499 no CONNECT within the deadline" in lines[1]
