@@ -19,6 +19,7 @@ from support import TIMEOUT, Answering, Progress, props_for
 
 from services.callapi import CallStatus
 from services.signaling.base import Inbound
+from services.signaling.broker import MosquittoBroker
 from services.signaling.envelope import seal
 from services.signaling.errors import RejectReason
 from services.signaling.identity import Identity
@@ -76,6 +77,25 @@ def raw_client(
         will=will,
         timeout=5,
         transport=transport,  # type: ignore[arg-type]
+    )
+
+
+def broker_login(broker: MosquittoBroker, address: str, **options: object) -> aiomqtt.Client:
+    """An MQTT 5 client of ``address`` on ``broker``'s loopback ports.
+
+    Over WebSockets with ``transport="websockets"``; the account's generated password unless
+    ``password`` is given; every other option goes to aiomqtt (``tls_context``, ``timeout``).
+    """
+    websockets = options.get("transport") == "websockets"
+    port = broker.settings.websockets_port if websockets else broker.settings.port
+    assert port is not None
+    return aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        username=address,
+        password=str(options.pop("password", broker.files.passwords[address])),
+        protocol=aiomqtt.ProtocolVersion.V5,
+        **options,  # type: ignore[arg-type]
     )
 
 

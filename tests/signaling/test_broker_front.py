@@ -20,6 +20,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from harness.idle_attacker import ATTACKER, IdleAttacker
+from signaling_harness import broker_login
 from support import TIMEOUT, Certificate
 from websockets.asyncio.client import connect as ws_connect
 
@@ -159,19 +160,8 @@ async def test_a_phone_logs_in_over_websockets_while_1000_idle_sockets_are_held_
 
 
 def login(broker: MosquittoBroker, address: str, **options: object) -> aiomqtt.Client:
-    """An MQTT 5 client of ``address``; over WebSockets with ``transport="websockets"``."""
-    websockets = options.get("transport") == "websockets"
-    port = broker.settings.websockets_port if websockets else broker.settings.port
-    assert port is not None
-    return aiomqtt.Client(
-        "127.0.0.1",
-        port,
-        username=address,
-        password=broker.files.passwords[address],
-        protocol=aiomqtt.ProtocolVersion.V5,
-        timeout=LOGIN_TIMEOUT_S,
-        **options,  # type: ignore[arg-type]
-    )
+    """An MQTT 5 client of ``address`` that gives up after LOGIN_TIMEOUT_S."""
+    return broker_login(broker, address, timeout=LOGIN_TIMEOUT_S, **options)
 
 
 async def test_a_socket_without_connect_is_closed_within_the_deadline(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from signaling_harness import broker_login
 from support import Certificate
 
 from services.signaling.broker import (
@@ -39,22 +40,6 @@ async def broker(tmp_path: Path) -> AsyncIterator[MosquittoBroker]:
     await running.close()
 
 
-def login(broker: MosquittoBroker, address: str, **options: object) -> aiomqtt.Client:
-    """A client of ``address``; websockets to the bridge with ``transport="websockets"``."""
-    websockets = options.get("transport") == "websockets"
-    port = broker.settings.websockets_port if websockets else broker.settings.port
-    assert port is not None
-    return aiomqtt.Client(
-        "127.0.0.1",
-        port,
-        username=address,
-        password=str(options.pop("password", broker.files.passwords[address])),
-        identifier=address,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        **options,  # type: ignore[arg-type]
-    )
-
-
 async def receive_one(client: aiomqtt.Client) -> bytes:
     async with asyncio.timeout(TIMEOUT):
         async for message in client.messages:
@@ -71,8 +56,8 @@ async def test_a_message_of_any_size_reaches_the_browser_whole(
     inbox = f"callbox/v1/{SITE}/phone/inbox"
     payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     async with (
-        login(broker, "phone", transport="websockets") as phone,
-        login(broker, "door") as door,
+        broker_login(broker, "phone", transport="websockets") as phone,
+        broker_login(broker, "door") as door,
     ):
         await phone.subscribe(inbox, qos=1)
         await door.publish(inbox, payload, qos=1)
@@ -82,8 +67,8 @@ async def test_a_message_of_any_size_reaches_the_browser_whole(
 async def test_the_browser_publishes_through_the_bridge(broker: MosquittoBroker) -> None:
     inbox = f"callbox/v1/{SITE}/door/inbox"
     async with (
-        login(broker, "door") as door,
-        login(broker, "phone", transport="websockets") as phone,
+        broker_login(broker, "door") as door,
+        broker_login(broker, "phone", transport="websockets") as phone,
     ):
         await door.subscribe(inbox, qos=1)
         await phone.publish(inbox, b"y" * 9000, qos=1)
@@ -92,7 +77,7 @@ async def test_the_browser_publishes_through_the_bridge(broker: MosquittoBroker)
 
 async def test_a_wrong_password_is_refused_over_websockets(broker: MosquittoBroker) -> None:
     with pytest.raises(aiomqtt.MqttError):
-        async with login(broker, "phone", transport="websockets", password="guess"):
+        async with broker_login(broker, "phone", transport="websockets", password="guess"):
             pass
 
 
@@ -102,10 +87,12 @@ async def test_the_bridge_speaks_tls_with_the_site_certificate(
     running = await start(tmp_path / "broker", TlsFiles(certificate.cert, certificate.key))
     trusting = ssl.create_default_context(cafile=str(certificate.cert))
     try:
-        async with login(running, "phone", transport="websockets", tls_context=trusting) as phone:
+        async with broker_login(
+            running, "phone", transport="websockets", tls_context=trusting
+        ) as phone:
             await phone.publish(f"callbox/v1/{SITE}/door/inbox", b"z", qos=1)
         with pytest.raises(aiomqtt.MqttError):  # plain ws to the wss listener
-            async with login(running, "phone", transport="websockets"):
+            async with broker_login(running, "phone", transport="websockets"):
                 pass
     finally:
         await running.close()
