@@ -38,14 +38,6 @@ from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
-UNREAD_DROPS = (
-    "inbox_queue_full",
-    "transport_queue_full",
-    "retained_ignored",
-    "presence_or_profile_rate_limited",
-)
-"""The signaling's counters of messages it dropped unread (``SignalingEndpoint.counters``)."""
-
 
 def new_call_id() -> str:
     """A fresh random call id (128 bits, base64url)."""
@@ -318,10 +310,10 @@ class Calls:
         dropped unread (full queues, retained inbox deliveries, announcements over their rate)
         and the call-level drops (door messages from a leg other than the answering one).
         """
-        signaling = self.signaling.counters()
-        counts: collections.Counter[str] = collections.Counter(signaling["rejected"])
-        for unread in UNREAD_DROPS:
-            counts[unread] += signaling[unread]
+        counts: collections.Counter[str] = collections.Counter(
+            {reason.value: n for reason, n in self.signaling.rejected.items()}
+        )
+        counts.update(self.signaling.dropped_unread())
         counts.update(self.dropped)
         return {reason: n for reason, n in sorted(counts.items()) if n}
 

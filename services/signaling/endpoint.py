@@ -173,6 +173,15 @@ class SignalingEndpoint:
         return {
             "received": self.received,
             "rejected": {reason.value: n for reason, n in sorted(self.rejected.items(), key=str)},
+            **self.dropped_unread(),
+        }
+
+    def dropped_unread(self) -> dict[str, int]:
+        """Messages dropped before any check read them, by why.
+
+        Full queues, retained inbox deliveries, presence and profile messages over their rate.
+        """
+        return {
             "inbox_queue_full": self.overflowed,
             "transport_queue_full": self.transport.dropped,
             "retained_ignored": self.ignored_retained,
