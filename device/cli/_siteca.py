@@ -19,6 +19,7 @@ import click
 from device.cli._admin import config_option, control_option, fail, reload_daemon
 from device.cli._pairing import DEFAULT_BROKER_DIR
 from device.config import ConfigError, ConfigStore
+from services.addresses import is_loopback
 from services.signaling.broker import Owner, TlsFiles
 from services.signaling.errors import SignalingError
 from services.signaling.siteca import (
@@ -33,7 +34,6 @@ from services.signaling.siteca import (
     renew_site_tls,
     site_ca_files,
 )
-from services.signaling.tlsclient import is_loopback
 
 PINNED_CA_NAME = "site-ca.crt"
 """The pinned CA's file name, next to the unit's callbox.toml (/etc/callbox/site-ca.crt)."""

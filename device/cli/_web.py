@@ -14,13 +14,13 @@ connection cap, on one asyncio event loop.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import signal
 from pathlib import Path
 
 import click
 
 from device.phone import PageFiles, PageServer, WebTls, tls_context
+from services.addresses import is_loopback
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "web"
 """The web/ directory of the source tree this package runs from."""
@@ -51,19 +51,6 @@ def parse_listen(value: str) -> tuple[str, int]:
             f"{value!r} is not HOST:PORT with a port within 0..65535", param_hint="--listen"
         )
     return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1).
-
-    False for a wildcard (``0.0.0.0``) or any other name or address.
-    """
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_build(root: Path) -> None:

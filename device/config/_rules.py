@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from device.config._models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
+from services.addresses import is_loopback
 from services.callapi.properties import VIDEO_BITRATE_RANGE_KBPS
 from services.callapi.status import VideoCodec
-from services.signaling.tlsclient import is_loopback
 
 if TYPE_CHECKING:
     from device.config._file import CallboxConfig

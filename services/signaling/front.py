@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import resource
 import socket
@@ -28,6 +27,7 @@ import ssl
 from collections.abc import Callable
 from typing import Protocol
 
+from services.addresses import is_loopback
 from services.signaling.admission import Admission, Drop, DropLog, FrontLimits, Ticket
 from services.signaling.errors import SignalingError
 from services.signaling.mqttconnect import BadConnect, ConnectReader
@@ -296,17 +296,6 @@ class GatedListener:
             ssl_shutdown_timeout=self.limits.connect_timeout_s if tls else None,
         )
         return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
-
-
-def is_loopback(source: str) -> bool:
-    """Whether ``source`` (a peer address as accept() gives it) is on this machine."""
-    try:
-        address = ipaddress.ip_address(source.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 async def _first_byte(conn: socket.socket) -> int | None:

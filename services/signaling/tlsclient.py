@@ -9,7 +9,6 @@ CA file and the cause, for the log and for the error ``callbox run`` exits with.
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +17,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from services.signaling.errors import SignalingError
 from services.signaling.siteca import fingerprint, load_ca_certificates
-
-LOOPBACK_NAMES = ("localhost",)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1): traffic that stays here."""
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

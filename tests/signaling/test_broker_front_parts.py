@@ -9,9 +9,9 @@ import sys
 import pytest
 from support import wait_for
 
+from services.addresses import is_loopback
 from services.signaling.admission import Admission, Drop, DropLog, FrontLimits, Ticket
 from services.signaling.errors import SignalingError
-from services.signaling.front import is_loopback
 from services.signaling.mqttconnect import BadConnect, ConnectReader
 
 
