@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := mosquitto iproute2 libspeexdsp1 libopus0 libasound2-dev g++ python3-dev chromium openssh-client gpg
+APT_PACKAGES := mosquitto coturn iproute2 libspeexdsp1 libopus0 libasound2-dev g++ python3-dev chromium openssh-client gpg
 # The page of web/ is bundled with npm; Debian's nodejs/npm only where no npm exists.
 NODE_PACKAGES := nodejs npm
 WEB_SOURCES := $(wildcard web/index.html web/style.css web/src/*.js web/src/*/*.js web/test/*)

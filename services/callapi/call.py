@@ -343,6 +343,9 @@ class Call:
         challenge = self._door.issue(address)  # every invite its own
         if challenge is not None:
             body["unlock_challenge"] = challenge
+        relays = self._endpoint.invite_ice_servers(address)  # minted for this callee
+        if relays:
+            body["ice_servers"] = relays
         try:
             await self._endpoint.send(address, "invite", self.call_id, body)
         except SignalingError as err:

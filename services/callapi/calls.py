@@ -26,11 +26,12 @@ from services.callapi.door_release import UnlockHandler, UnlockPolicy
 from services.callapi.listeners import DefaultUserInterface, IncomingListener
 from services.callapi.observer import notify
 from services.callapi.offer_pool import OfferPool
-from services.callapi.properties import CallProperties, UserProfile
+from services.callapi.properties import CallProperties, IceServer, UserProfile
 from services.callapi.status import AudioDevice, CallError, CallErrorCode, NotifyKind
 from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
 from services.media.session import MediaSession
+from services.media.turn import TurnMinter, parse_ice_servers
 from services.signaling.contacts import Right
 from services.signaling.endpoint import Message, SignalingEndpoint
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
@@ -74,6 +75,7 @@ class Calls:
         defaults: CallProperties | None = None,
         issues_unlock_challenges: bool = False,
         ring_on_incoming: bool = True,
+        turn: TurnMinter | None = None,
     ) -> None:
         self.signaling = signaling
         self.media = media
@@ -81,6 +83,8 @@ class Calls:
         self.role = role
         self.ice = ice or IcePolicy()
         self.defaults = defaults or CallProperties()
+        self.turn = turn
+        """Mints the site relay's credentials for this endpoint's calls (None: no secret)."""
         self.active_call: Call | None = None
         self.missed_calls = 0
         self.dropped: collections.Counter[str] = collections.Counter()
@@ -182,9 +186,35 @@ class Calls:
             video=replace(self.defaults.video, enabled=video),
             audio=replace(self.defaults.audio),
             ui=replace(self.defaults.ui),
-            ice_servers=list(self.defaults.ice_servers),
+            ice_servers=self._own_relay() + list(self.defaults.ice_servers),
             extra_targets=list(self.defaults.extra_targets),
         )
+
+    def _own_relay(self) -> list[IceServer]:
+        """This endpoint's own credentials for the site relay (none without the secret)."""
+        if self.turn is None:
+            return []
+        entry = self.turn.mint(self.address, time.time())
+        return [IceServer(entry.urls, entry.username, entry.credential)]
+
+    def invite_ice_servers(self, address: str) -> list[dict[str, Any]]:
+        """The ``ice_servers`` an invite to ``address`` carries: relay credentials minted for it."""
+        if self.turn is None:
+            return []
+        return [self.turn.mint(address, time.time()).to_json()]
+
+    def _invite_relays(self, message: Message) -> list[IceServer]:
+        """The invite's usable ``ice_servers``; each refused entry is logged (the call rings)."""
+        entries, problems = parse_ice_servers(message.body.get("ice_servers"), time.time())
+        for problem in problems:
+            _log.error(
+                "%s: call %s from %s: refused %s",
+                self.address,
+                message.call_id,
+                message.sender,
+                problem,
+            )
+        return [IceServer(e.urls, e.username, e.credential) for e in entries]
 
     def call(self, props: CallProperties) -> Call | None:
         """A new outgoing call for ``props`` (start it with ``await call.start(listener)``).
@@ -459,6 +489,7 @@ class Calls:
             return
         props.user = profile
         props.incoming = True
+        props.ice_servers = self._invite_relays(message) + props.ice_servers
         props.video.enabled = props.video.enabled and video
         call = Call(self, props, call_id=message.call_id, incoming=True, peer=profile)
         self.active_call = call

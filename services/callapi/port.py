@@ -55,6 +55,10 @@ class CallEndpoint(Protocol):
         """What an invite says about this endpoint."""
         ...
 
+    def invite_ice_servers(self, address: str) -> list[dict[str, Any]]:
+        """The relay credentials an invite to ``address`` carries (empty: none)."""
+        ...
+
     async def prepared_offer(
         self, props: CallProperties, *, label: str
     ) -> tuple[MediaSession, str]:

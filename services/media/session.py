@@ -22,6 +22,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -51,6 +52,7 @@ from services.media.errors import MediaError, SecurityError
 from services.media.ice import IcePolicy, ice_policy
 from services.media.nack import VideoReceiveCounters
 from services.media.opus_send import install_adaptive_opus
+from services.media.relay import relay_failures, selected_pair_types
 from services.media.tracks import OutgoingTrack, SharedSource
 from services.media.video_receive import VideoRecovery, install_video_recovery, rtcp_round_trip
 
@@ -61,6 +63,7 @@ PASSTHROUGH_MIME = "video/h264"  # the codec a camera's hardware encoder makes
 AudioFec = Literal["auto", "on", "off"]
 AUDIO_FEC_MODES: tuple[AudioFec, ...] = ("auto", "on", "off")
 ACCEPTED_FINGERPRINTS = frozenset({"sha-256", "sha-384", "sha-512"})
+_TRANSPORT_POLICY = {True: RTCIceTransportPolicy.RELAY, False: RTCIceTransportPolicy.ALL}
 _FINGERPRINT_LINE = re.compile(r"^a=fingerprint:(\S+)\s", re.MULTILINE)
 
 
@@ -89,6 +92,8 @@ class MediaSettings:
     audio_fec: AudioFec = "auto"
     ice_servers: tuple[RTCIceServer, ...] = ()
     ice: IcePolicy = field(default_factory=IcePolicy)
+    relay_only: bool = False
+    """Offer only relayed candidates (``iceTransportPolicy: "relay"``): media always via TURN."""
 
     def __post_init__(self) -> None:
         if self.audio_fec not in AUDIO_FEC_MODES:
@@ -136,6 +141,8 @@ class MediaSession:
         self.first_video = asyncio.Event()
         self.first_audio = asyncio.Event()
         self.connected = asyncio.Event()
+        self.relay_failure = ""
+        """Why the TURN server gave this session no relayed candidate ("" when it did)."""
         self.on_state: Callable[[str], None] | None = None
         self.on_video_frame: Callable[[av.VideoFrame], None] | None = None
         self._speaker = speaker
@@ -147,7 +154,9 @@ class MediaSession:
         self._audio_track = OutgoingTrack("audio", audio_source) if audio_source else None
         self._pc = RTCPeerConnection(
             RTCConfiguration(
-                iceServers=list(settings.ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+                iceServers=list(settings.ice_servers),
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+                iceTransportPolicy=_TRANSPORT_POLICY[settings.relay_only],
             )
         )
         self._pc.on("connectionstatechange", self._state_changed)
@@ -171,8 +180,7 @@ class MediaSession:
             self._prefer_codec(video)
         self._install_audio_playout()
         self._recover_video()
-        with ice_policy(self.settings.ice):
-            await self._set_local(await self._pc.createOffer())
+        await self._gather(self._pc.createOffer)
         return self._pc.localDescription.sdp
 
     async def accept_offer(self, sdp: str) -> str:
@@ -185,8 +193,7 @@ class MediaSession:
             self._pc.addTrack(self._video_track)
         self._install_audio_playout()
         self._recover_video()
-        with ice_policy(self.settings.ice):
-            await self._set_local(await self._pc.createAnswer())
+        await self._gather(self._pc.createAnswer)
         self._cap_video_on_first_frame()
         self._fec_audio_on_first_frame()
         return self._pc.localDescription.sdp
@@ -209,6 +216,14 @@ class MediaSession:
             if c.mimeType in (wanted, "video/rtx")
         ]
         transceiver.setCodecPreferences(codecs)
+
+    async def _gather(self, describe: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Set our offer or answer with ICE gathered under our policy; note a TURN failure."""
+        with ice_policy(self.settings.ice), relay_failures() as failures:
+            await self._set_local(await describe())
+        if failures:
+            self.relay_failure = "; ".join(failures)
+            _log.error("media %s: no relayed candidate: %s", self.label, self.relay_failure)
 
     async def _set_local(self, description: RTCSessionDescription) -> None:
         """Set our SDP, asking the peer for Opus in-band FEC (aiortc writes no Opus fmtp)."""
@@ -481,8 +496,19 @@ class MediaSession:
         _log.debug("media %s: connection %s", self.label, state)
         if state == "connected":
             self.connected.set()
+        elif state == "failed" and self.relay_failure:
+            _log.error(
+                "media %s: no path to the peer, and no relay: %s", self.label, self.relay_failure
+            )
         if self.on_state is not None:
             self.on_state(state)
+
+    def selected_pair(self) -> tuple[str, str] | None:
+        """The candidate types (local, remote) of the nominated ICE pair, or None before one.
+
+        ``("relay", "host")`` and the like say the media goes through the TURN server.
+        """
+        return selected_pair_types(self._pc)
 
     def failed_after_connectivity(self) -> bool:
         """True when ICE connected but DTLS failed.
