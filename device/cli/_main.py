@@ -21,6 +21,7 @@ from device.cli._pairing import register as register_pairing
 from device.cli._siteca import broker_tls
 from device.cli._siteca import register as register_siteca
 from device.cli._system import register as register_system
+from device.cli._turn import register as register_turn
 from device.cli._web import parse_listen
 from device.cli._web import register as register_web
 from device.config import ConfigError, load_config
@@ -355,3 +356,4 @@ register_pairing(keys)
 register_web(main)
 register_siteca(main)
 register_system(main)
+register_turn(main)

@@ -43,6 +43,7 @@ from device.config._models import (
     Section,
     SnapshotsConfig,
     Text,
+    TurnConfig,
 )
 from device.config._rules import cross_field_problems
 from device.config._system import SystemConfig, hostname_from_address
@@ -61,6 +62,7 @@ from services.callapi.properties import CallProperties, IceServer, VideoProperti
 from services.callapi.status import VideoCodec
 from services.media.errors import MediaError
 from services.media.ice import IcePolicy
+from services.media.turn import TurnMinter
 from services.signaling.contacts import Contact, Right
 from services.signaling.identity import PublicKeys, b64u_decode
 
@@ -109,6 +111,7 @@ class CallboxConfig(Section):
     camera: CameraConfig = CameraConfig()
     call: CallConfig = CallConfig()
     network: NetworkConfig = NetworkConfig()
+    turn: TurnConfig = TurnConfig()
     dnd: DndConfig = DndConfig()
     snapshots: SnapshotsConfig = SnapshotsConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -235,6 +238,29 @@ class CallboxConfig(Section):
             )
             for server in self.network.ice_servers
         ]
+
+    def turn_minter(self) -> TurnMinter | None:
+        """What mints this unit's relay credentials (``[turn]``), or None without a secret.
+
+        Reads ``turn.secret_file`` (blocking: call it off the event loop); ConfigError naming
+        the key when it cannot be read or the settings are unusable.
+        """
+        turn = self.turn
+        if not turn.secret_file:
+            return None
+        if not turn.urls:
+            raise ConfigError(self._source, "turn.urls", "turn.secret_file needs the relay's URLs")
+        try:
+            secret = Path(turn.secret_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise ConfigError(
+                self._source, "turn.secret_file", f"cannot read {turn.secret_file}: {reason}"
+            ) from err
+        try:
+            return TurnMinter(urls=turn.urls, secret=secret, ttl_s=turn.credential_ttl_s)
+        except MediaError as err:
+            raise ConfigError(self._source, "turn.secret_file", str(err)) from err
 
     def ice_policy(self) -> IcePolicy:
         """Where ICE host candidates come from (``network.interfaces`` and ``addresses``)."""

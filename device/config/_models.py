@@ -519,6 +519,31 @@ class NetworkConfig(Section):
     ice_servers: tuple[IceServerConfig, ...] = ()
 
 
+def _relay_url(value: str) -> str:
+    if not value.startswith(("turn:", "turns:")):
+        raise ValueError(f"{value!r} is not a turn: or turns: URL (the site relay)")
+    return value
+
+
+class TurnConfig(Section):
+    """``[turn]``: the site's TURN relay (coturn, ``callbox turn config``) for this unit's calls.
+
+    `urls`: the relay as units and phones reach it. `secret_file`: the site's shared secret
+    (``callbox turn secret``, copied from the broker host, 0600); a unit that has it mints
+    credentials for its own side and, in each invite it sends, for the callee ("" = it mints
+    none, and uses only what invites bring). `credential_ttl_s`: how long minted credentials
+    stay valid (a call longer than that loses its relay at the next allocation refresh).
+    """
+
+    APPLY = Apply.ENDPOINT
+    urls: Annotated[
+        tuple[Annotated[IceUrl, AfterValidator(_relay_url)], ...],
+        AfterValidator(_no_duplicates),
+    ] = ()
+    secret_file: OptionalPath = ""
+    credential_ttl_s: StrictInt = Field(default=86400, ge=600, le=7 * 86400)
+
+
 class SnapshotsConfig(Section):
     """``[snapshots]``: visitor pictures kept under the state directory (0 = no limit)."""
 

@@ -279,6 +279,7 @@ class DeviceApp:
             # the replay memory outlives this endpoint: a rebuild or restart keeps refusing
             # what it already accepted (docs/protocol.md, "Replay protection")
             replay=ReplayGuard(store=state_dir / REPLAY_FILE),
+            turn=await asyncio.to_thread(config.turn_minter),
         )
         signaling = calls.signaling
         call_log = CallLog(state_dir / "calls.sqlite")

@@ -13,6 +13,7 @@ from services.callapi import CallProperties, Calls
 from services.media.aec import EchoCanceller
 from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
+from services.media.turn import TurnMinter
 from services.signaling.base import SignalingTransport
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import InviteRateLimit, SignalingEndpoint
@@ -34,6 +35,7 @@ def compose_calls(
     echo_canceller: EchoCanceller | None = None,
     invite_limit: InviteRateLimit | None = None,
     replay: ReplayGuard | None = None,
+    turn: TurnMinter | None = None,
 ) -> Calls:
     """The Call API of one endpoint (not started); its signaling is ``calls.signaling``."""
     signaling = SignalingEndpoint(
@@ -54,4 +56,5 @@ def compose_calls(
         defaults=defaults,
         issues_unlock_challenges=role == "door",
         ring_on_incoming=role == "indoor",
+        turn=turn,
     )

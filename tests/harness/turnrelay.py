@@ -132,9 +132,6 @@ async def start_turnserver(
     ``host``: where the tests reach it; ``extra_lines`` are appended to the generated file
     (a test that needs loopback peers says so there; callbox never writes such lines).
     """
-    program = turnserver_path()
-    if program is None:
-        raise RuntimeError("turnserver is missing: make deps installs Debian's coturn")
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     port = free_udp_port(host)
     low = random.randrange(50000, 60000, 64)
@@ -154,7 +151,22 @@ async def start_turnserver(
     config = directory / "turnserver.conf"
     text = coturn_config(settings) + "".join(f"{line}\n" for line in extra_lines)
     await asyncio.to_thread(config.write_text, text)
-    log = directory / "turnserver.out"
+    process, log = await spawn_turnserver(config)
+    relay = TurnRelay(host, port, settings.secret, directory, process, log, extra_lines)
+    try:
+        await wait_for_allocation(relay, timeout)
+    except BaseException:
+        await relay.close()
+        raise
+    return relay
+
+
+async def spawn_turnserver(config: Path) -> tuple[asyncio.subprocess.Process, Path]:
+    """Start ``turnserver -c config``; its output goes to ``turnserver.out`` beside it."""
+    program = turnserver_path()
+    if program is None:
+        raise RuntimeError("turnserver is missing: make deps installs Debian's coturn")
+    log = config.parent / "turnserver.out"
     out = await asyncio.to_thread(log.open, "wb")
     try:
         process = await asyncio.create_subprocess_exec(
@@ -162,16 +174,11 @@ async def start_turnserver(
         )
     finally:
         out.close()
-    relay = TurnRelay(host, port, settings.secret, directory, process, log, extra_lines)
-    try:
-        await _wait_for_allocation(relay, timeout)
-    except BaseException:
-        await relay.close()
-        raise
-    return relay
+    return process, log
 
 
-async def _wait_for_allocation(relay: TurnRelay, timeout: float) -> None:
+async def wait_for_allocation(relay: TurnRelay, timeout: float) -> None:
+    """Return once ``relay`` gives an allocation; RuntimeError with its output if it exits."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
