@@ -84,7 +84,7 @@ async def test_bad_invite_servers_are_refused_and_the_call_rings(
     site = door_and_indoor
     door, indoor = site["door"].calls, site["indoor1"].calls
     username = f"{int(time.time()) - 60}:indoor1"
-    bad = [
+    bad: list[Any] = [
         {"urls": ["http://relay.example"]},
         {"urls": [relay.url], "username": username, "credential": rest_password("x", username)},
         {"urls": [relay.url]},
