@@ -23,6 +23,9 @@ from services.media.turn import IceServerEntry, TurnMinter, new_secret
 from services.media.turnserver import TurnServerSettings, coturn_config
 
 TURNSERVER = "turnserver"
+LOOPBACK_PEERS = ("allow-loopback-peers", "allowed-peer-ip=127.0.0.1")
+"""Test-only lines: two peers on one machine can only meet on loopback (callbox never
+writes them; tests/media/test_turn_relay.py checks the relay refuses loopback without)."""
 REALM = "sim"
 
 

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from aioice import stun
 from aiortc import RTCIceServer
-from harness.turnrelay import TurnRelay, start_turnserver, turnserver_path
+from harness.turnrelay import LOOPBACK_PEERS, TurnRelay, start_turnserver, turnserver_path
 from support import need
 
 from hal.board import build_sim_board
@@ -29,8 +29,6 @@ from services.media.turn import IceServerEntry, rest_password
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SITE_LAN = "192.168.77.0/24"
-LOOPBACK_PEERS = ("allow-loopback-peers", "allowed-peer-ip=127.0.0.1")
-"""Test-only lines: two peers on one machine can only meet on loopback."""
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -7,7 +7,16 @@
 import { newCallId } from "./protocol/envelope.js";
 import { DECLINE_STATUS, FAILURE_REASON, FAILURE_STATUS, STATUS } from "./callstatus.js";
 import { doorRelease } from "./door_release.js";
-import { SecurityFailure, checkFingerprints, gathered, kindOf, mediaError, preferCodec } from "./peer.js";
+import {
+  SecurityFailure,
+  checkFingerprints,
+  gathered,
+  iceErrorText,
+  inviteIceServers,
+  kindOf,
+  mediaError,
+  preferCodec,
+} from "./peer.js";
 import { supervision } from "./supervision.js";
 
 const LATE_TYPES = new Set(["cancel", "hangup", "decline", "busy"]);
@@ -109,10 +118,15 @@ export class Phone {
     return this.call && !this.call.ended ? this.call : null;
   }
 
-  _newPc() {
+  _newPc(call) {
     const pc = new RTCPeerConnection({
       bundlePolicy: "max-bundle",
-      iceServers: this.settings.iceServers ?? [],
+      // the invite's relay credentials first (this call only), then the phone's own servers
+      iceServers: [...(call.iceServers ?? []), ...(this.settings.iceServers ?? [])],
+      iceTransportPolicy: this.settings.iceTransportPolicy === "relay" ? "relay" : "all",
+    });
+    pc.addEventListener("icecandidateerror", (event) => {
+      if (event.url) console.error(`callbox: call ${call.callId}: ${iceErrorText(event)}`);
     });
     return pc;
   }
@@ -194,6 +208,9 @@ export class Phone {
     if (typeof body.unlock_challenge === "string" && body.unlock_challenge) {
       call.unlockChallenge = body.unlock_challenge;
     }
+    const relays = inviteIceServers(body.ice_servers, Date.now() / 1000);
+    relays.problems.forEach((p) => console.error(`callbox: call from ${message.from}: refused ${p}`));
+    call.iceServers = relays.servers;
     this.call = call;
     this._resetMedia();
     const received = performance.now();
@@ -201,7 +218,7 @@ export class Phone {
     let sdp;
     try {
       checkFingerprints(body.sdp);
-      const pc = this._newPc();
+      const pc = this._newPc(call);
       call.pc = pc;
       this._watchPc(call, pc);
       sdp = await this._answerOffer(call, pc, String(body.sdp));
@@ -365,7 +382,7 @@ export class Phone {
     }
     let sdp;
     try {
-      const pc = this._newPc();
+      const pc = this._newPc(call);
       call.pc = pc;
       this._watchPc(call, pc);
       sdp = await this._makeOffer(call, pc);

@@ -64,3 +64,61 @@ export function mediaError(err, what) {
   if (err && err.name === "NotReadableError") return `The ${what} is in use by another app.`;
   return `The ${what} could not be opened: ${err?.message ?? err}`;
 }
+
+// The relay servers an invite carries (docs/protocol.md, "ice_servers"): only stun:, turn: and
+// turns: URLs, at most 4 entries of at most 4 URLs, fields of at most 256 characters, TURN
+// entries with a username and a credential whose "<expiry>:" has not passed.
+const ICE_URL = /^(stun|turn|turns):[A-Za-z0-9.-]{1,253}(:\d{1,5})?(\?transport=(udp|tcp))?$/;
+const MAX_ICE_SERVERS = 4;
+const MAX_ICE_FIELD = 256;
+
+/** `{servers, problems}`: an invite's usable `ice_servers` (RTCIceServer dicts), and why not the rest. */
+export function inviteIceServers(raw, nowS) {
+  if (raw === undefined || raw === null) return { servers: [], problems: [] };
+  if (!Array.isArray(raw)) return { servers: [], problems: ["ice_servers is not a list"] };
+  const servers = [];
+  const problems = [];
+  if (raw.length > MAX_ICE_SERVERS) {
+    problems.push(`ice_servers has ${raw.length} entries: only the first ${MAX_ICE_SERVERS} used`);
+  }
+  raw.slice(0, MAX_ICE_SERVERS).forEach((entry, index) => {
+    const problem = iceServerProblem(entry, nowS);
+    if (problem) problems.push(`ice_servers[${index}]: ${problem}`);
+    else servers.push({ urls: [...entry.urls], username: entry.username, credential: entry.credential });
+  });
+  return { servers, problems };
+}
+
+function iceServerProblem(entry, nowS) {
+  if (!entry || typeof entry !== "object" || !Array.isArray(entry.urls)) {
+    return "not an object with a list of urls";
+  }
+  if (!entry.urls.length || entry.urls.length > 4) return "urls must be a list of 1 to 4 URLs";
+  const bad = entry.urls.find((u) => typeof u !== "string" || u.length > MAX_ICE_FIELD || !ICE_URL.test(u));
+  if (bad !== undefined) {
+    return `URL ${JSON.stringify(String(bad).slice(0, 80))} is not a stun:, turn: or turns: URL`;
+  }
+  for (const field of ["username", "credential"]) {
+    const value = entry[field];
+    if (value !== undefined && (typeof value !== "string" || value.length > MAX_ICE_FIELD)) {
+      return `${field} must be text of at most ${MAX_ICE_FIELD} characters`;
+    }
+  }
+  if (entry.urls.some((u) => !u.startsWith("stun:"))) {
+    if (!entry.username || !entry.credential) {
+      return `${entry.urls[0]}: a TURN server needs a username and credential`;
+    }
+    const expiry = Number(/^(\d+):/.exec(entry.username)?.[1]);
+    if (Number.isFinite(expiry) && expiry <= nowS) {
+      return `${entry.urls[0]}: the TURN credentials expired ${Math.round(nowS - expiry)} s ago`;
+    }
+  }
+  return "";
+}
+
+/** The text of an `icecandidateerror`: which server, and "credentials refused" for a 401. */
+export function iceErrorText(event) {
+  const refused = event.errorCode === 401 || event.errorCode === 441;
+  const why = refused ? "credentials refused" : `error ${event.errorCode}`;
+  return `TURN/STUN server ${event.url}: ${why} (${event.errorText})`;
+}
