@@ -53,6 +53,7 @@ class OfferPool:
             video_bitrate_bps=props.video.bitrate_kbps * 1000,
             ice_servers=servers,
             ice=self._ice,
+            relay_only=props.ice_relay_only,
         )
 
     def new_session(self, props: CallProperties, *, video: bool, label: str) -> MediaSession:

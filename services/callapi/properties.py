@@ -108,6 +108,8 @@ class CallProperties:
     hide_on_proximity: bool = True
     disable_speaker_on_proximity: bool = False
     ice_servers: list[IceServer] = field(default_factory=list)
+    ice_relay_only: bool = False
+    """Offer only relayed candidates (WebRTC's ``iceTransportPolicy: "relay"``)."""
     in_call_sounds: bool = True
     ring_timeout_s: float = 30.0
     connect_timeout_s: float = 15.0
