@@ -91,6 +91,10 @@ async () => {
 
 @pytest.fixture
 async def relay(tmp_path: Path) -> AsyncIterator[TurnRelay]:
+    """Coturn on loopback, requested before the door's site so it stops after the door.
+
+    A session that closes deletes its allocation and waits ~30 s for a relay that is gone.
+    """
     need(turnserver_path() is not None, "turnserver (Debian's coturn)")
     server = await start_turnserver(tmp_path / "turn", extra_lines=LOOPBACK_PEERS)
     yield server
@@ -122,7 +126,7 @@ async def wait_page(page: Page, condition: str, what: str) -> None:
 
 
 async def test_relay_only_phone_answers_through_the_relay(
-    phone_site: PhoneSite, page: Page, relay: TurnRelay
+    relay: TurnRelay, phone_site: PhoneSite, page: Page
 ) -> None:
     await relay_only_phone(phone_site, page)
     await start_door_with(phone_site, relay, relay.secret)
@@ -158,7 +162,7 @@ async def test_relay_only_phone_answers_through_the_relay(
 
 
 async def test_refused_credentials_are_named_in_the_page_log(
-    phone_site: PhoneSite, page: Page, relay: TurnRelay, caplog: pytest.LogCaptureFixture
+    relay: TurnRelay, phone_site: PhoneSite, page: Page, caplog: pytest.LogCaptureFixture
 ) -> None:
     errors: list[str] = []
 
