@@ -1,4 +1,4 @@
-"""Why a TURN allocation failed, told instead of swallowed.
+"""Why a TURN allocation failed, told instead of swallowed; a gone relay never holds a close.
 
 aioice asks the TURN server for a relayed candidate while gathering and, when that fails,
 drops the candidate without a word: a call whose only path is the relay then hangs in
@@ -8,6 +8,11 @@ with one that records each failure, described for a person (server, and "credent
 refused" / "credentials expired" / "no answer"), in the list of the gathering that asked
 (a context variable, as services/media/ice.py does for host addresses). The failure is
 re-raised unchanged, so aioice behaves as before.
+
+Closing a session deletes its allocation, and aioice waits for the relay's answer through all
+its retransmissions (about a minute when the relay is gone), so a hangup, a reload or a
+shutdown would wait that long. ``TurnClientMixin.delete`` is bounded to
+``DELETE_TIMEOUT_S``: the server frees an allocation nobody refreshes by itself (RFC 8656).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import aioice.ice
+import aioice.turn
 from aioice import stun
 from aiortc import RTCPeerConnection
 
@@ -31,6 +38,9 @@ _failures: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
 )
 
 RelayedCandidate = Callable[..., Coroutine[Any, Any, Any]]
+DELETE_TIMEOUT_S = 2.0
+"""How long closing a session waits for the relay to confirm an allocation's release."""
+_log = logging.getLogger(__name__)
 
 
 def describe_relay_failure(
@@ -74,10 +84,36 @@ def _install_wrapper() -> None:
     aioice.ice.relayed_candidate = relayed_candidate
 
 
+def _bound_delete() -> None:
+    mixin = aioice.turn.TurnClientMixin
+    current = mixin.delete
+    if getattr(current, "__callbox_wrapper__", False):
+        return
+
+    async def delete(self: aioice.turn.TurnClientMixin) -> None:
+        try:
+            await asyncio.wait_for(current(self), DELETE_TIMEOUT_S)
+        except TimeoutError:  # the inner delete closed its transport when cancelled
+            _log.info(
+                "TURN server %s did not confirm the release of %s within %.0f s: "
+                "it expires by itself",
+                getattr(self, "server", "?"),
+                getattr(self, "relayed_address", "?"),
+                DELETE_TIMEOUT_S,
+            )
+
+    delete.__callbox_wrapper__ = True  # type: ignore[attr-defined]
+    mixin.delete = delete  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
 def relay_failures() -> Iterator[list[str]]:
-    """Collect, in the yielded list, why each TURN allocation started in this block failed."""
+    """Collect, in the yielded list, why each TURN allocation started in this block failed.
+
+    Also bounds the wait for a gone relay when the allocations are deleted (``DELETE_TIMEOUT_S``).
+    """
     _install_wrapper()
+    _bound_delete()
     found: list[str] = []
     token = _failures.set(found)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -165,3 +166,14 @@ async def test_the_loopback_lines_are_the_tests_own(relay: TurnRelay) -> None:
     assert "allow-loopback-peers" not in generated
     assert "denied-peer-ip=127.0.0.0-127.255.255.255" in generated
     assert "allowed-peer-ip=192.168.77.0-192.168.77.255" in generated
+
+
+async def test_a_session_closes_promptly_when_its_relay_is_gone(tmp_path: Path) -> None:
+    need(turnserver_path() is not None, "turnserver (Debian's coturn)")
+    server = await start_turnserver(tmp_path / "turn")
+    session, sdp = await offer_through(server.credentials("door"), relay_only=False)
+    assert "typ relay" in sdp
+    await server.close()  # the relay goes away (a reboot, the network) before the hangup
+    started = time.monotonic()
+    await session.close()
+    assert time.monotonic() - started < 4.0  # aioice alone waits ~30 s per allocation
