@@ -99,7 +99,11 @@ class Calls:
             drives_door=issues_unlock_challenges, has_unlock_right=self._has_unlock_right
         )
         self._offers = OfferPool(
-            media, address=signaling.address, ice=self.ice, default_props=lambda: self.defaults
+            media,
+            address=signaling.address,
+            ice=self.ice,
+            default_props=lambda: self.defaults,
+            own_relay=self._own_relay,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close = CloseOnce()
@@ -186,15 +190,19 @@ class Calls:
             video=replace(self.defaults.video, enabled=video),
             audio=replace(self.defaults.audio),
             ui=replace(self.defaults.ui),
-            ice_servers=self._own_relay() + list(self.defaults.ice_servers),
+            ice_servers=list(self.defaults.ice_servers),
             extra_targets=list(self.defaults.extra_targets),
         )
 
     def _own_relay(self) -> list[IceServer]:
-        """This endpoint's own credentials for the site relay (none without the secret)."""
+        """This endpoint's own credentials for the site relay (none without the secret).
+
+        Expiries round up to a whole lifetime: the same credentials all day, so the offers
+        the pool prepared while idle still match the next call's settings.
+        """
         if self.turn is None:
             return []
-        entry = self.turn.mint(self.address, time.time())
+        entry = self.turn.mint(self.address, time.time(), granularity_s=self.turn.ttl_s)
         return [IceServer(entry.urls, entry.username, entry.credential)]
 
     def invite_ice_servers(self, address: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiortc import RTCIceServer
 
-from services.callapi.properties import CallProperties
+from services.callapi.properties import CallProperties, IceServer
 from services.media.encoder import CappedEncoder, warm_encoder
 from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
@@ -30,11 +30,13 @@ class OfferPool:
         address: str,
         ice: IcePolicy,
         default_props: Callable[[], CallProperties],
+        own_relay: Callable[[], list[IceServer]] = list,
     ) -> None:
         self._media = media
         self._address = address
         self._ice = ice
         self._default_props = default_props
+        self._own_relay = own_relay
         self._prepared: list[tuple[MediaSettings, MediaSession, str]] = []
         self._prewarm_count = 0
         self._prewarm_props: CallProperties | None = None
@@ -43,10 +45,15 @@ class OfferPool:
         self._sessions: weakref.WeakSet[MediaSession] = weakref.WeakSet()
 
     def settings_for(self, props: CallProperties, video: bool | None = None) -> MediaSettings:
-        """The media settings a call with ``props`` uses."""
-        servers = tuple(
-            RTCIceServer(list(s.urls), s.username, s.credential) for s in props.ice_servers
-        )
+        """The media settings a call with ``props`` uses.
+
+        The endpoint's own relay credentials (``own_relay``) come first on an outgoing call
+        and after the invite's on an incoming one; they are minted here, not in ``props``, so
+        offers prepared while idle keep matching the calls that take them.
+        """
+        own = self._own_relay()
+        listed = [*props.ice_servers, *own] if props.incoming else [*own, *props.ice_servers]
+        servers = tuple(RTCIceServer(list(s.urls), s.username, s.credential) for s in listed)
         return MediaSettings(
             video=props.video.enabled if video is None else video,
             video_codec=props.video.codec.name,

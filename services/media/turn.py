@@ -108,9 +108,13 @@ class TurnMinter:
         if self.ttl_s < 60:
             raise MediaError(f"turn credential lifetime {self.ttl_s} s is under 60 s")
 
-    def mint(self, address: str, now: float) -> IceServerEntry:
-        """Credentials for ``address`` valid at least ``ttl_s`` from ``now`` (unix seconds)."""
-        step = self.granularity_s
+    def mint(self, address: str, now: float, granularity_s: int | None = None) -> IceServerEntry:
+        """Credentials for ``address`` valid at least ``ttl_s`` from ``now`` (unix seconds).
+
+        The expiry is rounded up to ``granularity_s`` (default: the minter's): equal
+        credentials for every call in one window.
+        """
+        step = granularity_s or self.granularity_s
         expiry = int(math.ceil((now + self.ttl_s) / step) * step)
         username = f"{expiry}:{address}"
         return IceServerEntry(self.urls, username, rest_password(self.secret, username))

@@ -108,3 +108,19 @@ async def test_bad_invite_servers_are_refused_and_the_call_rings(
     await incoming.answer()
     await progress.wait_until(lambda: CallStatus.CONNECTED in progress.statuses)
     await call.hangup()
+
+
+async def test_offers_prepared_while_idle_are_taken_with_the_relay_on(
+    door_and_indoor: SimSite, relay: TurnRelay
+) -> None:
+    site = door_and_indoor
+    door = site["door"].calls
+    door.turn = relay.minter()
+    site["indoor1"].calls.set_listener(Answering(site["indoor1"].calls))
+    props = props_for(door, "indoor1")
+    await door.prewarm(props)
+    [(_, prepared, sdp)] = door._offers._prepared  # the pool's own list: what a press takes
+    assert "typ relay" in sdp
+    call, _ = await place_call(door, props_for(door, "indoor1"))
+    assert call.legs["indoor1"].session is prepared
+    await call.hangup()
