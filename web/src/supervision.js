@@ -177,7 +177,7 @@ export const supervision = {
 
   async _reoffer(call) {
     const generation = Math.max(call.generation, call.candidate?.generation ?? 0) + 1;
-    const pc = this._newPc();
+    const pc = this._newPc(call);
     let sdp;
     try {
       sdp = await this._makeOffer(call, pc);
@@ -202,7 +202,7 @@ export const supervision = {
       console.warn(`callbox: stale reoffer ${generation} ignored`);
       return;
     }
-    const pc = this._newPc();
+    const pc = this._newPc(call);
     let sdp;
     try {
       checkFingerprints(body.sdp);
