@@ -65,7 +65,9 @@ class OfferPool:
 
     def new_session(self, props: CallProperties, *, video: bool, label: str) -> MediaSession:
         """A media session on this endpoint's devices (taking the spare encoder, if any)."""
-        settings = self.settings_for(props, video)
+        return self._session_with(self.settings_for(props, video), label)
+
+    def _session_with(self, settings: MediaSettings, label: str) -> MediaSession:
         media = self._media
         session = MediaSession(
             settings,
@@ -90,7 +92,7 @@ class OfferPool:
                 del self._prepared[index]
                 session.label = f"{self._address}:{label}"
                 return session, sdp
-        session = self.new_session(props, video=settings.video, label=label)
+        session = self._session_with(settings, label)
         return session, await session.create_offer()
 
     async def prewarm(self, props: CallProperties, count: int) -> None:
@@ -101,7 +103,9 @@ class OfferPool:
         async with self._preparing:  # one refill at a time: never prepare twice
             while sum(1 for s, _, _ in self._prepared if s == settings) < count:
                 await self.open_spare_encoder(settings.video_codec)
-                session = self.new_session(props, video=settings.video, label="prepared")
+                # the settings it is filed under are the ones it is built with (the relay's
+                # credentials are minted in settings_for: computing them twice could differ)
+                session = self._session_with(settings, "prepared")
                 self._prepared.append((settings, session, await session.create_offer()))
 
     async def refill(self) -> None:
