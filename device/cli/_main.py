@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,13 +25,6 @@ from device.cli._web import parse_listen
 from device.cli._web import register as register_web
 from device.config import ConfigError, load_config
 from device.daemon import DaemonNotRunningError, SystemdNotifier
-from device.simulator import (
-    PinTimeline,
-    Unit,
-    run_pin_doorbell_call,
-    run_simulator,
-    start_intercom_site,
-)
 from hal.errors import CallboxError
 from services.signaling.broker import (
     PID_FILE,
@@ -43,6 +36,9 @@ from services.signaling.broker import (
     write_broker_config,
     write_private,
 )
+
+if TYPE_CHECKING:
+    from device.simulator import PinTimeline
 
 
 def exit_code(err: CallboxError) -> int:
@@ -118,10 +114,14 @@ def demo(scripted: bool, as_json: bool, port: int) -> None:
 
 
 def _interactive_demo(port: int) -> None:
+    from device.simulator import run_simulator  # a whole site: loaded by `demo` only
+
     asyncio.run(run_simulator(port=port, echo=click.echo))
 
 
 async def _scripted_demo(quiet: bool) -> PinTimeline:
+    from device.simulator import Unit, run_pin_doorbell_call, start_intercom_site
+
     with tempfile.TemporaryDirectory(prefix="callbox-demo-") as directory:
         if not quiet:
             click.echo(
