@@ -36,6 +36,8 @@ class RingNotifier:
         self.door = door
         self.name = name
         self.results: collections.deque[PushResult] = collections.deque(maxlen=KEPT_RESULTS)
+        self.rings = 0
+        """Rings handled to the end (every push answered, failed or timed out)."""
 
     def subscribed(self, targets: Sequence[str]) -> list[Subscription]:
         """The subscriptions of ``targets`` (those that have one)."""
@@ -45,6 +47,14 @@ class RingNotifier:
         self, call_id: str, targets: Sequence[str], ring_timeout_s: float
     ) -> list[PushResult]:
         """Push the ring of ``call_id`` to every subscribed phone in ``targets``, concurrently."""
+        try:
+            return await self._ring(call_id, targets, ring_timeout_s)
+        finally:
+            self.rings += 1
+
+    async def _ring(
+        self, call_id: str, targets: Sequence[str], ring_timeout_s: float
+    ) -> list[PushResult]:
         now_ms = int(time.time() * 1000)
         subs = []
         for sub in self.subscribed(targets):
