@@ -217,7 +217,9 @@ def _secret(value: str) -> str:
     return value
 
 
-_SUBJECT = re.compile(r"mailto:[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}|https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_SUBJECT = re.compile(
+    r"mailto:[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}|https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+)
 
 
 def _push_subject(value: str) -> str:

@@ -41,6 +41,8 @@ class HostRule:
     def parse(cls, entry: str) -> HostRule:
         """``host``, ``*.domain`` or ``host:port`` (IPv6 as ``[::1]:port``); ValueError if bad."""
         text = entry.strip().lower()
+        if any(c in text for c in "/?#@ ") or not text:
+            raise ValueError(_bad_entry(entry))
         host, port = text, 443
         if text.startswith("["):
             host, _, rest = text[1:].partition("]")
@@ -49,11 +51,8 @@ class HostRule:
         elif text.count(":") == 1:
             host, _, port_text = text.partition(":")
             port = _port(port_text, entry)
-        if not host or any(c in host for c in "/?#@ ") or "*" in host.removeprefix("*."):
-            raise ValueError(
-                f"{entry!r} is not a host name, '*.domain' or 'host:port' such as "
-                "'fcm.googleapis.com' or '*.push.apple.com'"
-            )
+        if not host or "*" in host.removeprefix("*."):
+            raise ValueError(_bad_entry(entry))
         return cls(host, port)
 
     def matches(self, host: str, port: int) -> bool:
@@ -63,6 +62,13 @@ class HostRule:
         if self.pattern.startswith("*."):
             return host.endswith(self.pattern[1:]) and fnmatch.fnmatchcase(host, self.pattern)
         return host == self.pattern
+
+
+def _bad_entry(entry: str) -> str:
+    return (
+        f"{entry!r} is not a host name, '*.domain' or 'host:port' such as "
+        "'fcm.googleapis.com' or '*.push.apple.com' (no scheme, no path)"
+    )
 
 
 def _port(text: str, entry: str) -> int:

@@ -26,6 +26,22 @@ VAPID_KEY_NAME = "vapid.key"
 on a door station)."""
 
 
+def site_vapid_path(broker_dir: Path) -> Path:
+    """The site's VAPID key on the broker host (``<broker dir>/push/vapid.key``)."""
+    return broker_dir / "push" / VAPID_KEY_NAME
+
+
+def site_push_key(broker_dir: Path) -> str:
+    """The site's ``applicationServerKey`` (b64u), "" when the site has no VAPID key yet.
+
+    Blocking. VapidKeyError when there is a key file that cannot be used.
+    """
+    path = site_vapid_path(broker_dir)
+    if not os.path.lexists(path):
+        return ""
+    return load_vapid_key(path).application_server_key
+
+
 @dataclass(frozen=True)
 class VapidKey:
     """The site's VAPID private key and what is derived from it."""
