@@ -128,3 +128,13 @@ async def test_a_slow_push_service_does_not_delay_the_invite(push_site: PushSite
     (result,) = push_site.push.notifier.results
     assert result.outcome is Outcome.FAILED and "no answer within 1 s" in result.detail
     assert push_site.push.store.addresses() == [PHONE], "a slow service keeps the subscription"
+
+
+async def test_registrations_are_rate_limited_per_phone(push_site: PushSite) -> None:
+    phone = push_site.phones[PHONE]
+    sub = push_site.endpoint.new_subscriber()
+    answers = [await phone.subscribe(sub) for _ in range(6)]
+    assert [a["subscribed"] for a in answers] == [True] * 6, "the kept one stays subscribed"
+    assert [a["error"] for a in answers[:5]] == [""] * 5
+    assert "more than 5 push registrations at once" in answers[5]["error"]
+    assert push_site.push.registrar.refused == 1
