@@ -5,8 +5,8 @@ password: the image ships none, so the unit waits for a new ``callbox.toml`` on 
 partition), the secrets first boot moved, the site broker's accounts (paired phones), the
 Wi-Fi connections first boot made and the radio country, the call log, the visitor
 snapshots, the Web Push subscriptions and VAPID key, the browser page's TLS key, the
-administrator's SSH keys and sudo rule, the SSH
-host keys, and first boot's "done" record. Kept: the program, the host name and time zone,
+administrator's SSH keys and sudo rule, the SSH host keys, and first boot's "done" record.
+Kept: the program, the host name and time zone,
 the sshd policy (keys only, no root), the administrator's account (without keys nobody can
 log in until the next first boot installs new ones).
 Files are unlinked, not overwritten: flash storage may keep old blocks.
