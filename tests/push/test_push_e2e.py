@@ -45,6 +45,11 @@ async def test_a_subscribed_phone_gets_the_ring_online_or_not(push_site: PushSit
     (result,) = push_site.push.notifier.results
     assert result.outcome is Outcome.SENT
     assert result.sent_at is not None and pressed < result.sent_at < delivery.at
+    assert push_site.door.status()["push"] == {  # what `callbox status` shows
+        "subscribed": [PHONE],
+        "refused_registrations": 0,
+        "last_pushes": [{"to": PHONE, "outcome": "sent", "status": 201}],
+    }
 
     # the phone's page closed: it is offline, and still woken
     await push_site.hang_up()
