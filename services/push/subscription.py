@@ -9,6 +9,7 @@ bytes, uncompressed), ``auth`` 16 bytes: anything else is refused with the field
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -84,10 +85,7 @@ def parse_subscribe(
     auth = _b64u_field(keys, "auth")
     if len(auth) != AUTH_BYTES:
         raise BadSubscription(f"subscription.keys.auth must be {AUTH_BYTES} bytes, not {len(auth)}")
-    expires = body.get("expires_ms")
-    bad_type = not isinstance(expires, int) or isinstance(expires, bool)
-    if expires is not None and (bad_type or not 0 <= expires <= MAX_EXPIRES_MS):
-        raise BadSubscription("expires_ms must be null or a non-negative integer (unix ms)")
+    expires = _expires_ms(body.get("expires_ms"))
     if expires is not None and expires <= now_ms:
         raise BadSubscription("expires_ms is in the past: the subscription has expired")
     return Subscription(address, endpoint, p256dh, auth, expires, now_ms)
@@ -108,6 +106,17 @@ def subscription_from_json(data: Any, hosts: PushHosts) -> Subscription:
     if not isinstance(updated, int):
         raise BadSubscription("stored subscription has no updated_ms")
     return replace(parse_subscribe(data["address"], body, hosts, now_ms=-1), updated_ms=updated)
+
+
+def _expires_ms(value: Any) -> int | None:
+    """``expires_ms``: null, or unix ms (a browser's ``expirationTime`` may have a fraction)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isfinite(value):
+        value = math.floor(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EXPIRES_MS:
+        raise BadSubscription("expires_ms must be null or a non-negative number of unix ms")
+    return value
 
 
 def _b64u_field(keys: dict[str, Any], name: str) -> bytes:

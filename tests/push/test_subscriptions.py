@@ -90,6 +90,14 @@ def test_the_keys_must_be_a_p256_point_and_a_16_byte_secret(keys: dict[str, str]
         parse_subscribe("phone", body(**keys), REAL, now_ms=0)
 
 
+def test_expires_ms_is_null_or_unix_ms_fractions_dropped() -> None:
+    sub = parse_subscribe("phone", body() | {"expires_ms": 5000.7}, REAL, now_ms=0)
+    assert sub.expires_ms == 5000
+    for bad in ("soon", -1, True, float("nan")):
+        with pytest.raises(BadSubscription, match="expires_ms must be null"):
+            parse_subscribe("phone", body() | {"expires_ms": bad}, REAL, now_ms=0)
+
+
 def test_an_expired_subscription_is_refused() -> None:
     expired = body() | {"expires_ms": 1000}
     with pytest.raises(BadSubscription, match="expired"):
