@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import aiohttp
+from py_vapid import VapidException
 from pywebpush import WebPushException, webpush_async
 
 from hal.closing import CloseOnce
@@ -139,6 +140,8 @@ class PushSender:
             result.detail = _first_line(str(err))
         except RedirectRefused as err:
             result.outcome, result.detail = Outcome.REFUSED, str(err)
+        except VapidException as err:  # a claim py_vapid refuses ([push] subject is checked)
+            result.outcome, result.detail = Outcome.REFUSED, f"VAPID: {err}"
         except TimeoutError:
             result.outcome = Outcome.FAILED
             result.detail = f"no answer within {self.timeout_s:g} s"
