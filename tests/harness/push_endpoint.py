@@ -43,6 +43,8 @@ class Subscriber:
     auth: bytes
     status: int = 201
     delay_s: float = 0.0
+    redirect_to: str = ""
+    """Answer 307 to this URL instead (a push service must never be followed anywhere)."""
 
     def subscription(self) -> dict[str, Any]:
         """``PushSubscription.toJSON()`` without ``expirationTime``."""
@@ -135,6 +137,9 @@ class PushEndpoint:
         body = await request.read()
         if sub is None:
             return self._answer(token, 404, "no such subscription", refused=True)
+        if sub.redirect_to:
+            self.answered.append((token, 307))
+            return web.Response(status=307, headers={"Location": sub.redirect_to})
         if sub.delay_s:
             await asyncio.sleep(sub.delay_s)  # a slow push service: the input, not a wait
         try:

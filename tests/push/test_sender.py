@@ -112,3 +112,21 @@ async def test_gone_busy_and_slow_push_services(
         assert "no answer within 0.5 s" in result.detail
     finally:
         await sender.close()
+
+
+async def test_a_redirect_is_never_followed(
+    site_key: tuple[VapidKey, Path], push_service: PushEndpoint
+) -> None:
+    target = push_service.new_subscriber()  # stands for a LAN host the redirect points to
+    phone = push_service.new_subscriber()
+    phone.redirect_to = target.endpoint
+    hosts = PushHosts([push_service.host_entry])
+    sender = await sender_for(site_key[0])
+    try:
+        sub = parse_subscribe("phone", phone.subscribe_body(), hosts, now_ms=0)
+        result = await sender.send(sub, ring(), ttl_s=30)
+    finally:
+        await sender.close()
+    assert result.outcome is Outcome.REFUSED
+    assert "a door never follows one" in result.detail
+    assert push_service.answered == [(phone.token, 307)], "nothing reached the redirect's target"
