@@ -103,6 +103,7 @@ class Calls:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close = CloseOnce()
         self._other_handlers: dict[str, MessageHandler] = {}
+        self._wake_check: Callable[[str], bool] = lambda address: False
 
     @property
     def address(self) -> str:
@@ -263,6 +264,19 @@ class Calls:
     def is_online(self, address: str) -> bool:
         """True when ``address``'s retained presence says online."""
         return self.signaling.is_online(address)
+
+    def can_wake(self, address: str) -> bool:
+        """True when ``address`` is offline but can be woken (see :meth:`set_wake_check`)."""
+        return self._wake_check(address)
+
+    def set_wake_check(self, check: Callable[[str], bool] | None) -> None:
+        """Say which offline targets this endpoint wakes when it calls them (push).
+
+        An outgoing call to targets that are all offline ends at once with OFFLINE, unless
+        ``check`` says one of them is being woken: then the call waits for it, up to the ring
+        timeout, and invites it as soon as it comes online (a late joiner).
+        """
+        self._wake_check = check or (lambda address: False)
 
     def profile_of(self, address: str) -> UserProfile:
         """The best profile we know of ``address``: contact name, then its retained profile."""
@@ -518,7 +532,12 @@ class Calls:
 
     def _on_presence(self, address: str, online: bool) -> None:
         call = self.active_call
-        if call is None or address not in call.legs:
+        if call is None:
+            return
+        if online and call.waits_for(address):
+            self.spawn(call.invite_late_joiner(address))
+            return
+        if address not in call.legs:
             return
         if online:
             call.peer_came_online(address)

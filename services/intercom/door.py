@@ -11,7 +11,8 @@
   door (the inside "exit" button) pulses the relay directly;
 - a visitor snapshot from the door's own camera at ring time;
 - Web Push (services/push, when configured): phones register with signed messages; a press
-  pushes every subscribed phone of the ring group beside the invites, never before them.
+  pushes every subscribed phone of the ring group beside the invites, and a subscribed phone
+  that is offline counts as being woken (``Calls.set_wake_check``): the call waits for it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class DoorStation(IntercomService):
         if self.push is not None:  # started and closed by its owner (the composition root)
             self.push.use_targets(lambda: self.settings.targets)
             self.calls.handle_messages(self.push.request_types, self.push.registrar.on_message)
+            self.calls.set_wake_check(self.push.can_wake)  # an offline phone is waited for
         self.spawn(self.prewarm())
 
     async def prewarm(self) -> None:
@@ -79,6 +81,7 @@ class DoorStation(IntercomService):
         self.calls.set_unlock_handler(None)
         if self.push is not None:
             self.calls.handle_messages(self.push.request_types, None)
+            self.calls.set_wake_check(None)
         await super().close()
         await self.opener.close()
 

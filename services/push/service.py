@@ -8,6 +8,7 @@ station, which routes the registration messages to it (``Calls.handle_messages``
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,11 @@ class PushService:
             await self.sender.close()
         finally:
             self._close.finish()
+
+    def can_wake(self, address: str) -> bool:
+        """True when ``address`` has a live subscription: a ring pushes it awake."""
+        sub = self.store.get(address)
+        return sub is not None and not sub.expired(int(time.time() * 1000))
 
     async def ring(
         self, call_id: str, targets: Sequence[str], ring_timeout_s: float

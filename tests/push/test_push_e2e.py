@@ -11,9 +11,19 @@ import json
 import time
 from pathlib import Path
 
-from harness.push_site import DOOR, INTRUDER, PHONE, STRANGER, PushSite
+from harness.push_site import (
+    DOOR,
+    FLAT,
+    INTRUDER,
+    PHONE,
+    STRANGER,
+    PushPhone,
+    PushSite,
+    phone_calls,
+)
 from support import wait_for
 
+from services.callapi import CallProperties, Calls, IncomingListener, UserProfile
 from services.push.sender import Outcome
 from services.push.store import STORE_FILE
 from services.signaling.errors import RejectReason
@@ -143,3 +153,42 @@ async def test_registrations_are_rate_limited_per_phone(push_site: PushSite) -> 
     assert [a["error"] for a in answers[:5]] == [""] * 5
     assert "more than 5 push registrations at once" in answers[5]["error"]
     assert push_site.push.registrar.refused == 1
+
+
+class TakesCalls(IncomingListener):
+    """A phone's page that rings for every call (the page's user then answers)."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_incoming(self, profile: UserProfile, video: bool) -> CallProperties:
+        return self.calls.create_call_properties(video)
+
+
+async def test_a_pushed_phone_that_comes_online_joins_the_ringing_call(
+    push_site: PushSite,
+) -> None:
+    phone = push_site.phones[PHONE]
+    sub = push_site.endpoint.new_subscriber()
+    assert (await phone.subscribe(sub))["subscribed"] is True
+    identity = phone.calls.signaling.identity
+    await phone.calls.close()  # the page closed
+    await push_site.site[FLAT].close()  # and the indoor unit is off: only the phone can answer
+    door = push_site.door.calls
+    await door.signaling.wait_presence(PHONE, False, timeout=10)
+    await door.signaling.wait_presence(FLAT, False, timeout=10)
+
+    await push_site.press()
+    await wait_for(lambda: push_site.endpoint.deliveries(sub), "the push")
+    (delivery,) = push_site.endpoint.deliveries(sub)
+    call = door.active_call
+    assert call is not None and not call.is_ended(), "the door waits for the phone it woke"
+
+    # the push opened the page: it connects with the same keys and gets the invite
+    woken = PushPhone(PHONE, phone_calls(push_site.site, PHONE, identity))
+    push_site.phones[PHONE] = woken
+    woken.calls.set_listener(TakesCalls(woken.calls))
+    await woken.start()
+    await wait_for(lambda: woken.calls.active_call is not None, "the late invite")
+    incoming = woken.calls.active_call
+    assert incoming is not None and incoming.call_id == delivery.payload["call_id"]
