@@ -13,11 +13,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from device.daemon._selftest import check_push_key
 from services.push.errors import BadSubscription, PushError
 from services.push.hosts import PushHosts, origin_of
 from services.push.payload import MAX_PAYLOAD_BYTES, RingPush
 from services.push.store import StoreFull, SubscriptionStore
 from services.push.subscription import Subscription, parse_subscribe
+from services.push.vapid import generate_vapid_key, save_vapid_key
 from services.signaling.identity import b64u_encode
 
 REAL = PushHosts()
@@ -172,3 +174,14 @@ def test_a_subscription_is_what_pywebpush_takes() -> None:
     info = sub.info()
     assert info["endpoint"] == sub.endpoint
     assert set(info["keys"]) == {"p256dh", "auth"}
+
+
+def test_selftest_checks_the_doors_push_key(tmp_path: Path) -> None:
+    path = tmp_path / "vapid.key"
+    assert not check_push_key(path).ok
+    key = generate_vapid_key()
+    save_vapid_key(path, key)
+    good = check_push_key(path)
+    assert good.ok and key.application_server_key[:16] in good.detail
+    path.chmod(0o640)
+    assert "readable by group or others" in check_push_key(path).detail
