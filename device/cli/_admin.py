@@ -287,6 +287,13 @@ def status(control_path: Path | None, as_json: bool) -> None:
     click.echo(f"echo canceller: {result.get('echo_canceller', 'unknown')}{detail}")
     if "camera" in result:
         click.echo(f"camera: {result['camera']}")
+    push = result.get("push")
+    if push is not None:
+        phones = ", ".join(push["subscribed"]) or "none"
+        refused = push["refused_registrations"]
+        click.echo(f"web push: phones subscribed: {phones}; registrations refused: {refused}")
+        for sent in push["last_pushes"]:
+            click.echo(f"  push to {sent['to']}: {sent['outcome']} ({sent['status'] or '-'})")
     for last in result.get("last_calls", []):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["started_at"]))
         arrow = "<-" if last["direction"] == "in" else "->"

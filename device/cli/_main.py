@@ -18,6 +18,7 @@ import click
 
 from device.cli._admin import fail, keys, register
 from device.cli._pairing import register as register_pairing
+from device.cli._push import register as register_push
 from device.cli._siteca import broker_tls
 from device.cli._siteca import register as register_siteca
 from device.cli._system import register as register_system
@@ -354,4 +355,5 @@ register(main)
 register_pairing(keys)
 register_web(main)
 register_siteca(main)
+register_push(main)
 register_system(main)

@@ -39,6 +39,7 @@ from device.config._models import (
     Name,
     NetworkConfig,
     ProximityConfig,
+    PushConfig,
     RelayConfig,
     Section,
     SnapshotsConfig,
@@ -111,6 +112,7 @@ class CallboxConfig(Section):
     network: NetworkConfig = NetworkConfig()
     dnd: DndConfig = DndConfig()
     snapshots: SnapshotsConfig = SnapshotsConfig()
+    push: PushConfig = PushConfig()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 
