@@ -32,7 +32,8 @@ export class RingRequest {
 
   /**
    * Wait for call `callId` and then do `action` ("answer", "decline" or "" to let it ring).
-   * `state`: "waiting" (for the invite), "preview", "answered", "declined", "ringing", "over".
+   * `state`: "waiting" (for the invite), "preview", "answered", "declined", "ringing", "over";
+   * `previewFrames`: the visitor's video frames shown before answering or declining.
    */
   want({ callId, action }) {
     clearTimeout(this.timer);
@@ -67,6 +68,7 @@ export class RingRequest {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     if (call.ended || this.pending !== pending) return;
+    pending.previewFrames = this.phone.callSnapshot(call)?.remoteVideoFrames ?? 0;
     if (pending.action === "answer") {
       pending.state = "answered";
       await this.phone.answer({ video: true });

@@ -22,6 +22,7 @@ const SNAPSHOT = /^data:image\/(jpeg|png|webp);base64,[A-Za-z0-9+/=]+$/;
 const ACTIONS = new Set(["answer", "decline"]);
 
 const scope = () => new URL(self.registration.scope);
+let pushes = 0; // since this worker started, for the log and the tests
 
 /** The URLs of the shell, absolute. */
 function shellUrls() {
@@ -139,6 +140,7 @@ async function pages() {
  * shows one, as userVisibleOnly promises.
  */
 async function onPush(text, now = Date.now()) {
+  pushes += 1;
   let ring = null;
   try {
     ring = readPayload(JSON.parse(text ?? ""));
@@ -215,4 +217,12 @@ self.addEventListener("notificationclick", (event) => {
 });
 
 /** The handlers by name, for the browser tests (they run in this worker, not copies). */
-self.callboxWorker = { version: SHELL_VERSION, onPush, onNotificationClick, clickUrl, readPayload };
+self.callboxWorker = {
+  version: SHELL_VERSION,
+  pushes: () => pushes,
+  onPush,
+  onNotificationClick,
+  clickUrl,
+  readPayload,
+  ringNotification,
+};
