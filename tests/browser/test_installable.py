@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,34 @@ async def test_worker_controls_the_page_and_the_shell_opens_offline(page: Page) 
         "async () => (await fetch('/icons/icon-192.png')).status"  # from the cache as well
     )
     assert icon_ok == 200
+
+
+def copy_built_page(directory: Path) -> Path:
+    """The built page's files (what ``callbox web`` serves) copied under ``directory``."""
+    root = directory / "web"
+    for name in ("index.html", "style.css", "manifest.webmanifest", "dist/main.js", "dist/sw.js"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(WEB_ROOT / name, root / name)
+    shutil.copytree(WEB_ROOT / "icons", root / "icons", ignore=shutil.ignore_patterns("*.py"))
+    return root
+
+
+async def test_a_new_build_replaces_the_cached_shell(page: Page, tmp_path: Path) -> None:
+    """Another shell version makes another worker: it caches anew and deletes the old cache."""
+    root = await asyncio.to_thread(copy_built_page, tmp_path)
+    server = WebServer(root)
+    try:
+        await open_controlled(page, f"{server.url}/")
+        old = await page.evaluate("() => caches.keys()")
+        assert len(old) == 1 and old[0].startswith("callbox-shell-")
+        worker = (root / "dist" / "sw.js").read_text()
+        version = old[0].removeprefix("callbox-shell-")
+        assert version in worker
+        (root / "dist" / "sw.js").write_text(worker.replace(version, "0123456789abcdef"))
+        await page.evaluate("async () => (await navigator.serviceWorker.getRegistration()).update()")
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while await page.evaluate("() => caches.keys()") != ["callbox-shell-0123456789abcdef"]:
+            assert time.monotonic() < deadline, await page.evaluate("() => caches.keys()")
+            await asyncio.sleep(0.05)
+    finally:
+        await asyncio.to_thread(server.close)

@@ -344,3 +344,163 @@ async def test_a_click_on_an_open_page_answers_the_doors_call_after_the_preview(
     assert request["callId"] == call.call_id and request["action"] == action
     assert request["state"] == ("answered" if action == "answer" else "declined")
     assert request["previewFrames"] > 0, "the visitor's video showed before acting"
+
+
+# subscribing ----------------------------------------------------------------------------------
+
+# The one stand-in: the browser's push service. The subscription it returns has a local endpoint
+# and keys this test made; the page's code above it (the button, the permission, the signed
+# messages) is the real one.
+FAKE_PUSH_SERVICE = """
+(() => {
+  const made = { subscription: null, unsubscribed: 0, options: null };
+  window.__pushService = made;
+  PushManager.prototype.subscribe = async function (options) {
+    made.options = {
+      userVisibleOnly: options.userVisibleOnly,
+      key: Array.from(new Uint8Array(options.applicationServerKey)),
+    };
+    const json = { endpoint: ENDPOINT, expirationTime: null, keys: KEYS };
+    made.subscription = {
+      endpoint: json.endpoint,
+      expirationTime: null,
+      options,
+      toJSON: () => json,
+      unsubscribe: async () => {
+        made.unsubscribed += 1;
+        made.subscription = null;
+        return true;
+      },
+    };
+    return made.subscription;
+  };
+  PushManager.prototype.getSubscription = async function () {
+    return made.subscription;
+  };
+})();
+"""
+
+
+async def read_inbox_message(messages: aiomqtt.client.MessagesIterator, type_: str) -> Any:
+    """The next envelope of ``type_`` arriving in the door's inbox (others are skipped)."""
+    async with asyncio.timeout(TIMEOUT_S):
+        async for message in messages:
+            envelope = parse(bytes(message.payload))  # type: ignore[arg-type]
+            if envelope.type == type_:
+                return envelope
+    raise AssertionError(f"no {type_} in the door's inbox")
+
+
+async def test_turning_push_on_registers_with_the_door_and_off_withdraws(
+    page: Page, phone_site: PhoneSite, web_server: WebServer
+) -> None:
+    """On: a signed push_subscribe reaches the door; its push_status shows; off: unsubscribe."""
+    vapid = p256_public_b64u()
+    keys = {"p256dh": p256_public_b64u(), "auth": b64u_encode(os.urandom(16))}
+    endpoint = "https://127.0.0.1:9/push/v1/phone-subscription"
+    script = FAKE_PUSH_SERVICE.replace("ENDPOINT", json.dumps(endpoint))
+    await page.add_init_script(script.replace("KEYS", json.dumps(keys)))
+    await page.context.grant_permissions(["notifications"], origin=web_server.url)
+    phone_site.pairing = replace(phone_site.pairing, push_key=vapid)
+    phone_keys = await phone_site.open_phone(page)
+
+    # the door: its keys, its signed profile and presence on the real broker, its inbox read
+    # on its own login (the door unit's push registry is the unit side's: issue 16, part 2)
+    door = await asyncio.to_thread(load_or_create_identity, phone_site.directory / DOOR)
+    broker = phone_site.broker
+    topic = f"callbox/v1/{SITE}/{DOOR}"
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        broker.settings.port,
+        username=DOOR,
+        password=broker.files.passwords[DOOR],
+        identifier="door-push-test",
+    ) as client:
+        await client.subscribe(f"{topic}/inbox", qos=1)
+        profile = signed_profile(door, DOOR, "Door", "door")
+        await client.publish(f"{topic}/profile", json.dumps(profile), qos=1, retain=True)
+        await client.publish(f"{topic}/presence", json.dumps({"state": "online"}), qos=1, retain=True)
+        await wait_page(page, "s.peers.door && s.peers.door.online && s.peers.door.pinned", "the door")
+        await wait_page(page, "s.push && s.push.state === 'off'", "notifications off at first")
+        assert await page.is_visible("#push-enable")
+
+        await page.click("#push-enable")  # a tap: the permission prompt needs a user gesture
+        envelope = await read_inbox_message(client.messages, "push_subscribe")
+        assert envelope.sender == PHONE and envelope.recipient == DOOR
+        body = verify_and_open(envelope, sender_keys=phone_keys, recipient=door)
+        assert body == {"subscription": {"endpoint": endpoint, "keys": keys}, "expires_ms": None}
+        options = await page.evaluate("() => window.__pushService.options")
+        assert options["userVisibleOnly"] is True
+        assert b64u_encode(bytes(options["key"])) == vapid, "the site's key from the pairing link"
+
+        # the door's reply, signed and encrypted to the phone
+        reply = seal(
+            door,
+            type="push_status",
+            call_id=envelope.call_id,
+            sender=DOOR,
+            recipient=PHONE,
+            recipient_keys=phone_keys,
+            body={"subscribed": True, "error": ""},
+        )
+        await client.publish(f"callbox/v1/{SITE}/{PHONE}/inbox", reply, qos=1)
+        await wait_page(page, "s.push.doors.door.subscribed === true", "the door's push_status")
+        state = await page_snapshot(page)
+        assert state["push"]["state"] == "on" and state["push"]["endpoint"] == endpoint
+        assert await page.inner_text("#push-doors") == "Door: rings this phone"
+        assert await page.is_visible("#push-disable") and not await page.is_visible("#push-enable")
+
+        # a refusal is shown with the door's reason
+        refusal = seal(
+            door,
+            type="push_status",
+            call_id=envelope.call_id,
+            sender=DOOR,
+            recipient=PHONE,
+            recipient_keys=phone_keys,
+            body={"subscribed": False, "error": "phone is not a contact of this door"},
+        )
+        await client.publish(f"callbox/v1/{SITE}/{PHONE}/inbox", refusal, qos=1)
+        await wait_page(page, "s.push.doors.door.subscribed === false", "the refusal")
+        assert await page.inner_text("#push-doors") == (
+            "Door: refused: phone is not a contact of this door"
+        )
+
+        await page.click("#push-disable")
+        withdrawn = await read_inbox_message(client.messages, "push_unsubscribe")
+        assert verify_and_open(withdrawn, sender_keys=phone_keys, recipient=door) == {}
+        await wait_page(page, "s.push.state === 'off'", "notifications off")
+        assert await page.evaluate("() => window.__pushService.unsubscribed") == 1
+        await client.publish(f"{topic}/profile", b"", qos=1, retain=True)
+        await client.publish(f"{topic}/presence", b"", qos=1, retain=True)
+
+
+IPHONE_SAFARI = """
+Object.defineProperty(Navigator.prototype, "userAgent", {
+  get: () => "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 " +
+    "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+});
+"""
+
+
+async def test_ios_safari_outside_the_home_screen_is_told_to_add_it_first(
+    page: Page, phone_site: PhoneSite
+) -> None:
+    """iOS delivers Web Push only to a Home Screen web app (16.4+): the page says so."""
+    await page.add_init_script(IPHONE_SAFARI)
+    phone_site.pairing = replace(phone_site.pairing, push_key=p256_public_b64u())
+    await phone_site.open_phone(page)
+    await wait_page(page, "s.push && s.push.homeScreenFirst", "the iOS hint")
+    hint = await page.inner_text("#push-hint")
+    assert "Add to Home Screen" in hint and "16.4" in hint
+    assert await page.is_disabled("#push-enable")
+
+
+async def test_a_pairing_without_push_key_says_how_to_get_one(
+    page: Page, phone_site: PhoneSite
+) -> None:
+    """A link from a site without a VAPID key: no button, the reason instead."""
+    await phone_site.open_phone(page)
+    await wait_page(page, "s.push && s.push.state === 'no-key'", "no push key")
+    assert "pair it again with a new link" in await page.inner_text("#push-state")
+    assert not await page.is_visible("#push-enable")
