@@ -4,6 +4,7 @@ The manifest is linked and valid, its icons load with the sizes it declares, the
 worker (web/src/sw.js, served as /sw.js) registers with the page's root as its scope and
 controls the page, and once the page server is stopped a reload still shows the page from the
 worker's cache. A new build (another shell version) replaces the cache and deletes the old one.
+An unpaired app (a Home Screen app has its own storage) is paired by pasting the link.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.phonesite import PHONE, PhoneSite
 from playwright.async_api import Page
 
 from device.phone import TEST_PAGES, WebServer
@@ -161,3 +163,26 @@ async def test_a_new_build_replaces_the_cached_shell(page: Page, tmp_path: Path)
             await asyncio.sleep(0.05)
     finally:
         await asyncio.to_thread(server.close)
+
+
+async def test_an_unpaired_app_takes_the_pasted_pairing_link(
+    page: Page, phone_site: PhoneSite, web_server: WebServer
+) -> None:
+    """An app opened from the Home Screen starts unpaired (iOS keeps its storage apart from
+    Safari's) and has no address bar: the pairing link pasted into the page pairs it."""
+    await page.goto(f"{web_server.url}/")
+    await page.wait_for_selector("#pair-form", state="visible", timeout=TIMEOUT_MS)
+    await page.fill("#pair-link", "https://flat1.local:8443/")
+    await page.click("#pair-submit")
+    await page.wait_for_function(
+        "() => window.callbox.snapshot().error.includes('not a pairing link')", timeout=TIMEOUT_MS
+    )
+    await page.fill("#pair-link", phone_site.pairing_url)
+    await page.click("#pair-submit")
+    await page.wait_for_function(
+        "() => window.callbox && window.callbox.snapshot().connection === 'online'",
+        timeout=TIMEOUT_MS,
+    )
+    assert (await page.evaluate("() => window.callbox.snapshot()"))["address"] == PHONE
+    assert page.url == f"{web_server.url}/", "the link's secrets leave the address bar"
+    assert not await page.is_visible("#pair-form")

@@ -81,6 +81,30 @@ export function parsePairing(encoded) {
 }
 
 /**
+ * Not paired: show a field for the pairing link. A Home Screen app (iOS keeps its storage apart
+ * from Safari's) has no address bar to open the link in; pasting it pairs the app.
+ */
+function offerPasting() {
+  const form = document.getElementById("pair-form");
+  const input = document.getElementById("pair-link");
+  if (!form || !input) return;
+  form.hidden = false;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const match = /#pair=(.+)$/s.exec(input.value.trim());
+    try {
+      if (!match) throw new Error('The text is not a pairing link: it must contain "#pair=".');
+      parsePairing(match[1]);
+    } catch (err) {
+      app.ui.showError(err.message);
+      return;
+    }
+    location.hash = `pair=${match[1]}`;
+    location.reload();
+  });
+}
+
+/**
  * Register the service worker (web/src/sw.js, served as /sw.js: its scope is the page's root)
  * that caches the page's shell and shows the door's push notifications. Null without one.
  */
@@ -221,6 +245,7 @@ class App {
     }
     this.pairing = await this.store.pairing();
     if (!this.pairing) {
+      offerPasting();
       throw new Error(
         'This phone is not paired yet: open the pairing link that "callbox keys pair-web" prints.',
       );
