@@ -23,7 +23,9 @@ KNOB = (0x1F, 0x6F, 0x5C)
 SAMPLES = 4
 
 
-def _inside_rounded(x: float, y: float, left: float, top: float, right: float, bottom: float, r: float) -> bool:
+def _inside_rounded(
+    x: float, y: float, left: float, top: float, right: float, bottom: float, r: float
+) -> bool:
     """True when (x, y) lies in the rectangle with corners rounded by radius `r`."""
     if not (left <= x <= right and top <= y <= bottom):
         return False
@@ -34,10 +36,7 @@ def _inside_rounded(x: float, y: float, left: float, top: float, right: float, b
 
 def _colour_at(x: float, y: float, maskable: bool, opaque: bool) -> tuple[int, int, int, int]:
     """The colour of the unit square's point (x, y) in [0, 1]²."""
-    if maskable or opaque:
-        ground = True
-    else:
-        ground = _inside_rounded(x, y, 0.02, 0.02, 0.98, 0.98, 0.2)
+    ground = maskable or opaque or _inside_rounded(x, y, 0.02, 0.02, 0.98, 0.98, 0.2)
     if not ground:
         return (0, 0, 0, 0)
     scale = 0.62 if maskable else 0.8  # the door of a maskable icon stays in the safe zone

@@ -42,7 +42,9 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-async def test_manifest_is_linked_valid_and_its_icons_load(page: Page, web_server: WebServer) -> None:
+async def test_manifest_is_linked_valid_and_its_icons_load(
+    page: Page, web_server: WebServer
+) -> None:
     """The page links a manifest Chromium can install from: name, scope, standalone, icons."""
     await page.goto(f"{web_server.url}/")
     href = await page.eval_on_selector("link[rel=manifest]", "link => link.href")
@@ -77,9 +79,13 @@ async def test_manifest_is_linked_valid_and_its_icons_load(page: Page, web_serve
         assert await page.locator(f"meta[name={name}]").count() == 1, name
 
 
-async def test_service_worker_is_served_from_the_root_without_caching(web_server: WebServer) -> None:
+async def test_service_worker_is_served_from_the_root_without_caching(
+    web_server: WebServer,
+) -> None:
     """/sw.js: JavaScript, revalidated on every update check (Cache-Control: no-cache)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", int(web_server.url.rsplit(":", 1)[1]))
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", int(web_server.url.rsplit(":", 1)[1])
+    )
     writer.write(b"GET /sw.js HTTP/1.1\r\nHost: unit\r\nConnection: close\r\n\r\n")
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), 10)
@@ -102,15 +108,16 @@ async def test_worker_controls_the_page_and_the_shell_opens_offline(page: Page) 
             "async () => (await navigator.serviceWorker.getRegistration()).scope"
         )
         assert scope == f"{server.url}/"
-        cached: list[str] = await page.evaluate(
+        cached: dict[str, Any] = await page.evaluate(
             """async () => {
                 const names = await caches.keys();
                 const cache = await caches.open(names[0]);
-                return [names.length, ...(await cache.keys()).map((r) => new URL(r.url).pathname)];
+                const paths = (await cache.keys()).map((r) => new URL(r.url).pathname);
+                return { caches: names.length, paths };
             }"""
         )
-        assert cached[0] == 1
-        assert set(cached[1:]) >= {
+        assert cached["caches"] == 1
+        assert set(cached["paths"]) >= {
             "/",
             "/index.html",
             "/style.css",
@@ -156,7 +163,9 @@ async def test_a_new_build_replaces_the_cached_shell(page: Page, tmp_path: Path)
         version = old[0].removeprefix("callbox-shell-")
         assert version in worker
         (root / "dist" / "sw.js").write_text(worker.replace(version, "0123456789abcdef"))
-        await page.evaluate("async () => (await navigator.serviceWorker.getRegistration()).update()")
+        await page.evaluate(
+            "async () => (await navigator.serviceWorker.getRegistration()).update()"
+        )
         deadline = time.monotonic() + TIMEOUT_MS / 1000
         while await page.evaluate("() => caches.keys()") != ["callbox-shell-0123456789abcdef"]:
             assert time.monotonic() < deadline, await page.evaluate("() => caches.keys()")
@@ -168,8 +177,10 @@ async def test_a_new_build_replaces_the_cached_shell(page: Page, tmp_path: Path)
 async def test_an_unpaired_app_takes_the_pasted_pairing_link(
     page: Page, phone_site: PhoneSite, web_server: WebServer
 ) -> None:
-    """An app opened from the Home Screen starts unpaired (iOS keeps its storage apart from
-    Safari's) and has no address bar: the pairing link pasted into the page pairs it."""
+    """An unpaired app has no address bar: the pairing link pasted into the page pairs it.
+
+    A Home Screen app on iOS starts unpaired: it keeps its storage apart from Safari's.
+    """
     await page.goto(f"{web_server.url}/")
     await page.wait_for_selector("#pair-form", state="visible", timeout=TIMEOUT_MS)
     await page.fill("#pair-link", "https://flat1.local:8443/")

@@ -27,7 +27,6 @@ import logging
 import os
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -55,7 +54,9 @@ def p256_public_b64u() -> str:
     return b64u_encode(key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
 
 
-def ring_payload(call_id: str, *, at_ms: int | None = None, snapshot: bool = True) -> dict[str, Any]:
+def ring_payload(
+    call_id: str, *, at_ms: int | None = None, snapshot: bool = True
+) -> dict[str, Any]:
     """The push payload a door sends on a doorbell press (docs/protocol.md, "Web Push")."""
     payload: dict[str, Any] = {
         "v": 1,
@@ -79,11 +80,18 @@ async def page_snapshot(page: Page) -> dict[str, Any]:
 
 async def wait_page(page: Page, condition: str, what: str) -> None:
     """Wait until the JS expression ``condition`` over the snapshot ``s`` holds."""
-    script = f"() => {{ const s = window.callbox && window.callbox.snapshot(); return Boolean(s && ({condition})); }}"
+    script = (
+        "() => { const s = window.callbox && window.callbox.snapshot(); "
+        f"return Boolean(s && ({condition})); }}"
+    )
     try:
         await page.wait_for_function(script, timeout=TIMEOUT_S * 1000, polling=50)
     except Exception as err:
-        state = snapshot_text(await page_snapshot(page)) if await page.evaluate("() => !!window.callbox") else ""
+        state = (
+            snapshot_text(await page_snapshot(page))
+            if await page.evaluate("() => !!window.callbox")
+            else ""
+        )
         raise AssertionError(f"timed out waiting for the page: {what}; page: {state}") from err
 
 
@@ -92,9 +100,10 @@ async def worker_of(context: BrowserContext, origin: str) -> Worker:
     for worker in context.service_workers:
         if worker.url.startswith(origin):
             return worker
-    return await context.wait_for_event(
+    started: Worker = await context.wait_for_event(
         "serviceworker", lambda w: w.url.startswith(origin), timeout=TIMEOUT_S * 1000
     )
+    return started
 
 
 class PushDelivery:
@@ -164,7 +173,9 @@ class PushDelivery:
         state = await worker.evaluate(
             "() => ({ pushes: self.callboxWorker.pushes(), permission: Notification.permission })"
         )
-        raise AssertionError(f"no notification {tag!r}; worker: {state}; shown: {await self.notifications()}")
+        raise AssertionError(
+            f"no notification {tag!r}; worker: {state}; shown: {await self.notifications()}"
+        )
 
 
 async def wait_for_worker(worker: Worker, condition: str, what: str) -> None:
@@ -285,7 +296,9 @@ async def test_answer_on_the_notification_opens_the_page_at_the_ringing_call(
     await wait_page(phone, "s.ringRequest && s.connection === 'online'", "the page to connect")
     state = await page_snapshot(phone)
     assert state["ringRequest"] == {"callId": "call-x", "action": "answer", "state": "waiting"}
-    assert phone.url == f"{web_server.url}/", "the ring leaves the address bar (no answer on reload)"
+    assert phone.url == f"{web_server.url}/", (
+        "the ring leaves the address bar (no answer on reload)"
+    )
     # a missed visitor's notification leads to the page only
     decline_url = await worker.evaluate(
         "() => self.callboxWorker.clickUrl({ callId: 'call-x', missed: true }, 'answer')"
@@ -385,7 +398,7 @@ async def read_inbox_message(messages: aiomqtt.client.MessagesIterator, type_: s
     """The next envelope of ``type_`` arriving in the door's inbox (others are skipped)."""
     async with asyncio.timeout(TIMEOUT_S):
         async for message in messages:
-            envelope = parse(bytes(message.payload))  # type: ignore[arg-type]
+            envelope = parse(bytes(message.payload))
             if envelope.type == type_:
                 return envelope
     raise AssertionError(f"no {type_} in the door's inbox")
@@ -419,8 +432,12 @@ async def test_turning_push_on_registers_with_the_door_and_off_withdraws(
         await client.subscribe(f"{topic}/inbox", qos=1)
         profile = signed_profile(door, DOOR, "Door", "door")
         await client.publish(f"{topic}/profile", json.dumps(profile), qos=1, retain=True)
-        await client.publish(f"{topic}/presence", json.dumps({"state": "online"}), qos=1, retain=True)
-        await wait_page(page, "s.peers.door && s.peers.door.online && s.peers.door.pinned", "the door")
+        await client.publish(
+            f"{topic}/presence", json.dumps({"state": "online"}), qos=1, retain=True
+        )
+        await wait_page(
+            page, "s.peers.door && s.peers.door.online && s.peers.door.pinned", "the door"
+        )
         await wait_page(page, "s.push && s.push.state === 'off'", "notifications off at first")
         assert await page.is_visible("#push-enable")
 
@@ -486,7 +503,7 @@ Object.defineProperty(Navigator.prototype, "userAgent", {
 async def test_ios_safari_outside_the_home_screen_is_told_to_add_it_first(
     page: Page, phone_site: PhoneSite
 ) -> None:
-    """iOS delivers Web Push only to a Home Screen web app (16.4+): the page says so."""
+    """On iOS, Web Push reaches only to a Home Screen web app (16.4+): the page says so."""
     await page.add_init_script(IPHONE_SAFARI)
     phone_site.pairing = replace(phone_site.pairing, push_key=p256_public_b64u())
     await phone_site.open_phone(page)
