@@ -22,7 +22,13 @@ const SNAPSHOT = /^data:image\/(jpeg|png|webp);base64,[A-Za-z0-9+/=]+$/;
 const ACTIONS = new Set(["answer", "decline"]);
 
 const scope = () => new URL(self.registration.scope);
-let pushes = 0; // since this worker started, for the log and the tests
+/** What this worker did with each push since it started (the last 20), for the tests. */
+const outcomes = [];
+
+function outcome(callId, what) {
+  outcomes.push(`${callId}: ${what}`);
+  if (outcomes.length > 20) outcomes.shift();
+}
 
 /** The URLs of the shell, absolute. */
 function shellUrls() {
@@ -140,7 +146,6 @@ async function pages() {
  * shows one, as userVisibleOnly promises.
  */
 async function onPush(text, now = Date.now()) {
-  pushes += 1;
   let ring = null;
   try {
     ring = readPayload(JSON.parse(text ?? ""));
@@ -154,6 +159,7 @@ async function onPush(text, now = Date.now()) {
       icon: new URL("icons/icon-192.png", scope()).href,
       data: { missed: true },
     });
+    outcome("-", "shown: unreadable");
     return null;
   }
   const { title, options } = ringNotification(ring, now);
@@ -162,10 +168,13 @@ async function onPush(text, now = Date.now()) {
     if (focused) {
       focused.postMessage({ type: "callbox-push", callId: ring.callId, door: ring.door });
       console.info(`callbox sw: ring ${ring.callId}: the page is open and focused, it rings itself`);
+      outcome(ring.callId, "skipped: a focused page");
       return null;
     }
   }
+  outcome(ring.callId, "showing");
   await self.registration.showNotification(title, options);
+  outcome(ring.callId, options.data.missed ? "shown: missed" : "shown");
   return { title, options };
 }
 
@@ -211,7 +220,14 @@ self.addEventListener("activate", (event) => event.waitUntil(activate()));
 self.addEventListener("fetch", (event) => {
   if (isShellRequest(event.request)) event.respondWith(fromShell(event.request));
 });
-self.addEventListener("push", (event) => event.waitUntil(onPush(event.data?.text() ?? null)));
+self.addEventListener("push", (event) => {
+  const handled = onPush(event.data?.text() ?? null).catch((err) => {
+    outcome("-", `failed: ${err}`);
+    console.error("callbox sw: a push could not be shown", err);
+  });
+  event.waitUntil(handled);
+});
+self.addEventListener("notificationclose", (event) => outcome(event.notification.tag, "closed"));
 self.addEventListener("notificationclick", (event) => {
   event.waitUntil(onNotificationClick(event.notification, event.action));
 });
@@ -219,7 +235,7 @@ self.addEventListener("notificationclick", (event) => {
 /** The handlers by name, for the browser tests (they run in this worker, not copies). */
 self.callboxWorker = {
   version: SHELL_VERSION,
-  pushes: () => pushes,
+  outcomes: () => [...outcomes],
   onPush,
   onNotificationClick,
   clickUrl,
