@@ -228,6 +228,18 @@ self.addEventListener("push", (event) => {
   event.waitUntil(handled);
 });
 self.addEventListener("notificationclose", (event) => outcome(event.notification.tag, "closed"));
+// The push service replaced the subscription (Firefox tells; Chromium does not): subscribe
+// again with the same key. The worker has no broker connection to sign with: the page sends the
+// new subscription to the doors the next time it opens (it registers at every opening).
+self.addEventListener("pushsubscriptionchange", (event) => {
+  const options = event.oldSubscription?.options;
+  if (!options?.applicationServerKey) return;
+  event.waitUntil(
+    self.registration.pushManager
+      .subscribe({ userVisibleOnly: true, applicationServerKey: options.applicationServerKey })
+      .catch((err) => console.warn("callbox sw: could not subscribe again", err)),
+  );
+});
 self.addEventListener("notificationclick", (event) => {
   event.waitUntil(onNotificationClick(event.notification, event.action));
 });
