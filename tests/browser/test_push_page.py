@@ -17,6 +17,9 @@
   encrypted ``push_subscribe`` reaches the door's inbox on the real mosquitto (read there on
   the door's own login and opened with the door's key), the door's signed ``push_status`` comes
   back, and turning notifications off sends ``push_unsubscribe``.
+- The whole path: doorbell pin -> the real door station's push (to a local push service that
+  checks VAPID and decrypts) -> the worker's notification -> Answer -> the page joins the call
+  that still rings -> preview -> answer -> door release -> hang up.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import logging
 import os
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -34,6 +38,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from harness.phonesite import DOOR, PHONE, SITE, PhoneSite, snapshot_text
+from harness.push_endpoint import PushEndpoint
+from harness.push_site import push_toml, vapid_on_disk
 from playwright.async_api import BrowserContext, Page, Worker
 from support import wait_for
 
@@ -420,8 +426,9 @@ async def test_turning_push_on_registers_with_the_door_and_off_withdraws(
     phone_site.pairing = replace(phone_site.pairing, push_key=vapid)
     phone_keys = await phone_site.open_phone(page)
 
-    # the door: its keys, its signed profile and presence on the real broker, its inbox read
-    # on its own login (the door unit's push registry is the unit side's: issue 16, part 2)
+    # the door, played here on its own login to read the exact envelopes: its keys, its signed
+    # profile and presence on the real broker, its inbox (the real door station's answers are
+    # in test_doorbell_push_answer_preview_door_release_hang_up)
     door = await asyncio.to_thread(load_or_create_identity, phone_site.directory / DOOR)
     broker = phone_site.broker
     topic = f"callbox/v1/{SITE}/{DOOR}"
@@ -524,3 +531,87 @@ async def test_a_pairing_without_push_key_says_how_to_get_one(
     await wait_page(page, "s.push && s.push.state === 'no-key'", "no push key")
     assert "pair it again with a new link" in await page.inner_text("#push-state")
     assert not await page.is_visible("#push-enable")
+
+
+# the whole path -------------------------------------------------------------------------------
+
+
+async def test_doorbell_push_answer_preview_door_release_hang_up(
+    page: Page, phone_site: PhoneSite, web_server: WebServer, tmp_path: Path
+) -> None:
+    """Doorbell pin -> the door's push -> notification -> Answer -> the page joins -> release.
+
+    The door station (``[push]`` with the site's key) pushes to a local push service
+    (tests/harness/push_endpoint.py: it checks the VAPID signature and decrypts RFC 8291 with
+    the subscription's keys, which this test made: the stand-in push service of the page's
+    ``pushManager.subscribe``); what it decrypts is delivered to the page's worker through the
+    DevTools protocol, as the browser's push service would. The page, opened at the URL the
+    worker's Answer asks for, joins the call that still rings (a late joiner), shows the
+    preview, answers, opens the door and hangs up.
+    """
+    vapid, key_path = await vapid_on_disk(tmp_path)
+    endpoint = PushEndpoint(application_server_key=vapid.application_server_key)
+    await endpoint.start()
+    try:
+        subscriber = endpoint.new_subscriber()
+        subscription = subscriber.subscription()
+        script = FAKE_PUSH_SERVICE.replace("ENDPOINT", json.dumps(subscription["endpoint"]))
+        await page.add_init_script(script.replace("KEYS", json.dumps(subscription["keys"])))
+        await page.context.grant_permissions(["notifications"], origin=web_server.url)
+        phone_site.pairing = replace(phone_site.pairing, push_key=vapid.application_server_key)
+        await phone_site.open_phone(page)
+        await page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+        await phone_site.start_door(extra_toml=push_toml(key_path, endpoint, 5.0))
+        await wait_page(page, "s.peers.door && s.peers.door.online && s.peers.door.pinned", "door")
+
+        # the resident turns notifications on; the real door keeps the subscription
+        await page.click("#push-enable")
+        await wait_page(page, "s.push.doors.door.subscribed === true", "the door's push_status")
+        assert await page.inner_text("#push-doors") == "Door: rings this phone"
+
+        # the phone goes into a pocket: no page, offline on the broker
+        context = page.context
+        delivery = PushDelivery(context, web_server.url)
+        await delivery.start()
+        await close_the_page(page, web_server.url)
+        door = phone_site.door
+        assert door is not None and door.endpoint is not None
+        await door.endpoint.signaling.wait_presence(PHONE, False, timeout=TIMEOUT_S)
+
+        # a visitor: the door pushes, the push service decrypts it for the phone's browser
+        await phone_site.press_doorbell()
+        await wait_for(lambda: endpoint.deliveries(subscriber), "the door's push", TIMEOUT_S)
+        call = door.endpoint.calls.active_call
+        assert call is not None
+        (push,) = endpoint.deliveries(subscriber)
+        assert push.payload["call_id"] == call.call_id and push.payload["door"] == DOOR
+        await delivery.push(push.payload)
+        shown = await delivery.wait_notification(call.call_id)
+        assert shown["title"] == "Door" and shown["body"].startswith("Someone is at the door")
+        assert shown["actions"] == ["answer:Answer", "decline:Decline"]
+
+        # Answer: Chromium would open this URL on the click (see the test above)
+        worker = await worker_of(context, web_server.url)
+        clicked = await worker.evaluate(CLICK, [call.call_id, "answer"])
+        assert clicked["url"] == f"{web_server.url}/?ring={call.call_id}&action=answer"
+        opened_at = time.perf_counter()
+        phone = await context.new_page()
+        phone.on("console", lambda m: _log.info("phone %s: %s", m.type, m.text))
+        await phone.goto(clicked["url"])
+        await wait_page(phone, "s.call && s.call.remoteVideoFrames > 0", "the visitor's video")
+        preview_ms = (time.perf_counter() - opened_at) * 1000
+        _log.info("page opened -> first preview frame: %.0f ms", preview_ms)
+        await wait_page(phone, "s.call && s.call.status === 'CONNECTED'", "the page to answer")
+        await wait_for(lambda: call.is_answered, "the door's call answered", TIMEOUT_S)
+        request = (await page_snapshot(phone))["ringRequest"]
+        assert request["state"] == "answered" and request["previewFrames"] > 0
+
+        await phone.click("#open-door")
+        await wait_page(phone, "s.call.lastUnlock && s.call.lastUnlock.opened", "the door to open")
+        assert phone_site.relay_pulses() == 1
+        await phone.click("#hangup")
+        await wait_page(phone, "!s.call && s.lastCall.status === 'COMPLETE'", "the hangup")
+        calls = door.endpoint.calls
+        await wait_for(lambda: not calls.is_call_in_progress(), "the door idle", TIMEOUT_S)
+    finally:
+        await endpoint.close()

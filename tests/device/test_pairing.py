@@ -11,7 +11,6 @@ import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import aiomqtt
