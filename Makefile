@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := mosquitto coturn iproute2 libspeexdsp1 libopus0 libasound2-dev g++ python3-dev chromium openssh-client gpg
 # The page of web/ is bundled with npm; Debian's nodejs/npm only where no npm exists.
 NODE_PACKAGES := nodejs npm
-WEB_SOURCES := $(wildcard web/index.html web/style.css web/src/*.js web/src/*/*.js web/test/*)
+WEB_SOURCES := $(wildcard web/index.html web/style.css web/manifest.webmanifest web/build.mjs web/icons/*.png web/src/*.js web/src/*/*.js web/test/*)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?= --scripted
 
@@ -44,7 +44,8 @@ fuzz: deps
 
 deps: system-deps .stamp-venv aec3-binding web
 
-# The browser phone: npm packages from web/package-lock.json, then the esbuild bundle.
+# The browser phone: npm packages from web/package-lock.json, then web/build.mjs: the esbuild
+# bundle and the service worker (dist/sw.js) stamped with the shell's version.
 web: web/dist/main.js
 
 web/node_modules/.package-lock.json: web/package.json web/package-lock.json | system-deps

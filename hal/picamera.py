@@ -202,6 +202,7 @@ class PiCamera(Camera):
         self._reconfigure = False
         self._epoch = 0.0
         self._anchor: float | None = None  # monotonic time of the encoder's timestamp 0
+        self._last_pts: int | None = None  # of the last packet handed out (this opening)
         self._keyframe_asked_at = 0.0
 
     @property
@@ -241,6 +242,7 @@ class PiCamera(Camera):
             self._lib = self._library()
             self._picam = await self._blocking("open", lambda: self._start_camera(fmt))
             self._epoch = time.monotonic()
+            self._last_pts = None
             if self.mode is PiCameraMode.H264:
                 await self._start_h264()
             _log.info("camera %r open: %s, mode %s", self.name, fmt, self.mode.value)
@@ -302,13 +304,27 @@ class PiCamera(Camera):
         packet = av.Packet(data)
         packet.is_keyframe = keyframe
         if timestamp_us is not None:
-            if self._anchor is None:
-                self._anchor = time.monotonic() - timestamp_us / 1_000_000
-            packet.pts = round((self._anchor - self._epoch) * 1_000_000) + timestamp_us
-            packet.dts = packet.pts
+            packet.pts = packet.dts = self._pts(timestamp_us)
             packet.time_base = ENCODER_TIME_BASE
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody reads any more
             loop.call_soon_threadsafe(self._arrived, queue, packet)
+
+    def _pts(self, timestamp_us: int) -> int:
+        """The packet's time on the camera's clock (µs since it opened), never going back.
+
+        A restarted encoder is anchored by when its first frame arrived: one that arrived
+        later than the frames before it (a busy CPU) would put it behind the last packet
+        sent, so the anchor moves to keep one frame interval after it.
+        """
+        if self._anchor is None:
+            self._anchor = time.monotonic() - timestamp_us / 1_000_000
+        pts = round((self._anchor - self._epoch) * 1_000_000) + timestamp_us
+        if self._last_pts is not None and pts <= self._last_pts:
+            shift = self._last_pts + round(1_000_000 / self._format.fps) - pts
+            self._anchor += shift / 1_000_000
+            pts += shift
+        self._last_pts = pts
+        return pts
 
     def _arrived(self, queue: EncodedQueue, packet: av.Packet[Any]) -> None:
         if packet.is_keyframe:

@@ -557,10 +557,11 @@ def install_app(
     web = REPO / "web"
     if (web / "dist").is_dir():
         (venv / "web").mkdir()
-        for name in ("index.html", "style.css"):
+        for name in ("index.html", "style.css", "manifest.webmanifest"):
             if (web / name).exists():
                 shutil.copy2(web / name, venv / "web" / name)
         shutil.copytree(web / "dist", venv / "web/dist")
+        shutil.copytree(web / "icons", venv / "web/icons")
     (root / "usr/local/bin/callbox").symlink_to("/opt/callbox/bin/callbox")
     return callbox_wheel.name
 

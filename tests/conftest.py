@@ -15,11 +15,14 @@ from typing import Any
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 from gpiozero.threads import GPIOThread
+from harness.push_endpoint import PushEndpoint
+from harness.push_site import PushSite, start_push_site, vapid_on_disk
 from harness.simsite import EndpointSpec, SimSite, start_site
 from memory_broker import MemoryBroker
 from support import Certificate, MakeSite, self_signed_certificate
 
 from device.simulator import Simulator, start_simulator
+from services.push.vapid import VapidKey
 
 # Where callbox may block the event loop: (blocking functions, None = any; the file and the
 # function they are called from), each with the reason. Keep it short: blocking work belongs
@@ -165,3 +168,31 @@ async def simulator(tmp_path: Path) -> AsyncIterator[Simulator]:
 def certificate(tmp_path: Path) -> Certificate:
     """A self-signed certificate for 127.0.0.1 and localhost (a CA of its own)."""
     return self_signed_certificate(tmp_path)
+
+
+# Web Push (tests/push/) -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def site_key(tmp_path: Path) -> tuple[VapidKey, Path]:
+    """A site's VAPID key and its 0600 file."""
+    return await vapid_on_disk(tmp_path)
+
+
+@pytest.fixture
+async def push_service(site_key: tuple[VapidKey, Path]) -> AsyncIterator[PushEndpoint]:
+    """The local push service (tests/harness/push_endpoint.py), expecting the site's key."""
+    endpoint = PushEndpoint(site_key[0].application_server_key)
+    await endpoint.start()
+    yield endpoint
+    await endpoint.close()
+
+
+@pytest.fixture
+async def push_site(
+    tmp_path: Path, site_key: tuple[VapidKey, Path], push_service: PushEndpoint
+) -> AsyncIterator[PushSite]:
+    """A door with Web Push (1 s per push), an indoor unit, the phone and two outsiders."""
+    site = await start_push_site(tmp_path / "site", site_key[1], push_service, timeout_s=1.0)
+    yield site
+    await site.close()

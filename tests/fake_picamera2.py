@@ -209,8 +209,10 @@ class FakePicamera2:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the sensor thread."""
-        self._stop.set()
+        """Stop the sensor thread; a capture waiting for a frame fails at once."""
+        with self._lock:
+            self._stop.set()
+            self._lock.notify_all()
         if self._thread is not None:
             self._thread.join()
         self._thread = None
@@ -244,9 +246,14 @@ class FakePicamera2:
         with self._lock:
             seen = self._latest[0] if self._latest else -1
             if not self._lock.wait_for(
-                lambda: self._latest is not None and self._latest[0] > seen, timeout=2.0
+                lambda: (
+                    self._stop.is_set() or (self._latest is not None and self._latest[0] > seen)
+                ),
+                timeout=2.0,
             ):
                 raise RuntimeError("no frame from the camera")
+            if self._stop.is_set():
+                raise RuntimeError("the camera stopped")
             assert self._latest is not None
             self.captures += 1
             return self._latest[1].copy()

@@ -29,15 +29,10 @@ from device.config import (
     public_keys_of,
 )
 from device.daemon import (
-    Check,
     ControlError,
     DaemonNotRunningError,
     default_control_path,
     request_sync,
-    run_daemon,
-    run_safe_daemon,
-    run_selftest,
-    selftest_stopped_daemon,
 )
 from device.firstboot import first_boot_error
 from hal.backlight import SysfsBacklight
@@ -130,6 +125,8 @@ def run(
             click.echo(f"imported {first_boot} into {config_path}", err=True)
     except ConfigError as err:
         click.echo(f"callbox: first-boot file refused, left in place:\n{err}", err=True)
+    from device.daemon import run_daemon  # the call core: loaded by `run` only (CLI start-up)
+
     control = control_path or default_control_path()
     try:
         asyncio.run(run_daemon(config_path, control))
@@ -145,6 +142,8 @@ def _safe_state(config_path: Path, control: Path, problem: str) -> None:
     refused = first_boot_error()
     if refused:
         click.echo(f"callbox: first boot refused {FIRST_BOOT_PATH}:\n{refused}", err=True)
+    from device.daemon import run_safe_daemon  # loaded only here (CLI start-up)
+
     asyncio.run(run_safe_daemon(config_path, control, problem))
 
 
@@ -288,6 +287,13 @@ def status(control_path: Path | None, as_json: bool) -> None:
     click.echo(f"echo canceller: {result.get('echo_canceller', 'unknown')}{detail}")
     if "camera" in result:
         click.echo(f"camera: {result['camera']}")
+    push = result.get("push")
+    if push is not None:
+        phones = ", ".join(push["subscribed"]) or "none"
+        refused = push["refused_registrations"]
+        click.echo(f"web push: phones subscribed: {phones}; registrations refused: {refused}")
+        for sent in push["last_pushes"]:
+            click.echo(f"  push to {sent['to']}: {sent['outcome']} ({sent['status'] or '-'})")
     for last in result.get("last_calls", []):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["started_at"]))
         arrow = "<-" if last["direction"] == "in" else "->"
@@ -407,6 +413,8 @@ def keys_safety_code(config_path: Path, address: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON list.")
 def selftest(config_path: Path, control_path: Path | None, as_json: bool) -> None:
     """Check every configured device, file and permission; exit 1 when one fails."""
+    from device.daemon import Check, selftest_stopped_daemon  # the board: only here (start-up)
+
     cfg = load(config_path)
     try:
         result = request_sync(control_path or default_control_path(), "selftest")
@@ -510,4 +518,4 @@ async def _release_relay(pin_factory: str, relay: RelaySpec) -> None:
     await io.close()
 
 
-__all__ = ["register", "run_selftest"]
+__all__ = ["register"]

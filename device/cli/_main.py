@@ -12,12 +12,13 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from device.cli._admin import fail, keys, register
 from device.cli._pairing import register as register_pairing
+from device.cli._push import register as register_push
 from device.cli._siteca import broker_tls
 from device.cli._siteca import register as register_siteca
 from device.cli._system import register as register_system
@@ -26,13 +27,6 @@ from device.cli._web import parse_listen
 from device.cli._web import register as register_web
 from device.config import ConfigError, load_config
 from device.daemon import DaemonNotRunningError, SystemdNotifier
-from device.simulator import (
-    PinTimeline,
-    Unit,
-    run_pin_doorbell_call,
-    run_simulator,
-    start_intercom_site,
-)
 from hal.errors import CallboxError
 from services.signaling.broker import (
     PID_FILE,
@@ -44,6 +38,9 @@ from services.signaling.broker import (
     write_broker_config,
     write_private,
 )
+
+if TYPE_CHECKING:
+    from device.simulator import PinTimeline
 
 
 def exit_code(err: CallboxError) -> int:
@@ -119,10 +116,14 @@ def demo(scripted: bool, as_json: bool, port: int) -> None:
 
 
 def _interactive_demo(port: int) -> None:
+    from device.simulator import run_simulator  # a whole site: loaded by `demo` only
+
     asyncio.run(run_simulator(port=port, echo=click.echo))
 
 
 async def _scripted_demo(quiet: bool) -> PinTimeline:
+    from device.simulator import Unit, run_pin_doorbell_call, start_intercom_site
+
     with tempfile.TemporaryDirectory(prefix="callbox-demo-") as directory:
         if not quiet:
             click.echo(
@@ -355,5 +356,6 @@ register(main)
 register_pairing(keys)
 register_web(main)
 register_siteca(main)
+register_push(main)
 register_system(main)
 register_turn(main)

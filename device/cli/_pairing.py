@@ -15,6 +15,7 @@ A browser phone joins a site in two steps (docs/operations.md, "Browser phones")
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -38,6 +39,8 @@ from device.cli._admin import (
 from device.config import CallboxConfig, ConfigError, ConfigStore, Name
 from device.daemon import DaemonNotRunningError, default_control_path, request_sync
 from device.phone import Pairing, PairingError, PairingPeer
+from services.push.errors import VapidKeyError
+from services.push.vapid import site_push_key, site_vapid_path
 from services.signaling.broker import (
     credential_addresses,
     credential_path,
@@ -295,6 +298,7 @@ def pair_web(
     password = _broker_login(broker_config, address)
     ca = _site_ca(broker_config)
     pairing = _pairing(cfg, own, address, name or address, broker, password, ca)
+    pairing = dataclasses.replace(pairing, push_key=_push_key(broker_config))
     link = pairing.url(page)
 
     click.echo(f"browser phone {address} ({pairing.name}) in site {cfg.site}")
@@ -306,6 +310,8 @@ def pair_web(
         click.echo(f"peer in the link: {peer.address} ({role}) {peer.fingerprint}")
     if ca:
         click.echo(f"site CA in the link: SHA-256 {ca}")
+    if pairing.push_key:
+        click.echo(f"Web Push key in the link: {pairing.push_key[:16]}…")
     click.echo("")
     if ca:
         ca_file = site_ca_files(broker_config).ca_cert
@@ -463,6 +469,21 @@ def _site_ca(broker_config: Path) -> str:
         return read_site_tls(files).fingerprint
     except SignalingError as err:
         fail(f"cannot read the site CA: {err}")
+
+
+def _push_key(broker_config: Path) -> str:
+    """The site's VAPID public key for the link; "" when the site has none (no Web Push)."""
+    try:
+        key = site_push_key(broker_config)
+    except VapidKeyError as err:
+        fail(f"cannot read the site's VAPID key: {err}")
+    if not key:
+        click.echo(
+            f"note: no VAPID key in {site_vapid_path(broker_config).parent} (`callbox push "
+            "init`): the link carries no push_key, the phone rings only while its page is open",
+            err=True,
+        )
+    return key
 
 
 def _pairing(

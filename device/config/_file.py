@@ -39,6 +39,7 @@ from device.config._models import (
     Name,
     NetworkConfig,
     ProximityConfig,
+    PushConfig,
     RelayConfig,
     Section,
     SnapshotsConfig,
@@ -114,6 +115,7 @@ class CallboxConfig(Section):
     turn: TurnConfig = TurnConfig()
     dnd: DndConfig = DndConfig()
     snapshots: SnapshotsConfig = SnapshotsConfig()
+    push: PushConfig = PushConfig()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 

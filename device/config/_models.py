@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from device.config._apply import Apply
+from services.push.hosts import DEFAULT_PUSH_HOSTS, HostRule
 from services.signaling.identity import KEY_SIZE, b64u_decode
 
 BOARD_TO_BCM: Final = {
@@ -216,6 +217,25 @@ def _secret(value: str) -> str:
     return value
 
 
+_SUBJECT = re.compile(
+    r"mailto:[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}|https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+)
+
+
+def _push_subject(value: str) -> str:
+    if value and not _SUBJECT.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a contact push services accept: 'mailto:admin@example.org' or "
+            "'https://example.org' (no path)"
+        )
+    return value
+
+
+def _push_host(value: str) -> str:
+    HostRule.parse(value)  # ValueError with the reason
+    return value.strip().lower()
+
+
 def _not_empty(values: tuple[Any, ...]) -> tuple[Any, ...]:
     """An empty list is refused only once its items are valid.
 
@@ -252,6 +272,8 @@ InterfaceName = Annotated[StrictStr, AfterValidator(_interface)]
 IpAddress = Annotated[StrictStr, AfterValidator(_ip_address)]
 IceUrl = Annotated[StrictStr, AfterValidator(_ice_url)]
 Secret = Annotated[StrictStr, AfterValidator(_secret)]
+PushSubject = Annotated[StrictStr, AfterValidator(_push_subject)]
+PushHost = Annotated[StrictStr, AfterValidator(_push_host)]
 
 
 class Section(BaseModel):
@@ -542,6 +564,25 @@ class TurnConfig(Section):
     ] = ()
     secret_file: OptionalPath = ""
     credential_ttl_s: StrictInt = Field(default=86400, ge=600, le=7 * 86400)
+
+
+class PushConfig(Section):
+    """``[push]``: Web Push from a door station to the phones it rings (docs/operations.md).
+
+    ``vapid_key``: the site's VAPID private key (``callbox push import`` puts it there); ""
+    means no Web Push. ``subject``: the contact push services may write to about this site
+    (``mailto:`` or ``https:``), required with a key. ``hosts``: the push services a
+    subscription may point to (``*.`` for subdomains, ``host:port`` for a port other than 443;
+    ``http://`` only to a loopback host listed with its port). ``max_subscriptions``: phones
+    kept at most. ``timeout_s``: how long one push may take.
+    """
+
+    APPLY = Apply.ENDPOINT
+    vapid_key: OptionalPath = ""
+    subject: PushSubject = ""
+    hosts: Annotated[tuple[PushHost, ...], AfterValidator(_no_duplicates)] = DEFAULT_PUSH_HOSTS
+    max_subscriptions: StrictInt = Field(default=32, ge=1, le=1000)
+    timeout_s: Annotated[StrictFloat, Field(gt=0, le=60, allow_inf_nan=False)] = 5.0
 
 
 class SnapshotsConfig(Section):

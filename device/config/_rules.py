@@ -36,6 +36,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _display,
         _call,
         _ice_servers,
+        _push,
         _system,
     )
     return [problem for rule in rules for problem in rule(config)]
@@ -200,6 +201,18 @@ def _ice_servers(config: CallboxConfig) -> Problems:
                 reason = f"only the first {kind} URL is used ({first[kind]}); aiortc drops the rest"
                 yield f"{key}.urls.{number}", reason
             first.setdefault(kind, f"{key}.urls.{number}")
+
+
+def _push(config: CallboxConfig) -> Problems:
+    push = config.push
+    if push.vapid_key and config.role != "door":
+        yield "push.vapid_key", "only a door station sends Web Push; remove [push] here"
+    if push.vapid_key and not push.subject:
+        yield (
+            "push.subject",
+            "is required with push.vapid_key: push services refuse a VAPID token without a "
+            "contact, e.g. 'mailto:admin@example.org'",
+        )
 
 
 def _system(config: CallboxConfig) -> Problems:

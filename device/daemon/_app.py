@@ -34,6 +34,9 @@ from services.intercom.settings import IntercomSettings
 from services.intercom.snapshots import SnapshotStore
 from services.media.aec import make_echo_canceller
 from services.media.ice import IcePolicy
+from services.push.service import PushService, PushSettings
+from services.push.store import STORE_FILE
+from services.push.vapid import load_vapid_key
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.replay import ReplayGuard
@@ -143,14 +146,40 @@ def call_service(
     io: IoDevices,
     call_log: CallLog,
     ui: DefaultCallUi | None = None,
+    push: PushService | None = None,
 ) -> IntercomService:
-    """The call service of the configured role on ``io`` (an indoor unit with its ``ui``)."""
+    """The call service of the configured role on ``io`` (an indoor unit with its ``ui``).
+
+    A door station gets ``push``, its Web Push (when ``[push]`` has a key).
+    """
     settings = intercom_settings(config)
     if config.role == "door":
-        return DoorStation(calls, io, settings, call_log=call_log, snapshots=snapshot_store(config))
+        return DoorStation(
+            calls, io, settings, call_log=call_log, snapshots=snapshot_store(config), push=push
+        )
     return IndoorUnit(
         calls, io, settings, call_log=call_log, snapshots=snapshot_store(config), ui=ui
     )
+
+
+async def push_service(config: CallboxConfig, calls: Calls) -> PushService | None:
+    """The door station's Web Push from ``[push]`` (not started), or None without a key.
+
+    VapidKeyError (a CallboxError naming the file) when the key cannot be used.
+    """
+    push = config.push
+    if not push.vapid_key or config.role != "door":
+        return None
+    vapid = await asyncio.to_thread(load_vapid_key, Path(push.vapid_key))
+    settings = PushSettings(
+        vapid=vapid,
+        subject=push.subject,
+        hosts=push.hosts,
+        max_subscriptions=push.max_subscriptions,
+        timeout_s=push.timeout_s,
+        store=Path(config.state_dir) / STORE_FILE,
+    )
+    return PushService(settings, calls.signaling, name=config.name)
 
 
 def call_ui(config: CallboxConfig, calls: Calls, board: Board) -> DefaultCallUi | None:
@@ -212,6 +241,8 @@ class Endpoint:
     call_log: CallLog
     ui: DefaultCallUi | None = None
     """The default call UI on the display (an indoor unit with a screen), else None."""
+    push: PushService | None = None
+    """A door station's Web Push (``[push]`` with a key), else None."""
 
 
 class DeviceApp:
@@ -284,9 +315,12 @@ class DeviceApp:
         signaling = calls.signaling
         call_log = CallLog(state_dir / "calls.sqlite")
         ui = call_ui(config, calls, board)
-        service = call_service(config, calls, board.io, call_log, ui)
-        endpoint = Endpoint(board, signaling, calls, service, call_log, ui)
+        push = await push_service(config, calls)
+        service = call_service(config, calls, board.io, call_log, ui, push)
+        endpoint = Endpoint(board, signaling, calls, service, call_log, ui, push)
         try:
+            if push is not None:
+                await push.start()
             if board.display is not None:
                 await board.display.start()
             if ui is not None:
@@ -307,6 +341,8 @@ class DeviceApp:
             await endpoint.ui.close()
         await endpoint.service.close()
         await endpoint.calls.close()
+        if endpoint.push is not None:
+            await endpoint.push.close()
         await endpoint.call_log.close()
         if self._given_board is None:
             await endpoint.board.close()
@@ -418,7 +454,7 @@ class DeviceApp:
             io = build_board_io(previous, state_dir)
         endpoint.board = dataclasses.replace(endpoint.board, io=io)
         endpoint.service = call_service(
-            self.config, endpoint.calls, io, endpoint.call_log, endpoint.ui
+            self.config, endpoint.calls, io, endpoint.call_log, endpoint.ui, endpoint.push
         )
         await io.start()
         await endpoint.service.start()

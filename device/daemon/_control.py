@@ -73,6 +73,15 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """Runs one command: gets the request's ``args`` object, returns the ``result`` object."""
 
 
+def default_control_path() -> Path:
+    """Where the daemon listens: $CALLBOX_CONTROL, else systemd's runtime directory."""
+    explicit = os.environ.get("CALLBOX_CONTROL")
+    if explicit:
+        return Path(explicit)
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "/run/callbox").split(":")[0]
+    return Path(runtime) / "control.sock"
+
+
 class ControlError(CallboxError):
     """A control request failed; the message says why in words for the person at the CLI."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -36,15 +35,6 @@ _log = logging.getLogger(__name__)
 
 LAST_CALLS = 5
 """How many calls ``callbox status`` lists."""
-
-
-def default_control_path() -> Path:
-    """Where the daemon listens: $CALLBOX_CONTROL, else systemd's runtime directory."""
-    explicit = os.environ.get("CALLBOX_CONTROL")
-    if explicit:
-        return Path(explicit)
-    runtime = os.environ.get("RUNTIME_DIRECTORY", "/run/callbox").split(":")[0]
-    return Path(runtime) / "control.sock"
 
 
 class Daemon:

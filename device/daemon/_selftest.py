@@ -26,6 +26,8 @@ from hal.io_devices import IoDevices
 from hal.media_types import AudioFormat
 from services.callapi.calls import permission_status
 from services.media.aec import engine_details
+from services.push.errors import VapidKeyError
+from services.push.vapid import load_vapid_key
 
 _log = logging.getLogger(__name__)
 
@@ -71,7 +73,18 @@ def check_files(config: CallboxConfig) -> list[Check]:
             checks.append(Check("keys", True, f"fingerprint {fingerprint}"))
         except KeystoreError as err:
             checks.append(Check("keys", False, str(err)))
+    if config.push.vapid_key:
+        checks.append(check_push_key(Path(config.push.vapid_key)))
     return checks
+
+
+def check_push_key(path: Path) -> Check:
+    """The door's Web Push (VAPID) key: there, private, a P-256 key."""
+    try:
+        key = load_vapid_key(path)
+    except VapidKeyError as err:
+        return Check("web push key", False, str(err))
+    return Check("web push key", True, f"{path}: {key.application_server_key[:16]}…")
 
 
 async def check_media(config: CallboxConfig, board: Board) -> list[Check]:

@@ -4,8 +4,9 @@ Removed: the identity keys, the configuration (contacts and pinned keys, the bro
 password: the image ships none, so the unit waits for a new ``callbox.toml`` on the boot
 partition), the secrets first boot moved, the site broker's accounts (paired phones), the
 Wi-Fi connections first boot made and the radio country, the call log, the visitor
-snapshots, the browser page's TLS key, the administrator's SSH keys and sudo rule, the SSH
-host keys, and first boot's "done" record. Kept: the program, the host name and time zone,
+snapshots, the Web Push subscriptions and VAPID key, the browser page's TLS key, the
+administrator's SSH keys and sudo rule, the SSH host keys, and first boot's "done" record.
+Kept: the program, the host name and time zone,
 the sshd policy (keys only, no root), the administrator's account (without keys nobody can
 log in until the next first boot installs new ones).
 Files are unlinked, not overwritten: flash storage may keep old blocks.
@@ -48,6 +49,7 @@ def reset_plan(rootfs: RootFs, config: str = CONFIG_FILE) -> list[Removal]:
         Removal("call log", f"{state}/calls.sqlite"),
         *(Removal("call log", f"{state}/calls.sqlite{s}") for s in ("-wal", "-shm", "-journal")),
         Removal("visitor snapshots", f"{state}/snapshots"),
+        Removal("phones' Web Push subscriptions", f"{state}/push-subscriptions.json"),
         Removal("configuration (contacts, pinned keys, broker)", config),
         Removal("previous configuration", f"{config}.bak"),
         Removal("first-boot import record", f"{config}.first-boot-sha256"),
@@ -56,6 +58,7 @@ def reset_plan(rootfs: RootFs, config: str = CONFIG_FILE) -> list[Removal]:
         Removal("browser page TLS key", f"{etc}/web.key"),
         Removal("browser page TLS certificate", f"{etc}/web.crt"),
         Removal("pinned site CA", f"{etc}/site-ca.crt"),
+        Removal("the site's Web Push (VAPID) key", f"{etc}/vapid.key"),
         *_wifi(rootfs),
         Removal("Wi-Fi country", WIFI_COUNTRY_CONF),
         *_admin_keys(rootfs),

@@ -3,8 +3,10 @@
 The web/ directory of a source tree also holds ``node_modules/``, ``package.json``, the
 sources and the tests; none of them is the page. Served are only ``index.html``,
 ``style.css``, a ``manifest.webmanifest``, the files directly inside ``dist/`` (the bundle and
-its source maps) and ``icons/``, each only with a MIME type the page needs, each only as a
-regular file (no symlink, no directory, no listing). Anything else is "not found".
+its source maps) and ``icons/``, and ``/sw.js``, the service worker (built as ``dist/sw.js``:
+a worker's scope is the directory it is served from, so it must be served from the page's root),
+each only with a MIME type the page needs, each only as a regular file (no symlink, no
+directory, no listing). Anything else is "not found".
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["MIME_TYPES", "PAGE_DIRECTORIES", "PAGE_FILES", "TEST_PAGES", "PageFile", "PageFiles"]
+__all__ = [
+    "MIME_TYPES",
+    "PAGE_ALIASES",
+    "PAGE_DIRECTORIES",
+    "PAGE_FILES",
+    "TEST_PAGES",
+    "PageFile",
+    "PageFiles",
+]
 
 MIME_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -36,6 +46,10 @@ MIME_TYPES: Final = {
 
 PAGE_FILES: Final = ("index.html", "style.css", "manifest.webmanifest")
 """Files at the top of the web/ directory that belong to the page (when present)."""
+
+PAGE_ALIASES: Final = {"sw.js": "dist/sw.js"}
+"""URL paths at the top served from a built file elsewhere: the service worker, whose scope
+(the page's root) is the directory of its URL."""
 
 PAGE_DIRECTORIES: Final = ("dist", "icons")
 """Directories whose files (directly inside, not in subdirectories) belong to the page."""
@@ -82,6 +96,8 @@ class PageFiles:
             return None
         if name in self._files:
             return name
+        if name in PAGE_ALIASES:
+            return PAGE_ALIASES[name]
         if len(parts) == 2 and parts[0] in PAGE_DIRECTORIES:
             return name
         return None

@@ -6,6 +6,8 @@ browser's broker login, the fingerprints of the devices it may pin (the page pin
 device only when the keys its profile advertises have that fingerprint) and the SHA-256
 fingerprint of the site CA, which the page shows so that the resident can compare it with the
 CA installed on the phone (a page cannot pin a CA itself: the browser's trust store decides).
+When the site has a VAPID key (``callbox push init``) the link carries its public key as
+``push_key``: the ``applicationServerKey`` the page gives ``pushManager.subscribe``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from hal.errors import CallboxError
 from services.signaling.envelope import canonical
@@ -51,6 +55,8 @@ class Pairing:
     ca: str = ""
     """The site CA's SHA-256 fingerprint ("AB:CD:..."), "" when the broker has a certificate
     of another authority."""
+    push_key: str = ""
+    """The site's VAPID public key (b64u of the 65-byte P-256 point), "" without Web Push."""
 
     def __post_init__(self) -> None:
         valid_name("site", self.site)
@@ -61,6 +67,8 @@ class Pairing:
             raise PairingError(f"broker URL {self.broker!r} must start with ws:// or wss://")
         for peer in self.peers:
             valid_name("peer address", peer.address)
+        if self.push_key and not _is_p256_point(self.push_key):
+            raise PairingError(f"push_key {self.push_key!r} is not a b64u P-256 public key")
 
     def to_json(self) -> dict[str, Any]:
         """The payload object of the link."""
@@ -77,6 +85,7 @@ class Pairing:
                 for p in self.peers
             ],
             "ca": self.ca,
+            **({"push_key": self.push_key} if self.push_key else {}),
         }
 
     def url(self, base: str) -> str:
@@ -103,8 +112,18 @@ def parse_pairing_url(url: str) -> Pairing:
             password=data["password"],
             peers=peers,
             ca=data.get("ca", ""),
+            push_key=data.get("push_key", ""),
         )
     except PairingError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise PairingError(f"bad pairing payload: {err}") from err
+
+
+def _is_p256_point(text: str) -> bool:
+    try:
+        raw = b64u_decode(text)
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+    except ValueError:
+        return False
+    return len(raw) == 65

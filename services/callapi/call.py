@@ -79,6 +79,7 @@ class Call:
         self._incoming = incoming
         self._video = props.video.enabled
         self._started = False
+        self._ring_deadline = self.created_at + props.ring_timeout_s
         self._remote_video_size = (0, 0)
         self._video_watchers: list[Callable[[VideoFrame], None]] = []
         self._events: CallEvents[Call] = CallEvents(
@@ -310,19 +311,38 @@ class Call:
     async def _start_outgoing(self) -> None:
         await self.set_status(CallStatus.INPROGRESS)
         self._endpoint.devices.apply_video_format(self.props)
+        self._ring_deadline = self._endpoint.now() + self.props.ring_timeout_s
         targets = self.props.targets()
-        online = [t for t in targets if self._endpoint.is_online(t.address)]
+        online = [t.address for t in targets if self._endpoint.is_online(t.address)]
         for target in targets:
-            if target not in online:
-                _log.info("%s: %s is offline", self._name, target.address)
-        if not online:
+            if target.address not in online:
+                wakeable = self._endpoint.can_wake(target.address)
+                self._legs.wait_for(target.address, wakeable=wakeable)
+                _log.info(
+                    "%s: %s is offline%s; invited if it comes online while the call rings",
+                    self._name,
+                    target.address,
+                    " (being woken)" if wakeable else "",
+                )
+        if not online and not self._legs.wakeable_waiting():
             await self.end(CallStatus.OFFLINE, HangupReason.ERROR)
             return
-        await asyncio.gather(*(self._invite(t.address) for t in online))
+        await asyncio.gather(*(self._invite(address) for address in online))
         if self.is_ended():
             return
         self._timers.after(self.props.connect_timeout_s, self._connect_timeout)
         self._timers.after(self.props.ring_timeout_s, self._ring_timeout)
+
+    def waits_for(self, address: str) -> bool:
+        """True when ``address`` is a target that was offline and the call still rings."""
+        return not self._incoming and not self.is_ended() and self._legs.waits_for(address)
+
+    async def invite_late_joiner(self, address: str) -> None:
+        """``address`` came online while the call rings: invite it too (first answer wins)."""
+        if self.is_ended() or self.is_answered() or not self._legs.take_waiting(address):
+            return
+        _log.info("%s: call %s: %s came online; inviting it", self._name, self.call_id, address)
+        await self._invite(address)
 
     async def _invite(self, address: str) -> None:
         session, sdp = await self._endpoint.prepared_offer(
@@ -338,7 +358,7 @@ class Call:
             "sdp": sdp,
             "video": self._video,
             "profile": self._endpoint.profile_json(),
-            "ring_timeout_ms": int(self.props.ring_timeout_s * 1000),
+            "ring_timeout_ms": int(self._ring_time_left() * 1000),
         }
         challenge = self._door.issue(address)  # every invite its own
         if challenge is not None:
@@ -352,7 +372,13 @@ class Call:
             _log.error("%s: invite to %s failed: %s", self._name, address, err)
             await self.leg_failed(address, CallStatus.UNREACHABLE)
 
+    def _ring_time_left(self) -> float:
+        """What is left of the ring timeout (all of it for the first invites)."""
+        return max(0.0, self._ring_deadline - self._endpoint.now())
+
     async def _connect_timeout(self) -> None:
+        if self._legs.wakeable_waiting():
+            return  # a phone being woken may take longer to connect: the ring timeout decides
         if not self.is_ended() and not any(leg.rang for leg in self._legs):
             await self._cancel_all("unreachable")
             await self.end(CallStatus.UNREACHABLE, HangupReason.ERROR)
@@ -598,7 +624,7 @@ class Call:
             return
         leg.outcome = outcome
         await leg.session.close()
-        if self._legs.all_ended():
+        if self._legs.all_ended() and not self._legs.wakeable_waiting():
             final = self._legs.group_outcome()
             failed = final in FAILURE_REASONS
             await self.end(final, HangupReason.ERROR if failed else HangupReason.REMOTE)
@@ -684,6 +710,7 @@ class Call:
         self.hangup_reason = reason
         self.ended_at = self._endpoint.now()
         self._timers.cancel()
+        self._legs.stop_waiting()
         await self._link.close()
         await self.stop_in_call_sound()
         await self._endpoint.devices.stop_ringing()

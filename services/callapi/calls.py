@@ -14,7 +14,7 @@ import collections
 import logging
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -33,11 +33,14 @@ from services.media.local import LocalMedia
 from services.media.session import MediaSession
 from services.media.turn import TurnMinter, parse_ice_servers
 from services.signaling.contacts import Right
-from services.signaling.endpoint import Message, SignalingEndpoint
+from services.signaling.endpoint import CALL_MESSAGE_TYPES, Message, SignalingEndpoint
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
 from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[Message], Awaitable[None]]
+"""Takes a verified message that is not part of a call (``Calls.handle_messages``)."""
 
 
 def new_call_id() -> str:
@@ -107,6 +110,8 @@ class Calls:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close = CloseOnce()
+        self._other_handlers: dict[str, MessageHandler] = {}
+        self._wake_check: Callable[[str], bool] = lambda address: False
 
     @property
     def address(self) -> str:
@@ -298,6 +303,19 @@ class Calls:
         """True when ``address``'s retained presence says online."""
         return self.signaling.is_online(address)
 
+    def can_wake(self, address: str) -> bool:
+        """True when ``address`` is offline but can be woken (see :meth:`set_wake_check`)."""
+        return self._wake_check(address)
+
+    def set_wake_check(self, check: Callable[[str], bool] | None) -> None:
+        """Say which offline targets this endpoint wakes when it calls them (push).
+
+        An outgoing call to targets that are all offline ends at once with OFFLINE, unless
+        ``check`` says one of them is being woken: then the call waits for it, up to the ring
+        timeout, and invites it as soon as it comes online (a late joiner).
+        """
+        self._wake_check = check or (lambda address: False)
+
     def profile_of(self, address: str) -> UserProfile:
         """The best profile we know of ``address``: contact name, then its retained profile."""
         contact = self.signaling.contacts.get(address)
@@ -433,7 +451,24 @@ class Calls:
 
     # inbound routing --------------------------------------------------------------------------
 
+    def handle_messages(self, types: Iterable[str], handler: MessageHandler | None) -> None:
+        """Hand every verified message of ``types`` (not call messages) to ``handler``.
+
+        None takes them back: such a message is then logged and counted as ``not_handled``.
+        The Web Push registration of a door station (services/push) uses it.
+        """
+        for message_type in types:
+            if message_type in CALL_MESSAGE_TYPES:
+                raise ValueError(f"{message_type!r} is a call message: the call core handles it")
+            if handler is None:
+                self._other_handlers.pop(message_type, None)
+            else:
+                self._other_handlers[message_type] = handler
+
     async def _on_message(self, message: Message) -> None:
+        if message.type not in CALL_MESSAGE_TYPES:
+            await self._on_other_message(message)
+            return
         if message.type == "invite":
             await self._on_invite(message)
             return
@@ -449,6 +484,19 @@ class Calls:
                 await call.report_dropped(message.sender, message.type, "wrong_call", detail)
             return
         self._wrong_call(message)
+
+    async def _on_other_message(self, message: Message) -> None:
+        handler = self._other_handlers.get(message.type)
+        if handler is None:
+            self.count_dropped("not_handled")
+            _log.info(
+                "%s: %s from %s dropped: nothing here handles it",
+                self.address,
+                message.type,
+                message.sender,
+            )
+            return
+        await handler(message)
 
     def _wrong_call(self, message: Message) -> None:
         active = self.active_call
@@ -523,7 +571,12 @@ class Calls:
 
     def _on_presence(self, address: str, online: bool) -> None:
         call = self.active_call
-        if call is None or address not in call.legs:
+        if call is None:
+            return
+        if online and call.waits_for(address):
+            self.spawn(call.invite_late_joiner(address))
+            return
+        if address not in call.legs:
             return
         if online:
             call.peer_came_online(address)

@@ -2,7 +2,9 @@
 
 An outgoing call rings every target at once, one leg each; the first leg to accept
 becomes the winner and the others are closed with "answered elsewhere". A closed leg is
-remembered, so its late messages are expected rather than refused.
+remembered, so its late messages are expected rather than refused. A target that was
+offline when the call started is waited for: if it comes online while the call still
+rings (a phone woken by a push), it gets its own leg then (a late joiner).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Legs:
         self.by_address: dict[str, Leg] = {}
         self.winner: str | None = None
         self._former: set[str] = set()
+        self._waiting: dict[str, bool] = {}  # offline target -> the endpoint can wake it
 
     def __contains__(self, address: object) -> bool:
         return address in self.by_address
@@ -61,6 +64,28 @@ class Legs:
         """True when video from ``address`` is the call's video (no winner yet, or it)."""
         active = self.active()
         return active is None or active is self.by_address.get(address)
+
+    def wait_for(self, address: str, *, wakeable: bool) -> None:
+        """``address`` was offline when the call started: invite it if it comes online."""
+        self._waiting[address] = wakeable
+
+    def waits_for(self, address: str) -> bool:
+        """True for an offline target still waited for (no leg yet, no winner)."""
+        return self.winner is None and address in self._waiting
+
+    def take_waiting(self, address: str) -> bool:
+        """Stop waiting for ``address`` (it gets a leg now); False if it was not waited for."""
+        return self.waits_for(address) and self._waiting.pop(address, None) is not None
+
+    def wakeable_waiting(self) -> list[str]:
+        """The offline targets still waited for that the endpoint woke (pushed)."""
+        if self.winner is not None:
+            return []
+        return [address for address, wakeable in self._waiting.items() if wakeable]
+
+    def stop_waiting(self) -> None:
+        """The ring is over (answered, cancelled, timed out): invite nobody else."""
+        self._waiting.clear()
 
     def retire(self, address: str) -> Leg | None:
         """Stop ringing ``address``: forget its leg, remember that it was one."""

@@ -47,6 +47,10 @@ class CallEndpoint(Protocol):
         """True when ``address``'s presence says online."""
         ...
 
+    def can_wake(self, address: str) -> bool:
+        """True when ``address`` is offline but can be woken (a phone with a push subscription)."""
+        ...
+
     def profile_of(self, address: str) -> UserProfile:
         """The best profile known of ``address``."""
         ...

@@ -9,7 +9,10 @@
 - ``unlock`` from the answering party (checked by the Call API) -> ``DoorOpener``: one
   relay pulse per fresh request, rate-limited, recorded; the door-release input at the
   door (the inside "exit" button) pulses the relay directly;
-- a visitor snapshot from the door's own camera at ring time.
+- a visitor snapshot from the door's own camera at ring time;
+- Web Push (services/push, when configured): phones register with signed messages; a press
+  pushes every subscribed phone of the ring group beside the invites, and a subscribed phone
+  that is offline counts as being woken (``Calls.set_wake_check``): the call waits for it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from av import VideoFrame
 
@@ -29,6 +33,7 @@ from services.intercom.door_opener import DoorOpener, ReleaseRecord
 from services.intercom.service import IntercomService
 from services.intercom.settings import IntercomSettings
 from services.intercom.snapshots import SnapshotStore
+from services.push.service import PushService
 from services.signaling.contacts import Right
 
 _log = logging.getLogger(__name__)
@@ -45,8 +50,11 @@ class DoorStation(IntercomService):
         *,
         call_log: CallLog | None = None,
         snapshots: SnapshotStore | None = None,
+        push: PushService | None = None,
     ) -> None:
         super().__init__(calls, io, settings, call_log=call_log, snapshots=snapshots)
+        self.push = push
+        """Web Push to the phones of the ring group (None: not configured)."""
         self.opener = DoorOpener(
             io.relay, per_minute=settings.unlock_per_minute, on_record=self._released
         )
@@ -56,6 +64,10 @@ class DoorStation(IntercomService):
         """Take the doorbell and the door relay."""
         await super().start()
         self.calls.set_unlock_handler(self.opener)
+        if self.push is not None:  # started and closed by its owner (the composition root)
+            self.push.use_targets(lambda: self.settings.targets)
+            self.calls.handle_messages(self.push.request_types, self.push.registrar.on_message)
+            self.calls.set_wake_check(self.push.can_wake)  # an offline phone is waited for
         self.spawn(self.prewarm())
 
     async def prewarm(self) -> None:
@@ -67,6 +79,9 @@ class DoorStation(IntercomService):
     async def close(self) -> None:
         """Stop taking presses and release requests."""
         self.calls.set_unlock_handler(None)
+        if self.push is not None:
+            self.calls.handle_messages(self.push.request_types, None)
+            self.calls.set_wake_check(None)
         await super().close()
         await self.opener.close()
 
@@ -103,9 +118,16 @@ class DoorStation(IntercomService):
                 call = self.calls.call(props)
         self.presses.append((time.time(), call is not None))
         if call is not None:
+            if self.push is not None:  # beside the invites: a slow push service delays nothing
+                self.spawn(self._push_ring(call, props))
             await call.start(self.watch(call))
             self.spawn(self._snapshot_from_camera(call))
         return call
+
+    async def _push_ring(self, call: Call, props: CallProperties) -> None:
+        assert self.push is not None
+        targets = [t.address for t in props.targets()]
+        await self.push.ring(call.call_id, targets, props.ring_timeout_s)
 
     def _ring_properties(self) -> CallProperties:
         props = self.calls.create_call_properties(video=self.settings.video)
@@ -146,6 +168,13 @@ class DoorStation(IntercomService):
         call = self.calls.active_call
         if call is not None and call.call_id == record.call_id:
             self.note(call, "door opened" if record.opened else f"release refused: {record.reason}")
+
+    def status(self) -> dict[str, Any]:
+        """The call service's status, and Web Push's when configured."""
+        result = super().status()
+        if self.push is not None:
+            result["push"] = self.push.status()
+        return result
 
     # incoming calls: "monitor" ------------------------------------------------------------------
 

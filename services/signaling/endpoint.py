@@ -41,11 +41,18 @@ from services.signaling.replay import ReplayGuard
 from services.signaling.topics import valid_name
 from services.tasks import cancel_and_wait
 
-__all__ = ["MESSAGE_TYPES", "InviteRateLimit", "Message", "SignalingEndpoint"]
+__all__ = [
+    "CALL_MESSAGE_TYPES",
+    "MESSAGE_TYPES",
+    "PUSH_MESSAGE_TYPES",
+    "InviteRateLimit",
+    "Message",
+    "SignalingEndpoint",
+]
 
 _log = logging.getLogger(__name__)
 
-MESSAGE_TYPES = frozenset(
+CALL_MESSAGE_TYPES = frozenset(
     {
         "invite",
         "ringing",
@@ -65,6 +72,10 @@ MESSAGE_TYPES = frozenset(
         "ack",
     }
 )
+"""The messages of a call (docs/protocol.md, "Messages"): the call core handles them."""
+PUSH_MESSAGE_TYPES = frozenset({"push_subscribe", "push_unsubscribe", "push_status"})
+"""Web Push registration (docs/protocol.md, "Web Push"): not part of any call."""
+MESSAGE_TYPES = CALL_MESSAGE_TYPES | PUSH_MESSAGE_TYPES
 MAX_ENVELOPE_BYTES = 65536
 ANNOUNCEMENTS_PER_S = 2.0
 """Presence and profile messages a second one address may keep publishing."""

@@ -183,8 +183,10 @@ async def test_busy_callee_refuses_a_second_caller_without_disturbing_the_call(
     assert pair.caller_progress.statuses == ANSWERED_CALLER
     assert pair.callee_progress.statuses == ANSWERED_CALLEE
     await grows(lambda: pair.callee_session.stats.video_frames, 10, what="video at indoor1")
-    await grows(lambda: speaker(site, "door").samples_played, 9600, what="audio at the door")
-    assert speaker(site, "door").dominant_frequency(200) == pytest.approx(660.0, abs=10)
+    # half a second heard, measured over 400 ms: one concealed frame on a busy machine
+    # must not move a 200 ms window's peak by more than the tolerance
+    await grows(lambda: speaker(site, "door").samples_played, 24000, what="audio at the door")
+    assert speaker(site, "door").dominant_frequency(400) == pytest.approx(660.0, abs=10)
 
 
 async def test_refused_by_the_app_is_notallowed(door_and_indoor: SimSite) -> None:

@@ -167,3 +167,18 @@ dh_key = "{flat["dh"]}"
     assert "9001" not in conf, "websockets_port = 0 means no websockets listener"
     for account in ("flat", "door", "phone"):
         assert f"password of {account}" in result.output
+
+
+async def test_the_cli_loads_no_media_stack_for_its_configuration_and_key_commands() -> None:
+    """`callbox config get` over SSH on a Pi must not wait for aiortc, PyAV and numpy to load."""
+    script = (
+        "import sys, device.cli; "
+        "print(sorted(m for m in ('aiortc', 'av', 'numpy', 'services.callapi.call') "
+        "if m in sys.modules))"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    assert out.decode().strip() == "[]", f"`import device.cli` loaded {out.decode().strip()}"

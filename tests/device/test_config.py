@@ -645,3 +645,47 @@ def test_a_turn_credential_is_never_echoed(body: str) -> None:
     err = refused(ice_server(body))
     assert err.key.startswith("network.ice_servers.0.")
     assert SECRET not in str(err)
+
+
+# ---------------------------------------------------------------------- [push]
+
+PUSH_DOOR = (
+    'role = "door"\naddress = "door"\nsite = "home"\ntargets = ["flat"]\n[broker]\ntls = false\n'
+)
+
+
+def test_web_push_is_off_by_default_with_the_real_push_services_allowed() -> None:
+    config = parse_config(PUSH_DOOR)
+    assert config.push.vapid_key == ""
+    assert config.push.hosts == (
+        "fcm.googleapis.com",
+        "updates.push.services.mozilla.com",
+        "*.push.apple.com",
+        "*.notify.windows.com",
+    )
+    assert load_config(EXAMPLE).push == config.push, "the example shows the defaults"
+
+
+def test_a_push_key_needs_a_subject_and_a_door() -> None:
+    err = refused(PUSH_DOOR + '[push]\nvapid_key = "/etc/callbox/vapid.key"\n')
+    assert "push.subject" in str(err) and "mailto:" in str(err)
+    indoor = PUSH_DOOR.replace('role = "door"', 'role = "indoor"')
+    err = refused(indoor + '[push]\nvapid_key = "/k"\nsubject = "mailto:a@example.org"\n')
+    assert "push.vapid_key" in str(err) and "only a door station" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "reason"),
+    [
+        ('subject = "admin@example.org"', "push.subject", "not a contact push services accept"),
+        ('subject = "https://example.org/path"', "push.subject", "no path"),
+        ('hosts = ["https://fcm.googleapis.com"]', "push.hosts.0", "not a host name"),
+        ('hosts = ["127.0.0.1:99999"]', "push.hosts.0", "port must be 1 to 65535"),
+        ('hosts = ["a.example", "a.example"]', "push.hosts", "more than once"),
+        ("max_subscriptions = 0", "push.max_subscriptions", "must be >= 1"),
+        ('vapid_key = "vapid.key"', "push.vapid_key", "absolute path"),
+    ],
+)
+def test_bad_push_keys_are_refused(line: str, key: str, reason: str) -> None:
+    err = refused(PUSH_DOOR + "[push]\n" + line + "\n")
+    assert key in str(err) and reason in str(err), str(err)

@@ -121,6 +121,29 @@ async def test_only_the_built_page_is_served_no_listings(root: Path, start_web: 
         assert b"Index of" not in raw and b"callbox-web" not in raw, path
 
 
+async def test_the_installable_page_files_are_served_with_their_types(
+    root: Path, start_web: StartWeb
+) -> None:
+    """The manifest, and the service worker at the root (its scope) from dist/sw.js, no-cache."""
+    (root / "manifest.webmanifest").write_text('{"name": "callbox"}\n')
+    (root / "dist" / "sw.js").write_text("self.addEventListener('push', () => {});\n")
+    web = await start_web("--root", root, "--listen", "127.0.0.1:0")
+    expected = {
+        "/manifest.webmanifest": "application/manifest+json",
+        "/sw.js": "text/javascript",
+        "/icons/icon-192.png": "image/png",
+    }
+    for path, kind in expected.items():
+        head = (await raw_get(web.port, path)).partition(b"\r\n\r\n")[0]
+        lines = head.decode().split("\r\n")
+        assert lines[0] == "HTTP/1.1 200 OK", (path, lines[0])
+        assert f"Content-Type: {kind}" in lines, (path, lines)
+        assert "Cache-Control: no-cache" in lines, (path, lines)
+    assert await fetch(f"{web.url}/sw.js") == "self.addEventListener('push', () => {});\n"
+    for path in ("/sw.js/", "/dist/sw.js/", "/icons/sw.js"):
+        assert (await raw_get(web.port, path)).startswith(b"HTTP/1.1 404 Not Found\r\n"), path
+
+
 async def raw_get(port: int, target: str, method: str = "GET") -> bytes:
     """Send exactly ``METHOD target`` (no client-side normalisation); the whole answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

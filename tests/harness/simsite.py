@@ -18,6 +18,7 @@ from pathlib import Path
 from device.daemon import compose_calls
 from hal.board import Board, build_sim_board
 from services.callapi.calls import Calls
+from services.callapi.listeners import IncomingListener
 from services.callapi.properties import CallProperties
 from services.media.aec import make_echo_canceller
 from services.media.ice import LOOPBACK, IcePolicy
@@ -136,6 +137,25 @@ class SimSite:
             invite_limit=InviteRateLimit(count=self.invites_per_10s, period_s=10.0),
         )
         return SimEndpoint(spec, board, identity, calls.signaling, calls)
+
+    async def reconnect(
+        self, address: str, listener: Callable[[Calls], IncomingListener] | None = None
+    ) -> SimEndpoint:
+        """Bring ``address`` back: a new endpoint with the same keys (a phone reopening its page).
+
+        ``listener`` makes the app's listener, set before the endpoint goes online (an
+        invite may be waiting for it).
+        """
+        old = self.endpoints[address]
+        await old.calls.close()
+        await old.board.close()
+        identities = {a: e.identity for a, e in self.endpoints.items()}
+        endpoint = self.build_endpoint(old.spec, identities)
+        self.endpoints[address] = endpoint
+        if listener is not None:
+            endpoint.calls.set_listener(listener(endpoint.calls))
+        await endpoint.calls.start()
+        return endpoint
 
     async def close(self) -> None:
         """Stop every endpoint, then the broker; safe to call twice."""

@@ -42,6 +42,8 @@ export class Phone {
     this.call = null;
     this.lastCall = null;
     this.framesSeen = 0;
+    /** Called with each incoming call once it rings (the page's ring requests watch it). */
+    this.onRinging = null;
     this._countFrames();
   }
 
@@ -239,6 +241,7 @@ export class Phone {
     this._startSupervision(call);
     this._timer(call, call.ringTimeoutMs + 5000, () => this._ringTimeout(call));
     this.ui.ring(true, call);
+    this.onRinging?.(call);
   }
 
   /** Answer an offer with sendrecv transceivers; our tracks go in once a person answers. */

@@ -3,6 +3,8 @@
 // actions and a JSON snapshot of its state, which the browser tests read).
 
 import { Phone } from "./call.js";
+import { PushRegistration, pushKeyBytes } from "./push.js";
+import { RingRequest, ringFromUrl } from "./ring_request.js";
 import { Peers, Signaling } from "./signaling.js";
 import { Store } from "./store.js";
 import { Ui } from "./ui.js";
@@ -39,6 +41,15 @@ export function parsePairing(encoded) {
   if (!/^wss?:\/\//.test(pairing.broker)) bad("the broker URL must start with ws:// or wss://");
   const ca = pairing.ca ?? "";
   if (typeof ca !== "string" || (ca && !SITE_CA.test(ca))) bad("the site CA fingerprint is not 32 hex pairs");
+  const pushKey = pairing.push_key ?? "";
+  if (typeof pushKey !== "string") bad("the push key is not a string");
+  if (pushKey) {
+    try {
+      pushKeyBytes(pushKey);
+    } catch (err) {
+      bad(`the push key is ${err.message}`);
+    }
+  }
   if (!Array.isArray(pairing.peers)) bad("peers missing");
   const peers = pairing.peers.map((peer) => {
     if (!peer || typeof peer.address !== "string" || !NAME.test(peer.address)) bad("a peer has a bad address");
@@ -65,7 +76,47 @@ export function parsePairing(encoded) {
     password: pairing.password,
     peers,
     ca,
+    push_key: pushKey,
   };
+}
+
+/**
+ * Not paired: show a field for the pairing link. A Home Screen app (iOS keeps its storage apart
+ * from Safari's) has no address bar to open the link in; pasting it pairs the app.
+ */
+function offerPasting() {
+  const form = document.getElementById("pair-form");
+  const input = document.getElementById("pair-link");
+  if (!form || !input) return;
+  form.hidden = false;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const match = /#pair=(.+)$/s.exec(input.value.trim());
+    try {
+      if (!match) throw new Error('The text is not a pairing link: it must contain "#pair=".');
+      parsePairing(match[1]);
+    } catch (err) {
+      app.ui.showError(err.message);
+      return;
+    }
+    location.hash = `pair=${match[1]}`;
+    location.reload();
+  });
+}
+
+/**
+ * Register the service worker (web/src/sw.js, served as /sw.js: its scope is the page's root)
+ * that caches the page's shell and shows the door's push notifications. Null without one.
+ */
+async function registerWorker() {
+  if (!("serviceWorker" in navigator)) return null;
+  try {
+    await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    return await navigator.serviceWorker.ready;
+  } catch (err) {
+    console.warn("callbox: no service worker (no offline page, no push)", err);
+    return null;
+  }
 }
 
 class App {
@@ -79,6 +130,9 @@ class App {
     this.peers = null;
     this.signaling = null;
     this.phone = null;
+    this.push = null;
+    this.ringRequest = null;
+    this.worker = registerWorker();
     this.log = [];
     this.connection = "connecting";
     this.connectionError = null;
@@ -95,13 +149,16 @@ class App {
       pinned: await this.store.pinned(),
       ownKeys: this.identity.publicKeys,
       save: (pinned) => this.store.savePinned(pinned),
-      onChange: () => this.ui.changed(),
+      onChange: () => {
+        this.ui.changed();
+        this.push?.sync();
+      },
     });
     this.signaling = new Signaling({
       pairing: this.pairing,
       identity: this.identity,
       peers: this.peers,
-      onMessage: (message) => this.phone.onMessage(message),
+      onMessage: (message) => this._message(message),
       onRejected: (err) => this.phone.onRejected(err),
       onState: (state, error) => this._connectionState(state, error),
       onPresence: (address, online) => this.phone.onPresence(address, online),
@@ -117,10 +174,58 @@ class App {
         this.log = await this.store.addLog(entry);
       },
     });
+    this.push = new PushRegistration({
+      pairing: this.pairing,
+      signaling: this.signaling,
+      peers: this.peers,
+      store: this.store,
+      onChange: () => this.ui.changed(),
+    });
+    this.ringRequest = new RingRequest({ phone: this.phone, ui: this.ui });
+    this.phone.onRinging = (call) => this.ringRequest.ringing(call);
+    this._ringFromUrl();
+    this._listenToWorker();
     this.ui.bind(actions);
     window.addEventListener("pagehide", () => this.signaling.farewell(this.phone.farewell()));
     this.ui.changed();
+    this.worker
+      .then((registration) => this.push.start(registration))
+      .catch((err) => console.warn("callbox: push registration check failed", err));
     await this.signaling.connect();
+  }
+
+  /** Opened from a notification (`?ring=<call id>&action=…`): join that call when invited. */
+  _ringFromUrl() {
+    const ring = ringFromUrl(location.href);
+    if (location.search) history.replaceState(null, "", location.pathname + location.hash);
+    if (ring) this.ringRequest.want(ring);
+  }
+
+  /** The worker tells an open page which call a notification click was for. */
+  _listenToWorker() {
+    if (!("serviceWorker" in navigator)) return;
+    navigator.serviceWorker.addEventListener("message", (event) => {
+      const data = event.data ?? {};
+      if (data.type === "callbox-ring") {
+        const url = new URL("/", location.origin);
+        url.searchParams.set("ring", String(data.callId ?? ""));
+        url.searchParams.set("action", String(data.action ?? ""));
+        const ring = ringFromUrl(url.href);
+        if (ring) this.ringRequest.want(ring);
+      } else if (data.type === "callbox-push") {
+        console.info(`callbox: ${data.door} rings (push ${data.callId}); its invite follows`);
+      }
+    });
+    navigator.serviceWorker.startMessages();
+  }
+
+  /** A verified message: push registration replies here, everything else to the calls. */
+  async _message(message) {
+    if (message.type === "push_status") {
+      this.push.onStatus(message);
+      return;
+    }
+    await this.phone.onMessage(message);
   }
 
   async _pairing() {
@@ -140,6 +245,7 @@ class App {
     }
     this.pairing = await this.store.pairing();
     if (!this.pairing) {
+      offerPasting();
       throw new Error(
         'This phone is not paired yet: open the pairing link that "callbox keys pair-web" prints.',
       );
@@ -159,6 +265,7 @@ class App {
 
   _connectionState(state, error) {
     this.connection = state;
+    if (state === "online") this.push?.sync();
     if (error) {
       if (this.connectionError !== error) this.ui.showError(error);
       this.connectionError = error;
@@ -181,6 +288,9 @@ class App {
       call: this.phone?.callSnapshot() ?? null,
       lastCall: this.phone?.lastCall ?? null,
       log: this.log.map((entry) => ({ ...entry })),
+      push: this.push?.snapshot() ?? null,
+      ringRequest: this.ringRequest?.snapshot() ?? null,
+      controlled: Boolean(navigator.serviceWorker?.controller),
       rejections: { ...(this.signaling?.rejections ?? {}) },
       dropped: { ...(this.signaling?.dropped ?? {}) },
     };
@@ -201,6 +311,14 @@ const actions = {
   setMuted: (muted = {}) => needPhone().setMuted(muted),
   openDoor: () => needPhone().openDoor(),
   viewDoor: (address) => needPhone().viewDoor(address ?? null),
+  enablePush: () => {
+    if (!app.push) throw new Error("the phone is not ready");
+    return app.push.enable();
+  },
+  disablePush: () => {
+    if (!app.push) throw new Error("the phone is not ready");
+    return app.push.disable();
+  },
   confirmKeyChange: async (address) => {
     await app.peers.confirm(address);
     app.ui.changed();

@@ -23,6 +23,20 @@ const STATUS_TEXT = {
   SECURITYERROR: "security error: someone may be tampering with the call",
 };
 
+const PUSH_TEXT = {
+  unsupported: "This browser cannot receive notifications from the door: the phone rings only while this page is open.",
+  "no-key":
+    "This phone's pairing link has no push key (the site has none yet, or the link is older): pair it again with a new link to get notifications.",
+  off: "Off: this phone rings only while this page is open.",
+  blocked: "Notifications are blocked for this page: allow them in the browser's site settings.",
+  on: "On: a doorbell press shows a notification on this phone even when the page is closed.",
+  error: "Notifications could not be turned on.",
+};
+
+const HOME_SCREEN_HINT =
+  "On iPhone and iPad, notifications work only when this page is opened from the Home Screen " +
+  "(iOS 16.4 or newer): tap Share, then Add to Home Screen, and open callbox from there.";
+
 const CONNECTION_TEXT = {
   connecting: "Connecting…",
   online: "Online",
@@ -116,6 +130,11 @@ export class Ui {
       unlockResult: $("unlock-result"),
       callPanel: $("call"),
       remoteMuted: $("remote-muted"),
+      pushState: $("push-state"),
+      pushHint: $("push-hint"),
+      pushDoors: $("push-doors"),
+      pushEnable: $("push-enable"),
+      pushDisable: $("push-disable"),
     };
     this.remoteVideo = $("remote-video");
     this.remoteAudio = $("remote-audio");
@@ -162,6 +181,8 @@ export class Ui {
     on(this.el.viewDoor, () => actions.viewDoor());
     on(this.el.keyChangeConfirm, () => this._keyChangeFor && actions.confirmKeyChange(this._keyChangeFor));
     on(this.el.errorClear, () => this.clearError());
+    on(this.el.pushEnable, () => actions.enablePush());
+    on(this.el.pushDisable, () => actions.disablePush());
   }
 
   /** Show an error the person should notice (until cleared or replaced). */
@@ -279,6 +300,8 @@ export class Ui {
         : `Door not opened: ${unlock.reason}`
       : "";
 
+    this._renderPush(s);
+
     el.callLog.replaceChildren(
       ...s.log.slice(0, 20).map((entry) => {
         const li = this.doc.createElement("li");
@@ -289,6 +312,34 @@ export class Ui {
         li.textContent = `${when} ${arrow} ${name}: ${entry.missed ? "missed" : STATUS_TEXT[entry.status] ?? entry.status}${duration}`;
         li.dataset.status = entry.status;
         if (entry.missed) li.classList.add("missed");
+        return li;
+      }),
+    );
+  }
+
+  _renderPush(s) {
+    const el = this.el;
+    const push = s.push;
+    if (!push || !el.pushState) return;
+    el.pushState.textContent = push.error ? `${PUSH_TEXT.error} ${push.error}` : PUSH_TEXT[push.state];
+    el.pushState.dataset.state = push.state;
+    el.pushHint.hidden = !push.homeScreenFirst;
+    el.pushHint.textContent = push.homeScreenFirst ? HOME_SCREEN_HINT : "";
+    const canEnable = push.state === "off" || push.state === "error";
+    el.pushEnable.hidden = !canEnable;
+    el.pushEnable.disabled = push.homeScreenFirst;
+    el.pushDisable.hidden = push.state !== "on";
+    el.pushDoors.replaceChildren(
+      ...(push.state === "on" ? Object.entries(push.doors) : []).map(([address, door]) => {
+        const li = this.doc.createElement("li");
+        const name = s.peers[address]?.name ?? address;
+        let text = "waiting for it to come online";
+        if (door.error) text = `refused: ${door.error}`;
+        else if (door.subscribed === true) text = "rings this phone";
+        else if (door.subscribed === false) text = "does not ring this phone";
+        else if (door.sent) text = "registering…";
+        li.textContent = `${name}: ${text}`;
+        li.dataset.address = address;
         return li;
       }),
     );

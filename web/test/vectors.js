@@ -694,7 +694,9 @@ async function runVectors(vectors) {
     const msg = await r.receive(text);
     eq([msg.type, msg.from, msg.body.digit], ["dtmf", "phone", 11], "message between generated identities");
     eq(await safetyNumber(a.publicKeys, b.publicKeys), await safetyNumber(b.publicKeys, a.publicKeys), "symmetric");
-    if (!MESSAGE_TYPES.has("unlock_result") || MESSAGE_TYPES.size !== 16) throw new Error("MESSAGE_TYPES");
+    if (!MESSAGE_TYPES.has("unlock_result") || !MESSAGE_TYPES.has("push_status") || MESSAGE_TYPES.size !== 19) {
+      throw new Error("MESSAGE_TYPES");
+    }
   });
 
   return { passed, failed };

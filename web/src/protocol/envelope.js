@@ -39,6 +39,7 @@ export const HKDF_INFO = UTF8.encode("callbox/v1 body");
 export const MESSAGE_TYPES = new Set([
   "invite", "ringing", "answer", "accept", "busy", "decline", "cancel", "hangup",
   "mute", "dtmf", "reoffer", "reanswer", "restart", "unlock", "unlock_result", "ack",
+  "push_subscribe", "push_unsubscribe", "push_status",
 ]);
 
 const ENVELOPE_FIELDS = ["v", "type", "call_id", "from", "to", "ts", "nonce", "body", "sig"];

@@ -1,0 +1,194 @@
+"""A phone registers with the door in a signed message; the doorbell pin pushes it.
+
+Real parts throughout: the door and indoor unit are device apps from callbox.toml files on
+MockFactory pins, the phone a Call API endpoint, all on a real mosquitto; the pushes go over
+HTTP to a local push service that checks the VAPID token and decrypts the body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from harness.push_site import (
+    DOOR,
+    FLAT,
+    INTRUDER,
+    PHONE,
+    STRANGER,
+    PushPhone,
+    PushSite,
+    phone_calls,
+)
+from support import wait_for
+
+from services.callapi import CallProperties, Calls, IncomingListener, UserProfile
+from services.push.sender import Outcome
+from services.push.store import STORE_FILE
+from services.signaling.errors import RejectReason
+
+
+async def test_a_subscribed_phone_gets_the_ring_online_or_not(push_site: PushSite) -> None:
+    phone = push_site.phones[PHONE]
+    sub = push_site.endpoint.new_subscriber()
+    assert await phone.subscribe(sub) == {"subscribed": True, "error": ""}
+    stored = json.loads((Path(push_site.site[DOOR].config.state_dir) / STORE_FILE).read_text())
+    assert [s["address"] for s in stored["subscriptions"]] == [PHONE]
+
+    pressed = await push_site.press()
+    await wait_for(lambda: push_site.endpoint.deliveries(sub), "the push")
+    (delivery,) = push_site.endpoint.deliveries(sub)
+    call = push_site.door.calls.active_call
+    assert call is not None
+    assert delivery.payload == {
+        "v": 1,
+        "type": "ring",
+        "door": DOOR,
+        "name": "Door",
+        "call_id": call.call_id,
+        "at_ms": delivery.payload["at_ms"],
+        "ring_timeout_ms": 30000,
+    }
+    assert abs(delivery.payload["at_ms"] / 1000 - time.time()) < 10
+    assert (delivery.headers["urgency"], delivery.headers["ttl"]) == ("high", "30")
+    (result,) = push_site.push.notifier.results
+    assert result.outcome is Outcome.SENT
+    assert result.sent_at is not None and pressed < result.sent_at < delivery.at
+    assert push_site.door.status()["push"] == {  # what `callbox status` shows
+        "subscribed": [PHONE],
+        "refused_registrations": 0,
+        "last_pushes": [{"to": PHONE, "outcome": "sent", "status": 201}],
+    }
+
+    # the phone's page closed: it is offline, and still woken
+    await push_site.hang_up()
+    await phone.calls.close()
+    door_signaling = push_site.door.calls.signaling
+    await door_signaling.wait_presence(PHONE, False, timeout=10)
+    await push_site.press()
+    await wait_for(lambda: len(push_site.endpoint.deliveries(sub)) == 2, "the second push")
+
+
+async def test_only_paired_phones_may_subscribe(push_site: PushSite) -> None:
+    sub = push_site.endpoint.new_subscriber()
+    answer = await push_site.phones[STRANGER].subscribe(sub)
+    assert answer["subscribed"] is False
+    assert "neither a browser phone" in answer["error"]
+
+    rejected = push_site.door.calls.signaling.rejected
+    before = rejected[RejectReason.UNKNOWN_SENDER]
+    await push_site.phones[INTRUDER].send("push_subscribe", sub.subscribe_body())
+    await wait_for(lambda: rejected[RejectReason.UNKNOWN_SENDER] > before, "the intruder refused")
+    assert push_site.phones[INTRUDER].statuses.empty()
+    assert push_site.push.store.addresses() == []
+
+
+async def test_a_subscription_must_point_to_an_allowed_push_service(push_site: PushSite) -> None:
+    phone = push_site.phones[PHONE]
+    sub = push_site.endpoint.new_subscriber()
+    cases = {
+        "http://192.168.1.10/push/x": "only https://",
+        "https://192.168.1.10/push/x": "not an allowed push service",
+        "https://fcm.googleapis.com.evil.example/x": "not an allowed push service",
+    }
+    for url, why in cases.items():
+        body = sub.subscribe_body()
+        body["subscription"]["endpoint"] = url
+        answer = await phone.request("push_subscribe", body)
+        assert answer["subscribed"] is False and why in answer["error"], (url, answer)
+    body = sub.subscribe_body()
+    body["subscription"]["keys"]["auth"] = "AAAA"
+    answer = await phone.request("push_subscribe", body)
+    assert "auth must be 16 bytes" in answer["error"]
+    assert push_site.push.store.addresses() == []
+
+
+async def test_unsubscribe_withdraws_the_subscription(push_site: PushSite) -> None:
+    phone = push_site.phones[PHONE]
+    sub = push_site.endpoint.new_subscriber()
+    assert (await phone.subscribe(sub))["subscribed"] is True
+    assert await phone.request("push_unsubscribe", {}) == {"subscribed": False, "error": ""}
+    await push_site.press()
+    await wait_for(lambda: push_site.push.notifier.rings == 1, "the ring handled")
+    assert push_site.endpoint.answered == []
+
+
+async def test_a_gone_subscription_is_removed_and_not_pushed_again(push_site: PushSite) -> None:
+    sub = push_site.endpoint.new_subscriber()
+    assert (await push_site.phones[PHONE].subscribe(sub))["subscribed"] is True
+    sub.status = 410
+    await push_site.press()
+    await wait_for(lambda: push_site.push.notifier.rings == 1, "the ring handled")
+    assert push_site.endpoint.answered == [(sub.token, 410)]
+    assert push_site.push.store.addresses() == []
+    await push_site.hang_up()
+    await push_site.press()
+    await wait_for(lambda: push_site.push.notifier.rings == 2, "the second ring handled")
+    assert push_site.endpoint.answered == [(sub.token, 410)]
+
+
+async def test_a_slow_push_service_does_not_delay_the_invite(push_site: PushSite) -> None:
+    sub = push_site.endpoint.new_subscriber()
+    assert (await push_site.phones[PHONE].subscribe(sub))["subscribed"] is True
+    sub.delay_s = 5.0  # longer than the door's 1 s per push
+    flat = push_site.flat_calls()
+    pressed = await push_site.press()
+    await wait_for(lambda: flat.active_call is not None, "the indoor unit ringing")
+    rang = time.monotonic()
+    assert push_site.push.notifier.rings == 0, "the invite waited for the push"
+    assert rang - pressed < 2.0
+    await wait_for(lambda: push_site.endpoint.requests_started, "the push at the push service")
+    await wait_for(lambda: push_site.push.notifier.rings == 1, "the push given up")
+    (result,) = push_site.push.notifier.results
+    assert result.outcome is Outcome.FAILED and "no answer within 1 s" in result.detail
+    assert push_site.push.store.addresses() == [PHONE], "a slow service keeps the subscription"
+
+
+async def test_registrations_are_rate_limited_per_phone(push_site: PushSite) -> None:
+    phone = push_site.phones[PHONE]
+    sub = push_site.endpoint.new_subscriber()
+    answers = [await phone.subscribe(sub) for _ in range(6)]
+    assert [a["subscribed"] for a in answers] == [True] * 6, "the kept one stays subscribed"
+    assert [a["error"] for a in answers[:5]] == [""] * 5
+    assert "more than 5 push registrations at once" in answers[5]["error"]
+    assert push_site.push.registrar.refused == 1
+
+
+class TakesCalls(IncomingListener):
+    """A phone's page that rings for every call (the page's user then answers)."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+
+    def on_incoming(self, profile: UserProfile, video: bool) -> CallProperties:
+        return self.calls.create_call_properties(video)
+
+
+async def test_a_pushed_phone_that_comes_online_joins_the_ringing_call(
+    push_site: PushSite,
+) -> None:
+    phone = push_site.phones[PHONE]
+    sub = push_site.endpoint.new_subscriber()
+    assert (await phone.subscribe(sub))["subscribed"] is True
+    identity = phone.calls.signaling.identity
+    await phone.calls.close()  # the page closed
+    await push_site.site[FLAT].close()  # and the indoor unit is off: only the phone can answer
+    door = push_site.door.calls
+    await door.signaling.wait_presence(PHONE, False, timeout=10)
+    await door.signaling.wait_presence(FLAT, False, timeout=10)
+
+    await push_site.press()
+    await wait_for(lambda: push_site.endpoint.deliveries(sub), "the push")
+    (delivery,) = push_site.endpoint.deliveries(sub)
+    call = door.active_call
+    assert call is not None and not call.is_ended(), "the door waits for the phone it woke"
+
+    # the push opened the page: it connects with the same keys and gets the invite
+    woken = PushPhone(PHONE, phone_calls(push_site.site, PHONE, identity))
+    push_site.phones[PHONE] = woken
+    woken.calls.set_listener(TakesCalls(woken.calls))
+    await woken.start()
+    await wait_for(lambda: woken.calls.active_call is not None, "the late invite")
+    incoming = woken.calls.active_call
+    assert incoming is not None and incoming.call_id == delivery.payload["call_id"]
