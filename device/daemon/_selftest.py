@@ -18,7 +18,13 @@ from typing import Any
 
 import av
 
-from device.config import CallboxConfig, KeystoreError, identity_path, public_keys_of
+from device.config import (
+    CallboxConfig,
+    ConfigError,
+    KeystoreError,
+    identity_path,
+    public_keys_of,
+)
 from hal.backlight import Backlight, SysfsBacklight, find_backlight
 from hal.board import Board
 from hal.errors import HalError
@@ -75,7 +81,19 @@ def check_files(config: CallboxConfig) -> list[Check]:
             checks.append(Check("keys", False, str(err)))
     if config.push.vapid_key:
         checks.append(check_push_key(Path(config.push.vapid_key)))
+    if config.turn.secret_file:
+        checks.append(check_turn_secret(config))
     return checks
+
+
+def check_turn_secret(config: CallboxConfig) -> Check:
+    """The site's TURN secret (``[turn]``): readable, usable; never shows the secret itself."""
+    try:
+        minter = config.turn_minter()
+    except ConfigError as err:
+        return Check("turn secret", False, err.reason)
+    assert minter is not None
+    return Check("turn secret", True, f"{config.turn.secret_file}: relay {minter.urls[0]}")
 
 
 def check_push_key(path: Path) -> Check:

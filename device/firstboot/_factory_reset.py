@@ -59,6 +59,7 @@ def reset_plan(rootfs: RootFs, config: str = CONFIG_FILE) -> list[Removal]:
         Removal("browser page TLS certificate", f"{etc}/web.crt"),
         Removal("pinned site CA", f"{etc}/site-ca.crt"),
         Removal("the site's Web Push (VAPID) key", f"{etc}/vapid.key"),
+        Removal("the site's TURN secret", f"{etc}/turn.secret"),
         *_wifi(rootfs),
         Removal("Wi-Fi country", WIFI_COUNTRY_CONF),
         *_admin_keys(rootfs),

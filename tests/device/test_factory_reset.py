@@ -29,6 +29,7 @@ GONE = [
     "var/lib/callbox-broker/credentials/phone.password",
     "etc/callbox/web.key",
     "etc/callbox/site-ca.crt",
+    "etc/callbox/turn.secret",
     "etc/NetworkManager/system-connections/callbox-wifi-0.nmconnection",
     "etc/NetworkManager/system-connections/callbox-wifi-1.nmconnection",
     "etc/modprobe.d/callbox-wifi-country.conf",
@@ -62,6 +63,7 @@ def unit(tmp_path: Path) -> Path:
     (root / "var/lib/callbox-broker/credentials").mkdir(parents=True)
     (root / "var/lib/callbox-broker/credentials/phone.password").write_text("x")
     (root / "etc/callbox/web.key").write_text("key")
+    (root / "etc/callbox/turn.secret").write_text("the-site-turn-secret-0123456789\n")
     (root / "etc/NetworkManager/system-connections/mine.nmconnection").write_text("[wifi]\n")
     return root
 

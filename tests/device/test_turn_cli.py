@@ -26,6 +26,7 @@ from support import need
 
 from device.cli import main
 from device.config import ConfigError, parse_config
+from device.daemon._selftest import check_turn_secret
 from services.media.turn import credential_expiry, rest_password
 from services.signaling.siteca import ensure_site_tls, site_ca_files
 
@@ -182,3 +183,14 @@ def test_port_zero_is_refused(tmp_path: Path) -> None:
     run("turn", "secret", "--broker-config", str(tmp_path))
     result = CliRunner().invoke(main, turn_config(tmp_path, "--port", "0", "--no-tls"))
     assert result.exit_code == 2 and "port 0 must be 1 to 65535" in result.output
+
+
+def test_selftest_checks_the_turn_secret_without_showing_it(tmp_path: Path) -> None:
+    secret = tmp_path / "turn.secret"
+    secret.write_text("s" * 40 + "\n")
+    config = parse_config(MINIMAL + f"[turn]\nurls = ['{URL}']\nsecret_file = '{secret}'\n")
+    check = check_turn_secret(config)
+    assert check.ok and URL in check.detail and "s" * 40 not in check.detail
+    secret.unlink()
+    check = check_turn_secret(config)
+    assert not check.ok and f"cannot read {secret}" in check.detail
