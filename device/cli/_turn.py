@@ -9,6 +9,7 @@ otherwise). On a door station (or any unit that should mint credentials): ``turn
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,8 @@ from services.media.turn import MIN_SECRET_CHARS, new_secret
 from services.media.turnserver import TurnServerSettings, coturn_config
 from services.signaling.siteca import site_ca_files
 
+COTURN_GROUP = "turnserver"
+"""The group Debian's coturn service runs as: it must read turnserver.conf."""
 SECRET_NAME = "turn.secret"
 """The imported secret's file name, next to the unit's callbox.toml."""
 
@@ -146,7 +149,20 @@ def turn_config(
         click.echo(text, nl=False)
         return
     write_private(output, text, 0o640)
-    click.echo(f"wrote {output} (0640: it holds the secret; give group turnserver read access)")
+    group = _turnserver_group()
+    if group is not None and os.geteuid() == 0:
+        os.chown(output, 0, group)
+        click.echo(f"wrote {output} (root:{COTURN_GROUP} 0640: it holds the secret)")
+    else:
+        click.echo(f"wrote {output} (0640: it holds the secret; coturn's group must read it)")
+
+
+def _turnserver_group() -> int | None:
+    """The gid of Debian's coturn service group, or None when coturn is not installed."""
+    try:
+        return grp.getgrnam(COTURN_GROUP).gr_gid
+    except KeyError:
+        return None
 
 
 @turn.command("import")
