@@ -357,7 +357,7 @@ async def test_a_click_on_an_open_page_answers_the_doors_call_after_the_preview(
 
     if action == "answer":
         await wait_page(page, "s.call && s.call.status === 'CONNECTED'", "the page to answer")
-        await wait_for(lambda: call.is_answered, "the door's call answered", TIMEOUT_S)
+        await wait_for(lambda: call.is_answered(), "the door's call answered", TIMEOUT_S)
     else:
         await wait_page(page, "!s.call && s.lastCall && s.lastCall.status === 'CANCEL'", "declined")
         await wait_for(lambda: call.status.value & 0x40, "the door's call to end", TIMEOUT_S)
@@ -602,7 +602,7 @@ async def test_doorbell_push_answer_preview_door_release_hang_up(
         preview_ms = (time.perf_counter() - opened_at) * 1000
         _log.info("page opened -> first preview frame: %.0f ms", preview_ms)
         await wait_page(phone, "s.call && s.call.status === 'CONNECTED'", "the page to answer")
-        await wait_for(lambda: call.is_answered, "the door's call answered", TIMEOUT_S)
+        await wait_for(lambda: call.is_answered(), "the door's call answered", TIMEOUT_S)
         request = (await page_snapshot(phone))["ringRequest"]
         assert request["state"] == "answered" and request["previewFrames"] > 0
 
