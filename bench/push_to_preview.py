@@ -18,6 +18,8 @@ page, offline on the broker):
   notification in ``registration.getNotifications()`` (polled every 5 ms);
 - **notification -> page opened**: the worker's Answer click handler run (no test can click a
   notification) and the page opened at the URL it asks for;
+- **opened -> loaded**: the page opened -> its ``DOMContentLoaded`` handlers done (the
+  navigation entry), before it connects;
 - **opened -> online**: the page opened -> the door sees the phone online on the broker;
 - **opened -> first preview frame**: the page opened -> the first frame of the door's video
   presented in ``#remote-video`` (``requestVideoFrameCallback``: the door's invite to the late
@@ -49,6 +51,7 @@ from typing import Any
 
 import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from audio_latency import summary
+from browser_call import WATCH_FIRST_FRAME as WATCH_REMOTE_VIDEO
 from harness.phonesite import PHONE, PhoneSite, only_loopback, open_browser, start_phone_site
 from harness.push_endpoint import PushEndpoint, Subscriber
 from harness.push_page import (
@@ -74,28 +77,20 @@ WOKEN = (
     "pin_to_push_received_ms",
     "delivered_to_notification_ms",
     "notification_to_opened_ms",
+    "opened_to_loaded_ms",
     "opened_to_online_ms",
     "opened_to_preview_ms",
     "delivered_to_preview_ms",
     "pin_to_preview_ms",
 )
 
-# In every document: window.__watchFirstFrame() (run once loaded) keeps, in
+# In every document of the phone page: window.__watchFirstFrame() (run once loaded) keeps, in
 # window.__bench.first, the wall time of the next frame presented in #remote-video.
-WATCH_FIRST_FRAME = """
-window.__watchFirstFrame = () => {
-  const video = document.querySelector('#remote-video');
-  if (!video) return;
-  window.__bench = {first: null};
-  const tick = (now, meta) => {
-    if (window.__bench.first === null) {
-      window.__bench.first = performance.timeOrigin + meta.presentationTime;
-    }
-    video.requestVideoFrameCallback(tick);
-  };
-  video.requestVideoFrameCallback(tick);
-};
-addEventListener('DOMContentLoaded', () => window.__watchFirstFrame());
+WATCH_FIRST_FRAME = f"""
+window.__watchFirstFrame = {WATCH_REMOTE_VIDEO};
+addEventListener('DOMContentLoaded', () => {{
+  if (document.querySelector('#remote-video')) window.__watchFirstFrame();
+}});
 """
 
 
@@ -191,6 +186,10 @@ async def woken_ring(
     await page.goto(clicked["url"])
     preview = await first_frame(page)
     online_at = await presence
+    loaded = await page.evaluate(
+        "() => performance.timeOrigin"
+        " + performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd"
+    )
     await wait_page(page, "s.call && s.call.status === 'CONNECTED'", "the page to answer")
     await end_call(site, call, page)
     return {
@@ -198,6 +197,7 @@ async def woken_ring(
         "pin_to_push_received_ms": mono_to_wall_ms(received.at) - pressed,
         "delivered_to_notification_ms": shown - delivered,
         "notification_to_opened_ms": opened - shown,
+        "opened_to_loaded_ms": float(loaded) - opened,
         "opened_to_online_ms": online_at - opened,
         "opened_to_preview_ms": preview - opened,
         "delivered_to_preview_ms": preview - delivered,

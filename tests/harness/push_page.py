@@ -188,8 +188,8 @@ class PushDelivery:
         or "<tag>: shown: missed"), polled every 5 ms inside the worker. Never poll
         ``getNotifications()`` until then: Chromium drops from its notification database a
         notification that a concurrent ``getNotifications()`` finds written but not yet
-        displayed, and it never shows (3 of 75 pushes polled every 5 to 50 ms; none of 25
-        read after this).
+        displayed, and it never shows (7 of 85 pushes polled every 5 ms, 2 of 85 every 50 ms;
+        none of 85 read after this record).
         """
         worker = await worker_of(self.context, self.origin)
         at: float = await worker.evaluate(
