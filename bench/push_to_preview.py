@@ -18,8 +18,9 @@ page, offline on the broker):
   notification in ``registration.getNotifications()`` (polled every 5 ms);
 - **notification -> page opened**: the worker's Answer click handler run (no test can click a
   notification) and the page opened at the URL it asks for;
-- **opened -> loaded**: the page opened -> its ``DOMContentLoaded`` handlers done (the
-  navigation entry), before it connects;
+- **opened -> navigation / loaded**: the page opened (playwright's ``new_page`` + ``goto``,
+  standing in for Chromium opening a window on the click) -> the navigation starts
+  (``performance.timeOrigin``) / its ``DOMContentLoaded`` handlers are done, before it connects;
 - **opened -> online**: the page opened -> the door sees the phone online on the broker;
 - **opened -> first preview frame**: the page opened -> the first frame of the door's video
   presented in ``#remote-video`` (``requestVideoFrameCallback``: the door's invite to the late
@@ -77,6 +78,7 @@ WOKEN = (
     "pin_to_push_received_ms",
     "delivered_to_notification_ms",
     "notification_to_opened_ms",
+    "opened_to_navigation_ms",
     "opened_to_loaded_ms",
     "opened_to_online_ms",
     "opened_to_preview_ms",
@@ -186,9 +188,9 @@ async def woken_ring(
     await page.goto(clicked["url"])
     preview = await first_frame(page)
     online_at = await presence
-    loaded = await page.evaluate(
-        "() => performance.timeOrigin"
-        " + performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd"
+    started, loaded = await page.evaluate(
+        "() => [performance.timeOrigin, performance.timeOrigin"
+        " + performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd]"
     )
     await wait_page(page, "s.call && s.call.status === 'CONNECTED'", "the page to answer")
     await end_call(site, call, page)
@@ -197,6 +199,7 @@ async def woken_ring(
         "pin_to_push_received_ms": mono_to_wall_ms(received.at) - pressed,
         "delivered_to_notification_ms": shown - delivered,
         "notification_to_opened_ms": opened - shown,
+        "opened_to_navigation_ms": float(started) - opened,
         "opened_to_loaded_ms": float(loaded) - opened,
         "opened_to_online_ms": online_at - opened,
         "opened_to_preview_ms": preview - opened,
