@@ -37,10 +37,25 @@ import aiomqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from harness.phonesite import DOOR, PHONE, SITE, PhoneSite, snapshot_text
+from harness.phonesite import DOOR, PHONE, SITE, PhoneSite
 from harness.push_endpoint import PushEndpoint
-from harness.push_site import push_toml, vapid_on_disk
-from playwright.async_api import BrowserContext, Page, Worker
+from harness.push_page import (
+    CLICK,
+    TIMEOUT_S,
+    PushDelivery,
+    click,
+    close_the_page,
+    fake_push_service,
+    open_worker_page,
+    page_snapshot,
+    pocket,
+    subscribe_with_the_door,
+    wait_for_worker,
+    wait_page,
+    worker_of,
+)
+from harness.push_site import vapid_on_disk
+from playwright.async_api import Page
 from support import wait_for
 
 from device.config import load_or_create_identity
@@ -49,7 +64,6 @@ from services.signaling.envelope import parse, seal, verify_and_open
 from services.signaling.identity import b64u_encode
 from services.signaling.profile import signed_profile
 
-TIMEOUT_S = 15.0
 _log = logging.getLogger("browser")
 SNAPSHOT = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAP//////////////////////////2Q=="
 
@@ -76,146 +90,6 @@ def ring_payload(
     if snapshot:
         payload["snapshot"] = SNAPSHOT
     return payload
-
-
-async def page_snapshot(page: Page) -> dict[str, Any]:
-    """``window.callbox.snapshot()``."""
-    result: dict[str, Any] = await page.evaluate("() => window.callbox.snapshot()")
-    return result
-
-
-async def wait_page(page: Page, condition: str, what: str) -> None:
-    """Wait until the JS expression ``condition`` over the snapshot ``s`` holds."""
-    script = (
-        "() => { const s = window.callbox && window.callbox.snapshot(); "
-        f"return Boolean(s && ({condition})); }}"
-    )
-    try:
-        await page.wait_for_function(script, timeout=TIMEOUT_S * 1000, polling=50)
-    except Exception as err:
-        state = (
-            snapshot_text(await page_snapshot(page))
-            if await page.evaluate("() => !!window.callbox")
-            else ""
-        )
-        raise AssertionError(f"timed out waiting for the page: {what}; page: {state}") from err
-
-
-async def worker_of(context: BrowserContext, origin: str) -> Worker:
-    """The page's service worker (playwright's handle on the running worker)."""
-    for worker in context.service_workers:
-        if worker.url.startswith(origin):
-            return worker
-    started: Worker = await context.wait_for_event(
-        "serviceworker", lambda w: w.url.startswith(origin), timeout=TIMEOUT_S * 1000
-    )
-    return started
-
-
-class PushDelivery:
-    """Delivers pushes to the page's worker through the DevTools protocol."""
-
-    def __init__(self, context: BrowserContext, origin: str) -> None:
-        self.context = context
-        self.origin = origin
-        self.registrations: dict[str, str] = {}  # scope URL -> registration id
-        self.probe: Page | None = None
-
-    async def start(self) -> None:
-        """A document of the origin that is not the phone page, with a DevTools session on it."""
-        self.context.on("console", lambda m: _log.info("context %s: %s", m.type, m.text))
-        self.probe = await self.context.new_page()
-        await self.probe.goto(f"{self.origin}/icons/icon-192.png")
-        cdp = await self.context.new_cdp_session(self.probe)
-
-        def updated(event: dict[str, Any]) -> None:
-            for registration in event["registrations"]:
-                if not registration.get("isDeleted"):
-                    self.registrations[registration["scopeURL"]] = registration["registrationId"]
-
-        cdp.on("ServiceWorker.workerRegistrationUpdated", updated)
-        await cdp.send("ServiceWorker.enable")
-        await wait_for(lambda: f"{self.origin}/" in self.registrations, "the worker's registration")
-        self.cdp = cdp
-
-    async def push(self, payload: dict[str, Any] | str) -> None:
-        """Deliver ``payload`` (JSON unless already text) as the push service would."""
-        data = payload if isinstance(payload, str) else json.dumps(payload)
-        await self.cdp.send(
-            "ServiceWorker.deliverPushMessage",
-            {
-                "origin": self.origin,
-                "registrationId": self.registrations[f"{self.origin}/"],
-                "data": data,
-            },
-        )
-
-    async def notifications(self, tag: str = "") -> list[dict[str, Any]]:
-        """What Chromium shows for the origin now (``registration.getNotifications()``)."""
-        assert self.probe is not None
-        shown: list[dict[str, Any]] = await self.probe.evaluate(
-            """async (tag) => {
-                const registration = await navigator.serviceWorker.getRegistration("/");
-                const shown = await registration.getNotifications(tag ? { tag } : {});
-                return shown.map((n) => ({
-                    title: n.title, body: n.body, tag: n.tag, image: n.image, icon: n.icon,
-                    renotify: n.renotify, requireInteraction: n.requireInteraction,
-                    actions: n.actions.map((a) => a.action + ":" + a.title), data: n.data,
-                }));
-            }""",
-            tag,
-        )
-        return shown
-
-    async def wait_notification(self, tag: str) -> dict[str, Any]:
-        """The notification with ``tag``, once shown."""
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            shown = await self.notifications(tag)
-            if shown:
-                return shown[0]
-            await asyncio.sleep(0.05)
-        worker = await worker_of(self.context, self.origin)
-        state = await worker.evaluate(
-            "async () => ({ outcomes: self.callboxWorker.outcomes(), "
-            "permission: Notification.permission, "
-            "inWorker: (await self.registration.getNotifications()).map((n) => n.tag) })"
-        )
-        raise AssertionError(
-            f"no notification {tag!r}; worker: {state}; shown: {await self.notifications()}"
-        )
-
-
-async def wait_for_worker(worker: Worker, condition: str, what: str) -> None:
-    """Wait until the JS expression ``condition`` holds in the worker."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while not await worker.evaluate(f"() => Boolean({condition})"):
-        assert time.monotonic() < deadline, f"timed out waiting in the worker for {what}"
-        await asyncio.sleep(0.05)
-
-
-async def close_the_page(page: Page, origin: str) -> None:
-    """Close the phone page and wait until its worker no longer sees it (the phone in a pocket)."""
-    context = page.context
-    await page.close()
-    worker = await worker_of(context, origin)
-    deadline = time.monotonic() + TIMEOUT_S
-    while await worker.evaluate(
-        """async () => (await clients.matchAll({ type: "window", includeUncontrolled: true }))
-            .some((c) => new URL(c.url).pathname === "/")"""
-    ):
-        assert time.monotonic() < deadline, "the worker still sees the closed page"
-        await asyncio.sleep(0.05)
-
-
-async def open_worker_page(page: Page, url: str) -> None:
-    """Open ``url`` and wait until the worker controls the page and may notify."""
-    await page.context.grant_permissions(["notifications"], origin=url.split("/#")[0].rstrip("/"))
-    await page.goto(url)
-    await page.wait_for_function(
-        "() => navigator.serviceWorker && navigator.serviceWorker.controller !== null",
-        timeout=TIMEOUT_S * 1000,
-    )
 
 
 # the notification ---------------------------------------------------------------------------
@@ -251,6 +125,7 @@ async def test_push_shows_the_ring_notification_and_missed_visitor_later(
 
     # a push that is not a ring still shows something (userVisibleOnly), naming the problem
     await delivery.push("not json")
+    await delivery.shown_at("-")  # the worker's record of a push it could not read
     deadline = time.monotonic() + TIMEOUT_S
     while not [n for n in await delivery.notifications() if n["title"] == "callbox"]:
         assert time.monotonic() < deadline, await delivery.notifications()
@@ -258,18 +133,6 @@ async def test_push_shows_the_ring_notification_and_missed_visitor_later(
 
 
 # the click ------------------------------------------------------------------------------------
-
-CLICK = """async ([tag, action]) => {
-    const [n] = await self.registration.getNotifications({ tag });
-    if (!n) return { error: "no notification " + tag };
-    const url = self.callboxWorker.clickUrl(n.data, action);
-    try {
-        const client = await self.callboxWorker.onNotificationClick(n, action);
-        return { url, client: client ? client.url : null };
-    } catch (err) {
-        return { url, error: String(err) };
-    }
-}"""
 
 
 async def test_answer_on_the_notification_opens_the_page_at_the_ringing_call(
@@ -357,7 +220,7 @@ async def test_a_click_on_an_open_page_answers_the_doors_call_after_the_preview(
 
     if action == "answer":
         await wait_page(page, "s.call && s.call.status === 'CONNECTED'", "the page to answer")
-        await wait_for(lambda: call.is_answered, "the door's call answered", TIMEOUT_S)
+        await wait_for(lambda: call.is_answered(), "the door's call answered", TIMEOUT_S)
     else:
         await wait_page(page, "!s.call && s.lastCall && s.lastCall.status === 'CANCEL'", "declined")
         await wait_for(lambda: call.status.value & 0x40, "the door's call to end", TIMEOUT_S)
@@ -369,38 +232,6 @@ async def test_a_click_on_an_open_page_answers_the_doors_call_after_the_preview(
 
 
 # subscribing ----------------------------------------------------------------------------------
-
-# The one stand-in: the browser's push service. The subscription it returns has a local endpoint
-# and keys this test made; the page's code above it (the button, the permission, the signed
-# messages) is the real one.
-FAKE_PUSH_SERVICE = """
-(() => {
-  const made = { subscription: null, unsubscribed: 0, options: null };
-  window.__pushService = made;
-  PushManager.prototype.subscribe = async function (options) {
-    made.options = {
-      userVisibleOnly: options.userVisibleOnly,
-      key: Array.from(new Uint8Array(options.applicationServerKey)),
-    };
-    const json = { endpoint: ENDPOINT, expirationTime: null, keys: KEYS };
-    made.subscription = {
-      endpoint: json.endpoint,
-      expirationTime: null,
-      options,
-      toJSON: () => json,
-      unsubscribe: async () => {
-        made.unsubscribed += 1;
-        made.subscription = null;
-        return true;
-      },
-    };
-    return made.subscription;
-  };
-  PushManager.prototype.getSubscription = async function () {
-    return made.subscription;
-  };
-})();
-"""
 
 
 async def read_inbox_message(messages: aiomqtt.client.MessagesIterator, type_: str) -> Any:
@@ -420,8 +251,7 @@ async def test_turning_push_on_registers_with_the_door_and_off_withdraws(
     vapid = p256_public_b64u()
     keys = {"p256dh": p256_public_b64u(), "auth": b64u_encode(os.urandom(16))}
     endpoint = "https://127.0.0.1:9/push/v1/phone-subscription"
-    script = FAKE_PUSH_SERVICE.replace("ENDPOINT", json.dumps(endpoint))
-    await page.add_init_script(script.replace("KEYS", json.dumps(keys)))
+    await fake_push_service(page, endpoint, keys)
     await page.context.grant_permissions(["notifications"], origin=web_server.url)
     phone_site.pairing = replace(phone_site.pairing, push_key=vapid)
     phone_keys = await phone_site.open_phone(page)
@@ -553,30 +383,17 @@ async def test_doorbell_push_answer_preview_door_release_hang_up(
     endpoint = PushEndpoint(application_server_key=vapid.application_server_key)
     await endpoint.start()
     try:
-        subscriber = endpoint.new_subscriber()
-        subscription = subscriber.subscription()
-        script = FAKE_PUSH_SERVICE.replace("ENDPOINT", json.dumps(subscription["endpoint"]))
-        await page.add_init_script(script.replace("KEYS", json.dumps(subscription["keys"])))
-        await page.context.grant_permissions(["notifications"], origin=web_server.url)
-        phone_site.pairing = replace(phone_site.pairing, push_key=vapid.application_server_key)
-        await phone_site.open_phone(page)
-        await page.wait_for_function("() => navigator.serviceWorker.controller !== null")
-        await phone_site.start_door(extra_toml=push_toml(key_path, endpoint, 5.0))
-        await wait_page(page, "s.peers.door && s.peers.door.online && s.peers.door.pinned", "door")
-
-        # the resident turns notifications on; the real door keeps the subscription
-        await page.click("#push-enable")
-        await wait_page(page, "s.push.doors.door.subscribed === true", "the door's push_status")
+        key = (vapid.application_server_key, key_path)
+        subscriber = await subscribe_with_the_door(page, phone_site, web_server.url, endpoint, key)
         assert await page.inner_text("#push-doors") == "Door: rings this phone"
 
         # the phone goes into a pocket: no page, offline on the broker
         context = page.context
         delivery = PushDelivery(context, web_server.url)
         await delivery.start()
-        await close_the_page(page, web_server.url)
+        await pocket(page, phone_site, web_server.url)
         door = phone_site.door
         assert door is not None and door.endpoint is not None
-        await door.endpoint.signaling.wait_presence(PHONE, False, timeout=TIMEOUT_S)
 
         # a visitor: the door pushes, the push service decrypts it for the phone's browser
         await phone_site.press_doorbell()
@@ -591,8 +408,7 @@ async def test_doorbell_push_answer_preview_door_release_hang_up(
         assert shown["actions"] == ["answer:Answer", "decline:Decline"]
 
         # Answer: Chromium would open this URL on the click (see the test above)
-        worker = await worker_of(context, web_server.url)
-        clicked = await worker.evaluate(CLICK, [call.call_id, "answer"])
+        clicked = await click(context, web_server.url, call.call_id, "answer")
         assert clicked["url"] == f"{web_server.url}/?ring={call.call_id}&action=answer"
         opened_at = time.perf_counter()
         phone = await context.new_page()
@@ -602,7 +418,7 @@ async def test_doorbell_push_answer_preview_door_release_hang_up(
         preview_ms = (time.perf_counter() - opened_at) * 1000
         _log.info("page opened -> first preview frame: %.0f ms", preview_ms)
         await wait_page(phone, "s.call && s.call.status === 'CONNECTED'", "the page to answer")
-        await wait_for(lambda: call.is_answered, "the door's call answered", TIMEOUT_S)
+        await wait_for(lambda: call.is_answered(), "the door's call answered", TIMEOUT_S)
         request = (await page_snapshot(phone))["ringRequest"]
         assert request["state"] == "answered" and request["previewFrames"] > 0
 
