@@ -162,8 +162,6 @@ def _parse_entry(item: object, now: float) -> IceServerEntry:
     if not isinstance(item, dict):
         raise MediaError(f"is a {type(item).__name__}, not an object")
     urls = item.get("urls")
-    if isinstance(urls, str):
-        urls = [urls]
     if not isinstance(urls, list) or not urls or len(urls) > MAX_URLS:
         raise MediaError(f"urls must be a list of 1 to {MAX_URLS} URLs")
     for url in urls:

@@ -56,7 +56,7 @@ def test_a_minter_refuses_unusable_settings(kwargs: dict[str, object], reason: s
 
 def test_valid_entries_pass_and_stun_needs_no_credentials() -> None:
     raw = [
-        {"urls": "stun:stun.home.example:3478"},
+        {"urls": ["stun:stun.home.example:3478"]},
         {"urls": [URL], "username": "2000:phone", "credential": "c"},
     ]
     usable, problems = parse_ice_servers(raw, now=1000.0)
@@ -71,6 +71,7 @@ def test_valid_entries_pass_and_stun_needs_no_credentials() -> None:
         ("turn:x", "ice_servers is a str, not a list"),
         (["turn:x"], "ice_servers[0]: is a str, not an object"),
         ([{"urls": []}], "urls must be a list of 1 to 4 URLs"),
+        ([{"urls": "stun:s.example"}], "urls must be a list of 1 to 4 URLs"),
         ([{"urls": ["turn:a"] * 5}], "urls must be a list of 1 to 4 URLs"),
         ([{"urls": [7]}], "not a string"),
         ([{"urls": ["turn:[::1]:3478"]}], "not a stun:, turn: or turns: URL"),
