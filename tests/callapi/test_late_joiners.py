@@ -49,23 +49,57 @@ async def come_online(site: SimSite, address: str) -> Answering:
 
 
 async def door_rings(
-    site: SimSite, *targets: str, wakes: set[str], ring_timeout_s: float = 30.0
+    site: SimSite,
+    *targets: str,
+    wakes: set[str],
+    ring_timeout_s: float = 30.0,
+    connect_timeout_s: float = 15.0,
 ) -> tuple[Call, Progress]:
     """The door calls ``targets``; it can wake the ones in ``wakes`` (they have a push)."""
     site["door"].calls.set_wake_check(lambda address: address in wakes)
     props = props_for(site["door"].calls, *targets)
     props.ring_timeout_s = ring_timeout_s
+    props.connect_timeout_s = connect_timeout_s
     return await place_call(site["door"].calls, props)
+
+
+async def ring_with_the_phone_away(
+    site: SimSite, ring_timeout_s: float = 30.0
+) -> tuple[Call, Progress, Answering]:
+    """The phone's page is closed; the door rings the kitchen and wakes the phone.
+
+    Returns the door's call, its progress and the kitchen's app (which takes calls).
+    """
+    await go_offline(site, "phone")
+    kitchen = Answering(site["indoor1"].calls)
+    site["indoor1"].calls.set_listener(kitchen)
+    call, progress = await door_rings(
+        site, "indoor1", "phone", wakes={"phone"}, ring_timeout_s=ring_timeout_s
+    )
+    return call, progress, kitchen
+
+
+async def ring_with_everyone_away(
+    site: SimSite, *, ring_timeout_s: float = 30.0, connect_timeout_s: float = 15.0
+) -> tuple[Call, Progress]:
+    """The kitchen and the phone are offline; the door rings both and can wake the phone."""
+    await go_offline(site, "indoor1")
+    await go_offline(site, "phone")
+    return await door_rings(
+        site,
+        "indoor1",
+        "phone",
+        wakes={"phone"},
+        ring_timeout_s=ring_timeout_s,
+        connect_timeout_s=connect_timeout_s,
+    )
 
 
 async def test_a_phone_woken_while_the_door_rings_joins_and_its_answer_wins(
     flat: SimSite,
 ) -> None:
     site = flat
-    await go_offline(site, "phone")
-    kitchen = Answering(site["indoor1"].calls)
-    site["indoor1"].calls.set_listener(kitchen)
-    call, progress = await door_rings(site, "indoor1", "phone", wakes={"phone"})
+    call, progress, kitchen = await ring_with_the_phone_away(site)
     _kitchen_call, kitchen_progress = await kitchen.next_call()
     await progress.wait_status(S.RINGING)
     assert list(call.legs) == ["indoor1"]
@@ -96,11 +130,7 @@ async def test_a_late_joiner_rings_only_for_what_is_left_of_the_ring_time(
     flat: SimSite,
 ) -> None:
     site = flat
-    await go_offline(site, "phone")
-    site["indoor1"].calls.set_listener(Answering(site["indoor1"].calls))
-    _call, progress = await door_rings(
-        site, "indoor1", "phone", wakes={"phone"}, ring_timeout_s=3.0
-    )
+    _call, progress, _kitchen = await ring_with_the_phone_away(site, ring_timeout_s=3.0)
     await progress.wait_status(S.RINGING)
     phone = await come_online(site, "phone")
     _, phone_progress = await phone.next_call()
@@ -116,12 +146,8 @@ async def test_when_every_target_is_offline_the_door_waits_for_the_one_it_woke(
     flat: SimSite,
 ) -> None:
     site = flat
-    await go_offline(site, "indoor1")
-    await go_offline(site, "phone")
-    props = props_for(site["door"].calls, "indoor1", "phone")
-    props.connect_timeout_s = 0.5  # a woken phone may take longer than this to connect
-    site["door"].calls.set_wake_check(lambda address: address == "phone")
-    call, progress = await place_call(site["door"].calls, props)
+    # a woken phone may take longer than the connect timeout to connect
+    call, progress = await ring_with_everyone_away(site, connect_timeout_s=0.5)
     await wait_for(lambda: call.waits_for("phone"), "the door waiting for the phone")
     phone = await come_online(site, "phone")
     phone_call, _phone_progress = await phone.next_call()
@@ -149,13 +175,7 @@ async def test_a_woken_phone_that_never_connects_ends_as_no_answer_at_the_ring_t
     flat: SimSite,
 ) -> None:
     site = flat
-    await go_offline(site, "indoor1")
-    await go_offline(site, "phone")
-    props = props_for(site["door"].calls, "indoor1", "phone")
-    props.connect_timeout_s = 0.2
-    props.ring_timeout_s = 1.0
-    site["door"].calls.set_wake_check(lambda address: address == "phone")
-    _, progress = await place_call(site["door"].calls, props)
+    _, progress = await ring_with_everyone_away(site, ring_timeout_s=1.0, connect_timeout_s=0.2)
     await progress.wait_until(lambda: bool(progress.hangups))
     assert progress.statuses == [S.INPROGRESS, S.NOANSWER]
 
@@ -164,10 +184,7 @@ async def test_a_unit_that_declines_does_not_end_the_ring_while_a_phone_is_being
     flat: SimSite,
 ) -> None:
     site = flat
-    await go_offline(site, "phone")
-    kitchen = Answering(site["indoor1"].calls)
-    site["indoor1"].calls.set_listener(kitchen)
-    call, progress = await door_rings(site, "indoor1", "phone", wakes={"phone"})
+    call, progress, kitchen = await ring_with_the_phone_away(site)
     kitchen_call, _ = await kitchen.next_call()
     await progress.wait_status(S.RINGING)
     await kitchen_call.hangup()  # declines
@@ -185,10 +202,7 @@ async def test_a_phone_that_comes_online_after_the_answer_is_not_invited(
     flat: SimSite,
 ) -> None:
     site = flat
-    await go_offline(site, "phone")
-    kitchen = Answering(site["indoor1"].calls)
-    site["indoor1"].calls.set_listener(kitchen)
-    call, progress = await door_rings(site, "indoor1", "phone", wakes={"phone"})
+    call, progress, kitchen = await ring_with_the_phone_away(site)
     kitchen_call, _ = await kitchen.next_call()
     await kitchen_call.answer()
     await progress.wait_status(S.CONNECTED)
