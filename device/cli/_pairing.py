@@ -36,6 +36,7 @@ from device.cli._admin import (
     parse_key_text,
     reload_daemon,
 )
+from device.cli._shared import broker_config_option
 from device.config import CallboxConfig, ConfigError, ConfigStore, Name
 from device.daemon import DaemonNotRunningError, default_control_path, request_sync
 from device.phone import Pairing, PairingError, PairingPeer
@@ -51,9 +52,6 @@ from services.signaling.broker import (
 from services.signaling.errors import SignalingError
 from services.signaling.identity import PublicKeys
 from services.signaling.siteca import read_site_tls, site_ca_files
-
-DEFAULT_BROKER_DIR = Path("/var/lib/callbox-broker")
-"""Where callbox-broker.service keeps the broker's configuration (its StateDirectory)."""
 
 DEFAULT_WEB_PORT = 8443
 """The HTTPS port of ``callbox web`` (callbox-web.service)."""
@@ -255,13 +253,7 @@ def _pin(
     help="The broker's WebSocket URL for the phone [default: wss:// (ws:// for an http page) "
     "on the page's host and this unit's broker.websockets_port].",
 )
-@click.option(
-    "--broker-config",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_BROKER_DIR,
-    show_default=True,
-    help="The site broker's directory (what `callbox broker --config` was given).",
-)
+@broker_config_option
 @click.option("--no-qr", is_flag=True, help="Print the link without its QR code.")
 @click.pass_obj
 def pair_web(

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import click
 
-from device.cli._admin import config_option, control_option, fail, load, reload_daemon
-from device.cli._pairing import DEFAULT_BROKER_DIR
+from device.cli._admin import config_option, control_option, fail, load
+from device.cli._shared import broker_config_option, install_settings
 from device.cli._siteca import directory_owner
-from device.config import ConfigError, ConfigStore
 from services.push.errors import VapidKeyError
 from services.push.vapid import (
     VAPID_KEY_NAME,
@@ -29,14 +28,6 @@ from services.push.vapid import (
     parse_vapid_pem,
     save_vapid_key,
     site_vapid_path,
-)
-
-broker_config_option = click.option(
-    "--broker-config",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_BROKER_DIR,
-    show_default=True,
-    help="The site broker's directory (what `callbox broker --config` was given).",
 )
 
 
@@ -119,12 +110,13 @@ def push_import(
     values = {"push.vapid_key": json.dumps(str(destination.resolve()))}
     if subject is not None:
         values["push.subject"] = json.dumps(subject)
-    try:
-        ConfigStore(config_path).set_many(values)
-    except ConfigError as err:
-        fail(f"the key is in {destination}, but the configuration was not changed:\n{err}", 2)
-    click.echo(f"installed the site's VAPID key {key.application_server_key[:16]}…: {destination}")
-    reload_daemon(control_path)
+    install_settings(
+        config_path,
+        values,
+        f"installed the site's VAPID key {key.application_server_key[:16]}…: {destination}",
+        control_path,
+        not_changed=f"the key is in {destination}, but the configuration was not changed",
+    )
 
 
 def _load(path: Path) -> VapidKey:

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import click
 
-from device.cli._admin import config_option, control_option, fail, reload_daemon
-from device.cli._pairing import DEFAULT_BROKER_DIR
-from device.config import ConfigError, ConfigStore
+from device.cli._admin import config_option, control_option, fail
+from device.cli._shared import broker_config_option, install_settings
 from services.addresses import is_loopback
 from services.signaling.broker import Owner, TlsFiles
 from services.signaling.errors import SignalingError
@@ -38,13 +37,6 @@ from services.signaling.siteca import (
 PINNED_CA_NAME = "site-ca.crt"
 """The pinned CA's file name, next to the unit's callbox.toml (/etc/callbox/site-ca.crt)."""
 
-broker_config_option = click.option(
-    "--broker-config",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_BROKER_DIR,
-    show_default=True,
-    help="The site broker's directory (what `callbox broker --config` was given).",
-)
 names_option = click.option(
     "--name",
     "names",
@@ -197,11 +189,9 @@ def ca_pin(certificate: Path, expected: str, config_path: Path, control_path: Pa
     if certificate.resolve() != destination.resolve():
         shutil.copyfile(certificate, destination)
     destination.chmod(0o644)
-    try:
-        ConfigStore(config_path).set_many(
-            {"broker.tls": "true", "broker.tls_ca": json.dumps(str(destination.resolve()))}
-        )
-    except ConfigError as err:
-        fail(f"not changed:\n{err}", 2)
-    click.echo(f"pinned the site CA {wanted}: {destination}")
-    reload_daemon(control_path)
+    install_settings(
+        config_path,
+        {"broker.tls": "true", "broker.tls_ca": json.dumps(str(destination.resolve()))},
+        f"pinned the site CA {wanted}: {destination}",
+        control_path,
+    )

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import click
 
-from device.cli._admin import config_option, control_option, fail, reload_daemon
-from device.cli._siteca import broker_config_option
-from device.config import ConfigError, ConfigStore
+from device.cli._admin import config_option, control_option, fail
+from device.cli._shared import broker_config_option, install_settings
 from services.media.errors import MediaError
 from services.media.turn import MIN_SECRET_CHARS, new_secret
 from services.media.turnserver import TurnServerSettings, coturn_config
@@ -181,9 +180,9 @@ def turn_import(
         "turn.urls": json.dumps(list(urls)),
         "turn.secret_file": json.dumps(str(destination.resolve())),
     }
-    try:
-        ConfigStore(config_path).set_many(values)
-    except ConfigError as err:
-        fail(f"not changed:\n{err}", 2)
-    click.echo(f"installed the TURN secret in {destination}; relay {', '.join(urls)}")
-    reload_daemon(control_path)
+    install_settings(
+        config_path,
+        values,
+        f"installed the TURN secret in {destination}; relay {', '.join(urls)}",
+        control_path,
+    )
