@@ -19,7 +19,8 @@ from typing import Any
 
 from device.daemon import compose_calls
 from hal.board import build_sim_board
-from services.callapi import Call, CallProperties, Calls, IncomingListener, UserProfile
+from harness.peer_process import AutoAnswer
+from services.callapi import Call, CallProperties, Calls
 from services.media.ice import IcePolicy
 from services.media.turn import TurnMinter
 from services.signaling.contacts import Contact, ContactBook
@@ -40,18 +41,6 @@ class ErrorLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
-
-
-class AutoAnswer(IncomingListener):
-    """Accepts every call and answers it at once."""
-
-    def __init__(self, calls: Calls) -> None:
-        self.calls = calls
-
-    def on_incoming(self, profile: UserProfile, video: bool) -> CallProperties | None:
-        props = self.calls.create_call_properties(video)
-        props.auto_answer = True
-        return props
 
 
 def build(config: dict[str, Any]) -> Calls:
