@@ -8,18 +8,10 @@ generous: the figures are statistics of a thousand packets on a shared machine.
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 from harness.impairment import Direction, Impairment
-from harness.netlab import MARKER, missing_tools
-
-ROOT = Path(__file__).resolve().parents[2]
+from private_netns import run_lab_script
 
 
 def decisions(impairment: Impairment, count: int, gap_s: float = 0.01) -> list[float | None]:
@@ -61,22 +53,7 @@ def test_a_rate_limit_serialises_and_drops_what_overflows_its_queue() -> None:
 
 
 def test_the_path_between_two_namespaces_loses_delays_and_cuts_as_configured() -> None:
-    missing = missing_tools()
-    if missing:
-        pytest.fail(f"the network lab needs {', '.join(missing)}: install util-linux, iproute2")
-    tests = str(ROOT / "tests")
-    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
-    completed = subprocess.run(
-        ["unshare", "-rn", sys.executable, str(ROOT / "tests" / "netns" / "impairment_check.py")],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path, MARKER: "1"},
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result = run_lab_script("impairment_check.py")
     assert result["clean"]["loss"] == 0.0
     lossy = result["lossy"]["measured"]
     assert 0.06 <= lossy["loss"] <= 0.14, lossy

@@ -9,47 +9,16 @@ call ends, and both sides' logs name the TURN server and say the credentials wer
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-import pytest
-from harness.netlab import MARKER, missing_tools
 from harness.turnrelay import turnserver_path
+from private_netns import run_lab_script
 from support import need
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "tests" / "netns" / "turn_call.py"
 
 
 def run_lab(scenario: str) -> dict[str, Any]:
-    missing = missing_tools()
-    if missing:
-        pytest.fail(f"the network lab needs {', '.join(missing)}: install util-linux, iproute2")
     need(turnserver_path() is not None, "turnserver (Debian's coturn)")
-    tests = str(ROOT / "tests")
-    path = os.pathsep.join(filter(None, [tests, str(ROOT), os.environ.get("PYTHONPATH")]))
-    completed = subprocess.run(
-        [
-            "unshare",
-            "-rn",
-            sys.executable,
-            str(ROOT / "tests" / "netns" / "turn_call.py"),
-            scenario,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path, MARKER: "1"},
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return result
+    return run_lab_script("turn_call.py", scenario)
 
 
 def test_the_relay_carries_a_call_the_network_does_not() -> None:
