@@ -13,9 +13,7 @@ private range denied). The page keeps its default policy (``all``); ICE must pic
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
-import signal
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.netlab import _die_with_parent, forward_tcp, run
 from harness.phonesite import (
     CHROMIUM_ARGS,
     DOOR,
@@ -80,18 +79,6 @@ RECORD_PEER_CONNECTIONS = """
 """
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
-async def sh(*argv: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await process.communicate()
-    assert process.returncode == 0, f"{' '.join(argv)}: {err.decode(errors='replace')}"
-
-
 @dataclass
 class PhoneNamespace:
     """The phone's namespace, held by a sleeping process."""
@@ -118,17 +105,17 @@ async def phone_namespace() -> AsyncIterator[PhoneNamespace]:
         )
         inside = ["nsenter", "-t", str(holder.pid), "-n"]
         # the site's LAN: a veth pair with both ends here (no dummy devices in every kernel)
-        await sh("ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
-        await sh("ip", "addr", "add", f"{DOOR_LAN}/24", "dev", "lan0")
-        await sh("ip", "link", "set", "lan0", "up")
-        await sh("ip", "link", "set", "lan1", "up")
-        await sh("ip", "link", "add", "v-phone", "type", "veth", "peer", "name", "eth0",
+        await run("ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1")
+        await run("ip", "addr", "add", f"{DOOR_LAN}/24", "dev", "lan0")
+        await run("ip", "link", "set", "lan0", "up")
+        await run("ip", "link", "set", "lan1", "up")
+        await run("ip", "link", "add", "v-phone", "type", "veth", "peer", "name", "eth0",
                  "netns", str(holder.pid))  # fmt: skip
-        await sh("ip", "addr", "add", f"{MIDDLE}/24", "dev", "v-phone")
-        await sh("ip", "link", "set", "v-phone", "up")
-        await sh(*inside, "ip", "link", "set", "lo", "up")
-        await sh(*inside, "ip", "addr", "add", f"{PHONE_ADDRESS}/24", "dev", "eth0")
-        await sh(*inside, "ip", "link", "set", "eth0", "up")
+        await run("ip", "addr", "add", f"{MIDDLE}/24", "dev", "v-phone")
+        await run("ip", "link", "set", "v-phone", "up")
+        await run(*inside, "ip", "link", "set", "lo", "up")
+        await run(*inside, "ip", "addr", "add", f"{PHONE_ADDRESS}/24", "dev", "eth0")
+        await run(*inside, "ip", "link", "set", "eth0", "up")
         yield PhoneNamespace(holder)
     finally:
         holder.kill()
@@ -138,26 +125,6 @@ async def phone_namespace() -> AsyncIterator[PhoneNamespace]:
                 "ip", "link", "del", link, stderr=asyncio.subprocess.DEVNULL
             )
             await process.wait()
-
-
-async def forward(port: int) -> asyncio.Server:
-    """Accept TCP on the middle's veth address and pipe it to the same port on loopback."""
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    return await asyncio.start_server(connected, MIDDLE, port)
 
 
 async def start_door(site: PhoneSite, relay: TurnRelay) -> DeviceApp:
@@ -200,7 +167,7 @@ async def test_default_policy_phone_reaches_the_door_only_through_the_relay(
     web_port = int(phone_site.web_url.rsplit(":", 1)[1].rstrip("/"))
     ws_port = phone_site.broker.settings.websockets_port
     assert ws_port is not None
-    servers = [await forward(web_port), await forward(ws_port)]
+    servers = [await forward_tcp(MIDDLE, port, port) for port in (web_port, ws_port)]
     phone_site.web_url = f"http://{MIDDLE}:{web_port}"
     phone_site.pairing = replace(phone_site.pairing, broker=f"ws://{MIDDLE}:{ws_port}")
     origin = phone_site.web_url

@@ -88,6 +88,26 @@ async def run(*argv: str) -> None:
         raise RuntimeError(f"{' '.join(argv)} failed: {stderr.decode(errors='replace')}")
 
 
+async def forward_tcp(host: str, port: int, target: int) -> asyncio.Server:
+    """Accept TCP on ``host:port`` and pipe each connection to ``127.0.0.1:target``."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return await asyncio.start_server(connected, host, port)
+
+
 class NetLab:
     """The middle namespace (this process's), sides A and B, and the forwarder between them."""
 

@@ -28,6 +28,7 @@ from harness.netlab import (
     _kill_namespace,
     _wait_own_namespace,
     env_with_tests_on_path,
+    forward_tcp,
     reexec_in_private_netns,
     run,
 )
@@ -87,26 +88,6 @@ class Side:
             await holder.wait()
 
 
-async def forward(host: str, port: int, target: int) -> asyncio.Server:
-    """Accept TCP on ``host:port`` and pipe each connection to ``127.0.0.1:target``."""
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    return await asyncio.start_server(connected, host, port)
-
-
 async def read_report(process: asyncio.subprocess.Process, name: str) -> dict[str, Any]:
     assert process.stdout is not None
     lines = []
@@ -136,7 +117,7 @@ async def main(scenario: str, directory: Path) -> dict[str, Any]:
         broker = await start_loopback_broker(directory, site=SITE, endpoints=tuple(SIDES))
         port = broker.settings.port
         for _, gateway, _ in SIDES.values():
-            servers.append(await forward(gateway, port, port))
+            servers.append(await forward_tcp(gateway, port, port))
         identities = {name: Identity.generate() for name in SIDES}
         processes = {}
         for name in ("phone", "door"):
