@@ -15,10 +15,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from harness.phonesite import PhoneSite
+from harness.page_ice import RECORD_PEER_CONNECTIONS, selected_pair
+from harness.phonesite import PhoneSite, wait_snapshot
 from harness.turnrelay import LOOPBACK_PEERS, TurnRelay, start_turnserver, turnserver_path
 from playwright.async_api import ConsoleMessage, Page
 from support import need, wait_for
@@ -28,42 +28,6 @@ from services.media.turn import new_secret
 
 TIMEOUT_S = 20.0
 
-RECORD_PEER_CONNECTIONS = """
-(() => {
-  const Native = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = function (config) {
-    const pc = new Native(config);
-    window.__pcs.push({ pc, config });
-    return pc;
-  };
-  window.RTCPeerConnection.prototype = Native.prototype;
-})();
-"""
-"""Test-only: keep every RTCPeerConnection the page makes, to read its config and getStats."""
-
-SELECTED_PAIR = """
-async () => {
-  const { pc, config } = window.__pcs[window.__pcs.length - 1];
-  const stats = await pc.getStats();
-  let pair = null;
-  stats.forEach((r) => {
-    if (r.type === "transport" && r.selectedCandidatePairId) {
-      pair = stats.get(r.selectedCandidatePairId);
-    }
-  });
-  const inbound = {};
-  stats.forEach((r) => { if (r.type === "inbound-rtp") inbound[r.kind] = r.packetsReceived; });
-  return {
-    policy: config.iceTransportPolicy,
-    servers: config.iceServers.map((s) => ({ urls: s.urls, username: s.username })),
-    nominated: pair ? pair.nominated : null,
-    local: pair ? stats.get(pair.localCandidateId).candidateType : null,
-    remote: pair ? stats.get(pair.remoteCandidateId).candidateType : null,
-    inbound,
-  };
-}
-"""
 
 RELAY_ONLY = """
 async () => {
@@ -117,22 +81,18 @@ async def start_door_with(site: PhoneSite, relay: TurnRelay, secret: str) -> Non
     await site.start_door(extra_toml=toml)
 
 
-async def wait_page(page: Page, condition: str, what: str) -> None:
-    script = f"() => {{ const s = window.callbox.snapshot(); return Boolean({condition}); }}"
-    try:
-        await page.wait_for_function(script, timeout=TIMEOUT_S * 1000, polling=50)
-    except Exception as err:
-        raise AssertionError(f"timed out waiting for the page: {what}") from err
-
-
 async def test_relay_only_phone_answers_through_the_relay(
     relay: TurnRelay, phone_site: PhoneSite, page: Page
 ) -> None:
     await relay_only_phone(phone_site, page)
     await start_door_with(phone_site, relay, relay.secret)
     await phone_site.press_doorbell()
-    await wait_page(page, "s.call && s.call.status === 'INCOMING'", "an incoming call")
-    await wait_page(page, "s.call && s.call.remoteVideoFrames > 5", "the visitor's video")
+    await wait_snapshot(
+        page, "s.call && s.call.status === 'INCOMING'", "an incoming call", TIMEOUT_S
+    )
+    await wait_snapshot(
+        page, "s.call && s.call.remoteVideoFrames > 5", "the visitor's video", TIMEOUT_S
+    )
     await page.click("#answer-video", timeout=TIMEOUT_S * 1000)
     assert phone_site.door is not None and phone_site.door.endpoint is not None
     calls = phone_site.door.endpoint.calls
@@ -150,7 +110,7 @@ async def test_relay_only_phone_answers_through_the_relay(
     await wait_for(
         lambda: session.stats.audio_frames > 10, "the phone's audio at the door", TIMEOUT_S
     )
-    seen: dict[str, Any] = await page.evaluate(SELECTED_PAIR)
+    seen = await selected_pair(page)
     assert seen["policy"] == "relay"
     assert seen["servers"][0]["urls"] == [relay.url]
     assert str(seen["servers"][0]["username"]).endswith(":phone")
@@ -175,7 +135,7 @@ async def test_refused_credentials_are_named_in_the_page_log(
     await start_door_with(phone_site, relay, new_secret())  # not the relay's secret
     caplog.set_level(logging.ERROR)
     await phone_site.press_doorbell()
-    await wait_page(page, "s.call", "an incoming call")
+    await wait_snapshot(page, "s.call", "an incoming call", TIMEOUT_S)
     server = f"127.0.0.1:{relay.port}"
     await wait_for(
         lambda: any(server in e and "credentials refused" in e for e in errors),

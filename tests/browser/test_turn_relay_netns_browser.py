@@ -18,10 +18,10 @@ import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from harness.netlab import _die_with_parent, forward_tcp, run
+from harness.page_ice import RECORD_PEER_CONNECTIONS, selected_pair
 from harness.phonesite import (
     CHROMIUM_ARGS,
     DOOR,
@@ -30,9 +30,10 @@ from harness.phonesite import (
     PhoneSite,
     chromium_path,
     only_loopback,
+    wait_snapshot,
 )
 from harness.turnrelay import TurnRelay, start_turnserver, turnserver_path
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import async_playwright
 from support import need, wait_for
 
 from device.daemon import DeviceApp
@@ -43,40 +44,6 @@ from services.media.ice import IcePolicy
 _log = logging.getLogger(__name__)
 TIMEOUT_S = 30.0
 MIDDLE, PHONE_ADDRESS, DOOR_LAN = "10.16.2.1", "10.16.2.2", "10.16.1.1"
-
-SELECTED_PAIR = """
-async () => {
-  const { pc, config } = window.__pcs[window.__pcs.length - 1];
-  const stats = await pc.getStats();
-  let pair = null;
-  stats.forEach((r) => {
-    if (r.type === "transport" && r.selectedCandidatePairId) {
-      pair = stats.get(r.selectedCandidatePairId);
-    }
-  });
-  const inbound = {};
-  stats.forEach((r) => { if (r.type === "inbound-rtp") inbound[r.kind] = r.packetsReceived; });
-  return {
-    policy: config.iceTransportPolicy,
-    nominated: pair ? pair.nominated : null,
-    local: pair ? stats.get(pair.localCandidateId).candidateType : null,
-    remote: pair ? stats.get(pair.remoteCandidateId).candidateType : null,
-    inbound,
-  };
-}
-"""
-RECORD_PEER_CONNECTIONS = """
-(() => {
-  const Native = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = function (config) {
-    const pc = new Native(config);
-    window.__pcs.push({ pc, config });
-    return pc;
-  };
-  window.RTCPeerConnection.prototype = Native.prototype;
-})();
-"""
 
 
 @dataclass
@@ -146,14 +113,6 @@ async def start_door(site: PhoneSite, relay: TurnRelay) -> DeviceApp:
     return app
 
 
-async def wait_page(page: Page, condition: str, what: str) -> None:
-    script = f"() => {{ const s = window.callbox.snapshot(); return Boolean({condition}); }}"
-    try:
-        await page.wait_for_function(script, timeout=TIMEOUT_S * 1000, polling=100)
-    except Exception as err:
-        raise AssertionError(f"timed out waiting for the page: {what}") from err
-
-
 async def test_default_policy_phone_reaches_the_door_only_through_the_relay(
     phone_site: PhoneSite, phone_namespace: PhoneNamespace, tmp_path: Path
 ) -> None:
@@ -195,10 +154,9 @@ async def test_default_policy_phone_reaches_the_door_only_through_the_relay(
                 assert door.endpoint is not None
                 await door.endpoint.signaling.wait_presence(PHONE, True, timeout=TIMEOUT_S)
                 await phone_site.press_doorbell()
-                await wait_page(page, "s.call && s.call.status === 'INCOMING'", "an incoming call")
-                await wait_page(
-                    page, "s.call && s.call.remoteVideoFrames > 5", "the visitor's video"
-                )
+                incoming, video = "s.call.status === 'INCOMING'", "s.call.remoteVideoFrames > 5"
+                await wait_snapshot(page, f"s.call && {incoming}", "an incoming call", TIMEOUT_S)
+                await wait_snapshot(page, f"s.call && {video}", "the visitor's video", TIMEOUT_S)
                 await page.click("#answer-video", timeout=TIMEOUT_S * 1000)
                 calls = door.endpoint.calls
                 await wait_for(
@@ -214,7 +172,7 @@ async def test_default_policy_phone_reaches_the_door_only_through_the_relay(
                 stats = call.session.stats
                 await wait_for(lambda: stats.video_frames > 10, "the phone's video", TIMEOUT_S)
                 await wait_for(lambda: stats.audio_frames > 10, "the phone's audio", TIMEOUT_S)
-                seen: dict[str, Any] = await page.evaluate(SELECTED_PAIR)
+                seen = await selected_pair(page)
                 assert seen["policy"] in (None, "all"), seen
                 assert seen["nominated"] is True and seen["local"] == "relay", seen
                 assert seen["inbound"].get("video", 0) > 0, seen

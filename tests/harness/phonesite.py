@@ -187,6 +187,18 @@ async def start_phone_site(directory: Path, web_url: str) -> PhoneSite:
     return PhoneSite(directory, broker, web_url, pairing, door_keys)
 
 
+async def wait_snapshot(page: Page, condition: str, what: str, timeout_s: float) -> None:
+    """Wait until the JS expression ``condition`` over the page's snapshot ``s`` holds.
+
+    AssertionError naming ``what`` when it does not within ``timeout_s``.
+    """
+    script = f"() => {{ const s = window.callbox.snapshot(); return Boolean({condition}); }}"
+    try:
+        await page.wait_for_function(script, timeout=timeout_s * 1000, polling=50)
+    except Exception as err:
+        raise AssertionError(f"timed out waiting for the page: {what}") from err
+
+
 def snapshot_text(snapshot: dict[str, Any]) -> str:
     """A page snapshot as one readable line, for failure messages."""
     return json.dumps(snapshot, sort_keys=True)[:2000]
