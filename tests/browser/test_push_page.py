@@ -290,17 +290,20 @@ async def test_turning_push_on_registers_with_the_door_and_off_withdraws(
         assert options["userVisibleOnly"] is True
         assert b64u_encode(bytes(options["key"])) == vapid, "the site's key from the pairing link"
 
-        # the door's reply, signed and encrypted to the phone
-        reply = seal(
-            door,
-            type="push_status",
-            call_id=envelope.call_id,
-            sender=DOOR,
-            recipient=PHONE,
-            recipient_keys=phone_keys,
-            body={"subscribed": True, "error": ""},
-        )
-        await client.publish(f"callbox/v1/{SITE}/{PHONE}/inbox", reply, qos=1)
+        async def push_status(body: dict[str, Any]) -> None:
+            """The door's reply, signed and encrypted to the phone."""
+            reply = seal(
+                door,
+                type="push_status",
+                call_id=envelope.call_id,
+                sender=DOOR,
+                recipient=PHONE,
+                recipient_keys=phone_keys,
+                body=body,
+            )
+            await client.publish(f"callbox/v1/{SITE}/{PHONE}/inbox", reply, qos=1)
+
+        await push_status({"subscribed": True, "error": ""})
         await wait_page(page, "s.push.doors.door.subscribed === true", "the door's push_status")
         state = await page_snapshot(page)
         assert state["push"]["state"] == "on" and state["push"]["endpoint"] == endpoint
@@ -308,16 +311,7 @@ async def test_turning_push_on_registers_with_the_door_and_off_withdraws(
         assert await page.is_visible("#push-disable") and not await page.is_visible("#push-enable")
 
         # a refusal is shown with the door's reason
-        refusal = seal(
-            door,
-            type="push_status",
-            call_id=envelope.call_id,
-            sender=DOOR,
-            recipient=PHONE,
-            recipient_keys=phone_keys,
-            body={"subscribed": False, "error": "phone is not a contact of this door"},
-        )
-        await client.publish(f"callbox/v1/{SITE}/{PHONE}/inbox", refusal, qos=1)
+        await push_status({"subscribed": False, "error": "phone is not a contact of this door"})
         await wait_page(page, "s.push.doors.door.subscribed === false", "the refusal")
         assert await page.inner_text("#push-doors") == (
             "Door: refused: phone is not a contact of this door"
