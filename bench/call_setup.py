@@ -10,10 +10,8 @@ the offer is made at the press, the answer at once, no gating, no prepared offer
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import logging
 import statistics
 import tempfile
 import time
@@ -25,6 +23,7 @@ import av
 import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from harness.bench_cli import run_and_print
 from harness.simsite import EndpointSpec, SimSite, start_site
 
 from device.simulator import Timeline, run_doorbell_call
@@ -174,11 +173,7 @@ async def run(count: int) -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments, run, print JSON."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=20)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    print(json.dumps(asyncio.run(run(args.calls)), indent=2))
+    run_and_print(__doc__, run, "calls", 20)
 
 
 if __name__ == "__main__":

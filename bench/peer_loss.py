@@ -13,10 +13,7 @@ state leaves "connected" (aiortc 1.16 reports "closed" when ICE consent expires)
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import logging
 import signal
 import statistics
 import tempfile
@@ -26,6 +23,7 @@ from typing import Any
 
 import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from harness.bench_cli import run_and_print
 from harness.peer_process import start_peer_process
 from harness.simsite import EndpointSpec, start_site
 
@@ -134,11 +132,7 @@ async def run(runs: int) -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments, run, print JSON."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    print(json.dumps(asyncio.run(run(args.runs)), indent=2))
+    run_and_print(__doc__, run, "runs", 10)
 
 
 if __name__ == "__main__":

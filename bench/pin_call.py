@@ -14,16 +14,13 @@ on a simulated site in the same process. The difference is what the firmware add
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from call_setup import summary
+from harness.bench_cli import run_and_print
 from harness.simsite import EndpointSpec, start_site
 
 from device.simulator import (
@@ -106,11 +103,7 @@ async def run(count: int) -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments, run, print JSON."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=10)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    print(json.dumps(asyncio.run(run(args.calls)), indent=2))
+    run_and_print(__doc__, run, "calls", 10)
 
 
 if __name__ == "__main__":

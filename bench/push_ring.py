@@ -14,9 +14,6 @@ unsubscribed (no push), for the indoor unit's ring.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import logging
 import tempfile
 import time
@@ -25,6 +22,7 @@ from typing import Any
 
 import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from call_setup import summary
+from harness.bench_cli import run_and_print
 from harness.push_endpoint import PushEndpoint, Subscriber
 from harness.push_site import FLAT, PHONE, PushSite, start_push_site, vapid_on_disk
 from support import wait_for
@@ -108,11 +106,7 @@ async def run(rings: int) -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments, run, print JSON."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rings", type=int, default=10)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    print(json.dumps(asyncio.run(run(args.rings)), indent=2))
+    run_and_print(__doc__, run, "rings", 10)
 
 
 if __name__ == "__main__":

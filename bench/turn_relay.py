@@ -13,16 +13,13 @@ hangup); figures are medians and 95th percentiles over the calls of each kind.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from call_setup import FIGURES, summary
+from harness.bench_cli import run_and_print
 from harness.simsite import EndpointSpec, SimSite, start_site
 from harness.turnrelay import LOOPBACK_PEERS, TurnRelay, start_turnserver
 
@@ -80,11 +77,7 @@ async def run(count: int) -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments, run, print JSON."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=20)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    print(json.dumps(asyncio.run(run(args.calls)), indent=2))
+    run_and_print(__doc__, run, "calls", 20)
 
 
 if __name__ == "__main__":
