@@ -37,7 +37,7 @@ import aiomqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from harness.phonesite import DOOR, PHONE, SITE, PhoneSite
+from harness.phonesite import DOOR, PHONE, SITE, PhoneSite, page_snapshot
 from harness.push_endpoint import PushEndpoint
 from harness.push_page import (
     CLICK,
@@ -47,7 +47,6 @@ from harness.push_page import (
     close_the_page,
     fake_push_service,
     open_worker_page,
-    page_snapshot,
     pocket,
     subscribe_with_the_door,
     wait_for_worker,

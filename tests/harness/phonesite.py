@@ -187,16 +187,31 @@ async def start_phone_site(directory: Path, web_url: str) -> PhoneSite:
     return PhoneSite(directory, broker, web_url, pairing, door_keys)
 
 
+async def page_snapshot(page: Page) -> dict[str, Any]:
+    """``window.callbox.snapshot()``."""
+    result: dict[str, Any] = await page.evaluate("() => window.callbox.snapshot()")
+    return result
+
+
 async def wait_snapshot(page: Page, condition: str, what: str, timeout_s: float) -> None:
     """Wait until the JS expression ``condition`` over the page's snapshot ``s`` holds.
 
-    AssertionError naming ``what`` when it does not within ``timeout_s``.
+    AssertionError naming ``what`` (and showing the snapshot) when it does not within
+    ``timeout_s``.
     """
-    script = f"() => {{ const s = window.callbox.snapshot(); return Boolean({condition}); }}"
+    script = (
+        "() => { const s = window.callbox && window.callbox.snapshot(); "
+        f"return Boolean(s && ({condition})); }}"
+    )
     try:
         await page.wait_for_function(script, timeout=timeout_s * 1000, polling=50)
     except Exception as err:
-        raise AssertionError(f"timed out waiting for the page: {what}") from err
+        state = (
+            snapshot_text(await page_snapshot(page))
+            if await page.evaluate("() => !!window.callbox")
+            else ""
+        )
+        raise AssertionError(f"timed out waiting for the page: {what}; page: {state}") from err
 
 
 def snapshot_text(snapshot: dict[str, Any]) -> str:

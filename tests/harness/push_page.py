@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from support import wait_for
 
-from harness.phonesite import PHONE, PhoneSite, snapshot_text
+from harness.phonesite import PHONE, PhoneSite, wait_snapshot
 from harness.push_endpoint import PushEndpoint, Subscriber
 from harness.push_site import push_toml
 
@@ -85,27 +85,9 @@ async def fake_push_service(page: Page, endpoint: str, keys: dict[str, str]) -> 
     await page.add_init_script(script.replace("KEYS", json.dumps(keys)))
 
 
-async def page_snapshot(page: Page) -> dict[str, Any]:
-    """``window.callbox.snapshot()``."""
-    result: dict[str, Any] = await page.evaluate("() => window.callbox.snapshot()")
-    return result
-
-
 async def wait_page(page: Page, condition: str, what: str) -> None:
-    """Wait until the JS expression ``condition`` over the snapshot ``s`` holds."""
-    script = (
-        "() => { const s = window.callbox && window.callbox.snapshot(); "
-        f"return Boolean(s && ({condition})); }}"
-    )
-    try:
-        await page.wait_for_function(script, timeout=TIMEOUT_S * 1000, polling=50)
-    except Exception as err:
-        state = (
-            snapshot_text(await page_snapshot(page))
-            if await page.evaluate("() => !!window.callbox")
-            else ""
-        )
-        raise AssertionError(f"timed out waiting for the page: {what}; page: {state}") from err
+    """Wait until the JS expression ``condition`` over the snapshot ``s`` holds (TIMEOUT_S)."""
+    await wait_snapshot(page, condition, what, TIMEOUT_S)
 
 
 async def worker_of(context: BrowserContext, origin: str) -> Worker:
