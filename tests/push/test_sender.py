@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 from aiohttp import ClientSession
-from harness.push_endpoint import PushEndpoint
+from harness.push_endpoint import PushEndpoint, Subscriber
 from harness.push_site import SUBJECT
 from py_vapid.jwt import sign
 
 from services.push.hosts import PushHosts
 from services.push.payload import RingPush
-from services.push.sender import Outcome, PushSender
+from services.push.sender import Outcome, PushResult, PushSender
 from services.push.subscription import parse_subscribe
 from services.push.vapid import VapidKey, generate_vapid_key
 
@@ -28,17 +28,22 @@ async def sender_for(key: VapidKey) -> PushSender:
     return sender
 
 
+async def push_once(key: VapidKey, push_service: PushEndpoint, phone: Subscriber) -> PushResult:
+    """Send ``phone`` (subscribed at ``push_service``) one ring signed with ``key`` (TTL 30 s)."""
+    hosts = PushHosts([push_service.host_entry])
+    sub = parse_subscribe("phone", phone.subscribe_body(), hosts, now_ms=0)
+    sender = await sender_for(key)
+    try:
+        return await sender.send(sub, ring(), ttl_s=30)
+    finally:
+        await sender.close()
+
+
 async def test_a_push_is_encrypted_signed_and_urgent(
     site_key: tuple[VapidKey, Path], push_service: PushEndpoint
 ) -> None:
     phone = push_service.new_subscriber()
-    hosts = PushHosts([push_service.host_entry])
-    sub = parse_subscribe("phone", phone.subscribe_body(), hosts, now_ms=0)
-    sender = await sender_for(site_key[0])
-    try:
-        result = await sender.send(sub, ring(), ttl_s=30)
-    finally:
-        await sender.close()
+    result = await push_once(site_key[0], push_service, phone)
     assert result.outcome is Outcome.SENT, (result, push_service.rejected)
     assert result.status == 201
     assert result.sent_at is not None and result.started_at <= result.sent_at
@@ -55,14 +60,7 @@ async def test_a_push_signed_with_another_key_is_refused_by_the_push_service(
     push_service: PushEndpoint,
 ) -> None:
     phone = push_service.new_subscriber()
-    sub = parse_subscribe(
-        "phone", phone.subscribe_body(), PushHosts([push_service.host_entry]), now_ms=0
-    )
-    sender = await sender_for(generate_vapid_key())  # not the site's key
-    try:
-        result = await sender.send(sub, ring(), ttl_s=30)
-    finally:
-        await sender.close()
+    result = await push_once(generate_vapid_key(), push_service, phone)  # not the site's key
     assert result.outcome is Outcome.REFUSED
     assert result.status == 403
     assert push_service.rejected == ["k is not the application server key of the subscription"]
@@ -120,13 +118,7 @@ async def test_a_redirect_is_never_followed(
     target = push_service.new_subscriber()  # stands for a LAN host the redirect points to
     phone = push_service.new_subscriber()
     phone.redirect_to = target.endpoint
-    hosts = PushHosts([push_service.host_entry])
-    sender = await sender_for(site_key[0])
-    try:
-        sub = parse_subscribe("phone", phone.subscribe_body(), hosts, now_ms=0)
-        result = await sender.send(sub, ring(), ttl_s=30)
-    finally:
-        await sender.close()
+    result = await push_once(site_key[0], push_service, phone)
     assert result.outcome is Outcome.REFUSED
     assert "a door never follows one" in result.detail
     assert push_service.answered == [(phone.token, 307)], "nothing reached the redirect's target"
