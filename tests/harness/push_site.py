@@ -129,12 +129,29 @@ class PushSite:
             await call.hangup()
             await asyncio.wait_for(call.ended.wait(), 10)
 
+    async def reopen(self, address: str) -> PushPhone:
+        """``address``'s page opened again (woken by a push): the same keys, a new endpoint.
+
+        The old endpoint and its board are closed first (a board left to the garbage
+        collector removes its files on whatever thread collects it). Not started yet.
+        """
+        old = self.phones[address]
+        await close_phone(old)
+        identity = old.calls.signaling.identity
+        self.phones[address] = PushPhone(address, phone_calls(self.site, address, identity))
+        return self.phones[address]
+
     async def close(self) -> None:
         """Phones, apps, broker."""
         for phone in self.phones.values():
-            await phone.calls.close()
-            await phone.calls.media.board.close()
+            await close_phone(phone)
         await self.site.close()
+
+
+async def close_phone(phone: PushPhone) -> None:
+    """Close a phone's endpoint and its board (both idempotent)."""
+    await phone.calls.close()
+    await phone.calls.media.board.close()
 
 
 def phone_calls(site: IntercomSite, address: str, identity: Identity) -> Calls:

@@ -17,9 +17,7 @@ from harness.push_site import (
     INTRUDER,
     PHONE,
     STRANGER,
-    PushPhone,
     PushSite,
-    phone_calls,
 )
 from support import wait_for
 
@@ -171,7 +169,6 @@ async def test_a_pushed_phone_that_comes_online_joins_the_ringing_call(
     phone = push_site.phones[PHONE]
     sub = push_site.endpoint.new_subscriber()
     assert (await phone.subscribe(sub))["subscribed"] is True
-    identity = phone.calls.signaling.identity
     await phone.calls.close()  # the page closed
     await push_site.site[FLAT].close()  # and the indoor unit is off: only the phone can answer
     door = push_site.door.calls
@@ -185,8 +182,7 @@ async def test_a_pushed_phone_that_comes_online_joins_the_ringing_call(
     assert call is not None and not call.is_ended(), "the door waits for the phone it woke"
 
     # the push opened the page: it connects with the same keys and gets the invite
-    woken = PushPhone(PHONE, phone_calls(push_site.site, PHONE, identity))
-    push_site.phones[PHONE] = woken
+    woken = await push_site.reopen(PHONE)
     woken.calls.set_listener(TakesCalls(woken.calls))
     await woken.start()
     await wait_for(lambda: woken.calls.active_call is not None, "the late invite")
