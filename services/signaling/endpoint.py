@@ -35,7 +35,12 @@ from services.signaling.contacts import ContactBook
 from services.signaling.envelope import Envelope, parse, seal, verify_and_open
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
 from services.signaling.identity import Identity, PublicKeys
-from services.signaling.limits import InviteRateLimit, QuietLog, SenderRateLimit
+from services.signaling.limits import (
+    InviteRateLimit,
+    LatestAnnouncements,
+    QuietLog,
+    SenderRateLimit,
+)
 from services.signaling.profile import read_profile, signed_profile
 from services.signaling.replay import ReplayGuard
 from services.signaling.topics import valid_name
@@ -123,6 +128,8 @@ class SignalingEndpoint:
         self.sender_limit = sender_limit or SenderRateLimit()
         self.announcement_limit = SenderRateLimit(ANNOUNCEMENTS_PER_S, ANNOUNCEMENT_BURST)
         """Presence and profile messages per address (the ACL lets only its owner publish)."""
+        self.announcements_held = LatestAnnouncements(self.announcement_limit, self._received)
+        """Those over the rate: the latest per kind and address, applied when it allows."""
         self.announcements_dropped = 0
         self.max_envelope_bytes = max_envelope_bytes
         self.rejected: collections.Counter[RejectReason] = collections.Counter()
@@ -171,6 +178,7 @@ class SignalingEndpoint:
         if not await self._close.begin():
             return
         try:
+            self.announcements_held.close()
             await self.transport.close()
             if self._worker is not None:
                 await cancel_and_wait([self._worker])
@@ -241,9 +249,11 @@ class SignalingEndpoint:
             if self.announcement_limit.allow(inbound.address):
                 return True
             self.announcements_dropped += 1
+            self.announcements_held.hold(inbound)
             self._quiet_log.warning(
                 "announcements",
-                "%s: %s of %s dropped: more than %d at once or %.0f a second",
+                "%s: %s of %s held back: more than %d at once or %.0f a second (the latest "
+                "one is applied when the rate allows)",
                 self.address,
                 inbound.kind,
                 inbound.address,

@@ -10,6 +10,7 @@ writing a line per message.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import time
@@ -17,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from services.signaling.base import Inbound
 from services.signaling.errors import RejectedMessage, RejectReason
 
 SENDER_RATE_PER_S = 20.0
@@ -135,3 +137,64 @@ class QuietLog:
             self._logger.warning(message, *args)
         else:
             self._held_back[kind] += 1
+
+
+class LatestAnnouncements:
+    """Presence and profile messages over their rate: the latest of each, applied later.
+
+    A presence or a profile is state, not an event: dropping the one that came over the rate
+    could leave an endpoint believing that a phone is offline which has just come back (a page
+    closed and reopened a few times in a row). So the latest message per kind and address
+    waits, one slot each (at most ``max_entries``; a newer one replaces it, the oldest slot
+    is pushed out when full), and is handed to ``apply`` once the address's bucket in
+    ``limit`` has a token again. What is replaced was superseded anyway.
+    """
+
+    def __init__(
+        self,
+        limit: SenderRateLimit,
+        apply: Callable[[Inbound], None],
+        *,
+        max_entries: int = MAX_SENDERS,
+    ) -> None:
+        self.limit = limit
+        self._apply = apply
+        self._max_entries = max_entries
+        self._waiting: OrderedDict[tuple[str, str], Inbound] = OrderedDict()
+        self._timer: asyncio.TimerHandle | None = None
+        self.replaced = 0
+        """Messages superseded by a newer one of the same kind and address while waiting."""
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def hold(self, inbound: Inbound) -> None:
+        """Keep ``inbound`` (over its rate) until its address may be heard again."""
+        key = (inbound.kind, inbound.address)
+        if self._waiting.pop(key, None) is not None:
+            self.replaced += 1
+        self._waiting[key] = inbound
+        while len(self._waiting) > self._max_entries:
+            self._waiting.popitem(last=False)
+            self.replaced += 1
+        self._schedule()
+
+    def close(self) -> None:
+        """Stop: what still waits is dropped (the endpoint is going away)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._waiting.clear()
+
+    def _schedule(self) -> None:
+        if self._timer is None and self._waiting:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(1.0 / self.limit.rate, self._release)
+
+    def _release(self) -> None:
+        self._timer = None
+        for key, inbound in list(self._waiting.items()):
+            if self.limit.allow(inbound.address):
+                del self._waiting[key]
+                self._apply(inbound)
+        self._schedule()

@@ -23,6 +23,7 @@ from signaling_harness import (
 )
 from support import MakeSite
 
+from services.signaling.base import presence_payload
 from services.signaling.identity import Identity, b64u_encode
 from services.signaling.profile import signed_profile
 
@@ -134,3 +135,21 @@ async def test_a_flood_of_one_accounts_presence_and_profile_is_rate_limited(
     dropped = door.counters()["presence_or_profile_rate_limited"]
     assert 50 < dropped < 100, "a burst got in, the rest was dropped"
     await place_and_complete_call(site, "door", "indoor1")
+
+
+async def test_presence_over_the_rate_is_applied_late_not_lost(site: SimSite) -> None:
+    """A phone whose page closes and reopens faster than the rate is still seen online."""
+    door = site["door"].signaling
+    as_indoor1 = mqtt_of(site["indoor1"])._client
+    assert as_indoor1 is not None
+    topic = topics(site).presence("indoor1")
+    for online in [False, True] * 15:  # 30 changes at once: over the burst of 20
+        await as_indoor1.publish(topic, presence_payload(online), qos=1, retain=True)
+    await as_indoor1.publish(topic, presence_payload(False), qos=1, retain=True)  # the last one
+    await eventually(
+        lambda: door.counters()["presence_or_profile_rate_limited"] > 0,
+        "the door to hold back what is over the account's budget",
+    )
+    await door.wait_presence("indoor1", False, timeout=5)  # the last word, applied late
+    await as_indoor1.publish(topic, presence_payload(True), qos=1, retain=True)
+    await door.wait_presence("indoor1", True, timeout=5)
