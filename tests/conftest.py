@@ -103,11 +103,17 @@ SITE_BROKERS = ("mosquitto", "memory")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``site_broker`` marker."""
+    """Register the ``site_broker`` and ``alone`` markers."""
     config.addinivalue_line(
         "markers",
         "site_broker(kind): what carries make_site's signaling, 'mosquitto' (default) or "
         "'memory' (tests/memory_broker.py)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "alone: a test that measures wall-clock timing against a real-time device or network "
+        "path; `make test` runs these after the others, one at a time, on an otherwise idle "
+        "machine (the rest run in parallel, pytest-xdist)",
     )
 
 

@@ -51,6 +51,9 @@ from hal.media_types import AudioFormat, RealtimePacer
 from services.media.aec import make_echo_canceller
 from services.media.echo_path import with_reference
 
+# the PCMs pace themselves against the wall clock: measured with the machine otherwise idle
+pytestmark = pytest.mark.alone
+
 RATE = 48000
 FMT = AudioFormat()  # 48 kHz mono, 20 ms frames
 PERIOD = 480  # 10 ms, the default period at 48 kHz

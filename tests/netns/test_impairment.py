@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from harness.impairment import Direction, Impairment
 from private_netns import run_lab_script
+
+# it measures the delays the forwarder adds: with the machine otherwise idle
+pytestmark = pytest.mark.alone
 
 
 def decisions(impairment: Impairment, count: int, gap_s: float = 0.01) -> list[float | None]:
