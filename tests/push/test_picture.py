@@ -80,7 +80,7 @@ async def test_noise_is_made_smaller_until_it_fits_or_refused() -> None:
 def test_the_budget_is_exact() -> None:
     """A JPEG of the budget fits; three bytes more (four base64 characters) do not."""
     budget = RING.snapshot_budget()
-    assert 1800 < budget < 2300, budget  # ~2 KB of JPEG in a 3072-byte payload
+    assert budget == 2172  # docs/protocol.md, "Web Push": ~2 KB of JPEG in 3072 bytes
     assert len(RING.snapshot_payload(b"\xff" * budget)) <= MAX_PAYLOAD_BYTES
     with pytest.raises(ValueError, match=f"over {MAX_PAYLOAD_BYTES}"):
         RING.snapshot_payload(b"\xff" * (budget + 1))
@@ -92,6 +92,7 @@ def test_the_budget_is_exact() -> None:
 
 def test_the_topic_is_32_base64url_characters_of_the_call_and_hides_its_id() -> None:
     topic = push_topic(RING.call_id)
+    assert topic == "ickIdvlKQPmuMHMOV_-nKv1qRRZrr5jl"  # docs/protocol.md, "Web Push"
     assert re.fullmatch(r"[A-Za-z0-9_-]{32}", topic)
     assert push_topic(RING.call_id) == topic
     assert push_topic("BBBBBBBBBBBBBBBBBBBBBB") != topic
