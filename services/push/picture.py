@@ -4,7 +4,9 @@ A push carries at most ~2 KB of JPEG (:meth:`services.push.payload.RingPush.snap
 so the camera frame is scaled down to :data:`PUSH_WIDTHS` (the first that fits) and encoded at
 decreasing quality (:data:`QSCALES`, mjpeg's quantiser: 2 best, 31 smallest) until the JPEG is
 within the budget. Blocking (CPU-bound): :func:`push_jpeg` runs on a worker thread, never on
-the event loop.
+the event loop. The camera's frame is shared (the call's video, the door's snapshot file): it
+is only read, through a scaler of this function's own (``VideoFrame.reformat`` would use the
+frame's one cached scaler, which another thread may be using).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from fractions import Fraction
 
 import av
+from av.video.reformatter import VideoReformatter
 
 from services.push.errors import PushError
 
@@ -39,9 +42,10 @@ def push_jpeg(frame: av.VideoFrame, max_bytes: int) -> bytes:
     if frame.width < 2 or frame.height < 2:
         raise PictureError(f"a {frame.width}x{frame.height} frame is no picture")
     smallest = 0
+    scaler = VideoReformatter()
     for width in PUSH_WIDTHS:
         w, h = _scaled(frame.width, frame.height, width)
-        image = frame.reformat(width=w, height=h, format="yuvj420p", interpolation="AREA")
+        image = scaler.reformat(frame, width=w, height=h, format="yuvj420p", interpolation="AREA")
         for qscale in QSCALES:
             jpeg = _encode(image, qscale)
             if len(jpeg) <= max_bytes:
