@@ -1,4 +1,4 @@
-"""Doorbell pin -> Web Push request sent, and whether the push delays the indoor unit's ring.
+"""Doorbell pin -> Web Push requests sent (the ring, then its picture), and the indoor unit's ring.
 
 Run: ``.venv/bin/python bench/push_ring.py [--rings 10]``. Prints one JSON object.
 
@@ -7,9 +7,11 @@ apps from callbox.toml files on MockFactory pins, a phone (a Call API endpoint) 
 with the door through a signed ``push_subscribe``, all on a real mosquitto; the pushes go to
 the local push service on loopback (tests/harness/push_endpoint.py), which checks the VAPID
 token and decrypts every push. Per ring: pin low -> the request's headers written
-(``PushResult.sent_at``), pin low -> the push service has decrypted it, pin low -> the indoor
-unit rings. The baseline, in the same run and on the same site: the same rings with the phone
-unsubscribed (no push), for the indoor unit's ring.
+(``PushResult.sent_at``), pin low -> the push service has decrypted it, pin low -> the second
+push's headers written (the same ring with the visitor's picture from the door's camera,
+encoded on a worker thread), pin low -> the indoor unit rings. The baseline, in the same run
+and on the same site: the same rings with the phone unsubscribed (no push), for the indoor
+unit's ring.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ from support import wait_for
 
 from services.callapi import Call, CallStatus
 
-FIGURES = ("pin_to_push_sent_ms", "pin_to_push_received_ms", "pin_to_indoor_ringing_ms")
+FIGURES = (
+    "pin_to_push_sent_ms",
+    "pin_to_push_received_ms",
+    "pin_to_snapshot_push_sent_ms",
+    "pin_to_indoor_ringing_ms",
+)
 
 
 async def one_ring(site: PushSite, sub: Subscriber | None) -> dict[str, float]:
@@ -43,20 +50,28 @@ async def one_ring(site: PushSite, sub: Subscriber | None) -> dict[str, float]:
     flat = site.site[FLAT].endpoint
     assert flat is not None
     flat.service.observers.append(seen)
-    rings_before = site.push.notifier.rings
+    notifier = site.push.notifier
+    rings_before, pictures_before = notifier.rings, notifier.snapshots
+    pictures_sent = len(notifier.snapshot_results)
     try:
         pressed = await site.press()
-        # the times come from the observer and the results; this only waits for both
-        await wait_for(lambda: rang and site.push.notifier.rings > rings_before, "the ring")
+        # the times come from the observer and the results; this only waits for them
+        await wait_for(lambda: rang and notifier.rings > rings_before, "the ring")
+        if sub is not None:
+            await wait_for(lambda: notifier.snapshots > pictures_before, "the picture push")
     finally:
         flat.service.observers.remove(seen)
     figures = {"pin_to_indoor_ringing_ms": (rang[0] - pressed) * 1000}
     if sub is not None:
         result = site.push.notifier.results[-1]
-        delivery = site.endpoint.deliveries(sub)[-1]
+        delivery = [d for d in site.endpoint.deliveries(sub) if "snapshot" not in d.payload][-1]
         assert result.sent_at is not None
         figures["pin_to_push_sent_ms"] = (result.sent_at - pressed) * 1000
         figures["pin_to_push_received_ms"] = (delivery.at - pressed) * 1000
+        assert len(notifier.snapshot_results) > pictures_sent, "no picture push"
+        picture = notifier.snapshot_results[-1]
+        assert picture.sent_at is not None
+        figures["pin_to_snapshot_push_sent_ms"] = (picture.sent_at - pressed) * 1000
     await site.hang_up()
     for call in (c.active_call for c in (site.flat_calls(), site.phones[PHONE].calls)):
         if call is not None:
@@ -86,7 +101,9 @@ async def run(rings: int) -> dict[str, Any]:
             pushed = [await one_ring(site, sub) for _ in range(rings)]
             await site.phones[PHONE].request("push_unsubscribe", {})
             plain = [await one_ring(site, None) for _ in range(rings)]
-            outcomes = sorted({r.outcome.value for r in site.push.notifier.results})
+            notifier = site.push.notifier
+            results = [*notifier.results, *notifier.snapshot_results]
+            outcomes = sorted({r.outcome.value for r in results})
         finally:
             await site.close()
             await endpoint.close()

@@ -156,7 +156,7 @@ async def woken_ring(
     before = len(endpoint.deliveries(subscriber))
     pressed = await press(site)
     await wait_for(lambda: len(endpoint.deliveries(subscriber)) > before, "the push", TIMEOUT_S)
-    received = endpoint.deliveries(subscriber)[-1]
+    received = endpoint.deliveries(subscriber)[before]  # the ring (its picture follows)
     sent = push.notifier.results[-1].sent_at
     assert sent is not None
     call = door.calls.active_call

@@ -13,6 +13,8 @@
 - Web Push (services/push, when configured): phones register with signed messages; a press
   pushes every subscribed phone of the ring group beside the invites, and a subscribed phone
   that is offline counts as being woken (``Calls.set_wake_check``): the call waits for it.
+  The visitor snapshot's camera frame follows in a second push of the same call, while it
+  still rings.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ class DoorStation(IntercomService):
 
     async def _snapshot_from_camera(self, call: Call) -> None:
         camera = self.calls.media.camera
-        if camera is None or self.snapshots is None:
+        if camera is None or (self.snapshots is None and self.push is None):
             return
         try:
             _, frame = await asyncio.wait_for(
@@ -162,6 +164,8 @@ class DoorStation(IntercomService):
             _log.warning("%s: no camera frame for the visitor snapshot", self.calls.address)
             return
         if isinstance(frame, VideoFrame):
+            if self.push is not None:  # the picture push goes beside the snapshot's file
+                self.spawn(self.push.ring_snapshot(call.call_id, frame, lambda: _rings(call)))
             await self.keep_snapshot(call, frame)
 
     def _released(self, record: ReleaseRecord) -> None:
@@ -190,3 +194,8 @@ class DoorStation(IntercomService):
         props = self.calls.create_call_properties(video=True)
         props.auto_answer = True
         return props
+
+
+def _rings(call: Call) -> bool:
+    """True while ``call`` rings: neither answered nor over."""
+    return not call.is_answered() and not call.is_ended()

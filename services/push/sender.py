@@ -2,7 +2,8 @@
 
 pywebpush's ``webpush_async`` encrypts the payload to the subscription's keys (aes128gcm) and
 signs the VAPID token (``aud`` the endpoint's origin, ``exp`` 12 h ahead, ``sub`` the site's
-contact); this module adds ``Urgency: high``, the TTL, one shared aiohttp session, a timeout
+contact); this module adds ``Urgency: high``, the TTL, the RFC 8030 ``Topic`` when given (a
+push service replaces an undelivered push of the same topic), one shared aiohttp session, a timeout
 per push, no redirects (a push service that redirects is not followed anywhere), and turns the
 push service's answer into an :class:`Outcome`. It records when the request left
 (``sent_at``, time.monotonic, when its headers were written) for the benchmark.
@@ -110,14 +111,21 @@ class PushSender:
         finally:
             self._close.finish()
 
-    async def send(self, sub: Subscription, payload: bytes, ttl_s: int) -> PushResult:
-        """Push ``payload`` to ``sub`` with ``Urgency: high`` and ``TTL`` ``ttl_s``.
+    async def send(
+        self, sub: Subscription, payload: bytes, ttl_s: int, *, topic: str = ""
+    ) -> PushResult:
+        """Push ``payload`` to ``sub`` with ``Urgency: high``, ``TTL`` ``ttl_s``, ``Topic``.
 
-        Never raises for what the push service does: the result says what happened.
+        ``topic`` (RFC 8030: at most 32 base64url characters; empty: no ``Topic``) lets the push
+        service replace an undelivered push of the same topic with this one. Never raises for
+        what the push service does: the result says what happened.
         """
         if self._session is None:
             raise PushError("the push sender is not started")
         result = PushResult(sub.address, sub.endpoint)
+        headers: dict[str, str | int | float] = {"Urgency": "high"}
+        if topic:
+            headers["Topic"] = topic
         token = _current.set(result)
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -127,7 +135,7 @@ class PushSender:
                     vapid_private_key=self._signer,
                     vapid_claims=self._claims(sub.endpoint),
                     ttl=max(0, ttl_s),
-                    headers={"Urgency": "high"},
+                    headers=headers,
                     timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                     aiohttp_session=self._session,
                 )

@@ -2,7 +2,8 @@
 
 The composition root builds one from ``[push]`` (device/daemon) and gives it to the door
 station, which routes the registration messages to it (``Calls.handle_messages``) and calls
-:meth:`PushService.ring` beside the invites of every doorbell call.
+:meth:`PushService.ring` beside the invites of every doorbell call, then
+:meth:`PushService.ring_snapshot` with the visitor's camera frame.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import av
 
 from hal.closing import CloseOnce
 from services.push.hosts import DEFAULT_PUSH_HOSTS, PushHosts
@@ -97,6 +100,16 @@ class PushService:
     ) -> list[PushResult]:
         """Push the ring of ``call_id`` to the subscribed phones among ``targets``."""
         return await self.notifier.ring(call_id, targets, ring_timeout_s)
+
+    async def ring_snapshot(
+        self, call_id: str, frame: av.VideoFrame, ringing: Callable[[], bool]
+    ) -> list[PushResult]:
+        """Push the ring of ``call_id`` again with ``frame`` as the visitor's picture.
+
+        To the phones that took its first push, while ``ringing()`` (see
+        :meth:`RingNotifier.snapshot`).
+        """
+        return await self.notifier.snapshot(call_id, frame, ringing)
 
     def status(self) -> dict[str, Any]:
         """What ``callbox status`` shows: who is subscribed, what the last pushes did."""

@@ -4,8 +4,9 @@
   (``ServiceWorker.deliverPushMessage``: Chromium cannot reach a push service here) in the
   payload format of docs/protocol.md ("Web Push") and shows the notification: the door's name,
   "Someone is at the door" with the time, the snapshot, Answer and Decline; "Missed visitor"
-  once the ring timeout has passed. The test reads what Chromium shows through
-  ``registration.getNotifications()``.
+  once the ring timeout has passed. The door's second push of the call, with the visitor's
+  picture, replaces the notification without alerting again and never brings back one that was
+  clicked. The test reads what Chromium shows through ``registration.getNotifications()``.
 - A click: neither playwright nor the DevTools protocol can click a notification, so the test
   calls the worker's own click handler (``self.callboxWorker.onNotificationClick``, the
   function its ``notificationclick`` listener runs) inside the worker with a notification
@@ -54,7 +55,7 @@ from harness.push_page import (
     worker_of,
 )
 from harness.push_site import vapid_on_disk
-from playwright.async_api import Page
+from playwright.async_api import Page, Worker
 from support import wait_for
 
 from device.config import load_or_create_identity
@@ -129,6 +130,72 @@ async def test_push_shows_the_ring_notification_and_missed_visitor_later(
     while not [n for n in await delivery.notifications() if n["title"] == "callbox"]:
         assert time.monotonic() < deadline, await delivery.notifications()
         await asyncio.sleep(0.05)
+
+
+async def wait_outcome(worker: Worker, what: str) -> None:
+    """Wait until the worker has recorded ``what`` ("<call id>: <outcome>")."""
+    await wait_for_worker(worker, f"self.callboxWorker.outcomes().includes({what!r})", what)
+
+
+async def test_the_picture_push_updates_the_one_notification_of_the_call(
+    page: Page, web_server: WebServer
+) -> None:
+    """Ring, then the same ring with the picture: one notification, the picture, no new alert.
+
+    A picture push after the notification was clicked shows nothing; one after the ring timed
+    out stays "Missed visitor"; a picture that arrives before its ring is kept by the ring.
+    """
+    await open_worker_page(page, f"{web_server.url}/")
+    delivery = PushDelivery(page.context, web_server.url)
+    await delivery.start()
+    await close_the_page(page, web_server.url)
+    worker = await worker_of(page.context, web_server.url)
+
+    ring = ring_payload("call-p", snapshot=False)
+    await delivery.push(ring)
+    first = await delivery.wait_notification("call-p")
+    assert first["image"] == "" and first["renotify"] is True
+    await delivery.push(ring | {"snapshot": SNAPSHOT})
+    await wait_outcome(worker, "call-p: replaced")
+    (shown,) = await delivery.notifications("call-p")
+    assert shown["image"] == SNAPSHOT
+    assert shown["renotify"] is False, "the picture does not ring the phone again"
+    assert (shown["title"], shown["body"], shown["actions"]) == (
+        first["title"],
+        first["body"],
+        first["actions"],
+    )
+    assert shown["requireInteraction"] is True and shown["data"]["missed"] is False
+    assert [n["tag"] for n in await delivery.notifications()] == ["call-p"]
+
+    # Answer was clicked (the notification closes): a late picture brings nothing back
+    clicked = await click(page.context, web_server.url, "call-p", "answer")
+    assert clicked["url"].endswith("/?ring=call-p&action=answer")
+    assert await delivery.notifications("call-p") == []
+    await delivery.push(ring | {"snapshot": SNAPSHOT})
+    await wait_outcome(worker, "call-p: dropped: no longer shown")
+    assert await delivery.notifications() == []
+
+    # the ring timed out: the picture joins "Missed visitor", without actions or an alert
+    late = ring_payload("call-m", at_ms=int(time.time() * 1000) - 60000, snapshot=False)
+    await delivery.push(late)
+    missed = await delivery.wait_notification("call-m")
+    await delivery.push(late | {"snapshot": SNAPSHOT})
+    await wait_outcome(worker, "call-m: replaced: missed")
+    (shown,) = await delivery.notifications("call-m")
+    assert shown["body"] == missed["body"] and shown["body"].startswith("Missed visitor at ")
+    assert shown["image"] == SNAPSHOT and shown["actions"] == []
+    assert shown["renotify"] is False and shown["data"]["missed"] is True
+
+    # out of order (the push service kept the picture, the ring came late): the picture stays
+    ring = ring_payload("call-o", snapshot=False)
+    await delivery.push(ring | {"snapshot": SNAPSHOT})
+    assert (await delivery.wait_notification("call-o"))["renotify"] is True
+    await delivery.push(ring)
+    await wait_outcome(worker, "call-o: replaced")
+    (shown,) = await delivery.notifications("call-o")
+    assert shown["image"] == SNAPSHOT and shown["renotify"] is False
+    assert sorted(n["tag"] for n in await delivery.notifications()) == ["call-m", "call-o"]
 
 
 # the click ------------------------------------------------------------------------------------
@@ -390,14 +457,25 @@ async def test_doorbell_push_answer_preview_door_release_hang_up(
 
         # a visitor: the door pushes, the push service decrypts it for the phone's browser
         await phone_site.press_doorbell()
-        await wait_for(lambda: endpoint.deliveries(subscriber), "the door's push", TIMEOUT_S)
+        # both pushes: the ring, then the ring with the visitor's picture from the door's camera
+        await wait_for(
+            lambda: len(endpoint.deliveries(subscriber)) == 2, "the door's two pushes", TIMEOUT_S
+        )
         call = door.endpoint.calls.active_call
         assert call is not None
-        (push,) = endpoint.deliveries(subscriber)
+        push, with_picture = endpoint.deliveries(subscriber)
         assert push.payload["call_id"] == call.call_id and push.payload["door"] == DOOR
+        assert "snapshot" not in push.payload
+        assert with_picture.payload["snapshot"].startswith("data:image/jpeg;base64,")
+        assert with_picture.headers["topic"] == push.headers["topic"]
         await delivery.push(push.payload)
         shown = await delivery.wait_notification(call.call_id)
         assert shown["title"] == "Door" and shown["body"].startswith("Someone is at the door")
+        assert shown["actions"] == ["answer:Answer", "decline:Decline"]
+        await delivery.push(with_picture.payload)
+        await wait_outcome(await worker_of(context, web_server.url), f"{call.call_id}: replaced")
+        (shown,) = await delivery.notifications(call.call_id)
+        assert shown["image"] == with_picture.payload["snapshot"] and shown["renotify"] is False
         assert shown["actions"] == ["answer:Answer", "decline:Decline"]
 
         # Answer: Chromium would open this URL on the click (see the test above)

@@ -3,8 +3,9 @@
 Each request must carry ``Authorization: vapid t=<jwt>, k=<key>`` (RFC 8292) whose ``k`` is the
 site's public key, whose ES256 signature verifies with it, whose ``aud`` is this service's
 origin, whose ``exp`` is in the future and at most 24 h away and which names a ``sub``; a
-``TTL``, ``Content-Encoding: aes128gcm`` and an RFC 8291 body that decrypts (http_ece) with the
-subscriber's private key and auth secret. A request that fails is answered 400/401/403 and
+``TTL``, ``Content-Encoding: aes128gcm``, a ``Topic`` (if any) of at most 32 base64url characters
+(RFC 8030) and an RFC 8291 body that decrypts (http_ece) with the subscriber's private key and
+auth secret. A request that fails is answered 400/401/403 and
 recorded in :attr:`PushEndpoint.rejected`; one that passes in :attr:`PushEndpoint.received`.
 A subscriber can be told to answer 404/410/429 instead, or to take its time.
 """
@@ -30,6 +31,7 @@ from py_vapid.jwt import decode as decode_jwt
 from services.signaling.identity import b64u_encode
 
 _AUTH = re.compile(r"vapid\s+(.*)", re.IGNORECASE)
+_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MAX_EXP_S = 24 * 3600
 
 
@@ -70,6 +72,8 @@ class Delivery:
     headers: dict[str, str]
     claims: dict[str, Any]
     at: float
+    plain_bytes: int = 0
+    """The decrypted payload's length in bytes."""
 
 
 @dataclass
@@ -156,7 +160,8 @@ class PushEndpoint:
             return self._answer(token, 400, f"body does not decrypt: {err}", refused=True)
         if sub.status >= 300:
             return self._answer(token, sub.status, "told to answer so")
-        self.received.append(Delivery(token, payload, headers, claims, time.monotonic()))
+        delivery = Delivery(token, payload, headers, claims, time.monotonic(), len(plain))
+        self.received.append(delivery)
         return self._answer(token, 201, "")
 
     def _answer(
@@ -202,6 +207,8 @@ class PushEndpoint:
             raise _Refused(400, f"TTL {headers.get('ttl')!r} is not a number of seconds")
         if headers.get("urgency", "normal") not in ("very-low", "low", "normal", "high"):
             raise _Refused(400, f"Urgency {headers.get('urgency')!r}")
+        if "topic" in headers and not _TOPIC.fullmatch(headers["topic"]):
+            raise _Refused(400, f"Topic {headers['topic']!r} is not 1-32 base64url characters")
         return headers
 
 

@@ -2,15 +2,21 @@
 
 Real parts throughout: the door and indoor unit are device apps from callbox.toml files on
 MockFactory pins, the phone a Call API endpoint, all on a real mosquitto; the pushes go over
-HTTP to a local push service that checks the VAPID token and decrypts the body.
+HTTP to a local push service that checks the VAPID token and decrypts the body. Each ring is
+two pushes: the ring at once, then the same ring with the visitor's picture (the door's camera).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import time
 from pathlib import Path
 
+import av
+import numpy as np
+from harness.push_endpoint import Delivery, Subscriber
 from harness.push_site import (
     DOOR,
     FLAT,
@@ -22,9 +28,25 @@ from harness.push_site import (
 from support import wait_for
 
 from services.callapi import CallProperties, Calls, IncomingListener, UserProfile
+from services.push.payload import MAX_PAYLOAD_BYTES, push_topic
 from services.push.sender import Outcome
 from services.push.store import STORE_FILE
 from services.signaling.errors import RejectReason
+
+JPEG_URL = "data:image/jpeg;base64,"
+
+
+def rings(push_site: PushSite, sub: Subscriber) -> list[Delivery]:
+    """The first pushes of the rings ``sub`` received (not their pictures)."""
+    return [d for d in push_site.endpoint.deliveries(sub) if "snapshot" not in d.payload]
+
+
+def decode_jpeg(jpeg: bytes) -> av.VideoFrame:
+    """``jpeg`` decoded by PyAV (FFmpeg's mjpeg decoder)."""
+    codec = av.CodecContext.create("mjpeg", "r")
+    (frame,) = codec.decode(av.Packet(jpeg))
+    assert isinstance(frame, av.VideoFrame)
+    return frame
 
 
 async def test_a_subscribed_phone_gets_the_ring_online_or_not(push_site: PushSite) -> None:
@@ -35,8 +57,8 @@ async def test_a_subscribed_phone_gets_the_ring_online_or_not(push_site: PushSit
     assert [s["address"] for s in stored["subscriptions"]] == [PHONE]
 
     pressed = await push_site.press()
-    await wait_for(lambda: push_site.endpoint.deliveries(sub), "the push")
-    (delivery,) = push_site.endpoint.deliveries(sub)
+    await wait_for(lambda: rings(push_site, sub), "the push")
+    (delivery,) = rings(push_site, sub)
     call = push_site.door.calls.active_call
     assert call is not None
     assert delivery.payload == {
@@ -65,7 +87,64 @@ async def test_a_subscribed_phone_gets_the_ring_online_or_not(push_site: PushSit
     door_signaling = push_site.door.calls.signaling
     await door_signaling.wait_presence(PHONE, False, timeout=10)
     await push_site.press()
-    await wait_for(lambda: len(push_site.endpoint.deliveries(sub)) == 2, "the second push")
+    await wait_for(lambda: len(rings(push_site, sub)) == 2, "the second ring's push")
+
+
+async def test_the_visitors_picture_follows_in_a_second_push_of_the_same_topic(
+    push_site: PushSite,
+) -> None:
+    """Pin -> the ring's push at once, then the same ring with a JPEG that fits one push."""
+    sub = push_site.endpoint.new_subscriber()
+    assert (await push_site.phones[PHONE].subscribe(sub))["subscribed"] is True
+    pressed = await push_site.press()
+    await wait_for(lambda: len(push_site.endpoint.deliveries(sub)) == 2, "both pushes")
+    first, second = push_site.endpoint.deliveries(sub)
+    call = push_site.door.calls.active_call
+    assert call is not None and not call.is_answered()
+    assert "snapshot" not in first.payload and first.payload["call_id"] == call.call_id
+    snapshot = second.payload.pop("snapshot")
+    assert second.payload == first.payload, "the same ring, the same call"
+    assert second.plain_bytes <= MAX_PAYLOAD_BYTES
+    assert snapshot.startswith(JPEG_URL)
+    picture = await asyncio.to_thread(
+        decode_jpeg, base64.b64decode(snapshot.removeprefix(JPEG_URL), validate=True)
+    )
+    assert (picture.width, picture.height) == (160, 120), "the door's 640x480, downscaled"
+    topic = first.headers["topic"]
+    assert second.headers["topic"] == topic == push_topic(call.call_id)
+    assert call.call_id not in topic
+    assert second.headers["urgency"] == "high" and 1 <= int(second.headers["ttl"]) <= 30
+    (ring,) = push_site.push.notifier.results
+    (with_picture,) = push_site.push.notifier.snapshot_results
+    assert ring.outcome is Outcome.SENT and with_picture.outcome is Outcome.SENT
+    assert ring.sent_at is not None and with_picture.sent_at is not None
+    assert pressed < ring.sent_at < first.at < with_picture.sent_at < second.at
+    assert push_site.push.notifier.snapshots == 1
+
+
+async def test_no_picture_to_a_phone_the_ring_missed_nor_once_the_call_stops_ringing(
+    push_site: PushSite,
+) -> None:
+    sub = push_site.endpoint.new_subscriber()
+    assert (await push_site.phones[PHONE].subscribe(sub))["subscribed"] is True
+    sub.status = 429  # the push service is busy: the first push did not reach the phone
+    await push_site.press()
+    await wait_for(lambda: push_site.push.notifier.snapshots == 1, "the picture push handled")
+    assert push_site.endpoint.answered == [(sub.token, 429)], "one request, no picture"
+    assert list(push_site.push.notifier.snapshot_results) == []
+    await push_site.hang_up()
+
+    # a picture that is ready only once the call no longer rings is not sent
+    sub.status = 201
+    notifier = push_site.push.notifier
+    await notifier.ring("call-over", [PHONE], 30.0)
+    (first,) = rings(push_site, sub)
+    frame = av.VideoFrame.from_ndarray(np.zeros((480, 640, 3), np.uint8), format="rgb24")
+    assert await notifier.snapshot("call-over", frame, lambda: False) == []
+    assert push_site.endpoint.deliveries(sub) == [first]
+    # a call this door did not push gets no picture either
+    assert await notifier.snapshot("never-rung", frame, lambda: True) == []
+    assert push_site.endpoint.deliveries(sub) == [first]
 
 
 async def test_only_paired_phones_may_subscribe(push_site: PushSite) -> None:
@@ -176,8 +255,8 @@ async def test_a_pushed_phone_that_comes_online_joins_the_ringing_call(
     await door.signaling.wait_presence(FLAT, False, timeout=10)
 
     await push_site.press()
-    await wait_for(lambda: push_site.endpoint.deliveries(sub), "the push")
-    (delivery,) = push_site.endpoint.deliveries(sub)
+    await wait_for(lambda: rings(push_site, sub), "the push")
+    delivery = rings(push_site, sub)[0]
     call = door.active_call
     assert call is not None and not call.is_ended(), "the door waits for the phone it woke"
 

@@ -5,7 +5,11 @@
 //   page opens at once and offline, and the caches of older versions are deleted on activate.
 // - A Web Push from a door (docs/protocol.md, "Web Push") shows a notification: the door's
 //   name, "Someone is at the door" with the time, the snapshot, Answer and Decline; once the
-//   ring timeout has passed, "Missed visitor" without actions.
+//   ring timeout has passed, "Missed visitor" without actions. A door pushes each ring twice:
+//   at once, then again with the visitor's picture. A push of a call whose notification still
+//   shows replaces it without alerting again (and keeps a picture it had); one of a call whose
+//   notification this worker already showed and that is gone (clicked, dismissed) shows nothing:
+//   a late picture never brings a ring back. Pushes are handled one at a time, in order.
 // - A click on it focuses an open page, or opens one at ./?ring=<call id>&action=answer|decline;
 //   the page connects, waits for the door's signed invite of that call, shows the preview and
 //   then answers or declines (web/src/ring_request.js). The push carries nothing that answers
@@ -24,6 +28,13 @@ const ACTIONS = new Set(["answer", "decline"]);
 const scope = () => new URL(self.registration.scope);
 /** What this worker did with each push since it started (the last 20), for the tests. */
 const outcomes = [];
+/** The calls this worker showed a notification for, or left to a focused page (the last 50). */
+const handledCalls = [];
+
+function handled(callId) {
+  if (!handledCalls.includes(callId)) handledCalls.push(callId);
+  if (handledCalls.length > 50) handledCalls.shift();
+}
 
 function outcome(callId, what) {
   outcomes.push(`${callId}: ${what}`);
@@ -99,8 +110,11 @@ function clock(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
-/** The notification for a ring at `now`: `{title, options}`; "Missed visitor" once it is over. */
-function ringNotification(ring, now) {
+/**
+ * The notification for a ring at `now`: `{title, options}`; "Missed visitor" once it is over.
+ * `replacing`: a notification of this call shows already: it is replaced without alerting again.
+ */
+function ringNotification(ring, now, replacing = false) {
   const icon = new URL("icons/icon-192.png", scope()).href;
   const data = { door: ring.door, callId: ring.callId, atMs: ring.atMs, ringTimeoutMs: ring.ringTimeoutMs };
   if (now > ring.atMs + ring.ringTimeoutMs) {
@@ -120,7 +134,7 @@ function ringNotification(ring, now) {
     options: {
       body: `Someone is at the door (${clock(ring.atMs)})`,
       tag: ring.callId,
-      renotify: true,
+      renotify: !replacing,
       requireInteraction: true,
       icon,
       data: { ...data, missed: false },
@@ -162,19 +176,33 @@ async function onPush(text, now = Date.now()) {
     outcome("-", "shown: unreadable");
     return null;
   }
-  const { title, options } = ringNotification(ring, now);
-  if (!options.data.missed) {
+  const [current] = await self.registration.getNotifications({ tag: ring.callId });
+  if (!current && handledCalls.includes(ring.callId)) {
+    // clicked, dismissed or left to the page: the second push (the picture) brings nothing back
+    console.info(`callbox sw: ring ${ring.callId}: its notification is gone, nothing to update`);
+    outcome(ring.callId, "dropped: no longer shown");
+    return null;
+  }
+  // a picture shown already stays (the pushes may arrive out of order); "Missed visitor" stays
+  const kept = current && SNAPSHOT.test(current.image) ? current.image : null;
+  const shown = { ...ring, snapshot: ring.snapshot ?? kept };
+  const over = current?.data?.missed === true ? Math.max(now, ring.atMs + ring.ringTimeoutMs + 1) : now;
+  const { title, options } = ringNotification(shown, over, Boolean(current));
+  if (!options.data.missed && !current) {
     const focused = (await pages()).find((c) => c.focused && c.visibilityState === "visible");
     if (focused) {
       focused.postMessage({ type: "callbox-push", callId: ring.callId, door: ring.door });
       console.info(`callbox sw: ring ${ring.callId}: the page is open and focused, it rings itself`);
+      handled(ring.callId);
       outcome(ring.callId, "skipped: a focused page");
       return null;
     }
   }
+  handled(ring.callId);
   outcome(ring.callId, "showing");
   await self.registration.showNotification(title, options);
-  outcome(ring.callId, options.data.missed ? "shown: missed" : "shown");
+  const what = current ? "replaced" : "shown";
+  outcome(ring.callId, options.data.missed ? `${what}: missed` : what);
   return { title, options };
 }
 
@@ -220,12 +248,18 @@ self.addEventListener("activate", (event) => event.waitUntil(activate()));
 self.addEventListener("fetch", (event) => {
   if (isShellRequest(event.request)) event.respondWith(fromShell(event.request));
 });
+// One push at a time: the second push of a call must see the first one's notification.
+let pushes = Promise.resolve();
 self.addEventListener("push", (event) => {
-  const handled = onPush(event.data?.text() ?? null).catch((err) => {
-    outcome("-", `failed: ${err}`);
-    console.error("callbox sw: a push could not be shown", err);
-  });
-  event.waitUntil(handled);
+  const text = event.data?.text() ?? null;
+  const done = pushes
+    .then(() => onPush(text))
+    .catch((err) => {
+      outcome("-", `failed: ${err}`);
+      console.error("callbox sw: a push could not be shown", err);
+    });
+  pushes = done;
+  event.waitUntil(done);
 });
 self.addEventListener("notificationclose", (event) => outcome(event.notification.tag, "closed"));
 // The push service replaced the subscription (Firefox tells; Chromium does not): subscribe
