@@ -28,11 +28,12 @@ typecheck: deps
 # pytest exit 5 ("no tests ran") must fail, and it does: make stops on any non-zero exit.
 # The browser tests run in a network namespace of their own with loopback only
 # (unshare -rn): Chromium offers ICE candidates on every interface it can see.
-# Most tests wait on sockets, media and timers rather than compute: they run in parallel on
-# every core (pytest-xdist), except those marked `alone` (real-time timing), which run after,
-# one at a time.
+# Most tests wait on sockets, media and timers rather than compute: they run in parallel,
+# two workers per core (pytest-xdist), except those marked `alone` (real-time timing), which
+# run after, one at a time. The browser tests keep Chromium busy: they run one at a time.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 unit: deps
-	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -n auto -m "not alone" --ignore=tests/browser $(PYTEST_ARGS)
+	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not alone" --ignore=tests/browser $(PYTEST_ARGS)
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -m alone --ignore=tests/browser $(PYTEST_ARGS)
 	unshare -rn sh -c 'ip link set lo up && CALLBOX_REQUIRE_ALL=1 exec $(PY) -m pytest -p no:cacheprovider --basetemp=/tmp/callbox-browser-tests tests/browser $(PYTEST_ARGS)'
 
