@@ -14,12 +14,13 @@ import os
 import re
 import secrets
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from hal.errors import CallboxError
+from services.media.jpeg import JpegError
+from services.media.jpeg import encode_jpeg as media_jpeg
 
 _log = logging.getLogger(__name__)
 
@@ -42,21 +43,14 @@ def sanitize_label(label: str) -> str:
 
 
 def encode_jpeg(frame: av.VideoFrame) -> bytes:
-    """Encode `frame` (any pixel format) as one baseline JPEG with PyAV's mjpeg encoder.
+    """Encode `frame` (any pixel format) as one baseline JPEG (services/media/jpeg.py).
 
     Blocking (CPU-bound): call it off the event loop. Raises SnapshotError on an encoder error.
     """
     try:
-        codec = av.CodecContext.create("mjpeg", "w")
-        codec.width = frame.width
-        codec.height = frame.height
-        codec.pix_fmt = "yuvj420p"
-        codec.time_base = Fraction(1, 1)
-        image = frame.reformat(width=frame.width, height=frame.height, format="yuvj420p")
-        packets = codec.encode(image) + codec.encode(None)
-    except av.FFmpegError as err:
-        raise SnapshotError(f"cannot encode a {frame.width}x{frame.height} JPEG: {err}") from err
-    return b"".join(bytes(packet) for packet in packets)
+        return media_jpeg(frame)
+    except JpegError as err:
+        raise SnapshotError(str(err)) from err
 
 
 class SnapshotStore:

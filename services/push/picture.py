@@ -3,21 +3,19 @@
 A push carries at most ~2 KB of JPEG (:meth:`services.push.payload.RingPush.snapshot_budget`),
 so the camera frame is scaled down to :data:`PUSH_WIDTHS` (the first that fits) and encoded at
 decreasing quality (:data:`QSCALES`, mjpeg's quantiser: 2 best, 31 smallest) until the JPEG is
-within the budget. Blocking (CPU-bound): :func:`push_jpeg` runs on a worker thread, never on
-the event loop. The camera's frame is shared (the call's video, the door's snapshot file): it
-is only read, through a scaler of this function's own (``VideoFrame.reformat`` would use the
-frame's one cached scaler, which another thread may be using).
+within the budget (services/media/jpeg.py encodes; it never uses the shared frame's cached
+scaler). Blocking (CPU-bound): :func:`push_jpeg` runs on a worker thread, never on the event
+loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from fractions import Fraction
 
 import av
-from av.video.reformatter import VideoReformatter
 
+from services.media.jpeg import JpegError, encode_jpeg
 from services.push.errors import PushError
 
 _log = logging.getLogger(__name__)
@@ -42,12 +40,13 @@ def push_jpeg(frame: av.VideoFrame, max_bytes: int) -> bytes:
     if frame.width < 2 or frame.height < 2:
         raise PictureError(f"a {frame.width}x{frame.height} frame is no picture")
     smallest = 0
-    scaler = VideoReformatter()
     for width in PUSH_WIDTHS:
         w, h = _scaled(frame.width, frame.height, width)
-        image = scaler.reformat(frame, width=w, height=h, format="yuvj420p", interpolation="AREA")
         for qscale in QSCALES:
-            jpeg = _encode(image, qscale)
+            try:
+                jpeg = encode_jpeg(frame, width=w, height=h, qscale=qscale)
+            except JpegError as err:
+                raise PictureError(f"the visitor's picture for a push: {err}") from err
             if len(jpeg) <= max_bytes:
                 return jpeg
             smallest = len(jpeg)
@@ -67,19 +66,3 @@ def _scaled(width: int, height: int, target: int) -> tuple[int, int]:
     w = min(target, width) // 2 * 2
     h = max(2, round(height * w / width / 2) * 2)
     return w, h
-
-
-def _encode(image: av.VideoFrame, qscale: int) -> bytes:
-    try:
-        codec = av.CodecContext.create("mjpeg", "w")
-        codec.width = image.width
-        codec.height = image.height
-        codec.pix_fmt = "yuvj420p"
-        codec.time_base = Fraction(1, 1)
-        codec.qmin = codec.qmax = qscale  # a fixed quantiser: the size follows it
-        packets = codec.encode(image) + codec.encode(None)
-    except av.FFmpegError as err:
-        raise PictureError(
-            f"cannot encode a {image.width}x{image.height} JPEG for a push: {err}"
-        ) from err
-    return b"".join(bytes(packet) for packet in packets)
