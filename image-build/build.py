@@ -77,6 +77,10 @@ NO_AARCH64_WHEEL = {
     "aec-audio-processing": "cross-compiled here (aec3_aarch64.py), with the tuned AEC3 binding",
     "pyalsaaudio": "cross-compiled here (aarch64-linux-gnu-gcc, one C file) into a wheel",
 }
+SDIST_ONLY = {
+    "http-ece": "pure Python, published as an sdist only (pywebpush's RFC 8188/8291 encryption)",
+}
+"""Dependencies without any wheel on PyPI: a universal (py3-none-any) wheel is built here."""
 PYALSAAUDIO = "0.11.0"
 AEC3_VERSION = "1.0.1"  # aec-audio-processing, as pyproject.toml pins it
 PIP_VERSION = "26.3"  # in /opt/callbox, for updates of the app on the unit
@@ -254,18 +258,20 @@ def fetch_wheels(steps: Steps, pip: list[str], wheels: Path) -> str:
     """Build the callbox wheel and download aarch64 wheels of its dependencies into `wheels`.
 
     pip is downloaded too, for updates in place on the unit. Dependencies with no aarch64 wheel
-    (``NO_AARCH64_WHEEL``) are left out: they are built here. Returns the step's note.
+    (``NO_AARCH64_WHEEL``) are left out: they are built here; pure-Python ones published
+    as sdists only (``SDIST_ONLY``) are built into universal wheels first, which the download
+    then finds (``--find-links``). Returns the step's note.
     """
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     steps.run([*pip, "wheel", "-q", "--no-deps", "-w", wheels, REPO], "wheels.log")
+    for requirement in (r for r in dependencies() if dist_name(r) in SDIST_ONLY):
+        steps.run([*pip, "wheel", "-q", "--no-deps", "-w", wheels, requirement], "wheels.log")
     reqs = [r for r in dependencies() if dist_name(r) not in NO_AARCH64_WHEEL]
     # pip itself, so that /opt/callbox/bin/pip updates the app in place (operations.md)
     reqs.append(f"pip=={PIP_VERSION}")
-    steps.run(
-        [*pip, "download", "-q", "-d", wheels, "--only-binary=:all:", *pip_platform_args(), *reqs],
-        "wheels.log",
-    )
+    download = [*pip, "download", "-q", "-d", wheels, "--find-links", wheels]
+    steps.run([*download, "--only-binary=:all:", *pip_platform_args(), *reqs], "wheels.log")
     return f"{len(list(wheels.glob('*.whl')))} wheels; no aarch64 wheel: " + ", ".join(
         sorted(NO_AARCH64_WHEEL)
     )
