@@ -270,7 +270,7 @@ def fetch_wheels(steps: Steps, pip: list[str], wheels: Path) -> str:
     reqs = [r for r in dependencies() if dist_name(r) not in NO_AARCH64_WHEEL]
     # pip itself, so that /opt/callbox/bin/pip updates the app in place (operations.md)
     reqs.append(f"pip=={PIP_VERSION}")
-    download = [*pip, "download", "-q", "-d", wheels, "--find-links", wheels]
+    download: list[str | Path] = [*pip, "download", "-q", "-d", wheels, "--find-links", wheels]
     steps.run([*download, "--only-binary=:all:", *pip_platform_args(), *reqs], "wheels.log")
     return f"{len(list(wheels.glob('*.whl')))} wheels; no aarch64 wheel: " + ", ".join(
         sorted(NO_AARCH64_WHEEL)
