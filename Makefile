@@ -31,6 +31,8 @@ typecheck: deps
 # Most tests wait on sockets, media and timers rather than compute: they run in parallel,
 # two workers per core (pytest-xdist), except those marked `alone` (real-time timing), which
 # run after, one at a time. The browser tests keep Chromium busy: they run one at a time.
+# (With PYTEST_ARGS naming files that hold no `alone` test, the second run finds no tests and
+# make stops there: run pytest on them directly.)
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 unit: deps
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not alone" --ignore=tests/browser $(PYTEST_ARGS)
