@@ -23,8 +23,9 @@ from signaling_harness import (
 )
 from support import MakeSite
 
-from services.signaling.base import presence_payload
+from services.signaling.base import Inbound, presence_payload
 from services.signaling.identity import Identity, b64u_encode
+from services.signaling.limits import LatestAnnouncements, SenderRateLimit
 from services.signaling.profile import signed_profile
 
 
@@ -153,3 +154,22 @@ async def test_presence_over_the_rate_is_applied_late_not_lost(site: SimSite) ->
     await door.wait_presence("indoor1", False, timeout=5)  # the last word, applied late
     await as_indoor1.publish(topic, presence_payload(True), qos=1, retain=True)
     await door.wait_presence("indoor1", True, timeout=5)
+
+
+async def test_held_announcements_keep_one_slot_per_address_and_a_bounded_count() -> None:
+    """A flood of announcements from many accounts holds at most ``max_entries`` of them."""
+    limit = SenderRateLimit(rate=1000.0, burst=1)
+    applied: list[Inbound] = []
+    held = LatestAnnouncements(limit, applied.append, max_entries=8)
+    for n in range(100):
+        address = f"unit{n}"
+        limit.allow(address)  # the address's one token is spent: what follows waits
+        for online in (True, False, True):
+            held.hold(Inbound("presence", address, presence_payload(online), 0.0))
+        assert len(held) <= 8
+    assert len(held) == 8
+    assert held.replaced == 100 * 3 - 8  # superseded in its slot, or pushed out of a full store
+    await eventually(lambda: not held, "the held ones applied once their buckets refill")
+    assert [i.address for i in applied] == [f"unit{n}" for n in range(92, 100)]
+    assert all(i.payload == presence_payload(True) for i in applied)  # the latest of each
+    held.close()
