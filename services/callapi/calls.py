@@ -31,7 +31,7 @@ from services.callapi.status import AudioDevice, CallError, CallErrorCode, Notif
 from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
 from services.media.session import MediaSession
-from services.media.turn import TurnMinter, parse_ice_servers
+from services.media.turn import IceServerEntry, TurnMinter, parse_ice_servers
 from services.signaling.contacts import Right
 from services.signaling.endpoint import CALL_MESSAGE_TYPES, Message, SignalingEndpoint
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
@@ -41,6 +41,16 @@ _log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[Message], Awaitable[None]]
 """Takes a verified message that is not part of a call (``Calls.handle_messages``)."""
+
+
+def _wakes_nobody(address: str) -> bool:
+    """The wake check of an endpoint that wakes nobody (no push): offline means offline."""
+    return False
+
+
+def _ice_server(entry: IceServerEntry) -> IceServer:
+    """A relay entry (minted here, or taken from an invite) as the call's ``IceServer``."""
+    return IceServer(entry.urls, entry.username, entry.credential)
 
 
 def new_call_id() -> str:
@@ -111,7 +121,7 @@ class Calls:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close = CloseOnce()
         self._other_handlers: dict[str, MessageHandler] = {}
-        self._wake_check: Callable[[str], bool] = lambda address: False
+        self._wake_check: Callable[[str], bool] = _wakes_nobody
 
     @property
     def address(self) -> str:
@@ -208,7 +218,7 @@ class Calls:
         if self.turn is None:
             return []
         entry = self.turn.mint(self.address, time.time(), granularity_s=self.turn.ttl_s)
-        return [IceServer(entry.urls, entry.username, entry.credential)]
+        return [_ice_server(entry)]
 
     def invite_ice_servers(self, address: str) -> list[dict[str, Any]]:
         """The ``ice_servers`` an invite to ``address`` carries: relay credentials minted for it."""
@@ -227,7 +237,7 @@ class Calls:
                 message.sender,
                 problem,
             )
-        return [IceServer(e.urls, e.username, e.credential) for e in entries]
+        return [_ice_server(e) for e in entries]
 
     def call(self, props: CallProperties) -> Call | None:
         """A new outgoing call for ``props`` (start it with ``await call.start(listener)``).
@@ -314,7 +324,7 @@ class Calls:
         ``check`` says one of them is being woken: then the call waits for it, up to the ring
         timeout, and invites it as soon as it comes online (a late joiner).
         """
-        self._wake_check = check or (lambda address: False)
+        self._wake_check = check or _wakes_nobody
 
     def profile_of(self, address: str) -> UserProfile:
         """The best profile we know of ``address``: contact name, then its retained profile."""
