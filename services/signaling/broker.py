@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import getpass
 import hashlib
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -387,16 +389,33 @@ def free_port(host: str = "127.0.0.1") -> int:
     return port
 
 
+LISTEN_PORTS = range(20000, 32768)
+"""Where :func:`free_ports` picks: below Linux's ephemeral range (32768-60999), from which every
+outgoing connection takes its local port. A port picked there could be taken by anyone's
+connect() before the broker binds it (it happened with the tests running in parallel)."""
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """``count`` different TCP ports that are free on ``host`` right now.
 
-    All are bound at once, so the kernel cannot hand out the same one twice.
+    Picked at random in :data:`LISTEN_PORTS` and bound at once, so the kernel cannot hand out
+    the same one twice and no outgoing connection takes one meanwhile; a port of the
+    ephemeral range (port 0) only if that range is full.
     """
+    pick = random.SystemRandom()
     with contextlib.ExitStack() as stack:
-        ports = []
+        ports: list[int] = []
         for _ in range(count):
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
+            for _attempt in range(100):
+                try:
+                    sock.bind((host, pick.choice(LISTEN_PORTS)))
+                    break
+                except OSError as err:
+                    if err.errno != errno.EADDRINUSE:
+                        raise
+            else:
+                sock.bind((host, 0))
             ports.append(int(sock.getsockname()[1]))
         return ports
 

@@ -21,6 +21,7 @@ from aioice import stun, turn
 
 from services.media.turn import IceServerEntry, TurnMinter, new_secret
 from services.media.turnserver import TurnServerSettings, coturn_config
+from services.signaling.broker import LISTEN_PORTS
 
 TURNSERVER = "turnserver"
 LOOPBACK_PEERS = ("allow-loopback-peers", "allowed-peer-ip=127.0.0.1")
@@ -37,17 +38,24 @@ def turnserver_path() -> str | None:
 
 
 def free_udp_port(host: str) -> int:
-    """A UDP port (also free for TCP) on ``host`` right now."""
+    """A UDP port (also free for TCP) on ``host`` right now, outside the ephemeral range.
+
+    From :data:`LISTEN_PORTS`, as ``free_ports`` picks: every ICE socket of the tests binds
+    port 0 in the ephemeral range, and could take a port picked there before coturn binds it.
+    """
+    pick = random.SystemRandom()
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
+        port = pick.choice(LISTEN_PORTS)
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+        ):
+            try:
+                udp.bind((host, port))
+                tcp.bind((host, port))
+            except OSError:
+                continue
+            return port
 
 
 class PeerProbe(asyncio.DatagramProtocol):
