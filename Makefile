@@ -29,11 +29,12 @@ typecheck: deps
 # The browser tests run in a network namespace of their own with loopback only
 # (unshare -rn): Chromium offers ICE candidates on every interface it can see.
 # Most tests wait on sockets, media and timers rather than compute: they run in parallel,
-# two workers per core (pytest-xdist), except those marked `alone` (real-time timing), which
+# one worker per core (pytest-xdist; two per core made timing tests flaky), except those
+# marked `alone` (real-time timing), which
 # run after, one at a time. The browser tests keep Chromium busy: they run one at a time.
 # (With PYTEST_ARGS naming files that hold no `alone` test, the second run finds no tests and
 # make stops there: run pytest on them directly.)
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+TEST_WORKERS ?= $(shell nproc)
 unit: deps
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not alone" --ignore=tests/browser $(PYTEST_ARGS)
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -m alone --ignore=tests/browser $(PYTEST_ARGS)

@@ -119,7 +119,7 @@ async def test_the_visitors_picture_follows_in_a_second_push_of_the_same_topic(
     assert ring.outcome is Outcome.SENT and with_picture.outcome is Outcome.SENT
     assert ring.sent_at is not None and with_picture.sent_at is not None
     assert pressed < ring.sent_at < first.at < with_picture.sent_at < second.at
-    assert push_site.push.notifier.snapshots == 1
+    await wait_for(lambda: push_site.push.notifier.snapshots == 1, "the door to count it")
 
 
 async def test_no_picture_to_a_phone_the_ring_missed_nor_once_the_call_stops_ringing(
