@@ -89,17 +89,8 @@ async def until(predicate: Any, timeout: float) -> bool:
 
 
 def media_both_ways(call: Call) -> bool:
-    """Media flows both ways and ICE has nominated its pair.
-
-    Early media can come first on the controlled side, before it records the nomination.
-    """
     session = call.session
-    return (
-        session is not None
-        and session.stats.video_frames > 5
-        and call.remote_frame.is_set()
-        and session.selected_pair() is not None
-    )
+    return session is not None and session.stats.video_frames > 5 and call.remote_frame.is_set()
 
 
 async def door(calls: Calls, target: str, errors: ErrorLog) -> dict[str, Any]:
