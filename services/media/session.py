@@ -143,6 +143,7 @@ class MediaSession:
         self.connected = asyncio.Event()
         self.relay_failure = ""
         """Why the TURN server gave this session no relayed candidate ("" when it did)."""
+        self._connected_pair: tuple[str, str] | None = None
         self.on_state: Callable[[str], None] | None = None
         self.on_video_frame: Callable[[av.VideoFrame], None] | None = None
         self._speaker = speaker
@@ -495,6 +496,7 @@ class MediaSession:
         state = self._pc.connectionState
         _log.debug("media %s: connection %s", self.label, state)
         if state == "connected":
+            self._connected_pair = selected_pair_types(self._pc)
             self.connected.set()
         elif state == "failed" and self.relay_failure:
             _log.error(
@@ -506,9 +508,10 @@ class MediaSession:
     def selected_pair(self) -> tuple[str, str] | None:
         """The candidate types (local, remote) of the nominated ICE pair, or None before one.
 
-        ``("relay", "host")`` and the like say the media goes through the TURN server.
+        ``("relay", "host")`` and the like say the media goes through the TURN server. Once
+        the session is closed (aioice forgets its pairs), the pair it connected on.
         """
-        return selected_pair_types(self._pc)
+        return selected_pair_types(self._pc) or self._connected_pair
 
     def failed_after_connectivity(self) -> bool:
         """True when ICE connected but DTLS failed.

@@ -154,6 +154,8 @@ async def test_two_sessions_with_the_relay_only_policy_talk_through_it(
             await asyncio.wait_for(session.first_audio.wait(), 15)
             await asyncio.wait_for(session.first_video.wait(), 15)
             assert session.selected_pair() == ("relay", "relay")
+        await caller.close()
+        assert caller.selected_pair() == ("relay", "relay"), "the path is kept for the call log"
     finally:
         for session in sessions:
             await session.close()

@@ -30,7 +30,7 @@ def test_the_relay_carries_a_call_the_network_does_not() -> None:
     result = run_lab("relay")
     door, phone = result["door"], result["phone"]
     assert door["status"] == "CONNECTED" and not door["ended_by_itself"], door
-    assert "relay" in door["pair"] and "relay" in phone["pair"], (door["pair"], phone["pair"])
+    assert "relay" in door["pair"] and "relay" in phone["pair"], (door, phone)
     for side in (door, phone):
         assert side["video_frames"] > 5 and side["audio_frames"] > 0, side
         assert side["relay_failure"] == "" and side["errors"] == [], side
