@@ -142,6 +142,10 @@ class EncodedQueue:
         self._items.clear()
         self._resync = True
 
+    def resync(self) -> None:
+        """Drop what is queued and resume at the next keyframe (the stream is about to change)."""
+        self._gap()
+
     async def get(self, timeout: float) -> av.Packet[Any]:
         """The next encoded frame.
 
@@ -364,6 +368,10 @@ class PiCamera(Camera):
         if self._reconfigure:
             self._reconfigure = False
             fmt = self._format
+            if self._queue is not None:
+                # frames of the old format still queued would reach a reader that has not
+                # seen their keyframe; the new encoder starts with one
+                self._queue.resync()
             await self._blocking("changing the format", lambda: self._restart_camera(fmt))
             _log.info("camera %r now %s", self.name, fmt)
         elif self._bitrate_restart_due():

@@ -49,6 +49,7 @@ def changes_at_least(count: int) -> Callable[[WatchedPin], bool]:
     return lambda pin: len(pin.states) > count
 
 
+@pytest.mark.alone  # blink times within 50 ms: not on a loaded machine
 async def test_ringing_blinks_a_quarter_second_on_and_off(
     make_led: MakeLed, pin: WatchedPin
 ) -> None:
@@ -62,6 +63,7 @@ async def test_ringing_blinks_a_quarter_second_on_and_off(
     assert led.pattern is LedPattern.RINGING
 
 
+@pytest.mark.alone  # blink times within 50 ms: not on a loaded machine
 async def test_error_blinks_short_on_long_off(make_led: MakeLed, pin: WatchedPin) -> None:
     led = await make_led()
     pin.clear_states()
