@@ -257,8 +257,6 @@ class IntercomService(IncomingListener):
         """A missed call: mark the ringing call missed, or log a call we never took."""
         if kind != NotifyKind.MISSED:
             return
-        for watcher in list(self.watchers):
-            watcher.missed_changed()
         call = self.calls.active_call
         if call is not None and call.peer.address == profile.address:
             notes = self._notes.get(call.call_id)
@@ -271,6 +269,8 @@ class IntercomService(IncomingListener):
         self, profile: UserProfile, video: bool, note: str, status: CallStatus
     ) -> None:
         """Log a call that never rang here (busy, do-not-disturb) as missed."""
+        for watcher in list(self.watchers):
+            watcher.missed_changed()
         now = time.time()
         await self.log_record(
             CallRecord(
