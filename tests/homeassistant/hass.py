@@ -51,10 +51,14 @@ class HaBroker:
     process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        """Write the config and password file, start mosquitto, wait until it listens."""
-        self.port = free_port()
-        self.passwords = {user: secrets.token_urlsafe(12) for user in ("homeassistant", "callbox")}
-        await asyncio.to_thread(self._write)
+        """Write the config and password file, start mosquitto, wait until it listens.
+
+        Started again after `close`, it keeps its port and accounts (retained messages are gone).
+        """
+        if not self.port:
+            self.port = free_port()
+            self.passwords = {u: secrets.token_urlsafe(12) for u in ("homeassistant", "callbox")}
+            await asyncio.to_thread(self._write)
         executable = await asyncio.to_thread(find_mosquitto)
         log = await asyncio.to_thread((self.directory / "mosquitto.log").open, "ab")
         with log:
