@@ -542,4 +542,6 @@ class DeviceApp:
         if canceller is not None:
             result["echo_canceller_detail"] = canceller.detail
         result.update(endpoint.service.status())
+        if self.homeassistant.bridge is not None:
+            result["homeassistant"] = self.homeassistant.bridge.status()
         return result

@@ -88,6 +88,16 @@ class HomeAssistantBridge(IntercomObserver):
         await cancel_and_wait(self._tasks)
         await self.link.close()
 
+    def status(self) -> dict[str, Any]:
+        """What ``callbox status --json`` shows of the link to Home Assistant."""
+        return {
+            "broker": f"{self.settings.host}:{self.settings.port}",
+            "node_id": self.settings.node_id,
+            "connected": self.link.connected.is_set(),
+            "door_release": self.settings.door_release,
+            "ignored_commands": self.ignored_commands,
+        }
+
     # the call service --------------------------------------------------------------------------
 
     def attach(self, service: IntercomService) -> None:

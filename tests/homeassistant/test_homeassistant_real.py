@@ -256,6 +256,8 @@ async def test_door_release_off_removes_the_button_and_ignores_presses(
             await client.publish("callbox/door/open_door/set", "PRESS", qos=1)
             await client.publish("callbox/door/open_door/set", "PRESS", qos=1)
         await wait_for(lambda: bridge.ignored_commands == 2, "both presses ignored", TIMEOUT)
+        status = site["door"].status()["homeassistant"]
+        assert status["connected"] and status["ignored_commands"] == 2
         assert high_periods(site.pin("door", SIM_PINS["relay"])) == 0
         assert not door(site).opener.records
         assert "door_release = false" in caplog.text
