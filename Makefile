@@ -143,7 +143,7 @@ HA_EXTRA := home-assistant-frontend==20240307.0 paho-mqtt==1.6.1 Pillow janus \
 homeassistant-venv: $(HA_VENV)/.stamp-callbox-$(HA_VERSION)
 
 $(HA_VENV)/.stamp-callbox-$(HA_VERSION):
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Home Assistant $(HA_VERSION) needs Python 3.11"'
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Home Assistant $(HA_VERSION) needs Python 3.11 or newer"'
 	rm -rf $(HA_VENV)
 	$(PYTHON) -m venv $(HA_VENV)
 	$(HA_VENV)/bin/pip install -q --upgrade pip
