@@ -29,9 +29,15 @@ def _sw_version() -> str:
 def homeassistant_bridge(config: CallboxConfig) -> HomeAssistantBridge | None:
     """The bridge ``[homeassistant]`` asks for (not started), or None when it is off.
 
-    Blocking (reads a password file): call it in a thread. ConfigError naming the key when
-    the password file cannot be read.
+    Blocking (reads a password file): call `homeassistant_settings` in a thread from async
+    code. ConfigError naming the key when the password file cannot be read.
     """
+    found = homeassistant_settings(config)
+    return None if found is None else HomeAssistantBridge(*found)
+
+
+def homeassistant_settings(config: CallboxConfig) -> tuple[HaSettings, UnitInfo] | None:
+    """What the bridge needs from ``config`` (None: off); blocking, see above."""
     ha = config.homeassistant
     if not ha.enabled:
         return None
@@ -49,7 +55,7 @@ def homeassistant_bridge(config: CallboxConfig) -> HomeAssistantBridge | None:
     unit = UnitInfo(
         address=config.address, name=config.name, role=config.role, sw_version=_sw_version()
     )
-    return HomeAssistantBridge(settings, unit)
+    return settings, unit
 
 
 class HomeAssistantPart:
@@ -63,9 +69,10 @@ class HomeAssistantPart:
     async def start(self, config: CallboxConfig) -> None:
         """Start the bridge ``config`` asks for (nothing when it is off)."""
         async with self._lock:
-            bridge = await asyncio.to_thread(homeassistant_bridge, config)
-            if bridge is None:
+            found = await asyncio.to_thread(homeassistant_settings, config)
+            if found is None:
                 return
+            bridge = HomeAssistantBridge(*found)
             await bridge.start()
             self.bridge = bridge
             if self._service is not None:

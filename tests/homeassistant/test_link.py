@@ -7,6 +7,7 @@ broker restarts, retained and bad commands ignored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -117,6 +118,79 @@ async def test_birth_states_offline_and_a_resend_when_ha_comes_online(broker: Ha
             )
     finally:
         await link.close()
+
+
+class Cutter:
+    """A TCP forwarder on loopback between the link and the broker, whose wires can be cut."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self._writers += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self._tasks.add(task)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+    def cut(self) -> None:
+        """Drop every connection at once: no DISCONNECT, the broker sends the last will."""
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def test_a_lost_connection_says_offline_through_the_last_will(broker: HaBroker) -> None:
+    cutter = Cutter(broker.port)
+    await cutter.start()
+    settings = HaSettings(
+        host="127.0.0.1",
+        port=cutter.port,
+        username="callbox",
+        password=broker.passwords["callbox"],
+        node_id="unit1",
+    )
+    link = HaLink(settings, TOPICS, commands=(), on_command=lambda topic, payload: None)
+    await link.start()
+    try:
+        async with Watcher(broker) as ha:
+            await wait_for(lambda: ha.payloads(TOPICS.availability) == [b"online"], "birth")
+            cutter.cut()
+            await wait_for(
+                lambda: ha.payloads(TOPICS.availability)[:2] == [b"online", b"offline"],
+                "the broker to send the will",
+                TIMEOUT,
+            )
+            await wait_for(
+                lambda: ha.payloads(TOPICS.availability)[2:] == [b"online"], "back", TIMEOUT
+            )
+    finally:
+        await link.close()
+        await cutter.close()
 
 
 async def test_retained_commands_are_ignored(broker: HaBroker) -> None:
