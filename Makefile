@@ -11,7 +11,8 @@ WEB_SOURCES := $(wildcard web/index.html web/style.css web/manifest.webmanifest 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?= --scripted
 
-.PHONY: demo test lint typecheck unit bench fuzz deps system-deps web clean aec3-binding aec3-build
+.PHONY: demo test lint typecheck unit bench fuzz deps system-deps web clean aec3-binding aec3-build \
+  homeassistant-venv
 
 demo: deps
 	$(VENV)/bin/callbox demo $(ARGS)
@@ -50,7 +51,7 @@ FUZZ_EXAMPLES ?= 200000
 fuzz: deps
 	CALLBOX_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider --timeout=0 tests/fuzz $(PYTEST_ARGS)
 
-deps: system-deps .stamp-venv aec3-binding web
+deps: system-deps .stamp-venv aec3-binding web homeassistant-venv
 
 # The browser phone: npm packages from web/package-lock.json, then web/build.mjs: the esbuild
 # bundle and the service worker (dist/sw.js) stamped with the shell's version.
@@ -127,6 +128,34 @@ $(AEC3_SO): services/media/_callbox_aec3.cpp build/aec3.version $(AEC3_HEADERS)/
 
 clean:
 	rm -rf $(VENV) .stamp-venv .mypy_cache .ruff_cache test-output web/node_modules web/dist
+
+# -- Home Assistant for tests/homeassistant/ (docs/operations.md "Home Assistant") ------------
+# A real Home Assistant in its own venv, not the project's: outside the repo so that it
+# survives `make clean` and fresh clones (CI reuses it where the machine is kept). Installed
+# with the wheel's own homeassistant/package_constraints.txt as pip constraints, plus the
+# packages HA's always-loaded integrations and MQTT need (offline HA has no pip at run time);
+# josepy 2 breaks acme and so HA's cloud import. The stamp names the version: idempotent.
+HA_VERSION := 2024.3.3
+HA_VENV ?= $(HOME)/.cache/callbox/homeassistant-$(HA_VERSION)
+HA_EXTRA := home-assistant-frontend==20240307.0 paho-mqtt==1.6.1 Pillow janus \
+  psutil-home-assistant securetar SQLAlchemy fnv-hash-fast numpy PyTurboJPEG 'josepy<2'
+
+homeassistant-venv: $(HA_VENV)/.stamp-callbox-$(HA_VERSION)
+
+$(HA_VENV)/.stamp-callbox-$(HA_VERSION):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Home Assistant $(HA_VERSION) needs Python 3.11 or newer"'
+	rm -rf $(HA_VENV)
+	$(PYTHON) -m venv $(HA_VENV)
+	$(HA_VENV)/bin/pip install -q --upgrade pip
+	$(HA_VENV)/bin/pip download -q --no-deps homeassistant==$(HA_VERSION) -d $(HA_VENV)/wheel
+	$(HA_VENV)/bin/python -c 'import glob, sys, zipfile; \
+	  z = zipfile.ZipFile(glob.glob(sys.argv[1] + "/homeassistant-*.whl")[0]); \
+	  sys.stdout.write(z.read("homeassistant/package_constraints.txt").decode())' \
+	  $(HA_VENV)/wheel > $(HA_VENV)/constraints.txt
+	$(HA_VENV)/bin/pip install -q -c $(HA_VENV)/constraints.txt \
+	  $(HA_VENV)/wheel/homeassistant-$(HA_VERSION)-*.whl $(HA_EXTRA)
+	rm -rf $(HA_VENV)/wheel
+	touch $@
 
 # -- The flashable SD image: image-build/, docs/operations.md "Flashing the SD image" --------
 # `make image` builds build/image/callbox-<version>.img.zst (+ .sha256), `make image ROLE=door`

@@ -33,6 +33,7 @@ from device.config._models import (
     DndConfig,
     GpioConfig,
     GpioProximityConfig,
+    HomeAssistantConfig,
     InputsConfig,
     LedConfig,
     LoggingConfig,
@@ -116,6 +117,7 @@ class CallboxConfig(Section):
     dnd: DndConfig = DndConfig()
     snapshots: SnapshotsConfig = SnapshotsConfig()
     push: PushConfig = PushConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 
@@ -274,18 +276,29 @@ class CallboxConfig(Section):
 
     def broker_password(self) -> str:
         """The broker password: ``broker.password``, or the first line of ``password_file``."""
-        file = self.broker.password_file
+        return self._secret_file(
+            "broker.password_file", self.broker.password_file, self.broker.password
+        )
+
+    def homeassistant_password(self) -> str:
+        """HA's broker password: ``homeassistant.password``, or the first line of its file."""
+        return self._secret_file(
+            "homeassistant.password_file",
+            self.homeassistant.password_file,
+            self.homeassistant.password,
+        )
+
+    def _secret_file(self, key: str, file: str, inline: str) -> str:
         if not file:
-            return self.broker.password
+            return inline
         try:
             text = Path(file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             reason = getattr(err, "strerror", None) or str(err)
-            reason = f"cannot read {file}: {reason}"
-            raise ConfigError(self._source, "broker.password_file", reason) from err
+            raise ConfigError(self._source, key, f"cannot read {file}: {reason}") from err
         password = text.splitlines()[0] if text else ""
         if not password:
-            raise ConfigError(self._source, "broker.password_file", f"{file} is empty")
+            raise ConfigError(self._source, key, f"{file} is empty")
         return password
 
 

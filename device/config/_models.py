@@ -598,3 +598,49 @@ class LoggingConfig(Section):
 
     APPLY = Apply.LIVE
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,3}")
+_NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _topic_prefix(value: str) -> str:
+    if not _TOPIC_PREFIX.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an MQTT topic prefix such as 'homeassistant': 1 to 4 levels of "
+            "letters, digits, '_' or '-' joined by '/', no wildcards, no leading or trailing '/'"
+        )
+    return value
+
+
+def _node_id(value: str) -> str:
+    if value and not _NODE_ID.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a Home Assistant node id: 1 to 64 letters, digits, '_' or '-'"
+        )
+    return value
+
+
+class HomeAssistantConfig(Section):
+    """``[homeassistant]``: MQTT discovery on Home Assistant's broker (docs/operations.md).
+
+    Off by default. ``host``/``port``: HA's broker (usually not the site's); ``tls`` verifies
+    it against the system's trust store, or ``tls_ca`` alone when set. ``discovery_prefix``:
+    HA's (``homeassistant``); ``node_id``: this unit's in the topics ("" = its address).
+    ``door_release``: announce an "Open door" button on a door station: whoever can publish
+    on its command topic can open the door, so it is off unless set here.
+    A change applies at once: the link to HA's broker is restarted, calls go on.
+    """
+
+    APPLY = Apply.LIVE
+    enabled: StrictBool = False
+    host: OptionalWord = ""
+    port: StrictInt = Field(default=1883, ge=1, le=65535)
+    tls: StrictBool = False
+    tls_ca: OptionalPath = ""
+    username: OptionalWord = ""
+    password: Secret = ""
+    password_file: OptionalPath = ""
+    discovery_prefix: Annotated[StrictStr, AfterValidator(_topic_prefix)] = "homeassistant"
+    node_id: Annotated[StrictStr, AfterValidator(_node_id)] = ""
+    door_release: StrictBool = False

@@ -37,6 +37,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _call,
         _ice_servers,
         _push,
+        _homeassistant,
         _system,
     )
     return [problem for rule in rules for problem in rule(config)]
@@ -213,6 +214,30 @@ def _push(config: CallboxConfig) -> Problems:
             "is required with push.vapid_key: push services refuse a VAPID token without a "
             "contact, e.g. 'mailto:admin@example.org'",
         )
+
+
+def _homeassistant(config: CallboxConfig) -> Problems:
+    """HA's broker: where, how to log in, and a door button only on a door station."""
+    ha = config.homeassistant
+    if ha.password and ha.password_file:
+        yield "homeassistant.password_file", "set either password or password_file, not both"
+    if ha.tls_ca and not ha.tls:
+        yield "homeassistant.tls_ca", "is set but tls = false; set tls = true to use it"
+    if (ha.password or ha.password_file) and not ha.username:
+        yield "homeassistant.username", "is required with a password"
+    if not ha.enabled:
+        return
+    if not ha.host:
+        yield "homeassistant.host", "is required with enabled = true: the host of HA's broker"
+    elif ha.door_release and not ha.tls and not is_loopback(ha.host):
+        yield (
+            "homeassistant.tls",
+            f"false with door_release = true: whoever reads the password on the way to "
+            f"{ha.host} can open the door. Set tls = true (HA's Mosquitto add-on listens for "
+            "TLS on 8883), or door_release = false",
+        )
+    if ha.door_release and config.role != "door":
+        yield "homeassistant.door_release", "only a door station has a door to open"
 
 
 def _system(config: CallboxConfig) -> Problems:

@@ -19,6 +19,7 @@ from typing import Any
 
 from device.config import Apply, CallboxConfig, ConfigError, apply_of, load_or_create_identity
 from device.daemon._compose import compose_calls
+from device.daemon._homeassistant import HomeAssistantPart
 from hal.board import Board, build_sim_board, build_sim_io
 from hal.board import build_board as build_named_board
 from hal.errors import HalError
@@ -27,6 +28,7 @@ from hal.io_devices import IoDevices, build_io, sim_io_spec
 from hal.media_types import AudioFormat
 from services.callapi import Calls
 from services.intercom.calllog import CallLog
+from services.intercom.dnd import ManualDnd
 from services.intercom.door import DoorStation
 from services.intercom.indoor import IndoorUnit
 from services.intercom.service import IntercomService
@@ -147,10 +149,12 @@ def call_service(
     call_log: CallLog,
     ui: DefaultCallUi | None = None,
     push: PushService | None = None,
+    manual_dnd: ManualDnd | None = None,
 ) -> IntercomService:
     """The call service of the configured role on ``io`` (an indoor unit with its ``ui``).
 
-    A door station gets ``push``, its Web Push (when ``[push]`` has a key).
+    A door station gets ``push``, its Web Push (when ``[push]`` has a key); an indoor unit
+    ``manual_dnd``, the do-not-disturb switched by hand (it outlives a rebuild).
     """
     settings = intercom_settings(config)
     if config.role == "door":
@@ -158,7 +162,13 @@ def call_service(
             calls, io, settings, call_log=call_log, snapshots=snapshot_store(config), push=push
         )
     return IndoorUnit(
-        calls, io, settings, call_log=call_log, snapshots=snapshot_store(config), ui=ui
+        calls,
+        io,
+        settings,
+        call_log=call_log,
+        snapshots=snapshot_store(config),
+        ui=ui,
+        manual_dnd=manual_dnd,
     )
 
 
@@ -225,7 +235,7 @@ def _dnd_now(endpoint: Endpoint) -> Callable[[], bool]:
     """Whether do-not-disturb is on now, by the endpoint's current service settings."""
 
     def active() -> bool:
-        return endpoint.service.settings.dnd.is_active(datetime.datetime.now())
+        return endpoint.service.dnd_active(datetime.datetime.now())
 
     return active
 
@@ -262,6 +272,11 @@ class DeviceApp:
         self.started_at = time.time()
         self.pending_restart: list[str] = []
         self._restart_task: asyncio.Task[None] | None = None
+        self.manual_dnd = ManualDnd()
+        """Do-not-disturb switched by hand (Home Assistant); it outlives endpoint rebuilds."""
+        self.homeassistant = HomeAssistantPart()
+        """The link to Home Assistant (``[homeassistant]``), kept across endpoint rebuilds."""
+        self._ha_task: asyncio.Task[None] | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -271,6 +286,11 @@ class DeviceApp:
     async def start(self) -> None:
         """Build and start every part; on failure, close what was started and raise."""
         self.endpoint = await self._build(self.config)
+        try:
+            await self.homeassistant.start(self.config)
+        except BaseException:
+            await self.close()
+            raise
 
     async def _build(self, config: CallboxConfig) -> Endpoint:
         state_dir = Path(config.state_dir)
@@ -316,7 +336,7 @@ class DeviceApp:
         call_log = CallLog(state_dir / "calls.sqlite")
         ui = call_ui(config, calls, board)
         push = await push_service(config, calls)
-        service = call_service(config, calls, board.io, call_log, ui, push)
+        service = call_service(config, calls, board.io, call_log, ui, push, self.manual_dnd)
         endpoint = Endpoint(board, signaling, calls, service, call_log, ui, push)
         try:
             if push is not None:
@@ -333,10 +353,12 @@ class DeviceApp:
         except BaseException:
             await self._close_endpoint(endpoint)
             raise
+        self.homeassistant.attach(service)
         _log.info("%s: %s %r started", config.address, config.role, config.name)
         return endpoint
 
     async def _close_endpoint(self, endpoint: Endpoint) -> None:
+        self.homeassistant.detach()
         if endpoint.ui is not None:
             await endpoint.ui.close()
         await endpoint.service.close()
@@ -355,6 +377,10 @@ class DeviceApp:
         if task is not None and task is not asyncio.current_task():
             self._restart_task = None
             await cancel_and_wait([task])
+        ha_task, self._ha_task = self._ha_task, None
+        if ha_task is not None:
+            await cancel_and_wait([ha_task])
+        await self.homeassistant.close()
         await self._close_current()
 
     async def _close_current(self) -> None:
@@ -383,6 +409,8 @@ class DeviceApp:
         previous, self.config = self.config, new
         if endpoint is None or not changed:
             return changed
+        if "homeassistant" in changed:
+            self._restart_homeassistant(new)
         rebuild = [k for k in changed if apply_of(k) in _REBUILDS]
         if any(apply_of(k) is Apply.LIVE for k in changed):
             # at once, also when other keys wait for a rebuild: a devices-only rebuild
@@ -408,6 +436,17 @@ class DeviceApp:
         endpoint.service.snapshots = snapshot_store(new)
         logging.getLogger().setLevel(new.logging.level)
         _log.info("config applied without a restart")
+
+    def _restart_homeassistant(self, new: CallboxConfig) -> None:
+        """A new link to HA's broker in the background, after any restart under way."""
+        previous = self._ha_task
+
+        async def restart() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await self.homeassistant.restart(new)
+
+        self._ha_task = asyncio.create_task(restart(), name="homeassistant-restart")
 
     async def _restart_when_idle(self, previous: CallboxConfig) -> None:
         endpoint = self.endpoint
@@ -453,11 +492,19 @@ class DeviceApp:
             self.config = previous
             io = build_board_io(previous, state_dir)
         endpoint.board = dataclasses.replace(endpoint.board, io=io)
+        self.homeassistant.detach()
         endpoint.service = call_service(
-            self.config, endpoint.calls, io, endpoint.call_log, endpoint.ui, endpoint.push
+            self.config,
+            endpoint.calls,
+            io,
+            endpoint.call_log,
+            endpoint.ui,
+            endpoint.push,
+            self.manual_dnd,
         )
         await io.start()
         await endpoint.service.start()
+        self.homeassistant.attach(endpoint.service)
         _log.info("%s: GPIO devices rebuilt, the broker connection kept", self.config.address)
 
     # status ---------------------------------------------------------------------------------------
@@ -495,4 +542,6 @@ class DeviceApp:
         if canceller is not None:
             result["echo_canceller_detail"] = canceller.detail
         result.update(endpoint.service.status())
+        if self.homeassistant.bridge is not None:
+            result["homeassistant"] = self.homeassistant.bridge.status()
         return result

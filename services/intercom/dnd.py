@@ -102,3 +102,14 @@ class DndSchedule:
                 "no days given: do-not-disturb would never apply; list days or set enabled = false"
             )
         return cls(enabled=enabled, ranges=parsed, days=frozenset(numbers))
+
+
+class ManualDnd:
+    """A do-not-disturb switched by hand (Home Assistant's switch), beside the schedule.
+
+    On: nothing rings, whatever the schedule says. Off: the schedule alone decides. It
+    outlives a rebuild of the call service (the composition root owns it), not a restart.
+    """
+
+    def __init__(self) -> None:
+        self.on = False

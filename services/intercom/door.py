@@ -119,6 +119,10 @@ class DoorStation(IntercomService):
             else:
                 call = self.calls.call(props)
         self.presses.append((time.time(), call is not None))
+        if self.watchers:
+            rung = tuple(t.address for t in props.targets()) if call is not None else ()
+            for watcher in list(self.watchers):
+                watcher.doorbell_pressed(call, rung)
         if call is not None:
             if self.push is not None:  # beside the invites: a slow push service delays nothing
                 self.spawn(self._push_ring(call, props))
@@ -172,6 +176,16 @@ class DoorStation(IntercomService):
         call = self.calls.active_call
         if call is not None and call.call_id == record.call_id:
             self.note(call, "door opened" if record.opened else f"release refused: {record.reason}")
+        for watcher in list(self.watchers):
+            watcher.door_released(record)
+        if record.opened and self.watchers:
+            self.spawn(self._door_closed())
+
+    async def _door_closed(self) -> None:
+        """Tell the watchers once the relay pulse is over."""
+        await self.opener.wait_idle()
+        for watcher in list(self.watchers):
+            watcher.door_closed()
 
     def status(self) -> dict[str, Any]:
         """The call service's status, and Web Push's when configured."""

@@ -12,7 +12,8 @@
 - proximity near -> screen off (``hide_on_proximity``) during audio calls and whenever
   the handset is off the hook; audio to the handset (``disable_speaker_on_proximity``);
   screen back on when far or when the call ends;
-- do-not-disturb: calls in the schedule are refused and logged as missed;
+- do-not-disturb: calls in the schedule, or while it is switched on by hand (Home
+  Assistant's switch), are refused and logged as missed;
 - with a display, the default call UI (``services.ui``) shows every call: the unit starts
   each call with its own watcher and returns False from ``on_show_user_interface``, so
   ``Calls`` hands the call to the UI (mesibo's rule); blanking also stops the UI drawing.
@@ -39,6 +40,7 @@ from services.callapi import (
     UserProfile,
 )
 from services.intercom.calllog import CallLog
+from services.intercom.dnd import ManualDnd
 from services.intercom.service import IntercomService
 from services.intercom.settings import IntercomSettings
 from services.intercom.snapshots import SnapshotStore
@@ -60,8 +62,11 @@ class IndoorUnit(IntercomService):
         snapshots: SnapshotStore | None = None,
         clock: Callable[[], datetime.datetime] = datetime.datetime.now,
         ui: DefaultCallUi | None = None,
+        manual_dnd: ManualDnd | None = None,
     ) -> None:
-        super().__init__(calls, io, settings, call_log=call_log, snapshots=snapshots)
+        super().__init__(
+            calls, io, settings, call_log=call_log, snapshots=snapshots, manual_dnd=manual_dnd
+        )
         self._clock = clock
         self.ui = ui
         """The default call UI on the unit's display, if it has one (blanked with it)."""
@@ -210,7 +215,7 @@ class IndoorUnit(IntercomService):
 
     async def on_incoming(self, profile: UserProfile, video: bool) -> CallProperties | None:
         """Ring for every contact, unless do-not-disturb is on now."""
-        if self.settings.dnd.is_active(self._clock()):
+        if self.dnd_active(self._clock()):
             _log.info("%s: call from %s refused: do not disturb", self.calls.address, profile)
             await self.calls.report_missed(profile, video)
             return None
@@ -218,7 +223,7 @@ class IndoorUnit(IntercomService):
 
     async def on_notify(self, kind: NotifyKind, profile: UserProfile, video: bool) -> None:
         """Missed calls while DND is on are logged as such."""
-        if kind == NotifyKind.MISSED and self.settings.dnd.is_active(self._clock()):
+        if kind == NotifyKind.MISSED and self.dnd_active(self._clock()):
             call = self.calls.active_call
             if call is None or call.is_ended() or call.peer.address != profile.address:
                 await self.log_missed(profile, video, "do not disturb", CallStatus.NOTALLOWED)

@@ -8,6 +8,7 @@ the event loop; button callbacks only spawn coroutines.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -31,6 +32,8 @@ from services.callapi import (
     UserProfile,
 )
 from services.intercom.calllog import CallLog, CallLogError, CallRecord
+from services.intercom.dnd import ManualDnd
+from services.intercom.observer import IntercomObserver
 from services.intercom.settings import IntercomSettings
 from services.intercom.snapshots import SnapshotError, SnapshotStore
 
@@ -78,6 +81,7 @@ class IntercomService(IncomingListener):
         *,
         call_log: CallLog | None = None,
         snapshots: SnapshotStore | None = None,
+        manual_dnd: ManualDnd | None = None,
     ) -> None:
         self.calls = calls
         self.io = io
@@ -87,6 +91,10 @@ class IntercomService(IncomingListener):
         self._notes: dict[str, CallNotes] = {}
         self._started = False
         self.observers: list[Callable[[Call, CallStatus], None]] = []
+        self.watchers: list[IntercomObserver] = []
+        """Onlookers told what the service did (Home Assistant); they never act on calls."""
+        self.manual_dnd = manual_dnd or ManualDnd()
+        """Do-not-disturb switched by hand, beside the schedule of ``settings.dnd``."""
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -113,6 +121,23 @@ class IntercomService(IncomingListener):
         if settings.role != self.settings.role:
             raise ValueError("the role of a running service cannot change")
         self.settings = settings
+
+    def dnd_active(self, now: datetime.datetime | None = None) -> bool:
+        """Whether do-not-disturb is in force at local time ``now`` (default: now).
+
+        Switched on by hand, or in the hours of the ``[dnd]`` schedule.
+        """
+        if self.manual_dnd.on:
+            return True
+        return self.settings.dnd.is_active(now or datetime.datetime.now())
+
+    def set_manual_dnd(self, on: bool) -> None:
+        """Switch the manual do-not-disturb; the schedule keeps applying in its hours."""
+        if self.manual_dnd.on != on:
+            self.manual_dnd.on = on
+            _log.info("%s: manual do-not-disturb %s", self.calls.address, "on" if on else "off")
+        for watcher in list(self.watchers):
+            watcher.dnd_changed()
 
     def _bind(self, button: Button) -> None:
         def pressed() -> None:
@@ -162,6 +187,8 @@ class IntercomService(IncomingListener):
         """Follow a status change: observers, LEDs, answer time (the role classes add more)."""
         for observer in list(self.observers):
             observer(call, status)
+        for watcher in list(self.watchers):
+            watcher.call_changed(call)
         notes = self._notes.get(call.call_id)
         if status == CallStatus.ANSWER and notes is not None:
             notes.answered_at = time.time()
@@ -189,6 +216,9 @@ class IntercomService(IncomingListener):
             note="; ".join(notes.notes),
         )
         await self.log_record(record)
+        for watcher in list(self.watchers):
+            watcher.call_changed(call)
+            watcher.missed_changed()
 
     async def log_record(self, record: CallRecord) -> None:
         """Append ``record`` to the call log (a failure is logged, the service goes on)."""
@@ -208,6 +238,8 @@ class IntercomService(IncomingListener):
         except SnapshotError as err:  # a full disk must not stop the call
             _log.error("%s: could not save the visitor snapshot: %s", self.calls.address, err)
             return
+        for watcher in list(self.watchers):
+            watcher.snapshot_saved(path)
         notes = self._notes.get(call.call_id)
         if notes is not None:
             notes.snapshot = path.name
@@ -237,6 +269,8 @@ class IntercomService(IncomingListener):
         self, profile: UserProfile, video: bool, note: str, status: CallStatus
     ) -> None:
         """Log a call that never rang here (busy, do-not-disturb) as missed."""
+        for watcher in list(self.watchers):
+            watcher.missed_changed()
         now = time.time()
         await self.log_record(
             CallRecord(

@@ -17,7 +17,7 @@ from device.config._apply import declared_keys, strongest, way_under
 from device.config._models import Section
 
 TOP_LEVEL = {
-    Apply.LIVE: ("targets", "contacts", "call", "dnd", "snapshots", "logging"),
+    Apply.LIVE: ("targets", "contacts", "call", "dnd", "snapshots", "logging", "homeassistant"),
     Apply.DEVICES: ("inputs", "relay", "leds", "proximity", "backlight", "gpio"),
     Apply.ENDPOINT: (
         *("role", "address", "name", "site", "board", "state_dir", "first_use_pinning"),

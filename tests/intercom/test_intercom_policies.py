@@ -198,6 +198,25 @@ async def test_do_not_disturb_refuses_and_logs_a_missed_call(make: SiteMaker) ->
     assert endpoint(site, "flat").calls.missed_calls == 1
 
 
+async def test_a_manual_do_not_disturb_refuses_until_switched_off(make: SiteMaker) -> None:
+    site = await make(Unit("door", "door"), Unit("flat", "indoor"))
+    flat = endpoint(site, "flat").service
+    assert flat.manual_dnd is site["flat"].manual_dnd, "the app keeps it across rebuilds"
+    flat.set_manual_dnd(True)  # Home Assistant's switch
+    assert flat.dnd_active()
+    await press(site, "door", "doorbell")
+    await wait_for(lambda: endpoint(site, "flat").calls.missed_calls == 1, "a refused call")
+    assert call_of(site, "flat") is None or call_of(site, "flat").is_ended()
+    flat.set_manual_dnd(False)
+    assert not flat.dnd_active(), "the schedule ([dnd] off) alone decides again"
+    await wait_for(lambda: not endpoint(site, "door").calls.is_call_in_progress(), "idle door")
+    await press(site, "door", "doorbell")
+    await wait_for(
+        lambda: call_of(site, "flat") is not None and not call_of(site, "flat").is_ended(),
+        "the flat to ring again",
+    )
+
+
 async def test_monitor_button_shows_the_door_without_ringing_there(make: SiteMaker) -> None:
     site = await make(Unit("door", "door"), Unit("flat", "indoor"))
     await press(site, "flat", "monitor")

@@ -1,0 +1,210 @@
+"""The topics of one unit on HA's broker and its per-component discovery configs.
+
+Discovery: ``<prefix>/<component>/<node_id>/<object_id>/config`` (retained JSON), one per
+entity, each with the shared ``device`` block and ``availability``. States and commands live
+under ``callbox/<node_id>/`` (docs/protocol.md "Home Assistant topics"). An entity that must
+not exist (the door button with ``door_release`` off) gets an empty retained config, which
+removes one a former configuration left on the broker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from services.homeassistant.settings import HaSettings, UnitInfo
+
+ONLINE: Final = "online"
+OFFLINE: Final = "offline"
+PRESS: Final = "PRESS"
+ON: Final = "ON"
+OFF: Final = "OFF"
+RING: Final = "ring"
+CALL_STATES: Final = ("idle", "ringing", "in_call")
+
+
+@dataclass(frozen=True)
+class HaTopics:
+    """Every topic of one unit: discovery under ``prefix``, states under ``callbox/<node>``."""
+
+    prefix: str
+    node_id: str
+
+    @property
+    def base(self) -> str:
+        """Where this unit's states and commands live."""
+        return f"callbox/{self.node_id}"
+
+    @property
+    def ha_status(self) -> str:
+        """HA's own birth and last will (``online`` / ``offline``)."""
+        return f"{self.prefix}/status"
+
+    @property
+    def availability(self) -> str:
+        """This unit's ``online`` (birth) and ``offline`` (last will), retained."""
+        return f"{self.base}/availability"
+
+    def config(self, component: str, object_id: str) -> str:
+        """The discovery config topic of one entity."""
+        return f"{self.prefix}/{component}/{self.node_id}/{object_id}/config"
+
+    def state(self, object_id: str) -> str:
+        """The state topic of one entity."""
+        return f"{self.base}/{object_id}/state"
+
+    def attributes(self, object_id: str) -> str:
+        """The JSON attributes topic of one entity."""
+        return f"{self.base}/{object_id}/attributes"
+
+    def command(self, object_id: str) -> str:
+        """The command topic of one entity (HA publishes, the unit obeys)."""
+        return f"{self.base}/{object_id}/set"
+
+
+# object ids, unique per unit
+DOORBELL: Final = "doorbell"
+SNAPSHOT: Final = "snapshot"
+DOOR: Final = "door"
+OPEN_DOOR: Final = "open_door"
+CALL: Final = "call"
+MISSED: Final = "missed_calls"
+DND: Final = "dnd"
+
+
+def device_block(unit: UnitInfo, node_id: str) -> dict[str, Any]:
+    """The ``device`` every entity of the unit shares (one device in HA's registry)."""
+    return {
+        "identifiers": [f"callbox_{node_id}"],
+        "name": unit.name or unit.address,
+        "manufacturer": "callbox",
+        "model": unit.role,
+        "sw_version": unit.sw_version,
+    }
+
+
+def entity_configs(
+    unit: UnitInfo, settings: HaSettings, topics: HaTopics
+) -> list[tuple[str, dict[str, Any] | None]]:
+    """(discovery topic, config) of every entity the unit announces; None: remove it.
+
+    Every unit: call state, missed calls; an indoor unit: the do-not-disturb switch; a door
+    station: doorbell event, visitor snapshot, door relay, and the door button only with
+    ``door_release``.
+    """
+    node = topics.node_id
+    shared = {
+        "device": device_block(unit, node),
+        "availability": [{"topic": topics.availability}],
+    }
+
+    def entity(object_id: str, name: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "unique_id": f"callbox_{node}_{object_id}",
+            "object_id": f"{node}_{object_id}",
+            **fields,
+            **shared,
+        }
+
+    found: list[tuple[str, dict[str, Any] | None]] = [
+        (
+            topics.config("sensor", CALL),
+            entity(
+                CALL,
+                "Call",
+                state_topic=topics.state(CALL),
+                json_attributes_topic=topics.attributes(CALL),
+                device_class="enum",
+                options=list(CALL_STATES),
+                icon="mdi:phone",
+            ),
+        ),
+        (
+            topics.config("sensor", MISSED),
+            entity(
+                MISSED,
+                "Missed calls",
+                state_topic=topics.state(MISSED),
+                state_class="total_increasing",
+                icon="mdi:phone-missed",
+            ),
+        ),
+    ]
+    if not unit.is_door:
+        found.append(
+            (
+                topics.config("switch", DND),
+                entity(
+                    DND,
+                    "Do not disturb",
+                    state_topic=topics.state(DND),
+                    command_topic=topics.command(DND),
+                    payload_on=ON,
+                    payload_off=OFF,
+                    icon="mdi:bell-off",
+                ),
+            )
+        )
+        return found
+    found += [
+        (
+            topics.config("event", DOORBELL),
+            entity(
+                DOORBELL,
+                "Doorbell",
+                state_topic=topics.state(DOORBELL),
+                device_class="doorbell",
+                event_types=[RING],
+            ),
+        ),
+        (
+            topics.config("image", SNAPSHOT),
+            entity(
+                SNAPSHOT,
+                "Visitor snapshot",
+                image_topic=topics.state(SNAPSHOT),
+                content_type="image/jpeg",
+            ),
+        ),
+        (
+            topics.config("binary_sensor", DOOR),
+            entity(
+                DOOR,
+                "Door",
+                state_topic=topics.state(DOOR),
+                device_class="lock",
+                payload_on=ON,
+                payload_off=OFF,
+            ),
+        ),
+        (
+            topics.config("button", OPEN_DOOR),
+            entity(
+                OPEN_DOOR,
+                "Open door",
+                command_topic=topics.command(OPEN_DOOR),
+                payload_press=PRESS,
+                icon="mdi:door-open",
+            )
+            if settings.door_release
+            else None,
+        ),
+    ]
+    return found
+
+
+def encode(config: dict[str, Any] | None) -> bytes:
+    """A discovery payload: compact JSON, or empty (removes the entity)."""
+    if config is None:
+        return b""
+    return json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+
+
+def command_topics(unit: UnitInfo, topics: HaTopics) -> tuple[str, ...]:
+    """The topics the unit listens on for HA's commands.
+
+    A door station listens on the button's even with ``door_release`` off, to log a press.
+    """
+    return (topics.command(OPEN_DOOR),) if unit.is_door else (topics.command(DND),)

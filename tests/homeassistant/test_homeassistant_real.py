@@ -1,0 +1,273 @@
+"""A door station and an indoor unit seen and driven from a real Home Assistant 2024.3.3.
+
+Everything is real: HA from its own venv (`make homeassistant-venv`) with a generated
+configuration and its MQTT entry made through its public APIs, HA's own mosquitto with
+accounts, the device apps built from callbox.toml files on simulated boards, the site's
+mosquitto, aiortc calls. The tests drive the units through their pins and HA through its
+REST API, and read what HA shows there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from hass import HaBroker, HomeAssistant, ha_installed, ha_venv
+from support import need, wait_for
+
+from device.config import load_config
+from device.simulator import IntercomSite, Unit, start_intercom_site
+from hal.io_devices import SIM_PINS
+from services.intercom.door import DoorStation
+
+TIMEOUT = 30.0
+MIN_PRESS_S = 0.05
+
+
+@pytest.fixture
+async def ha(tmp_path: Path) -> AsyncIterator[HomeAssistant]:
+    """A fresh HA (its own config dir: HA restores state across restarts) and its broker."""
+    need(ha_installed(), f"Home Assistant in {ha_venv()} (make homeassistant-venv)")
+    broker = HaBroker(tmp_path / "ha-broker")
+    await broker.start()
+    hass = HomeAssistant(tmp_path / "ha-config", broker)
+    try:
+        await hass.start()
+        await hass.setup()
+        yield hass
+    finally:
+        await hass.stop()
+        await broker.close()
+
+
+def ha_toml(broker: HaBroker, *, door_release: bool = False, password_file: str = "") -> str:
+    """A [homeassistant] table pointing at the test's HA broker."""
+    secret = (
+        f'password_file = "{password_file}"'
+        if password_file
+        else f'password = "{broker.passwords["callbox"]}"'
+    )
+    return f"""
+[homeassistant]
+enabled = true
+host = "127.0.0.1"
+port = {broker.port}
+username = "callbox"
+{secret}
+door_release = {str(door_release).lower()}
+"""
+
+
+async def press(site: IntercomSite, address: str, role: str) -> None:
+    """Press and release a button of ``address`` (longer than the minimum press)."""
+    pin = site.pin(address, SIM_PINS[role])
+    pin.drive_low()
+    await asyncio.sleep(MIN_PRESS_S * 2)  # the person holding the button: the input
+    pin.drive_high()
+
+
+def high_periods(pin: Any) -> int:
+    """How many high periods of a mock pin have ended."""
+    states = [s.state for s in pin.states]
+    return sum(1 for a, b in itertools.pairwise(states) if a and not b)
+
+
+def door(site: IntercomSite) -> DoorStation:
+    endpoint = site["door"].endpoint
+    assert endpoint is not None and isinstance(endpoint.service, DoorStation)
+    return endpoint.service
+
+
+def available(state: dict[str, Any]) -> bool:
+    return bool(state["state"] != "unavailable")
+
+
+def is_(value: str) -> Any:
+    return lambda state: state["state"] == value
+
+
+async def test_door_and_indoor_unit_in_home_assistant(tmp_path: Path, ha: HomeAssistant) -> None:
+    secret = tmp_path / "ha-password"
+    await asyncio.to_thread(secret.write_text, ha.broker.passwords["callbox"] + "\n")
+    site = await start_intercom_site(
+        tmp_path / "site",
+        [
+            Unit("door", "door", extra_toml=ha_toml(ha.broker, door_release=True)),
+            Unit("flat", "indoor", extra_toml=ha_toml(ha.broker, password_file=str(secret))),
+        ],
+    )
+    try:
+        await _entities_appear(ha)
+        await _doorbell_call_and_button(site, ha)
+        await _dnd_switch(site, ha)
+        await _entities_come_back_after_ha_restarts(site, ha)
+    finally:
+        await site.close()
+
+
+async def _entities_appear(ha: HomeAssistant) -> None:
+    event = await ha.wait_state("event.door_doorbell", available, TIMEOUT)
+    assert event["attributes"]["device_class"] == "doorbell"
+    assert event["attributes"]["event_types"] == ["ring"]
+    relay = await ha.wait_state("binary_sensor.door_door", is_("off"), TIMEOUT)
+    assert relay["attributes"]["device_class"] == "lock"
+    for unit in ("door", "flat"):
+        call = await ha.wait_state(f"sensor.{unit}_call", is_("idle"), TIMEOUT)
+        assert call["attributes"]["device_class"] == "enum"
+        await ha.wait_state(f"sensor.{unit}_missed_calls", is_("0"), TIMEOUT)
+    await ha.wait_state("image.door_snapshot", available, TIMEOUT)
+    await ha.wait_state("button.door_open_door", available, TIMEOUT)
+    await ha.wait_state("switch.flat_dnd", is_("off"), TIMEOUT)
+
+
+async def _doorbell_call_and_button(site: IntercomSite, ha: HomeAssistant) -> None:
+    before = await ha.wait_state("event.door_doorbell")
+    image_before = await ha.wait_state("image.door_snapshot")
+    await press(site, "door", "doorbell")
+
+    event = await ha.wait_state(
+        "event.door_doorbell", lambda s: s["state"] != before["state"], TIMEOUT
+    )
+    call = door(site).calls.active_call
+    assert call is not None
+    assert event["attributes"]["event_type"] == "ring"
+    assert event["attributes"]["call_id"] == call.call_id
+    assert event["attributes"]["targets"] == ["flat"]
+    ringing = await ha.wait_state("sensor.door_call", is_("ringing"), TIMEOUT)
+    assert ringing["attributes"]["peer"] == "flat"
+    assert ringing["attributes"]["peer_name"] == "Flat"
+    flat_ringing = await ha.wait_state("sensor.flat_call", is_("ringing"), TIMEOUT)
+    assert flat_ringing["attributes"]["direction"] == "in"
+
+    # the visitor snapshot: HA serves the JPEG the door just wrote
+    await ha.wait_state(
+        "image.door_snapshot", lambda s: s["state"] != image_before["state"], TIMEOUT
+    )
+    snapshots = door(site).snapshots
+    assert snapshots is not None
+    (newest, *_) = await asyncio.to_thread(snapshots.list)
+    status, served = await ha.get_bytes("/api/image_proxy/image.door_snapshot")
+    assert status == 200 and served[:2] == b"\xff\xd8"
+    assert served == await asyncio.to_thread(newest.read_bytes)
+
+    site.pin("flat", SIM_PINS["hook"]).drive_low()  # the resident answers
+    await ha.wait_state("sensor.door_call", is_("in_call"), TIMEOUT)
+    await ha.wait_state("sensor.flat_call", is_("in_call"), TIMEOUT)
+
+    relay = site.pin("door", SIM_PINS["relay"])
+    assert high_periods(relay) == 0
+    changes = await ha.state_changes()
+    try:
+        await ha.post("/api/services/button/press", {"entity_id": "button.door_open_door"})
+        await wait_for(
+            lambda: high_periods(relay) == 1, "one relay pulse from HA's button", TIMEOUT
+        )
+        record = door(site).opener.records[-1]
+        assert record.requester == "homeassistant" and record.opened
+        await wait_for(
+            lambda: changes.states("binary_sensor.door_door")[-2:] == ["on", "off"],
+            "HA to see the door unlocked, then locked",
+            TIMEOUT,
+        )
+    finally:
+        await changes.close()
+    assert high_periods(relay) == 1, "one press, one pulse"
+
+    site.pin("flat", SIM_PINS["hook"]).drive_high()  # hung up
+    await ha.wait_state("sensor.door_call", is_("idle"), TIMEOUT)
+    await ha.wait_state("sensor.flat_call", is_("idle"), TIMEOUT)
+
+
+async def _dnd_switch(site: IntercomSite, ha: HomeAssistant) -> None:
+    flat = site["flat"].endpoint
+    assert flat is not None
+    await ha.post("/api/services/switch/turn_on", {"entity_id": "switch.flat_dnd"})
+    await wait_for(flat.service.dnd_active, "HA's switch to turn DND on", TIMEOUT)
+    await ha.wait_state("switch.flat_dnd", is_("on"), TIMEOUT)
+
+    await press(site, "door", "doorbell")  # refused by the flat: a missed call
+    await ha.wait_state("sensor.flat_missed_calls", is_("1"), TIMEOUT)
+    await ha.wait_state("sensor.door_call", is_("idle"), TIMEOUT)
+
+    await ha.post("/api/services/switch/turn_off", {"entity_id": "switch.flat_dnd"})
+    await wait_for(lambda: not flat.service.dnd_active(), "HA's switch to turn DND off", TIMEOUT)
+    await ha.wait_state("switch.flat_dnd", is_("off"), TIMEOUT)
+
+
+async def _entities_come_back_after_ha_restarts(site: IntercomSite, ha: HomeAssistant) -> None:
+    ha_app = site["door"].homeassistant.bridge
+    assert ha_app is not None
+    seen_online = ha_app.link.ha_online
+    await ha.stop()
+    await ha.start()
+    await wait_for(lambda: ha_app.link.ha_online > seen_online, "HA's online to be seen", TIMEOUT)
+    for entity, state in (
+        ("sensor.door_call", "idle"),
+        ("sensor.flat_missed_calls", "1"),
+        ("switch.flat_dnd", "off"),
+        ("binary_sensor.door_door", "off"),
+    ):
+        await ha.wait_state(entity, is_(state), TIMEOUT)
+    for entity in ("event.door_doorbell", "image.door_snapshot", "button.door_open_door"):
+        await ha.wait_state(entity, available, TIMEOUT)
+    status, served = await ha.get_bytes("/api/image_proxy/image.door_snapshot")
+    assert status == 200 and served[:2] == b"\xff\xd8"
+
+
+async def test_door_release_off_removes_the_button_and_ignores_presses(
+    tmp_path: Path, ha: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = await start_intercom_site(
+        tmp_path / "site",
+        [
+            Unit("door", "door", extra_toml=ha_toml(ha.broker, door_release=True)),
+            Unit("flat", "indoor"),
+        ],
+    )
+    try:
+        await ha.wait_state("button.door_open_door", available, TIMEOUT)
+        path = site.config_paths["door"]
+        text = await asyncio.to_thread(path.read_text)
+        await asyncio.to_thread(
+            path.write_text, text.replace("door_release = true", "door_release = false")
+        )
+        new = await asyncio.to_thread(load_config, path)
+        assert await site["door"].apply(new) == ["homeassistant"]
+
+        await _wait_gone(ha, "button.door_open_door")
+        await ha.wait_state("sensor.door_call", is_("idle"), TIMEOUT)
+        bridge = site["door"].homeassistant.bridge
+        assert bridge is not None and not bridge.settings.door_release
+        await wait_for(bridge.link.connected.is_set, "the new link", TIMEOUT)
+
+        # a press published straight to the button's command topic: logged, nothing opens
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            ha.broker.port,
+            username="callbox",
+            password=ha.broker.passwords["callbox"],
+            identifier="test-attacker",
+        ) as client:
+            await client.publish("callbox/door/open_door/set", "PRESS", qos=1)
+            await client.publish("callbox/door/open_door/set", "PRESS", qos=1)
+        await wait_for(lambda: bridge.ignored_commands == 2, "both presses ignored", TIMEOUT)
+        status = site["door"].status()["homeassistant"]
+        assert status["connected"] and status["ignored_commands"] == 2
+        assert high_periods(site.pin("door", SIM_PINS["relay"])) == 0
+        assert not door(site).opener.records
+        assert "door_release = false" in caplog.text
+    finally:
+        await site.close()
+
+
+async def _wait_gone(ha: HomeAssistant, entity_id: str) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            if await ha.state(entity_id) is None:
+                return
+            await asyncio.sleep(0.1)
