@@ -17,7 +17,7 @@ ARGS ?= --scripted
 demo: deps
 	$(VENV)/bin/callbox demo $(ARGS)
 
-test: deps lint typecheck unit
+test: deps homeassistant-venv lint typecheck unit
 
 lint: deps
 	$(VENV)/bin/ruff check .
@@ -36,7 +36,7 @@ typecheck: deps
 # (With PYTEST_ARGS naming files that hold no `alone` test, the second run finds no tests and
 # make stops there: run pytest on them directly.)
 TEST_WORKERS ?= $(shell nproc)
-unit: deps
+unit: deps homeassistant-venv
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not alone" --ignore=tests/browser $(PYTEST_ARGS)
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -m alone --ignore=tests/browser $(PYTEST_ARGS)
 	unshare -rn sh -c 'ip link set lo up && CALLBOX_REQUIRE_ALL=1 exec $(PY) -m pytest -p no:cacheprovider --basetemp=/tmp/callbox-browser-tests tests/browser $(PYTEST_ARGS)'
@@ -51,7 +51,7 @@ FUZZ_EXAMPLES ?= 200000
 fuzz: deps
 	CALLBOX_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider --timeout=0 tests/fuzz $(PYTEST_ARGS)
 
-deps: system-deps .stamp-venv aec3-binding web homeassistant-venv
+deps: system-deps .stamp-venv aec3-binding web
 
 # The browser phone: npm packages from web/package-lock.json, then web/build.mjs: the esbuild
 # bundle and the service worker (dist/sw.js) stamped with the shell's version.
@@ -137,6 +137,7 @@ clean:
 # josepy 2 breaks acme and so HA's cloud import. The stamp names the version: idempotent.
 HA_VERSION := 2024.3.3
 HA_VENV ?= $(HOME)/.cache/callbox/homeassistant-$(HA_VERSION)
+export HA_VENV  # tests/homeassistant/hass.py finds it there
 HA_EXTRA := home-assistant-frontend==20240307.0 paho-mqtt==1.6.1 Pillow janus \
   psutil-home-assistant securetar SQLAlchemy fnv-hash-fast numpy PyTurboJPEG 'josepy<2'
 
