@@ -90,7 +90,7 @@ class MemoryBroker:
         """
         if kind == "inbox":
             self.publish_inbox(address, payload)
-        elif kind in ("presence", "profile"):
+        elif kind in ("presence", "profile", "directory"):
             self.publish_retained(kind, address, payload)
         else:
             raise SignalingError(f"no topic kind {kind!r}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from services.signaling.errors import KeyChangedError, SignalingError
@@ -42,6 +43,11 @@ class Contact:
     role: str = ""
     rights: frozenset[Right] = frozenset()
     blocked: bool = False
+    flat: str = ""
+    """The flat it belongs to (site directory entries): a door's ``flat:<flat>`` target."""
+    source: str = "config"
+    """Who pinned it: "config" (``[[contacts]]``), "directory" (the signed site directory) or
+    "trusted" (first use, or a person's `callbox keys trust` at run time)."""
 
     def __post_init__(self) -> None:
         valid_name("contact address", self.address)
@@ -68,11 +74,54 @@ class ContactBook:
     def trust(self, address: str, keys: PublicKeys) -> Contact:
         """Confirm ``keys`` for ``address`` (first pin, or re-confirmation after a key change)."""
         current = self.contacts.get(address)
-        contact = replace(current, keys=keys) if current else Contact(address=address, keys=keys)
+        contact = (
+            replace(current, keys=keys)
+            if current
+            else Contact(address=address, keys=keys, source="trusted")
+        )
         self.contacts[address] = contact
         self._announced.pop(address, None)
         _log.info("trusted %s with key %s", address, keys.fingerprint())
         return contact
+
+    def use_directory(self, contacts: Iterable[Contact]) -> None:
+        """Make ``contacts`` (an accepted site directory) the book's directory contacts.
+
+        Those of an earlier directory that are not listed any more are removed (a call in
+        progress keeps going; no new message of theirs is accepted). A contact pinned by the
+        unit's own configuration (``[[contacts]]``) wins over an entry for the same address:
+        the installer who set up this unit decided it here, and a directory (a stolen admin
+        key) must not change what the unit's own configuration pins. Contacts trusted at run
+        time are replaced by the directory's entry.
+        """
+        listed = {c.address: c for c in contacts}
+        for address, pinned in list(self.contacts.items()):
+            if pinned.source == "directory" and address not in listed:
+                del self.contacts[address]
+                _log.info("%s left the site directory: no longer a contact", address)
+        for address, contact in listed.items():
+            current = self.contacts.get(address)
+            if current is not None and current.source == "config":
+                if current.keys != contact.keys:
+                    _log.warning(
+                        "the site directory gives %s key %s; [[contacts]] pins %s, which wins",
+                        address,
+                        contact.keys.fingerprint(),
+                        current.keys.fingerprint(),
+                    )
+                continue
+            if current is not None and current.blocked:
+                contact = replace(contact, blocked=True)
+            self.contacts[address] = contact
+            self._announced.pop(address, None)
+
+    def in_flat(self, flat: str) -> list[str]:
+        """The ring group of ``flat``: the indoor units and phones of that flat, by address."""
+        return sorted(
+            c.address
+            for c in self.contacts.values()
+            if c.flat == flat and c.role in ("indoor", "web")
+        )
 
     def block(self, address: str, blocked: bool = True) -> None:
         """Block (or unblock) a contact: its calls are answered BLOCKED."""

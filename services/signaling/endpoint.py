@@ -32,6 +32,7 @@ from services.signaling.base import (
     SignalingTransport,
 )
 from services.signaling.contacts import ContactBook
+from services.signaling.directory import SiteDirectory
 from services.signaling.envelope import Envelope, parse, seal, verify_and_open
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
 from services.signaling.identity import Identity, PublicKeys
@@ -142,6 +143,10 @@ class SignalingEndpoint:
         self.on_message: Callable[[Message], Awaitable[None]] | None = None
         self.on_presence: Callable[[str, bool], None] | None = None
         self.on_rejected: Callable[[str, str, RejectedMessage], None] | None = None
+        self.on_directory: Callable[[bytes], object] | None = None
+        """Handed each site directory message (services/signaling/directory.py checks it)."""
+        self.directory: SiteDirectory | None = None
+        """The site directory this endpoint trusts (set with :attr:`on_directory`), or None."""
         self._presence_changed = asyncio.Condition()
         self._notifications: set[asyncio.Task[None]] = set()
         self.overflowed = 0
@@ -189,11 +194,18 @@ class SignalingEndpoint:
 
     def counters(self) -> dict[str, Any]:
         """What this endpoint dropped and why (``callbox status`` shows it)."""
-        return {
+        counters = {
             "received": self.received,
             "rejected": {reason.value: n for reason, n in sorted(self.rejected.items(), key=str)},
             **self.dropped_unread(),
         }
+        if self.directory is not None:
+            counters["site_directory"] = {
+                "version": self.directory.highest_version,
+                "entries": len(self.directory.addresses()),
+                "refused": {p.value: n for p, n in self.directory.refused.items()},
+            }
+        return counters
 
     def dropped_unread(self) -> dict[str, int]:
         """Messages dropped before any check read them, by why.
@@ -332,6 +344,8 @@ class SignalingEndpoint:
             self._presence_received(inbound)
         elif inbound.kind == "profile":
             self._profile_received(inbound)
+        elif inbound.kind == "directory" and self.on_directory is not None:
+            self.on_directory(inbound.payload)
 
     def _queue(self, inbound: Inbound) -> None:
         size = len(inbound.payload)
