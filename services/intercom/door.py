@@ -146,8 +146,11 @@ class DoorStation(IntercomService):
         return props
 
     def ring_addresses(self) -> list[str]:
-        """The addresses the targets name: ``flat:<flat>`` stands for that flat's indoor units
-        and phones in the site directory (its contacts with that flat), in address order."""
+        """The addresses the targets name, in order.
+
+        ``flat:<flat>`` stands for that flat's indoor units and phones in the site directory
+        (its contacts with that flat), in address order.
+        """
         contacts = self.calls.signaling.contacts
         addresses: list[str] = []
         for target in self.settings.targets:
