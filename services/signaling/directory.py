@@ -168,6 +168,8 @@ class Directory:
             raise SignalingError(f"directory version {self.version} must be within 1..2**53-1")
         if not 0 <= self.issued_at_ms <= 2**53 - 1:
             raise SignalingError(f"directory issued_at_ms {self.issued_at_ms} is out of range")
+        # one order (by address) for one document, whatever order it was built in
+        object.__setattr__(self, "entries", tuple(sorted(self.entries, key=lambda e: e.address)))
         seen: set[str] = set()
         for entry in self.entries:
             if entry.address in seen:
@@ -181,7 +183,7 @@ class Directory:
             "site": self.site,
             "version": self.version,
             "issued_at_ms": self.issued_at_ms,
-            "entries": [e.to_json() for e in sorted(self.entries, key=lambda e: e.address)],
+            "entries": [e.to_json() for e in self.entries],
         }
 
     def signed_bytes(self) -> bytes:
@@ -255,7 +257,7 @@ def read_directory(payload: bytes, *, site: str, admin_key: bytes) -> Directory:
     directory = _directory_fields(fields)
     if directory.site != site:
         raise DirectoryRefused(
-            DirectoryProblem.OTHER_SITE, f"it is site {directory.site!r}'s, this is {site!r}"
+            DirectoryProblem.OTHER_SITE, f"it is for site {directory.site!r}, this is {site!r}"
         )
     return directory
 

@@ -153,8 +153,11 @@ class SiteBook:
         )
 
 
-def _client(broker: BrokerAddress, client_id: str) -> aiomqtt.Client:
-    tls = pinned_ca(broker.ca_file).context if broker.ca_file is not None else None
+async def _client(broker: BrokerAddress, client_id: str) -> aiomqtt.Client:
+    """A client of the admin account (the CA file read in a thread, the client on the loop)."""
+    tls = None
+    if broker.ca_file is not None:
+        tls = (await asyncio.to_thread(pinned_ca, broker.ca_file)).context
     return aiomqtt.Client(
         broker.host,
         broker.port,
@@ -171,7 +174,7 @@ async def read_retained(
     broker: BrokerAddress, topic: str, wait_s: float = RETAINED_WAIT_S
 ) -> bytes:
     """The retained message on ``topic`` (b"" when none came within ``wait_s``)."""
-    client = await asyncio.to_thread(_client, broker, broker.username)
+    client = await _client(broker, broker.username)
     try:
         async with client:
             await client.subscribe(topic, qos=1)
@@ -215,7 +218,7 @@ async def publish(broker: BrokerAddress, book: SiteBook, admin_key: Ed25519Priva
     directory = book.directory(max(book.version, on_broker) + 1)
     payload = directory.sign(admin_key)
     topic = SiteTopics(book.site).directory()
-    client = await asyncio.to_thread(_client, broker, broker.username)
+    client = await _client(broker, broker.username)
     try:
         async with client:
             await client.publish(topic, payload, qos=1, retain=True)
