@@ -164,9 +164,19 @@ class DoorStation(IntercomService):
     def reachable_targets(self) -> list[str]:
         """The targets whose keys are pinned: one untrusted unit must not silence the rest."""
         contacts = self.calls.signaling.contacts
+        directory = self.calls.signaling.directory
         for target in self.settings.targets:
             flat = target.removeprefix(FLAT_PREFIX)
-            if target.startswith(FLAT_PREFIX) and not contacts.in_flat(flat):
+            if not target.startswith(FLAT_PREFIX) or contacts.in_flat(flat):
+                continue
+            if directory is None or directory.current is None:
+                _log.warning(
+                    "%s: target %s: no site directory accepted yet (is [directory] admin_key "
+                    "set, and the directory published?)",
+                    self.calls.address,
+                    target,
+                )
+            else:
                 _log.error(
                     "%s: target %s: the site directory lists no indoor unit or phone of "
                     "flat %s: nobody there is rung",
