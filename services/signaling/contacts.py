@@ -120,7 +120,7 @@ class ContactBook:
         return sorted(
             c.address
             for c in self.contacts.values()
-            if c.flat == flat and c.role in ("indoor", "web")
+            if c.flat == flat and c.role in ("indoor", "web")  # directory.RINGABLE
         )
 
     def block(self, address: str, blocked: bool = True) -> None:

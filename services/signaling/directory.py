@@ -20,6 +20,7 @@ import enum
 import json
 import logging
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -44,6 +45,9 @@ MAX_DIRECTORY_BYTES: Final = 512 * 1024 - 4096
 """The largest directory document: the generated broker's max_packet_size (512 KiB) less room
 for the MQTT header and topic. About 2,000 entries."""
 ROLES: Final = ("door", "indoor", "web")
+RINGABLE: Final = ("indoor", "web")
+"""The roles a door's ``flat:<flat>`` target rings."""
+FLAT_TARGET_PREFIX: Final = "flat:"
 MAX_FLAT_CHARS: Final = 32
 MAX_NAME_CHARS: Final = 64
 _FLAT = re.compile(r"[A-Za-z0-9_.-]{0,32}")
@@ -206,6 +210,33 @@ class Directory:
         """The entry of ``address``, or None."""
         return next((e for e in self.entries if e.address == address), None)
 
+    def flat_members(self, flat: str) -> list[str]:
+        """The ring group of ``flat``: its indoor units and phones, by address."""
+        return [e.address for e in self.entries if e.flat == flat and e.role in RINGABLE]
+
+    def peers_of(self, address: str, targets: Iterable[str] = ()) -> frozenset[str]:
+        """The addresses whose presence ``address`` needs, from this directory.
+
+        Its ring ``targets`` (``flat:<flat>`` expanded to that flat's indoor units and phones,
+        an address as it is), the other members of its own flat and, for an indoor unit or a
+        phone, every door station (it shows who rings and can monitor them). Not itself. For
+        a building this grows with the flat and the doors, not with the site: what an endpoint
+        subscribes to (presence per address) should come from here.
+        """
+        own = self.entry(address)
+        needed: set[str] = set()
+        for target in targets:
+            if target.startswith(FLAT_TARGET_PREFIX):
+                needed.update(self.flat_members(target.removeprefix(FLAT_TARGET_PREFIX)))
+            else:
+                needed.add(target)
+        if own is not None and own.flat:
+            needed.update(e.address for e in self.entries if e.flat == own.flat)
+        if own is not None and own.role in RINGABLE:
+            needed.update(e.address for e in self.entries if e.role == "door")
+        needed.discard(address)
+        return frozenset(needed)
+
 
 def admin_public_key(text: str) -> bytes:
     """The 32 raw bytes of an admin public key given in base64url; SignalingError if not one."""
@@ -307,6 +338,9 @@ class SiteDirectory:
     current: Directory | None = None
     highest_version: int = 0
     refused: dict[DirectoryProblem, int] = field(default_factory=dict)
+    on_accepted: Callable[[Directory], object] | None = None
+    """Called with each directory accepted (restored at start, or received): whoever narrows
+    the endpoint's subscriptions reads :meth:`Directory.peers_of` there."""
     _pending: tuple[bytes, int] | None = field(default=None, repr=False)
     _saver: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -394,6 +428,8 @@ class SiteDirectory:
         self.contacts.use_directory(
             e.contact() for e in directory.entries if e.address != self.own_address
         )
+        if self.on_accepted is not None:
+            self.on_accepted(directory)
 
     def _save(self, payload: bytes, version: int) -> None:
         if self.state_file is None:

@@ -400,3 +400,34 @@ def test_config_contacts_win_over_the_directory() -> None:
     assert contact is not None and contact.keys == mine and contact.source == "config"
     book.use_directory([])
     assert book.get("flat-12") is not None  # a config contact never leaves with the directory
+
+
+def test_peers_of_grows_with_the_flat_and_the_doors_not_the_site() -> None:
+    keys = iter(Identity.generate().public_keys for _ in range(8))
+    directory = Directory(
+        SITE,
+        1,
+        0,
+        (
+            DirectoryEntry("door-a", "A", "door", "", next(keys)),
+            DirectoryEntry("door-b", "B", "door", "", next(keys)),
+            DirectoryEntry("f12-hall", "H", "indoor", "12", next(keys)),
+            DirectoryEntry("f12-phone", "P", "web", "12", next(keys)),
+            DirectoryEntry("f13-hall", "H", "indoor", "13", next(keys)),
+            DirectoryEntry("f13-phone", "P", "web", "13", next(keys)),
+        ),
+    )
+    assert directory.peers_of("door-a", ["flat:12"]) == {"f12-hall", "f12-phone"}
+    assert directory.peers_of("door-a", ["flat:12", "f13-hall"]) == {
+        "f12-hall",
+        "f12-phone",
+        "f13-hall",
+    }
+    assert directory.peers_of("f12-phone") == {"door-a", "door-b", "f12-hall"}
+    assert directory.peers_of("nobody") == frozenset()
+    seen: list[int] = []
+    site_directory = SiteDirectory(
+        SITE, b"", ContactBook(), on_accepted=lambda d: seen.append(d.version)
+    )
+    site_directory._use(directory)
+    assert seen == [1]
