@@ -18,7 +18,7 @@ import click
 
 from device.cli._admin import fail, parse_key_text
 from device.cli._pairing import CONTACT_ROLES, normalize_fingerprint, parse_rights
-from device.cli._shared import DEFAULT_BROKER_DIR
+from device.cli._shared import DEFAULT_BROKER_DIR, DEFAULT_SITE_DIR
 from services.signaling.broker import ADMIN_PASSWORD_FILE, ADMIN_USER
 from services.signaling.contacts import Right
 from services.signaling.directory import DirectoryEntry
@@ -33,8 +33,6 @@ from services.signaling.siteadmin import (
     publish,
 )
 from services.signaling.transport import BrokerAddress
-
-DEFAULT_SITE_DIR = Path.home() / ".callbox-site"
 
 
 def register(main: click.Group) -> None:
