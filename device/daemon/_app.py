@@ -361,6 +361,9 @@ class DeviceApp:
         push = await push_service(config, calls)
         service = call_service(config, calls, board.io, call_log, ui, push, self.manual_dnd)
         endpoint = Endpoint(board, signaling, calls, service, call_log, ui, push)
+        if signaling.directory is not None and isinstance(service, DoorStation):
+            door = service  # a new ring group: its offers are prepared anew
+            signaling.directory.watch(lambda _directory: door.spawn(door.prewarm()))
         try:
             if push is not None:
                 await push.start()

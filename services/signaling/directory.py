@@ -338,9 +338,7 @@ class SiteDirectory:
     current: Directory | None = None
     highest_version: int = 0
     refused: dict[DirectoryProblem, int] = field(default_factory=dict)
-    on_accepted: Callable[[Directory], object] | None = None
-    """Called with each directory accepted (restored at start, or received): whoever narrows
-    the endpoint's subscriptions reads :meth:`Directory.peers_of` there."""
+    _watchers: list[Callable[[Directory], object]] = field(default_factory=list, repr=False)
     _pending: tuple[bytes, int] | None = field(default=None, repr=False)
     _saver: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -396,6 +394,14 @@ class SiteDirectory:
         )
         return directory
 
+    def watch(self, callback: Callable[[Directory], object]) -> None:
+        """Call ``callback`` with each directory accepted from now on (received or restored).
+
+        Whoever narrows the endpoint's subscriptions reads :meth:`Directory.peers_of` there;
+        a door station prepares its ring group's offers anew.
+        """
+        self._watchers.append(callback)
+
     def _refuse(self, err: DirectoryRefused) -> None:
         self.refused[err.problem] = self.refused.get(err.problem, 0) + 1
         _log.warning("%s", err)
@@ -428,8 +434,8 @@ class SiteDirectory:
         self.contacts.use_directory(
             e.contact() for e in directory.entries if e.address != self.own_address
         )
-        if self.on_accepted is not None:
-            self.on_accepted(directory)
+        for watcher in list(self._watchers):
+            watcher(directory)
 
     def _save(self, payload: bytes, version: int) -> None:
         if self.state_file is None:

@@ -426,8 +426,7 @@ def test_peers_of_grows_with_the_flat_and_the_doors_not_the_site() -> None:
     assert directory.peers_of("f12-phone") == {"door-a", "door-b", "f12-hall"}
     assert directory.peers_of("nobody") == frozenset()
     seen: list[int] = []
-    site_directory = SiteDirectory(
-        SITE, b"", ContactBook(), on_accepted=lambda d: seen.append(d.version)
-    )
+    site_directory = SiteDirectory(SITE, b"", ContactBook())
+    site_directory.watch(lambda d: seen.append(d.version))
     site_directory._use(directory)
     assert seen == [1]
