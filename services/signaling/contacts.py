@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -21,6 +22,9 @@ from services.signaling.identity import PublicKeys
 from services.signaling.topics import valid_name
 
 _log = logging.getLogger(__name__)
+
+LEAVING_S = 3600.0
+"""How long a contact removed by a newer site directory may still finish a call in progress."""
 
 _MAX_ANNOUNCED = 16
 """New keys remembered per contact as already announced (then the memory starts anew)."""
@@ -62,6 +66,8 @@ class ContactBook:
     advertised: dict[str, PublicKeys] = field(default_factory=dict)
     _announced: dict[str, set[str]] = field(default_factory=dict, repr=False)
     """Per contact, the fingerprints of new keys already announced as "key changed"."""
+    _leaving: dict[str, tuple[Contact, float]] = field(default_factory=dict, repr=False)
+    """Contacts a newer site directory removed, with when they stop finishing their calls."""
 
     def add(self, contact: Contact) -> None:
         """Pin a contact (an installer's or administrator's decision)."""
@@ -95,9 +101,13 @@ class ContactBook:
         time are replaced by the directory's entry.
         """
         listed = {c.address: c for c in contacts}
+        now = time.monotonic()
+        self._leaving = {a: v for a, v in self._leaving.items() if v[1] > now and a not in listed}
         for address, pinned in list(self.contacts.items()):
             if pinned.source == "directory" and address not in listed:
                 del self.contacts[address]
+                # no rights, and only the messages of a call already under way (see endpoint)
+                self._leaving[address] = (replace(pinned, rights=frozenset()), now + LEAVING_S)
                 _log.info("%s left the site directory: no longer a contact", address)
         for address, contact in listed.items():
             current = self.contacts.get(address)
@@ -114,6 +124,17 @@ class ContactBook:
                 contact = replace(contact, blocked=True)
             self.contacts[address] = contact
             self._announced.pop(address, None)
+
+    def leaving(self, address: str) -> Contact | None:
+        """A contact a newer site directory removed less than LEAVING_S ago, or None.
+
+        Not a contact (:meth:`get` says None: no new call, no rights); the endpoint lets it
+        finish a call already in progress (every call message but an invite).
+        """
+        entry = self._leaving.get(address)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
 
     def in_flat(self, flat: str) -> list[str]:
         """The ring group of ``flat``: the indoor units and phones of that flat, by address."""

@@ -37,7 +37,7 @@ from services.signaling.directory import (
 )
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.envelope import canonical
-from services.signaling.errors import RejectReason
+from services.signaling.errors import RejectReason, SignalingError
 from services.signaling.identity import Identity, PublicKeys, b64u_decode, b64u_encode
 from services.signaling.siteadmin import SiteBook, publish
 from services.signaling.topics import SiteTopics
@@ -340,23 +340,34 @@ async def test_a_newer_directory_replaces_the_entries(
     assert door.endpoint.contacts.get("flat-12") is None
     assert door.endpoint.contacts.get("flat-13") is not None
     assert "flat-12 left the site directory: no longer a contact" in caplog.text
-    # flat-12 still has the door (listed in version 2); its message is refused by the door
+    # flat-12 still has the door (listed in version 2); its new call is refused by the door
     await accepted(flat12, 2)
     assert flat12.endpoint.contacts.get("door-a") is not None
-    await flat12.endpoint.send("door-a", "hangup", "c7Qm2xVd9LhZ-pR4_tNb0w", {})
+    await flat12.endpoint.send("door-a", "invite", "c7Qm2xVd9LhZ-pR4_tNb0w", {})
     await eventually(
         lambda: door.endpoint.rejected[RejectReason.UNKNOWN_SENDER] >= 1,
-        "door-a refusing the removed flat-12",
+        "door-a refusing the removed flat-12's invite",
     )
-    # and flat-13, newly listed, is trusted
+    # but a call in progress goes on: its call messages (no rights) both ways, for a while
     received: list[str] = []
 
     async def got(message: object) -> None:
-        received.append(getattr(message, "sender", ""))
+        received.append(f"{getattr(message, 'sender', '')} {getattr(message, 'type', '')}")
 
     door.endpoint.on_message = got
+    await flat12.endpoint.send("door-a", "hangup", "c7Qm2xVd9LhZ-pR4_tNb0w", {})
+    await eventually(lambda: received == ["flat-12 hangup"], "door-a finishing the call")
+    assert door.endpoint.contacts.get("flat-12") is None, "not pinned again by that message"
+    await door.endpoint.send("flat-12", "hangup", "c7Qm2xVd9LhZ-pR4_tNb0w", {})
+    with pytest.raises(SignalingError, match="not a pinned contact"):
+        await door.endpoint.send("flat-12", "invite", "c7Qm2xVd9LhZ-pR4_tNb0x", {})
+    leaving = door.endpoint.contacts.leaving("flat-12")
+    assert leaving is not None and leaving.rights == frozenset()
+    # and flat-13, newly listed, is trusted
     await flat13.endpoint.send("door-a", "hangup", "c7Qm2xVd9LhZ-pR4_tNb0w", {})
-    await eventually(lambda: received == ["flat-13"], "door-a accepting flat-13")
+    await eventually(
+        lambda: received == ["flat-12 hangup", "flat-13 hangup"], "door-a accepting flat-13"
+    )
 
 
 async def test_only_the_admin_account_may_write_the_directory(building: Building) -> None:
