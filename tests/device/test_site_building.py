@@ -202,6 +202,8 @@ async def test_a_phone_paired_once_is_rung_by_two_doors_that_never_listed_it(
             await incoming.hangup()
             await wait_for(progress.terminal, "the phone's call ended")
             await wait_for(idle(station), "door idle")
+        status = building.apps["door-b"].status()["signaling"]["site_directory"]
+        assert status == {"version": 2, "entries": 4, "refused": {}}
         listed = json.loads(await ok(*building.site_args("list", "--json")))
         assert listed["version"] == 2
         assert [e["address"] for e in listed["entries"]] == sorted([*DOORS, INDOOR, PHONE])
