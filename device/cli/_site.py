@@ -27,7 +27,7 @@ from services.signaling.identity import PublicKeys
 from services.signaling.siteadmin import (
     SiteBook,
     admin_public_text,
-    advertised_keys,
+    advertised_profile,
     create_admin_key,
     load_admin_key,
     publish,
@@ -233,18 +233,17 @@ def site_add(
             raise click.BadParameter("not 32 hex digits", param_hint="--fingerprint")
         broker = _broker(broker_host, broker_port, broker_config, password_file, tls_ca)
         try:
-            profile = asyncio.run(advertised_keys(broker, book.site, address))
+            profile = asyncio.run(advertised_profile(broker, book.site, address))
         except SignalingError as err:
             fail(str(err))
-        keys = profile["_keys"]
-        assert isinstance(keys, PublicKeys)
+        keys = profile.keys
         if keys.fingerprint() != wanted:
             fail(
                 f"key mismatch: {address} advertises keys with fingerprint "
                 f"{keys.fingerprint()}, not {wanted}. Nothing was added: read the fingerprint "
                 "again on the device itself"
             )
-        named = {k: profile[k] for k in ("name", "role") if isinstance(profile.get(k), str)}
+        named = {k: v for k in ("name", "role") if isinstance(v := profile.fields.get(k), str)}
     assert keys is not None
     role = role or named.get("role") or ""
     if role not in CONTACT_ROLES:

@@ -19,7 +19,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,12 +32,12 @@ from services.signaling.directory import (
 )
 from services.signaling.errors import SignalingError
 from services.signaling.identity import (
-    _read_private_file,
-    _write_private_file,
     b64u_decode,
     b64u_encode,
+    read_private_file,
+    write_private_file,
 )
-from services.signaling.profile import read_profile
+from services.signaling.profile import Profile, read_profile
 from services.signaling.tlsclient import pinned_ca
 from services.signaling.topics import SiteTopics, valid_name
 from services.signaling.transport import BrokerAddress
@@ -60,7 +59,7 @@ def load_admin_key(directory: Path) -> Ed25519PrivateKey:
     """The admin key in ``directory``; SignalingError when there is none or it is unusable."""
     path = directory / ADMIN_KEY_FILE
     try:
-        raw = b64u_decode(_read_private_file(path).decode().strip())
+        raw = b64u_decode(read_private_file(path).decode().strip())
     except FileNotFoundError as err:
         raise SignalingError(
             f"no site admin key in {directory}: run `callbox site init` first (or give the "
@@ -77,7 +76,7 @@ def create_admin_key(directory: Path) -> Ed25519PrivateKey:
     """Make the admin key in ``directory`` (0600; FileExistsError if there is one)."""
     key = Ed25519PrivateKey.generate()
     text = b64u_encode(key.private_bytes_raw()) + "\n"
-    _write_private_file(directory / ADMIN_KEY_FILE, text.encode(), replace=False)
+    write_private_file(directory / ADMIN_KEY_FILE, text.encode())
     return key
 
 
@@ -236,13 +235,12 @@ async def publish(broker: BrokerAddress, book: SiteBook, admin_key: Ed25519Priva
     return directory
 
 
-async def advertised_keys(broker: BrokerAddress, site: str, address: str) -> dict[str, Any]:
-    """The fields of ``address``'s retained profile (SignalingError if none or unusable)."""
+async def advertised_profile(broker: BrokerAddress, site: str, address: str) -> Profile:
+    """``address``'s retained profile on the broker (SignalingError if none or unusable)."""
     payload = await read_retained(broker, SiteTopics(site).profile(address))
     if not payload:
         raise SignalingError(
             f"{address} has no profile on the broker: is it connected (a phone: its page "
             "open after `callbox keys pair-web`)?"
         )
-    profile = read_profile(address, payload)
-    return {**profile.fields, "_keys": profile.keys}
+    return read_profile(address, payload)
