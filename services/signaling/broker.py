@@ -185,6 +185,10 @@ def endpoint_password(directory: Path, address: str, owner: Owner | None = None)
     A new one is written there (0600, given to ``owner`` when set).
     """
     path = credential_path(directory, valid_name("endpoint address", address))
+    if address == ADMIN_USER:
+        raise SignalingError(
+            f"{ADMIN_USER!r} is the site admin's broker account, not an endpoint address"
+        )
     try:
         existing = path.read_text().strip()
     except FileNotFoundError:

@@ -347,6 +347,7 @@ def test_pair_web_without_a_running_broker_says_so(tmp_path: Path) -> None:
         (["phone", "--broker-url", "ws://flat1.example:9001"], 2, "mixed content"),
         (["phone", "--broker-url", "mqtt://x:1"], 2, "not a ws:// or wss:// URL"),
         (["phone", "--broker-config", "/nonexistent"], 1, "no site broker configuration here"),
+        (["admin"], 1, "'admin' is the site admin's broker account"),
     ],
 )
 def test_pair_web_refusals(tmp_path: Path, args: list[str], code: int, message: str) -> None:
