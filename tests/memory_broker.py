@@ -37,7 +37,7 @@ from services.signaling.topics import valid_name
 
 _log = logging.getLogger(__name__)
 
-MAX_PACKET_SIZE = 131072
+MAX_PACKET_SIZE = 524288  # as the generated broker (BrokerSettings.max_packet_size)
 """What the generated mosquitto configuration lets through (BrokerSettings' default)."""
 
 
@@ -90,7 +90,7 @@ class MemoryBroker:
         """
         if kind == "inbox":
             self.publish_inbox(address, payload)
-        elif kind in ("presence", "profile"):
+        elif kind in ("presence", "profile", "directory"):
             self.publish_retained(kind, address, payload)
         else:
             raise SignalingError(f"no topic kind {kind!r}")

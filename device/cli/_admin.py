@@ -283,6 +283,11 @@ def status(control_path: Path | None, as_json: bool) -> None:
     click.echo(f"missed calls: {result.get('missed_calls', 0)}")
     dropped = result.get("dropped_messages", {})
     click.echo(f"dropped messages: {', '.join(f'{r} {n}' for r, n in dropped.items()) or 'none'}")
+    directory = result.get("signaling", {}).get("site_directory")
+    if directory is not None:
+        refused = ", ".join(f"{r} {n}" for r, n in directory["refused"].items()) or "none refused"
+        version = directory["version"] or "none accepted yet"
+        click.echo(f"site directory: version {version}, {directory['entries']} entries, {refused}")
     detail = f" ({result['echo_canceller_detail']})" if "echo_canceller_detail" in result else ""
     click.echo(f"echo canceller: {result.get('echo_canceller', 'unknown')}{detail}")
     if "camera" in result:

@@ -19,6 +19,7 @@ import click
 from device.cli._admin import fail, keys, register
 from device.cli._pairing import register as register_pairing
 from device.cli._push import register as register_push
+from device.cli._site import register as register_site
 from device.cli._siteca import broker_tls
 from device.cli._siteca import register as register_siteca
 from device.cli._system import register as register_system
@@ -29,6 +30,7 @@ from device.config import ConfigError, load_config
 from device.daemon import DaemonNotRunningError, SystemdNotifier
 from hal.errors import CallboxError
 from services.signaling.broker import (
+    ADMIN_PASSWORD_FILE,
     PID_FILE,
     BrokerFiles,
     BrokerSettings,
@@ -273,6 +275,9 @@ def broker(
     click.echo(f"configuration written to {files.config}")
     for address in settings.endpoints:
         click.echo(f"  password of {address}: {files.password_file(address)}")
+    click.echo(
+        f"  password of the site admin (`callbox site publish`): {config_dir / ADMIN_PASSWORD_FILE}"
+    )
     if generate_only:
         return
     sys.exit(asyncio.run(_run_broker(files, settings, generate)))
@@ -356,6 +361,7 @@ register(main)
 register_pairing(keys)
 register_web(main)
 register_siteca(main)
+register_site(main)
 register_push(main)
 register_system(main)
 register_turn(main)

@@ -36,7 +36,7 @@ from device.cli._admin import (
     parse_key_text,
     reload_daemon,
 )
-from device.cli._shared import broker_config_option
+from device.cli._shared import DEFAULT_SITE_DIR, broker_config_option
 from device.config import CallboxConfig, ConfigError, ConfigStore, Name
 from device.daemon import DaemonNotRunningError, default_control_path, request_sync
 from device.phone import Pairing, PairingError, PairingPeer
@@ -51,6 +51,7 @@ from services.signaling.broker import (
 )
 from services.signaling.errors import SignalingError
 from services.signaling.identity import PublicKeys
+from services.signaling.siteadmin import SiteBook
 from services.signaling.siteca import read_site_tls, site_ca_files
 
 DEFAULT_WEB_PORT = 8443
@@ -255,6 +256,18 @@ def _pin(
 )
 @broker_config_option
 @click.option("--no-qr", is_flag=True, help="Print the link without its QR code.")
+@click.option(
+    "--flat",
+    help="A building's phone: its flat. The link also names the site directory's door "
+    "stations and that flat's indoor units (from --site-dir); then add the phone to the "
+    "directory once (`callbox site add --fingerprint`).",
+)
+@click.option(
+    "--site-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CALLBOX_SITE_DIR",
+    help="With --flat: the `callbox site --dir` directory [default: ~/.callbox-site].",
+)
 @click.pass_obj
 def pair_web(
     config_path: Path,
@@ -264,6 +277,8 @@ def pair_web(
     broker_url: str | None,
     broker_config: Path,
     no_qr: bool,
+    flat: str | None,
+    site_dir: Path | None,
 ) -> None:
     """Give the browser phone ADDRESS a broker login and print its pairing link and QR code.
 
@@ -290,6 +305,10 @@ def pair_web(
     password = _broker_login(broker_config, address)
     ca = _site_ca(broker_config)
     pairing = _pairing(cfg, own, address, name or address, broker, password, ca)
+    if flat is not None:
+        pairing = dataclasses.replace(
+            pairing, peers=_building_peers(pairing.peers, site_dir, flat, address)
+        )
     pairing = dataclasses.replace(pairing, push_key=_push_key(broker_config))
     link = pairing.url(page)
 
@@ -321,6 +340,14 @@ def pair_web(
     click.echo("")
     click.echo("next:")
     click.echo("  1. open the link on the phone (scan the code); the page shows its fingerprint")
+    if flat is not None:
+        click.echo("  2. add it to the site directory once, with the fingerprint the phone shows:")
+        click.echo(
+            f"       callbox site add {address} --role web --flat {flat} --fingerprint "
+            "<fingerprint> --publish"
+        )
+        click.echo("     (--rights unlock lets it open the door without answering a call)")
+        return
     click.echo("  2. if this unit calls the phone or takes its calls, trust it here with the")
     click.echo("     fingerprint the phone shows:")
     click.echo(f"       sudo callbox keys trust {address} <fingerprint>")
@@ -522,6 +549,27 @@ def _pairing(
         )
     except (PairingError, SignalingError) as err:
         fail(f"cannot make the pairing link: {err}")
+
+
+def _building_peers(
+    peers: tuple[PairingPeer, ...], site_dir: Path | None, flat: str, address: str
+) -> tuple[PairingPeer, ...]:
+    """``peers`` and the site directory's door stations and indoor units of ``flat``."""
+    try:
+        book = SiteBook.load(site_dir or DEFAULT_SITE_DIR)
+    except SignalingError as err:
+        fail(f"--flat needs the site directory: {err}")
+    listed = {p.address for p in peers}
+    more = [
+        PairingPeer(e.address, e.name, e.role, e.keys.fingerprint())
+        for e in book.entries.values()
+        if e.address not in listed
+        and e.address != address
+        and (e.role == "door" or (e.role == "indoor" and e.flat == flat))
+    ]
+    if not any(e.flat == flat for e in book.entries.values()):
+        click.echo(f"note: the site directory lists nobody in flat {flat} yet", err=True)
+    return (*peers, *more)
 
 
 def _qr_text(link: str) -> str:

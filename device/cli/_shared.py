@@ -14,6 +14,8 @@ import click
 from device.cli._admin import fail, reload_daemon
 from device.config import ConfigError, ConfigStore
 
+DEFAULT_SITE_DIR = Path.home() / ".callbox-site"
+"""Where ``callbox site`` keeps the site admin key and the working list (``--dir``)."""
 DEFAULT_BROKER_DIR = Path("/var/lib/callbox-broker")
 """Where callbox-broker.service keeps the broker's configuration (its StateDirectory)."""
 

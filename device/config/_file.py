@@ -29,6 +29,7 @@ from device.config._models import (
     CallConfig,
     CameraConfig,
     ContactConfig,
+    DirectoryConfig,
     DisplayConfig,
     DndConfig,
     GpioConfig,
@@ -44,6 +45,7 @@ from device.config._models import (
     RelayConfig,
     Section,
     SnapshotsConfig,
+    Target,
     Text,
     TurnConfig,
 )
@@ -97,11 +99,12 @@ class CallboxConfig(Section):
     site: Annotated[Name, Apply.ENDPOINT]
     board: Annotated[Literal["sim", "pi"], Apply.ENDPOINT] = "pi"
     state_dir: Annotated[AbsolutePath, Apply.ENDPOINT] = "/var/lib/callbox"
-    targets: Annotated[tuple[Name, ...], Apply.LIVE] = ()
+    targets: Annotated[tuple[Target, ...], Apply.LIVE] = ()
     first_use_pinning: Annotated[StrictBool, Apply.ENDPOINT] = False
     broker: BrokerConfig = BrokerConfig()
     # `contacts` is the TOML key; the attribute name leaves `contacts()` to the method
     contact_entries: tuple[ContactConfig, ...] = Field(default=(), alias="contacts")
+    directory: DirectoryConfig = DirectoryConfig()
     inputs: InputsConfig = InputsConfig()
     relay: RelayConfig | None = None
     leds: dict[Name, LedConfig] = Field(default_factory=dict)

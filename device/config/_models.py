@@ -74,6 +74,21 @@ def _name(value: str) -> str:
     return value
 
 
+_FLAT = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+FLAT_TARGET_PREFIX = "flat:"
+"""A door's target ``flat:<flat>`` rings that flat's indoor units and phones (site directory)."""
+
+
+def _target(value: str) -> str:
+    if value.startswith(FLAT_TARGET_PREFIX):
+        if not _FLAT.fullmatch(value.removeprefix(FLAT_TARGET_PREFIX)):
+            raise ValueError(
+                f"{value!r}: a flat is 1 to 32 letters, digits, '_', '.' or '-' after 'flat:'"
+            )
+        return value
+    return _name(value)
+
+
 def _text(value: str) -> str:
     if len(value) > 64:
         raise ValueError(f"is {len(value)} characters long; at most 64 are allowed")
@@ -147,6 +162,10 @@ def _public_key(value: str) -> str:
     if len(raw) != KEY_SIZE:
         raise ValueError(f"must decode to {KEY_SIZE} bytes, not {len(raw)}")
     return value
+
+
+def _public_key_or_empty(value: str) -> str:
+    return _public_key(value) if value else value
 
 
 def _even(value: int) -> int:
@@ -256,6 +275,8 @@ def _no_duplicates(values: tuple[Any, ...]) -> tuple[Any, ...]:
 Name = Annotated[StrictStr, AfterValidator(_name)]
 """An address, site or LED name: ``[a-z0-9][a-z0-9_-]{0,31}``."""
 Text = Annotated[StrictStr, AfterValidator(_text)]
+Target = Annotated[StrictStr, AfterValidator(_target)]
+"""A ring target: an address, or ``flat:<flat>`` (that flat's entries in the site directory)."""
 Word = Annotated[StrictStr, AfterValidator(_word)]
 OptionalWord = Annotated[StrictStr, AfterValidator(_word_or_empty)]
 DeviceName = Annotated[StrictStr, AfterValidator(_device_name)]
@@ -316,6 +337,18 @@ class ContactConfig(Section):
     dh_key: PublicKey
     rights: Annotated[tuple[Literal["unlock", "monitor"], ...], AfterValidator(_no_duplicates)] = ()
     blocked: StrictBool = False
+
+
+class DirectoryConfig(Section):
+    """``[directory]``: the signed site directory of a building (docs/operations.md).
+
+    ``admin_key``: the site admin's Ed25519 public key (base64url, ``callbox site init``
+    prints it); set, the unit trusts the entries of a directory it signs as contacts. ""
+    (the default): no directory, ``[[contacts]]`` only (a house).
+    """
+
+    APPLY = Apply.ENDPOINT
+    admin_key: Annotated[StrictStr, AfterValidator(_public_key_or_empty)] = ""
 
 
 class ButtonConfig(Section):

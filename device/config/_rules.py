@@ -51,6 +51,13 @@ def _targets(config: CallboxConfig) -> Problems:
             yield f"targets.{index}", f"{target!r} is this endpoint's own address"
         elif target in config.targets[:index]:
             yield f"targets.{index}", f"{target!r} is listed twice"
+        elif target.startswith("flat:") and config.role != "door":
+            yield f"targets.{index}", f"{target!r}: a flat is a ring group of a door station"
+        elif target.startswith("flat:") and not config.directory.admin_key:
+            yield (
+                f"targets.{index}",
+                f"{target!r} needs the site directory: set directory.admin_key",
+            )
 
 
 def _broker(config: CallboxConfig) -> Problems:

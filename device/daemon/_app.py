@@ -40,6 +40,8 @@ from services.push.service import PushService, PushSettings
 from services.push.store import STORE_FILE
 from services.push.vapid import load_vapid_key
 from services.signaling.contacts import ContactBook
+from services.signaling.directory import STATE_FILE as DIRECTORY_STATE_FILE
+from services.signaling.directory import SiteDirectory, admin_public_key
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.replay import ReplayGuard
 from services.signaling.transport import BrokerAddress, mqtt_transport
@@ -73,6 +75,26 @@ def intercom_settings(config: CallboxConfig) -> IntercomSettings:
             config.dnd.enabled, list(config.dnd.schedule), list(config.dnd.days)
         ),
     )
+
+
+async def site_directory(config: CallboxConfig, signaling: SignalingEndpoint) -> None:
+    """Have ``signaling`` trust the signed site directory when ``[directory]`` pins an admin key.
+
+    The last accepted directory is restored from the state directory first (its version is the
+    floor a newer one must pass, across restarts too).
+    """
+    if not config.directory.admin_key:
+        return
+    directory = SiteDirectory(
+        site=config.site,
+        admin_key=admin_public_key(config.directory.admin_key),
+        contacts=signaling.contacts,
+        state_file=Path(config.state_dir) / DIRECTORY_STATE_FILE,
+        own_address=config.address,
+    )
+    await asyncio.to_thread(directory.load)
+    signaling.on_directory = directory.receive
+    signaling.directory = directory
 
 
 def display_size(config: CallboxConfig) -> tuple[int, int] | None:
@@ -333,11 +355,15 @@ class DeviceApp:
             turn=await asyncio.to_thread(config.turn_minter),
         )
         signaling = calls.signaling
+        await site_directory(config, signaling)
         call_log = CallLog(state_dir / "calls.sqlite")
         ui = call_ui(config, calls, board)
         push = await push_service(config, calls)
         service = call_service(config, calls, board.io, call_log, ui, push, self.manual_dnd)
         endpoint = Endpoint(board, signaling, calls, service, call_log, ui, push)
+        if signaling.directory is not None and isinstance(service, DoorStation):
+            door = service  # a new ring group: its offers are prepared anew
+            signaling.directory.watch(lambda _directory: door.spawn(door.prewarm()))
         try:
             if push is not None:
                 await push.start()

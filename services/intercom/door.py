@@ -40,6 +40,9 @@ from services.signaling.contacts import Right
 
 _log = logging.getLogger(__name__)
 
+FLAT_PREFIX = "flat:"
+"""A target ``flat:<flat>`` rings that flat's entries of the site directory."""
+
 
 class DoorStation(IntercomService):
     """The call service of a door station."""
@@ -67,7 +70,7 @@ class DoorStation(IntercomService):
         await super().start()
         self.calls.set_unlock_handler(self.opener)
         if self.push is not None:  # started and closed by its owner (the composition root)
-            self.push.use_targets(lambda: self.settings.targets)
+            self.push.use_targets(self.ring_addresses)
             self.calls.handle_messages(self.push.request_types, self.push.registrar.on_message)
             self.calls.set_wake_check(self.push.can_wake)  # an offline phone is waited for
         self.spawn(self.prewarm())
@@ -142,11 +145,48 @@ class DoorStation(IntercomService):
         props.extra_targets = [self.calls.profile_of(t) for t in targets[1:]]
         return props
 
+    def ring_addresses(self) -> list[str]:
+        """The addresses the targets name, in order.
+
+        ``flat:<flat>`` stands for that flat's indoor units and phones in the site directory
+        (its contacts with that flat), in address order.
+        """
+        contacts = self.calls.signaling.contacts
+        addresses: list[str] = []
+        for target in self.settings.targets:
+            if target.startswith(FLAT_PREFIX):
+                members = contacts.in_flat(target.removeprefix(FLAT_PREFIX))
+            else:
+                members = [target]
+            addresses.extend(a for a in members if a not in addresses)
+        return addresses
+
     def reachable_targets(self) -> list[str]:
         """The targets whose keys are pinned: one untrusted unit must not silence the rest."""
         contacts = self.calls.signaling.contacts
-        trusted = [t for t in self.settings.targets if contacts.get(t) is not None]
+        directory = self.calls.signaling.directory
         for target in self.settings.targets:
+            flat = target.removeprefix(FLAT_PREFIX)
+            if not target.startswith(FLAT_PREFIX) or contacts.in_flat(flat):
+                continue
+            if directory is None or directory.current is None:
+                _log.warning(
+                    "%s: target %s: no site directory accepted yet (is [directory] admin_key "
+                    "set, and the directory published?)",
+                    self.calls.address,
+                    target,
+                )
+            else:
+                _log.error(
+                    "%s: target %s: the site directory lists no indoor unit or phone of "
+                    "flat %s: nobody there is rung",
+                    self.calls.address,
+                    target,
+                    flat,
+                )
+        addresses = self.ring_addresses()
+        trusted = [t for t in addresses if contacts.get(t) is not None]
+        for target in addresses:
             if target not in trusted:
                 _log.error(
                     "%s: target %s is not a contact (trust its keys with `callbox keys "

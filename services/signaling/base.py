@@ -32,7 +32,7 @@ client's, the endpoint's inbox) is bounded by both."""
 class Inbound:
     """A message received from the broker: which topic kind, whose, and the payload."""
 
-    kind: str  # "inbox", "presence" or "profile"
+    kind: str  # "inbox", "presence", "profile" or "directory" (address "")
     address: str
     payload: bytes
     received_at: float
@@ -61,13 +61,13 @@ async def wait_connected(connected: asyncio.Event, address: str, timeout: float)
 class SignalingTransport(Protocol):
     """One endpoint's connection to the site's message broker, kept up until closed.
 
-    Broker semantics every implementation keeps: the endpoint receives only its own inbox
-    and every presence and profile of the site; presence and profile are retained (a new
-    connection is handed the current ones); the endpoint's presence says online while it is
-    connected and offline after :meth:`close` or, as the broker's last will, after its
-    connection dies; a lost connection is re-established, calling :attr:`on_connecting`
-    first and announcing presence and :attr:`profile` again. Messages are handed to
-    :attr:`on_message` one at a time, never from inside a publish.
+    Broker semantics every implementation keeps: the endpoint receives only its own inbox,
+    every presence and profile of the site, and the site directory; presence, profile and
+    directory are retained (a new connection is handed the current ones); the endpoint's
+    presence says online while it is connected and offline after :meth:`close` or, as the
+    broker's last will, after its connection dies; a lost connection is re-established,
+    calling :attr:`on_connecting` first and announcing presence and :attr:`profile` again.
+    Messages are handed to :attr:`on_message` one at a time, never from inside a publish.
     """
 
     profile: Mapping[str, Any]

@@ -65,7 +65,9 @@ class BrokerSettings:
     bridge_port: int = 1884
     """mosquitto's only listener: plain MQTT on 127.0.0.1, where the fronts connect, one
     connection per client that got through CONNECT."""
-    max_packet_size: int = 131072
+    max_packet_size: int = 524288
+    """The largest MQTT packet: the signed site directory (up to about 2,000 entries) is one
+    retained message (services/signaling/directory.py, MAX_DIRECTORY_BYTES)."""
     max_connections: int = 256
     """All connections of each front (MQTT, WebSockets)."""
     tls: TlsFiles | None = None
@@ -90,6 +92,10 @@ class BrokerSettings:
         valid_name("site", self.site)
         for address in self.endpoints:
             valid_name("endpoint address", address)
+            if address == ADMIN_USER:
+                raise SignalingError(
+                    f"{ADMIN_USER!r} is the site admin's broker account, not an endpoint address"
+                )
         ports = (
             ("port", self.port),
             ("websockets_port", self.websockets_port),
@@ -144,6 +150,11 @@ so ``callbox keys pair-web`` can ask it to reload (SIGHUP)."""
 
 _CREDENTIAL_SUFFIX = ".password"
 
+ADMIN_USER = "admin"
+"""The broker account that alone may publish the site directory (``callbox site publish``)."""
+ADMIN_PASSWORD_FILE = "admin.password"
+"""Its password, in the broker's directory (0600), beside the credentials of the endpoints."""
+
 
 def write_private(path: Path, text: str, owner: Owner | None = None) -> None:
     """Replace ``path`` atomically with a 0600 file holding ``text``.
@@ -174,6 +185,10 @@ def endpoint_password(directory: Path, address: str, owner: Owner | None = None)
     A new one is written there (0600, given to ``owner`` when set).
     """
     path = credential_path(directory, valid_name("endpoint address", address))
+    if address == ADMIN_USER:
+        raise SignalingError(
+            f"{ADMIN_USER!r} is the site admin's broker account, not an endpoint address"
+        )
     try:
         existing = path.read_text().strip()
     except FileNotFoundError:
@@ -215,12 +230,29 @@ def write_password_file(
     clear passwords.
     """
     passwords = {a: endpoint_password(directory, a, owner) for a in dict.fromkeys(addresses)}
+    admin = {ADMIN_USER: admin_password(directory, owner)}
     write_private(
         directory / "passwords",
-        "".join(f"{a}:{hash_password(p)}\n" for a, p in passwords.items()),
+        "".join(f"{a}:{hash_password(p)}\n" for a, p in {**passwords, **admin}.items()),
         owner,
     )
     return passwords
+
+
+def admin_password(directory: Path, owner: Owner | None = None) -> str:
+    """The site admin account's broker password (made on first use, kept 0600)."""
+    path = directory / ADMIN_PASSWORD_FILE
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    except OSError as err:
+        raise SignalingError(f"cannot read the broker password file {path}: {err}") from err
+    if existing:
+        return existing
+    password = secrets.token_urlsafe(24)
+    write_private(path, password + "\n", owner)
+    return password
 
 
 def signal_running_broker(directory: Path, signum: int = signal.SIGHUP) -> int | None:
@@ -277,6 +309,10 @@ def acl_text(site: str, endpoints: tuple[str, ...]) -> str:
             f"pattern readwrite {base}/%u/profile",
             f"pattern read {base}/+/presence",
             f"pattern read {base}/+/profile",
+            # the signed site directory: every account reads it, the admin alone writes it
+            f"pattern read {base}/directory",
+            f"user {ADMIN_USER}",
+            f"topic write {base}/directory",
             "",
         ]
     )

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from services.signaling.errors import KeyChangedError, SignalingError
@@ -20,6 +22,9 @@ from services.signaling.identity import PublicKeys
 from services.signaling.topics import valid_name
 
 _log = logging.getLogger(__name__)
+
+LEAVING_S = 3600.0
+"""How long a contact removed by a newer site directory may still finish a call in progress."""
 
 _MAX_ANNOUNCED = 16
 """New keys remembered per contact as already announced (then the memory starts anew)."""
@@ -42,6 +47,11 @@ class Contact:
     role: str = ""
     rights: frozenset[Right] = frozenset()
     blocked: bool = False
+    flat: str = ""
+    """The flat it belongs to (site directory entries): a door's ``flat:<flat>`` target."""
+    source: str = "config"
+    """Who pinned it: "config" (``[[contacts]]``), "directory" (the signed site directory) or
+    "trusted" (first use, or a person's `callbox keys trust` at run time)."""
 
     def __post_init__(self) -> None:
         valid_name("contact address", self.address)
@@ -56,6 +66,8 @@ class ContactBook:
     advertised: dict[str, PublicKeys] = field(default_factory=dict)
     _announced: dict[str, set[str]] = field(default_factory=dict, repr=False)
     """Per contact, the fingerprints of new keys already announced as "key changed"."""
+    _leaving: dict[str, tuple[Contact, float]] = field(default_factory=dict, repr=False)
+    """Contacts a newer site directory removed, with when they stop finishing their calls."""
 
     def add(self, contact: Contact) -> None:
         """Pin a contact (an installer's or administrator's decision)."""
@@ -68,11 +80,69 @@ class ContactBook:
     def trust(self, address: str, keys: PublicKeys) -> Contact:
         """Confirm ``keys`` for ``address`` (first pin, or re-confirmation after a key change)."""
         current = self.contacts.get(address)
-        contact = replace(current, keys=keys) if current else Contact(address=address, keys=keys)
+        contact = (
+            replace(current, keys=keys)
+            if current
+            else Contact(address=address, keys=keys, source="trusted")
+        )
         self.contacts[address] = contact
         self._announced.pop(address, None)
         _log.info("trusted %s with key %s", address, keys.fingerprint())
         return contact
+
+    def use_directory(self, contacts: Iterable[Contact]) -> None:
+        """Make ``contacts`` (an accepted site directory) the book's directory contacts.
+
+        Those of an earlier directory that are not listed any more are removed (a call in
+        progress keeps going; no new message of theirs is accepted). A contact pinned by the
+        unit's own configuration (``[[contacts]]``) wins over an entry for the same address:
+        the installer who set up this unit decided it here, and a directory (a stolen admin
+        key) must not change what the unit's own configuration pins. Contacts trusted at run
+        time are replaced by the directory's entry.
+        """
+        listed = {c.address: c for c in contacts}
+        now = time.monotonic()
+        self._leaving = {a: v for a, v in self._leaving.items() if v[1] > now and a not in listed}
+        for address, pinned in list(self.contacts.items()):
+            if pinned.source == "directory" and address not in listed:
+                del self.contacts[address]
+                # no rights, and only the messages of a call already under way (see endpoint)
+                self._leaving[address] = (replace(pinned, rights=frozenset()), now + LEAVING_S)
+                _log.info("%s left the site directory: no longer a contact", address)
+        for address, contact in listed.items():
+            current = self.contacts.get(address)
+            if current is not None and current.source == "config":
+                if current.keys != contact.keys:
+                    _log.warning(
+                        "the site directory gives %s key %s; [[contacts]] pins %s, which wins",
+                        address,
+                        contact.keys.fingerprint(),
+                        current.keys.fingerprint(),
+                    )
+                continue
+            if current is not None and current.blocked:
+                contact = replace(contact, blocked=True)
+            self.contacts[address] = contact
+            self._announced.pop(address, None)
+
+    def leaving(self, address: str) -> Contact | None:
+        """A contact a newer site directory removed less than LEAVING_S ago, or None.
+
+        Not a contact (:meth:`get` says None: no new call, no rights); the endpoint lets it
+        finish a call already in progress (every call message but an invite).
+        """
+        entry = self._leaving.get(address)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
+    def in_flat(self, flat: str) -> list[str]:
+        """The ring group of ``flat``: the indoor units and phones of that flat, by address."""
+        return sorted(
+            c.address
+            for c in self.contacts.values()
+            if c.flat == flat and c.role in ("indoor", "web")  # directory.RINGABLE
+        )
 
     def block(self, address: str, blocked: bool = True) -> None:
         """Block (or unblock) a contact: its calls are answered BLOCKED."""

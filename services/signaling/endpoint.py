@@ -32,6 +32,7 @@ from services.signaling.base import (
     SignalingTransport,
 )
 from services.signaling.contacts import ContactBook
+from services.signaling.directory import SiteDirectory
 from services.signaling.envelope import Envelope, parse, seal, verify_and_open
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
 from services.signaling.identity import Identity, PublicKeys
@@ -81,6 +82,8 @@ CALL_MESSAGE_TYPES = frozenset(
 PUSH_MESSAGE_TYPES = frozenset({"push_subscribe", "push_unsubscribe", "push_status"})
 """Web Push registration (docs/protocol.md, "Web Push"): not part of any call."""
 MESSAGE_TYPES = CALL_MESSAGE_TYPES | PUSH_MESSAGE_TYPES
+_FINISHING_TYPES = CALL_MESSAGE_TYPES - {"invite"}
+"""What a contact removed by a newer site directory may still exchange: its call in progress."""
 MAX_ENVELOPE_BYTES = 65536
 ANNOUNCEMENTS_PER_S = 2.0
 """Presence and profile messages a second one address may keep publishing."""
@@ -142,6 +145,10 @@ class SignalingEndpoint:
         self.on_message: Callable[[Message], Awaitable[None]] | None = None
         self.on_presence: Callable[[str, bool], None] | None = None
         self.on_rejected: Callable[[str, str, RejectedMessage], None] | None = None
+        self.on_directory: Callable[[bytes], object] | None = None
+        """Handed each site directory message (services/signaling/directory.py checks it)."""
+        self.directory: SiteDirectory | None = None
+        """The site directory this endpoint trusts (set with :attr:`on_directory`), or None."""
         self._presence_changed = asyncio.Condition()
         self._notifications: set[asyncio.Task[None]] = set()
         self.overflowed = 0
@@ -189,11 +196,18 @@ class SignalingEndpoint:
 
     def counters(self) -> dict[str, Any]:
         """What this endpoint dropped and why (``callbox status`` shows it)."""
-        return {
+        counters = {
             "received": self.received,
             "rejected": {reason.value: n for reason, n in sorted(self.rejected.items(), key=str)},
             **self.dropped_unread(),
         }
+        if self.directory is not None:
+            counters["site_directory"] = {
+                "version": self.directory.highest_version,
+                "entries": len(self.directory.addresses()),
+                "refused": {p.value: n for p, n in self.directory.refused.items()},
+            }
+        return counters
 
     def dropped_unread(self) -> dict[str, int]:
         """Messages dropped before any check read them, by why.
@@ -216,6 +230,8 @@ class SignalingEndpoint:
         if message_type not in MESSAGE_TYPES:
             raise SignalingError(f"unknown message type {message_type!r}")
         contact = self.contacts.get(recipient)
+        if contact is None and message_type in _FINISHING_TYPES:
+            contact = self.contacts.leaving(recipient)  # a call in progress goes on
         if contact is None:
             raise SignalingError(
                 f"cannot send {message_type} to {recipient!r}: not a pinned contact"
@@ -322,8 +338,20 @@ class SignalingEndpoint:
             )
         if message_type not in MESSAGE_TYPES:
             raise RejectedMessage(RejectReason.UNKNOWN_TYPE, f"type {message_type!r} from {sender}")
-        if self.contacts.keys_for_sender(sender, pin=False) is None:
+        if self._sender_keys(sender, message_type) is None:
             raise RejectedMessage(RejectReason.UNKNOWN_SENDER, f"{sender} is not a pinned contact")
+
+    def _sender_keys(self, sender: str, message_type: str) -> PublicKeys | None:
+        """The keys to verify ``sender``'s ``message_type`` with, or None.
+
+        A contact's, or those of one that left the site directory lately (its call messages,
+        no invite: a call in progress goes on).
+        """
+        keys = self.contacts.keys_for_sender(sender, pin=False)
+        if keys is None and message_type in _FINISHING_TYPES:
+            leaving = self.contacts.leaving(sender)
+            keys = leaving.keys if leaving is not None else None
+        return keys
 
     def _received(self, inbound: Inbound) -> None:
         if inbound.kind == "inbox":
@@ -332,6 +360,8 @@ class SignalingEndpoint:
             self._presence_received(inbound)
         elif inbound.kind == "profile":
             self._profile_received(inbound)
+        elif inbound.kind == "directory" and self.on_directory is not None:
+            self.on_directory(inbound.payload)
 
     def _queue(self, inbound: Inbound) -> None:
         size = len(inbound.payload)
@@ -438,13 +468,13 @@ class SignalingEndpoint:
         All but the token bucket per sender, which :meth:`admit` applies as the message arrives.
         """
         env = self._parse_for_me(data)
-        keys = self.contacts.keys_for_sender(env.sender, pin=False)
+        keys = self._sender_keys(env.sender, env.type)
         if keys is None:
             raise RejectedMessage(
                 RejectReason.UNKNOWN_SENDER, f"{env.sender} is not a pinned contact"
             )
         body = self._verify(env, keys)
-        if self.contacts.get(env.sender) is None:
+        if self.contacts.get(env.sender) is None and self.contacts.leaving(env.sender) is None:
             self.contacts.trust(env.sender, keys)  # first use: pinned once a signature verified
         self.replay.check(env.sender, env.nonce, env.ts)
         if env.type == "invite":

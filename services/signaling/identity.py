@@ -290,6 +290,16 @@ class Identity:
         )
 
 
+def read_private_file(path: Path) -> bytes:
+    """A 0600 private key file's bytes (FileNotFoundError, or SignalingError naming why not)."""
+    return _read_private_file(path)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create a 0600 private key file (its directory 0700); FileExistsError if it exists."""
+    _write_private_file(path, data, replace=False)
+
+
 def _read_private_file(path: Path) -> bytes:
     """Read a private key file, refusing symlinks, non-regular files and loose permissions.
 

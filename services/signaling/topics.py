@@ -41,6 +41,10 @@ class SiteTopics:
         """Retained profile of ``address``: name, role, capabilities, public keys."""
         return f"{PREFIX}/{self.site}/{address}/profile"
 
+    def directory(self) -> str:
+        """The retained signed site directory (docs/protocol.md, "Site directory")."""
+        return f"{PREFIX}/{self.site}/directory"
+
     def all_presence(self) -> str:
         """Subscription filter for every endpoint's presence."""
         return f"{PREFIX}/{self.site}/+/presence"

@@ -266,6 +266,7 @@ class MqttTransport:
                 (self.topics.inbox(self.address), SubscribeOptions(qos=1, noLocal=True)),
                 (self.topics.all_presence(), SubscribeOptions(qos=1)),
                 (self.topics.all_profiles(), SubscribeOptions(qos=1)),
+                (self.topics.directory(), SubscribeOptions(qos=1)),
             ]
         )
         await client.publish(
@@ -280,8 +281,10 @@ class MqttTransport:
 
     def _inbound(self, message: aiomqtt.Message) -> Inbound | None:
         topic = str(message.topic)
-        address = self.topics.address_of(topic)
         payload = message.payload
+        if topic == self.topics.directory() and isinstance(payload, bytes | bytearray):
+            return Inbound("directory", "", bytes(payload), time.monotonic(), bool(message.retain))
+        address = self.topics.address_of(topic)
         if address is None or not isinstance(payload, bytes | bytearray):
             return None
         kind = topic.rsplit("/", 1)[1]

@@ -422,3 +422,20 @@ def test_a_damaged_image_role_file_is_named(root: Path) -> None:
     write_image_role(root, "doorr")
     with pytest.raises(FirstBootError, match=r"/usr/lib/callbox/image-role: 'doorr' is not a role"):
         first_boot(root)
+
+
+def test_the_site_admin_key_is_pinned_at_first_boot(root: Path) -> None:
+    """A building's unit: the boot partition's file pins the site directory's admin key."""
+    admin = "FnrfvV8VsR_4RPufmgrP0-A1UKscw_KOkYaKhlls-uM"  # docs/protocol.md's vector key
+    boot_file = root / "boot/firmware/callbox.toml"
+    text = boot_file.read_text().replace(
+        "[system]\n", f'[directory]\nadmin_key = "{admin}"\n\n[system]\n', 1
+    )
+    boot_file.write_text(text)
+    assert first_boot(root).error is None
+    installed = load_config(root / "etc/callbox/callbox.toml")
+    assert installed.directory.admin_key == admin
+    # a key that is not one is refused at first boot, naming the key
+    boot_file.write_text(text.replace(admin, "not-a-key"))
+    report = first_boot(root)
+    assert report.error is not None and "directory.admin_key" in report.error

@@ -347,6 +347,7 @@ def test_pair_web_without_a_running_broker_says_so(tmp_path: Path) -> None:
         (["phone", "--broker-url", "ws://flat1.example:9001"], 2, "mixed content"),
         (["phone", "--broker-url", "mqtt://x:1"], 2, "not a ws:// or wss:// URL"),
         (["phone", "--broker-config", "/nonexistent"], 1, "no site broker configuration here"),
+        (["admin"], 1, "'admin' is the site admin's broker account"),
     ],
 )
 def test_pair_web_refusals(tmp_path: Path, args: list[str], code: int, message: str) -> None:
@@ -526,3 +527,36 @@ def test_trust_with_a_full_key_sets_role_rights_and_ring(tmp_path: Path) -> None
     assert loaded.targets == ("flat", "tablet")
     assert contact.keys.to_json() == keys
     assert "the daemon is not running: the change applies when it starts" in result.stdout
+
+
+def test_pair_web_for_a_flat_names_the_directory_doors_and_flat(tmp_path: Path) -> None:
+    """A building's phone: its link names the site directory's doors and its flat's units."""
+    config = hosting_unit(tmp_path, ws_port=9001, door_keys=Identity.generate().public_keys)
+    broker_dir = tmp_path / "broker"
+    invoke("broker", "--site-config", config, "--config", broker_dir, "--generate-only")
+    site_dir = tmp_path / "site"
+    assert invoke("site", "--dir", site_dir, "init", "--site", "home").exit_code == 0
+    keys = {a: Identity.generate().public_keys for a in ("door-b", "f12-hall", "f13-hall")}
+    for address, role, flat in (
+        ("door-b", "door", ""),
+        ("f12-hall", "indoor", "12"),
+        ("f13-hall", "indoor", "13"),
+    ):
+        text = f"{keys[address].to_json()['sign']}.{keys[address].to_json()['dh']}"
+        added = invoke(
+            "site", "--dir", site_dir, "add", address, "--role", role, "--flat", flat,
+            "--key", text,
+        )  # fmt: skip
+        assert added.exit_code == 0, added.output
+    result = invoke(
+        "keys", "--config", config, "pair-web", "f12-phone", "--url", "https://flat1.example:8443",
+        "--broker-config", broker_dir, "--flat", "12", "--site-dir", site_dir, "--no-qr",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pairing = parse_pairing_url(link_of(result.stdout))
+    peers = {p.address: p.fingerprint for p in pairing.peers}
+    assert peers["door-b"] == keys["door-b"].fingerprint()
+    assert peers["f12-hall"] == keys["f12-hall"].fingerprint()
+    assert "f13-hall" not in peers, "another flat's unit is not the phone's peer"
+    assert "callbox site add f12-phone --role web --flat 12 --fingerprint" in result.stdout
+    assert "keys trust" not in result.stdout, "not on every door: once, in the directory"

@@ -32,6 +32,8 @@ from support import TIMEOUT, MakeSite
 
 from services.signaling.base import presence_payload
 from services.signaling.broker import (
+    ADMIN_PASSWORD_FILE,
+    ADMIN_USER,
     PBKDF2_ITERATIONS,
     BrokerSettings,
     MosquittoBroker,
@@ -159,20 +161,23 @@ def test_passwords_are_pbkdf2_hashes_and_credentials_are_private(tmp_path: Path)
     files = write_broker_config(settings(), tmp_path)
     assert set(files.passwords) == {"door", "flat-1"}
     entries = dict(line.split(":", 1) for line in (tmp_path / "passwords").read_text().split())
-    assert set(entries) == {"door", "flat-1"}
+    assert set(entries) == {"door", "flat-1", ADMIN_USER}  # the site admin: the directory
+    admin = (tmp_path / ADMIN_PASSWORD_FILE).read_text().strip()
     for address, hashed in entries.items():
+        password = admin if address == ADMIN_USER else files.passwords[address]
         assert hashed.startswith("$7$")
         _, seven, iterations, salt, digest = hashed.split("$")
         assert (seven, int(iterations)) == ("7", PBKDF2_ITERATIONS)
         expected = hashlib.pbkdf2_hmac(
-            "sha512", files.passwords[address].encode(), base64.b64decode(salt), PBKDF2_ITERATIONS
+            "sha512", password.encode(), base64.b64decode(salt), PBKDF2_ITERATIONS
         )
         assert base64.b64decode(digest) == expected
-        assert files.passwords[address] not in (tmp_path / "passwords").read_text()
+        assert password not in (tmp_path / "passwords").read_text()
     for private in (
         files.password_file("door"),
         files.password_file("flat-1"),
         tmp_path / "passwords",
+        tmp_path / ADMIN_PASSWORD_FILE,
         tmp_path / "acl",
         files.config,
     ):
@@ -199,6 +204,14 @@ def test_acl_text_names_the_site(tmp_path: Path) -> None:
     assert not any("+/inbox" in line for line in acl), "only the site's own inboxes are writable"
     assert "pattern readwrite callbox/v1/block-7/%u/presence" in acl
     assert "pattern readwrite callbox/v1/block-7/%u/profile" in acl
+    # the signed site directory: everyone reads it, the admin account alone writes it
+    assert "pattern read callbox/v1/block-7/directory" in acl
+    assert acl[acl.index(f"user {ADMIN_USER}") + 1] == "topic write callbox/v1/block-7/directory"
+
+
+def test_the_admin_account_is_not_an_endpoint_address() -> None:
+    with pytest.raises(SignalingError, match="site admin's broker account"):
+        settings(endpoints=("door", ADMIN_USER))
 
 
 # --------------------------------------------------------------------------- the real broker
