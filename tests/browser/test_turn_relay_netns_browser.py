@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pytest
+import pytest_asyncio
 from harness.netlab import _die_with_parent, forward_tcp, run
 from harness.page_ice import RECORD_PEER_CONNECTIONS, selected_pair
 from harness.phonesite import (
@@ -57,7 +57,7 @@ class PhoneNamespace:
         return self.holder.pid
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def phone_namespace() -> AsyncIterator[PhoneNamespace]:
     need(only_loopback(), "a network namespace with loopback only (unshare -rn)")
     holder = await asyncio.create_subprocess_exec(
