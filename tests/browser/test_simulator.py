@@ -23,6 +23,7 @@ from device.simulator._state import display_of, ui_of
 from hal.io_devices import SIM_PINS
 
 TIMEOUT_S = 15.0
+ENDED_SHOW_S = 0.5  # the "ended" screen's stay before idle (4 s on a unit): the same steps
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "simulator"
 
 
@@ -90,6 +91,11 @@ async def test_a_doorbell_call_clicked_through_the_simulator_page(
     simulator: Simulator, page: Page
 ) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    flat = simulator.site[FLAT].endpoint
+    assert flat is not None
+    ui = ui_of(flat)
+    assert ui is not None
+    ui.ended_show_s = ENDED_SHOW_S
     await page.set_viewport_size({"width": 1280, "height": 900})
     await page.goto(simulator.url)
     await wait_page(page, "$('sim-connection').dataset.connected === 'true'", "the first state")
