@@ -232,19 +232,23 @@ async def test_view_door_monitor_call(phone_site: PhoneSite, page: Page) -> None
     call = door_call(phone_site)
     assert call is not None and call.is_incoming()
     await wait_for(
-        lambda: call.get_mute_status(True, False, remote=True), "the door to see the mute", 5
+        lambda: call.get_mute_status(True, False, remote=True),
+        "the door to see the mute",
+        TIMEOUT_S,
     )
     shot = await video_shot(page, phone_site.screenshot_dir / "monitor.png")
     assert shows_video(shot)
 
     await click(page, "#mute")  # unmute: the visitor hears the resident
     await wait_for(
-        lambda: not call.get_mute_status(True, False, remote=True), "unmuted at the door", 5
+        lambda: not call.get_mute_status(True, False, remote=True),
+        "unmuted at the door",
+        TIMEOUT_S,
     )
     session = call.session
     assert session is not None
     start = session.stats.audio_frames
-    await wait_for(lambda: session.stats.audio_frames > start + 10, "audio at the door", 5)
+    await wait_for(lambda: session.stats.audio_frames > start + 10, "audio at the door", TIMEOUT_S)
 
     await click(page, "#hangup")
     await wait_page(page, "!s.call && s.lastCall.status === 'COMPLETE'", "the page idle")
