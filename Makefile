@@ -32,15 +32,17 @@ typecheck: deps
 # one worker per core (pytest-xdist; two per core made timing tests flaky), except those
 # marked `alone` (real-time timing, or a change to the namespace the others share), which
 # run after, one at a time. The browser tests, in their namespace, the same way: each worker
-# runs one Chromium with a fresh context (profile) per test.
+# runs one Chromium with a fresh context (profile) per test (BROWSER_TEST_WORKERS=1: one at a
+# time, as before).
 # (With PYTEST_ARGS naming files that hold no `alone` test, the second run finds no tests and
 # make stops there: run pytest on them directly.)
 TEST_WORKERS ?= $(shell nproc)
+BROWSER_TEST_WORKERS ?= $(TEST_WORKERS)
 unit: deps
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not alone" --ignore=tests/browser $(PYTEST_ARGS)
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -m alone --ignore=tests/browser $(PYTEST_ARGS)
 	unshare -rn sh -c 'ip link set lo up && export CALLBOX_REQUIRE_ALL=1 && \
-		$(PY) -m pytest -p no:cacheprovider --basetemp=/tmp/callbox-browser-tests -n $(TEST_WORKERS) -m "not alone" tests/browser $(PYTEST_ARGS) && \
+		$(PY) -m pytest -p no:cacheprovider --basetemp=/tmp/callbox-browser-tests -n $(BROWSER_TEST_WORKERS) -m "not alone" tests/browser $(PYTEST_ARGS) && \
 		exec $(PY) -m pytest -p no:cacheprovider --basetemp=/tmp/callbox-browser-tests -m alone tests/browser $(PYTEST_ARGS)'
 
 bench: deps
