@@ -31,15 +31,26 @@ typecheck: deps
 # (unshare -rn): Chromium offers ICE candidates on every interface it can see.
 # Most tests wait on sockets, media and timers rather than compute: they run in parallel,
 # one worker per core (pytest-xdist; two per core made timing tests flaky), except those
-# marked `alone` (real-time timing), which
-# run after, one at a time. The browser tests keep Chromium busy: they run one at a time.
+# marked `alone` (real-time timing, or a change to the namespace the others share), which
+# run after, one at a time. The browser tests share one Chromium per pytest process (a fresh
+# context, a profile, per test) and run one at a time: two workers kept both cores busy and
+# real-time waits failed on a loaded machine. BROWSER_TEST_WORKERS=2 runs them on two workers,
+# then the `alone` one.
 # (With PYTEST_ARGS naming files that hold no `alone` test, the second run finds no tests and
 # make stops there: run pytest on them directly.)
 TEST_WORKERS ?= $(shell nproc)
+BROWSER_TEST_WORKERS ?= 1
+BROWSER_PYTEST := $(PY) -m pytest -p no:cacheprovider --basetemp=/tmp/callbox-browser-tests
+ifeq ($(filter-out 0 1,$(BROWSER_TEST_WORKERS)),)
+BROWSER_TESTS := exec $(BROWSER_PYTEST) tests/browser $(PYTEST_ARGS)
+else
+BROWSER_TESTS := $(BROWSER_PYTEST) -n $(BROWSER_TEST_WORKERS) -m "not alone" tests/browser $(PYTEST_ARGS) && \
+	exec $(BROWSER_PYTEST) -m alone tests/browser $(PYTEST_ARGS)
+endif
 unit: deps homeassistant-venv
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) -m "not alone" --ignore=tests/browser $(PYTEST_ARGS)
 	CALLBOX_REQUIRE_ALL=1 $(PY) -m pytest -p no:cacheprovider -m alone --ignore=tests/browser $(PYTEST_ARGS)
-	unshare -rn sh -c 'ip link set lo up && CALLBOX_REQUIRE_ALL=1 exec $(PY) -m pytest -p no:cacheprovider --basetemp=/tmp/callbox-browser-tests tests/browser $(PYTEST_ARGS)'
+	unshare -rn sh -c 'ip link set lo up && export CALLBOX_REQUIRE_ALL=1 && $(BROWSER_TESTS)'
 
 bench: deps
 	$(PY) bench/call_setup.py

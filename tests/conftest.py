@@ -112,8 +112,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "alone: a test that measures wall-clock timing against a real-time device or network "
-        "path; `make test` runs these after the others, one at a time, on an otherwise idle "
-        "machine (the rest run in parallel, pytest-xdist)",
+        "path, or changes the network namespace the others share; `make test` runs these after "
+        "the others, one at a time, on an otherwise idle machine (the rest run in parallel, "
+        "pytest-xdist)",
     )
 
 

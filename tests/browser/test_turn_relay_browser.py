@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from harness.page_ice import RECORD_PEER_CONNECTIONS, selected_pair
 from harness.phonesite import PhoneSite, wait_snapshot
 from harness.turnrelay import LOOPBACK_PEERS, TurnRelay, start_turnserver, turnserver_path
@@ -53,7 +54,7 @@ async () => {
 """The phone's stored settings with ``iceTransportPolicy: "relay"`` (read when the page loads)."""
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def relay(tmp_path: Path) -> AsyncIterator[TurnRelay]:
     """Coturn on loopback, requested before the door's site so it stops after the door.
 

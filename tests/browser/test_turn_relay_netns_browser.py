@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from harness.netlab import _die_with_parent, forward_tcp, run
 from harness.page_ice import RECORD_PEER_CONNECTIONS, selected_pair
 from harness.phonesite import (
@@ -42,6 +43,9 @@ from services.callapi import CallStatus
 from services.media.ice import IcePolicy
 
 _log = logging.getLogger(__name__)
+# it adds interfaces to the namespace the other browser tests share (their Chromium would offer
+# candidates on them, and their fixtures require loopback only): it runs after them, alone
+pytestmark = pytest.mark.alone
 TIMEOUT_S = 30.0
 MIDDLE, PHONE_ADDRESS, DOOR_LAN = "10.16.2.1", "10.16.2.2", "10.16.1.1"
 
@@ -57,7 +61,7 @@ class PhoneNamespace:
         return self.holder.pid
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def phone_namespace() -> AsyncIterator[PhoneNamespace]:
     need(only_loopback(), "a network namespace with loopback only (unshare -rn)")
     holder = await asyncio.create_subprocess_exec(

@@ -38,7 +38,7 @@ from services.signaling.broker import MosquittoBroker, start_loopback_broker
 from services.signaling.identity import PublicKeys
 
 if TYPE_CHECKING:
-    from playwright.async_api import BrowserContext, Page, Playwright
+    from playwright.async_api import Browser, BrowserContext, Page, Playwright
 
 SITE = "test"
 DOOR = "door"
@@ -81,17 +81,42 @@ def only_loopback() -> bool:
     return {name for _, name in socket.if_nameindex()} <= {"lo"}
 
 
-async def open_browser(playwright: Playwright, profile: Path) -> BrowserContext:
-    """Headless Chromium with a fresh profile in ``profile`` and every flag above."""
+VIEWPORT = {"width": 720, "height": 900}
+
+
+async def _executable() -> str:
     executable = await asyncio.to_thread(chromium_path)
     if executable is None:
         raise RuntimeError("Debian's chromium is not installed (apt install chromium)")
+    return executable
+
+
+async def open_browser(playwright: Playwright, profile: Path) -> BrowserContext:
+    """Headless Chromium with a fresh profile in ``profile`` and every flag above."""
     return await playwright.chromium.launch_persistent_context(
         str(profile),
-        executable_path=executable,
+        executable_path=await _executable(),
         headless=True,
         args=list(CHROMIUM_ARGS),
-        viewport={"width": 720, "height": 900},
+        viewport={"width": VIEWPORT["width"], "height": VIEWPORT["height"]},
+    )
+
+
+async def launch_browser(playwright: Playwright) -> Browser:
+    """Headless Chromium with every flag above, for many pages: see :func:`new_phone`."""
+    return await playwright.chromium.launch(
+        executable_path=await _executable(), headless=True, args=list(CHROMIUM_ARGS)
+    )
+
+
+async def new_phone(browser: Browser) -> BrowserContext:
+    """A fresh profile in ``browser``: a phone of its own.
+
+    A browser context shares nothing with the others: its storage (IndexedDB, caches), its
+    service workers, its permissions and its notifications are its own and go with it.
+    """
+    return await browser.new_context(
+        viewport={"width": VIEWPORT["width"], "height": VIEWPORT["height"]}
     )
 
 
