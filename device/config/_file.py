@@ -46,6 +46,7 @@ from device.config._models import (
     Text,
     TurnConfig,
 )
+from device.config._rtsp import RtspConfig
 from device.config._rules import cross_field_problems
 from device.config._system import SystemConfig, hostname_from_address
 from hal.errors import HalError
@@ -116,6 +117,7 @@ class CallboxConfig(Section):
     dnd: DndConfig = DndConfig()
     snapshots: SnapshotsConfig = SnapshotsConfig()
     push: PushConfig = PushConfig()
+    rtsp: RtspConfig = RtspConfig()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 

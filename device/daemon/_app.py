@@ -19,6 +19,7 @@ from typing import Any
 
 from device.config import Apply, CallboxConfig, ConfigError, apply_of, load_or_create_identity
 from device.daemon._compose import compose_calls
+from device.daemon._rtsp import rtsp_service
 from hal.board import Board, build_sim_board, build_sim_io
 from hal.board import build_board as build_named_board
 from hal.errors import HalError
@@ -37,6 +38,7 @@ from services.media.ice import IcePolicy
 from services.push.service import PushService, PushSettings
 from services.push.store import STORE_FILE
 from services.push.vapid import load_vapid_key
+from services.rtsp import RtspService
 from services.signaling.contacts import ContactBook
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.replay import ReplayGuard
@@ -243,6 +245,8 @@ class Endpoint:
     """The default call UI on the display (an indoor unit with a screen), else None."""
     push: PushService | None = None
     """A door station's Web Push (``[push]`` with a key), else None."""
+    rtsp: RtspService | None = None
+    """A door station's RTSP stream for NVRs (``[rtsp]`` enabled), else None."""
 
 
 class DeviceApp:
@@ -318,6 +322,7 @@ class DeviceApp:
         push = await push_service(config, calls)
         service = call_service(config, calls, board.io, call_log, ui, push)
         endpoint = Endpoint(board, signaling, calls, service, call_log, ui, push)
+        endpoint.rtsp = await rtsp_service(config, calls)
         try:
             if push is not None:
                 await push.start()
@@ -330,6 +335,8 @@ class DeviceApp:
             await call_log.open()
             await service.start()
             await calls.start()
+            if endpoint.rtsp is not None:
+                await endpoint.rtsp.start()
         except BaseException:
             await self._close_endpoint(endpoint)
             raise
@@ -337,6 +344,8 @@ class DeviceApp:
         return endpoint
 
     async def _close_endpoint(self, endpoint: Endpoint) -> None:
+        if endpoint.rtsp is not None:
+            await endpoint.rtsp.close()
         if endpoint.ui is not None:
             await endpoint.ui.close()
         await endpoint.service.close()
@@ -494,5 +503,7 @@ class DeviceApp:
         result["echo_canceller"] = canceller.engine if canceller is not None else "off"
         if canceller is not None:
             result["echo_canceller_detail"] = canceller.detail
+        if endpoint.rtsp is not None:
+            result["rtsp"] = endpoint.rtsp.status()
         result.update(endpoint.service.status())
         return result

@@ -1,0 +1,319 @@
+"""The RTSP server of the door camera: GStreamer's RTSP server, fed H.264 on stdin.
+
+The daemon runs this file as a child process under Debian's ``/usr/bin/python3``: the
+project's venv cannot import ``gi`` (PyGObject and GStreamer come from Debian's packages),
+and a crash here never takes the daemon down. It imports only the standard library and
+``gi``, and ``gi`` only in :func:`main`, so the module imports anywhere (the daemon reads
+its wire format from here).
+
+Wire protocol with the daemon:
+
+- stdin: one line of JSON settings (``address``, ``port``, ``path``, ``username``,
+  ``password``, ``max_clients``: the password never appears in the command line), then
+  access units, each ``HEADER`` (flags, pts in microseconds, size) followed by ``size``
+  bytes of H.264 Annex B (SPS/PPS in front of every keyframe). End of stdin: exit.
+- stdout: one JSON event per line: ``{"event": "ready", "port": N}`` once listening,
+  ``{"event": "feed", "on": true|false}`` when the shared media wants access units or no
+  longer does, ``{"event": "keyframe"}`` when a client starts playing (it needs one now),
+  ``{"event": "clients", "count": N}``.
+- stderr: log lines. Exit status 3: gi or a GStreamer element is missing; 2: bad settings.
+
+The media is one ``appsrc ! h264parse ! rtph264pay`` shared by every client (one encode,
+many viewers), behind digest authentication; at most ``max_clients`` play at once, the
+next gets 503 Service Unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import struct
+import sys
+import threading
+import types
+from typing import Any, BinaryIO
+
+HEADER = struct.Struct("!BqI")
+"""Access unit header: flags (bit 0: keyframe), pts in microseconds (-1: none), size."""
+FLAG_KEYFRAME = 1
+MAX_ACCESS_UNIT = 4 * 1024 * 1024
+"""A bigger access unit is a broken stream: the child stops."""
+MAX_QUEUED_BYTES = 1024 * 1024
+"""appsrc holding more than this (the pipeline is slow): drop up to the next keyframe."""
+RESYNC_S = 0.2
+"""A pts further than this from the pipeline's clock re-anchors the timestamps."""
+EXIT_BAD_SETTINGS = 2
+EXIT_MISSING = 3
+ROLE = "viewer"
+LAUNCH = (
+    "( appsrc name=src is-live=true format=time block=false"
+    f" max-bytes={MAX_QUEUED_BYTES * 2}"
+    " caps=video/x-h264,stream-format=byte-stream,alignment=au"
+    " ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+)
+NEEDED_ELEMENTS = ("appsrc", "h264parse", "rtph264pay")
+MISSING_HINT = (
+    "apt install gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-plugins-base"
+    " gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
+)
+
+_log = logging.getLogger("callbox.rtsp")
+
+
+class Events:
+    """The events this process writes to stdout, one JSON object per line."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def send(self, event: str, **fields: Any) -> None:
+        """Write one event and flush it."""
+        with self._lock:
+            self._out.write(json.dumps({"event": event, **fields}) + "\n")
+            self._out.flush()
+
+
+def read_settings(stream: BinaryIO) -> dict[str, Any]:
+    """The settings line (ValueError naming what is wrong)."""
+    line = stream.readline(65536)
+    settings = json.loads(line)
+    for key, kind in (
+        ("address", str),
+        ("port", int),
+        ("path", str),
+        ("username", str),
+        ("password", str),
+        ("max_clients", int),
+    ):
+        if not isinstance(settings.get(key), kind):
+            raise ValueError(f"setting {key!r} is missing or not a {kind.__name__}")
+    return dict(settings)
+
+
+def read_access_unit(stream: BinaryIO) -> tuple[int, int, bytes] | None:
+    """The next (flags, pts_us, data) from the daemon; None at end of stream."""
+    head = stream.read(HEADER.size)
+    if len(head) < HEADER.size:
+        return None
+    flags, pts_us, size = HEADER.unpack(head)
+    if size > MAX_ACCESS_UNIT:
+        raise ValueError(f"an access unit of {size} bytes: the stream is broken")
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return flags, pts_us, data
+
+
+class Viewer:
+    """One RTSP client: where it comes from and whether it holds one of the playing slots."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.playing = False
+
+
+class Server:
+    """GStreamer's RTSP server with one shared, authenticated H.264 media fed by ``push``."""
+
+    def __init__(self, gi: Any, settings: dict[str, Any], events: Events) -> None:
+        self._gst = gi.Gst
+        self._rtsp = gi.GstRtsp
+        self._server_mod = gi.GstRtspServer
+        self._settings = settings
+        self._events = events
+        self._lock = threading.Lock()
+        self._src: Any = None
+        self._waiting_key = True
+        self._anchor: tuple[int, int] | None = None  # (pts_us, running time ns)
+        self._watching = 0  # clients playing
+        self.server = self._build()
+
+    def _build(self) -> Any:
+        mod, settings = self._server_mod, self._settings
+        server = mod.RTSPServer()
+        server.set_address(settings["address"])
+        server.set_service(str(settings["port"]))
+        factory = mod.RTSPMediaFactory()
+        factory.set_launch(LAUNCH)
+        factory.set_shared(True)
+        factory.set_protocols(self._rtsp.RTSPLowerTrans.TCP | self._rtsp.RTSPLowerTrans.UDP)
+        factory.connect("media-configure", self._media_configure)
+        permissions = mod.RTSPPermissions()
+        for permission in (
+            mod.RTSP_PERM_MEDIA_FACTORY_ACCESS,
+            mod.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT,
+        ):
+            permissions.add_permission_for_role(ROLE, permission, True)
+        factory.set_permissions(permissions)
+        auth = mod.RTSPAuth()
+        auth.set_supported_methods(self._rtsp.RTSPAuthMethod.DIGEST)
+        token = mod.RTSPToken()
+        token.set_string(mod.RTSP_TOKEN_MEDIA_FACTORY_ROLE, ROLE)
+        auth.add_digest(settings["username"], settings["password"], token)
+        server.set_auth(auth)
+        server.get_mount_points().add_factory(settings["path"], factory)
+        server.connect("client-connected", self._client_connected)
+        return server
+
+    # clients (GLib main loop) ------------------------------------------------------------------
+
+    def _client_connected(self, _server: Any, client: Any) -> None:
+        viewer = Viewer(client.get_connection().get_ip())
+        _log.info("client %s connected", viewer.peer)
+        client.connect("pre-play-request", self._pre_play, viewer)
+        client.connect("closed", self._closed, viewer)
+
+    def _pre_play(self, _client: Any, _ctx: Any, viewer: Viewer) -> Any:
+        if not viewer.playing:
+            limit = self._settings["max_clients"]
+            if self._watching >= limit:
+                _log.warning(
+                    "client %s refused: %d clients already watch (rtsp.max_clients = %d)",
+                    viewer.peer,
+                    self._watching,
+                    limit,
+                )
+                return self._rtsp.RTSPStatusCode.SERVICE_UNAVAILABLE
+            viewer.playing = True
+            self._watching += 1
+            _log.info("client %s plays (%d watching)", viewer.peer, self._watching)
+            self._events.send("clients", count=self._watching)
+        self._events.send("keyframe")
+        return self._rtsp.RTSPStatusCode.OK
+
+    def _closed(self, _client: Any, viewer: Viewer) -> None:
+        _log.info("client %s disconnected", viewer.peer)
+        if viewer.playing:
+            viewer.playing = False
+            self._watching -= 1
+            self._events.send("clients", count=self._watching)
+
+    # media ----------------------------------------------------------------------------------------
+
+    def _media_configure(self, _factory: Any, media: Any) -> None:
+        src = media.get_element().get_by_name("src")
+        media.connect("unprepared", self._unprepared)
+        with self._lock:
+            self._src, self._waiting_key, self._anchor = src, True, None
+        _log.info("stream starts")
+        self._events.send("feed", on=True)
+        self._events.send("keyframe")
+
+    def _unprepared(self, _media: Any) -> None:
+        with self._lock:
+            self._src = None
+        _log.info("stream stops: nobody watches")
+        self._events.send("feed", on=False)
+
+    def push(self, flags: int, pts_us: int, data: bytes) -> None:
+        """Hand one access unit to the media (reader thread); dropped while nobody watches."""
+        keyframe = bool(flags & FLAG_KEYFRAME)
+        with self._lock:
+            src = self._src
+            if src is None or (self._waiting_key and not keyframe):
+                return
+            if src.get_property("current-level-bytes") > MAX_QUEUED_BYTES:
+                self._waiting_key = True
+                _log.warning("the stream is slow: frames dropped up to the next keyframe")
+                self._events.send("keyframe")
+                return
+            self._waiting_key = False
+            pts = self._timestamp(src, pts_us)
+        gst = self._gst
+        buffer = gst.Buffer.new_wrapped(data)
+        buffer.pts = pts
+        if not keyframe:
+            buffer.set_flags(gst.BufferFlags.DELTA_UNIT)
+        src.emit("push-buffer", buffer)
+
+    def _timestamp(self, src: Any, pts_us: int) -> int:
+        """The access unit's time on the pipeline: the camera's spacing, anchored to its clock."""
+        gst = self._gst
+        clock = src.get_clock()
+        if clock is None:
+            return int(gst.CLOCK_TIME_NONE)
+        now = clock.get_time() - src.get_base_time()
+        if pts_us < 0:
+            return int(now)
+        if self._anchor is not None:
+            at = self._anchor[1] + (pts_us - self._anchor[0]) * 1000
+            if abs(at - now) < RESYNC_S * 1e9:
+                return int(at)
+        self._anchor = (pts_us, now)
+        return int(now)
+
+
+def _load_gi() -> Any:
+    """GStreamer's modules through gi, initialised; SystemExit(EXIT_MISSING) if missing."""
+    try:
+        import gi  # Debian's PyGObject: only this child process imports it
+
+        gi.require_version("Gst", "1.0")
+        gi.require_version("GstRtsp", "1.0")
+        gi.require_version("GstRtspServer", "1.0")
+        from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
+    except (ImportError, ValueError) as err:
+        _log.error("GStreamer's RTSP server cannot be loaded (%s): %s", err, MISSING_HINT)
+        raise SystemExit(EXIT_MISSING) from err
+    Gst.init(None)
+    missing = [name for name in NEEDED_ELEMENTS if Gst.ElementFactory.find(name) is None]
+    if missing:
+        _log.error("GStreamer elements missing: %s: %s", ", ".join(missing), MISSING_HINT)
+        raise SystemExit(EXIT_MISSING)
+    return types.SimpleNamespace(GLib=GLib, Gst=Gst, GstRtsp=GstRtsp, GstRtspServer=GstRtspServer)
+
+
+def _feed(server: Server, stream: BinaryIO, stop: Any) -> None:
+    """Reader thread: access units from stdin into the media until end of stream."""
+    try:
+        while (unit := read_access_unit(stream)) is not None:
+            server.push(*unit)
+    except (OSError, ValueError) as err:
+        _log.error("input from the daemon broken: %s", err)
+    finally:
+        stop()
+
+
+def main() -> int:
+    """Run the server until stdin ends or SIGTERM; the exit status says why it stopped."""
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+    gi = _load_gi()
+    stdin = sys.stdin.buffer
+    try:
+        settings = read_settings(stdin)
+    except ValueError as err:
+        _log.error("bad settings from the daemon: %s", err)
+        return EXIT_BAD_SETTINGS
+    events = Events(sys.stdout)
+    server = Server(gi, settings, events)
+    loop = gi.GLib.MainLoop()
+    if server.server.attach(None) == 0:
+        _log.error("cannot listen on %s port %s", settings["address"], settings["port"])
+        return 1
+    port = server.server.get_bound_port()
+    _log.info("listening on rtsp://%s:%d%s", settings["address"], port, settings["path"])
+    events.send("ready", port=port)
+    gi.GLib.unix_signal_add(gi.GLib.PRIORITY_DEFAULT, signal.SIGTERM, lambda: loop.quit() or False)
+    reader = threading.Thread(
+        target=_feed,
+        args=(server, stdin, lambda: gi.GLib.idle_add(loop.quit)),
+        name="rtsp-feed",
+        daemon=True,
+    )
+    failed: list[str] = []
+
+    def fail(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+        _log.critical("the RTSP server failed", exc_info=(kind, error, trace))
+        failed.append(str(error))
+        loop.quit()
+
+    sys.excepthook = fail  # PyGObject reports an exception of a callback here
+    reader.start()
+    loop.run()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
