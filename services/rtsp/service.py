@@ -160,6 +160,7 @@ class RtspService:
             "url": self.url(self.settings.address),
             "listening": self._ready.is_set(),
             "clients": self.clients,
+            "feeding": self._feeder is not None,
             "passthrough": self._source.passthrough,
             "units_sent": self.units_sent,
             "units_dropped": self._queue.dropped,
