@@ -105,7 +105,7 @@ class Client:
 
 
 async def ffmpeg(url: str, *args: str) -> Client:
-    """ffmpeg reading ``url`` over RTSP/TCP with ``args`` (output options)."""
+    """Run ffmpeg reading ``url`` over RTSP/TCP with ``args`` (output options)."""
     proc = await asyncio.create_subprocess_exec(
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp",
         "-i", url, *args,
@@ -115,12 +115,12 @@ async def ffmpeg(url: str, *args: str) -> Client:
 
 
 async def read_frames(url: str, frames: int) -> Client:
-    """ffmpeg decoding ``frames`` video frames of ``url`` (to nothing)."""
+    """Run ffmpeg decoding ``frames`` video frames of ``url`` (to nothing)."""
     return await ffmpeg(url, "-frames:v", str(frames), "-f", "null", "-")
 
 
 async def ffprobe(url: str) -> Client:
-    """ffprobe asking for the stream's description."""
+    """Run ffprobe asking for the stream's description."""
     proc = await asyncio.create_subprocess_exec(
         "ffprobe", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp", url,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,

@@ -77,7 +77,7 @@ def test_the_password_comes_from_the_config_or_the_first_line_of_its_file(tmp_pa
     config = parse_config(DOOR + ON + f'password_file = "{secret}"\n', FILE)
     assert rtsp_password(config) == "from file"
     secret.write_text("")
-    with pytest.raises(ConfigError, match="rtsp.password_file: .* is empty"):
+    with pytest.raises(ConfigError, match=r"rtsp\.password_file: .* is empty"):
         rtsp_password(config)
 
 
