@@ -54,7 +54,7 @@ async def test_the_stream_carries_the_cameras_own_packets_unchanged() -> None:
                     stream_url(service), "-frames:v", "30", "-c", "copy", "-f", "h264", str(out)
                 )
                 assert await client.finish() == 0, client.stderr
-                streamed = slices(out.read_bytes())
+                streamed = slices(await asyncio.to_thread(out.read_bytes))
         finally:
             await cancel_and_wait([reader])
         assert h264.passthrough

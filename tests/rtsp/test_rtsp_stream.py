@@ -7,8 +7,12 @@ in test_rtsp_passthrough.py, by the picamera2 back-end's own H.264).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from rtsp_helpers import (
@@ -18,10 +22,13 @@ from rtsp_helpers import (
     need_tools,
     read_frames,
     running,
+    settings,
     sim_camera,
     stream_url,
 )
 from support import wait_for
+
+from services.rtsp import CameraH264, RtspService
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +81,8 @@ async def test_max_clients_are_served_and_the_next_one_is_refused(
         assert await refused.finish() != 0
         assert "503 Service Unavailable" in refused.stderr, refused.stderr
         assert "rtsp.max_clients = 1" in caplog.text
+        sent = service.units_sent
+        await wait_for(lambda: service.units_sent > sent + 10, "the watching client still fed")
         await watching.stop()
         await wait_for(lambda: service.clients == 0, "the slot free again")
         admitted = await read_frames(stream_url(service), 10)
@@ -99,3 +108,28 @@ async def test_the_camera_is_read_only_while_somebody_watches() -> None:
         await wait_for(lambda: service.status()["feeding"], "the stream fed while watched")
         assert await client.finish() == 0, client.stderr
         await wait_for(lambda: not service.status()["feeding"], "feeding stopped, nobody left")
+
+
+async def test_the_password_is_not_on_the_childs_command_line() -> None:
+    async with running(sim_camera()) as (service, _):
+        assert service.child_pid is not None
+        cmdline = await asyncio.to_thread(Path(f"/proc/{service.child_pid}/cmdline").read_bytes)
+        assert PASSWORD.encode() not in cmdline and USER.encode() not in cmdline
+
+
+async def test_a_server_that_cannot_start_is_logged_and_retried_never_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the project's venv cannot import gi: the child exits at once, as on a unit without
+    # GStreamer's packages
+    source = sim_camera()
+    service = RtspService(replace(settings(), python=sys.executable), CameraH264(source))
+    try:
+        await service.start()
+        await wait_for(lambda: service.failure is not None, "the failure noticed")
+        assert "exited with status 3" in (service.failure or "")
+        await wait_for(lambda: "gir1.2-gst-rtsp-server-1.0" in caplog.text, "the fix logged")
+        assert not service.status()["listening"]
+    finally:
+        await service.close()
+        await source.close()
