@@ -43,11 +43,13 @@ MAX_QUEUED_BYTES = 1024 * 1024
 """appsrc holding more than this (the pipeline is slow): drop up to the next keyframe."""
 RESYNC_S = 0.2
 """A pts further than this from the pipeline's clock re-anchors the timestamps."""
+MIN_STEP_NS = 1_000_000
+"""Timestamps always move forward, by 1 ms at least."""
 EXIT_BAD_SETTINGS = 2
 EXIT_MISSING = 3
 ROLE = "viewer"
 LAUNCH = (
-    "( appsrc name=src is-live=true format=time block=false"
+    "( appsrc name=src is-live=true format=time block=false do-timestamp=true"
     f" max-bytes={MAX_QUEUED_BYTES * 2}"
     " caps=video/x-h264,stream-format=byte-stream,alignment=au"
     " ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
@@ -127,6 +129,7 @@ class Server:
         self._src: Any = None
         self._waiting_key = True
         self._anchor: tuple[int, int] | None = None  # (pts_us, running time ns)
+        self._last_pts = -MIN_STEP_NS
         self._watching = 0  # clients playing
         self.server = self._build()
 
@@ -197,6 +200,7 @@ class Server:
         media.connect("unprepared", self._unprepared)
         with self._lock:
             self._src, self._waiting_key, self._anchor = src, True, None
+            self._last_pts = -MIN_STEP_NS
         _log.info("stream starts")
         self._events.send("feed", on=True)
         self._events.send("keyframe")
@@ -229,20 +233,23 @@ class Server:
         src.emit("push-buffer", buffer)
 
     def _timestamp(self, src: Any, pts_us: int) -> int:
-        """The access unit's time on the pipeline: the camera's spacing, anchored to its clock."""
-        gst = self._gst
+        """The access unit's time on the pipeline: the camera's spacing, anchored to its clock.
+
+        Before the pipeline runs (no clock yet), or for a unit without a pts, none:
+        appsrc's do-timestamp stamps it with the running time when it goes downstream.
+        """
         clock = src.get_clock()
-        if clock is None:
-            return int(gst.CLOCK_TIME_NONE)
+        if clock is None or pts_us < 0:
+            return int(self._gst.CLOCK_TIME_NONE)
         now = clock.get_time() - src.get_base_time()
-        if pts_us < 0:
-            return int(now)
+        at = None
         if self._anchor is not None:
             at = self._anchor[1] + (pts_us - self._anchor[0]) * 1000
-            if abs(at - now) < RESYNC_S * 1e9:
-                return int(at)
-        self._anchor = (pts_us, now)
-        return int(now)
+        if at is None or abs(at - now) >= RESYNC_S * 1e9:
+            self._anchor, at = (pts_us, now), now
+        at = max(at, self._last_pts + MIN_STEP_NS)
+        self._last_pts = at
+        return int(at)
 
 
 def _load_gi() -> Any:

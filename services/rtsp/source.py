@@ -183,8 +183,6 @@ class CameraH264(H264Source):
             if self._encoder is None:
                 self._encoder = FrameEncoder(self._encoding)
             keyframe, self._key_wanted = self._key_wanted, False
-            pts_us = _pts_us(frame)
-            if pts_us < 0:
-                pts_us = time.monotonic_ns() // 1000
+            pts_us = time.monotonic_ns() // 1000  # when read: the stream's own rate and clock
             self._pending = await asyncio.to_thread(self._encoder.encode, frame, keyframe, pts_us)
         return self._pending.pop(0)

@@ -8,6 +8,7 @@ in test_rtsp_passthrough.py, by the picamera2 back-end's own H.264).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sys
@@ -133,3 +134,22 @@ async def test_a_server_that_cannot_start_is_logged_and_retried_never_raised(
     finally:
         await service.close()
         await source.close()
+
+
+async def test_the_streams_timestamps_move_forward_at_the_streams_rate() -> None:
+    async with running(sim_camera()) as (service, _):
+        probe = await asyncio.create_subprocess_exec(
+            "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-show_entries", "packet=pts",
+            "-of", "csv=p=0", "-read_intervals", "%+#40", stream_url(service),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(20):
+            out, err = await probe.communicate()
+        assert probe.returncode == 0, err
+    fields = [line.split(",")[0] for line in out.decode().split()]
+    pts = [int(field) for field in fields if field.isdigit()]  # N/A: before the clock runs
+    assert len(pts) >= 30
+    assert pts == sorted(pts), pts  # never backwards
+    steps = sorted(b - a for a, b in itertools.pairwise(pts) if b > a)
+    median_ms = steps[len(steps) // 2] / 90  # 90 kHz RTP clock
+    assert 40 < median_ms < 100, steps  # 15 fps: 67 ms, not bursts of camera-rate frames

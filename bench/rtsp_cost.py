@@ -1,0 +1,204 @@
+"""What the RTSP stream costs the door: CPU with one RTSP viewer during a call, against the call.
+
+Run: ``.venv/bin/python bench/rtsp_cost.py [--windows 5]``. Prints one JSON object.
+
+The door station is a real ``callbox run`` process on the sim board with ``[rtsp]`` on; the
+flat, an app in this process, calls it (a monitor call, auto-answered), so the door sends
+its camera (VP8, as calls default to) and its microphone. The sim camera has no H.264
+encoder, so the stream's frames are encoded with libx264 in the door process (640x480 at
+15 fps): the figure is an upper bound of a Pi 4, whose camera's own H.264 goes out as it is
+(passthrough, no encoding). Phases in one run, same call: the call alone, the call with one
+ffmpeg viewer (decoding to nothing; its own CPU is the NVR's, not counted), the call alone
+again (drift). Each figure is CPU seconds per wall second (1.0 = one core busy) of the
+door's process and of its RTSP child (GStreamer), the median of ``windows`` windows of
+``WINDOW_S`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
+from harness.bench_cli import run_and_print
+from support import wait_for
+
+from device.config import load_config, load_or_create_identity
+from device.daemon import DeviceApp
+from device.simulator import Unit, config_text, contact_toml
+from services.callapi import CallStatus
+from services.signaling.broker import free_port, start_loopback_broker
+
+WINDOW_S = 3.0
+SETTLE_S = 3.0
+"""Wait after a phase starts before measuring (the viewer's connection, the encoder opening)."""
+CALLBOX = Path(sys.executable).with_name("callbox")
+USER, PASSWORD = "nvr", "bench-pass"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rtsp_children(pid: int) -> list[int]:
+    """The RTSP children (services/rtsp/_child.py) of process ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"_child.py" in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+async def measure(pids: dict[str, int], windows: int) -> dict[str, float]:
+    """Median CPU per wall second of each process over ``windows`` windows."""
+    shares: dict[str, list[float]] = {name: [] for name in pids}
+    for _ in range(windows):
+        start = {n: await asyncio.to_thread(cpu_seconds, p) for n, p in pids.items()}
+        began = time.monotonic()
+        await asyncio.sleep(WINDOW_S)  # the measuring window
+        wall = time.monotonic() - began
+        for name, pid in pids.items():
+            used = await asyncio.to_thread(cpu_seconds, pid) - start[name]
+            shares[name].append(used / wall)
+    return {name: round(statistics.median(values), 3) for name, values in shares.items()}
+
+
+def rtsp_toml(port: int) -> str:
+    """The door's [rtsp] table (loopback: the bench sends nothing elsewhere)."""
+    return (
+        f'[rtsp]\nenabled = true\naddress = "127.0.0.1"\nport = {port}\n'
+        f'username = "{USER}"\npassword = "{PASSWORD}"\n'
+    )
+
+
+async def start_door(directory: Path, text: str) -> asyncio.subprocess.Process:
+    """``callbox run`` with the door's config; its log goes to a file."""
+    config = directory / "door" / "callbox.toml"
+    await asyncio.to_thread(config.write_text, text)
+    log = await asyncio.to_thread((directory / "door.log").open, "wb")
+    try:
+        return await asyncio.create_subprocess_exec(
+            CALLBOX, "run", "--config", str(config),
+            "--control", str(directory / "door.sock"),
+            "--first-boot", str(directory / "no-first-boot.toml"),
+            stdout=log, stderr=log,
+        )  # fmt: skip
+    finally:
+        log.close()
+
+
+async def viewer(url: str) -> asyncio.subprocess.Process:
+    """One NVR-like client: ffmpeg decoding the stream to nothing."""
+    return await asyncio.create_subprocess_exec(
+        "ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
+        "-f", "null", "-",
+    )  # fmt: skip
+
+
+async def wait_child(door: int, timeout: float = 20.0) -> int:
+    """The door's RTSP child, once it runs."""
+    found: list[int] = []
+
+    def running() -> bool:
+        found[:] = rtsp_children(door)  # /proc: a few hundred small reads
+        return bool(found)
+
+    await wait_for(running, "the door's RTSP child", timeout)
+    return found[0]
+
+
+async def run(windows: int) -> dict[str, Any]:
+    """Start the site, run the phases, build the JSON report."""
+    with tempfile.TemporaryDirectory(prefix="callbox-bench-rtsp-") as tmp:
+        directory = Path(tmp)
+        broker = await start_loopback_broker(directory, site="bench", endpoints=("door", "flat"))
+        settings, files = broker.settings, broker.files
+        keys = {
+            a: (await asyncio.to_thread(load_or_create_identity, directory / a)).public_keys
+            for a in ("door", "flat")
+        }
+        port = free_port()
+        door_text = config_text(
+            Unit("door", "door", extra_toml=rtsp_toml(port)), "bench", settings.port,
+            files.passwords["door"], contact_toml("flat", "indoor", keys["flat"]), ["flat"],
+        ).replace("{state}", str(directory / "door"))  # fmt: skip
+        flat_text = config_text(
+            Unit("flat", "indoor"), "bench", settings.port, files.passwords["flat"],
+            contact_toml("door", "door", keys["door"]), ["door"],
+        ).replace("{state}", str(directory / "flat"))  # fmt: skip
+        flat_path = directory / "flat" / "callbox.toml"
+        await asyncio.to_thread(flat_path.write_text, flat_text)
+        door = await start_door(directory, door_text)
+        flat = DeviceApp(await asyncio.to_thread(load_config, flat_path))
+        processes: list[asyncio.subprocess.Process] = [door]
+        try:
+            await flat.start()
+            assert flat.endpoint is not None
+            calls = flat.endpoint.calls
+            await flat.endpoint.signaling.wait_presence("door", True, timeout=30)
+            child = await wait_child(door.pid)
+            pids = {"door": door.pid, "rtsp_child": child}
+            props = calls.create_call_properties(True)
+            props.user = calls.profile_of("door")
+            call = calls.call(props)
+            assert call is not None
+            await call.start()
+            await wait_for(lambda: call.status == CallStatus.CONNECTED, "the call connected", 20)
+            await asyncio.sleep(SETTLE_S)  # the call's encoder and bitrate settle
+            alone = await measure(pids, windows)
+            watching = await viewer(f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/door")
+            processes.append(watching)
+            await asyncio.sleep(SETTLE_S)  # the viewer connects, the stream's encoder opens
+            with_viewer = await measure(pids, windows)
+            watching.terminate()
+            await watching.wait()
+            await asyncio.sleep(SETTLE_S)  # the stream stops: nobody watches
+            alone_again = await measure(pids, windows)
+            connected = call.status == CallStatus.CONNECTED
+            await call.hangup()
+        finally:
+            await flat.close()
+            for process in processes:
+                if process.returncode is None:
+                    process.terminate()
+                    await process.wait()
+            await broker.close()
+    door_cost = with_viewer["door"] - alone["door"]
+    return {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
+        "windows": windows,
+        "window_s": WINDOW_S,
+        "call_still_connected": connected,
+        "cpu_per_wall_second": {
+            "call_alone": alone,
+            "call_and_one_rtsp_viewer": with_viewer,
+            "call_alone_again": alone_again,
+        },
+        "door_process_ratio_viewer_to_alone": round(with_viewer["door"] / alone["door"], 2),
+        "rtsp_cost_cores": round(door_cost + with_viewer["rtsp_child"], 3),
+    }
+
+
+def main() -> None:
+    """Parse arguments, run, print JSON."""
+    run_and_print(__doc__, run, "windows", 5)
+
+
+if __name__ == "__main__":
+    main()
