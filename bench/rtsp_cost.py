@@ -1,6 +1,6 @@
 """What the RTSP stream costs the door: CPU with one RTSP viewer during a call, against the call.
 
-Run: ``.venv/bin/python bench/rtsp_cost.py [--windows 5]``. Prints one JSON object.
+Run: ``.venv/bin/python bench/rtsp_cost.py [--windows 7]``. Prints one JSON object.
 
 The door station is a real ``callbox run`` process on the sim board with ``[rtsp]`` on; the
 flat, an app in this process, calls it (a monitor call, auto-answered), so the door sends
@@ -104,11 +104,20 @@ async def start_door(directory: Path, text: str) -> asyncio.subprocess.Process:
 
 
 async def viewer(url: str) -> asyncio.subprocess.Process:
-    """One NVR-like client: ffmpeg decoding the stream to nothing."""
+    """One NVR-like client: ffmpeg decoding the stream to nothing, its progress on stdout."""
     return await asyncio.create_subprocess_exec(
         "ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
-        "-f", "null", "-",
+        "-f", "null", "-progress", "pipe:1", "-nostats",
+        stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+async def stop_viewer(process: asyncio.subprocess.Process) -> int:
+    """Stop the viewer; how many frames it decoded."""
+    process.terminate()
+    out, _ = await process.communicate()
+    frames = [line for line in out.decode().split() if line.startswith("frame=")]
+    return int(frames[-1].split("=")[1]) if frames else 0
 
 
 async def wait_child(door: int, timeout: float = 20.0) -> int:
@@ -125,6 +134,7 @@ async def wait_child(door: int, timeout: float = 20.0) -> int:
 
 async def run(windows: int) -> dict[str, Any]:
     """Start the site, run the phases, build the JSON report."""
+    load = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="callbox-bench-rtsp-") as tmp:
         directory = Path(tmp)
         broker = await start_loopback_broker(directory, site="bench", endpoints=("door", "flat"))
@@ -166,8 +176,7 @@ async def run(windows: int) -> dict[str, Any]:
             processes.append(watching)
             await asyncio.sleep(SETTLE_S)  # the viewer connects, the stream's encoder opens
             with_viewer = await measure(pids, windows)
-            watching.terminate()
-            await watching.wait()
+            frames = await stop_viewer(watching)
             await asyncio.sleep(SETTLE_S)  # the stream stops: nobody watches
             alone_again = await measure(pids, windows)
             connected = call.status == CallStatus.CONNECTED
@@ -184,7 +193,9 @@ async def run(windows: int) -> dict[str, Any]:
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
         "windows": windows,
         "window_s": WINDOW_S,
+        "load_average_at_start": load,
         "call_still_connected": connected,
+        "viewer_frames_decoded": frames,
         "cpu_per_wall_second": {
             "call_alone": alone,
             "call_and_one_rtsp_viewer": with_viewer,
@@ -197,7 +208,7 @@ async def run(windows: int) -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments, run, print JSON."""
-    run_and_print(__doc__, run, "windows", 5)
+    run_and_print(__doc__, run, "windows", 7)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from device.config import CallboxConfig
 from device.config._rtsp import rtsp_password
@@ -28,5 +29,6 @@ async def rtsp_service(config: CallboxConfig, calls: Calls) -> RtspService | Non
         username=rtsp.username,
         password=password,
         max_clients=rtsp.max_clients,
+        registry=Path(config.state_dir) / "gstreamer-registry.bin",
     )
     return RtspService(settings, CameraH264(camera))

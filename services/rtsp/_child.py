@@ -10,8 +10,13 @@ Wire protocol with the daemon:
 
 - stdin: one line of JSON settings (``address``, ``port``, ``path``, ``username``,
   ``password``, ``max_clients``: the password never appears in the command line), then
-  access units, each ``HEADER`` (flags, pts in microseconds, size) followed by ``size``
-  bytes of H.264 Annex B (SPS/PPS in front of every keyframe). End of stdin: exit.
+  access units, each ``HEADER`` (flags, capture time in microseconds, size) followed by
+  ``size`` bytes of H.264 Annex B (SPS/PPS in front of every keyframe). End of stdin: exit.
+  The pipeline stamps each unit itself as it leaves appsrc (``do-timestamp``): a shared
+  media's running time stands still between a viewer's DESCRIBE (preroll) and its PLAY,
+  and units mapped from the camera's clock then ran ahead of it and stalled the stream
+  (measured: ffmpeg saw one timestamp for seconds). The capture time stays on the wire
+  for a server that can use it.
 - stdout: one JSON event per line: ``{"event": "ready", "port": N}`` once listening,
   ``{"event": "feed", "on": true|false}`` when the shared media wants access units or no
   longer does, ``{"event": "keyframe"}`` when a client starts playing (it needs one now),
@@ -41,10 +46,6 @@ MAX_ACCESS_UNIT = 4 * 1024 * 1024
 """A bigger access unit is a broken stream: the child stops."""
 MAX_QUEUED_BYTES = 1024 * 1024
 """appsrc holding more than this (the pipeline is slow): drop up to the next keyframe."""
-RESYNC_S = 0.2
-"""A pts further than this from the pipeline's clock re-anchors the timestamps."""
-MIN_STEP_NS = 1_000_000
-"""Timestamps always move forward, by 1 ms at least."""
 EXIT_BAD_SETTINGS = 2
 EXIT_MISSING = 3
 ROLE = "viewer"
@@ -128,8 +129,6 @@ class Server:
         self._lock = threading.Lock()
         self._src: Any = None
         self._waiting_key = True
-        self._anchor: tuple[int, int] | None = None  # (pts_us, running time ns)
-        self._last_pts = -MIN_STEP_NS
         self._watching = 0  # clients playing
         self.server = self._build()
 
@@ -199,8 +198,7 @@ class Server:
         src = media.get_element().get_by_name("src")
         media.connect("unprepared", self._unprepared)
         with self._lock:
-            self._src, self._waiting_key, self._anchor = src, True, None
-            self._last_pts = -MIN_STEP_NS
+            self._src, self._waiting_key = src, True
         _log.info("stream starts")
         self._events.send("feed", on=True)
         self._events.send("keyframe")
@@ -212,7 +210,10 @@ class Server:
         self._events.send("feed", on=False)
 
     def push(self, flags: int, pts_us: int, data: bytes) -> None:
-        """Hand one access unit to the media (reader thread); dropped while nobody watches."""
+        """Hand one access unit to the media (reader thread); dropped while nobody watches.
+
+        ``pts_us`` is not used: see the module docstring.
+        """
         keyframe = bool(flags & FLAG_KEYFRAME)
         with self._lock:
             src = self._src
@@ -224,32 +225,11 @@ class Server:
                 self._events.send("keyframe")
                 return
             self._waiting_key = False
-            pts = self._timestamp(src, pts_us)
         gst = self._gst
-        buffer = gst.Buffer.new_wrapped(data)
-        buffer.pts = pts
+        buffer = gst.Buffer.new_wrapped(data)  # no pts: appsrc stamps it (do-timestamp)
         if not keyframe:
             buffer.set_flags(gst.BufferFlags.DELTA_UNIT)
         src.emit("push-buffer", buffer)
-
-    def _timestamp(self, src: Any, pts_us: int) -> int:
-        """The access unit's time on the pipeline: the camera's spacing, anchored to its clock.
-
-        Before the pipeline runs (no clock yet), or for a unit without a pts, none:
-        appsrc's do-timestamp stamps it with the running time when it goes downstream.
-        """
-        clock = src.get_clock()
-        if clock is None or pts_us < 0:
-            return int(self._gst.CLOCK_TIME_NONE)
-        now = clock.get_time() - src.get_base_time()
-        at = None
-        if self._anchor is not None:
-            at = self._anchor[1] + (pts_us - self._anchor[0]) * 1000
-        if at is None or abs(at - now) >= RESYNC_S * 1e9:
-            self._anchor, at = (pts_us, now), now
-        at = max(at, self._last_pts + MIN_STEP_NS)
-        self._last_pts = at
-        return int(at)
 
 
 def _load_gi() -> Any:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ class RtspSettings:
     password: str = field(repr=False)
     max_clients: int = 2
     python: str = SYSTEM_PYTHON
+    registry: Path | None = None
+    """Where GStreamer caches its plugin registry (the daemon's state directory: under
+    systemd's ProtectSystem=strict and ProtectHome, ``~/.cache`` is not writable)."""
 
     def child_settings(self) -> dict[str, Any]:
         """The settings line the child reads first."""
@@ -194,6 +198,7 @@ class RtspService:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=self._child_env(),
         )
         self.child_pid = proc.pid
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
@@ -214,6 +219,12 @@ class RtspService:
             await cancel_and_wait(tasks)
             await self._stop(proc)
             self.child_pid = None
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.settings.registry is not None:
+            env["GST_REGISTRY_1_0"] = str(self.settings.registry)
+        return env
 
     async def _stop(self, proc: asyncio.subprocess.Process) -> None:
         """End of stdin asks the child to stop; SIGTERM, then SIGKILL if it does not."""
