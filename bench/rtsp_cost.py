@@ -9,7 +9,9 @@ encoder, so the stream's frames are encoded with libx264 in the door process (64
 15 fps): the figure is an upper bound of a Pi 4, whose camera's own H.264 goes out as it is
 (passthrough, no encoding). Phases in one run, same call: the call alone, the call with one
 ffmpeg viewer (decoding to nothing; its own CPU is the NVR's, not counted), the call alone
-again (drift). Each figure is CPU seconds per wall second (1.0 = one core busy) of the
+again (drift). A second part measures the passthrough path alone (a Pi 4's camera: the
+picamera2 back-end on the fake of picamera2, replaying a pre-encoded clip) in this process,
+without and with one viewer. Each figure is CPU seconds per wall second (1.0 = one core busy) of the
 door's process and of its RTSP child (GStreamer), the median of ``windows`` windows of
 ``WINDOW_S`` seconds.
 """
@@ -27,14 +29,20 @@ from pathlib import Path
 from typing import Any
 
 import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
+from fake_picamera2 import FakePicamera2Library
 from harness.bench_cli import run_and_print
 from support import wait_for
 
 from device.config import load_config, load_or_create_identity
 from device.daemon import DeviceApp
 from device.simulator import Unit, config_text, contact_toml
+from hal.media_types import VideoFormat
+from hal.picamera import PiCamera, PiCameraMode
 from services.callapi import CallStatus
+from services.media.tracks import CameraSource
+from services.rtsp import CameraH264, RtspService, RtspSettings
 from services.signaling.broker import free_port, start_loopback_broker
+from services.tasks import cancel_and_wait
 
 WINDOW_S = 3.0
 SETTLE_S = 3.0
@@ -106,18 +114,26 @@ async def start_door(directory: Path, text: str) -> asyncio.subprocess.Process:
 async def viewer(url: str) -> asyncio.subprocess.Process:
     """One NVR-like client: ffmpeg decoding the stream to nothing, its progress on stdout."""
     return await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
-        "-f", "null", "-progress", "pipe:1", "-nostats",
-        stdout=asyncio.subprocess.PIPE,
+        "ffmpeg", "-nostdin", "-loglevel", "warning", "-progress", "pipe:1", "-nostats",
+        "-rtsp_transport", "tcp", "-i", url, "-f", "null", "-",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
 
-async def stop_viewer(process: asyncio.subprocess.Process) -> int:
-    """Stop the viewer; how many frames it decoded."""
-    process.terminate()
-    out, _ = await process.communicate()
+async def stop_viewer(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    """Stop the viewer; how many frames it decoded, and what it complained about."""
+    ended_by_itself = process.returncode
+    if ended_by_itself is None:
+        process.terminate()
+    out, err = await process.communicate()
     frames = [line for line in out.decode().split() if line.startswith("frame=")]
-    return int(frames[-1].split("=")[1]) if frames else 0
+    warnings = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
+    return {
+        "frames_decoded": int(frames[-1].split("=")[1]) if frames else 0,
+        "ended_before_stop": ended_by_itself,  # None: it was still watching
+        "warnings": len(warnings),
+        "first_warnings": warnings[:3],
+    }
 
 
 async def wait_child(door: int, timeout: float = 20.0) -> int:
@@ -176,7 +192,7 @@ async def run(windows: int) -> dict[str, Any]:
             processes.append(watching)
             await asyncio.sleep(SETTLE_S)  # the viewer connects, the stream's encoder opens
             with_viewer = await measure(pids, windows)
-            frames = await stop_viewer(watching)
+            viewed = await stop_viewer(watching)
             await asyncio.sleep(SETTLE_S)  # the stream stops: nobody watches
             alone_again = await measure(pids, windows)
             connected = call.status == CallStatus.CONNECTED
@@ -195,7 +211,7 @@ async def run(windows: int) -> dict[str, Any]:
         "window_s": WINDOW_S,
         "load_average_at_start": load,
         "call_still_connected": connected,
-        "viewer_frames_decoded": frames,
+        "viewer": viewed,
         "cpu_per_wall_second": {
             "call_alone": alone,
             "call_and_one_rtsp_viewer": with_viewer,
@@ -206,9 +222,63 @@ async def run(windows: int) -> dict[str, Any]:
     }
 
 
+async def passthrough(windows: int) -> dict[str, Any]:
+    """The stream's cost when the camera's own H.264 goes out (a Pi 4), in this process.
+
+    The camera is the picamera2 back-end on the fake of picamera2 replaying a pre-encoded
+    clip (so its encoder costs nothing here, as the VideoCore's costs a Pi's CPU nothing);
+    a reader takes every packet as a call's H.264 track would. Then one ffmpeg viewer.
+    """
+    fake = FakePicamera2Library(clip_frames=90)
+    source = CameraSource(
+        PiCamera("pi", mode=PiCameraMode.H264, library=fake), VideoFormat(640, 480, 30)
+    )
+    settings = RtspSettings(address="127.0.0.1", port=0, username=USER, password=PASSWORD)
+    service = RtspService(settings, CameraH264(source))
+
+    async def call_track() -> None:
+        seq = 0
+        while True:
+            seq, _ = await source.encoded.next_packet(seq)
+
+    reader = asyncio.create_task(call_track())
+    try:
+        await service.start()
+        port = await service.wait_ready(20)
+        assert service.child_pid is not None
+        pids = {"process": os.getpid(), "rtsp_child": service.child_pid}
+        await asyncio.sleep(SETTLE_S)  # the camera's clip is made, the reader runs
+        alone = await measure(pids, windows)
+        watching = await viewer(f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/door")
+        await asyncio.sleep(SETTLE_S)  # the viewer connects
+        with_viewer = await measure(pids, windows)
+        viewed = await stop_viewer(watching)
+        passthrough_on = bool(service.status()["passthrough"])
+    finally:
+        await cancel_and_wait([reader])
+        await service.close()
+        await source.close()
+    return {
+        "camera_and_call_reader_alone": alone,
+        "camera_call_reader_and_one_rtsp_viewer": with_viewer,
+        "viewer": viewed,
+        "passthrough": passthrough_on,
+        "rtsp_cost_cores": round(
+            with_viewer["process"] - alone["process"] + with_viewer["rtsp_child"], 3
+        ),
+    }
+
+
+async def run_all(windows: int) -> dict[str, Any]:
+    """Both parts: the sim door with a call (encoding), then passthrough."""
+    report = await run(windows)
+    report["passthrough_pi_camera"] = await passthrough(windows)
+    return report
+
+
 def main() -> None:
     """Parse arguments, run, print JSON."""
-    run_and_print(__doc__, run, "windows", 7)
+    run_and_print(__doc__, run_all, "windows", 7)
 
 
 if __name__ == "__main__":

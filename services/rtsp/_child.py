@@ -25,7 +25,13 @@ Wire protocol with the daemon:
 
 The media is one ``appsrc ! h264parse ! rtph264pay`` shared by every client (one encode,
 many viewers), behind digest authentication; at most ``max_clients`` play at once, the
-next gets 503 Service Unavailable.
+next gets 503 Service Unavailable. A client that joins a running stream asks for a keyframe
+(the ``keyframe`` event) and decodes from it; the frames before it may show as corrupt for
+that client (ffmpeg says so) until it comes, one frame interval later when the daemon
+encodes, or when picamera2's encoder honours the request. A media per client would start
+each at its own keyframe, but with GStreamer 1.22 a client killed mid-stream then stalled
+the other clients' streams (tests/rtsp: the stream survives a client leaving), so the
+media is shared.
 """
 
 from __future__ import annotations
