@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from device.config import CallboxConfig
-from device.config._rtsp import rtsp_password
+from device.config import CallboxConfig, rtsp_password
 from services.callapi import Calls
 from services.rtsp import CameraH264, RtspService, RtspSettings
 

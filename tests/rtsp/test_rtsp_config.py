@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from device.config import Apply, ConfigError, apply_of, config_keys, parse_config
-from device.config._rtsp import rtsp_password
+from device.config import Apply, ConfigError, apply_of, config_keys, parse_config, rtsp_password
 
 FILE = Path("/etc/callbox/callbox.toml")
 DOOR = 'role = "door"\naddress = "door"\nsite = "home"\ntargets = ["flat1"]\n'
