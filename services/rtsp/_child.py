@@ -12,11 +12,12 @@ Wire protocol with the daemon:
   ``password``, ``max_clients``: the password never appears in the command line), then
   access units, each ``HEADER`` (flags, capture time in microseconds, size) followed by
   ``size`` bytes of H.264 Annex B (SPS/PPS in front of every keyframe). End of stdin: exit.
-  The pipeline stamps each unit itself as it leaves appsrc (``do-timestamp``): a shared
-  media's running time stands still between a viewer's DESCRIBE (preroll) and its PLAY,
-  and units mapped from the camera's clock then ran ahead of it and stalled the stream
-  (measured: ffmpeg saw one timestamp for seconds). The capture time stays on the wire
-  for a server that can use it.
+  Each unit's pipeline time keeps the camera's spacing (its capture time minus the previous
+  unit's) but never runs ahead of the pipeline's clock nor lags it by more than
+  ``MAX_LAG_S``: the media's running time stands still between a viewer's DESCRIBE
+  (preroll) and its PLAY, and timestamps mapped from the camera's clock alone then ran
+  ahead of it and stalled the stream (measured: ffmpeg saw one timestamp for seconds).
+  Before the pipeline has a clock, appsrc stamps the unit as it leaves (``do-timestamp``).
 - stdout: one JSON event per line: ``{"event": "ready", "port": N}`` once listening,
   ``{"event": "feed", "on": true|false}`` when the shared media wants access units or no
   longer does, ``{"event": "keyframe"}`` when a client starts playing (it needs one now),
@@ -50,6 +51,8 @@ HEADER = struct.Struct("!BqI")
 FLAG_KEYFRAME = 1
 MAX_ACCESS_UNIT = 4 * 1024 * 1024
 """A bigger access unit is a broken stream: the child stops."""
+MAX_LAG_S = 0.1
+"""A unit's pipeline time is at most this far behind the pipeline's clock."""
 MAX_QUEUED_BYTES = 1024 * 1024
 """appsrc holding more than this (the pipeline is slow): drop up to the next keyframe."""
 EXIT_BAD_SETTINGS = 2
@@ -135,6 +138,7 @@ class Server:
         self._lock = threading.Lock()
         self._src: Any = None
         self._waiting_key = True
+        self._last: tuple[int, int] | None = None  # (pipeline time ns, capture time us)
         self._watching = 0  # clients playing
         self.server = self._build()
 
@@ -204,7 +208,7 @@ class Server:
         src = media.get_element().get_by_name("src")
         media.connect("unprepared", self._unprepared)
         with self._lock:
-            self._src, self._waiting_key = src, True
+            self._src, self._waiting_key, self._last = src, True, None
         _log.info("stream starts")
         self._events.send("feed", on=True)
         self._events.send("keyframe")
@@ -216,10 +220,7 @@ class Server:
         self._events.send("feed", on=False)
 
     def push(self, flags: int, pts_us: int, data: bytes) -> None:
-        """Hand one access unit to the media (reader thread); dropped while nobody watches.
-
-        ``pts_us`` is not used: see the module docstring.
-        """
+        """Hand one access unit to the media (reader thread); dropped while nobody watches."""
         keyframe = bool(flags & FLAG_KEYFRAME)
         with self._lock:
             src = self._src
@@ -231,11 +232,28 @@ class Server:
                 self._events.send("keyframe")
                 return
             self._waiting_key = False
+            pts = self._timestamp(src, pts_us)
         gst = self._gst
-        buffer = gst.Buffer.new_wrapped(data)  # no pts: appsrc stamps it (do-timestamp)
+        buffer = gst.Buffer.new_wrapped(data)
+        buffer.pts = buffer.dts = pts  # no B-frames: decode order is display order
         if not keyframe:
             buffer.set_flags(gst.BufferFlags.DELTA_UNIT)
         src.emit("push-buffer", buffer)
+
+    def _timestamp(self, src: Any, pts_us: int) -> int:
+        """The unit's pipeline time: the camera's spacing, within MAX_LAG_S of the clock."""
+        clock = src.get_clock()
+        if clock is None or pts_us < 0:
+            self._last = None
+            return int(self._gst.CLOCK_TIME_NONE)  # appsrc's do-timestamp stamps it
+        now = clock.get_time() - src.get_base_time()
+        at = now
+        if self._last is not None:
+            last, last_us = self._last
+            spaced = last + (pts_us - last_us) * 1000
+            at = max(last, min(now, max(now - int(MAX_LAG_S * 1e9), spaced)))
+        self._last = (at, pts_us)
+        return int(at)
 
 
 def _load_gi() -> Any:

@@ -101,7 +101,7 @@ class Client:
         """Kill the client mid-stream (a viewer that goes away)."""
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
-        await self.proc.wait()
+        await self.proc.communicate()  # reads its pipes to the end: their transport closes
 
 
 async def ffmpeg(url: str, *args: str) -> Client:
