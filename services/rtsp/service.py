@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
+
+from hal.errors import CallboxError
 from services.media.errors import MediaError
 from services.rtsp import _child
 from services.rtsp.source import AccessUnit, H264Source
@@ -39,6 +42,7 @@ RESTART_MIN_S = 1.0
 RESTART_MAX_S = 30.0
 STABLE_S = 30.0
 """A child that ran this long was healthy: the next restart waits the minimum again."""
+FEED_RETRY_S = 1.0
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
 
 
@@ -180,7 +184,7 @@ class RtspService:
             started = time.monotonic()
             try:
                 await self._run_child()
-            except (OSError, RtspStartError) as err:
+            except (OSError, ValueError, RtspStartError) as err:
                 self.failure = str(err)
                 _log.error("RTSP stream: %s", err)
             if self._closing:
@@ -242,7 +246,7 @@ class RtspService:
                 return
 
     async def _log_stderr(self, stream: asyncio.StreamReader) -> None:
-        async for raw in stream:
+        while raw := await _line(stream, "log"):
             line = raw.decode("utf-8", "replace").rstrip()
             level, _, text = line.partition(" ")
             if level in _LEVELS:
@@ -251,14 +255,12 @@ class RtspService:
                 _log.error("RTSP server: %s", line)
 
     async def _read_events(self, stream: asyncio.StreamReader) -> None:
-        async for raw in stream:
+        while raw := await _line(stream, "event"):
             try:
                 event = json.loads(raw)
-                name = event["event"]
+                self._on_event(str(event["event"]), event)
             except (ValueError, KeyError, TypeError) as err:
                 _log.warning("RTSP server: unreadable event %r: %s", raw[:80], err)
-                continue
-            self._on_event(name, event)
 
     def _on_event(self, name: str, event: dict[str, Any]) -> None:
         if name == "ready":
@@ -290,9 +292,20 @@ class RtspService:
         self._queue.clear()
 
     async def _feed(self) -> None:
-        """Camera -> queue, while the child's media wants access units."""
+        """Camera -> queue, while the child's media wants access units.
+
+        An encoding failure is logged and the stream starts again at a keyframe a second
+        later (a failing camera is retried inside the camera source itself).
+        """
         while True:
-            unit = await self._source.next_unit()
+            try:
+                unit = await self._source.next_unit()
+            except (CallboxError, av.FFmpegError) as err:
+                _log.error("RTSP stream: no picture: %s; trying again", err)
+                await asyncio.sleep(FEED_RETRY_S)  # the retry interval
+                self._queue.clear()
+                self._source.restart()
+                continue
             if not self._queue.put(unit):
                 self._source.request_keyframe()
 
@@ -307,3 +320,12 @@ class RtspService:
                 self.units_sent += 1
         except ConnectionError as err:  # the child died: its exit is handled where it is awaited
             _log.debug("RTSP server: its input closed: %s", err)
+
+
+async def _line(stream: asyncio.StreamReader, what: str) -> bytes:
+    """The next line of the child's ``stream`` (b"" at its end); an overlong one is skipped."""
+    while True:
+        try:
+            return await stream.readline()
+        except ValueError:  # longer than the reader's limit: asyncio dropped it
+            _log.warning("RTSP server: an overlong %s line was skipped", what)
