@@ -152,4 +152,4 @@ async def test_the_streams_timestamps_move_forward_at_the_streams_rate() -> None
     assert pts == sorted(pts), pts  # never backwards
     steps = sorted(b - a for a, b in itertools.pairwise(pts) if b > a)
     median_ms = steps[len(steps) // 2] / 90  # 90 kHz RTP clock
-    assert 40 < median_ms < 100, steps  # 15 fps: 67 ms, not bursts of camera-rate frames
+    assert 40 < median_ms < 250, steps  # 15 fps: 67 ms; not bursts at the camera's 33 ms
