@@ -6,13 +6,14 @@ The door station is a real ``callbox run`` process on the sim board with ``[rtsp
 flat, an app in this process, calls it (a monitor call, auto-answered), so the door sends
 its camera (VP8, as calls default to) and its microphone. The sim camera has no H.264
 encoder, so the stream's frames are encoded with libx264 in the door process (640x480 at
-15 fps): the figure is an upper bound of a Pi 4, whose camera's own H.264 goes out as it is
-(passthrough, no encoding). Phases in one run, same call: the call alone, the call with one
-ffmpeg viewer (decoding to nothing; its own CPU is the NVR's, not counted), the call alone
-again (drift). A second part measures the passthrough path alone (a Pi 4's camera: the
-picamera2 back-end on the fake of picamera2, replaying a pre-encoded clip) in this process,
-without and with one viewer. Each figure is CPU seconds per wall second (1.0 = one core busy) of the
-door's process and of its RTSP child (GStreamer), the median of ``windows`` windows of
+15 fps): an upper bound of a Pi 4, whose camera's own H.264 goes out as it is (passthrough,
+no encoding). In one run, same call, ``windows`` rounds of a window without a viewer then a
+window with a new ffmpeg viewer (decoding to nothing; its own CPU is the NVR's, not
+counted): alternating keeps the drift of the call's own cost out of the difference. A
+second part measures the passthrough path alone (a Pi 4's camera: the picamera2 back-end
+on the fake of picamera2, replaying a pre-encoded clip) in this process, alternating the
+same way. Each figure is CPU seconds per wall second (1.0 = one core busy) of the door's
+process and of its RTSP child (GStreamer), the median over the rounds, windows of
 ``WINDOW_S`` seconds.
 """
 
@@ -45,8 +46,12 @@ from services.signaling.broker import free_port, start_loopback_broker
 from services.tasks import cancel_and_wait
 
 WINDOW_S = 3.0
-SETTLE_S = 3.0
-"""Wait after a phase starts before measuring (the viewer's connection, the encoder opening)."""
+CALL_SETTLE_S = 10.0
+"""Wait after the call connects before measuring (its bitrate ramps up meanwhile)."""
+VIEWER_SETTLE_S = 2.0
+"""Wait after a viewer starts before measuring (it connects, the stream starts)."""
+STOP_SETTLE_S = 1.0
+"""Wait after a viewer stops before the next window (the stream stops)."""
 CALLBOX = Path(sys.executable).with_name("callbox")
 USER, PASSWORD = "nvr", "bench-pass"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -73,18 +78,53 @@ def rtsp_children(pid: int) -> list[int]:
     return found
 
 
-async def measure(pids: dict[str, int], windows: int) -> dict[str, float]:
-    """Median CPU per wall second of each process over ``windows`` windows."""
-    shares: dict[str, list[float]] = {name: [] for name in pids}
-    for _ in range(windows):
-        start = {n: await asyncio.to_thread(cpu_seconds, p) for n, p in pids.items()}
-        began = time.monotonic()
-        await asyncio.sleep(WINDOW_S)  # the measuring window
-        wall = time.monotonic() - began
-        for name, pid in pids.items():
-            used = await asyncio.to_thread(cpu_seconds, pid) - start[name]
-            shares[name].append(used / wall)
+async def window(pids: dict[str, int]) -> dict[str, float]:
+    """CPU per wall second of each process over one window."""
+    start = {n: await asyncio.to_thread(cpu_seconds, p) for n, p in pids.items()}
+    began = time.monotonic()
+    await asyncio.sleep(WINDOW_S)  # the measuring window
+    wall = time.monotonic() - began
+    return {n: (await asyncio.to_thread(cpu_seconds, p) - start[n]) / wall for n, p in pids.items()}
+
+
+def medians(shares: dict[str, list[float]]) -> dict[str, float]:
+    """The median of each process's figures, rounded."""
     return {name: round(statistics.median(values), 3) for name, values in shares.items()}
+
+
+async def paired(pids: dict[str, int], windows: int, url: str) -> dict[str, Any]:
+    """``windows`` rounds of a window without a viewer then one with a new ffmpeg viewer.
+
+    Alternating keeps a drift of the call's own cost (its bitrate ramping, the machine's
+    other load) out of the difference: the cost is the median of the rounds' differences.
+    """
+    alone: dict[str, list[float]] = {name: [] for name in pids}
+    watched: dict[str, list[float]] = {name: [] for name in pids}
+    viewed: list[dict[str, Any]] = []
+    for _ in range(windows):
+        for name, share in (await window(pids)).items():
+            alone[name].append(share)
+        watching = await viewer(url)
+        try:
+            await asyncio.sleep(VIEWER_SETTLE_S)  # it connects, the stream starts at a keyframe
+            for name, share in (await window(pids)).items():
+                watched[name].append(share)
+        finally:
+            viewed.append(await stop_viewer(watching))
+        await asyncio.sleep(STOP_SETTLE_S)  # the stream stops: nobody watches
+    differences = {n: [w - a for w, a in zip(watched[n], alone[n], strict=True)] for n in pids}
+    return {
+        "alone": medians(alone),
+        "with_one_viewer": medians(watched),
+        "difference": medians(differences),
+        "cost_cores": round(sum(medians(differences).values()), 3),
+        "viewers": {
+            "frames_decoded_each": [v["frames_decoded"] for v in viewed],
+            "still_watching_at_stop": all(v["ended_before_stop"] is None for v in viewed),
+            "warnings": sum(v["warnings"] for v in viewed),
+            "first_warnings": viewed[0]["first_warnings"],
+        },
+    }
 
 
 def rtsp_toml(port: int) -> str:
@@ -172,7 +212,7 @@ async def run(windows: int) -> dict[str, Any]:
         await asyncio.to_thread(flat_path.write_text, flat_text)
         door = await start_door(directory, door_text)
         flat = DeviceApp(await asyncio.to_thread(load_config, flat_path))
-        processes: list[asyncio.subprocess.Process] = [door]
+        processes = [door]
         try:
             await flat.start()
             assert flat.endpoint is not None
@@ -186,15 +226,9 @@ async def run(windows: int) -> dict[str, Any]:
             assert call is not None
             await call.start()
             await wait_for(lambda: call.status == CallStatus.CONNECTED, "the call connected", 20)
-            await asyncio.sleep(SETTLE_S)  # the call's encoder and bitrate settle
-            alone = await measure(pids, windows)
-            watching = await viewer(f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/door")
-            processes.append(watching)
-            await asyncio.sleep(SETTLE_S)  # the viewer connects, the stream's encoder opens
-            with_viewer = await measure(pids, windows)
-            viewed = await stop_viewer(watching)
-            await asyncio.sleep(SETTLE_S)  # the stream stops: nobody watches
-            alone_again = await measure(pids, windows)
+            await asyncio.sleep(CALL_SETTLE_S)  # the call's encoder and bitrate settle
+            url = f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/door"
+            figures = await paired(pids, windows, url)
             connected = call.status == CallStatus.CONNECTED
             await call.hangup()
         finally:
@@ -204,21 +238,16 @@ async def run(windows: int) -> dict[str, Any]:
                     process.terminate()
                     await process.wait()
             await broker.close()
-    door_cost = with_viewer["door"] - alone["door"]
     return {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
-        "windows": windows,
-        "window_s": WINDOW_S,
         "load_average_at_start": load,
+        "rounds": windows,
+        "window_s": WINDOW_S,
         "call_still_connected": connected,
-        "viewer": viewed,
-        "cpu_per_wall_second": {
-            "call_alone": alone,
-            "call_and_one_rtsp_viewer": with_viewer,
-            "call_alone_again": alone_again,
-        },
-        "door_process_ratio_viewer_to_alone": round(with_viewer["door"] / alone["door"], 2),
-        "rtsp_cost_cores": round(door_cost + with_viewer["rtsp_child"], 3),
+        "sim_door_with_a_call": figures,
+        "door_process_ratio_viewer_to_alone": round(
+            figures["with_one_viewer"]["door"] / figures["alone"]["door"], 2
+        ),
     }
 
 
@@ -247,26 +276,14 @@ async def passthrough(windows: int) -> dict[str, Any]:
         port = await service.wait_ready(20)
         assert service.child_pid is not None
         pids = {"process": os.getpid(), "rtsp_child": service.child_pid}
-        await asyncio.sleep(SETTLE_S)  # the camera's clip is made, the reader runs
-        alone = await measure(pids, windows)
-        watching = await viewer(f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/door")
-        await asyncio.sleep(SETTLE_S)  # the viewer connects
-        with_viewer = await measure(pids, windows)
-        viewed = await stop_viewer(watching)
+        await asyncio.sleep(CALL_SETTLE_S)  # the camera's clip is made, the reader runs
+        figures = await paired(pids, windows, f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/door")
         passthrough_on = bool(service.status()["passthrough"])
     finally:
         await cancel_and_wait([reader])
         await service.close()
         await source.close()
-    return {
-        "camera_and_call_reader_alone": alone,
-        "camera_call_reader_and_one_rtsp_viewer": with_viewer,
-        "viewer": viewed,
-        "passthrough": passthrough_on,
-        "rtsp_cost_cores": round(
-            with_viewer["process"] - alone["process"] + with_viewer["rtsp_child"], 3
-        ),
-    }
+    return {"passthrough": passthrough_on, **figures}
 
 
 async def run_all(windows: int) -> dict[str, Any]:
