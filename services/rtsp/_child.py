@@ -26,13 +26,13 @@ Wire protocol with the daemon:
 
 The media is one ``appsrc ! h264parse ! rtph264pay`` shared by every client (one encode,
 many viewers), behind digest authentication; at most ``max_clients`` play at once, the
-next gets 503 Service Unavailable. A client that joins a running stream asks for a keyframe
-(the ``keyframe`` event) and decodes from it; the frames before it may show as corrupt for
-that client (ffmpeg says so) until it comes, one frame interval later when the daemon
-encodes, or when picamera2's encoder honours the request. A media per client would start
-each at its own keyframe, but with GStreamer 1.22 a client killed mid-stream then stalled
-the other clients' streams (tests/rtsp: the stream survives a client leaving), so the
-media is shared.
+next gets 503 Service Unavailable. A client gets RTP from its PLAY on, not from the
+keyframe that prerolled the media: at each PLAY the media drops units up to the next
+keyframe, asked for then (the ``keyframe`` event), so the new client starts at a picture it
+can decode (the others see the last picture held a few frame times longer). A media per
+client would start each at its own keyframe without that, but with GStreamer 1.22 a client
+killed mid-stream then stalled the other clients' streams (tests/rtsp: the stream survives
+a client leaving), so the media is shared.
 """
 
 from __future__ import annotations
@@ -192,6 +192,8 @@ class Server:
             self._watching += 1
             _log.info("client %s plays (%d watching)", viewer.peer, self._watching)
             self._events.send("clients", count=self._watching)
+        with self._lock:  # the client gets RTP from now on: start it at the keyframe asked for
+            self._waiting_key = True
         self._events.send("keyframe")
         return self._rtsp.RTSPStatusCode.OK
 
@@ -241,12 +243,21 @@ class Server:
         src.emit("push-buffer", buffer)
 
     def _timestamp(self, src: Any, pts_us: int) -> int:
-        """The unit's pipeline time: the camera's spacing, within MAX_LAG_S of the clock."""
-        clock = src.get_clock()
-        if clock is None or pts_us < 0:
+        """The unit's pipeline time: the camera's spacing, within MAX_LAG_S of the clock.
+
+        Only while the media plays: its running time stands still while it is paused
+        (between a viewer's DESCRIBE and PLAY), and a time taken from the clock then lies
+        in the future once it plays (the sinks wait for it: the stream stalls). Otherwise
+        none, and appsrc stamps the unit as it leaves (``do-timestamp``).
+        """
+        gst = self._gst
+        none = int(gst.CLOCK_TIME_NONE)
+        _, state, pending = src.get_state(0)  # no wait: the state it is in now
+        playing = state == gst.State.PLAYING and pending == gst.State.VOID_PENDING
+        now = src.get_current_running_time() if playing and pts_us >= 0 else none
+        if now == none:
             self._last = None
-            return int(self._gst.CLOCK_TIME_NONE)  # appsrc's do-timestamp stamps it
-        now = clock.get_time() - src.get_base_time()
+            return none
         at = now
         if self._last is not None:
             last, last_us = self._last
