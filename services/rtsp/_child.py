@@ -58,6 +58,9 @@ MAX_QUEUED_BYTES = 1024 * 1024
 EXIT_BAD_SETTINGS = 2
 EXIT_MISSING = 3
 ROLE = "viewer"
+# h264parse, not rtph264pay, puts SPS/PPS in front of each keyframe: the payloader does it
+# in front of every IDR *slice*, and a keyframe of several slices (x264's sliced threads)
+# then decoded as half pictures (ffmpeg: "concealing 600 DC, 600 AC, 600 MV errors").
 LAUNCH = (
     "( appsrc name=src is-live=true format=time block=false do-timestamp=true"
     f" max-bytes={MAX_QUEUED_BYTES * 2}"
@@ -65,9 +68,6 @@ LAUNCH = (
     " ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=0 )"
 )
 NEEDED_ELEMENTS = ("appsrc", "h264parse", "rtph264pay")
-# h264parse, not rtph264pay, puts SPS/PPS in front of each keyframe: the payloader does it
-# in front of every IDR *slice*, and a keyframe of several slices (x264's sliced threads)
-# then decoded as half pictures (ffmpeg: "concealing 600 DC, 600 AC, 600 MV errors").
 MISSING_HINT = (
     "apt install gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-plugins-base"
     " gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
