@@ -104,10 +104,10 @@ class Client:
         await self.proc.communicate()  # reads its pipes to the end: their transport closes
 
 
-async def ffmpeg(url: str, *args: str) -> Client:
+async def ffmpeg(url: str, *args: str, loglevel: str = "error") -> Client:
     """Run ffmpeg reading ``url`` over RTSP/TCP with ``args`` (output options)."""
     proc = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp",
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", loglevel, "-rtsp_transport", "tcp",
         "-i", url, *args,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
