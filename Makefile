@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := mosquitto coturn iproute2 libspeexdsp1 libopus0 libasound2-dev g++ python3-dev chromium openssh-client gpg
+# the RTSP stream (services/rtsp): GStreamer's RTSP server for Debian's python3; ffmpeg is its test client
+APT_PACKAGES += python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad ffmpeg
 # The page of web/ is bundled with npm; Debian's nodejs/npm only where no npm exists.
 NODE_PACKAGES := nodejs npm
 WEB_SOURCES := $(wildcard web/index.html web/style.css web/manifest.webmanifest web/build.mjs web/icons/*.png web/src/*.js web/src/*/*.js web/test/*)

@@ -330,6 +330,14 @@ COMMON_PACKAGES = (
     "libspeexdsp1",
     "libopus0",
     "i2c-tools",
+    # the RTSP stream for NVRs (services/rtsp: [rtsp], off by default): GStreamer's RTSP
+    # server, run by Debian's python3 through PyGObject
+    "python3-gi",
+    "python3-gst-1.0",
+    "gir1.2-gst-rtsp-server-1.0",
+    "gstreamer1.0-plugins-base",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
 )
 
 DEBIAN_SOURCES = (

@@ -299,6 +299,11 @@ def status(control_path: Path | None, as_json: bool) -> None:
         click.echo(f"web push: phones subscribed: {phones}; registrations refused: {refused}")
         for sent in push["last_pushes"]:
             click.echo(f"  push to {sent['to']}: {sent['outcome']} ({sent['status'] or '-'})")
+    rtsp = result.get("rtsp")
+    if rtsp is not None:
+        why = rtsp["failure"] or "starting"
+        state = "listening" if rtsp["listening"] else f"NOT listening ({why})"
+        click.echo(f"rtsp: {rtsp['url']}, {state}, clients {rtsp['clients']}")
     for last in result.get("last_calls", []):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["started_at"]))
         arrow = "<-" if last["direction"] == "in" else "->"

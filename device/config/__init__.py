@@ -26,6 +26,7 @@ from device.config._keystore import (
     public_keys_of,
 )
 from device.config._models import DisplayConfig, Name
+from device.config._rtsp import rtsp_password
 from device.config._rules import MIN_DISPLAY_SIZE
 from device.config._store import ConfigStore
 from device.config._system import AdminConfig, UserName
@@ -51,4 +52,5 @@ __all__ = [
     "load_or_create_identity",
     "parse_config",
     "public_keys_of",
+    "rtsp_password",
 ]

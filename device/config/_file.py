@@ -49,6 +49,7 @@ from device.config._models import (
     Text,
     TurnConfig,
 )
+from device.config._rtsp import RtspConfig
 from device.config._rules import cross_field_problems
 from device.config._system import SystemConfig, hostname_from_address
 from hal.errors import HalError
@@ -121,6 +122,7 @@ class CallboxConfig(Section):
     snapshots: SnapshotsConfig = SnapshotsConfig()
     push: PushConfig = PushConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    rtsp: RtspConfig = RtspConfig()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 

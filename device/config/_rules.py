@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from device.config._models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
+from device.config._rtsp import rtsp_problems
 from services.addresses import is_loopback
 from services.callapi.properties import VIDEO_BITRATE_RANGE_KBPS
 from services.callapi.status import VideoCodec
@@ -38,6 +39,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _ice_servers,
         _push,
         _homeassistant,
+        rtsp_problems,
         _system,
     )
     return [problem for rule in rules for problem in rule(config)]

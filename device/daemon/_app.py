@@ -20,6 +20,7 @@ from typing import Any
 from device.config import Apply, CallboxConfig, ConfigError, apply_of, load_or_create_identity
 from device.daemon._compose import compose_calls
 from device.daemon._homeassistant import HomeAssistantPart
+from device.daemon._rtsp import rtsp_service
 from hal.board import Board, build_sim_board, build_sim_io
 from hal.board import build_board as build_named_board
 from hal.errors import HalError
@@ -39,6 +40,7 @@ from services.media.ice import IcePolicy
 from services.push.service import PushService, PushSettings
 from services.push.store import STORE_FILE
 from services.push.vapid import load_vapid_key
+from services.rtsp import RtspService
 from services.signaling.contacts import ContactBook
 from services.signaling.directory import STATE_FILE as DIRECTORY_STATE_FILE
 from services.signaling.directory import SiteDirectory, admin_public_key
@@ -275,6 +277,8 @@ class Endpoint:
     """The default call UI on the display (an indoor unit with a screen), else None."""
     push: PushService | None = None
     """A door station's Web Push (``[push]`` with a key), else None."""
+    rtsp: RtspService | None = None
+    """A door station's RTSP stream for NVRs (``[rtsp]`` enabled), else None."""
 
 
 class DeviceApp:
@@ -364,6 +368,7 @@ class DeviceApp:
         if signaling.directory is not None and isinstance(service, DoorStation):
             door = service  # a new ring group: its offers are prepared anew
             signaling.directory.watch(lambda _directory: door.spawn(door.prewarm()))
+        endpoint.rtsp = await rtsp_service(config, calls)
         try:
             if push is not None:
                 await push.start()
@@ -376,6 +381,8 @@ class DeviceApp:
             await call_log.open()
             await service.start()
             await calls.start()
+            if endpoint.rtsp is not None:
+                await endpoint.rtsp.start()
         except BaseException:
             await self._close_endpoint(endpoint)
             raise
@@ -385,6 +392,8 @@ class DeviceApp:
 
     async def _close_endpoint(self, endpoint: Endpoint) -> None:
         self.homeassistant.detach()
+        if endpoint.rtsp is not None:
+            await endpoint.rtsp.close()
         if endpoint.ui is not None:
             await endpoint.ui.close()
         await endpoint.service.close()
@@ -567,6 +576,8 @@ class DeviceApp:
         result["echo_canceller"] = canceller.engine if canceller is not None else "off"
         if canceller is not None:
             result["echo_canceller_detail"] = canceller.detail
+        if endpoint.rtsp is not None:
+            result["rtsp"] = endpoint.rtsp.status()
         result.update(endpoint.service.status())
         if self.homeassistant.bridge is not None:
             result["homeassistant"] = self.homeassistant.bridge.status()

@@ -21,7 +21,7 @@ TOP_LEVEL = {
     Apply.DEVICES: ("inputs", "relay", "leds", "proximity", "backlight", "gpio"),
     Apply.ENDPOINT: (
         *("role", "address", "name", "site", "board", "state_dir", "first_use_pinning"),
-        *("broker", "audio", "camera", "network", "display", "push", "turn", "directory"),
+        *("broker", "audio", "camera", "network", "display", "push", "turn", "directory", "rtsp"),
     ),
     Apply.FIRST_BOOT: ("system",),
 }
