@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from services.signaling.errors import KeyChangedError, SignalingError
@@ -56,10 +57,40 @@ class ContactBook:
     advertised: dict[str, PublicKeys] = field(default_factory=dict)
     _announced: dict[str, set[str]] = field(default_factory=dict, repr=False)
     """Per contact, the fingerprints of new keys already announced as "key changed"."""
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """Called after a contact was added or removed (the endpoint follows its contacts' presence)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Switching ``first_use`` tells :attr:`on_change` too (it needs every profile)."""
+        changed = name == "first_use" and getattr(self, name, value) != value
+        super().__setattr__(name, value)
+        if changed:
+            self._changed()
 
     def add(self, contact: Contact) -> None:
         """Pin a contact (an installer's or administrator's decision)."""
+        known = contact.address in self.contacts
         self.contacts[contact.address] = contact
+        if not known:
+            self._changed()
+
+    def remove(self, address: str) -> Contact | None:
+        """Forget the contact at ``address`` (the one removed, or None if there was none)."""
+        contact = self.contacts.pop(address, None)
+        self.advertised.pop(address, None)
+        self._announced.pop(address, None)
+        if contact is not None:
+            self._changed()
+        return contact
+
+    def addresses(self) -> frozenset[str]:
+        """The addresses of every contact."""
+        return frozenset(self.contacts)
+
+    def _changed(self) -> None:
+        if getattr(self, "on_change", None) is not None:
+            assert self.on_change is not None
+            self.on_change()
 
     def get(self, address: str) -> Contact | None:
         """The contact at ``address``, or None."""
@@ -72,6 +103,8 @@ class ContactBook:
         self.contacts[address] = contact
         self._announced.pop(address, None)
         _log.info("trusted %s with key %s", address, keys.fingerprint())
+        if current is None:
+            self._changed()
         return contact
 
     def block(self, address: str, blocked: bool = True) -> None:
