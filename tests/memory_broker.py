@@ -39,7 +39,7 @@ from services.signaling.topics import valid_name
 
 _log = logging.getLogger(__name__)
 
-MAX_PACKET_SIZE = 131072
+MAX_PACKET_SIZE = 524288
 """What the generated mosquitto configuration lets through (BrokerSettings' default)."""
 
 

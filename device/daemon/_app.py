@@ -333,6 +333,7 @@ class DeviceApp:
             turn=await asyncio.to_thread(config.turn_minter),
         )
         signaling = calls.signaling
+        signaling.set_targets(config.targets)  # their presence is followed, with the contacts'
         call_log = CallLog(state_dir / "calls.sqlite")
         ui = call_ui(config, calls, board)
         push = await push_service(config, calls)
@@ -432,6 +433,7 @@ class DeviceApp:
         configured = {c.address for c in previous.contacts()}
         learned = {a: c for a, c in book.contacts.items() if a not in configured}
         book.contacts = learned | {c.address: c for c in new.contacts()}
+        endpoint.signaling.set_targets(new.targets)
         endpoint.service.apply_settings(intercom_settings(new))
         endpoint.service.snapshots = snapshot_store(new)
         logging.getLogger().setLevel(new.logging.level)

@@ -16,7 +16,7 @@ from services.signaling.errors import SignalingError
 
 RECONNECT_BASE_S = 0.25
 """The ceiling of the first delay after a connection is lost."""
-RECONNECT_MAX_S = 5.0
+RECONNECT_MAX_S = 3.0
 """The largest ceiling: after a long outage an endpoint is back within this of the broker."""
 
 

@@ -61,8 +61,8 @@ class ContactBook:
     """Called after a contact was added or removed (the endpoint follows its contacts' presence)."""
 
     def __setattr__(self, name: str, value: object) -> None:
-        """Switching ``first_use`` tells :attr:`on_change` too (it needs every profile)."""
-        changed = name == "first_use" and getattr(self, name, value) != value
+        """Replacing ``contacts`` or switching ``first_use`` tells :attr:`on_change` too."""
+        changed = name in ("contacts", "first_use") and getattr(self, name, value) is not value
         super().__setattr__(name, value)
         if changed:
             self._changed()
