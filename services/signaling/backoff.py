@@ -42,7 +42,7 @@ class Backoff:
 
     def ceiling(self) -> float:
         """The largest delay the next attempt may wait."""
-        return min(self.cap_s, self.base_s * 2 ** min(self.attempts, 32))
+        return min(self.cap_s, self.base_s * 2.0 ** min(self.attempts, 32))
 
     def next_delay(self) -> float:
         """The delay before the next attempt (and count that attempt)."""

@@ -65,12 +65,14 @@ def sized_connections(endpoints: int) -> int:
 
 
 def sized_queue(endpoints: int) -> int:
-    """mosquitto's per-client queue for ``endpoints`` accounts.
+    """The per-client queue of mosquitto for ``endpoints`` accounts.
 
     A door station that rings every flat follows the presence and profile of all of them:
     twice that many retained messages at once, with as much again for headroom.
     """
     return max(MIN_QUEUED_MESSAGES, 4 * endpoints)
+
+
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
@@ -125,7 +127,7 @@ class BrokerSettings:
 
     @property
     def queue_cap(self) -> int:
-        """mosquitto's queue per client: ``max_queued_messages``, or sized for the site."""
+        """The queue per client in mosquitto: ``max_queued_messages``, or sized for the site."""
         if self.max_queued_messages is not None:
             return self.max_queued_messages
         return sized_queue(len(self.endpoints))
