@@ -56,8 +56,12 @@ _log = logging.getLogger(__name__)
 KEEPALIVE_S = 15
 """MQTT keepalive: the broker declares a silent endpoint dead (its last will: offline) after
 1.5 times this; the endpoint gives up on a broker whose ping answer takes longer."""
+CONNECT_TIMEOUT_S = 5.0
+"""How long a connection waits for the broker's CONNACK. aiomqtt waits this long too for a
+connection the broker's front closed before answering (one of too many at once): short."""
 ANNOUNCE_TIMEOUT_S = 30.0
-"""How long connecting, subscribing and announcing may wait for the broker's answers."""
+"""How long subscribing and announcing may wait for the broker's answers: a broker handing
+many units their retained messages at once answers late, but answers."""
 PUBLISH_TIMEOUT_S = 5.0
 """How long a message of a call may wait for the broker's acknowledgement."""
 SUBSCRIBE_CHUNK = 64
@@ -257,7 +261,7 @@ class MqttTransport:
                 self.topics.presence(self.address), presence_payload(False), qos=1, retain=True
             ),
             keepalive=self.broker.keepalive_s,
-            timeout=ANNOUNCE_TIMEOUT_S,
+            timeout=CONNECT_TIMEOUT_S,
             bind_address=self.broker.source or "",
             tls_context=self._tls.context if self._tls is not None else None,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
