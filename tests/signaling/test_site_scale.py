@@ -2,7 +2,8 @@
 
 - an endpoint does not receive a stranger's presence or profile, and does once the stranger
   becomes a contact (and no longer once it is removed);
-- reconnection delays are fully jittered and bounded;
+- reconnection delays are fully jittered and bounded; a broker slow to acknowledge (busy
+  delivering) is waited for, not dropped;
 - the generated broker is sized for the site's accounts;
 - a broker restart with 200 endpoints connected: all back and present within a bound.
 """
@@ -27,15 +28,19 @@ from services.signaling.broker import (
     MIN_CONNECTIONS,
     BrokerSettings,
     MosquittoBroker,
+    free_port,
     start_loopback_broker,
     write_broker_config,
 )
-from services.signaling.contacts import Contact
+from services.signaling.contacts import Contact, ContactBook
 from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.errors import RejectReason
 from services.signaling.identity import Identity
-from services.signaling.transport import BrokerAddress
+from services.signaling.transport import BrokerAddress, mqtt_transport
+from services.tasks import cancel_and_wait
 
+HOLD_S = 7.0
+"""How long the slow broker holds its answers: longer than the 5 s the client used to wait."""
 RESTART_ENDPOINTS = 200
 RESTART_BOUND_S = 30.0
 """The issue's target for 1,000 endpoints; 200 in one process must make it too."""
@@ -146,6 +151,58 @@ def test_the_broker_is_sized_for_the_site(tmp_path: Path) -> None:
         if line.startswith("LimitNOFILE=")
     )
     assert limit >= big.open_files_needed(), "the unit's file limit carries 1,000 endpoints"
+
+
+async def slow_broker(target: int, hold_s: float) -> tuple[asyncio.Server, int]:
+    """A TCP relay to ``target`` that holds the broker's answers after CONNACK for ``hold_s``.
+
+    As a broker does that is busy handing a building its retained messages: the client's
+    SUBACK and PUBACKs arrive late.
+    """
+    pumps: set[asyncio.Task[None]] = set()
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hold: bool) -> None:
+        first = True
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+            if hold and first:
+                first = False
+                await asyncio.sleep(hold_s)  # CONNACK went through; the rest waits
+        writer.close()
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        broker_r, broker_w = await asyncio.open_connection("127.0.0.1", target)
+        for task in (pump(client_r, broker_w, False), pump(broker_r, client_w, True)):
+            pumps.add(asyncio.create_task(task))
+
+    port = free_port()
+    server = await asyncio.start_server(relay, "127.0.0.1", port)
+    server.pumps = pumps  # type: ignore[attr-defined]
+    return server, port
+
+
+async def test_a_slow_broker_is_waited_for_not_dropped(tmp_path: Path) -> None:
+    """Acknowledgements held for longer than the old 5 s timeout: no disconnection."""
+    broker = await start_loopback_broker(tmp_path, site="tower", endpoints=("door", "flat-0-0"))
+    server, port = await slow_broker(broker.settings.port, HOLD_S)
+    login = BrokerAddress("127.0.0.1", port, "door", broker.files.passwords["door"])
+    endpoint = SignalingEndpoint(
+        transport=mqtt_transport(site="tower", address="door", broker=login),
+        identity=Identity.generate(),
+        contacts=ContactBook(),
+    )
+    endpoint.set_targets(["flat-0-0"])
+    try:
+        started = time.monotonic()
+        await endpoint.start(timeout=HOLD_S + TIMEOUT)
+        assert time.monotonic() - started >= HOLD_S, "the relay held the acknowledgements"
+        assert endpoint.transport.connections == 1, "waited for the broker, never reconnected"
+    finally:
+        await endpoint.close()
+        server.close()
+        await cancel_and_wait(list(server.pumps))  # type: ignore[attr-defined]
+        await broker.close()
 
 
 @pytest.mark.alone
