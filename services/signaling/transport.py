@@ -266,8 +266,17 @@ class MqttTransport:
             tls_context=self._tls.context if self._tls is not None else None,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             queue_type=self._queue_type(),
-            max_queued_incoming_messages=MAX_PENDING_INBOUND,
+            max_queued_incoming_messages=self.incoming_queue_size(),
         )
+
+    def incoming_queue_size(self) -> int:
+        """Messages the incoming queue holds: room for every watched retained message at once.
+
+        A door station that rings every flat of a building is handed a presence and a profile
+        per flat as it subscribes; the queue stays bounded by what it watches.
+        """
+        watched = len(self._watched) if self._watched is not None else 0
+        return max(MAX_PENDING_INBOUND, 2 * watched + MAX_PENDING_INBOUND // 10)
 
     def _queue_type(self) -> type[asyncio.Queue[aiomqtt.Message]]:
         """The class aiomqtt builds its incoming queue from: an IncomingQueue of this transport."""

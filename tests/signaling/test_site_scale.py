@@ -22,7 +22,7 @@ from signaling_harness import eventually, raw_client, topics, wait_rejected
 from support import TIMEOUT, MakeSite
 
 from services.signaling.backoff import RECONNECT_BASE_S, RECONNECT_MAX_S, Backoff
-from services.signaling.base import presence_payload
+from services.signaling.base import MAX_PENDING_INBOUND, presence_payload
 from services.signaling.broker import (
     DIRECTORY_PACKET_SIZE,
     MIN_CONNECTIONS,
@@ -105,6 +105,14 @@ async def test_ring_group_targets_and_a_looked_up_address_are_followed(site: Sim
     assert found is not None and found["name"] == "Visitor"
     door.set_targets(["visitor"])
     await door.wait_presence("visitor", True, timeout=TIMEOUT)
+
+
+def test_the_incoming_queue_holds_what_a_door_of_a_building_follows() -> None:
+    login = BrokerAddress("127.0.0.1", 1883, "door", "secret")
+    transport = mqtt_transport(site="tower", address="door", broker=login)
+    assert transport.incoming_queue_size() == MAX_PENDING_INBOUND
+    transport.watch(f"flat-{i}" for i in range(1500))
+    assert transport.incoming_queue_size() == 2 * 1500 + MAX_PENDING_INBOUND // 10
 
 
 def test_backoff_is_full_jitter_and_bounded() -> None:
