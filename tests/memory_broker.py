@@ -5,7 +5,9 @@ real :class:`~services.signaling.base.SignalingTransport` whose messages go thro
 broker object instead of MQTT (as aiortc's tests pair real peers in memory). It keeps
 the semantics callbox relies on from the real broker:
 
-- an endpoint receives only its own inbox, and every presence and profile of the site;
+- an endpoint receives only its own inbox, and the presence and profile of the addresses it
+  watches (every profile with ``all_profiles``); newly watched ones come from the retained
+  store at once;
 - presence and profile are retained: a new connection is handed the current ones (its
   own included), an empty payload clears one;
 - a connection that dies (:meth:`MemoryBroker.cut`) has its last will published, its
@@ -27,7 +29,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from hal.closing import CloseOnce
@@ -106,10 +108,15 @@ class MemoryBroker:
         if client.address in self._online:
             raise SignalingError(f"{client.address} is already connected")
         self._online[client.address] = client
-        for (kind, address), payload in self.retained.items():
-            client.deliver(Inbound(kind, address, payload, time.monotonic()))
+        self.hand_retained(client, lambda kind, address: True)
         self.publish_retained("profile", client.address, json.dumps(client.profile).encode())
         self.publish_retained("presence", client.address, presence_payload(True))
+
+    def hand_retained(self, client: MemoryTransport, which: Callable[[str, str], bool]) -> None:
+        """Deliver to ``client`` the retained messages it wants for which ``which`` is true."""
+        for (kind, address), payload in list(self.retained.items()):
+            if which(kind, address) and client.wants(kind, address):
+                client.deliver(Inbound(kind, address, payload, time.monotonic()))
 
     def disconnect(self, client: MemoryTransport, *, will: bool) -> None:
         """Drop ``client``'s connection; ``will``: publish its last will (offline)."""
@@ -126,7 +133,8 @@ class MemoryBroker:
         else:
             self.retained.pop((kind, address), None)
         for client in list(self._online.values()):
-            client.deliver(Inbound(kind, address, payload, time.monotonic()))
+            if client.wants(kind, address):
+                client.deliver(Inbound(kind, address, payload, time.monotonic()))
 
     def publish_inbox(self, recipient: str, payload: bytes) -> None:
         """Hand ``payload`` to ``recipient``'s inbox; lost when it is not connected.
@@ -162,6 +170,29 @@ class MemoryTransport:
         self.on_connecting: Callable[[], None] | None = None
         self._pending = 0
         self._close = CloseOnce()
+        self.watched: frozenset[str] | None = None
+        """None until :meth:`watch` is called: every presence and profile, as a bare client."""
+        self.all_profiles = False
+
+    def watch(self, addresses: Iterable[str], *, all_profiles: bool = False) -> None:
+        """Receive the presence and profile of ``addresses`` only (every profile if asked)."""
+        before = (self.watched, self.all_profiles)
+        self.watched = frozenset(addresses)
+        self.all_profiles = all_profiles
+        if self.connected.is_set():
+            old, old_all = before
+            self.broker.hand_retained(
+                self,
+                lambda kind, a: (
+                    old is not None and a not in old and not (kind == "profile" and old_all)
+                ),
+            )
+
+    def wants(self, kind: str, address: str) -> bool:
+        """True when this connection subscribes to ``address``'s ``kind`` topic."""
+        if self.watched is None:
+            return True
+        return address in self.watched or (kind == "profile" and self.all_profiles)
 
     @property
     def is_closed(self) -> bool:

@@ -273,6 +273,7 @@ def broker(
 
     files, settings = generate()
     click.echo(f"configuration written to {files.config}")
+    click.echo(f"  {settings.sizing()}")
     for address in settings.endpoints:
         click.echo(f"  password of {address}: {files.password_file(address)}")
     click.echo(
@@ -355,6 +356,11 @@ def _reload_broker(
     ) or settings.tls != process.settings.tls:
         click.echo("listener changes apply at the next restart of the broker", err=True)
     click.echo(f"reloaded {files.config}: accounts for {', '.join(settings.endpoints)}")
+    if settings.connection_cap != process.settings.connection_cap:
+        click.echo(
+            f"{settings.sizing()}; the connection caps apply at the next restart of the broker",
+            err=True,
+        )
 
 
 register(main)

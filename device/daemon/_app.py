@@ -95,8 +95,7 @@ async def site_directory(config: CallboxConfig, signaling: SignalingEndpoint) ->
         own_address=config.address,
     )
     await asyncio.to_thread(directory.load)
-    signaling.on_directory = directory.receive
-    signaling.directory = directory
+    signaling.use_directory(directory)
 
 
 def display_size(config: CallboxConfig) -> tuple[int, int] | None:
@@ -359,6 +358,7 @@ class DeviceApp:
             turn=await asyncio.to_thread(config.turn_minter),
         )
         signaling = calls.signaling
+        signaling.set_targets(config.targets)  # their presence is followed, with the contacts'
         await site_directory(config, signaling)
         call_log = CallLog(state_dir / "calls.sqlite")
         ui = call_ui(config, calls, board)
@@ -467,6 +467,7 @@ class DeviceApp:
         configured = {c.address for c in previous.contacts()}
         learned = {a: c for a, c in book.contacts.items() if a not in configured}
         book.contacts = learned | {c.address: c for c in new.contacts()}
+        endpoint.signaling.set_targets(new.targets)
         endpoint.service.apply_settings(intercom_settings(new))
         endpoint.service.snapshots = snapshot_store(new)
         logging.getLogger().setLevel(new.logging.level)

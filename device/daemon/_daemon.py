@@ -33,6 +33,8 @@ from services.signaling.identity import PublicKeys
 
 _log = logging.getLogger(__name__)
 
+LOOK_UP_TIMEOUT_S = 2.0
+"""How long `callbox keys show` waits for the retained profile of an address not yet followed."""
 LAST_CALLS = 5
 """How many calls ``callbox status`` lists."""
 
@@ -233,6 +235,8 @@ class Daemon:
             raise ControlError("peer_keys: 'address' must be a non-empty string")
         signaling = self._endpoint().signaling
         profile = signaling.profiles.get(address)
+        if profile is None:  # not a contact: its profile is not followed until asked for
+            profile = await signaling.look_up(address, timeout=LOOK_UP_TIMEOUT_S)
         if profile is None:
             return {"address": address, "profile": None, "online": False}
         keys = PublicKeys.from_json(profile["keys"])  # checked when the profile arrived

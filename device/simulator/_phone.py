@@ -73,10 +73,13 @@ class SimPhone:
         while True:
             endpoint = self._site[self._door].endpoint
             if endpoint is not None:
+                # not a contact yet: the door follows its profile once looked up
+                await endpoint.signaling.look_up(PHONE, timeout=WATCH_S)
                 keys = endpoint.signaling.contacts.advertised.get(PHONE)
                 if keys is not None:
                     break
-            await asyncio.sleep(WATCH_S)  # no event for "a profile was seen": look again
+            else:
+                await asyncio.sleep(WATCH_S)  # the door is restarting: look again
         endpoint.signaling.contacts.add(
             Contact(
                 address=PHONE,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,8 +62,9 @@ class SignalingTransport(Protocol):
     """One endpoint's connection to the site's message broker, kept up until closed.
 
     Broker semantics every implementation keeps: the endpoint receives only its own inbox,
-    every presence and profile of the site, and the site directory; presence, profile and
-    directory are retained (a new connection is handed the current ones); the endpoint's
+    the presence and profile of the addresses it watches (:meth:`watch`) and the site
+    directory; presence, profile and directory are retained (a new connection is handed the
+    current ones); the endpoint's
     presence says online while it is connected and offline after :meth:`close` or, as the
     broker's last will, after its connection dies; a lost connection is re-established,
     calling :attr:`on_connecting` first and announcing presence and :attr:`profile` again.
@@ -106,6 +107,14 @@ class SignalingTransport(Protocol):
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect and return once subscribed and announced (raises SignalingError)."""
+        ...
+
+    def watch(self, addresses: Iterable[str], *, all_profiles: bool = False) -> None:
+        """Receive the presence and profile of ``addresses`` only, from now on.
+
+        What is newly watched is delivered from the retained store, as on connecting.
+        ``all_profiles``: every profile of the site instead (first-use pinning).
+        """
         ...
 
     async def publish_inbox(self, recipient: str, payload: bytes, timeout: float = 5.0) -> None:

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import random
+import resource
 import secrets
 import shutil
 import signal
@@ -39,6 +40,39 @@ from services.signaling.wsbridge import websocket_listener
 _log = logging.getLogger(__name__)
 
 PBKDF2_ITERATIONS = 101
+MIN_CONNECTIONS = 256
+"""Connections of each front at the least, whatever the site's size (a house)."""
+MIN_QUEUED_MESSAGES = 1000
+"""mosquitto's per-client queue at the least (its own default)."""
+MAX_INFLIGHT_MESSAGES = 100
+"""QoS 1 messages on their way to one client at once (mosquitto's default is 20): a unit that
+connects is handed its retained presences and profiles without waiting 20 at a time."""
+DIRECTORY_PACKET_SIZE = 524288
+"""The largest MQTT packet: a signed site directory of 1,000 entries (about 250 KB) with room."""
+FILES_PER_CLIENT = 5
+"""Open files per connected client: two in each front (client and mosquitto sides, counted
+for both fronts) and one in mosquitto, which the fronts' process starts and which inherits
+its limit."""
+
+
+def sized_connections(endpoints: int) -> int:
+    """Connections of each front for a site of ``endpoints`` accounts: twice that, for headroom.
+
+    A unit that reconnects may hold its new connection before the broker has seen the old one
+    die; never below :data:`MIN_CONNECTIONS`.
+    """
+    return max(MIN_CONNECTIONS, 2 * endpoints)
+
+
+def sized_queue(endpoints: int) -> int:
+    """The per-client queue of mosquitto for ``endpoints`` accounts.
+
+    A door station that rings every flat follows the presence and profile of all of them:
+    twice that many retained messages at once, with as much again for headroom.
+    """
+    return max(MIN_QUEUED_MESSAGES, 4 * endpoints)
+
+
 MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
@@ -65,11 +99,14 @@ class BrokerSettings:
     bridge_port: int = 1884
     """mosquitto's only listener: plain MQTT on 127.0.0.1, where the fronts connect, one
     connection per client that got through CONNECT."""
-    max_packet_size: int = 524288
+    max_packet_size: int = DIRECTORY_PACKET_SIZE
     """The largest MQTT packet: the signed site directory (up to about 2,000 entries) is one
     retained message (services/signaling/directory.py, MAX_DIRECTORY_BYTES)."""
-    max_connections: int = 256
-    """All connections of each front (MQTT, WebSockets)."""
+    max_connections: int | None = None
+    """All connections of each front (MQTT, WebSockets); None: sized for ``endpoints``
+    (:func:`sized_connections`)."""
+    max_queued_messages: int | None = None
+    """mosquitto's queue per client; None: sized for ``endpoints`` (:func:`sized_queue`)."""
     tls: TlsFiles | None = None
     connect_timeout_s: float = 3.0
     """From a connection's accept to its whole CONNECT (TLS handshake included)."""
@@ -78,13 +115,45 @@ class BrokerSettings:
     max_pending: int = 128
     """Connections of one front not yet through CONNECT, in all."""
 
+    @property
+    def fronts(self) -> int:
+        """How many fronts listen: MQTT, and WebSockets unless it is off."""
+        return 2 if self.websockets_port is not None else 1
+
+    @property
+    def connection_cap(self) -> int:
+        """All connections of each front: ``max_connections``, or sized for the site."""
+        if self.max_connections is not None:
+            return self.max_connections
+        return sized_connections(len(self.endpoints))
+
+    @property
+    def queue_cap(self) -> int:
+        """The queue per client in mosquitto: ``max_queued_messages``, or sized for the site."""
+        if self.max_queued_messages is not None:
+            return self.max_queued_messages
+        return sized_queue(len(self.endpoints))
+
+    def open_files_needed(self) -> int:
+        """Open files the fronts' process and mosquitto need at the connection caps."""
+        return FILES_PER_CLIENT * self.connection_cap + self.fronts * self.max_pending + 64
+
+    def sizing(self) -> str:
+        """What the configuration is sized for, in one line (``callbox broker`` prints it)."""
+        return (
+            f"sized for {len(self.endpoints)} endpoints: {self.connection_cap} connections per "
+            f"front ({self.fronts}), a queue of {self.queue_cap} messages and "
+            f"{MAX_INFLIGHT_MESSAGES} in flight per client, packets up to "
+            f"{self.max_packet_size} bytes, {self.open_files_needed()} open files"
+        )
+
     def front_limits(self) -> FrontLimits:
         """The limits of each front listener."""
         return FrontLimits(
             connect_timeout_s=self.connect_timeout_s,
             max_pending_per_source=self.max_pending_per_source,
             max_pending=self.max_pending,
-            max_connections=self.max_connections,
+            max_connections=self.connection_cap,
             max_packet_size=self.max_packet_size,
         )
 
@@ -115,6 +184,10 @@ class BrokerSettings:
             raise SignalingError(
                 f"broker max_packet_size {self.max_packet_size} is below 16384 bytes: "
                 "an SDP offer would not fit"
+            )
+        if self.max_queued_messages is not None and self.max_queued_messages < 1:
+            raise SignalingError(
+                f"broker max_queued_messages {self.max_queued_messages} must be at least 1"
             )
         self.front_limits()  # SignalingError when the limits contradict each other
 
@@ -331,7 +404,6 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
     mosquitto listens on 127.0.0.1:``bridge_port`` only, in plain MQTT: the fronts
     (front.py, wsbridge.py) serve the site address, with TLS when it has certificates.
     """
-    fronts = 2 if settings.websockets_port is not None else 1
     lines = [
         "# generated by callbox: do not edit, run `callbox broker` again",
         # mosquitto started as root switches to user "mosquitto", which could not read the
@@ -343,6 +415,9 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
         f"acl_file {directory / 'acl'}",
         "persistence false",
         f"max_packet_size {settings.max_packet_size}",
+        f"# {settings.sizing()}",
+        f"max_queued_messages {settings.queue_cap}",
+        f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
         "set_tcp_nodelay true",
         "log_dest stderr",
         "log_type error",
@@ -354,7 +429,7 @@ def mosquitto_conf(settings: BrokerSettings, directory: Path) -> str:
         "# cap their own connections: the cap here never refuses one they admitted",
         f"listener {settings.bridge_port} 127.0.0.1",
         "protocol mqtt",
-        f"max_connections {fronts * settings.max_connections}",
+        f"max_connections {settings.fronts * settings.connection_cap}",
         CLIENT_ID_IS_USERNAME,
     ]
     return "\n".join(lines) + "\n"
@@ -510,10 +585,16 @@ class MosquittoBroker:
 
     def _raise_open_files_limit(self) -> None:
         """Each client through a front holds two descriptors here and one in mosquitto."""
-        settings = self.settings
-        fronts = 2 if settings.websockets_port is not None else 1
-        needed = fronts * (2 * settings.max_connections + settings.max_pending) + 64
+        needed = self.settings.open_files_needed()
         raised = raise_open_files_limit(needed)
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            _log.warning(
+                "the open-files limit is %d, the broker's sizing needs %d: raise LimitNOFILE in "
+                "callbox-broker.service, or connections beyond it are refused",
+                soft,
+                needed,
+            )
         if raised is not None:
             _log.info(
                 "open-files limit raised from %d to %d for the broker's fronts (%d needed)",

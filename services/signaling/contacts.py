@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from services.signaling.errors import KeyChangedError, SignalingError
@@ -68,10 +68,42 @@ class ContactBook:
     """Per contact, the fingerprints of new keys already announced as "key changed"."""
     _leaving: dict[str, tuple[Contact, float]] = field(default_factory=dict, repr=False)
     """Contacts a newer site directory removed, with when they stop finishing their calls."""
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """Called after a contact was added or removed (the endpoint follows its contacts' presence)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Replacing ``contacts`` or switching ``first_use`` tells :attr:`on_change` too."""
+        changed = name in ("contacts", "first_use") and getattr(self, name, value) is not value
+        super().__setattr__(name, value)
+        if changed:
+            self._changed()
 
     def add(self, contact: Contact) -> None:
         """Pin a contact (an installer's or administrator's decision)."""
+        known = contact.address in self.contacts
         self.contacts[contact.address] = contact
+        if not known:
+            self._changed()
+
+    def remove(self, address: str) -> Contact | None:
+        """Forget the contact at ``address`` (the one removed, or None if there was none)."""
+        contact = self.contacts.pop(address, None)
+        self.advertised.pop(address, None)
+        self._announced.pop(address, None)
+        if contact is not None:
+            self._changed()
+        return contact
+
+    def addresses(self, *, source_not: str = "") -> frozenset[str]:
+        """The addresses of every contact (but those whose ``source`` is ``source_not``)."""
+        return frozenset(
+            a for a, c in self.contacts.items() if not source_not or c.source != source_not
+        )
+
+    def _changed(self) -> None:
+        if getattr(self, "on_change", None) is not None:
+            assert self.on_change is not None
+            self.on_change()
 
     def get(self, address: str) -> Contact | None:
         """The contact at ``address``, or None."""
@@ -88,6 +120,8 @@ class ContactBook:
         self.contacts[address] = contact
         self._announced.pop(address, None)
         _log.info("trusted %s with key %s", address, keys.fingerprint())
+        if current is None:
+            self._changed()
         return contact
 
     def use_directory(self, contacts: Iterable[Contact]) -> None:
@@ -124,6 +158,7 @@ class ContactBook:
                 contact = replace(contact, blocked=True)
             self.contacts[address] = contact
             self._announced.pop(address, None)
+        self._changed()
 
     def leaving(self, address: str) -> Contact | None:
         """A contact a newer site directory removed less than LEAVING_S ago, or None.

@@ -11,6 +11,10 @@ claimed sender) run as the message arrives, before it takes a place in any queue
 (signature, decryption) and the call layer. Retained deliveries on the inbox are ignored.
 Drops are logged a few at a time (:class:`~services.signaling.limits.QuietLog`) and counted
 in :meth:`SignalingEndpoint.counters`, which ``callbox status`` shows.
+
+An endpoint follows the presence and profile of the addresses it needs only
+(:meth:`SignalingEndpoint.needs`: its contacts and ring-group targets), and follows the
+contact book as it changes: what it receives grows with its contacts, not with the site.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import collections
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +36,7 @@ from services.signaling.base import (
     SignalingTransport,
 )
 from services.signaling.contacts import ContactBook
-from services.signaling.directory import SiteDirectory
+from services.signaling.directory import FLAT_TARGET_PREFIX, SiteDirectory
 from services.signaling.envelope import Envelope, parse, seal, verify_and_open
 from services.signaling.errors import RejectedMessage, RejectReason, SignalingError
 from services.signaling.identity import Identity, PublicKeys
@@ -89,6 +93,8 @@ ANNOUNCEMENTS_PER_S = 2.0
 """Presence and profile messages a second one address may keep publishing."""
 ANNOUNCEMENT_BURST = 20
 """... and at once (a few reconnections in a row)."""
+MAX_LOOKED_UP = 32
+"""Addresses looked up by hand (``callbox keys show``) whose profile is followed, at most."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,9 @@ class SignalingEndpoint:
         self.directory: SiteDirectory | None = None
         """The site directory this endpoint trusts (set with :attr:`on_directory`), or None."""
         self._presence_changed = asyncio.Condition()
+        """Notified when a presence or a profile arrives."""
+        self._targets: frozenset[str] = frozenset()
+        self._looked_up: dict[str, None] = {}  # oldest first, at most MAX_LOOKED_UP
         self._notifications: set[asyncio.Task[None]] = set()
         self.overflowed = 0
         """Inbox messages dropped because the inbox queue was full (messages or bytes)."""
@@ -163,6 +172,69 @@ class SignalingEndpoint:
         transport.on_message = self._received
         transport.admit = self.admit
         transport.on_connecting = self._forget_presence
+        contacts.on_change = self._watch_needed
+        self._watch_needed()
+
+    def needs(self) -> frozenset[str]:
+        """The addresses whose presence and profile this endpoint follows.
+
+        Its contacts and ring-group targets (and the few addresses looked up by hand), never
+        itself: a building's endpoint follows its own flat and doors, not the building.
+        """
+        contacts = self.contacts.addresses()
+        if self.directory is not None:
+            # a building's directory lists every endpoint: of those, only what this one needs
+            contacts = self.contacts.addresses(source_not="directory")
+            if self.directory.current is not None:
+                contacts |= self.directory.current.peers_of(self.address, self._targets)
+        addresses = frozenset(t for t in self._targets if not t.startswith(FLAT_TARGET_PREFIX))
+        needed = contacts | addresses | frozenset(self._looked_up)
+        return needed - {self.address}
+
+    def set_targets(self, targets: Iterable[str]) -> None:
+        """What this endpoint rings (addresses, ``flat:<flat>``): their presence is followed."""
+        self._targets = frozenset(
+            t if t.startswith(FLAT_TARGET_PREFIX) else valid_name("target address", t)
+            for t in targets
+        )
+        self._watch_needed()
+
+    def use_directory(self, directory: SiteDirectory) -> None:
+        """Trust ``directory`` (handed each directory message) and follow what it says we need.
+
+        Of a building's entries only :meth:`Directory.peers_of` this endpoint (its flat, its
+        ring group, the doors) are followed, again at each directory accepted.
+        """
+        self.directory = directory
+        self.on_directory = directory.receive
+        directory.watch(lambda _directory: self._watch_needed())
+        self._watch_needed()
+
+    def _watch_needed(self) -> None:
+        """Follow what :meth:`needs` says now; forget the presence of what it no longer does."""
+        needed = self.needs()
+        for address in set(self.presence) - needed:
+            del self.presence[address]
+        self.transport.watch(needed, all_profiles=self.contacts.first_use)
+
+    async def look_up(self, address: str, timeout: float) -> dict[str, Any] | None:
+        """The retained profile of ``address``, following it from now on if it was not.
+
+        None if the broker has none within ``timeout`` s. For ``callbox keys show`` of an
+        address that is not a contact yet (its keys are read before it is pinned).
+        """
+        valid_name("address", address)
+        if address not in self.needs() and address != self.address:
+            self._looked_up[address] = None
+            while len(self._looked_up) > MAX_LOOKED_UP:
+                del self._looked_up[next(iter(self._looked_up))]
+            self._watch_needed()
+        try:
+            async with asyncio.timeout(timeout), self._presence_changed:
+                await self._presence_changed.wait_for(lambda: address in self.profiles)
+        except TimeoutError:
+            return None
+        return self.profiles[address]
 
     def _forget_presence(self) -> None:
         # A restarted broker may have lost retained presences and the last wills of
@@ -390,6 +462,9 @@ class SignalingEndpoint:
         self.presence[inbound.address] = online
         if self.on_presence is not None:
             self.on_presence(inbound.address, online)
+        self._notify()
+
+    def _notify(self) -> None:
         task = asyncio.get_running_loop().create_task(self._notify_presence())
         self._notifications.add(task)
         task.add_done_callback(self._notifications.discard)
@@ -414,6 +489,7 @@ class SignalingEndpoint:
             return
         self.profiles[inbound.address] = profile.fields
         self.contacts.saw_profile(inbound.address, profile.keys, signed=profile.signed)
+        self._notify()
 
     def is_online(self, address: str) -> bool:
         """True when ``address``'s retained presence says online."""

@@ -1,7 +1,9 @@
 """One endpoint's MQTT 5 connection to the site broker, kept up across broker restarts.
 
-It subscribes to the endpoint's inbox and to every presence and profile of the site,
-publishes its own presence (retained, with a last will that says offline) and profile
+It subscribes to the endpoint's inbox and to the presence and profile of each address the
+endpoint watches (:meth:`MqttTransport.watch`: its contacts and ring-group targets, one
+topic each, so what a connection receives does not grow with the site), publishes its
+own presence (retained, with a last will that says offline) and profile
 (retained), and hands every message to the callbacks it was given. TCP_NODELAY is set
 on the socket: signaling messages are small and latency-bound. It is the production
 :class:`~services.signaling.base.SignalingTransport`; :func:`mqtt_transport` builds one.
@@ -11,6 +13,12 @@ to aiomqtt as its ``queue_type``): each message is put to the endpoint's ``admit
 as it arrives, and what is refused or does not fit is dropped and counted, never queued.
 A retained message found on the endpoint's own inbox (anyone in the site may have left
 one) is handed on marked ``retained`` and cleared from the broker.
+
+A lost connection is retried after a random delay (:class:`~services.signaling.backoff.Backoff`,
+full jitter): a broker restart does not bring a whole building back in the same instant.
+The connection waits patiently for the broker's acknowledgements while announcing
+(:data:`ANNOUNCE_TIMEOUT_S`, a keepalive of :data:`KEEPALIVE_S`): a broker busy delivering
+to many clients at once is slow, not gone, and giving up would only start the flood again.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,7 @@ import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hal.closing import CloseOnce
+from services.signaling.backoff import Backoff
 from services.signaling.base import (
     MAX_PENDING_INBOUND,
     MAX_PENDING_INBOUND_BYTES,
@@ -44,8 +53,19 @@ from services.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
-RECONNECT_MIN_S = 0.05
-RECONNECT_MAX_S = 2.0
+KEEPALIVE_S = 15
+"""MQTT keepalive: the broker declares a silent endpoint dead (its last will: offline) after
+1.5 times this; the endpoint gives up on a broker whose ping answer takes longer."""
+CONNECT_TIMEOUT_S = 5.0
+"""How long a connection waits for the broker's CONNACK. aiomqtt waits this long too for a
+connection the broker's front closed before answering (one of too many at once): short."""
+ANNOUNCE_TIMEOUT_S = 30.0
+"""How long subscribing and announcing may wait for the broker's answers: a broker handing
+many units their retained messages at once answers late, but answers."""
+PUBLISH_TIMEOUT_S = 5.0
+"""How long a message of a call may wait for the broker's acknowledgement."""
+SUBSCRIBE_CHUNK = 64
+"""Topics per SUBSCRIBE or UNSUBSCRIBE packet (a door station of a building watches hundreds)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +78,9 @@ class BrokerAddress:
     password: str
     ca_file: Path | None = None
     """The pinned site CA: TLS verified against it alone. None: plain MQTT (loopback only)."""
-    keepalive_s: int = 5
+    keepalive_s: int = KEEPALIVE_S
+    source: str | None = None
+    """The local address to connect from (None: the system's choice)."""
 
 
 class IncomingQueue(asyncio.Queue[aiomqtt.Message]):
@@ -139,6 +161,67 @@ class MqttTransport:
         self._tls: PinnedCa | None = None
         self._refused: SignalingError | None = None  # a TLS refusal: start() raises it
         self._refusal = asyncio.Event()
+        self.backoff = Backoff()
+        """The delays between reconnection attempts (full jitter)."""
+        self._watched: frozenset[str] | None = None  # None: the whole site, until watch()
+        self._all_profiles = False
+        self._subscribed: set[str] = set()  # presence and profile topics of this connection
+        self._syncing = asyncio.Lock()
+        self._syncs: set[asyncio.Task[None]] = set()
+
+    @property
+    def watched(self) -> frozenset[str] | None:
+        """The addresses whose presence and profile this connection follows (None: all)."""
+        return self._watched
+
+    def watch(self, addresses: Iterable[str], *, all_profiles: bool = False) -> None:
+        """Follow the presence and profile of ``addresses`` only (and every profile if asked).
+
+        Takes effect at once on a live connection (subscribing to what is new, unsubscribing
+        from what is gone) and on every reconnection. ``all_profiles`` subscribes to every
+        profile of the site instead of the watched ones: first-use pinning needs the keys of
+        senders it has never heard of.
+        """
+        self._watched = frozenset(valid_name("watched address", a) for a in addresses)
+        self._all_profiles = all_profiles
+        client = self._client
+        if client is not None and self.connected.is_set():
+            task = asyncio.get_running_loop().create_task(self._sync_quietly(client))
+            self._syncs.add(task)
+            task.add_done_callback(self._syncs.discard)
+
+    def _wanted(self) -> set[str]:
+        topics = self.topics
+        if self._watched is None:  # a bare connection, no endpoint to say what it needs
+            return {topics.all_presence(), topics.all_profiles()}
+        wanted = {topics.presence(a) for a in self._watched}
+        if self._all_profiles:
+            wanted.add(topics.all_profiles())
+        else:
+            wanted.update(topics.profile(a) for a in self._watched)
+        return wanted
+
+    async def _sync(self, client: aiomqtt.Client) -> None:
+        """Subscribe to the watched topics not yet subscribed, unsubscribe from the others."""
+        async with self._syncing:
+            wanted = self._wanted()
+            new = sorted(wanted - self._subscribed)
+            gone = sorted(self._subscribed - wanted)
+            for chunk in _chunks(new):
+                await client.subscribe(
+                    [(topic, SubscribeOptions(qos=1)) for topic in chunk],
+                    timeout=ANNOUNCE_TIMEOUT_S,
+                )
+                self._subscribed.update(chunk)
+            for chunk in _chunks(gone):
+                await client.unsubscribe(chunk, timeout=ANNOUNCE_TIMEOUT_S)
+                self._subscribed.difference_update(chunk)
+
+    async def _sync_quietly(self, client: aiomqtt.Client) -> None:
+        try:
+            await self._sync(client)
+        except aiomqtt.MqttError as err:  # the next connection subscribes to all of it
+            _log.warning("%s: could not update its subscriptions: %s", self.address, err)
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect and return once subscribed and announced (raises SignalingError)."""
@@ -178,12 +261,22 @@ class MqttTransport:
                 self.topics.presence(self.address), presence_payload(False), qos=1, retain=True
             ),
             keepalive=self.broker.keepalive_s,
-            timeout=5,
+            timeout=CONNECT_TIMEOUT_S,
+            bind_address=self.broker.source or "",
             tls_context=self._tls.context if self._tls is not None else None,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             queue_type=self._queue_type(),
-            max_queued_incoming_messages=MAX_PENDING_INBOUND,
+            max_queued_incoming_messages=self.incoming_queue_size(),
         )
+
+    def incoming_queue_size(self) -> int:
+        """Messages the incoming queue holds: room for every watched retained message at once.
+
+        A door station that rings every flat of a building is handed a presence and a profile
+        per flat as it subscribes; the queue stays bounded by what it watches.
+        """
+        watched = len(self._watched) if self._watched is not None else 0
+        return max(MAX_PENDING_INBOUND, 2 * watched + MAX_PENDING_INBOUND // 10)
 
     def _queue_type(self) -> type[asyncio.Queue[aiomqtt.Message]]:
         """The class aiomqtt builds its incoming queue from: an IncomingQueue of this transport."""
@@ -225,7 +318,6 @@ class MqttTransport:
         )
 
     async def _run(self) -> None:
-        backoff = RECONNECT_MIN_S
         if self.broker.ca_file is not None:
             try:
                 self._tls = await asyncio.to_thread(pinned_ca, self.broker.ca_file)
@@ -236,7 +328,7 @@ class MqttTransport:
             try:
                 async with self._client_for() as client:
                     await self._announce(client)
-                    backoff = RECONNECT_MIN_S
+                    self.backoff.reset()
                     async for message in client.messages:
                         try:
                             self._dispatch(message)
@@ -252,8 +344,7 @@ class MqttTransport:
                 self._client = None
                 self.connected.clear()
             if not self._close.started:
-                await asyncio.sleep(backoff)  # reconnect back-off
-                backoff = min(backoff * 2, RECONNECT_MAX_S)
+                await asyncio.sleep(self.backoff.next_delay())  # reconnect back-off, jittered
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         self._client = client  # (``connected`` says when it may publish for the endpoint)
@@ -264,16 +355,25 @@ class MqttTransport:
         await client.subscribe(
             [
                 (self.topics.inbox(self.address), SubscribeOptions(qos=1, noLocal=True)),
-                (self.topics.all_presence(), SubscribeOptions(qos=1)),
-                (self.topics.all_profiles(), SubscribeOptions(qos=1)),
-                (self.topics.directory(), SubscribeOptions(qos=1)),
-            ]
+                (self.topics.directory(), SubscribeOptions(qos=1)),  # the signed site directory
+            ],
+            timeout=ANNOUNCE_TIMEOUT_S,
+        )
+        self._subscribed = set()
+        await self._sync(client)
+        await client.publish(
+            self.topics.profile(self.address),
+            json.dumps(self.profile),
+            qos=1,
+            retain=True,
+            timeout=ANNOUNCE_TIMEOUT_S,
         )
         await client.publish(
-            self.topics.profile(self.address), json.dumps(self.profile), qos=1, retain=True
-        )
-        await client.publish(
-            self.topics.presence(self.address), presence_payload(True), qos=1, retain=True
+            self.topics.presence(self.address),
+            presence_payload(True),
+            qos=1,
+            retain=True,
+            timeout=ANNOUNCE_TIMEOUT_S,
         )
         self.connections += 1
         self.connected.set()
@@ -322,7 +422,9 @@ class MqttTransport:
         if client is None:
             raise SignalingError(f"{self.address}: not connected to the broker")
         try:
-            await client.publish(self.topics.inbox(recipient), payload, qos=1)
+            await client.publish(
+                self.topics.inbox(recipient), payload, qos=1, timeout=PUBLISH_TIMEOUT_S
+            )
         except aiomqtt.MqttError as err:
             raise SignalingError(f"{self.address}: publish to {recipient} failed: {err}") from err
 
@@ -350,7 +452,11 @@ class MqttTransport:
             except aiomqtt.MqttError as err:
                 _log.warning("%s: could not publish offline presence: %s", self.address, err)
         if self._task is not None:
-            await cancel_and_wait([self._task, *self._clearing])
+            await cancel_and_wait([self._task, *self._clearing, *self._syncs])
+
+
+def _chunks(topics: list[str]) -> list[list[str]]:
+    return [topics[i : i + SUBSCRIBE_CHUNK] for i in range(0, len(topics), SUBSCRIBE_CHUNK)]
 
 
 async def _first(events: tuple[asyncio.Event, ...]) -> None:

@@ -167,6 +167,9 @@ dh_key = "{flat["dh"]}"
     assert "9001" not in conf, "websockets_port = 0 means no websockets listener"
     for account in ("flat", "door", "phone"):
         assert f"password of {account}" in result.output
+    # it says what it sized the broker for (issue 18)
+    assert "sized for 3 endpoints: 256 connections per front (1)" in result.output
+    assert "max_queued_messages 1000" in conf
 
 
 async def test_the_cli_loads_no_media_stack_for_its_configuration_and_key_commands() -> None:

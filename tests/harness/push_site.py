@@ -10,7 +10,6 @@ boards whose doorbell is a gpiozero MockFactory pin; the phone is a real Call AP
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,5 +242,6 @@ async def _pin_on_door(running: PushSite) -> None:
     await site[DOOR].apply(config)
     door = site[DOOR].endpoint
     assert door is not None
-    for address in itertools.chain(phones, [FLAT]):
+    # the door follows its contacts and targets only: not the intruder (issue 18)
+    for address in (PHONE, STRANGER, FLAT):
         await door.signaling.wait_presence(address, True, timeout=10)

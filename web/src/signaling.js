@@ -303,11 +303,19 @@ export class Signaling {
     client.options.reconnectPeriod = RECONNECT_MIN_MS;
     this.peers.forgetPresence();
     try {
+      // only the peers of the pairing, one topic each: a phone in a building of 1,000 endpoints
+      // is handed its own few peers' presence and profile, not the whole building's
+      // (docs/protocol.md, "Following only what is needed")
+      const followed = {};
+      for (const peer of this.pairing.peers) {
+        if (peer.address === this.address) continue;
+        followed[this.topics.presence(peer.address)] = { qos: 1 };
+        followed[this.topics.profile(peer.address)] = { qos: 1 };
+      }
       const granted = await client.subscribeAsync({
         // no local: the empty retained message that clears a retained delivery stays away
         [this.topics.inbox(this.address)]: { qos: 1, nl: true },
-        [`${PREFIX}/${this.pairing.site}/+/presence`]: { qos: 1 },
-        [`${PREFIX}/${this.pairing.site}/+/profile`]: { qos: 1 },
+        ...followed,
       });
       const refused = granted.filter((g) => g.qos >= 0x80).map((g) => g.topic);
       if (refused.length) {
