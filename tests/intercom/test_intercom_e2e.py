@@ -70,6 +70,7 @@ def active_call(site: IntercomSite, address: str) -> Any:
     return endpoint.calls.active_call
 
 
+@pytest.mark.alone  # the relay pulse's length within 0.2 s: not on a loaded machine
 async def test_doorbell_to_door_release_through_the_pins(site: IntercomSite) -> None:
     door_relay = site.pin("door", SIM_PINS["relay"])
     indoor_led = site.pin("flat", SIM_PINS["status_led"])
@@ -105,9 +106,7 @@ async def test_doorbell_to_door_release_through_the_pins(site: IntercomSite) -> 
     await press(site, "flat", "door_release")
     await wait_for(lambda: len(high_periods(door_relay)) == 1, "one relay pulse")
     (pulse,) = high_periods(door_relay)
-    # one pulse, released: its exact length is tests/hal/test_gpio_relay.py's (a loaded
-    # machine delays the release by a few hundred ms here)
-    assert PULSE_S * 0.9 <= pulse <= PULSE_S + 1.0, f"pulse of {pulse:.3f} s"
+    assert PULSE_S * 0.9 <= pulse <= PULSE_S + 0.2, f"pulse of {pulse:.3f} s"
 
     await press(site, "flat", "decline")
     await wait_for(lambda: door_call.is_ended() and call.is_ended(), "both to hang up")
