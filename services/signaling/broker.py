@@ -262,6 +262,11 @@ def endpoint_password(directory: Path, address: str, owner: Owner | None = None)
         raise SignalingError(
             f"{ADMIN_USER!r} is the site admin's broker account, not an endpoint address"
         )
+    return stored_or_new_password(path, owner)
+
+
+def stored_or_new_password(path: Path, owner: Owner | None = None) -> str:
+    """The password kept in ``path``, or a new random one written there (0600, ``owner``'s)."""
     try:
         existing = path.read_text().strip()
     except FileNotFoundError:
@@ -314,18 +319,7 @@ def write_password_file(
 
 def admin_password(directory: Path, owner: Owner | None = None) -> str:
     """The site admin account's broker password (made on first use, kept 0600)."""
-    path = directory / ADMIN_PASSWORD_FILE
-    try:
-        existing = path.read_text().strip()
-    except FileNotFoundError:
-        existing = ""
-    except OSError as err:
-        raise SignalingError(f"cannot read the broker password file {path}: {err}") from err
-    if existing:
-        return existing
-    password = secrets.token_urlsafe(24)
-    write_private(path, password + "\n", owner)
-    return password
+    return stored_or_new_password(directory / ADMIN_PASSWORD_FILE, owner)
 
 
 def signal_running_broker(directory: Path, signum: int = signal.SIGHUP) -> int | None:
