@@ -218,6 +218,11 @@ async def test_a_door_added_after_pairing_rings_the_phone(tower: Tower, page: Pa
     tower.book.remove(DOOR_B)
     await publish(tower.admin_login, tower.book, tower.admin)  # version 4
     await wait_page(page, f"s.directory.version === 4 && !s.peers['{DOOR_B}']", "door-b gone")
+    call = await station_b.ring()  # door-b still lists the phone: its invite is refused
+    assert call is not None
+    await wait_page(page, "s.rejections.unknown_sender >= 1 && !s.call", "door-b's call refused")
+    await call.hangup()
+    await wait_for(lambda: not station_b.calls.is_call_in_progress(), "door-b idle", TIMEOUT_S)
 
 
 async def test_a_tampered_or_old_directory_is_refused(tower: Tower, page: Page) -> None:

@@ -480,7 +480,8 @@ export class Signaling {
       const bytes = new Uint8Array(payload);
       this._enqueue(() => this._inbox(bytes));
     } else if (kind === "presence") {
-      if (address === this.address) return;
+      // only peers the phone knows (a directory peer just removed may still have one queued)
+      if (address === this.address || !this.peers.get(address)) return;
       let online = false;
       if (payload.length) {
         try {
