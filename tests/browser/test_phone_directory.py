@@ -4,8 +4,9 @@ Real parts: mosquitto from the generated config (websockets for the page, the ``
 account that alone writes the directory), the directory signed and published by the site
 admin code ``callbox site`` uses (services/signaling/siteadmin.py), door stations built by
 ``DeviceApp`` from callbox.toml files that list no contact (they trust the phone through the
-directory), and the page in Chromium. The phone is paired like ``pair-web --flat 12`` pairs it
-before the second door existed: its link names the first door and carries the site admin key.
+directory), and the page in Chromium. The phone is paired by ``callbox keys pair-web --flat 12``
+on the first door before the second door existed: its link names the first door only and
+carries the site admin key.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from typing import Any
 
 import aiomqtt
 import pytest_asyncio
+from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.async_api import Page
 from support import wait_for
 
+from device.cli import main
 from device.config import load_config, load_or_create_identity
 from device.daemon import DeviceApp
 from device.phone import Pairing, PairingPeer, WebServer
+from device.phone._pairing import parse_pairing_url
 from services.callapi import CallStatus
 from services.intercom.door import DoorStation
 from services.signaling.broker import (
@@ -105,8 +109,10 @@ class Tower:
         ) as client:
             await client.publish(SiteTopics(SITE).directory(), payload, qos=1, retain=True)
 
-    async def start_door(self, address: str) -> DoorStation:
+    async def door_config(self, address: str) -> Path:
+        """Write the door station's callbox.toml (its keys made on first use)."""
         state = self.root / address
+        await self.door_keys(address)
         text = door_toml(
             address,
             self.broker.settings.port,
@@ -116,14 +122,35 @@ class Tower:
         )
         path = state / "callbox.toml"
         await asyncio.to_thread(path.write_text, text)
+        return path
+
+    async def start_door(self, address: str) -> DoorStation:
+        path = await self.door_config(address)
         app = DeviceApp(await asyncio.to_thread(load_config, path))
         self.apps[address] = app
         await app.start()
         assert app.endpoint is not None and isinstance(app.endpoint.service, DoorStation)
         return app.endpoint.service
 
+    async def pair_web(self) -> str:
+        """``callbox keys pair-web flat12-phone --flat 12`` on door-a: the phone's link."""
+        config = await self.door_config(DOOR_A)
+        site_dir = self.root / "admin"
+        await asyncio.to_thread(site_dir.mkdir, mode=0o700, exist_ok=True)
+        await asyncio.to_thread(self.book.save, site_dir)
+        ws_port = self.broker.settings.websockets_port
+        args = [
+            "keys", "--config", str(config), "pair-web", PHONE, "--name", "Flat 12 phone",
+            "--url", self.web_url, "--broker-url", f"ws://127.0.0.1:{ws_port}",
+            "--broker-config", str(self.broker.files.directory), "--no-qr",
+            "--flat", "12", "--site-dir", str(site_dir),
+        ]  # fmt: skip
+        result = await asyncio.to_thread(CliRunner().invoke, main, args)
+        assert result.exit_code == 0, result.output
+        return next(line for line in result.stdout.splitlines() if "#pair=" in line)
+
     def pairing(self, door_a: PublicKeys) -> Pairing:
-        """What ``pair-web flat12-phone --flat 12`` printed while door-a was the only door."""
+        """What ``pair-web flat12-phone --flat 12`` prints while door-a is the only door."""
         port = self.broker.settings.websockets_port
         return Pairing(
             site=SITE,
@@ -190,9 +217,12 @@ async def ring_and_answer(station: DoorStation, page: Page) -> None:
 
 async def test_a_door_added_after_pairing_rings_the_phone(tower: Tower, page: Page) -> None:
     """Paired while door-a was the only door, the phone takes door-b's call once it is listed."""
-    door_a_keys = await tower.door_keys(DOOR_A)
-    await tower.add(DOOR_A, "door", door_a_keys)  # version 1
-    phone_keys = await open_phone(page, tower.pairing(door_a_keys).url(tower.web_url))
+    await tower.add(DOOR_A, "door", await tower.door_keys(DOOR_A))  # version 1
+    link = await tower.pair_web()
+    pairing = parse_pairing_url(link)
+    assert [p.address for p in pairing.peers] == [DOOR_A]
+    assert pairing.admin_key == admin_public_text(tower.admin)
+    phone_keys = await open_phone(page, link)
     await wait_page(page, "s.directory && s.directory.version === 1", "directory version 1")
     # the installer adds the phone once (`callbox site add --fingerprint … --publish`)
     await tower.add(PHONE, "web", phone_keys, flat="12")  # version 2
