@@ -62,8 +62,10 @@ export class SiteTopics {
  *
  * A peer of the pairing is pinned when its retained profile advertises keys whose
  * fingerprint is the pairing's; a mismatch, or later keys other than the pinned ones, is a
- * key change, shown with the new safety number until a person confirms it. This object is
- * also the `contacts` of the protocol's Receiver.
+ * key change, shown with the new safety number until a person confirms it. The peers an
+ * accepted site directory gives the phone (`useDirectory`) are pinned with the directory's
+ * keys; a peer of the link keeps its own pin. This object is also the `contacts` of the
+ * protocol's Receiver.
  */
 export class Peers {
   /**
