@@ -309,7 +309,9 @@ def pair_web(
         pairing = dataclasses.replace(
             pairing, peers=_building_peers(pairing.peers, site_dir, flat, address)
         )
-    pairing = dataclasses.replace(pairing, push_key=_push_key(broker_config))
+    pairing = dataclasses.replace(
+        pairing, push_key=_push_key(broker_config), admin_key=cfg.directory.admin_key
+    )
     link = pairing.url(page)
 
     click.echo(f"browser phone {address} ({pairing.name}) in site {cfg.site}")
@@ -323,6 +325,11 @@ def pair_web(
         click.echo(f"site CA in the link: SHA-256 {ca}")
     if pairing.push_key:
         click.echo(f"Web Push key in the link: {pairing.push_key[:16]}…")
+    if pairing.admin_key:
+        click.echo(
+            f"site admin key in the link: {pairing.admin_key} (the phone follows the "
+            "signed site directory)"
+        )
     click.echo("")
     if ca:
         ca_file = site_ca_files(broker_config).ca_cert

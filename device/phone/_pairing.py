@@ -7,7 +7,10 @@ device only when the keys its profile advertises have that fingerprint) and the 
 fingerprint of the site CA, which the page shows so that the resident can compare it with the
 CA installed on the phone (a page cannot pin a CA itself: the browser's trust store decides).
 When the site has a VAPID key (``callbox push init``) the link carries its public key as
-``push_key``: the ``applicationServerKey`` the page gives ``pushManager.subscribe``.
+``push_key``: the ``applicationServerKey`` the page gives ``pushManager.subscribe``. When the
+unit pins a site admin key (``[directory] admin_key``) the link carries it as ``admin_key``:
+the page then trusts the door stations and flat members of the signed site directory it
+verifies with that key. Both are optional members of version 1 (older links stay valid).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from hal.errors import CallboxError
+from services.signaling.directory import admin_public_key
 from services.signaling.envelope import canonical
+from services.signaling.errors import SignalingError
 from services.signaling.identity import b64u_decode, b64u_encode
 from services.signaling.siteca import normalize_fingerprint
 from services.signaling.topics import valid_name
@@ -57,6 +62,9 @@ class Pairing:
     of another authority."""
     push_key: str = ""
     """The site's VAPID public key (b64u of the 65-byte P-256 point), "" without Web Push."""
+    admin_key: str = ""
+    """The site admin's Ed25519 public key (b64u, ``[directory] admin_key``), "" without a
+    site directory: with it the page follows the signed directory it verifies."""
 
     def __post_init__(self) -> None:
         valid_name("site", self.site)
@@ -69,6 +77,11 @@ class Pairing:
             valid_name("peer address", peer.address)
         if self.push_key and not _is_p256_point(self.push_key):
             raise PairingError(f"push_key {self.push_key!r} is not a b64u P-256 public key")
+        if self.admin_key:
+            try:
+                admin_public_key(self.admin_key)
+            except SignalingError as err:
+                raise PairingError(f"admin_key: {err}") from err
 
     def to_json(self) -> dict[str, Any]:
         """The payload object of the link."""
@@ -86,6 +99,7 @@ class Pairing:
             ],
             "ca": self.ca,
             **({"push_key": self.push_key} if self.push_key else {}),
+            **({"admin_key": self.admin_key} if self.admin_key else {}),
         }
 
     def url(self, base: str) -> str:
@@ -113,6 +127,7 @@ def parse_pairing_url(url: str) -> Pairing:
             peers=peers,
             ca=data.get("ca", ""),
             push_key=data.get("push_key", ""),
+            admin_key=data.get("admin_key", ""),
         )
     except PairingError:
         raise

@@ -241,3 +241,56 @@ async def test_browser_and_python_seal_identical_bytes(page: Page, web_server: W
         },
     )
     assert browser.encode("utf-8") == python
+
+
+# docs/protocol.md, "Site directory signature" (tests/signaling/test_directory.py checks the
+# same values in Python)
+DIRECTORY_ADMIN_PUBLIC = "FnrfvV8VsR_4RPufmgrP0-A1UKscw_KOkYaKhlls-uM"
+DIRECTORY_SIGNED = (
+    'callbox/v1 directory\n{"entries":[{"address":"door","flat":"","keys":{"dh":'
+    '"D6e1g0f78k22fgi-uEUsPtEbxtCK_O6_sM_d62mTdFk","sign":"Re8Q6wNFzRfzfoLBwqMYMvHIYU86-F3cbexMrmrILaI"}'
+    ',"name":"Haustür","rights":[],"role":"door"},{"address":"flat-12.kitchen","flat":"12","keys":'
+    '{"dh":"mpcRvmHOoKOXv34c-w1UeBxM90_hi4SJTLepAEA8sxM","sign":"6vpaJgRxxa1qYOzvo-D3OOmsPbgDtq7XBrX1LjuJviA"}'
+    ',"name":"Flat 12 kitchen","rights":["monitor","unlock"],"role":"indoor"}],'
+    '"issued_at_ms":1767225600000,"site":"block-7","v":1,"version":3}'
+)
+DIRECTORY_SIG = (
+    "oTM2jjBjoE2yWW0uErTVHO3UQcF4wE31sdK_3Dc_6Q7RP2uNxyavtm_zIdl1W6ZTA7YwPZDjUBkaJR-Yo9rzCQ"
+)
+
+
+async def test_the_site_directory_vector_in_the_browser(page: Page, web_server: WebServer) -> None:
+    """The page accepts the vector's directory (any member order), refuses it altered."""
+    await _open_vectors_page(page, web_server)
+    fields = json.loads(DIRECTORY_SIGNED.partition("\n")[2])
+    published = {**fields, "sig": DIRECTORY_SIG}
+    shuffled = json.dumps(dict(reversed(list(published.items()))), ensure_ascii=True)
+
+    async def read(document: str, site: str = "block-7") -> dict[str, Any]:
+        params = {
+            "document": document,
+            "site": site,
+            "adminKey": DIRECTORY_ADMIN_PUBLIC,
+            "address": "flat-12.kitchen",
+        }
+        result: dict[str, Any] = await page.evaluate("p => window.readDirectoryForTest(p)", params)
+        return result
+
+    accepted = await read(shuffled)
+    assert accepted.get("signedBytes") == DIRECTORY_SIGNED, accepted
+    assert accepted["version"] == 3
+    assert [e["address"] for e in accepted["entries"]] == ["door", "flat-12.kitchen"]
+    kitchen = accepted["entries"][1]
+    assert kitchen["flat"] == "12" and sorted(kitchen["rights"]) == ["monitor", "unlock"]
+    assert kitchen["keys"]["sign"] == "6vpaJgRxxa1qYOzvo-D3OOmsPbgDtq7XBrX1LjuJviA"
+    assert accepted["peersOf"] == ["door"]  # an indoor unit follows the door stations
+    assert (await read(shuffled, site="block-8"))["refused"] == "other_site"
+    unsigned = json.dumps(fields)
+    assert (await read(unsigned))["refused"] == "unsigned"
+    altered = json.dumps({**published, "version": 4})
+    assert (await read(altered))["refused"] == "bad_signature"
+    renamed = json.loads(shuffled)
+    renamed["entries"][0]["name"] = "Haustur"
+    assert (await read(json.dumps(renamed)))["refused"] == "bad_signature"
+    bad_sig = json.dumps({**published, "sig": DIRECTORY_SIG[:-2] + "AA"})
+    assert (await read(bad_sig))["refused"] == "bad_signature"

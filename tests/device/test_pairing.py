@@ -16,6 +16,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from click.testing import CliRunner, Result
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from daemon_helpers import CALLBOX, DaemonSite, NotifySocket, callbox, clean_env, door_toml
 from support import need
 
@@ -29,6 +30,7 @@ from services.signaling.endpoint import SignalingEndpoint
 from services.signaling.envelope import canonical
 from services.signaling.errors import SignalingError
 from services.signaling.identity import Identity, PublicKeys, b64u_encode
+from services.signaling.siteadmin import admin_public_text
 from services.signaling.siteca import fingerprint, load_ca_certificates
 from services.signaling.transport import BrokerAddress, mqtt_transport
 
@@ -92,6 +94,7 @@ def payload_url(payload: dict[str, object]) -> str:
         ("peers", [{"address": "door"}], "bad pairing payload"),
         ("password", None, "bad pairing payload: 'password'"),
         ("ca", "A7:B2", "site CA fingerprint 'A7:B2' is not 32 hex pairs"),
+        ("admin_key", "AAAA", "admin_key: admin key is 3 bytes"),
     ],
 )
 def test_pairing_payload_refusals(field: str, value: object, reason: str) -> None:
@@ -306,6 +309,29 @@ async def test_pair_web_creates_a_login_mosquitto_accepts_and_a_link_with_finger
         await log_in(port, "door", door_password, websockets=False)  # the others stay
     finally:
         await broker.stop()
+
+
+def test_the_pairing_link_carries_the_site_admin_key(tmp_path: Path) -> None:
+    """With ``[directory] admin_key`` the link carries it; without, the link is as before."""
+    config = hosting_unit(tmp_path, ws_port=9001, door_keys=Identity.generate().public_keys)
+    broker_dir = tmp_path / "broker"
+    generated = invoke("broker", "--site-config", config, "--config", broker_dir, "--generate-only")
+    assert generated.exit_code == 0, generated.output
+    args = ("keys", "--config", config, "pair-web", "phone", "--url", "https://flat1.example:8443")
+
+    house = invoke(*args, "--broker-config", broker_dir)
+    assert house.exit_code == 0, house.output
+    pairing = parse_pairing_url(link_of(house.stdout))
+    assert pairing.admin_key == "" and "admin_key" not in pairing.to_json()
+
+    admin = admin_public_text(Ed25519PrivateKey.generate())
+    with config.open("a") as toml:
+        toml.write(f'\n[directory]\nadmin_key = "{admin}"\n')
+    building = invoke(*args, "--broker-config", broker_dir)
+    assert building.exit_code == 0, building.output
+    pairing = parse_pairing_url(link_of(building.stdout))
+    assert pairing.admin_key == admin and pairing.to_json()["v"] == 1
+    assert f"site admin key in the link: {admin}" in building.stdout
 
 
 def test_pair_web_without_a_running_broker_says_so(tmp_path: Path) -> None:

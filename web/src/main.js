@@ -6,12 +6,14 @@ import { Phone } from "./call.js";
 import { PushRegistration, pushKeyBytes } from "./push.js";
 import { RingRequest, ringFromUrl } from "./ring_request.js";
 import { Peers, Signaling } from "./signaling.js";
+import { SiteDirectory } from "./directory.js";
 import { Store } from "./store.js";
 import { Ui } from "./ui.js";
 import * as b64u from "./protocol/b64u.js";
 import { parseJson } from "./protocol/canonical.js";
 import { seal } from "./protocol/envelope.js";
 import { Identity } from "./protocol/identity.js";
+import { adminKeyBytes } from "./protocol/directory.js";
 import { normalizeFingerprint } from "./protocol/keys.js";
 
 const NAME = /^[a-z0-9_.-]{1,64}$/;
@@ -50,6 +52,15 @@ export function parsePairing(encoded) {
       bad(`the push key is ${err.message}`);
     }
   }
+  const adminKey = pairing.admin_key ?? "";
+  if (typeof adminKey !== "string") bad("the site admin key is not a string");
+  if (adminKey) {
+    try {
+      adminKeyBytes(adminKey);
+    } catch (err) {
+      bad(`the site ${err.message}`);
+    }
+  }
   if (!Array.isArray(pairing.peers)) bad("peers missing");
   const peers = pairing.peers.map((peer) => {
     if (!peer || typeof peer.address !== "string" || !NAME.test(peer.address)) bad("a peer has a bad address");
@@ -77,6 +88,7 @@ export function parsePairing(encoded) {
     peers,
     ca,
     push_key: pushKey,
+    admin_key: adminKey,
   };
 }
 
@@ -128,6 +140,7 @@ class App {
     this.identity = null;
     this.fingerprint = null;
     this.peers = null;
+    this.directory = null;
     this.signaling = null;
     this.phone = null;
     this.push = null;
@@ -154,6 +167,13 @@ class App {
         this.push?.sync();
       },
     });
+    this.directory = new SiteDirectory({
+      pairing: this.pairing,
+      store: this.store,
+      peers: this.peers,
+      follow: (change) => this.signaling.followDirectory(change),
+    });
+    await this.directory.load();
     this.signaling = new Signaling({
       pairing: this.pairing,
       identity: this.identity,
@@ -162,6 +182,7 @@ class App {
       onRejected: (err) => this.phone.onRejected(err),
       onState: (state, error) => this._connectionState(state, error),
       onPresence: (address, online) => this.phone.onPresence(address, online),
+      onDirectory: (payload) => this.directory.receive(payload),
     });
     this.phone = new Phone({
       signaling: this.signaling,
@@ -285,6 +306,7 @@ class App {
       connection: this.connection,
       error: this.ui.error,
       peers: this.peers?.snapshot() ?? {},
+      directory: this.directory?.snapshot() ?? null,
       call: this.phone?.callSnapshot() ?? null,
       lastCall: this.phone?.lastCall ?? null,
       log: this.log.map((entry) => ({ ...entry })),

@@ -156,6 +156,12 @@ export class PushRegistration {
    * door is online and its keys are pinned (an inbox keeps nothing for an offline door).
    */
   sync() {
+    // the door stations of the site directory, trusted since the link was made
+    for (const address of this.peers.directoryAddresses?.() ?? []) {
+      if (!this.doors.has(address) && this.peers.get(address)?.role === "door") {
+        this.doors.set(address, { sent: null, subscribed: null, error: "" });
+      }
+    }
     if (!this.wanted || !this.subscription || this.signaling.state !== "online") return;
     for (const [address, door] of this.doors) {
       const entry = this.peers.get(address);

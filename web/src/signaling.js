@@ -42,6 +42,11 @@ export class SiteTopics {
     return `${PREFIX}/${this.site}/${address}/profile`;
   }
 
+  /** The signed site directory (retained; only the broker's admin account writes it). */
+  directory() {
+    return `${PREFIX}/${this.site}/directory`;
+  }
+
   /** `[address, kind]` of a topic of this site, or null. */
   parse(topic) {
     const parts = topic.split("/");
@@ -57,8 +62,10 @@ export class SiteTopics {
  *
  * A peer of the pairing is pinned when its retained profile advertises keys whose
  * fingerprint is the pairing's; a mismatch, or later keys other than the pinned ones, is a
- * key change, shown with the new safety number until a person confirms it. This object is
- * also the `contacts` of the protocol's Receiver.
+ * key change, shown with the new safety number until a person confirms it. The peers an
+ * accepted site directory gives the phone (`useDirectory`) are pinned with the directory's
+ * keys; a peer of the link keeps its own pin. This object is also the `contacts` of the
+ * protocol's Receiver.
  */
 export class Peers {
   /**
@@ -78,6 +85,8 @@ export class Peers {
         name: peer.name,
         role: peer.role,
         paired: true,
+        fromLink: true,
+        fromDirectory: false,
         expected: normalizeFingerprint(peer.fingerprint),
         pinnedKeys: stored ? PublicKeys.fromJson(stored) : null,
         advertisedKeys: null,
@@ -108,6 +117,52 @@ export class Peers {
       this.entries.set(address, entry);
     }
     return entry;
+  }
+
+  /**
+   * Trust what an accepted site directory gives this phone (`entries`: its flat's members and
+   * the door stations, with their keys), alongside the peers of the pairing link: a peer of the
+   * link keeps its own entry (the link's pin wins, as `[[contacts]]` win on units). Entries of
+   * an earlier directory that are not in `entries` are forgotten (no longer trusted).
+   * @returns {{added: string[], removed: string[]}} addresses newly followed and no longer
+   */
+  useDirectory(entries) {
+    const listed = new Map();
+    for (const e of entries) if (!this.entries.get(e.address)?.fromLink) listed.set(e.address, e);
+    const removed = [];
+    for (const [address, entry] of this.entries) {
+      if (entry.fromDirectory && !listed.has(address)) {
+        this.entries.delete(address);
+        removed.push(address);
+      }
+    }
+    const added = [];
+    for (const e of listed.values()) {
+      const old = this.entries.get(e.address);
+      if (!old?.fromDirectory) added.push(e.address);
+      this.entries.set(e.address, {
+        address: e.address,
+        name: e.name,
+        role: e.role,
+        paired: true,
+        fromLink: false,
+        fromDirectory: true,
+        expected: null,
+        pinnedKeys: e.keys,
+        advertisedKeys: old?.advertisedKeys ?? null,
+        online: old?.online ?? false,
+        keyChanged: Boolean(old?.advertisedKeys && !old.advertisedKeys.equals(e.keys)),
+        fingerprint: old?.fingerprint ?? null,
+        safetyNumber: old?.safetyNumber ?? null,
+      });
+    }
+    this.onChange();
+    return { added, removed };
+  }
+
+  /** The addresses trusted through the site directory. */
+  directoryAddresses() {
+    return [...this.entries.values()].filter((e) => e.fromDirectory).map((e) => e.address);
   }
 
   /** The keys pinned for `address` (Receiver contacts interface). */
@@ -198,7 +253,10 @@ export class Peers {
   async _persist() {
     const pinned = {};
     for (const entry of this.entries.values()) {
-      if (entry.pinnedKeys) pinned[entry.address] = entry.pinnedKeys.toJson();
+      // directory keys come from the directory again (kept with it in the store)
+      if (entry.pinnedKeys && !entry.fromDirectory) {
+        pinned[entry.address] = entry.pinnedKeys.toJson();
+      }
     }
     await this.save(pinned);
   }
@@ -212,6 +270,7 @@ export class Peers {
         role: entry.role,
         online: entry.online,
         pinned: Boolean(entry.pinnedKeys),
+        fromDirectory: Boolean(entry.fromDirectory),
         keyChanged: entry.keyChanged,
         fingerprint: entry.fingerprint,
         safetyNumber: entry.safetyNumber,
@@ -229,7 +288,16 @@ export class Peers {
  * error)` the connection state ("connecting", "online", "offline", "error").
  */
 export class Signaling {
-  constructor({ pairing, identity, peers, onMessage, onRejected, onState, onPresence }) {
+  constructor({
+    pairing,
+    identity,
+    peers,
+    onMessage,
+    onRejected,
+    onState,
+    onPresence,
+    onDirectory,
+  }) {
     this.pairing = pairing;
     this.address = pairing.address;
     this.identity = identity;
@@ -239,6 +307,7 @@ export class Signaling {
     this.onRejected = onRejected;
     this.onState = onState;
     this.onPresence = onPresence;
+    this.onDirectory = onDirectory; // the directory's payload, when the link has an admin key
     /** @type {Object<string, number>} */
     this.rejections = {};
     this.receiver = new Receiver({
@@ -311,6 +380,13 @@ export class Signaling {
         if (peer.address === this.address) continue;
         followed[this.topics.presence(peer.address)] = { qos: 1 };
         followed[this.topics.profile(peer.address)] = { qos: 1 };
+      }
+      // the site directory's peers: presence only (their keys are the directory's)
+      for (const address of this.peers.directoryAddresses()) {
+        followed[this.topics.presence(address)] = { qos: 1 };
+      }
+      if (this.pairing.admin_key && this.onDirectory) {
+        followed[this.topics.directory()] = { qos: 1 };
       }
       const granted = await client.subscribeAsync({
         // no local: the empty retained message that clears a retained delivery stays away
@@ -388,6 +464,12 @@ export class Signaling {
   }
 
   _received(topic, payload, packet) {
+    if (topic === this.topics.directory()) {
+      if (!this.onDirectory) return;
+      const bytes = new Uint8Array(payload);
+      this._enqueue(() => this.onDirectory(bytes));
+      return;
+    }
     const parsed = this.topics.parse(topic);
     if (!parsed) return;
     const [address, kind] = parsed;
@@ -400,7 +482,8 @@ export class Signaling {
       const bytes = new Uint8Array(payload);
       this._enqueue(() => this._inbox(bytes));
     } else if (kind === "presence") {
-      if (address === this.address) return;
+      // only peers the phone knows (a directory peer just removed may still have one queued)
+      if (address === this.address || !this.peers.get(address)) return;
       let online = false;
       if (payload.length) {
         try {
@@ -423,6 +506,26 @@ export class Signaling {
           console.warn(`callbox: bad profile from ${address} ignored: ${err.message}`);
         }
       });
+    }
+  }
+
+  /**
+   * Follow the presence of peers a new directory added, stop following those it removed
+   * (`Peers.useDirectory`'s result). Without a connection the next one subscribes them all.
+   */
+  async followDirectory({ added, removed }) {
+    const client = this.client;
+    if (!client?.connected) return;
+    const linked = new Set(this.pairing.peers.map((p) => p.address));
+    const gone = removed.filter((a) => !linked.has(a)).map((a) => this.topics.presence(a));
+    try {
+      if (gone.length) await client.unsubscribeAsync(gone);
+      if (added.length) {
+        const topics = Object.fromEntries(added.map((a) => [this.topics.presence(a), { qos: 1 }]));
+        await client.subscribeAsync(topics);
+      }
+    } catch (err) {
+      console.warn("callbox: following the directory's peers failed (retried at reconnection)", err);
     }
   }
 

@@ -78,6 +78,15 @@ export class Store {
     return this.put("pinned", pinned);
   }
 
+  /** `{version, document}`: the site directory accepted last (its text), or null. */
+  directory() {
+    return this.get("directory");
+  }
+
+  saveDirectory(record) {
+    return this.put("directory", record);
+  }
+
   /** Settings merged over the defaults. */
   async settings() {
     return { ...DEFAULT_SETTINGS, ...(await this.get("settings", {})) };

@@ -35,6 +35,9 @@ import {
   safetyNumber,
   toHex,
 } from "../src/protocol/keys.js";
+import {
+  DIRECTORY_SIG_CONTEXT, DirectoryRefused, adminKeyBytes, peersOf, readDirectory,
+} from "../src/protocol/directory.js";
 import { Receiver } from "../src/protocol/receiver.js";
 import { ReplayGuard } from "../src/protocol/replay.js";
 
@@ -746,4 +749,34 @@ async function openForTest(params) {
   }
 }
 
-Object.assign(window, { runVectors, sealForTest, openForTest });
+/**
+ * Read a published site directory as the phone does (docs/protocol.md, "Site directory"):
+ * `{version, entries: [{address, role, flat, keys}], peersOf, signedBytes}` with the peers a
+ * phone at `params.address` trusts, or `{refused: problem, detail}`.
+ * @param {{document: string, site: string, adminKey: string, address: string}} params
+ * @returns {Promise<object>}
+ */
+async function readDirectoryForTest(params) {
+  try {
+    const directory = await readDirectory(new TextEncoder().encode(params.document), {
+      site: params.site, adminKey: adminKeyBytes(params.adminKey),
+    });
+    const unsigned = Object.fromEntries(
+      Object.entries(parseJson(params.document)).filter(([k]) => k !== "sig"),
+    );
+    return {
+      version: directory.version,
+      entries: directory.entries.map((e) => ({
+        address: e.address, name: e.name, role: e.role, flat: e.flat, rights: e.rights,
+        keys: e.keys.toJson(),
+      })),
+      peersOf: peersOf(directory, params.address).map((e) => e.address),
+      signedBytes: new TextDecoder().decode(concatBytes(DIRECTORY_SIG_CONTEXT, canonical(unsigned))),
+    };
+  } catch (err) {
+    if (err instanceof DirectoryRefused) return { refused: err.problem, detail: err.message };
+    throw err;
+  }
+}
+
+Object.assign(window, { runVectors, sealForTest, openForTest, readDirectoryForTest });
