@@ -313,6 +313,9 @@ class Call:
         self._endpoint.devices.apply_video_format(self.props)
         self._ring_deadline = self._endpoint.now() + self.props.ring_timeout_s
         targets = self.props.targets()
+        await self._endpoint.follow([t.address for t in targets])
+        if self.is_ended():
+            return
         online = [t.address for t in targets if self._endpoint.is_online(t.address)]
         for target in targets:
             if target.address not in online:

@@ -14,7 +14,7 @@ import collections
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +40,8 @@ from services.tasks import cancel_and_wait
 _log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[Message], Awaitable[None]]
+FOLLOW_TIMEOUT_S = 1.0
+"""How long a call to an address this endpoint did not follow waits for its presence."""
 """Takes a verified message that is not part of a call (``Calls.handle_messages``)."""
 
 
@@ -312,6 +314,10 @@ class Calls:
     def is_online(self, address: str) -> bool:
         """True when ``address``'s retained presence says online."""
         return self.signaling.is_online(address)
+
+    async def follow(self, addresses: Sequence[str]) -> None:
+        """Follow the presence of targets this endpoint does not follow yet (see port.py)."""
+        await self.signaling.follow(addresses, FOLLOW_TIMEOUT_S)
 
     def can_wake(self, address: str) -> bool:
         """True when ``address`` is offline but can be woken (see :meth:`set_wake_check`)."""

@@ -7,7 +7,7 @@ devices, reads the clock and tells the endpoint-level listeners (missed calls, e
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
 from services.callapi.devices import CallDevices
@@ -45,6 +45,10 @@ class CallEndpoint(Protocol):
 
     def is_online(self, address: str) -> bool:
         """True when ``address``'s presence says online."""
+        ...
+
+    async def follow(self, addresses: Sequence[str]) -> None:
+        """Make sure the presence of ``addresses`` is followed before :meth:`is_online` is asked."""
         ...
 
     def can_wake(self, address: str) -> bool:

@@ -223,18 +223,42 @@ class SignalingEndpoint:
         None if the broker has none within ``timeout`` s. For ``callbox keys show`` of an
         address that is not a contact yet (its keys are read before it is pinned).
         """
-        valid_name("address", address)
-        if address not in self.needs() and address != self.address:
-            self._looked_up[address] = None
-            while len(self._looked_up) > MAX_LOOKED_UP:
-                del self._looked_up[next(iter(self._looked_up))]
-            self._watch_needed()
+        self._follow_also([address])
         try:
             async with asyncio.timeout(timeout), self._presence_changed:
                 await self._presence_changed.wait_for(lambda: address in self.profiles)
         except TimeoutError:
             return None
         return self.profiles[address]
+
+    async def follow(self, addresses: Iterable[str], timeout: float) -> None:
+        """Follow the presence of ``addresses`` too, waiting up to ``timeout`` s for it.
+
+        For a call to someone this endpoint does not follow (a neighbour in the site
+        directory): the broker hands over the retained presence on subscribing. Returns at
+        once when every address is followed already; an address with no presence on the
+        broker stays unknown (offline) after ``timeout``.
+        """
+        new = self._follow_also(addresses)
+        if not new:
+            return
+        try:
+            async with asyncio.timeout(timeout), self._presence_changed:
+                await self._presence_changed.wait_for(lambda: all(a in self.presence for a in new))
+        except TimeoutError:
+            _log.info("no presence of %s on the broker", ", ".join(sorted(new)))
+
+    def _follow_also(self, addresses: Iterable[str]) -> list[str]:
+        """Add what :meth:`needs` lacks of ``addresses`` (at most MAX_LOOKED_UP kept)."""
+        needed = self.needs()
+        new = [valid_name("address", a) for a in addresses if a not in needed and a != self.address]
+        for address in new:
+            self._looked_up[address] = None
+            while len(self._looked_up) > MAX_LOOKED_UP:
+                del self._looked_up[next(iter(self._looked_up))]
+        if new:
+            self._watch_needed()
+        return new
 
     def _forget_presence(self) -> None:
         # A restarted broker may have lost retained presences and the last wills of

@@ -36,6 +36,7 @@ SITE = "tower"
 DOORS = ("door-a", "door-b")
 INDOOR = "flat12-hall"
 PHONE = "flat12-phone"
+NEIGHBOUR = "flat13-hall"
 
 
 def unit_toml(address: str, role: str, port: int, password: str, state: Path, admin: str) -> str:
@@ -111,17 +112,18 @@ async def ok(*args: str) -> str:
 @pytest.fixture
 async def building(tmp_path: Path) -> AsyncIterator[Building]:
     broker = await start_loopback_broker(
-        tmp_path, site=SITE, endpoints=(*DOORS, INDOOR, PHONE, "flat13-hall")
+        tmp_path, site=SITE, endpoints=(*DOORS, INDOOR, PHONE, NEIGHBOUR)
     )
     site = Building(broker, tmp_path / "admin")
     try:
         out = await ok(*site.site_args("init", "--site", SITE))
         site.admin_key = out.split('admin_key = "')[1].split('"')[0]
-        for address, role in (("door-a", "door"), ("door-b", "door"), (INDOOR, "indoor")):
+        units = (("door-a", "door", ""), ("door-b", "door", ""), (INDOOR, "indoor", "12"))
+        for address, role, flat_number in (*units, (NEIGHBOUR, "indoor", "13")):
             state = tmp_path / address
             keys = (await asyncio.to_thread(load_or_create_identity, state)).public_keys
             key_text = f"{keys.to_json()['sign']}.{keys.to_json()['dh']}"
-            flat = ["--flat", "12"] if role == "indoor" else []
+            flat = ["--flat", flat_number] if flat_number else []
             await ok(*site.site_args("add", address, "--role", role, "--key", key_text, *flat))
             text = unit_toml(
                 address,
@@ -161,8 +163,7 @@ async def start_phone(site: Building) -> tuple[Calls, SiteDirectory, Answering]:
         ice=LOOPBACK,
     )
     directory = SiteDirectory(SITE, admin_public_key(site.admin_key), contacts, own_address=PHONE)
-    calls.signaling.on_directory = directory.receive
-    calls.signaling.directory = directory
+    calls.signaling.use_directory(directory)
     answering = Answering(calls, accept=True)
     calls.set_listener(answering)
     await calls.start()
@@ -203,12 +204,36 @@ async def test_a_phone_paired_once_is_rung_by_two_doors_that_never_listed_it(
             await wait_for(progress.terminal, "the phone's call ended")
             await wait_for(idle(station), "door idle")
         status = building.apps["door-b"].status()["signaling"]["site_directory"]
-        assert status == {"version": 2, "entries": 4, "refused": {}}
+        assert status == {"version": 2, "entries": 5, "refused": {}}
         listed = json.loads(await ok(*building.site_args("list", "--json")))
         assert listed["version"] == 2
-        assert [e["address"] for e in listed["entries"]] == sorted([*DOORS, INDOOR, PHONE])
+        assert [e["address"] for e in listed["entries"]] == sorted(
+            [*DOORS, INDOOR, PHONE, NEIGHBOUR]
+        )
     finally:
         await calls.close()
+        await calls.media.board.close()  # not left to a finalizer on a later test's loop
+
+
+async def test_a_neighbour_it_does_not_follow_can_be_called(building: Building) -> None:
+    hall = building.apps[INDOOR].endpoint
+    neighbour = building.apps[NEIGHBOUR].endpoint
+    assert hall is not None and neighbour is not None
+    # flat 12 follows its flat and the doors, not flat 13
+    await wait_for(lambda: hall.signaling.contacts.get(NEIGHBOUR) is not None, "the directory")
+    assert NEIGHBOUR not in hall.signaling.needs()
+    props = hall.calls.create_call_properties(video=False)
+    props.user = hall.calls.profile_of(NEIGHBOUR)
+    call = hall.calls.call(props)
+    assert call is not None
+    await call.start()
+    await wait_for(lambda: neighbour.calls.active_call is not None, "the neighbour ringing")
+    ringing = neighbour.calls.active_call
+    assert ringing is not None
+    await ringing.answer(False)
+    await wait_for(lambda: call.status == CallStatus.CONNECTED, "the call to connect")
+    await call.hangup()
+    await wait_for(lambda: not neighbour.calls.is_call_in_progress(), "the neighbour idle")
 
 
 async def test_site_commands_refuse_bad_input(building: Building) -> None:

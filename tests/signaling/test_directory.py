@@ -272,6 +272,9 @@ async def test_a_unit_follows_its_flat_and_the_doors_not_the_whole_directory(
     assert flat.endpoint.needs() == {"door-a"}
     await eventually(lambda: flat.endpoint.presence.get("door-a") is True, "the door's presence")
     assert "flat-13" not in flat.endpoint.presence
+    # a call to the neighbour follows it first: its retained presence arrives at once
+    await flat.endpoint.follow(["flat-13"], timeout=5)
+    assert flat.endpoint.is_online("flat-13") and "flat-13" in flat.endpoint.needs()
     # a newer directory puts flat-13 in flat 12: now it is followed
     moved = replace(building.entries("flat-13")[0], flat="12")
     entries = (*building.entries("door-a", "flat-12"), moved)
