@@ -236,3 +236,24 @@ async def test_a_refused_login_is_retried_and_logged(
         assert not link.connected.is_set()
     finally:
         await link.close()
+
+
+async def test_a_flood_of_commands_neither_cuts_the_link_nor_grows_without_bound(
+    broker: HaBroker,
+) -> None:
+    commands: list[tuple[str, bytes]] = []
+    link = link_for(broker, commands)
+    link.set_retained(CONFIG, b'{"name":"Call"}')
+    await link.start()
+    try:
+        async with Watcher(broker) as ha:
+            await wait_for(lambda: ha.payloads(TOPICS.availability) == [b"online"], "birth")
+            for _ in range(2000):  # anyone on HA's broker can publish there
+                await ha.client.publish(COMMAND, "ON", qos=0)
+            await ha.client.publish(TOPICS.ha_status, "online")
+            # still connected and answering: HA's online after the flood is acted on
+            await wait_for(lambda: len(ha.payloads(CONFIG)) == 2, "discovery sent again")
+            assert link.connected.is_set() and link.connections == 1
+            assert 0 < len(commands) <= 2000
+    finally:
+        await link.close()
