@@ -22,6 +22,7 @@ import aiomqtt
 import pytest_asyncio
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from harness.building import unit_toml
 from playwright.async_api import Page
 from support import wait_for
 
@@ -48,29 +49,6 @@ SITE = "tower"
 DOOR_A, DOOR_B = "door-a", "door-b"
 PHONE = "flat12-phone"
 TIMEOUT_S = 20.0
-
-
-def door_toml(address: str, port: int, password: str, state: Path, admin: str) -> str:
-    """A door station of the building: no contacts, its doorbell rings flat 12."""
-    return f"""
-role = "door"
-address = "{address}"
-site = "{SITE}"
-board = "sim"
-state_dir = "{state}"
-targets = ["flat:12"]
-
-[broker]
-host = "127.0.0.1"
-port = {port}
-password = "{password}"
-
-[network]
-addresses = ["127.0.0.1"]
-
-[directory]
-admin_key = "{admin}"
-"""
 
 
 @dataclass
@@ -113,8 +91,10 @@ class Tower:
         """Write the door station's callbox.toml (its keys made on first use)."""
         state = self.root / address
         await self.door_keys(address)
-        text = door_toml(
+        text = unit_toml(
+            SITE,
             address,
+            "door",
             self.broker.settings.port,
             self.broker.files.passwords[address],
             state,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from daemon_helpers import callbox
+from harness.building import unit_toml
 from support import Answering, wait_for
 
 from device.config import CallboxConfig, load_config, load_or_create_identity
@@ -37,29 +38,6 @@ DOORS = ("door-a", "door-b")
 INDOOR = "flat12-hall"
 PHONE = "flat12-phone"
 NEIGHBOUR = "flat13-hall"
-
-
-def unit_toml(address: str, role: str, port: int, password: str, state: Path, admin: str) -> str:
-    targets = '["flat:12"]' if role == "door" else "[]"
-    return f"""
-role = "{role}"
-address = "{address}"
-site = "{SITE}"
-board = "sim"
-state_dir = "{state}"
-targets = {targets}
-
-[broker]
-host = "127.0.0.1"
-port = {port}
-password = "{password}"
-
-[network]
-addresses = ["127.0.0.1"]
-
-[directory]
-admin_key = "{admin}"
-"""
 
 
 def write_and_load(path: Path, text: str) -> CallboxConfig:
@@ -126,6 +104,7 @@ async def building(tmp_path: Path) -> AsyncIterator[Building]:
             flat = ["--flat", flat_number] if flat_number else []
             await ok(*site.site_args("add", address, "--role", role, "--key", key_text, *flat))
             text = unit_toml(
+                SITE,
                 address,
                 role,
                 broker.settings.port,

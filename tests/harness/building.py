@@ -18,12 +18,43 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from services.signaling.base import Inbound
 from services.signaling.contacts import Contact, ContactBook
 from services.signaling.endpoint import InviteRateLimit, SignalingEndpoint
 from services.signaling.identity import Identity
 from services.signaling.transport import BrokerAddress, mqtt_transport
+
+
+def unit_toml(
+    site: str, address: str, role: str, port: int, password: str, state: Path, admin_key: str
+) -> str:
+    """callbox.toml of a building's unit on the loopback broker, with no ``[[contacts]]``.
+
+    The site directory's admin key is pinned; a door station rings flat 12.
+    """
+    targets = '["flat:12"]' if role == "door" else "[]"
+    return f"""
+role = "{role}"
+address = "{address}"
+site = "{site}"
+board = "sim"
+state_dir = "{state}"
+targets = {targets}
+
+[broker]
+host = "127.0.0.1"
+port = {port}
+password = "{password}"
+
+[network]
+addresses = ["127.0.0.1"]
+
+[directory]
+admin_key = "{admin_key}"
+"""
+
 
 FLAT_SIZE = 3
 """Endpoints per flat: an indoor unit and two phones."""
