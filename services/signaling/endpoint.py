@@ -203,11 +203,11 @@ class SignalingEndpoint:
         """Trust ``directory`` (handed each directory message) and follow what it says we need.
 
         Of a building's entries only :meth:`Directory.peers_of` this endpoint (its flat, its
-        ring group, the doors) are followed, again at each directory accepted.
+        ring group, the doors) are followed, again at each directory accepted (accepting one
+        changes the contact book, whose ``on_change`` is ours).
         """
         self.directory = directory
         self.on_directory = directory.receive
-        directory.watch(lambda _directory: self._watch_needed())
         self._watch_needed()
 
     def _watch_needed(self) -> None:
