@@ -157,6 +157,10 @@ def _no_buttons() -> Mapping[ButtonRole, ButtonSpec]:
     return MappingProxyType({})
 
 
+def _no_bells() -> Mapping[str, ButtonSpec]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, kw_only=True)
 class IoSpec:
     """One board's GPIO wiring and the gpiozero pin factory that drives it.
@@ -170,6 +174,8 @@ class IoSpec:
     buttons: Mapping[ButtonRole, ButtonSpec] = field(default_factory=_no_buttons)
     relay: RelaySpec | None = None
     leds: Mapping[str, LedSpec] = field(default_factory=_empty_mapping)
+    bells: Mapping[str, ButtonSpec] = field(default_factory=_no_bells)
+    """Doorbell buttons of an entrance panel beside ``[inputs.doorbell]``, by bell name."""
     proximity: GpioProximitySpec | I2cProximitySpec | None = None
     backlight: BacklightSpec | None = None
 
@@ -184,3 +190,4 @@ class IoSpec:
             raise HalError(f"unknown button role: {err}") from err
         object.__setattr__(self, "buttons", MappingProxyType(buttons))
         object.__setattr__(self, "leds", MappingProxyType(dict(self.leds)))
+        object.__setattr__(self, "bells", MappingProxyType(dict(self.bells)))

@@ -37,10 +37,13 @@ class Button(abc.ABC):
     on_press: Callable[[], None] | None
     on_release: Callable[[], None] | None
 
-    def __init__(self, role: ButtonRole) -> None:
-        """A button with ``role`` (also its name) and no callbacks yet."""
+    def __init__(self, role: ButtonRole, name: str | None = None) -> None:
+        """A button with ``role`` and no callbacks yet, called ``name`` (default: the role).
+
+        An entrance panel has several doorbell buttons: each is called by its bell's name.
+        """
         self.role = role
-        self.name = role.value
+        self.name = role.value if name is None else name
         self.on_press = None
         self.on_release = None
 
@@ -81,13 +84,15 @@ class GpioButton(Button):
     press from that moment (a handset lifted while the unit booted is off-hook).
     """
 
-    def __init__(self, role: ButtonRole, spec: ButtonSpec, *, pin_factory: Any) -> None:
+    def __init__(
+        self, role: ButtonRole, spec: ButtonSpec, *, pin_factory: Any, name: str | None = None
+    ) -> None:
         """Claim ``spec.pin`` on ``pin_factory`` as an input with the spec's pull."""
         from gpiozero import DigitalInputDevice
 
-        super().__init__(role)
+        super().__init__(role, name)
         self.spec = spec
-        self._what = f"{role.value} button"
+        self._what = f"{role.value} button" if name is None else f"{role.value} button {name!r}"
         self._min_press_s = spec.min_press_ms / 1000.0
         self._device: Any = open_gpio(
             self._what,

@@ -81,6 +81,10 @@ def _no_buttons() -> Mapping[ButtonRole, Button]:
     return MappingProxyType({})
 
 
+def _no_bells() -> Mapping[str, Button]:
+    return MappingProxyType({})
+
+
 def _no_leds() -> Mapping[str, Led]:
     return MappingProxyType({})
 
@@ -96,6 +100,8 @@ class IoDevices:
     """
 
     buttons: Mapping[ButtonRole, Button] = field(default_factory=_no_buttons)
+    bells: Mapping[str, Button] = field(default_factory=_no_bells)
+    """An entrance panel's doorbell buttons (role DOORBELL) by bell name."""
     relay: Relay = field(default_factory=NullRelay)
     leds: Mapping[str, Led] = field(default_factory=_no_leds)
     proximity: ProximitySensor = field(default_factory=NullProximitySensor)
@@ -119,11 +125,12 @@ class IoDevices:
     def state(self) -> dict[str, Any]:
         """A JSON-ready snapshot for status and self-test output.
 
-        Keys: ``buttons`` (role -> pressed), ``relay_active``, ``leds`` (name -> pattern),
-        ``near``, ``backlight_on``.
+        Keys: ``buttons`` (role -> pressed), ``bells`` (bell -> pressed), ``relay_active``,
+        ``leds`` (name -> pattern), ``near``, ``backlight_on``.
         """
         return {
             "buttons": {role.value: button.is_pressed for role, button in self.buttons.items()},
+            "bells": {name: button.is_pressed for name, button in self.bells.items()},
             "relay_active": self.relay.is_active,
             "leds": {name: led.pattern.value for name, led in self.leds.items()},
             "near": self.proximity.is_near,
@@ -133,7 +140,7 @@ class IoDevices:
     async def start(self) -> None:
         """Start every device, the relay first (released before anything else runs)."""
         await self.relay.start()
-        for button in self.buttons.values():
+        for button in (*self.buttons.values(), *self.bells.values()):
             await button.start()
         for led in self.leds.values():
             await led.start()
@@ -158,6 +165,7 @@ class IoDevices:
         closers = [
             self.relay.close,
             *(button.close for button in self.buttons.values()),
+            *(button.close for button in self.bells.values()),
             *(led.close for led in self.leds.values()),
             self.proximity.close,
             self.backlight.close,
@@ -198,7 +206,11 @@ def build_io(
     number for an I2C proximity sensor (default: smbus2).
     """
     uses_gpio = bool(
-        spec.buttons or spec.relay or spec.leds or isinstance(spec.proximity, GpioProximitySpec)
+        spec.buttons
+        or spec.bells
+        or spec.relay
+        or spec.leds
+        or isinstance(spec.proximity, GpioProximitySpec)
     )
     factory = make_pin_factory(spec.pin_factory) if uses_gpio else None
     built: list[_Releasable] = []
@@ -231,6 +243,11 @@ def _build_devices(
         button = GpioButton(role, button_spec, pin_factory=factory)
         built.append(button)
         buttons[role] = button
+    bells: dict[str, Button] = {}
+    for name, bell_spec in spec.bells.items():
+        bell = GpioButton(ButtonRole.DOORBELL, bell_spec, pin_factory=factory, name=name)
+        built.append(bell)
+        bells[name] = bell
     leds: dict[str, Led] = {}
     for name, led_spec in spec.leds.items():
         led = GpioLed(name, led_spec, pin_factory=factory)
@@ -248,6 +265,7 @@ def _build_devices(
         backlight = SysfsBacklight(spec.backlight)
     return IoDevices(
         buttons=MappingProxyType(buttons),
+        bells=MappingProxyType(bells),
         relay=relay,
         leds=MappingProxyType(leds),
         proximity=proximity,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from services.callapi.properties import (
         AudioProperties,
+        Bell,
         CallProperties,
         IceServer,
         UiProperties,
@@ -49,6 +50,7 @@ _HOMES = {
     "IncomingListener": "listeners",
     "InProgressListener": "listeners",
     "AudioProperties": "properties",
+    "Bell": "properties",
     "CallProperties": "properties",
     "IceServer": "properties",
     "UiProperties": "properties",
@@ -70,6 +72,7 @@ __getattr__ = lazy_exports(__name__, _HOMES)
 __all__ = [
     "AudioDevice",
     "AudioProperties",
+    "Bell",
     "Call",
     "CallError",
     "CallErrorCode",

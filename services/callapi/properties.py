@@ -96,6 +96,20 @@ class UiProperties:
     auto_hide_controls: bool = True
 
 
+@dataclass(frozen=True)
+class Bell:
+    """Which bell of an entrance panel started a call: a button, or a code dialled.
+
+    ``name``: the bell's name in the door's configuration (``[[bells]] name``); ``label``:
+    what people are shown ("Flat 12 - Smith"); ``via``: ``"button"`` or ``"code"``. It
+    travels in the invite (docs/protocol.md) and reaches the callee's call properties.
+    """
+
+    name: str
+    label: str = ""
+    via: str = "button"
+
+
 @dataclass
 class CallProperties:
     """Everything about one call: media, peer, UI, behaviour flags and timeouts (mesibo's model)."""
@@ -117,6 +131,8 @@ class CallProperties:
     reconnect_grace_s: float = 30.0
     incoming: bool = False
     extra_targets: list[UserProfile] = field(default_factory=list)
+    bell: Bell | None = None
+    """Outgoing (a door): the bell that rang, sent in the invite; incoming: the caller's."""
 
     def validate(self) -> None:
         """Raise CallError naming the field when a value is out of range."""

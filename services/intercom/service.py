@@ -101,7 +101,7 @@ class IntercomService(IncomingListener):
     async def start(self) -> None:
         """Take over the Call API's listener and the HAL's inputs."""
         self.calls.set_listener(self)
-        for button in self.io.buttons.values():
+        for button in (*self.io.buttons.values(), *self.io.bells.values()):
             self._bind(button)
         self.io.led().set_pattern(LedPattern.IDLE)
         self._started = True
@@ -111,7 +111,7 @@ class IntercomService(IncomingListener):
         if not self._started:
             return
         self._started = False
-        for button in self.io.buttons.values():
+        for button in (*self.io.buttons.values(), *self.io.bells.values()):
             button.on_press = None
             button.on_release = None
         self.io.led().set_pattern(LedPattern.OFF)
