@@ -108,6 +108,28 @@ class GpioProximitySpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SwitchSpec:
+    """A supervision switch on one GPIO pin: the door's reed contact or the tamper switch.
+
+    ``active_high``: the switch is active (door open, housing tampered with) while the pin
+    reads high. With ``pull_up=True`` (internal pull-up, the switch to GND) a normally
+    closed contact held closed by the magnet / the cover pulls the pin low; it opens (or
+    its wire is cut) and the pin goes high: active, fail-safe. ``pull_up=False`` enables
+    the internal pull-down (the switch goes to 3V3). A level must hold ``debounce_ms``.
+    """
+
+    pin: str
+    active_high: bool = True
+    pull_up: bool = True
+    debounce_ms: int = 50
+
+    def __post_init__(self) -> None:
+        """Refuse an empty pin name and negative or absurd times."""
+        _check_pin("switch", self.pin)
+        _check_range("switch debounce_ms", self.debounce_ms, 0, 5000)
+
+
+@dataclass(frozen=True, kw_only=True)
 class I2cProximitySpec:
     """A Vishay VCNL4010 or VCNL4040 proximity sensor on an I2C bus, polled.
 
@@ -178,6 +200,10 @@ class IoSpec:
     """Doorbell buttons of an entrance panel beside ``[inputs.doorbell]``, by bell name."""
     proximity: GpioProximitySpec | I2cProximitySpec | None = None
     backlight: BacklightSpec | None = None
+    door_contact: SwitchSpec | None = None
+    """The door's reed contact (active = open); a door station's."""
+    tamper: SwitchSpec | None = None
+    """The door station's tamper switch (active = tampered with)."""
 
     def __post_init__(self) -> None:
         """Refuse unknown pin factories and roles; freeze the mappings it was given."""

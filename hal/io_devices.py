@@ -29,6 +29,7 @@ from hal.gpio_specs import (
     IoSpec,
     LedSpec,
     RelaySpec,
+    SwitchSpec,
 )
 from hal.inputs import Button, GpioButton
 from hal.leds import GpioLed, Led, NullLed
@@ -39,6 +40,7 @@ from hal.proximity import (
     ProximitySensor,
 )
 from hal.relay import GpioRelay, NullRelay, Relay
+from hal.switches import GpioSwitch, NullSwitch, Switch
 
 _log = logging.getLogger(__name__)
 
@@ -54,9 +56,12 @@ SIM_PINS: Mapping[str, str] = MappingProxyType(
         "proximity": "GPIO26",
         "relay": "GPIO24",
         "status_led": "GPIO16",
+        "door_contact": "GPIO21",
+        "tamper": "GPIO7",
     }
 )
-"""Default BCM pins: buttons by role value, then the proximity input, relay and status LED."""
+"""Default BCM pins: buttons by role value, then the proximity input, relay and status LED,
+the door contact and the tamper switch."""
 
 SIM_BACKLIGHT = "sim-backlight"
 
@@ -70,6 +75,9 @@ def sim_io_spec(*, sysfs_root: str = "/sys/class/backlight") -> IoSpec:
         leds={"status": LedSpec(pin=SIM_PINS["status_led"])},
         proximity=GpioProximitySpec(pin=SIM_PINS["proximity"]),
         backlight=BacklightSpec(sysfs_root=sysfs_root, device=SIM_BACKLIGHT),
+        # pulled down: a sim door is closed and untampered until a test drives the pin high
+        door_contact=SwitchSpec(pin=SIM_PINS["door_contact"], pull_up=False),
+        tamper=SwitchSpec(pin=SIM_PINS["tamper"], pull_up=False),
     )
 
 
@@ -106,6 +114,10 @@ class IoDevices:
     leds: Mapping[str, Led] = field(default_factory=_no_leds)
     proximity: ProximitySensor = field(default_factory=NullProximitySensor)
     backlight: Backlight = field(default_factory=NullBacklight)
+    door_contact: Switch = field(default_factory=lambda: NullSwitch("door_contact"))
+    """The door's reed contact: active = the door is open."""
+    tamper: Switch = field(default_factory=lambda: NullSwitch("tamper"))
+    """The tamper switch: active = the housing is open or off the wall."""
     pin_factory: Any = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     _null_leds: dict[str, Led] = field(default_factory=dict, init=False, repr=False)
@@ -126,7 +138,8 @@ class IoDevices:
         """A JSON-ready snapshot for status and self-test output.
 
         Keys: ``buttons`` (role -> pressed), ``bells`` (bell -> pressed), ``relay_active``,
-        ``leds`` (name -> pattern), ``near``, ``backlight_on``.
+        ``leds`` (name -> pattern), ``near``, ``backlight_on``, ``door_open`` and
+        ``tampered`` (None when the board has no such switch).
         """
         return {
             "buttons": {role.value: button.is_pressed for role, button in self.buttons.items()},
@@ -135,6 +148,8 @@ class IoDevices:
             "leds": {name: led.pattern.value for name, led in self.leds.items()},
             "near": self.proximity.is_near,
             "backlight_on": self.backlight.is_on,
+            "door_open": self.door_contact.is_active if self.door_contact.wired else None,
+            "tampered": self.tamper.is_active if self.tamper.wired else None,
         }
 
     async def start(self) -> None:
@@ -146,6 +161,8 @@ class IoDevices:
             await led.start()
         await self.proximity.start()
         await self.backlight.start()
+        await self.door_contact.start()
+        await self.tamper.start()
 
     async def close(self) -> None:
         """Close every device (relay first), then run the cleanups; idempotent.
@@ -169,6 +186,8 @@ class IoDevices:
             *(led.close for led in self.leds.values()),
             self.proximity.close,
             self.backlight.close,
+            self.door_contact.close,
+            self.tamper.close,
         ]
         for close in closers:
             try:
@@ -211,6 +230,8 @@ def build_io(
         or spec.relay
         or spec.leds
         or isinstance(spec.proximity, GpioProximitySpec)
+        or spec.door_contact
+        or spec.tamper
     )
     factory = make_pin_factory(spec.pin_factory) if uses_gpio else None
     built: list[_Releasable] = []
@@ -263,6 +284,14 @@ def _build_devices(
     backlight: Backlight = NullBacklight()
     if spec.backlight is not None:
         backlight = SysfsBacklight(spec.backlight)
+    switches: dict[str, Switch] = {}
+    for name, switch_spec in (("door_contact", spec.door_contact), ("tamper", spec.tamper)):
+        if switch_spec is None:
+            switches[name] = NullSwitch(name)
+            continue
+        switch = GpioSwitch(name, switch_spec, pin_factory=factory)
+        built.append(switch)
+        switches[name] = switch
     return IoDevices(
         buttons=MappingProxyType(buttons),
         bells=MappingProxyType(bells),
@@ -270,5 +299,7 @@ def _build_devices(
         leds=MappingProxyType(leds),
         proximity=proximity,
         backlight=backlight,
+        door_contact=switches["door_contact"],
+        tamper=switches["tamper"],
         pin_factory=factory,
     )

@@ -51,6 +51,7 @@ from device.config._models import (
 )
 from device.config._rtsp import RtspConfig
 from device.config._rules import cross_field_problems
+from device.config._sensors import DoorContactConfig, TamperConfig
 from device.config._system import SystemConfig, hostname_from_address
 from hal.errors import HalError
 from hal.gpio_specs import (
@@ -123,6 +124,8 @@ class CallboxConfig(Section):
     push: PushConfig = PushConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     rtsp: RtspConfig = RtspConfig()
+    door_contact: DoorContactConfig | None = None
+    tamper: TamperConfig | None = None
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 
@@ -171,6 +174,8 @@ class CallboxConfig(Section):
             ),
             proximity=self._proximity_spec(),
             backlight=self._backlight_spec(),
+            door_contact=self.door_contact.spec() if self.door_contact else None,
+            tamper=self.tamper.spec() if self.tamper else None,
         )
 
     def _proximity_spec(self) -> GpioProximitySpec | I2cProximitySpec | None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from device.config._models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
 from device.config._rtsp import rtsp_problems
+from device.config._sensors import sensor_pins, sensor_problems
 from services.addresses import is_loopback
 from services.callapi.properties import VIDEO_BITRATE_RANGE_KBPS
 from services.callapi.status import VideoCodec
@@ -40,6 +41,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _push,
         _homeassistant,
         rtsp_problems,
+        sensor_problems,
         _system,
     )
     return [problem for rule in rules for problem in rule(config)]
@@ -113,6 +115,7 @@ def _pin_users(config: CallboxConfig) -> Iterator[tuple[str, str]]:
     elif isinstance(prox, I2cProximityConfig):
         for pin in I2C_PINS.get(prox.bus, ()):
             yield "proximity.bus", pin
+    yield from sensor_pins(config)
 
 
 def _pins(config: CallboxConfig) -> Problems:

@@ -24,7 +24,7 @@ from device.daemon._rtsp import rtsp_service
 from hal.board import Board, build_sim_board, build_sim_io
 from hal.board import build_board as build_named_board
 from hal.errors import HalError
-from hal.gpio_specs import GpioProximitySpec, IoSpec
+from hal.gpio_specs import GpioProximitySpec, IoSpec, SwitchSpec
 from hal.io_devices import IoDevices, build_io, sim_io_spec
 from hal.media_types import AudioFormat
 from services.callapi import Calls
@@ -65,8 +65,10 @@ REPLAY_FILE = "replay.json"
 
 def intercom_settings(config: CallboxConfig) -> IntercomSettings:
     """The call service's settings from the configuration."""
+    from services.intercom.alarms import AlarmSettings
     from services.intercom.dnd import DndSchedule
 
+    contact = config.door_contact
     return IntercomSettings(
         role=config.role,
         targets=tuple(config.targets),
@@ -76,6 +78,9 @@ def intercom_settings(config: CallboxConfig) -> IntercomSettings:
         dnd=DndSchedule.from_config(
             config.dnd.enabled, list(config.dnd.schedule), list(config.dnd.days)
         ),
+        alarms=AlarmSettings(left_open_s=contact.left_open_s, forced_grace_s=contact.forced_grace_s)
+        if contact is not None
+        else AlarmSettings(),
     )
 
 
@@ -237,6 +242,7 @@ def sim_board_io(configured: IoSpec) -> IoSpec:
         used.add(configured.relay.pin)
     if isinstance(configured.proximity, GpioProximitySpec):
         used.add(configured.proximity.pin)
+    used |= {s.pin for s in (configured.door_contact, configured.tamper) if s is not None}
     buttons = {r: b for r, b in default.buttons.items() if b.pin not in used}
     leds = {n: led for n, led in default.leds.items() if led.pin not in used}
     relay = default.relay if default.relay is not None and default.relay.pin not in used else None
@@ -251,7 +257,13 @@ def sim_board_io(configured: IoSpec) -> IoSpec:
         relay=configured.relay or relay,
         proximity=configured.proximity or proximity,
         backlight=configured.backlight or default.backlight,
+        door_contact=configured.door_contact or _unless_used(default.door_contact, used),
+        tamper=configured.tamper or _unless_used(default.tamper, used),
     )
+
+
+def _unless_used(spec: SwitchSpec | None, used: set[str]) -> SwitchSpec | None:
+    return spec if spec is not None and spec.pin not in used else None
 
 
 def _dnd_now(endpoint: Endpoint) -> Callable[[], bool]:

@@ -124,6 +124,9 @@ class Calls:
         self._close = CloseOnce()
         self._other_handlers: dict[str, MessageHandler] = {}
         self._wake_check: Callable[[str], bool] = _wakes_nobody
+        self.presence_listeners: list[Callable[[str, bool], None]] = []
+        """Told ``(address, online)`` for every presence change of a followed contact (a
+        door's alarms, resent to an indoor unit that comes online); they must not block."""
 
     @property
     def address(self) -> str:
@@ -586,6 +589,8 @@ class Calls:
             await call.answer(props.video.enabled)
 
     def _on_presence(self, address: str, online: bool) -> None:
+        for listener in list(self.presence_listeners):
+            listener(address, online)
         call = self.active_call
         if call is None:
             return

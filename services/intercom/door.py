@@ -30,6 +30,7 @@ from hal.inputs import Button, ButtonRole
 from hal.io_devices import IoDevices
 from services.callapi import Call, CallProperties, Calls, UserProfile
 from services.callapi.door_release import UnlockRefused
+from services.intercom.alarms import DoorAlarms
 from services.intercom.calllog import CallLog
 from services.intercom.door_opener import DoorOpener, ReleaseRecord
 from services.intercom.service import IntercomService
@@ -64,6 +65,15 @@ class DoorStation(IntercomService):
             io.relay, per_minute=settings.unlock_per_minute, on_record=self._released
         )
         self.presses: list[tuple[float, bool]] = []  # (unix time, started a call)
+        self.alarms = DoorAlarms(
+            calls,
+            io,
+            self.opener,
+            settings.alarms,
+            targets=self.ring_addresses,
+            watchers=self.watchers,
+        )
+        """Door left open, forced open, tamper (services/intercom/alarms.py)."""
 
     async def start(self) -> None:
         """Take the doorbell and the door relay."""
@@ -74,6 +84,7 @@ class DoorStation(IntercomService):
             self.calls.handle_messages(self.push.request_types, self.push.registrar.on_message)
             self.calls.set_wake_check(self.push.can_wake)  # an offline phone is waited for
         self.spawn(self.prewarm())
+        await self.alarms.start()
 
     async def prewarm(self) -> None:
         """Keep an offer ready per target while idle, so a press only has to send it."""
@@ -83,6 +94,7 @@ class DoorStation(IntercomService):
 
     async def close(self) -> None:
         """Stop taking presses and release requests."""
+        await self.alarms.close()
         self.calls.set_unlock_handler(None)
         if self.push is not None:
             self.calls.handle_messages(self.push.request_types, None)
@@ -94,6 +106,7 @@ class DoorStation(IntercomService):
         """New targets, limits and policies apply from the next press or request."""
         super().apply_settings(settings)
         self.opener.per_minute = settings.unlock_per_minute
+        self.alarms.settings = settings.alarms
         self.spawn(self.prewarm())
 
     # inputs ---------------------------------------------------------------------------------
@@ -232,6 +245,7 @@ class DoorStation(IntercomService):
         result = super().status()
         if self.push is not None:
             result["push"] = self.push.status()
+        result["alarms"] = self.alarms.status()
         return result
 
     # incoming calls: "monitor" ------------------------------------------------------------------

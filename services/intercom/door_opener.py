@@ -51,6 +51,8 @@ class DoorOpener:
         self.records: deque[ReleaseRecord] = deque(maxlen=history)
         self._accepted_at: deque[float] = deque()
         self._pulses: set[asyncio.Task[None]] = set()
+        self.pulse_ended_at: float | None = None
+        """When (``time.monotonic()``) the last relay pulse ended; None: none yet."""
 
     async def __call__(self, request: UnlockRequest) -> None:
         """The Call API's unlock handler: open for the requester or raise UnlockRefused."""
@@ -78,8 +80,19 @@ class DoorOpener:
             raise UnlockRefused(f"relay failed: {err}")
         self._record(requester, call_id, "")
 
+    def releasing(self, grace_s: float) -> bool:
+        """Whether a release pulse is in progress or ended at most ``grace_s`` ago.
+
+        A door contact that opens now was released (services/intercom/alarms.py), not forced.
+        """
+        if self._pulses or self.relay.is_active:
+            return True
+        ended = self.pulse_ended_at
+        return ended is not None and time.monotonic() - ended <= grace_s
+
     def _pulse_done(self, pulse: asyncio.Task[None]) -> None:
         self._pulses.discard(pulse)
+        self.pulse_ended_at = time.monotonic()
         if not pulse.cancelled() and pulse.exception() is not None:
             _log.error("door relay pulse failed: %s", pulse.exception())
 

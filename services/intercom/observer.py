@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from services.callapi import Call
+    from services.intercom.alarm_message import Alarm
     from services.intercom.door_opener import ReleaseRecord
 
 
@@ -38,3 +39,9 @@ class IntercomObserver:
 
     def dnd_changed(self) -> None:
         """The manual do-not-disturb was switched (``IntercomService.dnd_active`` may differ)."""
+
+    def sensor_changed(self, name: str, active: bool) -> None:
+        """A door station's switch changed: ``door_contact`` (active = open) or ``tamper``."""
+
+    def alarm_changed(self, alarm: Alarm) -> None:
+        """A door station raised (``alarm.active``) or cleared an alarm."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.intercom.alarms import AlarmSettings
 from services.intercom.dnd import DndSchedule
 
 
@@ -22,6 +23,8 @@ class IntercomSettings:
     unlock_per_minute: int = 6
     dnd: DndSchedule = field(default_factory=DndSchedule)
     snapshot_wait_s: float = 5.0
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)
+    """A door station's door-contact timing (``[door_contact]``, services/intercom/alarms)."""
 
     def __post_init__(self) -> None:
         if self.role not in ("door", "indoor"):

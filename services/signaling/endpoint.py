@@ -52,6 +52,7 @@ from services.signaling.topics import valid_name
 from services.tasks import cancel_and_wait
 
 __all__ = [
+    "ALARM_MESSAGE_TYPES",
     "CALL_MESSAGE_TYPES",
     "MESSAGE_TYPES",
     "PUSH_MESSAGE_TYPES",
@@ -85,7 +86,9 @@ CALL_MESSAGE_TYPES = frozenset(
 """The messages of a call (docs/protocol.md, "Messages"): the call core handles them."""
 PUSH_MESSAGE_TYPES = frozenset({"push_subscribe", "push_unsubscribe", "push_status"})
 """Web Push registration (docs/protocol.md, "Web Push"): not part of any call."""
-MESSAGE_TYPES = CALL_MESSAGE_TYPES | PUSH_MESSAGE_TYPES
+ALARM_MESSAGE_TYPES = frozenset({"alarm"})
+"""A door station's alarms to its indoor units (docs/protocol.md, "Alarms"): not of any call."""
+MESSAGE_TYPES = CALL_MESSAGE_TYPES | PUSH_MESSAGE_TYPES | ALARM_MESSAGE_TYPES
 _FINISHING_TYPES = CALL_MESSAGE_TYPES - {"invite"}
 """What a contact removed by a newer site directory may still exchange: its call in progress."""
 MAX_ENVELOPE_BYTES = 65536

@@ -5,14 +5,15 @@ from __future__ import annotations
 from harness.simsite import SimSite
 from support import props_for
 
-from services.signaling.endpoint import MESSAGE_TYPES, PUSH_MESSAGE_TYPES
+from services.signaling.endpoint import ALARM_MESSAGE_TYPES, MESSAGE_TYPES, PUSH_MESSAGE_TYPES
 
 TAKEN_BY_CALLS = {"invite"}
 """``Calls`` takes these itself: an invite is a new call, not a message of one."""
 RESERVED = {"ack"}
 """Reserved in docs/protocol.md; no endpoint acts on it yet."""
-NOT_OF_A_CALL = PUSH_MESSAGE_TYPES
-"""Web Push registration: handed to services/push before the call core (Calls.handle_messages)."""
+NOT_OF_A_CALL = PUSH_MESSAGE_TYPES | ALARM_MESSAGE_TYPES
+"""Web Push registration, a door's alarms: handed to their services before the call core
+(Calls.handle_messages)."""
 
 
 async def test_each_message_type_of_a_call_has_one_handler(door_and_indoor: SimSite) -> None:
