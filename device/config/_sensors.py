@@ -1,4 +1,4 @@
-"""``[door_contact]`` and ``[tamper]``: a door station's supervision inputs (services/intercom/alarms).
+"""``[door_contact]`` and ``[tamper]``: a door station's supervision inputs (its alarms).
 
 Its own module so the two tables, their checks across keys and their HAL specs stay together
 (docs/hardware.md, "Door contact and tamper switch"; docs/operations.md, "Door alarms").

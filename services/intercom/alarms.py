@@ -122,7 +122,7 @@ class DoorAlarms:
             self._sender = None
 
     def status(self) -> dict[str, Any]:
-        """For ``callbox status``: the active alarms (kind -> since), the switches, messages sent."""
+        """For ``callbox status``: active alarms (kind -> since), the switches, messages sent."""
         return {
             "active": {kind.value: alarm.since for kind, alarm in self.active.items()},
             "door_open": self.io.door_contact.is_active if self.io.door_contact.wired else None,

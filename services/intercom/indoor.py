@@ -25,6 +25,7 @@ import asyncio
 import datetime
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from hal.errors import HalError
 from hal.inputs import Button, ButtonRole
@@ -39,6 +40,7 @@ from services.callapi import (
     NotifyKind,
     UserProfile,
 )
+from services.intercom.alarm_inbox import AlarmInbox
 from services.intercom.calllog import CallLog
 from services.intercom.dnd import ManualDnd
 from services.intercom.service import IntercomService
@@ -71,6 +73,9 @@ class IndoorUnit(IntercomService):
         self.ui = ui
         """The default call UI on the unit's display, if it has one (blanked with it)."""
         self.off_hook = False
+        self.alarms = AlarmInbox(calls, doors=lambda: self.settings.targets)
+        """The active alarms of the door stations (services/intercom/alarm_inbox.py)."""
+        self.alarms.on_change = self._alarms_changed
 
     async def start(self) -> None:
         """Take the buttons, the hook switch and the proximity sensor."""
@@ -78,9 +83,11 @@ class IndoorUnit(IntercomService):
         hook = self.io.button(ButtonRole.HOOK)
         self.off_hook = hook is not None and hook.is_pressed
         self.io.proximity.on_change = self._proximity_changed
+        self.alarms.start()
 
     async def close(self) -> None:
         """Stop reacting to inputs and leave the screen on."""
+        self.alarms.close()
         self.io.proximity.on_change = None
         await super().close()
         await self._set_screen(True)
@@ -156,6 +163,16 @@ class IndoorUnit(IntercomService):
         await self.calls.show_call_ui(call)
         await call.start(self.watch(call))
         return call
+
+    def _alarms_changed(self) -> None:
+        if self.ui is not None:
+            self.ui.show_alarms(self.alarms.lines())
+
+    def status(self) -> dict[str, Any]:
+        """The call service's status and the door stations' active alarms."""
+        result = super().status()
+        result["alarms"] = self.alarms.status()
+        return result
 
     def _current_call(self) -> Call | None:
         call = self.calls.active_call

@@ -116,6 +116,8 @@ class DefaultCallUi(DefaultUserInterface):
         self.ended_show_s = ended_show_s
         self.pip_fps = pip_fps
         self._renderer: ScreenRenderer | None = None  # made by start(): the size is known then
+        self.alarms: tuple[str, ...] = ()
+        """The door alarms the "alarm" notice lists (``show_alarms``)."""
         self.missed = 0
         """Missed calls since the badge was last cleared (touched)."""
         self.frames_rendered = 0
@@ -211,6 +213,8 @@ class DefaultCallUi(DefaultUserInterface):
             return "ended"
         if self._key_change is not None:
             return "key_changed"
+        if self.alarms:
+            return "alarm"
         return "idle"
 
     def state(self) -> UiState:
@@ -228,6 +232,9 @@ class DefaultCallUi(DefaultUserInterface):
         if screen in ("idle", "blank"):
             text = "Screen off" if screen == "blank" else _idle_words(common)
             return UiState(screen=screen, status_text=text, **common)
+        if screen == "alarm":
+            text = "Alarm: " + "; ".join(self.alarms)
+            return UiState(screen=screen, status_text=text, alarms=self.alarms, **common)
         if screen == "key_changed":
             assert self._key_change is not None
             address, detail = self._key_change
@@ -336,6 +343,15 @@ class DefaultCallUi(DefaultUserInterface):
         """Show the key-changed screen until a person confirms the new key."""
         self._key_change = (address, detail)
         self.changed()
+
+    def show_alarms(self, lines: tuple[str, ...]) -> None:
+        """Show a door's active alarms (one line each) on the "alarm" notice while idle; () clears.
+
+        A call, and a key to confirm, come first; the notice is back when they are over.
+        """
+        if lines != self.alarms:
+            self.alarms = lines
+            self.changed()
 
     def changed(self) -> None:
         """Something on screen changed: draw again soon."""

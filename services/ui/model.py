@@ -18,6 +18,7 @@ SCREENS = (
     "reconnecting",
     "ended",
     "key_changed",
+    "alarm",
     "blank",
 )
 """Every screen ``DefaultCallUi.screen`` can name."""
@@ -52,6 +53,8 @@ class UiState:
     """Show this unit's own camera picture-in-picture."""
     detail: str = ""
     """A second line: the ended reason's detail, the key change's explanation."""
+    alarms: tuple[str, ...] = ()
+    """A door's active alarms, one line each (the "alarm" screen while idle)."""
 
 
 def initials(name: str) -> str:

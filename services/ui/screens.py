@@ -25,6 +25,7 @@ from services.ui.paint import (
 )
 
 AMBER_BG = (92, 60, 8)
+ALARM_BG = (110, 20, 20)
 DOOR_OK = (34, 140, 80)
 DOOR_FAIL = (170, 60, 40)
 
@@ -81,6 +82,7 @@ class ScreenRenderer:
             "reconnecting": self._reconnecting,
             "ended": self._ended,
             "key_changed": self._key_changed,
+            "alarm": self._alarm,
             "blank": self._blank,
         }
 
@@ -331,6 +333,26 @@ class ScreenRenderer:
                 canvas, line, 26, (cx, y), anchor="midtop", width=lay.width - 2 * lay.margin
             )
             y += box.h + lay.px(8)
+
+    def _alarm(self, canvas: Canvas, state: UiState) -> None:
+        """A notice of a door's active alarms, one line each, until the door clears them."""
+        lay = self.layout
+        canvas.fill(ALARM_BG)
+        cx = lay.width // 2
+        width = lay.width - 2 * lay.margin
+        title = self.paint.blit_text(
+            canvas, "Alarm at the door", 48, (cx, lay.px(40)), bold=True, anchor="midtop"
+        )
+        y = title.y + title.h + lay.px(28)
+        for line in state.alarms:
+            box = self.paint.blit_text(
+                canvas, line, 30, (cx, y), bold=True, anchor="midtop", width=width
+            )
+            y += box.h + lay.px(12)
+        self.paint.blit_text(
+            canvas, "It goes away when the door station clears it.", 22,
+            (cx, lay.height - lay.margin), color=MUTED_TEXT, anchor="midbottom", width=width,
+        )  # fmt: skip
 
     def _blank(self, canvas: Canvas, state: UiState) -> None:
         """Nothing: the canvas stays black."""
