@@ -299,6 +299,9 @@ def status(control_path: Path | None, as_json: bool) -> None:
         click.echo(f"web push: phones subscribed: {phones}; registrations refused: {refused}")
         for sent in push["last_pushes"]:
             click.echo(f"  push to {sent['to']}: {sent['outcome']} ({sent['status'] or '-'})")
+    for alarm in result.get("alarms", []):
+        since = time.strftime("%Y-%m-%d %H:%M", time.localtime(alarm["since"]))
+        click.echo(f"ALARM {alarm['kind']} at {alarm['door']} since {since}")
     rtsp = result.get("rtsp")
     if rtsp is not None:
         why = rtsp["failure"] or "starting"

@@ -1,15 +1,14 @@
 """The ``alarm`` message (docs/protocol.md, "Alarms"): a door station's alarm, raised or cleared.
 
 Body: ``{"kind": "door_left_open" | "door_forced_open" | "tamper", "active": bool, "since":
-<unix s>}``, exactly these keys. ``since`` is when the alarm entered the state the message
-tells (raised at, or cleared at). ``Alarm.from_body`` refuses anything else with a
-``BadAlarm`` that says what and why.
+<unix s, an integer>}``, exactly these keys (envelope bodies carry no floats). ``since`` is
+when the alarm entered the state the message tells (raised at, or cleared at).
+``Alarm.from_body`` refuses anything else with a ``BadAlarm`` that says what and why.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +38,11 @@ class Alarm:
 
     kind: AlarmKind
     active: bool
-    since: float
+    since: int
 
     def body(self) -> dict[str, Any]:
         """The message body."""
-        return {"kind": self.kind.value, "active": self.active, "since": round(self.since, 3)}
+        return {"kind": self.kind.value, "active": self.active, "since": self.since}
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Alarm:
@@ -57,11 +56,8 @@ class Alarm:
             raise BadAlarm(f"alarm kind {str(kind)[:40]!r} is not one of {known}")
         if not isinstance(active, bool):
             raise BadAlarm(f"alarm 'active' must be true or false, got {type(active).__name__}")
-        if (
-            isinstance(since, bool)
-            or not isinstance(since, int | float)
-            or not math.isfinite(since)
-            or not 0 <= since <= MAX_SINCE_S
-        ):
-            raise BadAlarm(f"alarm 'since' must be a unix time in seconds, got {str(since)[:40]}")
-        return cls(AlarmKind(kind), active, float(since))
+        if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= MAX_SINCE_S:
+            raise BadAlarm(
+                f"alarm 'since' must be a unix time in whole seconds, got {str(since)[:40]}"
+            )
+        return cls(AlarmKind(kind), active, since)

@@ -121,14 +121,16 @@ class DoorAlarms:
             await cancel_and_wait([self._sender])
             self._sender = None
 
-    def status(self) -> dict[str, Any]:
-        """For ``callbox status``: active alarms (kind -> since), the switches, messages sent."""
-        return {
-            "active": {kind.value: alarm.since for kind, alarm in self.active.items()},
-            "door_open": self.io.door_contact.is_active if self.io.door_contact.wired else None,
-            "tampered": self.io.tamper.is_active if self.io.tamper.wired else None,
-            "messages_sent": self.sent,
-        }
+    def status(self) -> list[dict[str, Any]]:
+        """For ``callbox status``: the active alarms, each {door, kind, since}, oldest first.
+
+        The same shape as an indoor unit's (``AlarmInbox.status``); the switches themselves
+        are in the hardware state (``door_open``, ``tampered``).
+        """
+        return [
+            {"door": self.calls.address, "kind": kind.value, "since": alarm.since}
+            for kind, alarm in sorted(self.active.items(), key=lambda item: item[1].since)
+        ]
 
     def recipients(self) -> list[str]:
         """The indoor units told of alarms (module docstring), in address order."""
@@ -189,7 +191,7 @@ class DoorAlarms:
     def _raise(self, kind: AlarmKind) -> None:
         if kind in self.active:
             return
-        alarm = self.active[kind] = Alarm(kind, True, self._wall())
+        alarm = self.active[kind] = Alarm(kind, True, int(self._wall()))
         _log.warning("%s: alarm raised: %s", self.calls.address, _WORDS[kind])
         self._changed(alarm)
 
@@ -197,7 +199,7 @@ class DoorAlarms:
         if self.active.pop(kind, None) is None:
             return
         _log.info("%s: alarm cleared: %s", self.calls.address, _WORDS[kind])
-        self._changed(Alarm(kind, False, self._wall()))
+        self._changed(Alarm(kind, False, int(self._wall())))
 
     def _changed(self, alarm: Alarm) -> None:
         for watcher in list(self.watchers):
@@ -214,7 +216,7 @@ class DoorAlarms:
 
     def _state_for(self, address: str) -> list[Alarm]:
         """The active alarms, and the clear of each one ``address`` was told of that ended."""
-        now = self._wall()
+        now = int(self._wall())
         told = self._told.get(address, set())
         cleared = [Alarm(kind, False, now) for kind in sorted(told - set(self.active))]
         return [*cleared, *self.active.values()]
