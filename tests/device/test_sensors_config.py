@@ -1,4 +1,4 @@
-"""``[door_contact]`` and ``[tamper]`` in callbox.toml: what the HAL and the alarms get, and the rules."""
+"""``[door_contact]`` and ``[tamper]``: what the HAL and the alarms get from them; the rules."""
 
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from gpio_helpers import TIMEOUT, watched_factory
 
+from hal.board import build_sim_io
 from hal.errors import DeviceUnavailableError, HalError
 from hal.gpio_specs import IoSpec, SwitchSpec
-from hal.board import build_sim_io
 from hal.io_devices import SIM_PINS, build_io, sim_io_spec
 from hal.switches import GpioSwitch, NullSwitch
 
