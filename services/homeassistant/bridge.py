@@ -33,6 +33,7 @@ from services.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from services.callapi import Call
+    from services.intercom.alarm_message import Alarm
     from services.intercom.door_opener import ReleaseRecord
     from services.intercom.service import IntercomService
 
@@ -110,6 +111,7 @@ class HomeAssistantBridge(IntercomObserver):
         if self.unit.is_door:
             relay = service.io.relay
             self._set(d.DOOR, d.ON if relay.is_active else d.OFF)
+            self._announce_sensors(service)
             self._spawn(self._publish_latest_snapshot(service))
         else:
             self.dnd_changed()
@@ -162,6 +164,46 @@ class HomeAssistantBridge(IntercomObserver):
     def door_closed(self) -> None:
         """The pulse is over: locked again."""
         self._set(d.DOOR, d.OFF)
+
+    # the door contact, tamper and alarms (services/intercom/alarms.py) -------------------------
+
+    def _announce_sensors(self, service: IntercomService) -> None:
+        """Announce the supervision entities this wiring has (again after each rebuild)."""
+        io = service.io
+        configs = d.sensor_configs(
+            self.unit, self.topics, door_contact=io.door_contact.wired, tamper=io.tamper.wired
+        )
+        for topic, config in configs:
+            self.link.set_retained(topic, d.encode(config))
+        if io.door_contact.wired:
+            self.sensor_changed("door_contact", io.door_contact.is_active)
+        if io.tamper.wired:
+            self.sensor_changed("tamper", io.tamper.is_active)
+        if io.door_contact.wired or io.tamper.wired:
+            self._publish_alarms()
+
+    def sensor_changed(self, name: str, active: bool) -> None:
+        """The door contact (on = open) or the tamper switch (on = tampered) changed."""
+        object_id = d.DOOR_CONTACT if name == "door_contact" else d.TAMPER
+        self._set(object_id, d.ON if active else d.OFF)
+
+    def alarm_changed(self, alarm: Alarm) -> None:
+        """Update the problem sensor; a raised alarm also fires the alarm event."""
+        self._publish_alarms()
+        if alarm.active:
+            payload = {"event_type": alarm.kind.value, "since": alarm.since}
+            self.link.send_event(self.topics.state(d.ALARM), json.dumps(payload).encode())
+
+    def _publish_alarms(self) -> None:
+        if not isinstance(self.service, DoorStation):
+            return
+        active = self.service.alarms.active
+        attributes: dict[str, Any] = {"alarms": sorted(kind.value for kind in active)}
+        attributes |= {f"{kind.value}_since": alarm.since for kind, alarm in active.items()}
+        self.link.set_retained(
+            self.topics.attributes(d.DOOR_ALARM), json.dumps(attributes, sort_keys=True).encode()
+        )
+        self._set(d.DOOR_ALARM, d.ON if active else d.OFF)
 
     def snapshot_saved(self, path: Path) -> None:
         """Publish a door station's new visitor snapshot on the image topic."""

@@ -71,6 +71,12 @@ OPEN_DOOR: Final = "open_door"
 CALL: Final = "call"
 MISSED: Final = "missed_calls"
 DND: Final = "dnd"
+DOOR_CONTACT: Final = "door_contact"
+TAMPER: Final = "tamper"
+DOOR_ALARM: Final = "door_alarm"
+ALARM: Final = "alarm"
+ALARM_KINDS: Final = ("door_left_open", "door_forced_open", "tamper")
+"""The event types of the alarm event: services.intercom.alarm_message.AlarmKind's values."""
 
 
 def device_block(unit: UnitInfo, node_id: str) -> dict[str, Any]:
@@ -193,6 +199,76 @@ def entity_configs(
         ),
     ]
     return found
+
+
+def sensor_configs(
+    unit: UnitInfo, topics: HaTopics, *, door_contact: bool, tamper: bool
+) -> list[tuple[str, dict[str, Any] | None]]:
+    """(discovery topic, config or None) of a door station's supervision entities.
+
+    ``binary_sensor`` "Door contact" (device class door: on = open) and "Tamper" (device
+    class tamper: on = tampered) when the board has that switch; with either, the
+    ``binary_sensor`` "Door alarm" (device class problem: on while any alarm is active, the
+    active ones in its attributes) and the ``event`` "Alarm" (one event per raised alarm,
+    its type the alarm's kind) for automations. None removes what a former wiring left.
+    """
+    node = topics.node_id
+
+    def entity(object_id: str, name: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "unique_id": f"callbox_{node}_{object_id}",
+            "object_id": f"{node}_{object_id}",
+            **fields,
+            "device": device_block(unit, node),
+            "availability": [{"topic": topics.availability}],
+        }
+
+    def binary(object_id: str, name: str, device_class: str, **fields: Any) -> dict[str, Any]:
+        return entity(
+            object_id,
+            name,
+            state_topic=topics.state(object_id),
+            device_class=device_class,
+            payload_on=ON,
+            payload_off=OFF,
+            **fields,
+        )
+
+    alarms = door_contact or tamper
+    return [
+        (
+            topics.config("binary_sensor", DOOR_CONTACT),
+            binary(DOOR_CONTACT, "Door contact", "door") if door_contact else None,
+        ),
+        (
+            topics.config("binary_sensor", TAMPER),
+            binary(TAMPER, "Tamper", "tamper") if tamper else None,
+        ),
+        (
+            topics.config("binary_sensor", DOOR_ALARM),
+            binary(
+                DOOR_ALARM,
+                "Door alarm",
+                "problem",
+                json_attributes_topic=topics.attributes(DOOR_ALARM),
+            )
+            if alarms
+            else None,
+        ),
+        (
+            topics.config("event", ALARM),
+            entity(
+                ALARM,
+                "Alarm",
+                state_topic=topics.state(ALARM),
+                event_types=list(ALARM_KINDS),
+                icon="mdi:alarm-light",
+            )
+            if alarms
+            else None,
+        ),
+    ]
 
 
 def encode(config: dict[str, Any] | None) -> bytes:

@@ -103,6 +103,7 @@ async def test_door_and_indoor_unit_in_home_assistant(tmp_path: Path, ha: HomeAs
     )
     try:
         await _entities_appear(ha)
+        await _door_contact_tamper_and_alarms(site, ha)
         await _doorbell_call_and_button(site, ha)
         await _dnd_switch(site, ha)
         await _entities_come_back_after_ha_restarts(site, ha)
@@ -123,6 +124,41 @@ async def _entities_appear(ha: HomeAssistant) -> None:
     await ha.wait_state("image.door_snapshot", available, TIMEOUT)
     await ha.wait_state("button.door_open_door", available, TIMEOUT)
     await ha.wait_state("switch.flat_dnd", is_("off"), TIMEOUT)
+    contact = await ha.wait_state("binary_sensor.door_door_contact", is_("off"), TIMEOUT)
+    assert contact["attributes"]["device_class"] == "door"
+    tamper = await ha.wait_state("binary_sensor.door_tamper", is_("off"), TIMEOUT)
+    assert tamper["attributes"]["device_class"] == "tamper"
+    problem = await ha.wait_state("binary_sensor.door_door_alarm", is_("off"), TIMEOUT)
+    assert problem["attributes"]["device_class"] == "problem"
+    alarm = await ha.wait_state("event.door_alarm", available, TIMEOUT)
+    assert alarm["attributes"]["event_types"] == ["door_left_open", "door_forced_open", "tamper"]
+
+
+async def _door_contact_tamper_and_alarms(site: IntercomSite, ha: HomeAssistant) -> None:
+    """The sim door's contact and tamper pins (pulled down: closed, untampered) driven."""
+    before = await ha.wait_state("event.door_alarm")
+    site.pin("door", SIM_PINS["door_contact"]).drive_high()  # opened without a release
+    await ha.wait_state("binary_sensor.door_door_contact", is_("on"), TIMEOUT)
+    problem = await ha.wait_state("binary_sensor.door_door_alarm", is_("on"), TIMEOUT)
+    assert problem["attributes"]["alarms"] == ["door_forced_open"]
+    event = await ha.wait_state(
+        "event.door_alarm", lambda s: s["state"] != before["state"], TIMEOUT
+    )
+    assert event["attributes"]["event_type"] == "door_forced_open"
+    site.pin("door", SIM_PINS["door_contact"]).drive_low()
+    await ha.wait_state("binary_sensor.door_door_contact", is_("off"), TIMEOUT)
+    await ha.wait_state("binary_sensor.door_door_alarm", is_("off"), TIMEOUT)
+
+    site.pin("door", SIM_PINS["tamper"]).drive_high()  # the cover comes off
+    await ha.wait_state("binary_sensor.door_tamper", is_("on"), TIMEOUT)
+    problem = await ha.wait_state("binary_sensor.door_door_alarm", is_("on"), TIMEOUT)
+    assert problem["attributes"]["alarms"] == ["tamper"]
+    event = await ha.wait_state(
+        "event.door_alarm", lambda s: s["attributes"]["event_type"] == "tamper", TIMEOUT
+    )
+    site.pin("door", SIM_PINS["tamper"]).drive_low()
+    await ha.wait_state("binary_sensor.door_tamper", is_("off"), TIMEOUT)
+    await ha.wait_state("binary_sensor.door_door_alarm", is_("off"), TIMEOUT)
 
 
 async def _doorbell_call_and_button(site: IntercomSite, ha: HomeAssistant) -> None:
@@ -211,6 +247,8 @@ async def _entities_come_back_after_ha_restarts(site: IntercomSite, ha: HomeAssi
         ("sensor.flat_missed_calls", "1"),
         ("switch.flat_dnd", "off"),
         ("binary_sensor.door_door", "off"),
+        ("binary_sensor.door_door_contact", "off"),
+        ("binary_sensor.door_tamper", "off"),
     ):
         await ha.wait_state(entity, is_(state), TIMEOUT)
     for entity in ("event.door_doorbell", "image.door_snapshot", "button.door_open_door"):
