@@ -171,6 +171,14 @@ def check_io(io: IoDevices, failed: Mapping[str, str] | None = None) -> list[Che
     checks.append(Check("door relay", True, pulsing if io.relay.is_active else "idle"))
     checks.extend(Check(f"led {name}", True, led.pattern.value) for name, led in io.leds.items())
     checks.append(Check("proximity", True, "near" if io.proximity.is_near else "far"))
+    # the door station's supervision switches: what they read, for the installer to compare
+    if io.door_contact.wired:
+        checks.append(
+            Check("door contact", True, "open" if io.door_contact.is_active else "closed")
+        )
+    if io.tamper.wired:
+        tampered = "TAMPERED (the cover is off or a wire is cut)"
+        checks.append(Check("tamper", True, tampered if io.tamper.is_active else "closed"))
     checks.append(check_backlight(io.backlight))
     return [
         Check(check.name, False, failed[check.name]) if check.name in failed else check

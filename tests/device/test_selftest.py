@@ -46,6 +46,8 @@ async def test_a_good_simulated_board_passes(site: DaemonSite) -> None:
     for role in ("doorbell", "answer", "decline", "door_release", "hook"):
         assert lines[f"button {role}"] == f"ok   button {role}: released"
     assert lines["door relay"] == "ok   door relay: idle"
+    assert lines["door contact"] == "ok   door contact: closed", "the sim contact idles closed"
+    assert lines["tamper"] == "ok   tamper: closed"
     assert lines["echo canceller"].startswith(
         ("ok   echo canceller: webrtc-aec3 (tuned AEC3", "ok   echo canceller: webrtc-aec3 (AEC3")
     ), "the engine and which AEC3 runs in it"
