@@ -26,6 +26,7 @@ from hal.gpio_specs import ButtonRole
 from hal.inputs import GpioButton
 from hal.io_devices import IoDevices
 from hal.proximity import GpioProximitySensor
+from hal.switches import GpioSwitch
 from services.callapi import CallError
 from services.intercom.calllog import CallLogError, read_call_log
 from services.media.ice import IcePolicy
@@ -259,11 +260,21 @@ class Daemon:
         return endpoint
 
 
+SWITCH_ROLES = {
+    "door_open": ("door_contact", True),
+    "door_closed": ("door_contact", False),
+    "tampered": ("tamper", True),
+    "untampered": ("tamper", False),
+}
+"""The door contact's and tamper switch's levels ``press`` sets: role -> (switch, active)."""
+
+
 async def press_sim_input(io: IoDevices, role: str) -> None:
     """Act on a MockFactory pin as a person would.
 
-    Press and release a button for twice its minimum press, or put the proximity sensor
-    ``near``/``far``; ControlError when the simulated board has no such input.
+    Press and release a button for twice its minimum press, put the proximity sensor
+    ``near``/``far``, the door contact ``door_open``/``door_closed`` or the tamper switch
+    ``tampered``/``untampered``; ControlError when the simulated board has no such input.
     """
     if role in ("near", "far"):
         sensor = io.proximity
@@ -272,11 +283,18 @@ async def press_sim_input(io: IoDevices, role: str) -> None:
         low = sensor.spec.near_when_low == (role == "near")
         _drive(io.pin_factory.pin(sensor.spec.pin), low)
         return
+    if role in SWITCH_ROLES:
+        switch_name, active = SWITCH_ROLES[role]
+        switch = getattr(io, switch_name)
+        if not isinstance(switch, GpioSwitch):
+            raise ControlError(f"press: this board has no GPIO {switch_name.replace('_', ' ')}")
+        _drive(io.pin_factory.pin(switch.spec.pin), active != switch.spec.active_high)
+        return
     try:
         button = io.button(ButtonRole(role))
     except ValueError:
-        known = ", ".join(r.value for r in ButtonRole)
-        raise ControlError(f"press: no input {role!r} (known: {known}, near, far)") from None
+        known = ", ".join([*(r.value for r in ButtonRole), "near", "far", *SWITCH_ROLES])
+        raise ControlError(f"press: no input {role!r} (known: {known})") from None
     if not isinstance(button, GpioButton):
         raise ControlError(f"press: this board has no {role} button")
     pin = io.pin_factory.pin(button.spec.pin)

@@ -63,6 +63,21 @@ async def test_ready_then_status_shows_the_endpoint_on_the_broker(site: DaemonSi
     with pytest.raises(ControlError, match="no input 'bogus' \\(known: doorbell"):
         await request(site.control_path, "press", {"role": "bogus"})
 
+    # the tamper switch of the sim door: an alarm in status, and a line of `callbox status`
+    assert await request(site.control_path, "press", {"role": "tampered"}) == {
+        "pressed": "tampered"
+    }
+    deadline = time.monotonic() + 5.0  # the switch's 50 ms debounce, then the alarm
+    while not (await request(site.control_path, "status")).get("alarms"):
+        assert time.monotonic() < deadline, "the tamper alarm never showed in status"
+        await asyncio.sleep(0.02)
+    (alarm,) = (await request(site.control_path, "status"))["alarms"]
+    assert (alarm["door"], alarm["kind"]) == ("door", "tamper")
+    tampered = await callbox("status", "--control", site.control_path)
+    assert "ALARM tamper at door since " in tampered.stdout
+    assert "tampered: True" in tampered.stdout
+    await request(site.control_path, "press", {"role": "untampered"})
+
     second = await callbox(
         "run", "--config", site.config_path, "--control", site.control_path,
         "--first-boot", site.directory / "none.toml",
