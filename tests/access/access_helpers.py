@@ -6,8 +6,8 @@ import datetime
 from pathlib import Path
 
 from services.access import AccessStore, EntryKind
-from services.access.entries import AccessEntry
 from services.access.enroll import Enrollment, add_entry
+from services.access.entries import AccessEntry
 from services.intercom.dnd import TimeRange
 
 MONDAY_NOON = datetime.datetime(2026, 12, 7, 12, 0).timestamp()
@@ -41,8 +41,7 @@ def enroll(
     schedule: tuple[str, ...] = (),
     days: frozenset[int] = frozenset(range(7)),
 ) -> AccessEntry:
-    """Add an entry the way ``callbox access add`` does (blocking: tests call it off the loop
-    or before it runs)."""
+    """Add an entry the way ``callbox access add`` does (blocking: call it in a thread)."""
     new = Enrollment(
         kind=kind,
         name=name,

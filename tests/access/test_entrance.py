@@ -1,26 +1,26 @@
-"""The entrance: a SimKeypad and a SimCardReader, the real access check, a real DoorOpener
-over a real GpioRelay on gpiozero's MockFactory.
+"""The entrance: sim keypad and reader, the real check, a real opener over a real relay.
 
-A grant pulses the relay once and is recorded by the opener with its rate limit; dial
-codes go to the dial callable; every outcome reaches the feedback callback.
+The keypad is a SimKeypad, the reader a SimCardReader; the door opener drives a GpioRelay
+on gpiozero's MockFactory (hal.io_devices.build_io with the "mock" pin factory). A grant
+pulses the relay once and is recorded by the opener with its rate limit; dial codes go to
+the dial callable; every outcome reaches the feedback callback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from access_helpers import Clock, enroll
-from gpiozero.pins.mock import MockFactory
 
 from hal.cards import SimCardReader
-from hal.gpio_specs import RelaySpec
+from hal.gpio_specs import IoSpec, RelaySpec
+from hal.io_devices import IoDevices, build_io
 from hal.keypad import SimKeypad
-from hal.relay import GpioRelay
 from services.access import AccessControl, AccessStore, EntryKind, LockoutPolicy
 from services.intercom.door_opener import DoorOpener
 from services.intercom.entrance import Entrance, Feedback
@@ -30,18 +30,18 @@ TIMEOUT = 5.0
 
 
 @pytest.fixture
-def factory() -> Iterator[Any]:
-    pin_factory = MockFactory()
-    yield pin_factory
-    pin_factory.close()
+async def io() -> AsyncIterator[IoDevices]:
+    devices = build_io(IoSpec(pin_factory="mock", relay=RelaySpec(pin=PIN, pulse_ms=50)))
+    yield devices
+    await devices.close()
 
 
 class Panel:
     """An entrance with everything real but the keys and cards, pressed by the test."""
 
-    def __init__(self, state_dir: Path, factory: Any, per_minute: int = 6) -> None:
-        self.pin: Any = factory.pin(PIN)
-        self.relay = GpioRelay(RelaySpec(pin=PIN, pulse_ms=50), pin_factory=factory)
+    def __init__(self, state_dir: Path, io: IoDevices, per_minute: int = 6) -> None:
+        self.pin: Any = io.pin_factory.pin(PIN)
+        self.relay = io.relay
         self.opener = DoorOpener(self.relay, per_minute=per_minute)
         self.keypad = SimKeypad("keypad")
         self.reader = SimCardReader("entrance")
@@ -74,7 +74,6 @@ class Panel:
         await self.opener.close()
         await self.keypad.close()
         await self.reader.close()
-        await self.relay.close()
 
     async def told(self) -> Feedback:
         return await asyncio.wait_for(self.feedback.get(), TIMEOUT)
@@ -84,8 +83,8 @@ class Panel:
 
 
 @pytest.fixture
-async def panel(tmp_path: Path, factory: Any) -> AsyncIterator[Panel]:
-    made = Panel(tmp_path, factory)
+async def panel(tmp_path: Path, io: IoDevices) -> AsyncIterator[Panel]:
+    made = Panel(tmp_path, io)
     await made.start()
     made.pin.clear_states()
     yield made
@@ -120,8 +119,8 @@ async def test_a_card_opens_the_door_and_an_unknown_one_is_refused(
     assert panel.pulses() == 1
 
 
-async def test_the_openers_rate_limit_holds_for_codes_too(tmp_path: Path, factory: Any) -> None:
-    panel = Panel(tmp_path, factory, per_minute=1)
+async def test_the_openers_rate_limit_holds_for_codes_too(tmp_path: Path, io: IoDevices) -> None:
+    panel = Panel(tmp_path, io, per_minute=1)
     await panel.start()
     try:
         await asyncio.to_thread(enroll, tmp_path, "2580")
@@ -162,8 +161,8 @@ async def test_too_long_an_entry_is_refused(panel: Panel) -> None:
     assert not panel.access.history, "never checked"
 
 
-async def test_codes_and_cards_with_access_off_are_refused(tmp_path: Path, factory: Any) -> None:
-    panel = Panel(tmp_path, factory)
+async def test_codes_and_cards_with_access_off_are_refused(tmp_path: Path, io: IoDevices) -> None:
+    panel = Panel(tmp_path, io)
     panel.entrance.access = None
     await panel.start()
     try:
