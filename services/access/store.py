@@ -106,7 +106,7 @@ class AccessList:
 
 
 class AccessStore:
-    """The access list file of one state directory."""
+    """The access list file of one state directory (owned by the directory's owner)."""
 
     def __init__(self, state_dir: Path) -> None:
         """The list at ``state_dir/access.json`` (created at the first change)."""
@@ -123,10 +123,23 @@ class AccessStore:
         except OSError as err:
             raise AccessStoreError(f"cannot lock {self.lock_path}: {err.strerror}") from err
         try:
+            self._own(fd)
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    def _own(self, fd: int) -> None:
+        """Give a file root makes (``sudo callbox access add``) to the daemon's user.
+
+        The daemon runs as the owner of the state directory (``callbox``); a file it could
+        not read would lock every resident out.
+        """
+        if os.geteuid() != 0:
+            return
+        owner = os.stat(self.path.parent)
+        if owner.st_uid != 0:
+            os.fchown(fd, owner.st_uid, owner.st_gid)
 
     def read(self) -> AccessList:
         """The list (a new empty one when the file does not exist yet); AccessStoreError."""
@@ -148,7 +161,7 @@ class AccessStore:
         """Replace the file by ``access`` (0600, atomic, durable); hold `locked` around it."""
         data = json.dumps(access.to_json(), indent=1).encode("utf-8") + b"\n"
         try:
-            write_atomically(self.path, data)
+            write_atomically(self.path, data, before_write=self._own)
         except OSError as err:
             raise AccessStoreError(f"cannot write {self.path}: {err.strerror}") from err
         fsync_directory(self.path.parent)

@@ -20,12 +20,13 @@ from typing import Any
 from hal.cards import CardRead, CardReader
 from hal.keypad import Keypad
 from services.access import AccessControl, AccessDecision, EntryResult, EntryType, KeypadEntry
+from services.callapi.calls import Calls
 from services.callapi.door_release import UnlockRefused
 from services.intercom.door_opener import DoorOpener
 from services.media.tones import TonePattern
 from services.tasks import cancel_and_wait
 
-__all__ = ["FEEDBACK_TONES", "MAX_PENDING", "Entrance", "Feedback"]
+__all__ = ["FEEDBACK_TONES", "MAX_PENDING", "Entrance", "Feedback", "ToneFeedback"]
 
 _log = logging.getLogger(__name__)
 
@@ -180,3 +181,30 @@ class Entrance:
             self.on_feedback(feedback)
         except Exception:  # noqa: BLE001 - a feedback that fails never stops the entrance
             _log.exception("entrance: feedback %s failed", feedback.value)
+
+
+class ToneFeedback:
+    """A door station's feedback: each outcome as a short tone on its speaker, when idle.
+
+    During a call the speaker carries the call (the person at the door hears the callee);
+    ringing has no tone of its own (the ringback follows).
+    """
+
+    def __init__(self, calls: Calls) -> None:
+        """Tones on the speaker of ``calls``' media (none when the endpoint has no speaker)."""
+        self.calls = calls
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, feedback: Feedback) -> None:
+        """Play the tone of ``feedback`` once, unless a call is in progress."""
+        pattern = FEEDBACK_TONES.get(feedback)
+        tones = self.calls.media.tones
+        if pattern is None or tones is None or self.calls.is_call_in_progress():
+            return
+        task = asyncio.create_task(tones.play(pattern, loops=1), name=f"tone {pattern.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop starting tones (one playing ends by itself within a second)."""
+        await cancel_and_wait(list(self._tasks))
