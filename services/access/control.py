@@ -181,7 +181,8 @@ class AccessControl:
             self.clock(), via, kind, decision.granted, decision.who, decision.reason, card
         )
         self.history.append(attempt)
-        what = f"card {card}" if card else "code"
+        # an unknown card by its number (to enroll it); a known one by whom it belongs to
+        what = f"card {card}" if card and not decision.who else "card" if card else "code"
         if decision.granted:
             _log.info("access granted at %s: %s for %s", via, what, decision.who)
             return
