@@ -130,3 +130,27 @@ def test_the_access_section_checks_and_applies_as_a_devices_change() -> None:
         parse_config(indoor + "[access]\nenabled = true\n")
     with pytest.raises(ConfigError, match=r"access\.max_attempts"):
         parse_config(DOOR + "[access]\nmax_attempts = 0\n")
+
+
+def test_status_prints_the_entrance(capsys: pytest.CaptureFixture[str]) -> None:
+    from device.cli._admin import _echo_access
+
+    _echo_access(
+        {
+            "enabled": True,
+            "entries": 2,
+            "keypad_locked_until": "2026-12-07T18:03+01:00",
+            "cards_locked_until": None,
+            "last_attempts": [
+                {"at": "2026-12-07T18:02+01:00", "via": "keypad", "kind": "code",
+                 "granted": False, "who": "", "reason": "no such code"},
+                {"at": "2026-12-07T18:02+01:00", "via": "entrance", "kind": "card",
+                 "granted": False, "who": "", "reason": "unknown card", "card": "nfc:04a1b2c3"},
+            ],
+        }
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "2 entries; keypad LOCKED until 2026-12-07T18:03+01:00" in out
+    assert "card at entrance: refused (unknown card) nfc:04a1b2c3" in out
+    _echo_access({"enabled": False})
+    assert "access codes and cards: off" in capsys.readouterr().out
