@@ -40,10 +40,10 @@ def parse_when(text: str) -> float:
 
 
 def when_text(unix: float | None) -> str:
-    """``unix`` as a local ISO date-time to the minute with its offset; "" for None."""
+    """``unix`` as a local ISO date-time to the second with its offset; "" for None."""
     if unix is None:
         return ""
-    return datetime.datetime.fromtimestamp(unix).astimezone().isoformat(timespec="minutes")
+    return datetime.datetime.fromtimestamp(unix).astimezone().isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
