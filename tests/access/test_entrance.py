@@ -18,6 +18,7 @@ import pytest
 from access_helpers import Clock, enroll
 
 from hal.cards import SimCardReader
+from hal.errors import DeviceUnavailableError
 from hal.gpio_specs import IoSpec, RelaySpec
 from hal.io_devices import IoDevices, build_io
 from hal.keypad import SimKeypad
@@ -180,3 +181,19 @@ async def test_close_unbinds_the_keypad_and_readers(panel: Panel) -> None:
     await panel.entrance.close()
     assert panel.keypad.on_key is None and panel.reader.on_card is None
     await panel.entrance.close()
+
+
+async def test_io_devices_start_and_close_the_keypad_and_the_readers() -> None:
+    keypad, reader = SimKeypad(), SimCardReader("entrance")
+    devices = IoDevices(keypad=keypad, card_readers={"entrance": reader})
+    await devices.start()
+    keys: list[str] = []
+    keypad.on_key = keys.append
+    keypad.press("1#")
+    reader.present("nfc", "04a1b2c3")
+    assert keys == ["1", "#"]
+    await devices.close()
+    with pytest.raises(DeviceUnavailableError):
+        keypad.press("1")
+    with pytest.raises(DeviceUnavailableError):
+        reader.present("nfc", "04a1b2c3")
