@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +156,14 @@ def test_status_prints_the_entrance(capsys: pytest.CaptureFixture[str]) -> None:
     assert "card at entrance: refused (unknown card) nfc:04a1b2c3" in out
     _echo_access({"enabled": False})
     assert "access codes and cards: off" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a file to another user")
+def test_root_leaves_the_list_to_the_daemons_user(config: Path) -> None:
+    state = config.parent / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)  # the state directory is the daemon's (callbox) user's
+    assert run(config, "add", "--name", "Smith", "--pin", stdin="2580\n")[0] == 0
+    for name in ("access.json", "access.lock"):
+        info = (state / name).stat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o600)
