@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from hal.backlight import Backlight, NullBacklight, SysfsBacklight
+from hal.cards import CardReader
 from hal.closing import CloseOnce
 from hal.errors import HalError
 from hal.gpio import close_pin_factory, make_pin_factory
@@ -32,6 +33,7 @@ from hal.gpio_specs import (
     SwitchSpec,
 )
 from hal.inputs import Button, GpioButton
+from hal.keypad import Keypad
 from hal.leds import GpioLed, Led, NullLed
 from hal.proximity import (
     GpioProximitySensor,
@@ -93,6 +95,10 @@ def _no_bells() -> Mapping[str, Button]:
     return MappingProxyType({})
 
 
+def _no_card_readers() -> Mapping[str, CardReader]:
+    return MappingProxyType({})
+
+
 def _no_leds() -> Mapping[str, Led]:
     return MappingProxyType({})
 
@@ -110,6 +116,10 @@ class IoDevices:
     buttons: Mapping[ButtonRole, Button] = field(default_factory=_no_buttons)
     bells: Mapping[str, Button] = field(default_factory=_no_bells)
     """An entrance panel's doorbell buttons (role DOORBELL) by bell name."""
+    keypad: Keypad | None = None
+    """An entrance panel's keypad, None without one (services.intercom.entrance binds it)."""
+    card_readers: Mapping[str, CardReader] = field(default_factory=_no_card_readers)
+    """An entrance panel's card readers by name."""
     relay: Relay = field(default_factory=NullRelay)
     leds: Mapping[str, Led] = field(default_factory=_no_leds)
     proximity: ProximitySensor = field(default_factory=NullProximitySensor)
@@ -163,6 +173,10 @@ class IoDevices:
         await self.backlight.start()
         await self.door_contact.start()
         await self.tamper.start()
+        if self.keypad is not None:
+            await self.keypad.start()
+        for reader in self.card_readers.values():
+            await reader.start()
 
     async def close(self) -> None:
         """Close every device (relay first), then run the cleanups; idempotent.
@@ -188,6 +202,8 @@ class IoDevices:
             self.backlight.close,
             self.door_contact.close,
             self.tamper.close,
+            *((self.keypad.close,) if self.keypad is not None else ()),
+            *(reader.close for reader in self.card_readers.values()),
         ]
         for close in closers:
             try:

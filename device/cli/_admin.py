@@ -307,6 +307,9 @@ def status(control_path: Path | None, as_json: bool) -> None:
         why = rtsp["failure"] or "starting"
         state = "listening" if rtsp["listening"] else f"NOT listening ({why})"
         click.echo(f"rtsp: {rtsp['url']}, {state}, clients {rtsp['clients']}")
+    access = result.get("access")
+    if access is not None:
+        _echo_access(access)
     for last in result.get("last_calls", []):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["started_at"]))
         arrow = "<-" if last["direction"] == "in" else "->"
@@ -317,6 +320,29 @@ def status(control_path: Path | None, as_json: bool) -> None:
     if result.get("pending_restart"):
         pending = ", ".join(result["pending_restart"])
         click.echo(f"waiting until no call is in progress to apply: {pending}")
+
+
+def _echo_access(access: dict[str, Any]) -> None:
+    """The entrance's lines of ``callbox status`` (codes and cards, lockouts, last attempts)."""
+    if not access["enabled"]:
+        click.echo("access codes and cards: off")
+        return
+    locks = [
+        f"{what} LOCKED until {access[key]}"
+        for what, key in (("keypad", "keypad_locked_until"), ("card readers", "cards_locked_until"))
+        if access.get(key)
+    ]
+    click.echo(
+        f"access codes and cards: {access['entries']} entries; {', '.join(locks) or 'not locked'}"
+    )
+    if access.get("problem"):
+        click.echo(f"  ACCESS LIST UNUSABLE: {access['problem']}")
+    for attempt in access.get("last_attempts", []):
+        outcome = "granted" if attempt["granted"] else f"refused ({attempt['reason']})"
+        who = attempt["who"] or attempt.get("card", "")
+        click.echo(
+            f"  {attempt['at']} {attempt['kind']} at {attempt['via']}: {outcome} {who}".rstrip()
+        )
 
 
 @click.command("call")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from device.cli._access import register as register_access
 from device.cli._admin import fail, keys, register
 from device.cli._pairing import register as register_pairing
 from device.cli._push import register as register_push
@@ -371,3 +372,4 @@ register_site(main)
 register_push(main)
 register_system(main)
 register_turn(main)
+register_access(main)

@@ -19,6 +19,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, PrivateAttr, StrictBool, ValidationError
 
+from device.config._access import AccessConfig
 from device.config._apply import Apply, declared_keys, way_under
 from device.config._errors import ConfigError, validation_problems
 from device.config._models import (
@@ -126,6 +127,7 @@ class CallboxConfig(Section):
     rtsp: RtspConfig = RtspConfig()
     door_contact: DoorContactConfig | None = None
     tamper: TamperConfig | None = None
+    access: AccessConfig = AccessConfig()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 

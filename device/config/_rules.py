@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from device.config._access import access_problems
 from device.config._models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
 from device.config._rtsp import rtsp_problems
 from device.config._sensors import sensor_pins, sensor_problems
@@ -42,6 +43,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _homeassistant,
         rtsp_problems,
         sensor_problems,
+        access_problems,
         _system,
     )
     return [problem for rule in rules for problem in rule(config)]

@@ -19,6 +19,7 @@ from typing import Any
 
 from device.config import Apply, CallboxConfig, ConfigError, apply_of, load_or_create_identity
 from device.daemon._compose import compose_calls
+from device.daemon._entrance import EntrancePart, entrance_part
 from device.daemon._homeassistant import HomeAssistantPart
 from device.daemon._rtsp import rtsp_service
 from hal.board import Board, build_sim_board, build_sim_io
@@ -290,6 +291,8 @@ class Endpoint:
     """A door station's Web Push (``[push]`` with a key), else None."""
     rtsp: RtspService | None = None
     """A door station's RTSP stream for NVRs (``[rtsp]`` enabled), else None."""
+    entrance: EntrancePart | None = None
+    """A door station's keypad, card readers and access codes (issue 19), else None."""
 
 
 class DeviceApp:
@@ -381,6 +384,7 @@ class DeviceApp:
             door = service  # a new ring group: its offers are prepared anew
             signaling.directory.watch(lambda _directory: door.spawn(door.prewarm()))
         endpoint.rtsp = await rtsp_service(config, calls)
+        endpoint.entrance = entrance_part(config, calls, service, board.io)
         try:
             if push is not None:
                 await push.start()
@@ -392,6 +396,8 @@ class DeviceApp:
             await board.io.start()
             await call_log.open()
             await service.start()
+            if endpoint.entrance is not None:
+                await endpoint.entrance.start()
             await calls.start()
             if endpoint.rtsp is not None:
                 await endpoint.rtsp.start()
@@ -408,6 +414,8 @@ class DeviceApp:
             await endpoint.rtsp.close()
         if endpoint.ui is not None:
             await endpoint.ui.close()
+        if endpoint.entrance is not None:
+            await endpoint.entrance.close()
         await endpoint.service.close()
         await endpoint.calls.close()
         if endpoint.push is not None:
@@ -530,6 +538,8 @@ class DeviceApp:
 
     async def _restart_hardware(self, endpoint: Endpoint, previous: CallboxConfig) -> None:
         """New GPIO devices and call service; signaling, media and the call log stay."""
+        if endpoint.entrance is not None:
+            await endpoint.entrance.close()
         await endpoint.service.close()
         await endpoint.board.io.close()
         state_dir = Path(self.config.state_dir)
@@ -550,8 +560,11 @@ class DeviceApp:
             endpoint.push,
             self.manual_dnd,
         )
+        endpoint.entrance = entrance_part(self.config, endpoint.calls, endpoint.service, io)
         await io.start()
         await endpoint.service.start()
+        if endpoint.entrance is not None:
+            await endpoint.entrance.start()
         self.homeassistant.attach(endpoint.service)
         _log.info("%s: GPIO devices rebuilt, the broker connection kept", self.config.address)
 
@@ -591,6 +604,8 @@ class DeviceApp:
             result["echo_canceller_detail"] = canceller.detail
         if endpoint.rtsp is not None:
             result["rtsp"] = endpoint.rtsp.status()
+        if endpoint.entrance is not None:
+            result["access"] = endpoint.entrance.status()
         result.update(endpoint.service.status())
         if self.homeassistant.bridge is not None:
             result["homeassistant"] = self.homeassistant.bridge.status()

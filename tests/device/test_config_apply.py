@@ -20,7 +20,7 @@ TOP_LEVEL = {
     Apply.LIVE: ("targets", "contacts", "call", "dnd", "snapshots", "logging", "homeassistant"),
     Apply.DEVICES: (
         *("inputs", "relay", "leds", "proximity", "backlight", "gpio"),
-        *("door_contact", "tamper"),
+        *("door_contact", "tamper", "access"),
     ),
     Apply.ENDPOINT: (
         *("role", "address", "name", "site", "board", "state_dir", "first_use_pinning"),

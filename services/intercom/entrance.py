@@ -1,0 +1,210 @@
+"""The entrance panel's way in: keypads and card readers -> dial codes, access codes, the door.
+
+A keypad's keys go through the keypad grammar (`services.access.KeypadEntry`): a dial code
+goes to ``dial`` (the door station rings that bell or flat), an access code and every card
+to `AccessControl`; a grant opens the door through the door's `DoorOpener`
+(``code:<who>`` / ``card:<who>``), so it is rate limited, one pulse and recorded like every
+release. Each outcome goes to ``on_feedback`` (a tone on the door's speaker). At most
+``MAX_PENDING`` checks run at once; more keys or cards meanwhile are refused (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from hal.cards import CardRead, CardReader
+from hal.keypad import Keypad
+from services.access import AccessControl, AccessDecision, EntryResult, EntryType, KeypadEntry
+from services.callapi.calls import Calls
+from services.callapi.door_release import UnlockRefused
+from services.intercom.door_opener import DoorOpener
+from services.media.tones import TonePattern
+from services.tasks import cancel_and_wait
+
+__all__ = ["FEEDBACK_TONES", "MAX_PENDING", "Entrance", "Feedback", "ToneFeedback"]
+
+_log = logging.getLogger(__name__)
+
+MAX_PENDING = 4
+"""Checks under way at once (a check hashes for tens of ms); more are refused, not queued."""
+
+
+class Feedback(enum.Enum):
+    """What the person at the panel is told."""
+
+    GRANTED = "granted"
+    REFUSED = "refused"
+    LOCKED = "locked"
+    UNKNOWN = "unknown"
+    """A dial code no bell or flat has."""
+    RINGING = "ringing"
+
+
+FEEDBACK_TONES = {
+    Feedback.GRANTED: TonePattern("access-granted", 1400.0, (0.12, 0.06, 0.12, 0.05)),
+    Feedback.REFUSED: TonePattern("access-refused", 400.0, (0.6, 0.05)),
+    Feedback.LOCKED: TonePattern("access-locked", 400.0, (0.15, 0.1, 0.15, 0.1, 0.15, 0.05)),
+    Feedback.UNKNOWN: TonePattern("dial-unknown", 600.0, (0.3, 0.1, 0.3, 0.05)),
+}
+"""The short tones a door station plays for each outcome (none for ringing: ringback)."""
+
+
+class Entrance:
+    """Binds the keypad and card readers to the access check, the dial and the door."""
+
+    def __init__(
+        self,
+        *,
+        opener: DoorOpener,
+        access: AccessControl | None,
+        dial: Callable[[str], Awaitable[bool]] | None,
+        keypad: Keypad | None = None,
+        readers: Sequence[CardReader] = (),
+        entry_timeout_s: float = 10.0,
+        on_feedback: Callable[[Feedback], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``access`` None: codes and cards are off; ``dial`` None: no dial codes."""
+        self.opener = opener
+        self.access = access
+        self.dial = dial
+        self.keypad = keypad
+        self.readers = tuple(readers)
+        self.entry = KeypadEntry(timeout_s=entry_timeout_s)
+        self.on_feedback = on_feedback
+        self.clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    async def start(self) -> None:
+        """Receive keys and cards (the devices themselves are started by their owner)."""
+        if self.access is not None:
+            await self.access.load()
+        if self.keypad is not None:
+            self.keypad.on_key = self.key_pressed
+        for reader in self.readers:
+            reader.on_card = self.card_read
+        self._started = True
+
+    async def close(self) -> None:
+        """Stop receiving and wait out (cancel) checks under way; idempotent."""
+        self._started = False
+        if self.keypad is not None and self.keypad.on_key == self.key_pressed:
+            self.keypad.on_key = None
+        for reader in self.readers:
+            if reader.on_card == self.card_read:
+                reader.on_card = None
+        self.entry.clear()
+        await cancel_and_wait(list(self._tasks))
+
+    def key_pressed(self, key: str) -> None:
+        """One key from the keypad (the loop thread)."""
+        if not self._started:
+            return
+        result = self.entry.press(key, self.clock())
+        if result is not None:
+            via = self.keypad.name if self.keypad is not None else "keypad"
+            self._spawn(self._entered(result, via), "keypad entry")
+
+    def card_read(self, read: CardRead) -> None:
+        """One card from a reader (the loop thread)."""
+        if self._started:
+            self._spawn(self._card(read), f"card at {read.reader}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        if len(self._tasks) >= MAX_PENDING:
+            _log.warning("entrance: %s ignored: %d checks under way", what, len(self._tasks))
+            work.close()
+            self._tell(Feedback.REFUSED)
+            return
+        task = asyncio.create_task(work, name=f"entrance {what}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("entrance: a check failed: %r", task.exception())
+
+    async def _entered(self, result: EntryResult, via: str) -> None:
+        if result.kind is EntryType.TOO_LONG:
+            _log.warning(
+                "entrance: an entry of more than %d digits at %s refused",
+                self.entry.max_digits,
+                via,
+            )
+            self._tell(Feedback.REFUSED)
+        elif result.kind is EntryType.DIAL:
+            await self._dial(result.digits)
+        elif self.access is None:
+            _log.warning("entrance: an access code at %s refused: [access] is off", via)
+            self._tell(Feedback.REFUSED)
+        else:
+            decision = await self.access.check_code(result.digits, via=via)
+            await self._decided(decision, "code")
+
+    async def _dial(self, code: str) -> None:
+        rang = await self.dial(code) if self.dial is not None else False
+        if not rang:
+            _log.info("entrance: dial code %s: no such bell or flat", code)
+        self._tell(Feedback.RINGING if rang else Feedback.UNKNOWN)
+
+    async def _card(self, read: CardRead) -> None:
+        if self.access is None:
+            _log.warning(
+                "entrance: card %s at %s ignored: [access] is off", read.card_id, read.reader
+            )
+            self._tell(Feedback.REFUSED)
+            return
+        await self._decided(await self.access.check_card(read), "card")
+
+    async def _decided(self, decision: AccessDecision, how: str) -> None:
+        if not decision.granted:
+            self._tell(Feedback.LOCKED if decision.locked else Feedback.REFUSED)
+            return
+        try:
+            await self.opener.open(f"{how}:{decision.who}")
+        except UnlockRefused:  # recorded and logged by the opener (rate limit, relay)
+            self._tell(Feedback.REFUSED)
+            return
+        self._tell(Feedback.GRANTED)
+
+    def _tell(self, feedback: Feedback) -> None:
+        if self.on_feedback is None:
+            return
+        try:
+            self.on_feedback(feedback)
+        except Exception:  # noqa: BLE001 - a feedback that fails never stops the entrance
+            _log.exception("entrance: feedback %s failed", feedback.value)
+
+
+class ToneFeedback:
+    """A door station's feedback: each outcome as a short tone on its speaker, when idle.
+
+    During a call the speaker carries the call (the person at the door hears the callee);
+    ringing has no tone of its own (the ringback follows).
+    """
+
+    def __init__(self, calls: Calls) -> None:
+        """Tones on the speaker of ``calls``' media (none when the endpoint has no speaker)."""
+        self.calls = calls
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, feedback: Feedback) -> None:
+        """Play the tone of ``feedback`` once, unless a call is in progress."""
+        pattern = FEEDBACK_TONES.get(feedback)
+        tones = self.calls.media.tones
+        if pattern is None or tones is None or self.calls.is_call_in_progress():
+            return
+        task = asyncio.create_task(tones.play(pattern, loops=1), name=f"tone {pattern.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop starting tones (one playing ends by itself within a second)."""
+        await cancel_and_wait(list(self._tasks))
