@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from hal.backlight import Backlight, NullBacklight, SysfsBacklight
+from hal.cards import CardReader
 from hal.closing import CloseOnce
 from hal.errors import HalError
 from hal.gpio import close_pin_factory, make_pin_factory
@@ -25,13 +26,21 @@ from hal.gpio_specs import (
     BacklightSpec,
     ButtonRole,
     ButtonSpec,
+    EvdevKeypadSpec,
     GpioProximitySpec,
     IoSpec,
     LedSpec,
+    MatrixKeypadSpec,
+    Pn532Spec,
     RelaySpec,
+    WiegandSpec,
 )
 from hal.inputs import Button, GpioButton
+from hal.keypad import Keypad
+from hal.keypad_evdev import EvdevKeypad
+from hal.keypad_gpio import GpioMatrixKeypad
 from hal.leds import GpioLed, Led, NullLed
+from hal.pn532 import Pn532Reader
 from hal.proximity import (
     GpioProximitySensor,
     I2cProximitySensor,
@@ -39,6 +48,7 @@ from hal.proximity import (
     ProximitySensor,
 )
 from hal.relay import GpioRelay, NullRelay, Relay
+from hal.wiegand import GpioWiegandReader
 
 _log = logging.getLogger(__name__)
 
@@ -89,6 +99,10 @@ def _no_leds() -> Mapping[str, Led]:
     return MappingProxyType({})
 
 
+def _no_card_readers() -> Mapping[str, CardReader]:
+    return MappingProxyType({})
+
+
 @dataclass
 class IoDevices:
     """The GPIO-side devices of one board (null back-ends where the board has none).
@@ -106,6 +120,10 @@ class IoDevices:
     leds: Mapping[str, Led] = field(default_factory=_no_leds)
     proximity: ProximitySensor = field(default_factory=NullProximitySensor)
     backlight: Backlight = field(default_factory=NullBacklight)
+    keypad: Keypad | None = None
+    """An entrance panel's keypad (None: the board has none)."""
+    card_readers: Mapping[str, CardReader] = field(default_factory=_no_card_readers)
+    """Card readers by name."""
     pin_factory: Any = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     _null_leds: dict[str, Led] = field(default_factory=dict, init=False, repr=False)
@@ -126,8 +144,10 @@ class IoDevices:
         """A JSON-ready snapshot for status and self-test output.
 
         Keys: ``buttons`` (role -> pressed), ``bells`` (bell -> pressed), ``relay_active``,
-        ``leds`` (name -> pattern), ``near``, ``backlight_on``.
+        ``leds`` (name -> pattern), ``near``, ``backlight_on``, ``keypad`` (None, or
+        ``{"name", "connected"}``), ``card_readers`` (name -> connected).
         """
+        keypad = self.keypad
         return {
             "buttons": {role.value: button.is_pressed for role, button in self.buttons.items()},
             "bells": {name: button.is_pressed for name, button in self.bells.items()},
@@ -135,6 +155,12 @@ class IoDevices:
             "leds": {name: led.pattern.value for name, led in self.leds.items()},
             "near": self.proximity.is_near,
             "backlight_on": self.backlight.is_on,
+            "keypad": None
+            if keypad is None
+            else {"name": keypad.name, "connected": keypad.is_connected},
+            "card_readers": {
+                name: reader.is_connected for name, reader in self.card_readers.items()
+            },
         }
 
     async def start(self) -> None:
@@ -146,6 +172,10 @@ class IoDevices:
             await led.start()
         await self.proximity.start()
         await self.backlight.start()
+        if self.keypad is not None:
+            await self.keypad.start()
+        for reader in self.card_readers.values():
+            await reader.start()
 
     async def close(self) -> None:
         """Close every device (relay first), then run the cleanups; idempotent.
@@ -169,6 +199,8 @@ class IoDevices:
             *(led.close for led in self.leds.values()),
             self.proximity.close,
             self.backlight.close,
+            *((self.keypad.close,) if self.keypad is not None else ()),
+            *(reader.close for reader in self.card_readers.values()),
         ]
         for close in closers:
             try:
@@ -211,6 +243,8 @@ def build_io(
         or spec.relay
         or spec.leds
         or isinstance(spec.proximity, GpioProximitySpec)
+        or isinstance(spec.keypad, MatrixKeypadSpec)
+        or any(isinstance(reader, WiegandSpec) for reader in spec.card_readers.values())
     )
     factory = make_pin_factory(spec.pin_factory) if uses_gpio else None
     built: list[_Releasable] = []
@@ -263,6 +297,21 @@ def _build_devices(
     backlight: Backlight = NullBacklight()
     if spec.backlight is not None:
         backlight = SysfsBacklight(spec.backlight)
+    keypad: Keypad | None = None
+    if isinstance(spec.keypad, MatrixKeypadSpec):
+        matrix = GpioMatrixKeypad(spec.keypad, pin_factory=factory)
+        built.append(matrix)
+        keypad = matrix
+    elif isinstance(spec.keypad, EvdevKeypadSpec):
+        keypad = EvdevKeypad(spec.keypad)
+    readers: dict[str, CardReader] = {}
+    for name, reader_spec in spec.card_readers.items():
+        if isinstance(reader_spec, WiegandSpec):
+            wiegand = GpioWiegandReader(name, reader_spec, pin_factory=factory)
+            built.append(wiegand)
+            readers[name] = wiegand
+        elif isinstance(reader_spec, Pn532Spec):
+            readers[name] = Pn532Reader(name, reader_spec)
     return IoDevices(
         buttons=MappingProxyType(buttons),
         bells=MappingProxyType(bells),
@@ -270,5 +319,7 @@ def _build_devices(
         leds=MappingProxyType(leds),
         proximity=proximity,
         backlight=backlight,
+        keypad=keypad,
+        card_readers=MappingProxyType(readers),
         pin_factory=factory,
     )

@@ -86,6 +86,11 @@ class EvdevKeypad(Keypad):
         """True while the device is open and read."""
         return self._device is not None
 
+    @property
+    def is_connected(self) -> bool:
+        """True while the device is open and read (False: unplugged or not found yet)."""
+        return self.is_open
+
     async def start(self) -> None:
         """Open the device and read it; a missing one is logged and retried in the background."""
         if self._closed:

@@ -21,6 +21,7 @@ lgpio), as the other GPIO back-ends do.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -55,8 +56,12 @@ class GpioMatrixKeypad(Keypad):
                     open_gpio(
                         f"{name} row",
                         pin,
-                        lambda pin=pin: DigitalOutputDevice(
-                            pin, active_high=False, initial_value=True, pin_factory=pin_factory
+                        functools.partial(
+                            DigitalOutputDevice,
+                            pin,
+                            active_high=False,
+                            initial_value=True,
+                            pin_factory=pin_factory,
                         ),
                     )
                 )
@@ -65,8 +70,12 @@ class GpioMatrixKeypad(Keypad):
                     open_gpio(
                         f"{name} column",
                         pin,
-                        lambda pin=pin: DigitalInputDevice(
-                            pin, pull_up=True, bounce_time=None, pin_factory=pin_factory
+                        functools.partial(
+                            DigitalInputDevice,
+                            pin,
+                            pull_up=True,
+                            bounce_time=None,
+                            pin_factory=pin_factory,
                         ),
                     )
                 )

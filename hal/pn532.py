@@ -209,7 +209,8 @@ class Pn532Reader(CardReader):
                         err,
                         delay,
                     )
-                    device = _close_quietly(self.name, device)
+                    _close_quietly(self.name, device)
+                    device = None
                     self._stop.wait(delay)
                     delay = min(delay * 2, self._backoff_max_s)
                     continue
@@ -237,9 +238,8 @@ class Pn532Reader(CardReader):
 
 def _close_quietly(name: str, device: Pn532Device | None) -> None:
     if device is None:
-        return None
+        return
     try:
         device.close()
     except Exception as err:  # noqa: BLE001 - closing a failed reader: nothing more to do
         _log.warning("PN532 reader %r: closing failed: %s", name, err)
-    return None

@@ -18,6 +18,7 @@ than ``MAX_FRAME_BITS`` bits (a line stuck toggling cannot grow memory).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -87,8 +88,12 @@ class GpioWiegandReader(CardReader):
                 device = open_gpio(
                     f"Wiegand reader {name!r} {what}",
                     pin,
-                    lambda pin=pin: DigitalInputDevice(
-                        pin, pull_up=True, bounce_time=None, pin_factory=pin_factory
+                    functools.partial(
+                        DigitalInputDevice,
+                        pin,
+                        pull_up=True,
+                        bounce_time=None,
+                        pin_factory=pin_factory,
                     ),
                 )
                 self._lines.append((device, pin))

@@ -227,7 +227,7 @@ async def test_a_uinput_keyboard_types_into_the_keypad() -> None:
     codes = [ecodes.KEY_KP1, ecodes.KEY_KP2, ecodes.KEY_KPENTER]
     ui = evdev.UInput({ecodes.EV_KEY: codes}, name="callbox-test-keypad")
     try:
-        keypad = EvdevKeypad(EvdevKeypadSpec(device=ui.device.path, grab=True))
+        keypad = EvdevKeypad(EvdevKeypadSpec(device=str(ui.device.path), grab=True))
         keys = Keys(keypad)
         await keypad.start()
         try:
