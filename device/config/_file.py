@@ -20,6 +20,12 @@ from typing import Annotated, Final, Literal
 from pydantic import Field, PrivateAttr, StrictBool, ValidationError
 
 from device.config._apply import Apply, declared_keys, way_under
+from device.config._entrance import (
+    CardReaderConfig,
+    KeypadConfig,
+    card_reader_specs,
+    keypad_spec,
+)
 from device.config._errors import ConfigError, validation_problems
 from device.config._models import (
     AbsolutePath,
@@ -123,6 +129,8 @@ class CallboxConfig(Section):
     push: PushConfig = PushConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     rtsp: RtspConfig = RtspConfig()
+    keypad: KeypadConfig | None = None  # device/config/_entrance.py
+    card_readers: tuple[CardReaderConfig, ...] = ()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 
@@ -171,6 +179,8 @@ class CallboxConfig(Section):
             ),
             proximity=self._proximity_spec(),
             backlight=self._backlight_spec(),
+            keypad=keypad_spec(self),
+            card_readers=card_reader_specs(self),
         )
 
     def _proximity_spec(self) -> GpioProximitySpec | I2cProximitySpec | None:

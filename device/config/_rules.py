@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from device.config._entrance import entrance_pin_users, entrance_problems
 from device.config._models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
 from device.config._rtsp import rtsp_problems
 from services.addresses import is_loopback
@@ -40,6 +41,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _push,
         _homeassistant,
         rtsp_problems,
+        entrance_problems,
         _system,
     )
     return [problem for rule in rules for problem in rule(config)]
@@ -113,13 +115,20 @@ def _pin_users(config: CallboxConfig) -> Iterator[tuple[str, str]]:
     elif isinstance(prox, I2cProximityConfig):
         for pin in I2C_PINS.get(prox.bus, ()):
             yield "proximity.bus", pin
+    yield from entrance_pin_users(config)
+
+
+def _is_bus(key: str) -> bool:
+    """A key whose pins are a shared bus (I2C, SPI0): devices on the bus share them."""
+    return key.endswith((".bus", ".interface"))
 
 
 def _pins(config: CallboxConfig) -> Problems:
     owners: dict[str, str] = {}
     for key, pin in _pin_users(config):
-        if pin in owners and owners[pin] != key:
-            yield key, f"{pin} is already used by {owners[pin]}"
+        owner = owners.get(pin)
+        if owner is not None and owner != key and not (_is_bus(owner) and _is_bus(key)):
+            yield key, f"{pin} is already used by {owner}"
         owners.setdefault(pin, key)
 
 

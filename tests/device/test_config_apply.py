@@ -18,7 +18,10 @@ from device.config._models import Section
 
 TOP_LEVEL = {
     Apply.LIVE: ("targets", "contacts", "call", "dnd", "snapshots", "logging", "homeassistant"),
-    Apply.DEVICES: ("inputs", "relay", "leds", "proximity", "backlight", "gpio"),
+    Apply.DEVICES: (
+        *("inputs", "relay", "leds", "proximity", "backlight", "gpio"),
+        *("keypad", "card_readers"),
+    ),
     Apply.ENDPOINT: (
         *("role", "address", "name", "site", "board", "state_dir", "first_use_pinning"),
         *("broker", "audio", "camera", "network", "display", "push", "turn", "directory", "rtsp"),
