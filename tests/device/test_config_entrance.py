@@ -184,3 +184,21 @@ def test_the_example_tables_parse_once_uncommented() -> None:
     spec = parse_config(text.replace(block, "\n".join(lines))).io_spec()
     assert isinstance(spec.keypad, MatrixKeypadSpec) and spec.keypad.keys[3] == "*0#"
     assert spec.card_readers == {"entrance": WiegandSpec(d0="GPIO12", d1="GPIO9")}
+
+
+async def test_the_daemons_sim_board_simulates_the_configured_keypad_and_readers() -> None:
+    from device.daemon._app import sim_board_io
+    from hal.board import build_sim_io
+    from hal.cards import SimCardReader
+    from hal.keypad import SimKeypad
+
+    # simulated: no pin of the keypad or the Wiegand reader is claimed on the sim board
+    config = parse_config(DOOR + MATRIX + WIEGAND + PN532 + '[relay]\npin = "GPIO12"\n')
+    io = build_sim_io(sim_board_io(config.io_spec()))
+    try:
+        assert isinstance(io.keypad, SimKeypad)
+        assert set(io.card_readers) == {"entrance", "lobby"}
+        assert all(isinstance(r, SimCardReader) for r in io.card_readers.values())
+        assert io.pin_factory.pin("GPIO4").function == "input"  # a keypad row: not claimed
+    finally:
+        await io.close()
