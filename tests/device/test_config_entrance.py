@@ -178,7 +178,14 @@ def test_the_example_tables_parse_once_uncommented() -> None:
     text = example.read_text()
     start = text.index("# [keypad]")
     block = text[start : text.index("\n\n", start)]
-    wanted = ("[keypad]", 'kind = "matrix"', "rows", "columns", "keys", "debounce_ms")
+    wanted: tuple[str, ...] = (
+        "[keypad]",
+        'kind = "matrix"',
+        "rows",
+        "columns",
+        "keys",
+        "debounce_ms",
+    )
     wanted += ("[[card_readers]]", "name", 'kind = "wiegand"', "d0", "d1")
     lines = [line.removeprefix("# ") for line in block.splitlines() if line[2:].startswith(wanted)]
     spec = parse_config(text.replace(block, "\n".join(lines))).io_spec()
