@@ -662,8 +662,9 @@ def configure_system(root: Path, base: Base) -> str:
     for unit in sorted((REPO / "device/systemd").glob("*.service")):
         shutil.copy2(unit, units / unit.name)
         installed.append(unit.name)
-    # groups the unit's SupplementaryGroups= needs (Debian has video and audio, not gpio, i2c)
-    for group in ("gpio", "i2c", "callbox"):
+    # groups the unit's SupplementaryGroups= needs (Debian has video, audio and input, not gpio,
+    # i2c, spi)
+    for group in ("gpio", "i2c", "spi", "callbox"):
         chroot_tool(root, "groupadd", "--system", "-f", group)
     chroot_tool(
         root,
@@ -672,7 +673,7 @@ def configure_system(root: Path, base: Base) -> str:
         "--gid",
         "callbox",
         "--groups",
-        "gpio,i2c,video,audio",
+        "gpio,i2c,spi,input,video,audio",
         "--home-dir",
         "/var/lib/callbox",
         "--no-create-home",
