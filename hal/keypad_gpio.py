@@ -15,7 +15,8 @@ What counts:
   key at a time).
 
 The scan does a handful of pin writes and reads in the loop thread (microseconds with
-lgpio), as the other GPIO back-ends do.
+lgpio), as the other GPIO back-ends do, and gives the column lines ``SETTLE_S`` after each
+row change (an ``asyncio.sleep``: about a millisecond per row in practice, a few ms a scan).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from hal.keypad import Keypad
 __all__ = ["GpioMatrixKeypad"]
 
 _log = logging.getLogger(__name__)
+
+SETTLE_S = 0.0002
+"""Time the column lines get after a row changes, before they are read."""
 
 
 class GpioMatrixKeypad(Keypad):
@@ -158,12 +162,18 @@ class GpioMatrixKeypad(Keypad):
             else:
                 row.off()
 
-    def _scan(self) -> frozenset[tuple[int, int]]:
-        """Every (row, column) that reads pressed now; leaves every row driven active."""
+    async def _scan(self) -> frozenset[tuple[int, int]]:
+        """Every (row, column) that reads pressed now; leaves every row driven active.
+
+        After each row change the columns get ``SETTLE_S`` to follow: a column a key held low
+        through the previous row rises through the ~50 kΩ pull-up and the cable's capacitance,
+        and read at once it would show a key of the next row too (a false chord).
+        """
         down: set[tuple[int, int]] = set()
         try:
             for r in range(len(self._rows)):
                 self._drive_rows(r)
+                await asyncio.sleep(SETTLE_S)
                 down.update((r, c) for c, col in enumerate(self._columns) if col.is_active)
         finally:
             self._drive_rows(None)
@@ -178,7 +188,7 @@ class GpioMatrixKeypad(Keypad):
         since = loop.time()
         try:
             while not self._closed:
-                down = self._scan()
+                down = await self._scan()
                 now = loop.time()
                 if down != candidate:
                     candidate, since = down, now

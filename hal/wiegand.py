@@ -2,8 +2,9 @@
 
 The reader holds D0 and D1 high and pulls one low for ~50 µs per bit: D0 for a 0, D1 for a
 1, a bit every 1 to 2 ms. gpiozero reports each falling edge in its driver thread (no
-bounce filter: it would swallow the pulses); the bit goes to the event loop in order, and a
-frame ends after ``frame_gap_ms`` without a bit. A frame is decoded here:
+bounce filter: it would swallow the pulses), where the bit joins the frame at the time it
+came (so a busy event loop neither splits nor joins frames); a frame ends after
+``frame_gap_ms`` without a bit and is decoded in the event loop:
 
 - Wiegand 26: even parity over bits 1-12 (bit 0), 8-bit facility, 16-bit card, odd parity
   over bits 13-24 (bit 25) -> ``CardRead(reader, "wiegand26", "<facility>:<card>")``;
@@ -20,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,9 +104,13 @@ class GpioWiegandReader(CardReader):
             self._release_lines()
             raise
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The frame being received: filled in the driver's thread (each pulse at its own
+        # time, whatever the loop is doing), under the lock; the loop only takes frames out.
+        self._lock = threading.Lock()
         self._bits: list[int] = []
         self._overlong = False
         self._last_bit_at = 0.0
+        self._timer_armed = False
         self._frame_end: asyncio.TimerHandle | None = None
         self._closed = False
         self.frames = 0
@@ -115,10 +122,10 @@ class GpioWiegandReader(CardReader):
             raise DeviceUnavailableError(f"Wiegand reader {self.name!r} is closed")
         if self._loop is not None:
             return
-        loop = self._loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         (d0, _), (d1, _) = self._lines
-        d0.when_activated = lambda: call_in_loop(loop, self._on_bit, 0)
-        d1.when_activated = lambda: call_in_loop(loop, self._on_bit, 1)
+        d0.when_activated = lambda: self._on_pulse(0)
+        d1.when_activated = lambda: self._on_pulse(1)
 
     async def close(self) -> None:
         """Stop reading and release the pins; idempotent."""
@@ -132,7 +139,8 @@ class GpioWiegandReader(CardReader):
         if self._frame_end is not None:
             self._frame_end.cancel()
             self._frame_end = None
-        self._bits.clear()
+        with self._lock:
+            self._bits.clear()
         self._release_lines()
 
     def _release_lines(self) -> None:
@@ -146,28 +154,64 @@ class GpioWiegandReader(CardReader):
         if first is not None:
             raise first
 
-    def _on_bit(self, bit: int) -> None:
-        """One pulse on D0 (0) or D1 (1), in the loop thread, in the order they came."""
+    def _on_pulse(self, bit: int) -> None:
+        """One pulse on D0 (0) or D1 (1), in the driver's thread, as it happens.
+
+        A pulse ``frame_gap_ms`` after the previous one starts a new frame (the previous one
+        goes to the loop); the first pulse of a frame asks the loop to watch for its end.
+        """
+        now = time.monotonic()
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        with self._lock:
+            ended = self._take_frame() if now - self._last_bit_at >= self._gap_s else None
+            if len(self._bits) < MAX_FRAME_BITS:
+                self._bits.append(bit)
+            else:
+                self._overlong = True
+            self._last_bit_at = now
+            arm = not self._timer_armed
+            self._timer_armed = True
+        if ended is not None:
+            call_in_loop(loop, self._end_frame, *ended)
+        if arm:
+            call_in_loop(loop, self._watch_frame_end, self._gap_s)
+
+    def _take_frame(self) -> tuple[list[int], bool] | None:
+        """The frame received so far (None if empty), and a new empty one; under the lock."""
+        if not self._bits and not self._overlong:
+            return None
+        frame = (self._bits, self._overlong)
+        self._bits, self._overlong = [], False
+        return frame
+
+    def _watch_frame_end(self, delay: float) -> None:
         if self._closed:
             return
         assert self._loop is not None
-        if len(self._bits) < MAX_FRAME_BITS:
-            self._bits.append(bit)
-        else:
-            self._overlong = True
-        self._last_bit_at = self._loop.time()
-        if self._frame_end is None:
-            self._frame_end = self._loop.call_later(self._gap_s, self._maybe_end_frame)
+        self._frame_end = self._loop.call_later(delay, self._maybe_end_frame)
 
     def _maybe_end_frame(self) -> None:
-        assert self._loop is not None
-        quiet_for = self._loop.time() - self._last_bit_at
-        if quiet_for < self._gap_s:
-            self._frame_end = self._loop.call_later(self._gap_s - quiet_for, self._maybe_end_frame)
-            return
+        """In the loop: the frame ends once no pulse came for ``frame_gap_ms``."""
         self._frame_end = None
-        bits, overlong = self._bits, self._overlong
-        self._bits, self._overlong = [], False
+        if self._closed:
+            return
+        with self._lock:
+            quiet_for = time.monotonic() - self._last_bit_at
+            if quiet_for < self._gap_s:
+                ended = None
+            else:
+                ended = self._take_frame()
+                self._timer_armed = False
+        if ended is None and quiet_for < self._gap_s:
+            self._watch_frame_end(self._gap_s - quiet_for)
+        elif ended is not None:
+            self._end_frame(*ended)
+
+    def _end_frame(self, bits: list[int], overlong: bool) -> None:
+        if self._closed:
+            return
         self.frames += 1
         self._decode(bits, overlong)
 

@@ -67,7 +67,7 @@ class Line:
                 pin.drive_low()
                 pin.drive_high()
 
-    async def send(self, *frames: list[int], gap_s: float = 0.06) -> None:
+    async def send(self, *frames: list[int], gap_s: float = 0.3) -> None:
         await asyncio.to_thread(self._send, list(frames), gap_s)
 
 
@@ -90,7 +90,10 @@ class Reads:
 @pytest.fixture
 async def rig(factory: Any) -> AsyncIterator[tuple[Line, Reads]]:
     line = Line(factory)
-    reader = GpioWiegandReader("entrance", WiegandSpec(d0=D0, d1=D1), pin_factory=factory)
+    # a longer frame gap than a reader's 25 ms: a test thread on a busy machine may pause
+    # mid-frame for longer than a reader ever does
+    spec = WiegandSpec(d0=D0, d1=D1, frame_gap_ms=100)
+    reader = GpioWiegandReader("entrance", spec, pin_factory=factory)
     await reader.start()
     yield line, Reads(reader)
     await reader.close()
@@ -143,7 +146,7 @@ async def test_noise_and_overlong_frames_are_dropped(
 ) -> None:
     line, reads = rig
     with caplog.at_level(logging.INFO, logger="hal.wiegand"):
-        await line.send([1, 0], [1] * (MAX_FRAME_BITS * 20), frame26(5, 6))
+        await line.send([1, 0], [1] * (MAX_FRAME_BITS + 10), frame26(5, 6))
         assert await reads.next() == CardRead("entrance", "wiegand26", "5:6")
     assert reads.reader.frames == 3
     assert "Wiegand reader 'entrance': ignored 2 bit(s) of noise" in caplog.text
