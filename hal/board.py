@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 from hal.audio import Microphone, RecordingSpeaker, Speaker, ToneMicrophone, VoiceMicrophone
 from hal.backlight import make_sim_backlight_tree
 from hal.camera import Camera, TestPatternCamera
+from hal.cards import SimCardReader
 from hal.display import Display, KmsDisplay, SimDisplay
 from hal.errors import DeviceUnavailableError, HalError
 from hal.gpio_specs import IoSpec
 from hal.io_devices import SIM_BACKLIGHT, IoDevices, build_io, sim_io_spec
+from hal.keypad import SimKeypad
 
 _Device = TypeVar("_Device")
 
@@ -137,9 +139,13 @@ def build_sim_io(io: IoSpec | None = None, *, sysfs_root: Path | None = None) ->
     """The GPIO side of a sim board: ``io`` (default ``sim_io_spec()``) on a MockFactory of its own.
 
     The backlight is in a sysfs tree under ``sysfs_root`` (a temporary one, removed on close, when
-    None).
+    None). A keypad in ``io`` becomes a ``SimKeypad``, each card reader a ``SimCardReader`` of
+    the same name (the simulator and tests press keys and present cards).
     """
     spec = dataclasses.replace(io or sim_io_spec(), pin_factory="mock")
+    keypad = SimKeypad() if spec.keypad is not None else None
+    readers = {name: SimCardReader(name) for name in spec.card_readers}
+    spec = dataclasses.replace(spec, keypad=None, card_readers={})
     temp_root: Path | None = None
     if spec.backlight is not None:
         device = spec.backlight.device or SIM_BACKLIGHT
@@ -155,6 +161,8 @@ def build_sim_io(io: IoSpec | None = None, *, sysfs_root: Path | None = None) ->
     if temp_root is not None:
         # Also removed when a board that was never closed is collected.
         io_devices.cleanups.append(weakref.finalize(io_devices, shutil.rmtree, temp_root, True))
+    io_devices.keypad = keypad
+    io_devices.card_readers = MappingProxyType(readers)
     return io_devices
 
 

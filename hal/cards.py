@@ -67,6 +67,11 @@ class CardReader(abc.ABC):
         self.name = name
         self.on_card = None
 
+    @property
+    def is_connected(self) -> bool:
+        """False while the reader is known not to answer (a PN532 off its bus); for status."""
+        return True
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Start reporting cards to ``on_card`` (call from the event loop)."""

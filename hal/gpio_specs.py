@@ -171,6 +171,125 @@ class BacklightSpec:
             raise HalError(f"backlight device must be a plain name, got {self.device!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class MatrixKeypadSpec:
+    """A matrix keypad on GPIO: ``rows`` driven as outputs, ``columns`` read with pull-ups.
+
+    ``keys`` has one string per row, one key per column (``"123"``, ``"456"``, ...). A key
+    counts once it reads the same for ``debounce_ms``; the matrix is scanned every
+    ``scan_ms`` while a key is down (idle: no scanning, a column edge wakes it).
+    """
+
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    debounce_ms: int = 20
+    scan_ms: int = 5
+
+    def __post_init__(self) -> None:
+        """Refuse a layout that does not match rows x columns, unknown keys, a pin twice."""
+        from hal.keypad import KEYS  # here: hal.keypad imports hal.gpio, which imports us
+
+        object.__setattr__(self, "rows", tuple(self.rows))
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "keys", tuple(self.keys))
+        if not 1 <= len(self.rows) <= 8 or not 1 <= len(self.columns) <= 8:
+            raise HalError(
+                f"matrix keypad: 1 to 8 rows and columns, got {len(self.rows)} x "
+                f"{len(self.columns)}"
+            )
+        pins = (*self.rows, *self.columns)
+        for pin in pins:
+            _check_pin("matrix keypad", pin)
+        twice = sorted({pin for pin in pins if pins.count(pin) > 1})
+        if twice:
+            raise HalError(f"matrix keypad: pin {', '.join(twice)} is used twice")
+        if len(self.keys) != len(self.rows) or any(
+            len(row) != len(self.columns) for row in self.keys
+        ):
+            raise HalError(
+                f"matrix keypad: keys must be {len(self.rows)} strings (one per row) of "
+                f"{len(self.columns)} keys (one per column), got {list(self.keys)!r}"
+            )
+        bad = sorted(set("".join(self.keys)) - KEYS)
+        if bad:
+            raise HalError(f"matrix keypad: {', '.join(map(repr, bad))} is not a keypad key")
+        _check_range("matrix keypad debounce_ms", self.debounce_ms, 0, 1000)
+        _check_range("matrix keypad scan_ms", self.scan_ms, 1, 100)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvdevKeypadSpec:
+    """A USB (HID) keypad read through evdev from ``device`` (``/dev/input/...``).
+
+    ``grab``: take the device for this process alone (the console sees no key presses).
+    """
+
+    device: str
+    grab: bool = True
+
+    def __post_init__(self) -> None:
+        """Require an absolute path under /dev/input."""
+        if not isinstance(self.device, str) or not self.device.startswith("/dev/input/"):
+            raise HalError(
+                f"evdev keypad: device must be a path under /dev/input/, got {self.device!r}"
+            )
+
+
+PN532_INTERFACES = ("i2c", "spi")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WiegandSpec:
+    """A Wiegand 26/34 card reader: its D0 and D1 lines on two GPIO inputs.
+
+    A frame ends after ``frame_gap_ms`` without a bit (readers send a bit every 1 to 2 ms).
+    """
+
+    d0: str
+    d1: str
+    frame_gap_ms: int = 25
+
+    def __post_init__(self) -> None:
+        """Refuse empty pins, D0 and D1 on one pin, an absurd frame gap."""
+        _check_pin("Wiegand d0", self.d0)
+        _check_pin("Wiegand d1", self.d1)
+        if self.d0 == self.d1:
+            raise HalError(f"Wiegand: d0 and d1 are both {self.d0!r}; they are two lines")
+        _check_range("Wiegand frame_gap_ms", self.frame_gap_ms, 5, 500)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pn532Spec:
+    """A PN532 NFC reader on I2C (``i2c_bus``, ``i2c_address``) or SPI0 (chip select ``cs``).
+
+    Polled every ``poll_ms`` for an ISO 14443A tag.
+    """
+
+    interface: str = "i2c"
+    i2c_bus: int = 1
+    i2c_address: int = 0x24
+    cs: str | None = None
+    poll_ms: int = 200
+
+    def __post_init__(self) -> None:
+        """Refuse unknown interfaces, SPI without a chip select, out-of-range numbers."""
+        if self.interface not in PN532_INTERFACES:
+            known = ", ".join(PN532_INTERFACES)
+            raise HalError(f"PN532 interface {self.interface!r} is unknown (known: {known})")
+        if self.interface == "spi":
+            if self.cs is None:
+                raise HalError("PN532 on SPI needs its chip-select pin (cs)")
+            _check_pin("PN532 cs", self.cs)
+        _check_range("PN532 I2C bus", self.i2c_bus, 0, 255)
+        _check_range("PN532 I2C address", self.i2c_address, 0x03, 0x77)
+        _check_range("PN532 poll_ms", self.poll_ms, 20, 10_000)
+
+
+KeypadSpec = MatrixKeypadSpec | EvdevKeypadSpec
+CardReaderSpec = WiegandSpec | Pn532Spec
+
+
 def _empty_mapping() -> Mapping[str, LedSpec]:
     return MappingProxyType({})
 
@@ -180,6 +299,10 @@ def _no_buttons() -> Mapping[ButtonRole, ButtonSpec]:
 
 
 def _no_bells() -> Mapping[str, ButtonSpec]:
+    return MappingProxyType({})
+
+
+def _no_card_readers() -> Mapping[str, CardReaderSpec]:
     return MappingProxyType({})
 
 
@@ -204,6 +327,10 @@ class IoSpec:
     """The door's reed contact (active = open); a door station's."""
     tamper: SwitchSpec | None = None
     """The door station's tamper switch (active = tampered with)."""
+    keypad: KeypadSpec | None = None
+    """An entrance panel's keypad (GPIO matrix or USB through evdev)."""
+    card_readers: Mapping[str, CardReaderSpec] = field(default_factory=_no_card_readers)
+    """Card readers (Wiegand, PN532) by reader name."""
 
     def __post_init__(self) -> None:
         """Refuse unknown pin factories and roles; freeze the mappings it was given."""
@@ -217,3 +344,7 @@ class IoSpec:
         object.__setattr__(self, "buttons", MappingProxyType(buttons))
         object.__setattr__(self, "leds", MappingProxyType(dict(self.leds)))
         object.__setattr__(self, "bells", MappingProxyType(dict(self.bells)))
+        for name in self.card_readers:
+            if not isinstance(name, str) or not name:
+                raise HalError(f"a card reader needs a name, got {name!r}")
+        object.__setattr__(self, "card_readers", MappingProxyType(dict(self.card_readers)))

@@ -26,15 +26,22 @@ from hal.gpio_specs import (
     BacklightSpec,
     ButtonRole,
     ButtonSpec,
+    EvdevKeypadSpec,
     GpioProximitySpec,
     IoSpec,
     LedSpec,
+    MatrixKeypadSpec,
+    Pn532Spec,
     RelaySpec,
     SwitchSpec,
+    WiegandSpec,
 )
 from hal.inputs import Button, GpioButton
 from hal.keypad import Keypad
+from hal.keypad_evdev import EvdevKeypad
+from hal.keypad_gpio import GpioMatrixKeypad
 from hal.leds import GpioLed, Led, NullLed
+from hal.pn532 import Pn532Reader
 from hal.proximity import (
     GpioProximitySensor,
     I2cProximitySensor,
@@ -43,6 +50,7 @@ from hal.proximity import (
 )
 from hal.relay import GpioRelay, NullRelay, Relay
 from hal.switches import GpioSwitch, NullSwitch, Switch
+from hal.wiegand import GpioWiegandReader
 
 _log = logging.getLogger(__name__)
 
@@ -95,11 +103,11 @@ def _no_bells() -> Mapping[str, Button]:
     return MappingProxyType({})
 
 
-def _no_card_readers() -> Mapping[str, CardReader]:
+def _no_leds() -> Mapping[str, Led]:
     return MappingProxyType({})
 
 
-def _no_leds() -> Mapping[str, Led]:
+def _no_card_readers() -> Mapping[str, CardReader]:
     return MappingProxyType({})
 
 
@@ -116,10 +124,6 @@ class IoDevices:
     buttons: Mapping[ButtonRole, Button] = field(default_factory=_no_buttons)
     bells: Mapping[str, Button] = field(default_factory=_no_bells)
     """An entrance panel's doorbell buttons (role DOORBELL) by bell name."""
-    keypad: Keypad | None = None
-    """An entrance panel's keypad, None without one (services.intercom.entrance binds it)."""
-    card_readers: Mapping[str, CardReader] = field(default_factory=_no_card_readers)
-    """An entrance panel's card readers by name."""
     relay: Relay = field(default_factory=NullRelay)
     leds: Mapping[str, Led] = field(default_factory=_no_leds)
     proximity: ProximitySensor = field(default_factory=NullProximitySensor)
@@ -128,6 +132,10 @@ class IoDevices:
     """The door's reed contact: active = the door is open."""
     tamper: Switch = field(default_factory=lambda: NullSwitch("tamper"))
     """The tamper switch: active = the housing is open or off the wall."""
+    keypad: Keypad | None = None
+    """An entrance panel's keypad, None without one (services.intercom.entrance binds it)."""
+    card_readers: Mapping[str, CardReader] = field(default_factory=_no_card_readers)
+    """Card readers by name."""
     pin_factory: Any = None
     cleanups: list[Callable[[], None]] = field(default_factory=list)
     _null_leds: dict[str, Led] = field(default_factory=dict, init=False, repr=False)
@@ -149,8 +157,10 @@ class IoDevices:
 
         Keys: ``buttons`` (role -> pressed), ``bells`` (bell -> pressed), ``relay_active``,
         ``leds`` (name -> pattern), ``near``, ``backlight_on``, ``door_open`` and
-        ``tampered`` (None when the board has no such switch).
+        ``tampered`` (None when the board has no such switch), ``keypad`` (None, or
+        ``{"name", "connected"}``), ``card_readers`` (name -> connected).
         """
+        keypad = self.keypad
         return {
             "buttons": {role.value: button.is_pressed for role, button in self.buttons.items()},
             "bells": {name: button.is_pressed for name, button in self.bells.items()},
@@ -160,6 +170,12 @@ class IoDevices:
             "backlight_on": self.backlight.is_on,
             "door_open": self.door_contact.is_active if self.door_contact.wired else None,
             "tampered": self.tamper.is_active if self.tamper.wired else None,
+            "keypad": None
+            if keypad is None
+            else {"name": keypad.name, "connected": keypad.is_connected},
+            "card_readers": {
+                name: reader.is_connected for name, reader in self.card_readers.items()
+            },
         }
 
     async def start(self) -> None:
@@ -248,6 +264,8 @@ def build_io(
         or isinstance(spec.proximity, GpioProximitySpec)
         or spec.door_contact
         or spec.tamper
+        or isinstance(spec.keypad, MatrixKeypadSpec)
+        or any(isinstance(reader, WiegandSpec) for reader in spec.card_readers.values())
     )
     factory = make_pin_factory(spec.pin_factory) if uses_gpio else None
     built: list[_Releasable] = []
@@ -308,6 +326,21 @@ def _build_devices(
         switch = GpioSwitch(name, switch_spec, pin_factory=factory)
         built.append(switch)
         switches[name] = switch
+    keypad: Keypad | None = None
+    if isinstance(spec.keypad, MatrixKeypadSpec):
+        matrix = GpioMatrixKeypad(spec.keypad, pin_factory=factory)
+        built.append(matrix)
+        keypad = matrix
+    elif isinstance(spec.keypad, EvdevKeypadSpec):
+        keypad = EvdevKeypad(spec.keypad)
+    readers: dict[str, CardReader] = {}
+    for name, reader_spec in spec.card_readers.items():
+        if isinstance(reader_spec, WiegandSpec):
+            wiegand = GpioWiegandReader(name, reader_spec, pin_factory=factory)
+            built.append(wiegand)
+            readers[name] = wiegand
+        elif isinstance(reader_spec, Pn532Spec):
+            readers[name] = Pn532Reader(name, reader_spec)
     return IoDevices(
         buttons=MappingProxyType(buttons),
         bells=MappingProxyType(bells),
@@ -317,5 +350,7 @@ def _build_devices(
         backlight=backlight,
         door_contact=switches["door_contact"],
         tamper=switches["tamper"],
+        keypad=keypad,
+        card_readers=MappingProxyType(readers),
         pin_factory=factory,
     )

@@ -32,6 +32,11 @@ class Keypad(abc.ABC):
         self.name = name
         self.on_key = None
 
+    @property
+    def is_connected(self) -> bool:
+        """False while the keypad is known to be gone (a USB keypad unplugged); for status."""
+        return True
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Start reporting keys to ``on_key`` (call from the event loop)."""

@@ -30,7 +30,22 @@ LAYERS: Mapping[str, frozenset[str]] = {
 """Each layer and the layers it may import."""
 
 HARDWARE_LIBRARIES = frozenset(
-    {"picamera2", "libcamera", "alsaaudio", "RPi", "lgpio", "gpiozero", "smbus2", "pygame"}
+    {
+        "picamera2",
+        "libcamera",
+        "alsaaudio",
+        "RPi",
+        "lgpio",
+        "gpiozero",
+        "smbus2",
+        "pygame",
+        "evdev",
+        "adafruit_pn532",
+        "adafruit_extended_bus",
+        "busio",
+        "digitalio",
+        "board",
+    }
 )
 """Top-level packages that talk to hardware (or need a display): hal/ back-ends only, lazily."""
 

@@ -13,6 +13,7 @@ from typing import Any, Final, get_args
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from device.config._entrance import TAGGED_TABLES
 from device.config._models import PROXIMITY_KINDS
 from hal.errors import CallboxError
 
@@ -84,13 +85,12 @@ _RANGE_WORDS: Final = {
 def _problem(error: ErrorDetails, root: type[BaseModel]) -> tuple[str, str]:
     """A pydantic error as (dotted key path, reason in plain words)."""
     loc = error["loc"]
-    parts = [str(part) for part in loc if part != "[key]"]
-    if len(parts) > 2 and parts[0] == "proximity" and parts[1] in PROXIMITY_KINDS:
-        del parts[1]  # the union tag pydantic puts in the path
+    parts = _without_union_tags([str(part) for part in loc if part != "[key]"])
     key, kind, ctx = ".".join(parts), error["type"], error.get("ctx", {})
     value = error["input"]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return f"{key}.kind", "must be " + " or ".join(repr(k) for k in PROXIMITY_KINDS)
+        kinds = _TAGGED.get(next(p for p in reversed(parts) if not p.isdigit()), PROXIMITY_KINDS)
+        return f"{key}.kind", "must be " + " or ".join(repr(k) for k in kinds)
     if kind == "extra_forbidden":
         return key, _unknown_key(loc, root)
     if kind == "missing":
@@ -109,6 +109,24 @@ def _problem(error: ErrorDetails, root: type[BaseModel]) -> tuple[str, str]:
     if kind == "finite_number":
         return key, "must be a finite number"
     return key, error["msg"]
+
+
+_TAGGED: Final = {"proximity": PROXIMITY_KINDS, **TAGGED_TABLES}
+"""Tables whose ``kind`` picks the model, and their kinds."""
+
+
+def _without_union_tags(parts: list[str]) -> list[str]:
+    """``keypad.matrix.rows`` -> ``keypad.rows``: drop the tag pydantic puts in the path."""
+    out: list[str] = []
+    table: str | None = None
+    for part in parts:
+        if table is not None and part in _TAGGED.get(table, ()):
+            table = None
+            continue
+        out.append(part)
+        if not part.isdigit():
+            table = part
+    return out
 
 
 def _number(value: object) -> object:

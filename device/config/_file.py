@@ -21,6 +21,12 @@ from pydantic import Field, PrivateAttr, StrictBool, ValidationError
 
 from device.config._access import AccessConfig
 from device.config._apply import Apply, declared_keys, way_under
+from device.config._entrance import (
+    CardReaderConfig,
+    KeypadConfig,
+    card_reader_specs,
+    keypad_spec,
+)
 from device.config._errors import ConfigError, validation_problems
 from device.config._models import (
     AbsolutePath,
@@ -128,6 +134,8 @@ class CallboxConfig(Section):
     door_contact: DoorContactConfig | None = None
     tamper: TamperConfig | None = None
     access: AccessConfig = AccessConfig()
+    keypad: KeypadConfig | None = None  # device/config/_entrance.py
+    card_readers: tuple[CardReaderConfig, ...] = ()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 
@@ -178,6 +186,8 @@ class CallboxConfig(Section):
             backlight=self._backlight_spec(),
             door_contact=self.door_contact.spec() if self.door_contact else None,
             tamper=self.tamper.spec() if self.tamper else None,
+            keypad=keypad_spec(self),
+            card_readers=card_reader_specs(self),
         )
 
     def _proximity_spec(self) -> GpioProximitySpec | I2cProximitySpec | None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from device.config._access import access_problems
+from device.config._entrance import entrance_pin_users, entrance_problems
 from device.config._models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
 from device.config._rtsp import rtsp_problems
 from device.config._sensors import sensor_pins, sensor_problems
@@ -44,6 +45,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         rtsp_problems,
         sensor_problems,
         access_problems,
+        entrance_problems,
         _system,
     )
     return [problem for rule in rules for problem in rule(config)]
@@ -118,13 +120,20 @@ def _pin_users(config: CallboxConfig) -> Iterator[tuple[str, str]]:
         for pin in I2C_PINS.get(prox.bus, ()):
             yield "proximity.bus", pin
     yield from sensor_pins(config)
+    yield from entrance_pin_users(config)
+
+
+def _is_bus(key: str) -> bool:
+    """A key whose pins are a shared bus (I2C, SPI0): devices on the bus share them."""
+    return key.endswith((".bus", ".interface"))
 
 
 def _pins(config: CallboxConfig) -> Problems:
     owners: dict[str, str] = {}
     for key, pin in _pin_users(config):
-        if pin in owners and owners[pin] != key:
-            yield key, f"{pin} is already used by {owners[pin]}"
+        owner = owners.get(pin)
+        if owner is not None and owner != key and not (_is_bus(owner) and _is_bus(key)):
+            yield key, f"{pin} is already used by {owner}"
         owners.setdefault(pin, key)
 
 

@@ -21,6 +21,7 @@ TOP_LEVEL = {
     Apply.DEVICES: (
         *("inputs", "relay", "leds", "proximity", "backlight", "gpio"),
         *("door_contact", "tamper", "access"),
+        *("keypad", "card_readers"),
     ),
     Apply.ENDPOINT: (
         *("role", "address", "name", "site", "board", "state_dir", "first_use_pinning"),

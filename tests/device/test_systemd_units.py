@@ -116,6 +116,8 @@ def test_daemon_directories_and_groups(daemon: configparser.ConfigParser) -> Non
         "video",
         "audio",
         "i2c",
+        "input",  # a USB keypad (/dev/input/event*)
+        "spi",  # a PN532 on SPI (/dev/spidev*)
     }
     assert service["RestrictRealtime"] == "no"  # audio threads
 
@@ -137,8 +139,11 @@ def test_daemon_reaches_only_the_intercom_hardware(daemon: configparser.ConfigPa
         "char-video4linux",  # /dev/video*
         "char-alsa",  # /dev/snd/*
         "char-i2c",  # /dev/i2c-*
+        "char-input",  # /dev/input/event*: a USB keypad
+        "char-spi",  # /dev/spidev*: a PN532 on SPI
     } <= groups
-    assert all(access == "rw" for _group, access in allowed)  # never mknod
+    assert all(access in ("r", "rw") for _group, access in allowed)  # never mknod
+    assert ["char-input", "r"] in allowed  # a keypad is only read
 
 
 def test_broker_runs_the_broker_command_without_devices(broker: configparser.ConfigParser) -> None:
