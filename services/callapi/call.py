@@ -28,7 +28,13 @@ from services.callapi.legs import Leg, Legs
 from services.callapi.observer import CallObserver
 from services.callapi.port import CallEndpoint
 from services.callapi.properties import CallProperties, UserProfile
-from services.callapi.reasons import DECLINE_STATUS, ERROR_CODES, FAILURE_REASONS, FAILURE_STATUS
+from services.callapi.reasons import (
+    DECLINE_STATUS,
+    ERROR_CODES,
+    FAILURE_REASONS,
+    FAILURE_STATUS,
+    NOT_MISSED,
+)
 from services.callapi.status import (
     AudioDevice,
     CallError,
@@ -68,6 +74,9 @@ class Call:
         self.call_id = call_id
         self.peer = peer
         self.hangup_reason: HangupReason | None = None
+        self.remote_reason: str | None = None
+        """The ``reason`` the peer gave when it ended the call (its ``cancel`` or ``hangup``:
+        ``"door-opened"``, ``"timeout"``, ``"caller"`` …), None when it did not end it."""
         self.created_at = endpoint.now()
         self.answered_at: float | None = None
         self.ended_at: float | None = None
@@ -572,7 +581,7 @@ class Call:
     async def _on_cancel(self, leg: Leg, body: dict[str, Any]) -> None:
         if not self._incoming:
             return
-        reason = str(body.get("reason", "caller"))
+        reason = self.remote_reason = str(body.get("reason", "caller"))
         if reason in FAILURE_STATUS:
             self._log_peer_failure(leg, "cancel", reason)
             await self.end(FAILURE_STATUS[reason], HangupReason.ERROR)
@@ -580,7 +589,7 @@ class Call:
         if self.is_answered() and reason != "answered_elsewhere":
             await self.end(CallStatus.COMPLETE, HangupReason.REMOTE)
             return
-        if reason != "answered_elsewhere":
+        if reason not in NOT_MISSED:
             await self._missed()
         status = CallStatus.NOANSWER if reason == "timeout" else CallStatus.CANCEL
         await self.end(status, HangupReason.REMOTE)
@@ -588,7 +597,7 @@ class Call:
     async def _on_hangup(self, leg: Leg, body: dict[str, Any]) -> None:
         if not (self._incoming or leg.address == self._legs.winner):
             return
-        reason = str(body.get("reason", "user"))
+        reason = self.remote_reason = str(body.get("reason", "user"))
         if reason in FAILURE_STATUS:
             self._log_peer_failure(leg, "hangup", reason)
             await self.end(FAILURE_STATUS[reason], HangupReason.ERROR)

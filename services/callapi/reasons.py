@@ -51,3 +51,7 @@ DECLINE_STATUS = {
     "network": CallStatus.NETWORKERROR,
 }
 """The status a caller reaches when a callee declines for ``reason`` (default BUSY)."""
+DOOR_OPENED = "door-opened"
+"""The ``cancel`` reason of a door whose door opened while the call rang (any path)."""
+NOT_MISSED = frozenset({"answered_elsewhere", DOOR_OPENED})
+"""``cancel`` reasons that end a ringing call without it being a missed call."""

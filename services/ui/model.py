@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.callapi.properties import Bell
+from services.callapi.reasons import DOOR_OPENED
 from services.callapi.status import CallStatus, HangupReason
 
 SCREENS = (
@@ -52,6 +54,8 @@ class UiState:
     """Show this unit's own camera picture-in-picture."""
     detail: str = ""
     """A second line: the ended reason's detail, the key change's explanation."""
+    bell: str = ""
+    """Which bell of the door rang ("Flat 12 - Smith", "Flat 12 - Smith (dialled)"), or ""."""
 
 
 def initials(name: str) -> str:
@@ -69,11 +73,46 @@ def timer_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+DEFAULT_BELL = "doorbell"
+"""The name of a door's default bell: shown only when it has a label of its own."""
+
+
+def bell_words(bell: Bell | None) -> str:
+    """The bell that rang, for people: its label (else name), "(dialled)" for a code.
+
+    "" without a bell, and for a door's default bell that has no label of its own (a door
+    with one button: its name says it all).
+    """
+    if bell is None:
+        return ""
+    words = bell.label or bell.name
+    if bell.name == DEFAULT_BELL and words == DEFAULT_BELL and bell.via != "code":
+        return ""
+    return f"{words} (dialled)" if bell.via == "code" else words
+
+
+def caller_words(peer: str, bell: str) -> str:
+    """Who calls: "Front door · Flat 12 - Smith", or the peer alone without a bell."""
+    return f"{peer} · {bell}" if bell else peer
+
+
 def ended_words(
-    status: CallStatus, *, incoming: bool, answered: bool, reason: HangupReason | None, peer: str
+    status: CallStatus,
+    *,
+    incoming: bool,
+    answered: bool,
+    reason: HangupReason | None,
+    peer: str,
+    remote_reason: str | None = None,
 ) -> tuple[str, str]:
-    """Why a call ended, in words: (headline, detail) for the "ended" screen."""
+    """Why a call ended, in words: (headline, detail) for the "ended" screen.
+
+    ``remote_reason``: the reason the peer gave (``Call.remote_reason``); a door that
+    stopped ringing because its door opened says "Door opened", not "Missed call".
+    """
     who = peer or "The other side"
+    if status == CallStatus.CANCEL and incoming and not answered and remote_reason == DOOR_OPENED:
+        return "Door opened", f"{who}: the door was opened while it rang"
     if status == CallStatus.COMPLETE:
         detail = "You hung up" if reason == HangupReason.USER else f"{who} hung up"
         return "Call ended", detail
