@@ -49,6 +49,7 @@ from device.config._models import (
     Text,
     TurnConfig,
 )
+from device.config._panel import BellConfig, PanelConfig, TargetDndConfig, bell_buttons
 from device.config._rtsp import RtspConfig
 from device.config._rules import cross_field_problems
 from device.config._system import SystemConfig, hostname_from_address
@@ -123,6 +124,9 @@ class CallboxConfig(Section):
     push: PushConfig = PushConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     rtsp: RtspConfig = RtspConfig()
+    panel: PanelConfig = PanelConfig()
+    bells: tuple[BellConfig, ...] = ()
+    target_dnd: tuple[TargetDndConfig, ...] = ()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 
@@ -169,6 +173,7 @@ class CallboxConfig(Section):
                     for n, led in self.leds.items()
                 }
             ),
+            bells=MappingProxyType(bell_buttons(self)),
             proximity=self._proximity_spec(),
             backlight=self._backlight_spec(),
         )

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from device.config._models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
+from device.config._panel import bell_pins, panel_problems
 from device.config._rtsp import rtsp_problems
 from services.addresses import is_loopback
 from services.callapi.properties import VIDEO_BITRATE_RANGE_KBPS
@@ -40,14 +41,15 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         _push,
         _homeassistant,
         rtsp_problems,
+        panel_problems,
         _system,
     )
     return [problem for rule in rules for problem in rule(config)]
 
 
 def _targets(config: CallboxConfig) -> Problems:
-    if config.role == "door" and not config.targets:
-        yield "targets", "a door station needs at least one address to ring"
+    if config.role == "door" and not (config.targets or config.bells):
+        yield "targets", "a door station needs at least one address to ring (or [[bells]])"
     for index, target in enumerate(config.targets):
         if target == config.address:
             yield f"targets.{index}", f"{target!r} is this endpoint's own address"
@@ -107,6 +109,7 @@ def _pin_users(config: CallboxConfig) -> Iterator[tuple[str, str]]:
         yield "relay.pin", config.relay.pin
     for name, led in config.leds.items():
         yield f"leds.{name}.pin", led.pin
+    yield from bell_pins(config)
     prox = config.proximity
     if isinstance(prox, GpioProximityConfig):
         yield "proximity.pin", prox.pin

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.config import Apply, CallboxConfig, ConfigError, apply_of, load_or_create_identity
+from device.config import (
+    Apply,
+    CallboxConfig,
+    ConfigError,
+    apply_of,
+    load_or_create_identity,
+    panel_settings,
+)
 from device.daemon._compose import compose_calls
 from device.daemon._homeassistant import HomeAssistantPart
 from device.daemon._rtsp import rtsp_service
@@ -76,6 +83,8 @@ def intercom_settings(config: CallboxConfig) -> IntercomSettings:
         dnd=DndSchedule.from_config(
             config.dnd.enabled, list(config.dnd.schedule), list(config.dnd.days)
         ),
+        doorbell_label=config.name,
+        panel=panel_settings(config),
     )
 
 
@@ -233,6 +242,7 @@ def sim_board_io(configured: IoSpec) -> IoSpec:
     used = {b.pin for b in configured.buttons.values()} | {
         led.pin for led in configured.leds.values()
     }
+    used |= {bell.pin for bell in configured.bells.values()}
     if configured.relay is not None:
         used.add(configured.relay.pin)
     if isinstance(configured.proximity, GpioProximitySpec):

@@ -265,7 +265,7 @@ class DefaultCallUi(DefaultUserInterface):
                 answered=call.is_answered(),
                 reason=call.hangup_reason,
                 peer=caller_words(peer, bell),
-                remote_reason=call.remote_reason,
+                end_reason=call.end_reason,
             )
         door = self._door
         door_text = door[0] if door is not None and time.monotonic() < door[1] else ""

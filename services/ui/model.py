@@ -74,26 +74,24 @@ def timer_text(seconds: float) -> str:
 
 
 DEFAULT_BELL = "doorbell"
-"""The name of a door's default bell: shown only when it has a label of its own."""
+"""The name of a door's default bell (``services.intercom.settings.DEFAULT_BELL``)."""
 
 
 def bell_words(bell: Bell | None) -> str:
     """The bell that rang, for people: its label (else name), "(dialled)" for a code.
 
-    "" without a bell, and for a door's default bell that has no label of its own (a door
-    with one button: its name says it all).
+    "" without a bell and for the door's default bell (``doorbell``: ``[inputs.doorbell]``
+    and the top-level ``targets``), whose label is the door's own name, shown already.
     """
-    if bell is None:
+    if bell is None or bell.name == DEFAULT_BELL:
         return ""
     words = bell.label or bell.name
-    if bell.name == DEFAULT_BELL and words == DEFAULT_BELL and bell.via != "code":
-        return ""
     return f"{words} (dialled)" if bell.via == "code" else words
 
 
 def caller_words(peer: str, bell: str) -> str:
     """Who calls: "Front door · Flat 12 - Smith", or the peer alone without a bell."""
-    return f"{peer} · {bell}" if bell else peer
+    return f"{peer} · {bell}" if bell and bell != peer else peer
 
 
 def ended_words(
@@ -103,15 +101,16 @@ def ended_words(
     answered: bool,
     reason: HangupReason | None,
     peer: str,
-    remote_reason: str | None = None,
+    end_reason: str = "",
 ) -> tuple[str, str]:
     """Why a call ended, in words: (headline, detail) for the "ended" screen.
 
-    ``remote_reason``: the reason the peer gave (``Call.remote_reason``); a door that
-    stopped ringing because its door opened says "Door opened", not "Missed call".
+    ``end_reason``: the ``cancel`` reason that ended a ringing call (``Call.end_reason``);
+    a door that stopped ringing because its door opened says "Door opened", not "Missed
+    call".
     """
     who = peer or "The other side"
-    if status == CallStatus.CANCEL and incoming and not answered and remote_reason == DOOR_OPENED:
+    if status == CallStatus.CANCEL and incoming and not answered and end_reason == DOOR_OPENED:
         return "Door opened", f"{who}: the door was opened while it rang"
     if status == CallStatus.COMPLETE:
         detail = "You hung up" if reason == HangupReason.USER else f"{who} hung up"

@@ -53,7 +53,7 @@ LABEL = "Flat 12 - Smith"
 PHONES_AFTER_S = 1.5
 TIMEOUT_S = 20.0
 ENDED_SHOW_S = 15.0  # the units keep their "Door opened" screen while the test looks
-STOP_WITHIN_S = 2.0  # the design's target is 200 ms; the figure is logged, the bound is loose
+STOP_WITHIN_S = 2.0  # the design's target is 200 ms: the figure is logged, the bound loose
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser" / "staged-ring"
 
 DOOR_TOML = f"""
@@ -239,29 +239,35 @@ async def test_indoor_units_ring_first_then_phones_and_the_exit_button_stops_the
     unit_calls = {u: panel.unit_call(u) for u in UNITS}
 
     # the exit button inside opens the door while everyone rings
-    opened_at = time.monotonic()
     await panel.press(SIM_PINS["door_release"])
     for unit, call in unit_calls.items():
         assert call is not None
         await wait_for(call.ended.is_set, f"{unit} to stop ringing", TIMEOUT_S)
     for phone in PHONES:
         await wait_phone(panel, phone, "!s.call && s.lastCall", "the ringing to stop")
-    phones_stopped_s = time.monotonic() - opened_at
+    phones_seen_at = time.monotonic()
     await wait_for(door_call.ended.is_set, "the door's call to end", TIMEOUT_S)
     await panel.station.opener.wait_idle()
     assert panel.relay_pulses() == 1, "one pulse of the relay"
+    (release,) = panel.station.opener.records
+    assert release.opened and release.requester == "exit button"
+    assert door_call.end_reason == DOOR_OPENED
 
-    stops = {u: c.ended_at - opened_at for u, c in unit_calls.items() if c and c.ended_at}
+    pulsed_at = release.monotonic_at
+    stops = {u: c.ended_at - pulsed_at for u, c in unit_calls.items() if c and c.ended_at}
+    for phone in PHONES:  # the page's own clock (Date.now()) against the record's unix time
+        ended_at = (await page_state(panel.pages[phone]))["lastCall"]["endedAt"]
+        stops[phone] = ended_at / 1000 - release.at
     _log.info(
-        "stopped after the exit button: units %s s, phones by %.3f s", stops, phones_stopped_s
+        "stopped ringing after the relay pulse (s): %s", {a: round(s, 3) for a, s in stops.items()}
     )
+    assert phones_seen_at - pulsed_at < STOP_WITHIN_S + 1.0  # seen by polling the pages
+    assert all(s < STOP_WITHIN_S for s in stops.values()), stops
     for unit, call in unit_calls.items():
         assert call is not None
-        assert call.status == CallStatus.CANCEL and call.remote_reason == DOOR_OPENED, unit
-        assert stops[unit] < STOP_WITHIN_S, stops
+        assert call.status == CallStatus.CANCEL and call.end_reason == DOOR_OPENED, unit
         assert panel.ui(unit).screen == "ended" and panel.ui(unit).status_text == "Door opened"
         assert panel.ui(unit).missed == 0, "a door opened is no missed call"
-    assert phones_stopped_s < STOP_WITHIN_S + 1.0
     for phone in PHONES:
         state = await page_state(panel.pages[phone])
         last = state["lastCall"]

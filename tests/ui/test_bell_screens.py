@@ -1,11 +1,9 @@
 """The indoor unit's screens for an entrance panel: which bell rang, and "Door opened".
 
-A door station and an indoor unit (sim boards, real mosquitto, real aiortc) run as
-``callbox run`` would. The bell travels in the door's invite (``call.props.bell``) and the
-door stops a ringing call with the signed ``cancel`` reason ``"door-opened"`` when its
-door opens (docs/protocol.md); here the door's call sends that cancel itself, so the
-screens are checked apart from what opens the door (tests/browser/test_staged_ring.py
-opens it with the exit button).
+A door station with a dial code per flat and an indoor unit (sim boards, real mosquitto,
+real aiortc) run as ``callbox run`` would. The bell travels in the door's invite
+(``call.props.bell``); the door stops a ringing call with the signed ``cancel`` reason
+``"door-opened"`` when its door opens, here by its exit button (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -30,15 +28,26 @@ from ui_site import (
 
 from device.simulator import IntercomSite, Unit, start_intercom_site
 from services.callapi import DOOR_OPENED, Bell, CallStatus
+from services.intercom.door import DoorStation
 from services.ui.model import bell_words, caller_words, ended_words
 
 ENDED_SHOW_S = 3.0
 
 
+DOOR_TOML = """
+[[bells]]
+name = "flat12"
+label = "Flat 12 - Smith"
+targets = ["flat"]
+code = "12"
+"""
+
+
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[IntercomSite]:
-    """A door and an indoor unit "flat" at 800x480."""
-    site = await start_intercom_site(tmp_path, [Unit("door", "door"), Unit("flat", "indoor")])
+    """A door whose code 12 rings the indoor unit "flat" (800x480)."""
+    units = [Unit("door", "door", extra_toml=DOOR_TOML), Unit("flat", "indoor")]
+    site = await start_intercom_site(tmp_path, units)
     ui_of(site, "flat").ended_show_s = ENDED_SHOW_S
     yield site
     await site.close()
@@ -49,21 +58,21 @@ def test_ok__bell_words() -> None:
     assert bell_words(Bell("flat12", "Flat 12 - Smith")) == "Flat 12 - Smith"
     assert bell_words(Bell("flat12", "Flat 12 - Smith", "code")) == "Flat 12 - Smith (dialled)"
     assert bell_words(Bell("flat12")) == "flat12", "no label: the name"
-    assert bell_words(Bell("doorbell", "doorbell")) == "", "a door's one button says nothing"
-    assert bell_words(Bell("doorbell", "Main entrance")) == "Main entrance"
+    assert bell_words(Bell("doorbell", "Door")) == "", "the default bell: the door's name"
     assert caller_words("Door", "Flat 12 - Smith") == "Door · Flat 12 - Smith"
     assert caller_words("Door", "") == "Door"
+    assert caller_words("Door", "Door") == "Door"
 
 
 def test_ok__door_opened_is_not_a_missed_call() -> None:
     words = ended_words(
         CallStatus.CANCEL, incoming=True, answered=False, reason=None, peer="Door",
-        remote_reason=DOOR_OPENED,
+        end_reason=DOOR_OPENED,
     )  # fmt: skip
     assert words == ("Door opened", "Door: the door was opened while it rang")
     missed = ended_words(
         CallStatus.CANCEL, incoming=True, answered=False, reason=None, peer="Door",
-        remote_reason="caller",
+        end_reason="caller",
     )  # fmt: skip
     assert missed[0] == "Missed call"
 
@@ -73,12 +82,10 @@ async def test_the_ringing_screen_names_the_bell_and_door_opened_is_no_missed_ca
 ) -> None:
     ui, display = ui_of(site, "flat"), display_of(site, "flat")
     await wait_for(lambda: ui.status_text == "Ready", "the idle screen, connected")
-    await press(site, "door", "doorbell")
+    assert await station(site).dial("12")  # a visitor keys 12 then # on the keypad
     await screen(ui, "incoming")
     call = active_call(site, "flat")
-    if call.props.bell is None or call.props.bell.via != "code":
-        call.props.bell = Bell("flat12", "Flat 12 - Smith", "code")  # as the invite carries it
-    ui.changed()
+    assert call.props.bell == Bell("flat12", "Flat 12 - Smith", "code")
     assert ui.status_text == "Door · Flat 12 - Smith (dialled) is calling"
     state = ui.state()
     assert state.bell == "Flat 12 - Smith (dialled)"
@@ -90,9 +97,9 @@ async def test_the_ringing_screen_names_the_bell_and_door_opened_is_no_missed_ca
     save(shot.copy(), "incoming-bell-800x480")
 
     door_call = active_call(site, "door")
-    await door_call.send_or_log("flat", "cancel", {"reason": DOOR_OPENED})  # the door opened
+    await press(site, "door", "door_release")  # someone leaves: the exit button opens the door
     await screen(ui, "ended")
-    assert call.status == CallStatus.CANCEL and call.remote_reason == DOOR_OPENED
+    assert call.status == CallStatus.CANCEL and call.end_reason == DOOR_OPENED
     assert ui.status_text == "Door opened"
     detail = "Door · Flat 12 - Smith (dialled): the door was opened while it rang"
     assert ui.state().detail == detail
@@ -105,13 +112,22 @@ async def test_the_ringing_screen_names_the_bell_and_door_opened_is_no_missed_ca
     records = await endpoint.call_log.recent(1)
     assert records and records[0].call_id == call.call_id and not records[0].missed
 
-    await door_call.hangup()  # the door's own call ends (H3's door ends it itself)
+    assert door_call.is_ended() and door_call.end_reason == DOOR_OPENED
     await press(site, "door", "doorbell")  # the next visitor gives up: a missed call
     await screen(ui, "incoming")
+    assert active_call(site, "flat").props.bell == Bell("doorbell", "Door", "button")
+    assert ui.status_text == "Door is calling", "the default bell: no label of its own"
     await active_call(site, "door").hangup()
     await screen(ui, "ended")
     assert ui.status_text == "Missed call"
     await wait_for(lambda: ui.missed == 1, "the missed call counted")
+
+
+def station(site: IntercomSite) -> DoorStation:
+    """The door's call service."""
+    endpoint = site["door"].endpoint
+    assert endpoint is not None and isinstance(endpoint.service, DoorStation)
+    return endpoint.service
 
 
 async def wait_ended_drawn(site: IntercomSite) -> Pixels:

@@ -39,13 +39,16 @@ export function inviteBell(value, problem = () => {}) {
   return { name, label, via };
 }
 
+/** The name of a door's default bell (`[inputs.doorbell]`), labelled with the door's name. */
+export const DEFAULT_BELL = "doorbell";
+
 /**
  * The bell for people: its label (else its name), "(dialled)" for a dialled code; "" for
- * none and for a door's one default bell without a label of its own (as the indoor unit).
+ * none and for the door's default bell, whose label is the door's own name (as the indoor
+ * unit shows it).
  */
 export function bellWords(bell) {
-  if (!bell) return "";
+  if (!bell || bell.name === DEFAULT_BELL) return "";
   const words = bell.label || bell.name;
-  if (bell.name === "doorbell" && words === "doorbell" && bell.via !== "code") return "";
   return bell.via === "code" ? `${words} (dialled)` : words;
 }

@@ -67,6 +67,7 @@ export class Phone {
       codec: call.codec,
       bell: call.bell ? { ...call.bell } : null,
       endReason: call.endReason,
+      endedAt: call.endedAt,
     };
   }
 
@@ -118,6 +119,7 @@ export class Phone {
       ringTimeoutMs: RING_TIMEOUT_MS,
       bell: null,
       endReason: null,
+      endedAt: null,
     };
   }
 
@@ -669,6 +671,7 @@ export class Phone {
     call.finalFrames = this.framesSeen - call.framesBase;
     call.status = status;
     call.ended = true;
+    call.endedAt = Date.now();
     console.info(`callbox: call ${call.callId} ${status}`);
     for (const id of call.timers) clearTimeout(id);
     clearTimeout(call.supervisor);
