@@ -48,8 +48,8 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
 
 
 def _targets(config: CallboxConfig) -> Problems:
-    if config.role == "door" and not (config.targets or config.bells):
-        yield "targets", "a door station needs at least one address to ring (or [[bells]])"
+    if config.role == "door" and not config.targets:
+        yield "targets", "a door station needs at least one address to ring"
     for index, target in enumerate(config.targets):
         if target == config.address:
             yield f"targets.{index}", f"{target!r} is this endpoint's own address"

@@ -232,6 +232,11 @@ class DoorStation(IntercomService):
         if self.push is not None:
             self.spawn(self._push_ring(call, tuple(rung), stage.after_s))
 
+    @property
+    def escalation(self) -> Escalation | None:
+        """The stages still to ring of the call that rings now (None: none pending)."""
+        return self._escalation
+
     async def _stop_escalation(self) -> None:
         escalation, self._escalation = self._escalation, None
         if escalation is not None:
