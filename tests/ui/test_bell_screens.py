@@ -111,6 +111,7 @@ async def test_the_ringing_screen_names_the_bell_and_door_opened_is_no_missed_ca
     assert endpoint is not None
     records = await endpoint.call_log.recent(1)
     assert records and records[0].call_id == call.call_id and not records[0].missed
+    assert records[0].bell == "Flat 12 - Smith"
 
     assert door_call.is_ended() and door_call.end_reason == DOOR_OPENED
     await press(site, "door", "doorbell")  # the next visitor gives up: a missed call
