@@ -381,6 +381,7 @@ def log(config_path: Path, limit: int, as_json: bool) -> None:
         arrow = "<-" if record.direction == "in" else "->"
         missed = " MISSED" if record.missed else ""
         note = f"  ({record.note})" if record.note else ""
+        note = f"  [{record.bell}]{note}" if record.bell else note
         click.echo(
             f"{when} {arrow} {record.peer_name or record.peer:<16} {record.status:<12}"
             f" {record.duration_s:6.0f} s{missed}{note}"

@@ -26,6 +26,7 @@ from device.config._keystore import (
     public_keys_of,
 )
 from device.config._models import DisplayConfig, Name
+from device.config._panel import panel_settings
 from device.config._rtsp import rtsp_password
 from device.config._rules import MIN_DISPLAY_SIZE
 from device.config._store import ConfigStore
@@ -50,6 +51,7 @@ __all__ = [
     "keys_dir",
     "load_config",
     "load_or_create_identity",
+    "panel_settings",
     "parse_config",
     "public_keys_of",
     "rtsp_password",

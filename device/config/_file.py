@@ -56,6 +56,7 @@ from device.config._models import (
     Text,
     TurnConfig,
 )
+from device.config._panel import BellConfig, PanelConfig, TargetDndConfig, bell_buttons
 from device.config._rtsp import RtspConfig
 from device.config._rules import cross_field_problems
 from device.config._sensors import DoorContactConfig, TamperConfig
@@ -136,6 +137,9 @@ class CallboxConfig(Section):
     access: AccessConfig = AccessConfig()
     keypad: KeypadConfig | None = None  # device/config/_entrance.py
     card_readers: tuple[CardReaderConfig, ...] = ()
+    panel: PanelConfig = PanelConfig()
+    bells: tuple[BellConfig, ...] = ()
+    target_dnd: tuple[TargetDndConfig, ...] = ()
     logging: LoggingConfig = LoggingConfig()
     system: SystemConfig = SystemConfig()
 
@@ -182,6 +186,7 @@ class CallboxConfig(Section):
                     for n, led in self.leds.items()
                 }
             ),
+            bells=MappingProxyType(bell_buttons(self)),
             proximity=self._proximity_spec(),
             backlight=self._backlight_spec(),
             door_contact=self.door_contact.spec() if self.door_contact else None,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from device.config._access import access_problems
 from device.config._entrance import entrance_pin_users, entrance_problems
 from device.config._models import I2C_PINS, GpioProximityConfig, I2cProximityConfig
+from device.config._panel import bell_pins, panel_problems
 from device.config._rtsp import rtsp_problems
 from device.config._sensors import sensor_pins, sensor_problems
 from services.addresses import is_loopback
@@ -46,6 +47,7 @@ def cross_field_problems(config: CallboxConfig) -> list[tuple[str, str]]:
         sensor_problems,
         access_problems,
         entrance_problems,
+        panel_problems,
         _system,
     )
     return [problem for rule in rules for problem in rule(config)]
@@ -113,6 +115,7 @@ def _pin_users(config: CallboxConfig) -> Iterator[tuple[str, str]]:
         yield "relay.pin", config.relay.pin
     for name, led in config.leds.items():
         yield f"leds.{name}.pin", led.pin
+    yield from bell_pins(config)
     prox = config.proximity
     if isinstance(prox, GpioProximityConfig):
         yield "proximity.pin", prox.pin

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from device.config import Apply, CallboxConfig, ConfigError, apply_of, load_or_create_identity
+from device.config import (
+    Apply,
+    CallboxConfig,
+    ConfigError,
+    apply_of,
+    load_or_create_identity,
+    panel_settings,
+)
 from device.daemon._compose import compose_calls
 from device.daemon._entrance import EntrancePart, entrance_part
 from device.daemon._homeassistant import HomeAssistantPart
@@ -82,6 +89,8 @@ def intercom_settings(config: CallboxConfig) -> IntercomSettings:
         alarms=AlarmSettings(left_open_s=contact.left_open_s, forced_grace_s=contact.forced_grace_s)
         if contact is not None
         else AlarmSettings(),
+        doorbell_label=config.name,
+        panel=panel_settings(config),
     )
 
 
@@ -239,6 +248,7 @@ def sim_board_io(configured: IoSpec) -> IoSpec:
     used = {b.pin for b in configured.buttons.values()} | {
         led.pin for led in configured.leds.values()
     }
+    used |= {bell.pin for bell in configured.bells.values()}
     if configured.relay is not None:
         used.add(configured.relay.pin)
     if isinstance(configured.proximity, GpioProximitySpec):

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         UserProfile,
         VideoProperties,
     )
+    from services.callapi.reasons import DOOR_OPENED
     from services.callapi.status import (
         AudioDevice,
         CallError,
@@ -56,6 +57,7 @@ _HOMES = {
     "UiProperties": "properties",
     "UserProfile": "properties",
     "VideoProperties": "properties",
+    "DOOR_OPENED": "reasons",
     "AudioDevice": "status",
     "CallError": "status",
     "CallErrorCode": "status",
@@ -70,6 +72,7 @@ _HOMES = {
 __getattr__ = lazy_exports(__name__, _HOMES)
 
 __all__ = [
+    "DOOR_OPENED",
     "AudioDevice",
     "AudioProperties",
     "Bell",

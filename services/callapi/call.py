@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from av import VideoFrame
@@ -27,8 +27,14 @@ from services.callapi.events import CallEvents
 from services.callapi.legs import Leg, Legs
 from services.callapi.observer import CallObserver
 from services.callapi.port import CallEndpoint
-from services.callapi.properties import CallProperties, UserProfile
-from services.callapi.reasons import DECLINE_STATUS, ERROR_CODES, FAILURE_REASONS, FAILURE_STATUS
+from services.callapi.properties import CallProperties, UserProfile, bell_json
+from services.callapi.reasons import (
+    DECLINE_STATUS,
+    ERROR_CODES,
+    FAILURE_REASONS,
+    FAILURE_STATUS,
+    NOT_MISSED,
+)
 from services.callapi.status import (
     AudioDevice,
     CallError,
@@ -93,6 +99,10 @@ class Call:
         self._link = LinkSupervisor(self, endpoint.address)
         self._door = DoorRelease(self, endpoint.unlock_policy, endpoint.address)
         self._handlers = self._message_table()
+        self._next_stage: Callable[[], Awaitable[bool]] | None = None
+        self.end_reason = ""
+        """The ``reason`` of the ``cancel`` that ended a ringing call (sent or received), e.g.
+        ``"door-opened"``; "" otherwise."""
 
     def _message_table(self) -> dict[str, MessageHandler]:
         """Every message type a call takes (``invite`` goes to ``Calls``), and its handler."""
@@ -312,29 +322,90 @@ class Call:
         await self.set_status(CallStatus.INPROGRESS)
         self._endpoint.devices.apply_video_format(self.props)
         self._ring_deadline = self._endpoint.now() + self.props.ring_timeout_s
-        targets = self.props.targets()
-        await self._endpoint.follow([t.address for t in targets])
+        rung = await self._ring(self.props.targets())
         if self.is_ended():
             return
-        online = [t.address for t in targets if self._endpoint.is_online(t.address)]
-        for target in targets:
-            if target.address not in online:
-                wakeable = self._endpoint.can_wake(target.address)
-                self._legs.wait_for(target.address, wakeable=wakeable)
-                _log.info(
-                    "%s: %s is offline%s; invited if it comes online while the call rings",
-                    self._name,
-                    target.address,
-                    " (being woken)" if wakeable else "",
-                )
-        if not online and not self._legs.wakeable_waiting():
+        if not rung and not await self._ask_next_stage():
             await self.end(CallStatus.OFFLINE, HangupReason.ERROR)
             return
-        await asyncio.gather(*(self._invite(address) for address in online))
         if self.is_ended():
             return
         self._timers.after(self.props.connect_timeout_s, self._connect_timeout)
-        self._timers.after(self.props.ring_timeout_s, self._ring_timeout)
+        self._timers.after(self._ring_time_left(), self._ring_timeout)
+
+    async def _ring(self, targets: Sequence[UserProfile]) -> list[str]:
+        """Invite the online ``targets``, wait for the offline ones; who rings or is waited for.
+
+        An offline target is invited if it comes online while the call rings (a late
+        joiner); only one being woken (a push) counts as rung before it is online.
+        """
+        addresses = [t.address for t in targets if t.address not in self._legs]
+        await self._endpoint.follow(addresses)
+        if self.is_ended():
+            return []
+        online = [a for a in addresses if self._endpoint.is_online(a)]
+        woken = []
+        for address in addresses:
+            if address not in online:
+                wakeable = self._endpoint.can_wake(address)
+                self._legs.wait_for(address, wakeable=wakeable)
+                if wakeable:
+                    woken.append(address)
+                _log.info(
+                    "%s: %s is offline%s; invited if it comes online while the call rings",
+                    self._name,
+                    address,
+                    " (being woken)" if wakeable else "",
+                )
+        await asyncio.gather(*(self._invite(address) for address in online))
+        return online + woken
+
+    async def add_targets(self, targets: Sequence[UserProfile]) -> list[str]:
+        """Ring more targets while this outgoing call still rings (a later stage of a ring group).
+
+        Each gets its own leg and offer in the same call, its invite's ``ring_timeout_ms``
+        being what is left of the ring timeout (counted from ``start()``); the first answer
+        of any leg wins, as for the first targets. Returns the addresses invited now or
+        waited for (offline but being woken); [] when the call no longer rings. Targets
+        already rung are skipped.
+        """
+        if self._incoming or self.is_ended() or self.is_answered() or not self._started:
+            return []
+        return await self._ring(targets)
+
+    def set_next_stage(self, next_stage: Callable[[], Awaitable[bool]] | None) -> None:
+        """Who adds the next stage when every leg of this ring group has ended (declined, offline).
+
+        ``next_stage()`` is awaited then, while the call still rings: it calls
+        :meth:`add_targets` and returns True when someone rings now, or False when there is
+        no stage left (the call then ends with the ring group's outcome, as without stages).
+        """
+        self._next_stage = next_stage
+
+    async def _ask_next_stage(self) -> bool:
+        """True when a later stage rings someone now (see :meth:`set_next_stage`)."""
+        if self._next_stage is None or self.is_ended() or self.is_answered():
+            return False
+        return await self._next_stage()
+
+    async def cancel_ring(self, reason: str) -> bool:
+        """Stop this outgoing call while it still rings, telling every callee why.
+
+        Every leg still ringing gets ``cancel`` with ``reason`` (e.g. ``"door-opened"``),
+        nobody more is invited (no waiting target, no later stage) and the call ends
+        CANCEL with ``end_reason`` = ``reason``. An answered or ended call, or an incoming
+        one, is untouched: False.
+        """
+        if self._incoming or self.is_ended() or self.is_answered():
+            return False
+        self._next_stage = None
+        self.end_reason = reason
+        ringing = [leg.address for leg in self._legs if leg.outcome is None]
+        await asyncio.gather(
+            *(self.send_or_log(address, "cancel", {"reason": reason}) for address in ringing)
+        )
+        await self.end(CallStatus.CANCEL, HangupReason.USER)
+        return True
 
     def waits_for(self, address: str) -> bool:
         """True when ``address`` is a target that was offline and the call still rings."""
@@ -363,6 +434,8 @@ class Call:
             "profile": self._endpoint.profile_json(),
             "ring_timeout_ms": int(self._ring_time_left() * 1000),
         }
+        if self.props.bell is not None:
+            body["bell"] = bell_json(self.props.bell)
         challenge = self._door.issue(address)  # every invite its own
         if challenge is not None:
             body["unlock_challenge"] = challenge
@@ -580,7 +653,8 @@ class Call:
         if self.is_answered() and reason != "answered_elsewhere":
             await self.end(CallStatus.COMPLETE, HangupReason.REMOTE)
             return
-        if reason != "answered_elsewhere":
+        self.end_reason = reason
+        if reason not in NOT_MISSED:
             await self._missed()
         status = CallStatus.NOANSWER if reason == "timeout" else CallStatus.CANCEL
         await self.end(status, HangupReason.REMOTE)
@@ -628,6 +702,8 @@ class Call:
         leg.outcome = outcome
         await leg.session.close()
         if self._legs.all_ended() and not self._legs.wakeable_waiting():
+            if await self._ask_next_stage():
+                return
             final = self._legs.group_outcome()
             failed = final in FAILURE_REASONS
             await self.end(final, HangupReason.ERROR if failed else HangupReason.REMOTE)

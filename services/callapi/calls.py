@@ -26,7 +26,13 @@ from services.callapi.door_release import UnlockHandler, UnlockPolicy
 from services.callapi.listeners import DefaultUserInterface, IncomingListener
 from services.callapi.observer import notify
 from services.callapi.offer_pool import OfferPool
-from services.callapi.properties import CallProperties, IceServer, UserProfile
+from services.callapi.properties import (
+    Bell,
+    CallProperties,
+    IceServer,
+    UserProfile,
+    parse_bell,
+)
 from services.callapi.status import AudioDevice, CallError, CallErrorCode, NotifyKind
 from services.media.ice import IcePolicy
 from services.media.local import LocalMedia
@@ -243,6 +249,23 @@ class Calls:
                 problem,
             )
         return [_ice_server(e) for e in entries]
+
+    def _invite_bell(self, message: Message) -> Bell | None:
+        """The invite's ``bell``; a malformed one is logged and left out (the call rings)."""
+        value = message.body.get("bell")
+        if value is None:
+            return None
+        try:
+            return parse_bell(value)
+        except ValueError as err:
+            _log.warning(
+                "%s: call %s from %s: ignored its bell: %s",
+                self.address,
+                message.call_id,
+                message.sender,
+                err,
+            )
+            return None
 
     def call(self, props: CallProperties) -> Call | None:
         """A new outgoing call for ``props`` (start it with ``await call.start(listener)``).
@@ -564,6 +587,7 @@ class Calls:
             return
         props.user = profile
         props.incoming = True
+        props.bell = self._invite_bell(message)
         props.ice_servers = self._invite_relays(message) + props.ice_servers
         props.video.enabled = props.video.enabled and video
         call = Call(self, props, call_id=message.call_id, incoming=True, peer=profile)

@@ -110,6 +110,42 @@ class Bell:
     via: str = "button"
 
 
+BELL_VIAS = ("button", "code")
+"""How a bell can be rung: its push button, or its code dialled on the keypad."""
+BELL_NAME_MAX = 40
+"""The longest bell name an invite may carry (``flat:`` and a flat of 32 characters fit)."""
+BELL_LABEL_MAX = 64
+"""The longest bell label an invite may carry (``[[bells]] label`` allows 64)."""
+
+
+def bell_json(bell: Bell) -> dict[str, str]:
+    """The ``bell`` field of an invite (docs/protocol.md)."""
+    return {"name": bell.name, "label": bell.label, "via": bell.via}
+
+
+def parse_bell(value: object) -> Bell:
+    """The invite's ``bell`` field as a `Bell`; ValueError saying what is wrong with it.
+
+    ``{"name": str, "label": str, "via": "button" | "code"}``: a name of 1 to 40 and a
+    label of at most 64 printable characters; no other keys.
+    """
+    if not isinstance(value, dict):
+        raise ValueError(f"bell must be an object, not {type(value).__name__}")
+    extra = sorted(set(value) - {"name", "label", "via"})
+    if extra:
+        raise ValueError(f"bell has unknown keys {extra}")
+    name, label, via = value.get("name"), value.get("label", ""), value.get("via", "button")
+    for key, text, most in (("name", name, BELL_NAME_MAX), ("label", label, BELL_LABEL_MAX)):
+        if not isinstance(text, str) or len(text) > most or not text.isprintable():
+            raise ValueError(f"bell.{key} must be a printable text of at most {most} characters")
+    if not name:
+        raise ValueError("bell.name must not be empty")
+    if via not in BELL_VIAS:
+        raise ValueError(f"bell.via must be one of {', '.join(BELL_VIAS)}, not {via!r}")
+    assert isinstance(name, str) and isinstance(label, str)
+    return Bell(name=name, label=label, via=via)
+
+
 @dataclass
 class CallProperties:
     """Everything about one call: media, peer, UI, behaviour flags and timeouts (mesibo's model)."""

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from services.callapi.status import CallErrorCode, CallStatus
 
+DOOR_OPENED = "door-opened"
+"""The ``cancel`` reason of a door station whose door opened while it rang (any path: a
+callee's unlock, the exit button, a code, a card): the callee stops ringing, not missed."""
+NOT_MISSED = frozenset({"answered_elsewhere", DOOR_OPENED})
+"""``cancel`` reasons after which a callee that rang does not count a missed call."""
 DTMF_DIGITS = "0123456789*#ABCD"
 """DTMF digits by their number in a ``dtmf`` message (10 = '*', 11 = '#', 12-15 = 'A'-'D')."""
 ERROR_CODES = {

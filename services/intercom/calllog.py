@@ -19,8 +19,10 @@ from typing import TypeVar
 from hal.errors import CallboxError
 from services.callapi.status import CallStatus
 
-SCHEMA_VERSION = 1
-"""The layout `CallLog` writes; a file with a newer version is refused, not downgraded."""
+SCHEMA_VERSION = 2
+"""The layout `CallLog` writes; a file with a newer version is refused, not downgraded.
+
+Version 2 added ``bell`` (an older file gets the column, empty, when the daemon opens it)."""
 
 _T = TypeVar("_T")
 
@@ -38,14 +40,17 @@ CREATE TABLE calls (
     status      TEXT NOT NULL,
     missed      INTEGER NOT NULL,
     snapshot    TEXT,
-    note        TEXT NOT NULL DEFAULT ''
+    note        TEXT NOT NULL DEFAULT '',
+    bell        TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX calls_by_start ON calls (started_at, id);
 """
-_COLUMNS = (
+_COLUMNS_V1 = (
     "call_id, peer, peer_name, direction, video, started_at, answered_at, ended_at, status, "
     "missed, snapshot, note"
 )
+_COLUMNS = _COLUMNS_V1 + ", bell"
+_ADD_BELL = "ALTER TABLE calls ADD COLUMN bell TEXT NOT NULL DEFAULT ''"
 _NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
 
@@ -75,6 +80,8 @@ class CallRecord:
     """File name of the visitor snapshot, if one was taken."""
     note: str = ""
     """Free text such as ``"dnd"`` or ``"door opened x1"``."""
+    bell: str = ""
+    """The label of the bell that rang (an entrance panel's ``[[bells]]``), or ""."""
 
     def __post_init__(self) -> None:
         if self.direction not in ("in", "out"):
@@ -215,8 +222,8 @@ def read_call_log(path: Path, limit: int = 20) -> list[CallRecord]:
         raise _open_error(path, err) from err
     conn.row_factory = sqlite3.Row
     try:
-        _check_version(conn, path)
-        return _select(conn, limit)
+        version = _check_version(conn, path)
+        return _select(conn, limit, version)
     except sqlite3.Error as err:
         raise _open_error(path, err) from err
     finally:
@@ -254,6 +261,9 @@ def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         elif version > SCHEMA_VERSION:
             raise CallLogError(_newer_message(path, version))
+        elif version < SCHEMA_VERSION:
+            conn.execute(_ADD_BELL)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
 
 def _create_tables(conn: sqlite3.Connection) -> None:
@@ -263,7 +273,7 @@ def _create_tables(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-def _check_version(conn: sqlite3.Connection, path: Path) -> None:
+def _check_version(conn: sqlite3.Connection, path: Path) -> int:
     """Reading side of `_ensure_schema`: the file must be a call log this version understands."""
     try:
         version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
@@ -273,6 +283,7 @@ def _check_version(conn: sqlite3.Connection, path: Path) -> None:
         raise CallLogError(f"{path}: not a call log (no schema version)")
     if version > SCHEMA_VERSION:
         raise CallLogError(_newer_message(path, version))
+    return int(version)
 
 
 def _newer_message(path: Path, version: int) -> str:
@@ -286,7 +297,7 @@ def _insert(conn: sqlite3.Connection, record: CallRecord, keep: int) -> None:
     """Add one row and prune to the `keep` newest, in one transaction."""
     with _transaction(conn):
         conn.execute(
-            f"INSERT INTO calls ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO calls ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.call_id,
                 record.peer,
@@ -300,6 +311,7 @@ def _insert(conn: sqlite3.Connection, record: CallRecord, keep: int) -> None:
                 int(record.missed),
                 record.snapshot,
                 record.note,
+                record.bell,
             ),
         )
         conn.execute(
@@ -308,8 +320,11 @@ def _insert(conn: sqlite3.Connection, record: CallRecord, keep: int) -> None:
         )
 
 
-def _select(conn: sqlite3.Connection, limit: int) -> list[CallRecord]:
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM calls {_NEWEST_FIRST} LIMIT ?", (limit,))
+def _select(
+    conn: sqlite3.Connection, limit: int, version: int = SCHEMA_VERSION
+) -> list[CallRecord]:
+    columns = _COLUMNS if version >= SCHEMA_VERSION else _COLUMNS_V1  # read-only: not migrated
+    rows = conn.execute(f"SELECT {columns} FROM calls {_NEWEST_FIRST} LIMIT ?", (limit,))
     return [_record(row) for row in rows]
 
 
@@ -328,4 +343,5 @@ def _record(row: sqlite3.Row) -> CallRecord:
         missed=bool(row["missed"]),
         snapshot=row["snapshot"],
         note=row["note"],
+        bell=row["bell"] if "bell" in row.keys() else "",  # noqa: SIM118 - sqlite3.Row
     )

@@ -4,6 +4,12 @@
   wins, the others stop ringing); a press while a call is in progress starts nothing;
   ringback on the door's speaker, ring timeout and maximum call duration from the call
   properties; the status LED blinks while ringing and is steady in a call;
+- an entrance panel: several bells (``[[bells]]``: a push button each, a dial code each,
+  :meth:`DoorStation.dial`), each ringing its ring group in stages (escalation.py: indoor
+  units, then phones, then a fallback), minus targets in their do-not-disturb hours; the
+  invite names the bell. A press of any bell while a call is in progress is ignored, as
+  a 2N panel does: one visitor at a time. When the door opens by any path while the call
+  still rings, every callee stops ringing (``cancel`` reason ``door-opened``);
 - a "monitor" call from a contact with the monitor right is answered at once, with
   video and without ringing at the door;
 - ``unlock`` from the answering party (checked by the Call API) -> ``DoorOpener``: one
@@ -20,21 +26,25 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
+import re
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from av import VideoFrame
 
 from hal.inputs import Button, ButtonRole
 from hal.io_devices import IoDevices
-from services.callapi import Call, CallProperties, Calls, UserProfile
+from services.callapi import DOOR_OPENED, Bell, Call, CallProperties, Calls, CallStatus, UserProfile
 from services.callapi.door_release import UnlockRefused
 from services.intercom.alarms import DoorAlarms
 from services.intercom.calllog import CallLog
 from services.intercom.door_opener import DoorOpener, ReleaseRecord
+from services.intercom.escalation import Escalation, Stage, plan_stages
 from services.intercom.service import IntercomService
-from services.intercom.settings import IntercomSettings
+from services.intercom.settings import DEFAULT_BELL, BellSettings, IntercomSettings
 from services.intercom.snapshots import SnapshotStore
 from services.push.service import PushService
 from services.signaling.contacts import Right
@@ -43,6 +53,8 @@ _log = logging.getLogger(__name__)
 
 FLAT_PREFIX = "flat:"
 """A target ``flat:<flat>`` rings that flat's entries of the site directory."""
+DIAL_CODE = re.compile(r"\d{1,8}")
+"""A keypad dial code: 1 to 8 digits."""
 
 
 class DoorStation(IntercomService):
@@ -74,10 +86,14 @@ class DoorStation(IntercomService):
             watchers=self.watchers,
         )
         """Door left open, forced open, tamper (services/intercom/alarms.py)."""
+        self.clock: Callable[[], datetime.datetime] = datetime.datetime.now
+        """Local time, for the targets' do-not-disturb hours (a test injects its own)."""
+        self._escalation: Escalation | None = None
 
     async def start(self) -> None:
         """Take the doorbell and the door relay."""
         await super().start()
+        self.calls.signaling.set_targets(self.settings.all_targets())  # every bell's
         self.calls.set_unlock_handler(self.opener)
         if self.push is not None:  # started and closed by its owner (the composition root)
             self.push.use_targets(self.ring_addresses)
@@ -100,11 +116,13 @@ class DoorStation(IntercomService):
             self.calls.handle_messages(self.push.request_types, None)
             self.calls.set_wake_check(None)
         await super().close()
+        await self._stop_escalation()
         await self.opener.close()
 
     def apply_settings(self, settings: IntercomSettings) -> None:
         """New targets, limits and policies apply from the next press or request."""
         super().apply_settings(settings)
+        self.calls.signaling.set_targets(settings.all_targets())
         self.opener.per_minute = settings.unlock_per_minute
         self.alarms.settings = settings.alarms
         self.spawn(self.prewarm())
@@ -112,9 +130,9 @@ class DoorStation(IntercomService):
     # inputs ---------------------------------------------------------------------------------
 
     async def button_pressed(self, button: Button) -> None:
-        """Doorbell: ring the flat. Door release (the inside exit button): open."""
+        """A bell's button: ring its flat. Door release (the inside exit button): open."""
         if button.role == ButtonRole.DOORBELL:
-            await self.ring()
+            await self.ring(self.bell(button.name, via="button"))
         elif button.role == ButtonRole.DOOR_RELEASE:
             try:
                 await self.opener.open("exit button")
@@ -123,50 +141,147 @@ class DoorStation(IntercomService):
         else:
             await super().button_pressed(button)
 
-    async def ring(self) -> Call | None:
-        """Call every (trusted) target at once; None when nobody can be rung now."""
+    def bell(self, name: str, *, via: str = "button") -> Bell:
+        """The bell called ``name`` (``flat:<flat>``: that flat of the site directory)."""
+        settings = self.settings.bells().get(name)
+        if settings is not None:
+            return Bell(name=name, label=settings.label, via=via)
+        flat = name.removeprefix(FLAT_PREFIX)
+        return Bell(
+            name=name, label=f"Flat {flat}" if name.startswith(FLAT_PREFIX) else "", via=via
+        )
+
+    def bell_for_code(self, code: str) -> Bell | None:
+        """The bell a dialled ``code`` rings, or None for an unknown code.
+
+        A bell's own ``code`` first; else, with ``[panel] dial_directory``, the site
+        directory's flat of that number (``flat:<code>``, labelled "Flat <code>").
+        """
+        if not DIAL_CODE.fullmatch(code):
+            return None
+        for bell in self.settings.bells().values():
+            if bell.code == code:
+                return self.bell(bell.name, via="code")
+        if self.settings.panel.dial_directory and self.calls.signaling.contacts.in_flat(code):
+            return self.bell(FLAT_PREFIX + code, via="code")
+        return None
+
+    async def dial(self, code: str) -> bool:
+        """A code dialled on the keypad: ring its bell; False (nothing rung) for an unknown code.
+
+        True for a known code, also when the press is ignored because a call is in progress.
+        """
+        bell = self.bell_for_code(code)
+        if bell is None:
+            _log.info("%s: dialled code of %d digits: no such bell", self.calls.address, len(code))
+            return False
+        await self.ring(bell)
+        return True
+
+    async def ring(self, bell: Bell | None = None) -> Call | None:
+        """Ring ``bell`` (default: the doorbell) in stages; None when nobody can be rung now."""
+        bell = bell or self.bell(DEFAULT_BELL)
         call = None
+        stages: list[Stage] = []
         if self.calls.is_call_in_progress():
-            _log.info("%s: doorbell pressed during a call: ignored", self.calls.address)
+            _log.info("%s: bell %s pressed during a call: ignored", self.calls.address, bell.name)
         else:
-            props = self._ring_properties()
-            if props.user is None:
-                _log.error("%s: doorbell pressed but nobody to ring", self.calls.address)
+            stages = self.stages(bell)
+            if not stages:
+                _log.error("%s: bell %s pressed but nobody to ring", self.calls.address, bell.name)
             else:
+                props = self._ring_properties(stages[0].targets)
+                props.bell = bell
                 call = self.calls.call(props)
         self.presses.append((time.time(), call is not None))
         if self.watchers:
-            rung = tuple(t.address for t in props.targets()) if call is not None else ()
+            rung = stages[0].targets if call is not None else ()
             for watcher in list(self.watchers):
                 watcher.doorbell_pressed(call, rung)
         if call is not None:
+            escalation = Escalation(
+                call,
+                stages[1:],
+                profile_of=self.calls.profile_of,
+                on_stage=self._stage_rung,
+                label=f"{self.calls.address}: call {call.call_id}",
+            )
+            await self._stop_escalation()
+            self._escalation = escalation
+            escalation.start()
             if self.push is not None:  # beside the invites: a slow push service delays nothing
-                self.spawn(self._push_ring(call, props))
+                self.spawn(self._push_ring(call, stages[0].targets, 0.0))
             await call.start(self.watch(call))
             self.spawn(self._snapshot_from_camera(call))
         return call
 
-    async def _push_ring(self, call: Call, props: CallProperties) -> None:
-        assert self.push is not None
-        targets = [t.address for t in props.targets()]
-        await self.push.ring(call.call_id, targets, props.ring_timeout_s)
+    def stages(self, bell: Bell) -> list[Stage]:
+        """The stages in which ``bell`` rings now (trusted targets, none in its DND hours)."""
+        settings = self.settings.bells().get(bell.name) or BellSettings(
+            name=bell.name, targets=(bell.name,) if bell.name.startswith(FLAT_PREFIX) else ()
+        )
+        return plan_stages(
+            settings, self.settings.panel, addresses=self._ringable, is_phone=self._is_phone
+        )
 
-    def _ring_properties(self) -> CallProperties:
+    def _ringable(self, targets: Sequence[str]) -> list[str]:
+        now = self.clock()
+        dnd = self.settings.panel.target_dnd
+        ringable = []
+        for address in self.reachable_targets(targets):
+            schedule = dnd.get(address)
+            if schedule is not None and schedule.is_active(now):
+                _log.info(
+                    "%s: %s is in its do-not-disturb hours: not rung", self.calls.address, address
+                )
+            else:
+                ringable.append(address)
+        return ringable
+
+    def _is_phone(self, address: str) -> bool:
+        return self.calls.profile_of(address).role == "web"
+
+    def _stage_rung(self, call: Call, stage: Stage, rung: list[str]) -> None:
+        if self.push is not None:
+            self.spawn(self._push_ring(call, tuple(rung), stage.after_s))
+
+    @property
+    def escalation(self) -> Escalation | None:
+        """The stages still to ring of the call that rings now (None: none pending)."""
+        return self._escalation
+
+    async def _stop_escalation(self) -> None:
+        escalation, self._escalation = self._escalation, None
+        if escalation is not None:
+            await escalation.close()
+
+    async def call_status(self, call: Call, status: CallStatus) -> None:
+        """Also: an answer, or the end, of the door's call drops its pending stages."""
+        await super().call_status(call, status)
+        if not call.is_incoming() and (status == CallStatus.ANSWER or call.is_ended()):
+            await self._stop_escalation()
+
+    async def _push_ring(self, call: Call, targets: Sequence[str], after_s: float) -> None:
+        assert self.push is not None
+        ring_s = max(1.0, call.props.ring_timeout_s - after_s)
+        await self.push.ring(call.call_id, list(targets), ring_s)
+
+    def _ring_properties(self, targets: Sequence[str] | None = None) -> CallProperties:
         props = self.calls.create_call_properties(video=self.settings.video)
-        targets = self.reachable_targets()
+        targets = list(self.reachable_targets() if targets is None else targets)
         props.user = self.calls.profile_of(targets[0]) if targets else None
         props.extra_targets = [self.calls.profile_of(t) for t in targets[1:]]
         return props
 
-    def ring_addresses(self) -> list[str]:
-        """The addresses the targets name, in order.
+    def ring_addresses(self, targets: Sequence[str] | None = None) -> list[str]:
+        """The addresses the targets name (default: every bell's and the fallback), in order.
 
         ``flat:<flat>`` stands for that flat's indoor units and phones in the site directory
         (its contacts with that flat), in address order.
         """
         contacts = self.calls.signaling.contacts
         addresses: list[str] = []
-        for target in self.settings.targets:
+        for target in self.settings.all_targets() if targets is None else targets:
             if target.startswith(FLAT_PREFIX):
                 members = contacts.in_flat(target.removeprefix(FLAT_PREFIX))
             else:
@@ -174,11 +289,15 @@ class DoorStation(IntercomService):
             addresses.extend(a for a in members if a not in addresses)
         return addresses
 
-    def reachable_targets(self) -> list[str]:
-        """The targets whose keys are pinned: one untrusted unit must not silence the rest."""
+    def reachable_targets(self, targets: Sequence[str] | None = None) -> list[str]:
+        """The targets (default: the doorbell's) whose keys are pinned.
+
+        One untrusted unit must not silence the rest.
+        """
+        targets = self.settings.targets if targets is None else targets
         contacts = self.calls.signaling.contacts
         directory = self.calls.signaling.directory
-        for target in self.settings.targets:
+        for target in targets:
             flat = target.removeprefix(FLAT_PREFIX)
             if not target.startswith(FLAT_PREFIX) or contacts.in_flat(flat):
                 continue
@@ -197,7 +316,7 @@ class DoorStation(IntercomService):
                     target,
                     flat,
                 )
-        addresses = self.ring_addresses()
+        addresses = self.ring_addresses(targets)
         trusted = [t for t in addresses if contacts.get(t) is not None]
         for target in addresses:
             if target not in trusted:
@@ -227,6 +346,8 @@ class DoorStation(IntercomService):
 
     def _released(self, record: ReleaseRecord) -> None:
         call = self.calls.active_call
+        if record.opened and call is not None:  # any path: every callee stops ringing
+            self.spawn(call.cancel_ring(DOOR_OPENED))
         if call is not None and call.call_id == record.call_id:
             self.note(call, "door opened" if record.opened else f"release refused: {record.reason}")
         for watcher in list(self.watchers):

@@ -214,6 +214,7 @@ class IntercomService(IncomingListener):
             missed=notes.missed,
             snapshot=notes.snapshot,
             note="; ".join(notes.notes),
+            bell=_bell_label(call),
         )
         await self.log_record(record)
         for watcher in list(self.watchers):
@@ -313,3 +314,9 @@ class IntercomService(IncomingListener):
             "missed_calls": self.calls.missed_calls,
             "hardware": self.io.state(),
         }
+
+
+def _bell_label(call: Call) -> str:
+    """What the call log keeps of the bell that rang: its label, else its name ("" none)."""
+    bell = call.props.bell
+    return "" if bell is None else bell.label or bell.name

@@ -45,7 +45,7 @@ from services.callapi import (
 )
 from services.tasks import cancel_and_wait
 from services.ui.layout import Layout, Rect
-from services.ui.model import UiState, ended_words, timer_text
+from services.ui.model import UiState, bell_words, caller_words, ended_words, timer_text
 from services.ui.screens import ScreenRenderer
 
 _log = logging.getLogger(__name__)
@@ -254,8 +254,9 @@ class DefaultCallUi(DefaultUserInterface):
         peer = call.props.ui.title or call.peer.display_name()
         timer = timer_text(call.duration()) if call.is_answered() else ""
         detail = ""
+        bell = bell_words(call.props.bell) if call.is_incoming() else ""
         if screen == "incoming":
-            text = f"{peer} is calling"
+            text = f"{caller_words(peer, bell)} is calling"
         elif screen == "outgoing":
             ringing = call.status == CallStatus.RINGING
             text = "Ringing…" if ringing else "Connecting…"
@@ -270,7 +271,8 @@ class DefaultCallUi(DefaultUserInterface):
                 incoming=call.is_incoming(),
                 answered=call.is_answered(),
                 reason=call.hangup_reason,
-                peer=peer,
+                peer=caller_words(peer, bell),
+                end_reason=call.end_reason,
             )
         door = self._door
         door_text = door[0] if door is not None and time.monotonic() < door[1] else ""
@@ -288,6 +290,7 @@ class DefaultCallUi(DefaultUserInterface):
             can_open_door=call.unlock_challenge is not None,
             pip=camera and screen == "in_call" and call.sends_video(),
             detail=detail,
+            bell=bell,
             **common,
         )
 

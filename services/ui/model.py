@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.callapi.properties import Bell
+from services.callapi.reasons import DOOR_OPENED
 from services.callapi.status import CallStatus, HangupReason
 
 SCREENS = (
@@ -55,6 +57,8 @@ class UiState:
     """A second line: the ended reason's detail, the key change's explanation."""
     alarms: tuple[str, ...] = ()
     """A door's active alarms, one line each (the "alarm" screen while idle)."""
+    bell: str = ""
+    """Which bell of the door rang ("Flat 12 - Smith", "Flat 12 - Smith (dialled)"), or ""."""
 
 
 def initials(name: str) -> str:
@@ -72,11 +76,45 @@ def timer_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+DEFAULT_BELL = "doorbell"
+"""The name of a door's default bell (``services.intercom.settings.DEFAULT_BELL``)."""
+
+
+def bell_words(bell: Bell | None) -> str:
+    """The bell that rang, for people: its label (else name), "(dialled)" for a code.
+
+    "" without a bell and for the door's default bell (``doorbell``: ``[inputs.doorbell]``
+    and the top-level ``targets``), whose label is the door's own name, shown already.
+    """
+    if bell is None or bell.name == DEFAULT_BELL:
+        return ""
+    words = bell.label or bell.name
+    return f"{words} (dialled)" if bell.via == "code" else words
+
+
+def caller_words(peer: str, bell: str) -> str:
+    """Who calls: "Front door · Flat 12 - Smith", or the peer alone without a bell."""
+    return f"{peer} · {bell}" if bell and bell != peer else peer
+
+
 def ended_words(
-    status: CallStatus, *, incoming: bool, answered: bool, reason: HangupReason | None, peer: str
+    status: CallStatus,
+    *,
+    incoming: bool,
+    answered: bool,
+    reason: HangupReason | None,
+    peer: str,
+    end_reason: str = "",
 ) -> tuple[str, str]:
-    """Why a call ended, in words: (headline, detail) for the "ended" screen."""
+    """Why a call ended, in words: (headline, detail) for the "ended" screen.
+
+    ``end_reason``: the ``cancel`` reason that ended a ringing call (``Call.end_reason``);
+    a door that stopped ringing because its door opened says "Door opened", not "Missed
+    call".
+    """
     who = peer or "The other side"
+    if status == CallStatus.CANCEL and incoming and not answered and end_reason == DOOR_OPENED:
+        return "Door opened", f"{who}: the door was opened while it rang"
     if status == CallStatus.COMPLETE:
         detail = "You hung up" if reason == HangupReason.USER else f"{who} hung up"
         return "Call ended", detail

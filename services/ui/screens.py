@@ -28,6 +28,7 @@ AMBER_BG = (92, 60, 8)
 ALARM_BG = (110, 20, 20)
 DOOR_OK = (34, 140, 80)
 DOOR_FAIL = (170, 60, 40)
+BELL_TEXT = (250, 200, 90)
 
 
 class _Video:
@@ -238,10 +239,14 @@ class ScreenRenderer:
             canvas, state.peer_name, 36, (cx, y), bold=True, anchor="midtop",
             width=side.w - 2 * lay.margin,
         )  # fmt: skip
-        paint.blit_text(
-            canvas, "is calling", 26, (cx, name.y + name.h + lay.px(6)), color=MUTED_TEXT,
-            anchor="midtop",
-        )  # fmt: skip
+        below = name.y + name.h + lay.px(6)
+        if state.bell:  # which flat's bell or code rang (an entrance panel)
+            bell = paint.blit_text(
+                canvas, state.bell, 28, (cx, below), bold=True, color=BELL_TEXT,
+                anchor="midtop", width=side.w - 2 * lay.margin,
+            )  # fmt: skip
+            below = bell.y + bell.h + lay.px(6)
+        paint.blit_text(canvas, "is calling", 26, (cx, below), color=MUTED_TEXT, anchor="midtop")
         hint = "Answer: talk and see" if state.video else "Answer: talk"
         y = side.y + side.h - lay.px(60)
         paint.blit_text(canvas, hint, 20, (cx, y), color=MUTED_TEXT, anchor="midtop")

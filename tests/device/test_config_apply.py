@@ -30,6 +30,13 @@ TOP_LEVEL = {
     Apply.FIRST_BOOT: ("system",),
 }
 """How each top-level key applies, as docs/operations.md ("What applies when") says."""
+PANEL_TOP_LEVEL = {
+    Apply.LIVE: ("panel", "target_dnd"),
+    Apply.DEVICES: ("bells",),  # a bell's own push button is a GPIO device
+}
+"""The entrance panel's keys (issue 19, device/config/_panel.py)."""
+for _way, _keys in PANEL_TOP_LEVEL.items():
+    TOP_LEVEL[_way] = (*TOP_LEVEL[_way], *_keys)
 
 
 def test_every_key_of_the_schema_declares_how_a_change_applies() -> None:

@@ -188,3 +188,50 @@ def test_fail__cli_on_a_sqlite_file_that_is_not_a_call_log(tmp_path: Path) -> No
     conn.close()
     with pytest.raises(CallLogError, match=r"other\.db: not a call log"):
         read_call_log(path)
+
+
+_V1_TABLE = """CREATE TABLE calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, peer TEXT NOT NULL,
+    peer_name TEXT NOT NULL, direction TEXT NOT NULL, video INTEGER NOT NULL,
+    started_at REAL NOT NULL, answered_at REAL, ended_at REAL NOT NULL, status TEXT NOT NULL,
+    missed INTEGER NOT NULL, snapshot TEXT, note TEXT NOT NULL DEFAULT '')"""
+
+
+def _version_1_log(path: Path) -> None:
+    """A call log as version 1 wrote it (no bell), with one call."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute(_V1_TABLE)
+    conn.execute(
+        "INSERT INTO calls (call_id, peer, peer_name, direction, video, started_at, "
+        "answered_at, ended_at, status, missed, snapshot, note) "
+        "VALUES ('old', 'door', 'Door', 'in', 1, ?, NULL, ?, 'NOANSWER', 1, NULL, '')",
+        (T0, T0 + 30),
+    )
+    conn.commit()
+    conn.close()
+
+
+async def test_ok__the_bell_label_is_kept(log: CallLog) -> None:
+    rung = record(1, bell="Flat 12 - Smith")
+    await log.add(rung)
+    assert await log.recent() == [rung]
+    assert (await asyncio.to_thread(read_call_log, log.path))[0].bell == "Flat 12 - Smith"
+
+
+async def test_ok__a_version_1_log_gains_the_bell_and_keeps_its_calls(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    await asyncio.to_thread(_version_1_log, path)
+    (old,) = await asyncio.to_thread(read_call_log, path)  # the CLI reads it as it is
+    assert old.call_id == "old" and old.bell == ""
+    call_log = CallLog(path)
+    await call_log.open()
+    try:
+        await call_log.add(record(2, bell="Flat 3"))
+        assert [(r.call_id, r.bell) for r in await call_log.recent()] == [
+            ("call-2", "Flat 3"),
+            ("old", ""),
+        ]
+    finally:
+        await call_log.close()

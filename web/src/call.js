@@ -5,6 +5,7 @@
 // link supervision with reoffer/reanswer/restart when media is lost (supervision.js).
 
 import { newCallId } from "./protocol/envelope.js";
+import { DOOR_OPENED, inviteBell } from "./bell.js";
 import { DECLINE_STATUS, FAILURE_REASON, FAILURE_STATUS, STATUS } from "./callstatus.js";
 import { doorRelease } from "./door_release.js";
 import {
@@ -64,6 +65,9 @@ export class Phone {
       lastUnlock: call.lastUnlock ? { ...call.lastUnlock } : null,
       remoteVideoFrames: call.ended ? call.finalFrames : this.framesSeen - call.framesBase,
       codec: call.codec,
+      bell: call.bell ? { ...call.bell } : null,
+      endReason: call.endReason,
+      endedAt: call.endedAt,
     };
   }
 
@@ -113,6 +117,9 @@ export class Phone {
       packets: 0,
       farewell: null,
       ringTimeoutMs: RING_TIMEOUT_MS,
+      bell: null,
+      endReason: null,
+      endedAt: null,
     };
   }
 
@@ -210,6 +217,9 @@ export class Phone {
     if (typeof body.unlock_challenge === "string" && body.unlock_challenge) {
       call.unlockChallenge = body.unlock_challenge;
     }
+    call.bell = inviteBell(body.bell, (problem) =>
+      console.error(`callbox: call from ${message.from}: ${problem}; ringing without it`),
+    );
     const relays = inviteIceServers(body.ice_servers, Date.now() / 1000);
     relays.problems.forEach((p) => console.error(`callbox: call from ${message.from}: refused ${p}`));
     call.iceServers = relays.servers;
@@ -561,19 +571,23 @@ export class Phone {
   _onCancel(call, body) {
     if (call.direction !== "in") return;
     const reason = String(body.reason ?? "caller");
+    call.endReason = reason;
     if (FAILURE_STATUS[reason]) {
       this._end(call, FAILURE_STATUS[reason]);
     } else if (call.answeredAt && reason !== "answered_elsewhere") {
       this._end(call, "COMPLETE");
     } else {
+      // the door opened while it rang (a resident, the exit button, a code, a card): no one
+      // is waiting any more, so it is no missed call
       this._end(call, reason === "timeout" ? "NOANSWER" : "CANCEL", {
-        missed: reason !== "answered_elsewhere",
+        missed: reason !== "answered_elsewhere" && reason !== DOOR_OPENED,
       });
     }
   }
 
   _onHangup(call, body) {
     const reason = String(body.reason ?? "user");
+    call.endReason = reason;
     if (FAILURE_STATUS[reason]) this._end(call, FAILURE_STATUS[reason]);
     else if (!call.answeredAt && call.direction === "in") this._end(call, "CANCEL", { missed: true });
     else if (reason === "duration") this._end(call, "DURATIONEXCEEDED");
@@ -657,6 +671,7 @@ export class Phone {
     call.finalFrames = this.framesSeen - call.framesBase;
     call.status = status;
     call.ended = true;
+    call.endedAt = Date.now();
     console.info(`callbox: call ${call.callId} ${status}`);
     for (const id of call.timers) clearTimeout(id);
     clearTimeout(call.supervisor);
@@ -675,6 +690,8 @@ export class Phone {
       startedAt: call.startedAt,
       durationS: call.answeredAt ? Math.round((Date.now() - call.answeredAt) / 1000) : 0,
       missed,
+      ...(call.bell ? { bell: { ...call.bell } } : {}),
+      ...(call.endReason === DOOR_OPENED ? { endReason: DOOR_OPENED } : {}),
     });
     this.ui.changed();
   }

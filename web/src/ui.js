@@ -1,6 +1,8 @@
 // The page: buttons, videos, banners and the call log, redrawn from the phone's snapshot.
 // Ringtone (WebAudio) and a notification while a call rings and the page is open.
 
+import { DOOR_OPENED, bellWords } from "./bell.js";
+
 const STATUS_TEXT = {
   INCOMING: "is ringing",
   INPROGRESS: "calling…",
@@ -32,6 +34,19 @@ const PUSH_TEXT = {
   on: "On: a doorbell press shows a notification on this phone even when the page is closed.",
   error: "Notifications could not be turned on.",
 };
+
+/** How a call that ended is shown: "Door opened" when the door opened while it rang. */
+function endedText(call) {
+  if (call.endReason === DOOR_OPENED && call.status === "CANCEL") return "Door opened";
+  return STATUS_TEXT[call.status] ?? call.status;
+}
+
+/** The outcome of a call in the call log. */
+function logText(entry) {
+  if (entry.missed) return "missed";
+  if (entry.endReason === DOOR_OPENED && entry.status === "CANCEL") return "door opened";
+  return STATUS_TEXT[entry.status] ?? entry.status;
+}
 
 const HOME_SCREEN_HINT =
   "On iPhone and iPad, notifications work only when this page is opened from the Home Screen " +
@@ -106,6 +121,7 @@ export class Ui {
     this.el = {
       status: $("status"),
       peerName: $("peer-name"),
+      bell: $("bell"),
       answerVideo: $("answer-video"),
       answerAudio: $("answer-audio"),
       decline: $("decline"),
@@ -205,8 +221,9 @@ export class Ui {
       this.ringtone.start();
       if ("Notification" in window && Notification.permission === "granted") {
         try {
+          const bell = bellWords(call.bell);
           this.notification = new Notification("Someone is at the door", {
-            body: "Tap to answer",
+            body: bell ? `${bell}: tap to answer` : "Tap to answer",
             tag: call.callId,
             requireInteraction: true,
           });
@@ -266,8 +283,14 @@ export class Ui {
     el.status.dataset.status = status;
     el.peerName.textContent = shown ? (peer?.name ?? shown.peer) : "";
     if (call) el.status.textContent = `${peer?.name ?? call.peer} ${STATUS_TEXT[call.status] ?? call.status}`;
-    else if (s.lastCall) el.status.textContent = `${STATUS_TEXT[s.lastCall.status] ?? s.lastCall.status}`;
+    else if (s.lastCall) el.status.textContent = endedText(s.lastCall);
     else el.status.textContent = "No call";
+    if (el.bell) {
+      // which flat's bell or code rang (an entrance panel), while it rings and after
+      const bell = shown?.direction === "in" ? bellWords(shown.bell) : "";
+      el.bell.textContent = bell;
+      el.bell.hidden = !bell;
+    }
 
     const ringingHere = call && call.direction === "in" && call.status === "INCOMING";
     const active = Boolean(call);
@@ -309,7 +332,9 @@ export class Ui {
         const name = s.peers[entry.peer]?.name ?? entry.peer;
         const arrow = entry.direction === "in" ? "←" : "→";
         const duration = entry.durationS ? ` ${entry.durationS} s` : "";
-        li.textContent = `${when} ${arrow} ${name}: ${entry.missed ? "missed" : STATUS_TEXT[entry.status] ?? entry.status}${duration}`;
+        const bell = bellWords(entry.bell);
+        const who = bell ? `${name} · ${bell}` : name;
+        li.textContent = `${when} ${arrow} ${who}: ${logText(entry)}${duration}`;
         li.dataset.status = entry.status;
         if (entry.missed) li.classList.add("missed");
         return li;
