@@ -2,18 +2,24 @@
 
 Run: ``.venv/bin/python bench/ring_stop.py [--rounds 10]``. Prints one JSON object.
 
-A door station (``DoorStation`` on a simulated board, a relay pulse of 100 ms, video on)
-rings four callees at once over a real mosquitto on loopback; each callee is an endpoint in
+A door station (``DoorStation`` on a simulated board, a relay pulse of 100 ms) rings four
+callees at once over a real mosquitto on loopback; each callee is an endpoint in
 a process of its own (tests/harness/ring_callee.py), as units and phones are separate
 devices, and reports its times on CLOCK_MONOTONIC, which every process of the machine
 shares. Each round measures both, in the same run:
 
 - door opened: the exit button's pin is pressed while all four ring; from the relay pulse
-  (``ReleaseRecord.monotonic_at``, taken once the relay is energised) to each callee's call
-  having ended (``on_hangup``: ringtone off, media closed), and to the last of them;
+  (``ReleaseRecord.monotonic_at``, taken once the relay is energised) to each callee's
+  ringtone having stopped, and to the last of them (``*_stop_ms``); and to each callee's
+  call having ended, media closed too (``*_ended_ms``);
 - answer (the baseline, the path that existed before): one callee answers while all four
-  ring; from the moment it is told to answer to each of the three others having ended
-  ("answered elsewhere": the accept travels to the door, which cancels the others).
+  ring; from the moment it is told to answer to each of the three others having stopped
+  ringing, and ended ("answered elsewhere": the accept travels to the door, which cancels
+  the others).
+
+All rounds run twice, one series after the other: ``video`` (the door's preview to all four
+while they ring, as a real ring: each callee process decodes it) and ``audio_only`` (the same
+without video: the signaling path alone, with less CPU taken from the shared machine).
 
 The target (issue 19): every unit and phone stops within 200 ms of the relay pulse.
 """
@@ -54,6 +60,7 @@ class Callee:
         self.ringing = asyncio.Event()
         self.ended = asyncio.Event()
         self.ended_at = 0.0
+        self.stopped_at = 0.0
         self.outcome = ""
         self._reader = asyncio.create_task(self._read())
 
@@ -85,6 +92,8 @@ class Callee:
             word, *rest = line.decode().split()
             if word == "ringing":
                 self.ringing.set()
+            elif word == "stopped" and self.ringing.is_set() and not self.stopped_at:
+                self.stopped_at = float(rest[0])
             elif word == "ended":
                 self.ended_at = float(rest[0])
                 self.outcome = " ".join(rest[1:])
@@ -94,6 +103,7 @@ class Callee:
         """Forget the last round."""
         self.ringing.clear()
         self.ended.clear()
+        self.stopped_at = 0.0
 
     async def answer(self) -> None:
         """Tell the process to answer its ringing call."""
@@ -123,7 +133,11 @@ async def ring_all(door: DoorStation, apps: dict[str, Callee]) -> Call:
     return call
 
 
-async def door_opened_round(door: DoorStation, apps: dict[str, Callee]) -> list[float]:
+Stops = tuple[list[float], list[float]]
+"""Per callee: ms to its ringtone stopping, ms to its call having ended."""
+
+
+async def door_opened_round(door: DoorStation, apps: dict[str, Callee]) -> Stops:
     """One round: the exit button while all ring; ms from the relay pulse to each stop."""
     call = await ring_all(door, apps)
     before = len(door.opener.records)
@@ -138,17 +152,24 @@ async def door_opened_round(door: DoorStation, apps: dict[str, Callee]) -> list[
     assert all(a.outcome == "CANCEL door-opened" for a in apps.values()), [
         a.outcome for a in apps.values()
     ]
-    return [(a.ended_at - record.monotonic_at) * 1000 for a in apps.values()]
+    at = record.monotonic_at
+    return (
+        [(a.stopped_at - at) * 1000 for a in apps.values()],
+        [(a.ended_at - at) * 1000 for a in apps.values()],
+    )
 
 
-async def answer_round(door: DoorStation, apps: dict[str, Callee]) -> list[float]:
+async def answer_round(door: DoorStation, apps: dict[str, Callee]) -> Stops:
     """One round: one callee answers while all ring; ms from its answer to each other's stop."""
     call = await ring_all(door, apps)
     answering, *others = apps.values()
     answered_at = time.monotonic()
     await answering.answer()
     await asyncio.wait_for(asyncio.gather(*(a.ended.wait() for a in others)), TIMEOUT_S)
-    stops = [(a.ended_at - answered_at) * 1000 for a in others]
+    stops = (
+        [(a.stopped_at - answered_at) * 1000 for a in others],
+        [(a.ended_at - answered_at) * 1000 for a in others],
+    )
     await call.hangup()
     await asyncio.wait_for(answering.ended.wait(), TIMEOUT_S)
     return stops
@@ -167,7 +188,7 @@ def summary(values: list[float]) -> dict[str, float | int]:
 
 
 async def measure(site: SimSite, apps: dict[str, Callee], rounds: int) -> dict[str, Any]:
-    """Both measurements, alternating round by round, on one door station."""
+    """Both measurements, alternating round by round: calls with video, then audio-only."""
     spec = sim_io_spec()
     assert spec.relay is not None
     io = build_sim_io(
@@ -177,32 +198,37 @@ async def measure(site: SimSite, apps: dict[str, Callee], rounds: int) -> dict[s
     door = DoorStation(site["door"].calls, io, settings)
     await io.start()
     await door.start()
-    opened: list[list[float]] = []
-    answered: list[list[float]] = []
+    report: dict[str, Any] = {"rounds": rounds, "callees": len(CALLEES), "target_ms": TARGET_MS}
     try:
-        for _ in range(rounds):
-            opened.append(await door_opened_round(door, apps))
-            answered.append(await answer_round(door, apps))
+        for name, video in (("video", True), ("audio_only", False)):
+            door.apply_settings(dataclasses.replace(settings, video=video))
+            opened: list[Stops] = []
+            answered: list[Stops] = []
+            for _ in range(rounds):
+                opened.append(await door_opened_round(door, apps))
+                answered.append(await answer_round(door, apps))
+            report[name] = figures(opened, answered)
     finally:
         await door.close()
         await io.close()
-    every_open = [ms for stops in opened for ms in stops]
-    last_open = [max(stops) for stops in opened]
-    every_answer = [ms for stops in answered for ms in stops]
-    last_answer = [max(stops) for stops in answered]
-    return {
-        "rounds": rounds,
-        "callees": len(CALLEES),
-        "door_opened_relay_to_each_stop_ms": summary(every_open),
-        "door_opened_relay_to_last_stop_ms": summary(last_open),
-        "baseline_answer_to_each_other_stop_ms": summary(every_answer),
-        "baseline_answer_to_last_other_stop_ms": summary(last_answer),
-        "ratio_last_stop_door_opened_to_answer_median": round(
-            statistics.median(last_open) / statistics.median(last_answer), 2
-        ),
-        "target_ms": TARGET_MS,
-        "rounds_within_target": sum(ms <= TARGET_MS for ms in last_open),
-    }
+    return report
+
+
+def figures(opened: list[Stops], answered: list[Stops]) -> dict[str, Any]:
+    """The summaries of both paths, their ratio and the rounds within the target."""
+    report: dict[str, Any] = {}
+    for name, kept in (("door_opened_relay_to", opened), ("baseline_answer_to", answered)):
+        for index, what in enumerate(("stop", "ended")):
+            rounds_ms = [stops[index] for stops in kept]
+            report[f"{name}_each_{what}_ms"] = summary([ms for each in rounds_ms for ms in each])
+            report[f"{name}_last_{what}_ms"] = summary([max(each) for each in rounds_ms])
+    last_open = [max(stops[0]) for stops in opened]
+    last_answer = [max(stops[0]) for stops in answered]
+    report["ratio_last_stop_door_opened_to_answer_median"] = round(
+        statistics.median(last_open) / statistics.median(last_answer), 2
+    )
+    report["rounds_within_target"] = sum(ms <= TARGET_MS for ms in last_open)
+    return report
 
 
 async def run(rounds: int) -> dict[str, Any]:

@@ -4,8 +4,9 @@ Usage: ``python -m harness.ring_callee CONFIG.json`` (the file of
 ``harness.peer_process.write_peer_config``), with ``tests/`` on ``PYTHONPATH``. It takes
 every call and prints, each on a line with ``time.monotonic()`` (CLOCK_MONOTONIC: the same
 clock in every process of the machine): ``ready``, ``ringing <t>`` once a call rings,
-``ended <t> <status> <reason>`` once it ended (ringtone off, media closed; ``<reason>`` the
-cancel's, ``-`` for none). A line ``answer`` on its standard input answers the ringing call.
+``stopped <t>`` once its ringtone stopped, ``ended <t> <status> <reason>`` once the call
+ended (media closed too; ``<reason>`` the cancel's, ``-`` for none). A line ``answer`` on
+its standard input answers the ringing call.
 """
 
 from __future__ import annotations
@@ -100,6 +101,13 @@ async def serve(config: dict[str, object]) -> None:
     calls = Calls(signaling, LocalMedia(board), ice=LOOPBACK)
     app = Reporting(calls)
     calls.set_listener(app)
+    stop_ringing = calls.devices.stop_ringing
+
+    async def reporting_stop() -> None:  # the moment the ringtone stops
+        await stop_ringing()
+        say("stopped", time.monotonic())
+
+    calls.devices.stop_ringing = reporting_stop  # type: ignore[method-assign]
     await calls.start()
     say("ready")
     try:

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from harness.simsite import EndpointSpec, SimSite
@@ -93,6 +94,23 @@ async def make_panel(make_site: MakeSite) -> AsyncIterator[MakePanel]:
             await station.close()
 
 
+def spy_on_invites(site: SimSite) -> dict[str, dict[str, Any]]:
+    """The body of every invite the door sends from now on, by callee (a spy at the seam)."""
+    signaling = site["door"].signaling
+    sent: dict[str, dict[str, Any]] = {}
+    send = signaling.send
+
+    async def recording(
+        recipient: str, message_type: str, call_id: str, body: dict[str, Any]
+    ) -> None:
+        if message_type == "invite":
+            sent[recipient] = body
+        await send(recipient, message_type, call_id, body)
+
+    signaling.send = recording  # type: ignore[method-assign]
+    return sent
+
+
 async def press_exit_button(site: SimSite) -> None:
     """Press the door's inside exit button (its door-release input) like a person."""
     pin = site["door"].board.io.pin_factory.pin(SIM_PINS["door_release"])
@@ -106,6 +124,7 @@ async def test_units_ring_first_then_the_phones_then_the_fallback(make_panel: Ma
     door = await panel.door(
         PanelSettings(phones_after_s=0.8, fallback=("caretaker",), fallback_after_s=1.6)
     )
+    invites = spy_on_invites(panel.site)
     pressed = time.monotonic()
     call = await door.ring()
     assert call is not None
@@ -117,6 +136,13 @@ async def test_units_ring_first_then_the_phones_then_the_fallback(make_panel: Ma
     assert min(rang_at[p] for p in PHONES) >= 0.8, rang_at
     assert rang_at["caretaker"] >= 1.6, rang_at
     assert {panel.callee(a).call_id for a in CALLEES} == {call.call_id}, "one call, many legs"
+    ring_ms = call.props.ring_timeout_s * 1000
+    stage_at = {"unit1": 0.0, "unit2": 0.0, "phone1": 0.8, "phone2": 0.8, "caretaker": 1.6}
+    for address in CALLEES:  # each invite: what is left of the ring timeout, from the press
+        body = invites[address]  # sent at its stage's time, before the callee rang
+        left = body["ring_timeout_ms"]
+        assert ring_ms - rang_at[address] * 1000 <= left <= ring_ms - stage_at[address] * 1000
+        assert body["bell"] == {"name": "doorbell", "label": "Front door", "via": "button"}
     assert set(call.legs) == set(CALLEES)
     assert door.escalation is not None and door.escalation.pending == []
 
