@@ -273,3 +273,23 @@ async def test_the_bell_reaches_the_callee_and_a_malformed_one_is_ignored(
     assert panel.callee("unit2").props.bell is None
     assert "ignored its bell: bell.via must be one of button, code" in caplog.text
     await call.hangup()
+
+
+async def test_a_callee_opening_from_its_ringing_screen_stops_every_ring(
+    make_panel: MakePanel,
+) -> None:
+    panel = await make_panel()
+    door = await panel.door(PanelSettings(), targets=(*UNITS, *PHONES))
+    call = await door.ring()
+    assert call is not None
+    for address in (*UNITS, *PHONES):
+        await wait_for(lambda a=address: panel.rang(a), f"{address} to ring")  # type: ignore[misc]
+    phone = panel.callee("phone1")
+    assert await phone.unlock() is True, "a contact with the unlock right opens while it rings"
+    for address in (*UNITS, *PHONES):
+        callee = panel.callee(address)
+        await asyncio.wait_for(callee.ended.wait(), TIMEOUT)
+        assert (callee.status, callee.end_reason) == (CallStatus.CANCEL, DOOR_OPENED), address
+    assert call.status == CallStatus.CANCEL and call.end_reason == DOOR_OPENED
+    (record,) = door.opener.records
+    assert record.opened and record.requester == "phone1"
