@@ -333,10 +333,12 @@ class DoorStation(IntercomService):
 
     def _released(self, record: ReleaseRecord) -> None:
         call = self.calls.active_call
-        if record.opened and call is not None:  # any path: every callee stops ringing
-            self.spawn(call.cancel_ring(DOOR_OPENED))
         if call is not None and call.call_id == record.call_id:
             self.note(call, "door opened" if record.opened else f"release refused: {record.reason}")
+        elif record.opened and call is not None and not call.is_incoming() and _rings(call):
+            self.note(call, f"door opened by {record.requester}")
+        if record.opened and call is not None:  # any path: every callee stops ringing
+            self.spawn(call.cancel_ring(DOOR_OPENED))
         for watcher in list(self.watchers):
             watcher.door_released(record)
         if record.opened and self.watchers:
