@@ -9,6 +9,7 @@ check waits on what a callee's app saw.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,7 +29,8 @@ from services.intercom.settings import IntercomSettings, PanelSettings
 UNITS = ("unit1", "unit2")
 PHONES = ("phone1", "phone2")
 CALLEES = (*UNITS, *PHONES, "caretaker")
-ALWAYS = DndSchedule(enabled=True)  # no ranges, every day: all the time
+NIGHTS = DndSchedule.from_config(True, ["22:00-07:00"], ["mon", "tue", "wed", "thu", "fri"])
+MONDAY = datetime.datetime(2026, 12, 7)
 
 
 @dataclass
@@ -144,7 +146,7 @@ async def test_units_ring_first_then_the_phones_then_the_fallback(make_panel: Ma
         assert ring_ms - rang_at[address] * 1000 <= left <= ring_ms - stage_at[address] * 1000
         assert body["bell"] == {"name": "doorbell", "label": "Front door", "via": "button"}
     assert set(call.legs) == set(CALLEES)
-    assert door.escalation is not None and door.escalation.pending == []
+    assert door.panel.escalation is not None and door.panel.escalation.pending == []
 
     await panel.callee("caretaker").answer()  # the last stage answers: it wins
     await wait_for(call.is_answered, "the door to hear the answer")
@@ -152,7 +154,7 @@ async def test_units_ring_first_then_the_phones_then_the_fallback(make_panel: Ma
         callee = panel.callee(address)
         await asyncio.wait_for(callee.ended.wait(), TIMEOUT)
         assert callee.status == CallStatus.CANCEL and callee.end_reason == "answered_elsewhere"
-    assert door.escalation is None
+    assert door.panel.escalation is None
     await call.hangup()
 
 
@@ -163,8 +165,12 @@ async def test_a_target_in_its_dnd_hours_is_skipped_and_an_empty_stage_too(
     site = panel.site
     await site["unit2"].calls.close()  # offline: with unit1 in DND, the first stage is empty
     await site["door"].signaling.wait_presence("unit2", False, timeout=TIMEOUT)
-    door = await panel.door(PanelSettings(phones_after_s=5.0, target_dnd={"unit1": ALWAYS}))
-    assert [s.targets for s in door.stages(door.bell("doorbell"))] == [("unit2",), PHONES]
+    door = await panel.door(PanelSettings(phones_after_s=5.0, target_dnd={"unit1": NIGHTS}))
+    doorbell = door.panel.bell("doorbell")
+    door.panel.clock = lambda: MONDAY.replace(hour=12)
+    assert [s.targets for s in door.panel.stages(doorbell)] == [UNITS, PHONES], "by day"
+    door.panel.clock = lambda: MONDAY.replace(hour=23)
+    assert [s.targets for s in door.panel.stages(doorbell)] == [("unit2",), PHONES], "at night"
     pressed = time.monotonic()
     call = await door.ring()
     assert call is not None
@@ -187,7 +193,7 @@ async def test_the_first_answer_stops_every_other_leg_and_the_pending_stages(
     assert call is not None
     for unit in UNITS:
         await wait_for(lambda u=unit: panel.rang(u), f"{unit} to ring")  # type: ignore[misc]
-    escalation = door.escalation
+    escalation = door.panel.escalation
     assert escalation is not None and [s.name for s in escalation.pending] == [
         "phones",
         "fallback",
@@ -196,7 +202,7 @@ async def test_the_first_answer_stops_every_other_leg_and_the_pending_stages(
     await wait_for(call.is_answered, "the door to hear the answer")
     await asyncio.wait_for(panel.callee("unit2").ended.wait(), TIMEOUT)
     assert panel.callee("unit2").end_reason == "answered_elsewhere"
-    assert door.escalation is None and escalation.pending == [], "pending stages dropped"
+    assert door.panel.escalation is None and escalation.pending == [], "pending stages dropped"
     assert set(call.legs) == {"unit1"}
     assert not any(panel.apps[a].incoming for a in (*PHONES, "caretaker"))
     await call.hangup()
@@ -231,7 +237,7 @@ async def test_the_exit_button_stops_every_ring_with_reason_door_opened(
         assert NotifyKind.MISSED not in [k for k, _ in panel.apps[address].notified]
         stopped = panel.apps[address].progress[-1].times[CallStatus.CANCEL]
         assert stopped - record.monotonic_at < 1.0, f"{address} stopped ringing late"
-    assert door.escalation is None and not panel.apps["caretaker"].incoming, "no fallback"
+    assert door.panel.escalation is None and not panel.apps["caretaker"].incoming, "no fallback"
 
 
 async def test_an_answered_call_goes_on_when_the_door_opens(make_panel: MakePanel) -> None:
