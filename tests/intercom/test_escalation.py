@@ -299,3 +299,19 @@ async def test_a_callee_opening_from_its_ringing_screen_stops_every_ring(
     assert call.status == CallStatus.CANCEL and call.end_reason == DOOR_OPENED
     (record,) = door.opener.records
     assert record.opened and record.requester == "phone1"
+
+
+async def test_when_every_unit_declines_the_phones_ring_at_once(make_panel: MakePanel) -> None:
+    panel = await make_panel()
+    for unit in UNITS:
+        panel.apps[unit].accept = False  # the units' filter refuses: they decline
+    door = await panel.door(PanelSettings(phones_after_s=5.0))
+    pressed = time.monotonic()
+    call = await door.ring()
+    assert call is not None
+    for phone in PHONES:
+        await wait_for(lambda p=phone: panel.rang(p), f"{phone} to ring")  # type: ignore[misc]
+        assert panel.callee(phone).created_at - pressed < 5.0, "at once, not after 5 s"
+    assert all(call.legs[u].outcome == CallStatus.NOTALLOWED for u in UNITS)
+    assert not call.is_ended(), "the call rings on, at the phones"
+    await call.hangup()
