@@ -8,14 +8,15 @@ a process of its own (tests/harness/ring_callee.py), as units and phones are sep
 devices, and reports its times on CLOCK_MONOTONIC, which every process of the machine
 shares. Each round measures both, in the same run:
 
-- door opened: the exit button's pin is pressed while all four ring; from the relay pulse
+- door opened: the exit button's pin is pressed while all four ring (1 s after the last
+  began: a person's reaction); from the relay pulse
   (``ReleaseRecord.monotonic_at``, taken once the relay is energised) to each callee's
   ringtone having stopped, and to the last of them (``*_stop_ms``); and to each callee's
   call having ended, media closed too (``*_ended_ms``);
 - answer (the baseline, the path that existed before): one callee answers while all four
-  ring; from the moment it is told to answer to each of the three others having stopped
-  ringing, and ended ("answered elsewhere": the accept travels to the door, which cancels
-  the others).
+  ring (as long after); from the moment it is told to answer to each of the three others
+  having stopped ringing, and ended ("answered elsewhere": the accept travels to the door,
+  which cancels the others).
 
 All rounds run twice, one series after the other: ``video`` (the door's preview to all four
 while they ring, as a real ring: each callee process decodes it) and ``audio_only`` (the same
@@ -48,6 +49,10 @@ from services.intercom.settings import IntercomSettings
 
 CALLEES = ("unit1", "unit2", "phone1", "phone2")
 TARGET_MS = 200.0
+REACTION_S = 1.0
+"""How long after every callee rings the door opens or one answers: a person's reaction, so
+both act on calls that ring steadily (media connected, preview flowing), not in the burst of
+four DTLS handshakes and first key frames right after the invites."""
 TIMEOUT_S = 10.0
 
 
@@ -130,6 +135,7 @@ async def ring_all(door: DoorStation, apps: dict[str, Callee]) -> Call:
     call = await door.ring()
     assert call is not None, "the door did not ring"
     await asyncio.wait_for(asyncio.gather(*(a.ringing.wait() for a in apps.values())), TIMEOUT_S)
+    await asyncio.sleep(REACTION_S)  # the person's reaction: the input, not a wait
     return call
 
 
