@@ -169,6 +169,8 @@ def panel_problems(config: CallboxConfig) -> Iterator[tuple[str, str]]:
         "panel", panel.phones_after_s, panel.fallback_after_s if fallback else None, ring_timeout
     )
     yield from _flats("panel.fallback", panel.fallback, config)
+    if config.address in panel.fallback:
+        yield "panel.fallback", f"{config.address!r} is this endpoint's own address"
     names: dict[str, str] = {DEFAULT_BELL: "the default bell (targets, [inputs.doorbell])"}
     codes: dict[str, str] = {}
     for index, bell in enumerate(config.bells):

@@ -73,6 +73,7 @@ def test_a_bell_label_defaults_to_its_name_and_the_panel_to_one_stage() -> None:
         ),
         ("[panel]\nphones_after_s = -1.0\n", "panel.phones_after_s", "must be >= 0"),
         ('[panel]\nfallback = ["flat:3"]\n', "panel.fallback.0", "site directory"),
+        ('[panel]\nfallback = ["door"]\n', "panel.fallback", "own address"),
         (
             '[[target_dnd]]\naddress = "flat1"\n[[target_dnd]]\naddress = "flat1"\n',
             "target_dnd.1.address",
