@@ -164,8 +164,13 @@ def panel_problems(config: CallboxConfig) -> Iterator[tuple[str, str]]:
             yield "bells", "only a door station has bells; remove [[bells]] here"
         if panel.fallback:
             yield "panel.fallback", "only a door station rings a fallback; remove it here"
-    yield from _delays("panel", panel.phones_after_s, panel.fallback_after_s, ring_timeout)
+    fallback = bool(panel.fallback)  # without one, fallback_after_s is never used
+    yield from _delays(
+        "panel", panel.phones_after_s, panel.fallback_after_s if fallback else None, ring_timeout
+    )
     yield from _flats("panel.fallback", panel.fallback, config)
+    if config.address in panel.fallback:
+        yield "panel.fallback", f"{config.address!r} is this endpoint's own address"
     names: dict[str, str] = {DEFAULT_BELL: "the default bell (targets, [inputs.doorbell])"}
     codes: dict[str, str] = {}
     for index, bell in enumerate(config.bells):
@@ -180,7 +185,9 @@ def panel_problems(config: CallboxConfig) -> Iterator[tuple[str, str]]:
         if config.address in bell.targets:
             yield f"{key}.targets", f"{config.address!r} is this endpoint's own address"
         yield from _flats(f"{key}.targets", bell.targets, config)
-        yield from _delays(key, bell.phones_after_s, bell.fallback_after_s, ring_timeout)
+        yield from _delays(
+            key, bell.phones_after_s, bell.fallback_after_s if fallback else None, ring_timeout
+        )
     seen: dict[str, int] = {}
     for index, entry in enumerate(config.target_dnd):
         if entry.address in seen:

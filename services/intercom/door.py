@@ -5,9 +5,9 @@
   ringback on the door's speaker, ring timeout and maximum call duration from the call
   properties; the status LED blinks while ringing and is steady in a call;
 - an entrance panel: several bells (``[[bells]]``: a push button each, a dial code each,
-  :meth:`DoorStation.dial`), each ringing its ring group in stages (escalation.py: indoor
-  units, then phones, then a fallback), minus targets in their do-not-disturb hours; the
-  invite names the bell. A press of any bell while a call is in progress is ignored, as
+  :meth:`DoorStation.dial`), each ringing its ring group in stages (panel.py, escalation.py:
+  indoor units, then phones, then a fallback), minus targets in their do-not-disturb hours;
+  the invite names the bell. A press of any bell while a call is in progress is ignored, as
   a 2N panel does: one visitor at a time. When the door opens by any path while the call
   still rings, every callee stops ringing (``cancel`` reason ``door-opened``);
 - a "monitor" call from a contact with the monitor right is answered at once, with
@@ -26,11 +26,9 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from av import VideoFrame
@@ -42,19 +40,15 @@ from services.callapi.door_release import UnlockRefused
 from services.intercom.alarms import DoorAlarms
 from services.intercom.calllog import CallLog
 from services.intercom.door_opener import DoorOpener, ReleaseRecord
-from services.intercom.escalation import Escalation, Stage, plan_stages
+from services.intercom.escalation import Stage
+from services.intercom.panel import FLAT_PREFIX, EntrancePanel
 from services.intercom.service import IntercomService
-from services.intercom.settings import DEFAULT_BELL, BellSettings, IntercomSettings
+from services.intercom.settings import DEFAULT_BELL, IntercomSettings
 from services.intercom.snapshots import SnapshotStore
 from services.push.service import PushService
 from services.signaling.contacts import Right
 
 _log = logging.getLogger(__name__)
-
-FLAT_PREFIX = "flat:"
-"""A target ``flat:<flat>`` rings that flat's entries of the site directory."""
-DIAL_CODE = re.compile(r"\d{1,8}")
-"""A keypad dial code: 1 to 8 digits."""
 
 
 class DoorStation(IntercomService):
@@ -86,9 +80,8 @@ class DoorStation(IntercomService):
             watchers=self.watchers,
         )
         """Door left open, forced open, tamper (services/intercom/alarms.py)."""
-        self.clock: Callable[[], datetime.datetime] = datetime.datetime.now
-        """Local time, for the targets' do-not-disturb hours (a test injects its own)."""
-        self._escalation: Escalation | None = None
+        self.panel = EntrancePanel(self, name=calls.address)
+        """The bells: which one a button or code rings, its stages, the escalation."""
 
     async def start(self) -> None:
         """Take the doorbell and the door relay."""
@@ -116,7 +109,7 @@ class DoorStation(IntercomService):
             self.calls.handle_messages(self.push.request_types, None)
             self.calls.set_wake_check(None)
         await super().close()
-        await self._stop_escalation()
+        await self.panel.stop()
         await self.opener.close()
 
     def apply_settings(self, settings: IntercomSettings) -> None:
@@ -132,7 +125,7 @@ class DoorStation(IntercomService):
     async def button_pressed(self, button: Button) -> None:
         """A bell's button: ring its flat. Door release (the inside exit button): open."""
         if button.role == ButtonRole.DOORBELL:
-            await self.ring(self.bell(button.name, via="button"))
+            await self.ring(self.panel.bell(button.name, via="button"))
         elif button.role == ButtonRole.DOOR_RELEASE:
             try:
                 await self.opener.open("exit button")
@@ -141,37 +134,12 @@ class DoorStation(IntercomService):
         else:
             await super().button_pressed(button)
 
-    def bell(self, name: str, *, via: str = "button") -> Bell:
-        """The bell called ``name`` (``flat:<flat>``: that flat of the site directory)."""
-        settings = self.settings.bells().get(name)
-        if settings is not None:
-            return Bell(name=name, label=settings.label, via=via)
-        flat = name.removeprefix(FLAT_PREFIX)
-        return Bell(
-            name=name, label=f"Flat {flat}" if name.startswith(FLAT_PREFIX) else "", via=via
-        )
-
-    def bell_for_code(self, code: str) -> Bell | None:
-        """The bell a dialled ``code`` rings, or None for an unknown code.
-
-        A bell's own ``code`` first; else, with ``[panel] dial_directory``, the site
-        directory's flat of that number (``flat:<code>``, labelled "Flat <code>").
-        """
-        if not DIAL_CODE.fullmatch(code):
-            return None
-        for bell in self.settings.bells().values():
-            if bell.code == code:
-                return self.bell(bell.name, via="code")
-        if self.settings.panel.dial_directory and self.calls.signaling.contacts.in_flat(code):
-            return self.bell(FLAT_PREFIX + code, via="code")
-        return None
-
     async def dial(self, code: str) -> bool:
         """A code dialled on the keypad: ring its bell; False (nothing rung) for an unknown code.
 
         True for a known code, also when the press is ignored because a call is in progress.
         """
-        bell = self.bell_for_code(code)
+        bell = self.panel.bell_for_code(code)
         if bell is None:
             _log.info("%s: dialled code of %d digits: no such bell", self.calls.address, len(code))
             return False
@@ -180,13 +148,13 @@ class DoorStation(IntercomService):
 
     async def ring(self, bell: Bell | None = None) -> Call | None:
         """Ring ``bell`` (default: the doorbell) in stages; None when nobody can be rung now."""
-        bell = bell or self.bell(DEFAULT_BELL)
+        bell = bell or self.panel.bell(DEFAULT_BELL)
         call = None
         stages: list[Stage] = []
         if self.calls.is_call_in_progress():
             _log.info("%s: bell %s pressed during a call: ignored", self.calls.address, bell.name)
         else:
-            stages = self.stages(bell)
+            stages = self.panel.stages(bell)
             if not stages:
                 _log.error("%s: bell %s pressed but nobody to ring", self.calls.address, bell.name)
             else:
@@ -199,67 +167,30 @@ class DoorStation(IntercomService):
             for watcher in list(self.watchers):
                 watcher.doorbell_pressed(call, rung)
         if call is not None:
-            escalation = Escalation(
-                call,
-                stages[1:],
-                profile_of=self.calls.profile_of,
-                on_stage=self._stage_rung,
-                label=f"{self.calls.address}: call {call.call_id}",
-            )
-            await self._stop_escalation()
-            self._escalation = escalation
-            escalation.start()
+            await self.panel.escalate(call, stages[1:], self._stage_rung)
             if self.push is not None:  # beside the invites: a slow push service delays nothing
                 self.spawn(self._push_ring(call, stages[0].targets, 0.0))
             await call.start(self.watch(call))
             self.spawn(self._snapshot_from_camera(call))
         return call
 
-    def stages(self, bell: Bell) -> list[Stage]:
-        """The stages in which ``bell`` rings now (trusted targets, none in its DND hours)."""
-        settings = self.settings.bells().get(bell.name) or BellSettings(
-            name=bell.name, targets=(bell.name,) if bell.name.startswith(FLAT_PREFIX) else ()
-        )
-        return plan_stages(
-            settings, self.settings.panel, addresses=self._ringable, is_phone=self._is_phone
-        )
+    def profile_of(self, address: str) -> UserProfile:
+        """The best profile known of ``address`` (the panel tells phones by its role)."""
+        return self.calls.profile_of(address)
 
-    def _ringable(self, targets: Sequence[str]) -> list[str]:
-        now = self.clock()
-        dnd = self.settings.panel.target_dnd
-        ringable = []
-        for address in self.reachable_targets(targets):
-            schedule = dnd.get(address)
-            if schedule is not None and schedule.is_active(now):
-                _log.info(
-                    "%s: %s is in its do-not-disturb hours: not rung", self.calls.address, address
-                )
-            else:
-                ringable.append(address)
-        return ringable
-
-    def _is_phone(self, address: str) -> bool:
-        return self.calls.profile_of(address).role == "web"
+    def in_flat(self, flat: str) -> list[str]:
+        """The site directory's indoor units and phones of ``flat``."""
+        return self.calls.signaling.contacts.in_flat(flat)
 
     def _stage_rung(self, call: Call, stage: Stage, rung: list[str]) -> None:
         if self.push is not None:
             self.spawn(self._push_ring(call, tuple(rung), stage.after_s))
 
-    @property
-    def escalation(self) -> Escalation | None:
-        """The stages still to ring of the call that rings now (None: none pending)."""
-        return self._escalation
-
-    async def _stop_escalation(self) -> None:
-        escalation, self._escalation = self._escalation, None
-        if escalation is not None:
-            await escalation.close()
-
     async def call_status(self, call: Call, status: CallStatus) -> None:
         """Also: an answer, or the end, of the door's call drops its pending stages."""
         await super().call_status(call, status)
         if not call.is_incoming() and (status == CallStatus.ANSWER or call.is_ended()):
-            await self._stop_escalation()
+            await self.panel.stop()
 
     async def _push_ring(self, call: Call, targets: Sequence[str], after_s: float) -> None:
         assert self.push is not None
@@ -346,10 +277,12 @@ class DoorStation(IntercomService):
 
     def _released(self, record: ReleaseRecord) -> None:
         call = self.calls.active_call
-        if record.opened and call is not None:  # any path: every callee stops ringing
-            self.spawn(call.cancel_ring(DOOR_OPENED))
         if call is not None and call.call_id == record.call_id:
             self.note(call, "door opened" if record.opened else f"release refused: {record.reason}")
+        elif record.opened and call is not None and not call.is_incoming() and _rings(call):
+            self.note(call, f"door opened by {record.requester}")
+        if record.opened and call is not None:  # any path: every callee stops ringing
+            self.spawn(call.cancel_ring(DOOR_OPENED))
         for watcher in list(self.watchers):
             watcher.door_released(record)
         if record.opened and self.watchers:

@@ -66,9 +66,14 @@ def test_a_bell_label_defaults_to_its_name_and_the_panel_to_one_stage() -> None:
         (bell("a", 'pin = "GPIO20"') + bell("b", 'pin = "GPIO20"'), "bells.1.pin", "already used"),
         (bell("a", 'pin = "GPIO40"'), "bells.0.pin", "not on the header"),
         (bell("a", "phones_after_s = 30.0"), "bells.0.phones_after_s", "ring_timeout_s"),
-        ("[panel]\nfallback_after_s = 45.0\n", "panel.fallback_after_s", "ring_timeout_s"),
+        (
+            '[panel]\nfallback = ["flat2"]\nfallback_after_s = 45.0\n',
+            "panel.fallback_after_s",
+            "ring_timeout_s",
+        ),
         ("[panel]\nphones_after_s = -1.0\n", "panel.phones_after_s", "must be >= 0"),
         ('[panel]\nfallback = ["flat:3"]\n', "panel.fallback.0", "site directory"),
+        ('[panel]\nfallback = ["door"]\n', "panel.fallback", "own address"),
         (
             '[[target_dnd]]\naddress = "flat1"\n[[target_dnd]]\naddress = "flat1"\n',
             "target_dnd.1.address",
@@ -91,3 +96,10 @@ def test_bells_only_on_a_door_station() -> None:
 def test_a_bell_pin_counts_in_the_pin_uniqueness_rule_against_the_relay() -> None:
     problems = refused(DOOR + '[relay]\npin = "GPIO24"\n' + bell("a", "pin = 24"))
     assert problems == [("bells.0.pin", "GPIO24 is already used by relay.pin")]
+
+
+def test_the_fallback_delay_only_counts_with_a_fallback() -> None:
+    short = DOOR + "[call]\nring_timeout_s = 15.0\n"
+    assert parse_config(short, FILE).panel.fallback_after_s == 20.0, "no fallback: not used"
+    problems = refused(short + '[panel]\nfallback = ["flat2"]\n')
+    assert [key for key, _ in problems] == ["panel.fallback_after_s"]

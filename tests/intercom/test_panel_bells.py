@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from intercom_site import TIMEOUT, IntercomSite, Unit, start_intercom_site, wait_for
 
-from services.callapi import Bell, Call
+from hal.io_devices import SIM_PINS
+from services.callapi import DOOR_OPENED, Bell, Call
 from services.intercom.calllog import CallRecord, read_call_log
 from services.intercom.door import DoorStation
 
@@ -151,3 +152,17 @@ async def test_a_bell_while_a_call_rings_is_ignored(site: IntercomSite) -> None:
     call: Any = active_call(site, "door")
     assert set(call.legs) == {"flat1"}
     await hang_up_at_the_door(site, callee)
+
+
+async def test_the_exit_button_stops_the_ring_and_both_logs_say_so(site: IntercomSite) -> None:
+    await press_pin(site, "GPIO21")
+    callee = await rings(site, "flat12")
+    await press_pin(site, SIM_PINS["door_release"])
+    await asyncio.wait_for(callee.ended.wait(), TIMEOUT)
+    assert callee.end_reason == DOOR_OPENED
+    door_record = await last_logged(site, "door", 1)
+    assert door_record.status == "CANCEL" and door_record.bell == "Flat 12 - Smith"
+    assert "door opened by exit button" in door_record.note
+    flat_record = await last_logged(site, "flat12", 1)
+    assert flat_record.status == "CANCEL" and not flat_record.missed, "not a missed call"
+    assert flat_record.bell == "Flat 12 - Smith"
