@@ -73,8 +73,8 @@ REPLAY_FILE = "replay.json"
 
 def intercom_settings(config: CallboxConfig) -> IntercomSettings:
     """The call service's settings from the configuration."""
-    from services.intercom.alarms import AlarmSettings
     from services.intercom.dnd import DndSchedule
+    from services.intercom.settings import AlarmSettings
 
     contact = config.door_contact
     return IntercomSettings(

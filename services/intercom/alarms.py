@@ -27,7 +27,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from hal.io_devices import IoDevices
@@ -35,6 +34,7 @@ from services.callapi import Calls
 from services.intercom.alarm_message import ALARM_TYPE, Alarm, AlarmKind
 from services.intercom.door_opener import DoorOpener
 from services.intercom.observer import IntercomObserver
+from services.intercom.settings import AlarmSettings
 from services.signaling.errors import SignalingError
 from services.tasks import cancel_and_wait
 
@@ -43,20 +43,6 @@ _log = logging.getLogger(__name__)
 INDOOR_ROLE = "indoor"
 MAX_PENDING = 16
 """Alarm changes waiting to be sent to one unit; beyond, only the current state is sent."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class AlarmSettings:
-    """``[door_contact]``'s timing: left open after ``left_open_s``; ``forced_grace_s``."""
-
-    left_open_s: float = 30.0
-    forced_grace_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if not self.left_open_s > 0:
-            raise ValueError(f"left_open_s {self.left_open_s} must be above 0")
-        if not self.forced_grace_s >= 0:
-            raise ValueError(f"forced_grace_s {self.forced_grace_s} must be 0 or more")
 
 
 class DoorAlarms:

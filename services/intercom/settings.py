@@ -6,11 +6,24 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.intercom.alarms import AlarmSettings
 from services.intercom.dnd import DndSchedule
 
 DEFAULT_BELL = "doorbell"
 """The name of the default bell: the top-level ``targets``, rung by ``[inputs.doorbell]``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmSettings:
+    """``[door_contact]``'s timing: left open after ``left_open_s``; ``forced_grace_s``."""
+
+    left_open_s: float = 30.0
+    forced_grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.left_open_s > 0:
+            raise ValueError(f"left_open_s {self.left_open_s} must be above 0")
+        if not self.forced_grace_s >= 0:
+            raise ValueError(f"forced_grace_s {self.forced_grace_s} must be 0 or more")
 
 
 @dataclass(frozen=True, kw_only=True)

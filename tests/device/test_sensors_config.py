@@ -9,7 +9,7 @@ import pytest
 from device.config import ConfigError, load_config, parse_config
 from device.daemon._app import intercom_settings
 from hal.gpio_specs import SwitchSpec
-from services.intercom.alarms import AlarmSettings
+from services.intercom.settings import AlarmSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "callbox.example.toml"
 DOOR = 'role = "door"\naddress = "door"\nsite = "home"\ntargets = ["flat1"]\n'
