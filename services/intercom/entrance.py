@@ -151,7 +151,8 @@ class Entrance:
     async def _dial(self, code: str) -> None:
         rang = await self.dial(code) if self.dial is not None else False
         if not rang:
-            _log.info("entrance: dial code %s: no such bell or flat", code)
+            # never the digits: a resident who forgot the "*" has just typed their code
+            _log.info("entrance: a dial code of %d digits: no such bell or flat", len(code))
         self._tell(Feedback.RINGING if rang else Feedback.UNKNOWN)
 
     async def _card(self, read: CardRead) -> None:

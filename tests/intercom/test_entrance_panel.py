@@ -119,7 +119,7 @@ async def test_a_dialled_code_rings_the_flat_and_a_card_opens_the_door_and_stops
 
 
 async def test_a_wrong_code_opens_nothing_and_the_keypad_locks_after_three(
-    site: IntercomSite,
+    site: IntercomSite, caplog: pytest.LogCaptureFixture
 ) -> None:
     door = door_station(site)
     state_dir = Path(site["door"].config.state_dir)
@@ -128,6 +128,8 @@ async def test_a_wrong_code_opens_nothing_and_the_keypad_locks_after_three(
     endpoint = site["door"].endpoint
     assert endpoint is not None and endpoint.entrance is not None
 
+    keypad(site).press("2580#")  # the code without its "*": a dial code no bell has
+    await wait_for(lambda: "no such bell" in caplog.text, "the unknown dial code")
     for wrong in ("1111", "2581", "9999"):
         keypad(site).press(f"*{wrong}#")
     await wait_for(
@@ -138,6 +140,8 @@ async def test_a_wrong_code_opens_nothing_and_the_keypad_locks_after_three(
         lambda: len(site["door"].status()["access"]["last_attempts"]) >= 4, "the fourth attempt"
     )
     assert not any(record.opened for record in door.opener.records), "nothing opened"
+    for typed in ("2580", "1111", "2581", "9999"):
+        assert typed not in caplog.text, "no code typed at the keypad is ever logged"
 
 
 async def test_tamper_at_the_panel_reaches_the_indoor_unit(site: IntercomSite) -> None:
