@@ -165,7 +165,7 @@ class DoorStation(IntercomService):
         if self.watchers:
             rung = stages[0].targets if call is not None else ()
             for watcher in list(self.watchers):
-                watcher.doorbell_pressed(call, rung)
+                watcher.doorbell_pressed(call, rung, bell)
         if call is not None:
             await self.panel.escalate(call, stages[1:], self._stage_rung)
             if self.push is not None:  # beside the invites: a slow push service delays nothing
