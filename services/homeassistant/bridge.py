@@ -36,8 +36,8 @@ from services.tasks import cancel_and_wait
 if TYPE_CHECKING:
     from services.callapi import Bell, Call
     from services.intercom.alarm_message import Alarm
+    from services.intercom.attempt import EntranceAttempt
     from services.intercom.door_opener import ReleaseRecord
-    from services.intercom.entrance import EntranceAttempt
     from services.intercom.service import IntercomService
 
 _log = logging.getLogger(__name__)

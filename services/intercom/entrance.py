@@ -18,7 +18,6 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hal.cards import CardRead, CardReader
@@ -27,6 +26,7 @@ from services.access import AccessControl, AccessDecision, EntryResult, EntryTyp
 from services.access.control import UNKNOWN_CARD
 from services.callapi.calls import Calls
 from services.callapi.door_release import UnlockRefused
+from services.intercom.attempt import EntranceAttempt
 from services.intercom.door_opener import DoorOpener
 from services.media.tones import TonePattern
 from services.tasks import cancel_and_wait
@@ -69,24 +69,6 @@ FEEDBACK_TONES = {
     Feedback.UNKNOWN: TonePattern("dial-unknown", 600.0, (0.3, 0.1, 0.3, 0.05)),
 }
 """The short tones a door station plays for each outcome (none for ringing: ringback)."""
-
-
-@dataclass(frozen=True)
-class EntranceAttempt:
-    """One access attempt at the entrance, as onlookers (Home Assistant) are told of it.
-
-    ``kind``: ``code`` or ``card``; ``via``: the keypad's or the card reader's name; ``who``:
-    the entry's label ("" when no entry matched); ``reason``: why it was refused ("" when
-    granted); ``card``: the number of a card the list does not know, else "". Never a code,
-    never the number of a card on the list.
-    """
-
-    granted: bool
-    kind: str
-    via: str
-    who: str = ""
-    reason: str = ""
-    card: str = ""
 
 
 class Entrance:

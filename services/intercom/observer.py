@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from services.callapi import Bell, Call
     from services.intercom.alarm_message import Alarm
+    from services.intercom.attempt import EntranceAttempt
     from services.intercom.door_opener import ReleaseRecord
-    from services.intercom.entrance import EntranceAttempt
 
 
 class IntercomObserver:
