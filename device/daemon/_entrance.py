@@ -70,5 +70,6 @@ def entrance_part(
         readers=readers,
         entry_timeout_s=config.access.entry_timeout_s,
         on_feedback=feedback,
+        watchers=service.watchers,  # Home Assistant's bridge: the Access event
     )
     return EntrancePart(entrance, feedback)

@@ -4,10 +4,12 @@
 composition root, again after each rebuild of the service) and owns the `HaLink`. It
 publishes the call state with the peer as attributes, the missed-call count, and on an
 indoor unit the do-not-disturb switch (manual or scheduled, checked every
-``DND_POLL_S``); on a door station the doorbell event, the latest visitor snapshot and the
-door relay, and takes the "Open door" button only with ``door_release``: through the same
-`DoorOpener` as every release (rate limit, one pulse per press), recorded as
-``homeassistant``. Bad commands are logged and ignored.
+``DND_POLL_S``); on a door station the doorbell event (which bell: name, label, button or
+code), the latest visitor snapshot, the door relay, with a keypad or card reader the Access
+event (one per code or card tried: never the code, nor a known card's number), and takes
+the "Open door" button only with ``door_release``: through the same `DoorOpener` as every
+release (rate limit, one pulse per press), recorded as ``homeassistant``. Bad commands are
+logged and ignored.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from services.intercom.snapshots import SnapshotError
 from services.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
-    from services.callapi import Call
+    from services.callapi import Bell, Call
     from services.intercom.alarm_message import Alarm
+    from services.intercom.attempt import EntranceAttempt
     from services.intercom.door_opener import ReleaseRecord
     from services.intercom.service import IntercomService
 
@@ -112,6 +115,11 @@ class HomeAssistantBridge(IntercomObserver):
             relay = service.io.relay
             self._set(d.DOOR, d.ON if relay.is_active else d.OFF)
             self._announce_sensors(service)
+            io = service.io
+            topic, config = d.access_config(
+                self.unit, self.topics, entrance=io.keypad is not None or bool(io.card_readers)
+            )
+            self.link.set_retained(topic, d.encode(config))
             self._spawn(self._publish_latest_snapshot(service))
         else:
             self.dnd_changed()
@@ -149,12 +157,30 @@ class HomeAssistantBridge(IntercomObserver):
         if self.service is not None and not self.unit.is_door:
             self._set(d.DND, d.ON if self.service.dnd_active() else d.OFF)
 
-    def doorbell_pressed(self, call: Call | None, targets: tuple[str, ...]) -> None:
-        """Fire the doorbell event, with the call it started (if any)."""
+    def doorbell_pressed(
+        self, call: Call | None, targets: tuple[str, ...], bell: Bell | None = None
+    ) -> None:
+        """Fire the doorbell event: which bell, and the call it started (if any)."""
         payload: dict[str, Any] = {"event_type": d.RING, "targets": list(targets)}
         if call is not None:
             payload["call_id"] = call.call_id
+        bell = bell or (call.props.bell if call is not None else None)
+        if bell is not None:
+            payload |= {"bell": bell.name, "bell_label": bell.label or bell.name, "via": bell.via}
         self.link.send_event(self.topics.state(d.DOORBELL), json.dumps(payload).encode())
+
+    def access_attempted(self, attempt: EntranceAttempt) -> None:
+        """Fire the Access event: granted or refused, who, via, why (never a code)."""
+        payload: dict[str, Any] = {
+            "event_type": d.GRANTED if attempt.granted else d.REFUSED,
+            "kind": attempt.kind,
+            "via": attempt.via,
+            "who": attempt.who,
+            "reason": attempt.reason,
+        }
+        if attempt.card:  # only a card the list does not know (logged already, to enroll)
+            payload["card"] = attempt.card
+        self.link.send_event(self.topics.state(d.ACCESS), json.dumps(payload).encode())
 
     def door_released(self, record: ReleaseRecord) -> None:
         """The relay pulses: the door binary sensor is on (unlocked)."""

@@ -77,6 +77,11 @@ DOOR_ALARM: Final = "door_alarm"
 ALARM: Final = "alarm"
 ALARM_KINDS: Final = ("door_left_open", "door_forced_open", "tamper")
 """The event types of the alarm event: services.intercom.alarm_message.AlarmKind's values."""
+ACCESS: Final = "access"
+GRANTED: Final = "granted"
+REFUSED: Final = "refused"
+ACCESS_EVENTS: Final = (GRANTED, REFUSED)
+"""The event types of the Access event: one per code or card tried at the entrance."""
 
 
 def device_block(unit: UnitInfo, node_id: str) -> dict[str, Any]:
@@ -284,3 +289,26 @@ def command_topics(unit: UnitInfo, topics: HaTopics) -> tuple[str, ...]:
     A door station listens on the button's even with ``door_release`` off, to log a press.
     """
     return (topics.command(OPEN_DOOR),) if unit.is_door else (topics.command(DND),)
+
+
+def access_config(
+    unit: UnitInfo, topics: HaTopics, *, entrance: bool
+) -> tuple[str, dict[str, Any] | None]:
+    """(discovery topic, config or None) of a door station's ``event`` "Access".
+
+    One event per access code or card tried at the entrance (``granted`` or ``refused``,
+    who, via which keypad or reader, why); only when the door has a keypad or a card
+    reader. None removes what a former wiring left.
+    """
+    node = topics.node_id
+    config = {
+        "name": "Access",
+        "unique_id": f"callbox_{node}_{ACCESS}",
+        "object_id": f"{node}_{ACCESS}",
+        "state_topic": topics.state(ACCESS),
+        "event_types": list(ACCESS_EVENTS),
+        "icon": "mdi:key-chain",
+        "device": device_block(unit, node),
+        "availability": [{"topic": topics.availability}],
+    }
+    return topics.config("event", ACCESS), config if entrance else None

@@ -165,7 +165,7 @@ class DoorStation(IntercomService):
         if self.watchers:
             rung = stages[0].targets if call is not None else ()
             for watcher in list(self.watchers):
-                watcher.doorbell_pressed(call, rung)
+                watcher.doorbell_pressed(call, rung, bell)
         if call is not None:
             await self.panel.escalate(call, stages[1:], self._stage_rung)
             if self.push is not None:  # beside the invites: a slow push service delays nothing
@@ -195,7 +195,9 @@ class DoorStation(IntercomService):
     async def _push_ring(self, call: Call, targets: Sequence[str], after_s: float) -> None:
         assert self.push is not None
         ring_s = max(1.0, call.props.ring_timeout_s - after_s)
-        await self.push.ring(call.call_id, list(targets), ring_s)
+        bell = call.props.bell  # the phone shows which flat's visitor (not the default bell's)
+        label = bell.label or bell.name if bell and bell.name != DEFAULT_BELL else ""
+        await self.push.ring(call.call_id, list(targets), ring_s, bell=label)
 
     def _ring_properties(self, targets: Sequence[str] | None = None) -> CallProperties:
         props = self.calls.create_call_properties(video=self.settings.video)

@@ -4,7 +4,10 @@ A keypad's keys go through the keypad grammar (`services.access.KeypadEntry`): a
 goes to ``dial`` (the door station rings that bell or flat), an access code and every card
 to `AccessControl`; a grant opens the door through the door's `DoorOpener`
 (``code:<who>`` / ``card:<who>``), so it is rate limited, one pulse and recorded like every
-release. Each outcome goes to ``on_feedback`` (a tone on the door's speaker). At most
+release. Each outcome goes to ``on_feedback`` (a tone on the door's speaker), and each
+access attempt (code or card, granted or refused) to the ``watchers`` as an
+`EntranceAttempt` (Home Assistant's Access event): never the code, and a card's number only
+when the list does not know the card (it is logged already, to enroll it). At most
 ``MAX_PENDING`` checks run at once; more keys or cards meanwhile are refused (logged).
 """
 
@@ -15,21 +18,35 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hal.cards import CardRead, CardReader
 from hal.keypad import Keypad
 from services.access import AccessControl, AccessDecision, EntryResult, EntryType, KeypadEntry
+from services.access.control import UNKNOWN_CARD
 from services.callapi.calls import Calls
 from services.callapi.door_release import UnlockRefused
+from services.intercom.attempt import EntranceAttempt
 from services.intercom.door_opener import DoorOpener
 from services.media.tones import TonePattern
 from services.tasks import cancel_and_wait
 
-__all__ = ["FEEDBACK_TONES", "MAX_PENDING", "Entrance", "Feedback", "ToneFeedback"]
+if TYPE_CHECKING:
+    from services.intercom.observer import IntercomObserver
+
+__all__ = [
+    "FEEDBACK_TONES",
+    "MAX_PENDING",
+    "Entrance",
+    "EntranceAttempt",
+    "Feedback",
+    "ToneFeedback",
+]
 
 _log = logging.getLogger(__name__)
 
+ACCESS_OFF = "[access] is off"
+"""The reason of an attempt refused because access codes and cards are off."""
 MAX_PENDING = 4
 """Checks under way at once (a check hashes for tens of ms); more are refused, not queued."""
 
@@ -67,9 +84,14 @@ class Entrance:
         readers: Sequence[CardReader] = (),
         entry_timeout_s: float = 10.0,
         on_feedback: Callable[[Feedback], None] | None = None,
+        watchers: list[IntercomObserver] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``access`` None: codes and cards are off; ``dial`` None: no dial codes."""
+        """``access`` None: codes and cards are off; ``dial`` None: no dial codes.
+
+        ``watchers``: told of every access attempt (the door station's own list, so Home
+        Assistant's bridge, attached to the service, sees them).
+        """
         self.opener = opener
         self.access = access
         self.dial = dial
@@ -77,6 +99,7 @@ class Entrance:
         self.readers = tuple(readers)
         self.entry = KeypadEntry(timeout_s=entry_timeout_s)
         self.on_feedback = on_feedback
+        self.watchers = watchers if watchers is not None else []
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
@@ -139,14 +162,20 @@ class Entrance:
                 via,
             )
             self._tell(Feedback.REFUSED)
+            self._attempted(
+                EntranceAttempt(
+                    False, "code", via, reason=f"more than {self.entry.max_digits} digits"
+                )
+            )
         elif result.kind is EntryType.DIAL:
             await self._dial(result.digits)
         elif self.access is None:
             _log.warning("entrance: an access code at %s refused: [access] is off", via)
             self._tell(Feedback.REFUSED)
+            self._attempted(EntranceAttempt(False, "code", via, reason=ACCESS_OFF))
         else:
             decision = await self.access.check_code(result.digits, via=via)
-            await self._decided(decision, "code")
+            await self._decided(decision, "code", via)
 
     async def _dial(self, code: str) -> None:
         rang = await self.dial(code) if self.dial is not None else False
@@ -161,19 +190,35 @@ class Entrance:
                 "entrance: card %s at %s ignored: [access] is off", read.card_id, read.reader
             )
             self._tell(Feedback.REFUSED)
+            # the card may be on the (unused) list: its number is not passed on
+            self._attempted(EntranceAttempt(False, "card", read.reader, reason=ACCESS_OFF))
             return
-        await self._decided(await self.access.check_card(read), "card")
+        decision = await self.access.check_card(read)
+        unknown = read.card_id if decision.reason == UNKNOWN_CARD else ""
+        await self._decided(decision, "card", read.reader, card=unknown)
 
-    async def _decided(self, decision: AccessDecision, how: str) -> None:
+    async def _decided(
+        self, decision: AccessDecision, how: str, via: str, *, card: str = ""
+    ) -> None:
+        attempt = EntranceAttempt(decision.granted, how, via, decision.who, decision.reason, card)
         if not decision.granted:
             self._tell(Feedback.LOCKED if decision.locked else Feedback.REFUSED)
+            self._attempted(attempt)
             return
         try:
             await self.opener.open(f"{how}:{decision.who}")
-        except UnlockRefused:  # recorded and logged by the opener (rate limit, relay)
+        except UnlockRefused as err:  # recorded and logged by the opener (rate limit, relay)
             self._tell(Feedback.REFUSED)
+            self._attempted(
+                EntranceAttempt(False, how, via, decision.who, f"door not opened: {err}")
+            )
             return
         self._tell(Feedback.GRANTED)
+        self._attempted(attempt)
+
+    def _attempted(self, attempt: EntranceAttempt) -> None:
+        for watcher in list(self.watchers):
+            watcher.access_attempted(attempt)
 
     def _tell(self, feedback: Feedback) -> None:
         if self.on_feedback is None:

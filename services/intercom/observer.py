@@ -2,7 +2,8 @@
 
 An `IntercomObserver` only watches: it is told after the service acted, from the event loop,
 and must not block. Each method does nothing by default, so an onlooker overrides what it
-shows. A door station also reports doorbell presses and door releases.
+shows. A door station also reports doorbell presses (which bell), door releases and, with
+an entrance panel, every access attempt at its keypad or card readers.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.callapi import Call
+    from services.callapi import Bell, Call
     from services.intercom.alarm_message import Alarm
+    from services.intercom.attempt import EntranceAttempt
     from services.intercom.door_opener import ReleaseRecord
 
 
@@ -28,8 +30,13 @@ class IntercomObserver:
     def snapshot_saved(self, path: Path) -> None:
         """A new visitor snapshot was written at ``path``."""
 
-    def doorbell_pressed(self, call: Call | None, targets: tuple[str, ...]) -> None:
-        """The doorbell was pressed: ``call`` rings ``targets`` (None: nobody could be rung)."""
+    def doorbell_pressed(
+        self, call: Call | None, targets: tuple[str, ...], bell: Bell | None = None
+    ) -> None:
+        """``bell`` was rung (button or dial code): ``call`` rings ``targets`` (None: nobody).
+
+        ``bell`` None: the default doorbell of a caller that does not name one.
+        """
 
     def door_released(self, record: ReleaseRecord) -> None:
         """A door release was asked for: ``record.opened`` says whether the relay pulsed."""
@@ -45,3 +52,6 @@ class IntercomObserver:
 
     def alarm_changed(self, alarm: Alarm) -> None:
         """A door station raised (``alarm.active``) or cleared an alarm."""
+
+    def access_attempted(self, attempt: EntranceAttempt) -> None:
+        """An access code or card was tried at the door's entrance (granted or refused)."""

@@ -71,34 +71,40 @@ class RingNotifier:
         return [sub for t in targets if (sub := self.store.get(t)) is not None]
 
     async def ring(
-        self, call_id: str, targets: Sequence[str], ring_timeout_s: float
+        self, call_id: str, targets: Sequence[str], ring_timeout_s: float, *, bell: str = ""
     ) -> list[PushResult]:
-        """Push the ring of ``call_id`` to every subscribed phone in ``targets``, concurrently."""
+        """Push the ring of ``call_id`` to every subscribed phone in ``targets``, concurrently.
+
+        ``bell``: the label of the bell that rang, shown by the phone ("" for none).
+        """
         record = _Ring(deadline=time.monotonic() + ring_timeout_s)
         self._rings[call_id] = record  # before any await: the picture push finds it
         while len(self._rings) > KEPT_RINGS:
             self._rings.popitem(last=False)
         try:
-            return await self._ring(record, call_id, targets, ring_timeout_s)
+            return await self._ring(record, call_id, targets, ring_timeout_s, bell)
         finally:
             record.done.set()
             self.rings += 1
 
     async def _ring(
-        self, record: _Ring, call_id: str, targets: Sequence[str], ring_timeout_s: float
+        self,
+        record: _Ring,
+        call_id: str,
+        targets: Sequence[str],
+        ring_timeout_s: float,
+        bell: str,
     ) -> list[PushResult]:
         now_ms = int(time.time() * 1000)
         candidates = self.subscribed(targets)
         if not candidates:
             return []
         # before any await: a picture push starting now knows there is something to send
-        record.push = RingPush(
-            door=self.door,
-            name=self.name,
-            call_id=call_id,
-            at_ms=now_ms,
-            ring_timeout_ms=int(ring_timeout_s * 1000),
-        )
+        try:
+            record.push = _ring_push(self.door, self.name, call_id, now_ms, ring_timeout_s, bell)
+        except ValueError as err:  # a label the config should have refused: pushed without it
+            _log.warning("push of call %s: bell label %r left out: %s", call_id, bell, err)
+            record.push = _ring_push(self.door, self.name, call_id, now_ms, ring_timeout_s, "")
         subs = []
         for sub in candidates:
             if sub.expired(now_ms):
@@ -227,3 +233,17 @@ def _settle(task: asyncio.Future[bytes]) -> None:
         task.cancel()  # the thread finishes on its own; its picture is dropped
     elif not task.cancelled() and task.exception() is not None:
         _log.debug("picture encoding failed after it was no longer wanted: %s", task.exception())
+
+
+def _ring_push(
+    door: str, name: str, call_id: str, at_ms: int, ring_timeout_s: float, bell: str
+) -> RingPush:
+    """The facts of one ring (ValueError: ``bell`` is no label a push may carry)."""
+    return RingPush(
+        door=door,
+        name=name,
+        call_id=call_id,
+        at_ms=at_ms,
+        ring_timeout_ms=int(ring_timeout_s * 1000),
+        bell=bell,
+    )

@@ -1,10 +1,12 @@
 """What a doorbell push says: which door rings, for which call, since when.
 
-``{"v": 1, "type": "ring", "door", "name", "call_id", "at_ms", "ring_timeout_ms"[, "snapshot"]}``
-(docs/protocol.md, "Web Push"). It carries nothing that opens the door or joins the call: the
-page still connects with its own login and gets the signed invite. It stays under
-:data:`MAX_PAYLOAD_BYTES`, so it fits one push message of every push service (RFC 8291 leaves
-3993 bytes of plaintext in a 4096-byte record); a snapshot goes in only when it fits
+``{"v": 1, "type": "ring", "door", "name", "call_id", "at_ms", "ring_timeout_ms"[, "bell"]
+[, "snapshot"]}`` (docs/protocol.md, "Web Push"); ``bell``: the label of the entrance panel's
+bell that rang ("Flat 12 - Smith"), left out for the door's default bell. It carries nothing
+that opens the door or joins the call: the page still connects with its own login and gets
+the signed invite. It stays under :data:`MAX_PAYLOAD_BYTES`, so it fits one push message of
+every push service (RFC 8291 leaves 3993 bytes of plaintext in a 4096-byte record); a
+snapshot goes in only when it fits
 (:meth:`RingPush.snapshot_budget` says how large its JPEG may be).
 
 Both pushes of a call (the ring, then the same ring with the visitor's picture) carry the same
@@ -26,6 +28,8 @@ SNAPSHOT_PREFIX = "data:image/jpeg;base64,"
 TOPIC_CHARS = 32
 """RFC 8030 allows at most 32 characters of the base64url alphabet in a ``Topic``."""
 _TOPIC_LABEL = b"callbox push topic v1\x00"
+MAX_BELL_CHARS = 64
+"""The longest bell label a push carries (as ``[[bells]] label`` and the invite's ``bell``)."""
 
 
 def push_topic(call_id: str) -> str:
@@ -47,6 +51,12 @@ class RingPush:
     call_id: str
     at_ms: int
     ring_timeout_ms: int
+    bell: str = ""
+    """The label of the bell that rang ("" for none, or the default doorbell)."""
+
+    def __post_init__(self) -> None:
+        if len(self.bell) > MAX_BELL_CHARS or not self.bell.isprintable():
+            raise ValueError(f"a bell label is at most {MAX_BELL_CHARS} printable characters")
 
     def snapshot_budget(self) -> int:
         """The most bytes of JPEG whose data URL still keeps the payload within the limit.
@@ -82,6 +92,7 @@ class RingPush:
             "call_id": self.call_id,
             "at_ms": self.at_ms,
             "ring_timeout_ms": self.ring_timeout_ms,
+            **({"bell": self.bell} if self.bell else {}),
         }
 
     def payload(self, snapshot_jpeg: bytes | None = None) -> bytes:

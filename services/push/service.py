@@ -96,10 +96,13 @@ class PushService:
         return sub is not None and not sub.expired(int(time.time() * 1000))
 
     async def ring(
-        self, call_id: str, targets: Sequence[str], ring_timeout_s: float
+        self, call_id: str, targets: Sequence[str], ring_timeout_s: float, *, bell: str = ""
     ) -> list[PushResult]:
-        """Push the ring of ``call_id`` to the subscribed phones among ``targets``."""
-        return await self.notifier.ring(call_id, targets, ring_timeout_s)
+        """Push the ring of ``call_id`` to the subscribed phones among ``targets``.
+
+        ``bell``: the label of the entrance panel's bell that rang ("" for the default one).
+        """
+        return await self.notifier.ring(call_id, targets, ring_timeout_s, bell=bell)
 
     async def ring_snapshot(
         self, call_id: str, frame: av.VideoFrame, ringing: Callable[[], bool]

@@ -24,10 +24,21 @@ from hal.io_devices import IoDevices, build_io
 from hal.keypad import SimKeypad
 from services.access import AccessControl, AccessStore, EntryKind, LockoutPolicy
 from services.intercom.door_opener import DoorOpener
-from services.intercom.entrance import Entrance, Feedback
+from services.intercom.entrance import Entrance, EntranceAttempt, Feedback
+from services.intercom.observer import IntercomObserver
 
 PIN = "GPIO24"
 TIMEOUT = 5.0
+
+
+class Attempts(IntercomObserver):
+    """An onlooker (as Home Assistant's bridge is) keeping every access attempt it is told."""
+
+    def __init__(self) -> None:
+        self.seen: list[EntranceAttempt] = []
+
+    def access_attempted(self, attempt: EntranceAttempt) -> None:
+        self.seen.append(attempt)
 
 
 @pytest.fixture
@@ -47,6 +58,7 @@ class Panel:
         self.keypad = SimKeypad("keypad")
         self.reader = SimCardReader("entrance")
         self.dialled: list[str] = []
+        self.attempts = Attempts()
         self.feedback: asyncio.Queue[Feedback] = asyncio.Queue()
         self.access = AccessControl(
             AccessStore(state_dir), policy=LockoutPolicy(max_attempts=3), clock=Clock()
@@ -58,6 +70,7 @@ class Panel:
             keypad=self.keypad,
             readers=[self.reader],
             on_feedback=self.feedback.put_nowait,
+            watchers=[self.attempts],
         )
 
     async def dial(self, code: str) -> bool:
@@ -120,6 +133,32 @@ async def test_a_card_opens_the_door_and_an_unknown_one_is_refused(
     assert panel.pulses() == 1
 
 
+async def test_watchers_see_every_attempt_without_codes_or_known_card_numbers(
+    panel: Panel, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(enroll, tmp_path, "2580")
+    await asyncio.to_thread(enroll, tmp_path, "nfc:04a1b2c3d4e5f6", "Jones", kind=EntryKind.CARD)
+    panel.keypad.press("*2580#")
+    assert await panel.told() is Feedback.GRANTED
+    await panel.opener.wait_idle()
+    panel.keypad.press("*1111#")
+    assert await panel.told() is Feedback.REFUSED
+    panel.keypad.press("12#")  # a dial code is no access attempt
+    assert await panel.told() is Feedback.RINGING
+    panel.reader.present("nfc", "04a1b2c3d4e5f6")
+    assert await panel.told() is Feedback.GRANTED
+    panel.reader.present("nfc", "0badcafe")
+    assert await panel.told() is Feedback.REFUSED
+    assert panel.attempts.seen == [
+        EntranceAttempt(True, "code", "keypad", "Smith (flat 12)"),
+        EntranceAttempt(False, "code", "keypad", "", "no such code"),
+        EntranceAttempt(True, "card", "entrance", "Jones (flat 12)"),
+        EntranceAttempt(False, "card", "entrance", "", "unknown card", card="nfc:0badcafe"),
+    ]
+    told = repr(panel.attempts.seen)
+    assert "2580" not in told and "1111" not in told and "04a1b2c3d4e5f6" not in told
+
+
 async def test_the_openers_rate_limit_holds_for_codes_too(tmp_path: Path, io: IoDevices) -> None:
     panel = Panel(tmp_path, io, per_minute=1)
     await panel.start()
@@ -131,6 +170,9 @@ async def test_the_openers_rate_limit_holds_for_codes_too(tmp_path: Path, io: Io
         panel.keypad.press("*2580#")
         assert await panel.told() is Feedback.REFUSED
         assert [r.reason for r in panel.opener.records] == ["", "rate limited"]
+        refused = panel.attempts.seen[-1]
+        assert (refused.granted, refused.who) == (False, "Smith (flat 12)")
+        assert refused.reason.startswith("door not opened")
         assert sum(1 for s in panel.pin.states if s.state) == 1
     finally:
         await panel.close()

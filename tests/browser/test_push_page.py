@@ -2,11 +2,12 @@
 
 - The real service worker (web/src/sw.js) receives a push through the DevTools protocol
   (``ServiceWorker.deliverPushMessage``: Chromium cannot reach a push service here) in the
-  payload format of docs/protocol.md ("Web Push") and shows the notification: the door's name,
-  "Someone is at the door" with the time, the snapshot, Answer and Decline; "Missed visitor"
-  once the ring timeout has passed. The door's second push of the call, with the visitor's
-  picture, replaces the notification without alerting again and never brings back one that was
-  clicked. The test reads what Chromium shows through ``registration.getNotifications()``.
+  payload format of docs/protocol.md ("Web Push") and shows the notification: the door's name
+  (with the bell's label when the push names one), "Someone is at the door" with the time, the
+  snapshot, Answer and Decline; "Missed visitor" once the ring timeout has passed. The door's
+  second push of the call, with the visitor's picture, replaces the notification without
+  alerting again and never brings back one that was clicked. The test reads what Chromium
+  shows through ``registration.getNotifications()``.
 - A click: neither playwright nor the DevTools protocol can click a notification, so the test
   calls the worker's own click handler (``self.callboxWorker.onNotificationClick``, the
   function its ``notificationclick`` listener runs) inside the worker with a notification
@@ -122,6 +123,14 @@ async def test_push_shows_the_ring_notification_and_missed_visitor_later(
     assert missed["body"].startswith("Missed visitor at ")
     assert missed["actions"] == [] and missed["requireInteraction"] is False
     assert missed["image"] == ""
+
+    # an entrance panel's bell: its label in the title; a malformed one left out, still rung
+    await delivery.push({**ring_payload("call-3", snapshot=False), "bell": "Flat 12 - Smith"})
+    named = await delivery.wait_notification("call-3")
+    assert named["title"] == "Front door · Flat 12 - Smith"
+    assert named["actions"] == ["answer:Answer", "decline:Decline"]
+    await delivery.push({**ring_payload("call-4", snapshot=False), "bell": "x" * 65})
+    assert (await delivery.wait_notification("call-4"))["title"] == "Front door"
 
     # a push that is not a ring still shows something (userVisibleOnly), naming the problem
     await delivery.push("not json")

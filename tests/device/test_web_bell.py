@@ -1,7 +1,8 @@
 """The browser phone's bell checks (web/src/bell.js), run by node's test runner.
 
 The page is plain ES modules; ``web/test/bell.test.mjs`` imports the module as the page
-does and checks what the page shows of an invite's ``bell`` (and what it ignores). The
+does and checks what the page shows of an invite's ``bell`` and of a ring push's ``bell``
+label (and what it ignores). The
 Chromium test of a staged ring group (tests/browser/test_staged_ring.py) shows it end to end.
 """
 
@@ -28,4 +29,4 @@ def test_bell_checks_pass_under_node() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "# pass 3" in result.stdout, result.stdout
+    assert "# pass 4" in result.stdout, result.stdout

@@ -94,6 +94,17 @@ def test_an_indoor_unit_announces_call_missed_calls_and_the_dnd_switch() -> None
     assert missed is not None and missed["device"]["name"] == "flat"  # type: ignore[index]
 
 
+def test_the_access_event_only_with_an_entrance() -> None:
+    topics = d.HaTopics("homeassistant", "door")
+    topic, config = d.access_config(DOOR, topics, entrance=True)
+    assert topic == "homeassistant/event/door/access/config"
+    assert config is not None
+    assert config["event_types"] == ["granted", "refused"]
+    assert config["state_topic"] == "callbox/door/access/state"
+    assert config["device"] == d.device_block(DOOR, "door")
+    assert d.access_config(DOOR, topics, entrance=False) == (topic, None)
+
+
 def test_payloads_are_compact_json() -> None:
     config = configs(FLAT)["homeassistant/switch/flat/dnd/config"]
     payload = d.encode(config)

@@ -4,13 +4,15 @@ Everything is real: HA from its own venv (`make homeassistant-venv`) with a gene
 configuration and its MQTT entry made through its public APIs, HA's own mosquitto with
 accounts, the device apps built from callbox.toml files on simulated boards, the site's
 mosquitto, aiortc calls. The tests drive the units through their pins and HA through its
-REST API, and read what HA shows there.
+REST API, and read what HA shows there. An entrance panel (two named bells, the sim board's
+keypad and card reader, access codes) shows which bell rang and every access attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,12 @@ from support import need, wait_for
 
 from device.config import load_config
 from device.simulator import IntercomSite, Unit, start_intercom_site
+from hal.cards import SimCardReader
 from hal.io_devices import SIM_PINS
+from hal.keypad import SimKeypad
+from services.access import AccessStore, EntryKind
+from services.access.enroll import Enrollment, add_entry
+from services.callapi import DOOR_OPENED
 from services.intercom.door import DoorStation
 
 TIMEOUT = 30.0
@@ -132,6 +139,7 @@ async def _entities_appear(ha: HomeAssistant) -> None:
     assert problem["attributes"]["device_class"] == "problem"
     alarm = await ha.wait_state("event.door_alarm", available, TIMEOUT)
     assert alarm["attributes"]["event_types"] == ["door_left_open", "door_forced_open", "tamper"]
+    assert await ha.state("event.door_access") is None, "no keypad nor reader: no Access event"
 
 
 async def _door_contact_tamper_and_alarms(site: IntercomSite, ha: HomeAssistant) -> None:
@@ -174,6 +182,7 @@ async def _doorbell_call_and_button(site: IntercomSite, ha: HomeAssistant) -> No
     assert event["attributes"]["event_type"] == "ring"
     assert event["attributes"]["call_id"] == call.call_id
     assert event["attributes"]["targets"] == ["flat"]
+    assert (event["attributes"]["bell"], event["attributes"]["via"]) == ("doorbell", "button")
     ringing = await ha.wait_state("sensor.door_call", is_("ringing"), TIMEOUT)
     assert ringing["attributes"]["peer"] == "flat"
     assert ringing["attributes"]["peer_name"] == "Flat"
@@ -309,3 +318,144 @@ async def _wait_gone(ha: HomeAssistant, entity_id: str) -> None:
             if await ha.state(entity_id) is None:
                 return
             await asyncio.sleep(0.1)
+
+
+PANEL = """
+[[bells]]
+name = "smith"
+label = "Flat 12 - Smith"
+targets = ["flat12"]
+code = "12"
+pin = "GPIO20"
+
+[[bells]]
+name = "jones"
+label = "Flat 13 - Jones"
+targets = ["flat12"]
+code = "13"
+
+[keypad]
+kind = "matrix"
+rows = ["GPIO4", "GPIO14", "GPIO15", "GPIO18"]
+columns = ["GPIO23", "GPIO25", "GPIO8"]
+keys = ["123", "456", "789", "*0#"]
+
+[[card_readers]]
+name = "entrance"
+kind = "wiegand"
+d0 = "GPIO12"
+d1 = "GPIO9"
+
+[access]
+enabled = true
+"""
+CODE = "2580"
+KNOWN_CARD = ("wiegand26", "12:34567")
+
+
+async def test_an_entrance_panel_names_its_bells_and_its_access_attempts(
+    tmp_path: Path, ha: HomeAssistant
+) -> None:
+    site = await start_intercom_site(
+        tmp_path / "site",
+        [
+            Unit("door", "door", extra_toml=ha_toml(ha.broker) + PANEL),
+            Unit("flat12", "indoor"),
+        ],
+    )
+    try:
+        state_dir = Path(site["door"].config.state_dir)
+        for entry in (
+            Enrollment(EntryKind.PIN, "Smith", CODE, flat="12"),
+            Enrollment(EntryKind.CARD, "Jones", ":".join(KNOWN_CARD), flat="13"),
+        ):
+            await asyncio.to_thread(add_entry, AccessStore(state_dir), entry)
+        await ha.wait_state("event.door_doorbell", available, TIMEOUT)
+        access = await ha.wait_state("event.door_access", available, TIMEOUT)
+        assert access["attributes"]["event_types"] == ["granted", "refused"]
+        endpoint = site["door"].endpoint
+        assert endpoint is not None
+        keypad = endpoint.board.io.keypad
+        reader = endpoint.board.io.card_readers["entrance"]
+        assert isinstance(keypad, SimKeypad) and isinstance(reader, SimCardReader)
+
+        # flat 12's own button: its bell, by name and label, pressed
+        before = await ha.wait_state("event.door_doorbell")
+        bell = site.pin("door", "GPIO20")
+        bell.drive_low()
+        await asyncio.sleep(MIN_PRESS_S * 2)
+        bell.drive_high()
+        event = await ha.wait_state(
+            "event.door_doorbell", lambda s: s["state"] != before["state"], TIMEOUT
+        )
+        attributes = event["attributes"]
+        assert (attributes["bell"], attributes["bell_label"], attributes["via"]) == (
+            "smith",
+            "Flat 12 - Smith",
+            "button",
+        )
+        assert attributes["targets"] == ["flat12"]
+        await ha.wait_state("sensor.door_call", is_("ringing"), TIMEOUT)
+        call = door(site).calls.active_call
+        assert call is not None and attributes["call_id"] == call.call_id
+
+        # the resident's code: granted, the door opens (the ring stops), no code in HA
+        keypad.press(f"*{CODE}#")
+        granted = await ha.wait_state("event.door_access", _event("granted"), TIMEOUT)
+        assert granted["attributes"]["who"] == "Smith (flat 12)"
+        assert granted["attributes"]["kind"] == "code"
+        assert granted["attributes"]["via"] == keypad.name
+        await asyncio.wait_for(call.ended.wait(), TIMEOUT)
+        assert call.end_reason == DOOR_OPENED
+        await ha.wait_state("sensor.door_call", is_("idle"), TIMEOUT)
+
+        # a wrong code: refused, and neither code shows
+        keypad.press("*1111#")
+        refused = await ha.wait_state(
+            "event.door_access", _event("refused", reason="no such code"), TIMEOUT
+        )
+        assert refused["attributes"]["who"] == ""
+
+        # a known card by whom it belongs to, an unknown one by its number
+        await door(site).opener.wait_idle()
+        reader.present(*KNOWN_CARD)
+        card = await ha.wait_state(
+            "event.door_access", _event("granted", who="Jones (flat 13)"), TIMEOUT
+        )
+        assert card["attributes"]["via"] == "entrance" and "card" not in card["attributes"]
+        reader.present("wiegand26", "99:1")
+        unknown = await ha.wait_state(
+            "event.door_access", _event("refused", reason="unknown card"), TIMEOUT
+        )
+        assert unknown["attributes"]["card"] == "wiegand26:99:1"
+
+        # flat 13's dial code: HA tells it from flat 12's
+        await ha.wait_state("sensor.door_call", is_("idle"), TIMEOUT)
+        before = await ha.wait_state("event.door_doorbell")
+        keypad.press("13#")
+        event = await ha.wait_state(
+            "event.door_doorbell", lambda s: s["state"] != before["state"], TIMEOUT
+        )
+        attributes = event["attributes"]
+        assert (attributes["bell"], attributes["bell_label"], attributes["via"]) == (
+            "jones",
+            "Flat 13 - Jones",
+            "code",
+        )
+
+        shown = json.dumps([await ha.state("event.door_access"), granted, refused, card])
+        for secret in (CODE, "1111", KNOWN_CARD[1]):
+            assert secret not in shown, f"{secret} reached Home Assistant"
+    finally:
+        await site.close()
+
+
+def _event(event_type: str, **attributes: str) -> Any:
+    def matches(state: dict[str, Any]) -> bool:
+        got = state["attributes"]
+        return bool(
+            got.get("event_type") == event_type
+            and all(got.get(key) == value for key, value in attributes.items())
+        )
+
+    return matches

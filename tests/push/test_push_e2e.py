@@ -27,6 +27,7 @@ from harness.push_site import (
 )
 from support import wait_for
 
+from device.simulator import write_unit_config
 from services.callapi import CallProperties, Calls, IncomingListener, UserProfile
 from services.push.payload import MAX_PAYLOAD_BYTES, push_topic
 from services.push.sender import Outcome
@@ -120,6 +121,38 @@ async def test_the_visitors_picture_follows_in_a_second_push_of_the_same_topic(
     assert ring.sent_at is not None and with_picture.sent_at is not None
     assert pressed < ring.sent_at < first.at < with_picture.sent_at < second.at
     await wait_for(lambda: push_site.push.notifier.snapshots == 1, "the door to count it")
+
+
+async def test_a_named_bells_ring_pushes_its_label_in_both_pushes(push_site: PushSite) -> None:
+    """An entrance panel's bell dialled on the keypad: the phone learns which flat rang."""
+    path = push_site.site.config_paths[DOOR]
+    text = await asyncio.to_thread(path.read_text)
+    text += f"""
+[[bells]]
+name = "smith"
+label = "Flat 12 - Smith"
+targets = ["{FLAT}", "{PHONE}"]
+code = "12"
+"""
+    config = await asyncio.to_thread(write_unit_config, path, text)
+    await push_site.site[DOOR].apply(config)
+    sub = push_site.endpoint.new_subscriber()
+    assert (await push_site.phones[PHONE].subscribe(sub))["subscribed"] is True
+
+    assert await push_site.door.dial("12")  # what the keypad's "12#" does
+    await wait_for(lambda: len(push_site.endpoint.deliveries(sub)) == 2, "both pushes")
+    first, second = push_site.endpoint.deliveries(sub)
+    call = push_site.door.calls.active_call
+    assert call is not None and first.payload["call_id"] == call.call_id
+    assert first.payload["bell"] == second.payload["bell"] == "Flat 12 - Smith"
+    assert second.payload["snapshot"].startswith(JPEG_URL), "the label leaves room for it"
+    assert second.plain_bytes <= MAX_PAYLOAD_BYTES
+    await push_site.hang_up()
+
+    # the door's own doorbell: its name says it all, no bell field
+    await push_site.press()
+    await wait_for(lambda: len(rings(push_site, sub)) == 2, "the doorbell's push")
+    assert "bell" not in rings(push_site, sub)[-1].payload
 
 
 async def test_no_picture_to_a_phone_the_ring_missed_nor_once_the_call_stops_ringing(

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,24 @@ def test_the_payload_is_small_and_takes_a_snapshot_only_when_it_fits() -> None:
     assert base64.b64decode(small["snapshot"].split(",", 1)[1]) == b"\xff\xd8" + bytes(500)
     big = push.payload(bytes(3000))
     assert "snapshot" not in json.loads(big) and len(big) <= MAX_PAYLOAD_BYTES
+
+
+def test_the_bells_label_goes_in_and_the_snapshot_budget_makes_room_for_it() -> None:
+    plain = RingPush("door", "Front door", "c" * 22, 1_700_000_000_000, 30000)
+    label = "Wohnung 12 – Müller-Lüdenscheidt ✉" + "é" * 30  # 64 characters, multi-byte
+    assert len(label) == 64
+    push = replace(plain, bell=label)
+    assert json.loads(push.payload())["bell"] == label
+    assert "bell" not in json.loads(plain.payload()), "no bell: no field"
+    grown = len(label.encode()) + len(',"bell":""')  # UTF-8 bytes, not characters
+    assert plain.snapshot_budget() - push.snapshot_budget() >= grown // 4 * 3
+    full = push.payload(bytes(push.snapshot_budget()))
+    assert len(full) <= MAX_PAYLOAD_BYTES and json.loads(full)["bell"] == label
+    assert "snapshot" in json.loads(full)
+    assert "snapshot" not in json.loads(push.payload(bytes(push.snapshot_budget() + 3)))
+    for bad in ("x" * 65, "Flat 12\n", "\x1b[31m"):
+        with pytest.raises(ValueError, match="printable"):
+            replace(plain, bell=bad)
 
 
 def test_a_subscription_is_what_pywebpush_takes() -> None:

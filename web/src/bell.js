@@ -1,5 +1,6 @@
-// Which bell of an entrance panel rang: the invite's optional `bell` (docs/protocol.md),
-// checked before the page shows any of it, and the words the page shows for it.
+// Which bell of an entrance panel rang: the invite's optional `bell` and the ring push's
+// optional `bell` label (docs/protocol.md), checked before the page or its service worker
+// shows any of it, and the words shown for it.
 
 /** The longest bell name or label the page shows; a longer one is ignored. */
 export const MAX_BELL_TEXT = 64;
@@ -51,4 +52,25 @@ export function bellWords(bell) {
   if (!bell || bell.name === DEFAULT_BELL) return "";
   const words = bell.label || bell.name;
   return bell.via === "code" ? `${words} (dialled)` : words;
+}
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/**
+ * The ring push's `bell` (the label of the bell that rang) as a string, or null when there
+ * is none or it is malformed (then `problem` is called with why: the ring still shows,
+ * without it).
+ */
+export function pushBell(value, problem = () => {}) {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "string" || !value || value.length > MAX_BELL_TEXT || CONTROL.test(value)) {
+    problem(`bell is not a string of 1 to ${MAX_BELL_TEXT} printable characters`);
+    return null;
+  }
+  return value;
+}
+
+/** A push notification's title: the door's name, and the bell's label when there is one. */
+export function pushTitle(doorName, bell) {
+  return bell ? `${doorName} · ${bell}` : doorName;
 }

@@ -4,7 +4,8 @@
 //   install under a name carrying the build's version, served from the cache first so the
 //   page opens at once and offline, and the caches of older versions are deleted on activate.
 // - A Web Push from a door (docs/protocol.md, "Web Push") shows a notification: the door's
-//   name, "Someone is at the door" with the time, the snapshot, Answer and Decline; once the
+//   name (and the label of the entrance panel's bell that rang: "Front door · Flat 12 - Smith";
+//   a malformed label is left out, the ring still shows), "Someone is at the door" with the time, the snapshot, Answer and Decline; once the
 //   ring timeout has passed, "Missed visitor" without actions. A door pushes each ring twice:
 //   at once, then again with the visitor's picture. A push of a call whose notification still
 //   shows replaces it without alerting again (and keeps a picture it had); one of a call whose
@@ -18,6 +19,8 @@
 // SHELL_VERSION and SHELL_FILES are defined by the build (web/build.mjs).
 
 /* global SHELL_VERSION, SHELL_FILES */
+
+import { pushBell, pushTitle } from "./bell.js";
 
 const CACHE_PREFIX = "callbox-shell-";
 const CACHE = `${CACHE_PREFIX}${SHELL_VERSION}`;
@@ -94,7 +97,7 @@ function isPagePath(pathname) {
 /**
  * The ring payload of docs/protocol.md ("Web Push") checked field by field, or null.
  * @returns {{door: string, name: string, callId: string, atMs: number, ringTimeoutMs: number,
- *   snapshot: string|null}|null}
+ *   bell: string|null, snapshot: string|null}|null}
  */
 function readPayload(payload) {
   if (!payload || typeof payload !== "object" || payload.v !== 1 || payload.type !== "ring") return null;
@@ -103,7 +106,8 @@ function readPayload(payload) {
   if (typeof callId !== "string" || !CALL_ID.test(callId)) return null;
   if (!Number.isSafeInteger(atMs) || !Number.isSafeInteger(ringTimeoutMs) || ringTimeoutMs <= 0) return null;
   const snapshot = typeof payload.snapshot === "string" && SNAPSHOT.test(payload.snapshot) ? payload.snapshot : null;
-  return { door, name: name || door, callId, atMs, ringTimeoutMs, snapshot };
+  const bell = pushBell(payload.bell, (why) => console.warn(`callbox sw: ring ${callId}: ${why}: left out`));
+  return { door, name: name || door, callId, atMs, ringTimeoutMs, bell, snapshot };
 }
 
 function clock(ms) {
@@ -119,7 +123,7 @@ function ringNotification(ring, now, replacing = false) {
   const data = { door: ring.door, callId: ring.callId, atMs: ring.atMs, ringTimeoutMs: ring.ringTimeoutMs };
   if (now > ring.atMs + ring.ringTimeoutMs) {
     return {
-      title: ring.name,
+      title: pushTitle(ring.name, ring.bell),
       options: {
         body: `Missed visitor at ${clock(ring.atMs)}`,
         tag: ring.callId,
@@ -130,7 +134,7 @@ function ringNotification(ring, now, replacing = false) {
     };
   }
   return {
-    title: ring.name,
+    title: pushTitle(ring.name, ring.bell),
     options: {
       body: `Someone is at the door (${clock(ring.atMs)})`,
       tag: ring.callId,

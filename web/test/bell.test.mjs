@@ -1,9 +1,9 @@
 // Unit tests of web/src/bell.js with node's own runner (tests/device/test_web_bell.py runs
-// them): the invite's `bell` is shown only when it is well formed.
+// them): the invite's `bell` and the ring push's `bell` label are shown only when well formed.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { MAX_BELL_TEXT, bellWords, inviteBell } from "../src/bell.js";
+import { MAX_BELL_TEXT, bellWords, inviteBell, pushBell, pushTitle } from "../src/bell.js";
 
 test("ok: a well-formed bell is kept", () => {
   const bell = { name: "flat12", label: "Flat 12 - Smith", via: "code" };
@@ -38,4 +38,17 @@ test("ok: the words shown for a bell", () => {
   assert.equal(bellWords({ name: "flat12", label: "Flat 12", via: "code" }), "Flat 12 (dialled)");
   assert.equal(bellWords({ name: "flat12", label: "", via: "button" }), "flat12");
   assert.equal(bellWords({ name: "doorbell", label: "Front door", via: "button" }), "");
+});
+
+test("ok and fail: the ring push's bell label, and the notification's title", () => {
+  assert.equal(pushBell("Flat 12 - Smith"), "Flat 12 - Smith");
+  assert.equal(pushBell("x".repeat(MAX_BELL_TEXT)).length, MAX_BELL_TEXT);
+  assert.equal(pushBell(undefined), null, "no bell: nothing to say");
+  for (const value of ["", 12, ["Flat 12"], { label: "Flat 12" }, "x".repeat(MAX_BELL_TEXT + 1), "Flat\n12", "\u001b[31m"]) {
+    const problems = [];
+    assert.equal(pushBell(value, (p) => problems.push(p)), null, JSON.stringify(value));
+    assert.equal(problems.length, 1, JSON.stringify(value));
+  }
+  assert.equal(pushTitle("Front door", "Flat 12 - Smith"), "Front door · Flat 12 - Smith");
+  assert.equal(pushTitle("Front door", null), "Front door");
 });
