@@ -8,7 +8,7 @@ side with their screens, buttons, hook switch, proximity sensor, LEDs, door rela
 and microphone levels and call status. The page's controls drive the pins
 (``device.simulator._state``); the server is ``device.simulator._http``.
 
-The door is an entrance panel too (``PANEL_TOML``): a bell "flat1" with dial code 1, a
+The door is an entrance panel too (``device.simulator._panel``): a bell "flat1" with dial code 1, a
 keypad, a Wiegand card reader "entrance", ``[access]`` with one resident's code and card
 (``DEMO_CODE``, ``DEMO_CARD``), a door contact and a tamper switch.
 """
@@ -26,51 +26,15 @@ from pathlib import Path
 
 from device.simulator._devicesite import IntercomSite, Unit, start_intercom_site
 from device.simulator._http import SimulatorServer
+from device.simulator._panel import DEMO_CARD, DEMO_CODE, enroll_demo_resident, panel_toml
 from device.simulator._phone import PHONE, SimPhone, phone_page_built
 from device.simulator._state import SimulatorControls
-from services.access import AccessStore, EntryKind
-from services.access.enroll import Enrollment, add_entry
 
 _log = logging.getLogger(__name__)
 
 DOOR = "door"
 FLAT = "flat"
 SITE = "demo"
-DEMO_CODE = "2580"
-"""The demo resident's access code: ``*2580#`` on the keypad."""
-DEMO_CARD = "wiegand26:12:34567"
-"""The demo resident's card (``<format>:<number>``, as ``callbox access add --card``)."""
-PANEL_TOML = f"""
-[[bells]]
-name = "flat1"
-label = "Flat 1 - Demo"
-targets = ["{FLAT}"]
-code = "1"
-
-[keypad]
-kind = "matrix"
-rows = ["GPIO4", "GPIO14", "GPIO15", "GPIO18"]
-columns = ["GPIO23", "GPIO25", "GPIO8"]
-keys = ["123", "456", "789", "*0#"]
-
-[[card_readers]]
-name = "entrance"
-kind = "wiegand"
-d0 = "GPIO12"
-d1 = "GPIO9"
-
-[access]
-enabled = true
-
-[door_contact]
-pin = "GPIO21"
-pull_up = false  # the simulated pins rest low: the door is closed until the page opens it
-
-[tamper]
-pin = "GPIO7"
-pull_up = false  # likewise: the housing is shut
-"""
-"""The door station's entrance panel (on the sim board: a SimKeypad and a SimCardReader)."""
 
 
 @dataclass
@@ -113,7 +77,7 @@ async def start_simulator(
     await asyncio.to_thread(enroll_demo_resident, directory / DOOR)  # its state_dir
     site = await start_intercom_site(
         directory,
-        [Unit(DOOR, "door", extra_toml=PANEL_TOML), Unit(FLAT, "indoor")],
+        [Unit(DOOR, "door", extra_toml=panel_toml(FLAT)), Unit(FLAT, "indoor")],
         site=SITE,
         accounts=(PHONE,) if with_phone else (),
         websockets=with_phone,
@@ -130,14 +94,6 @@ async def start_simulator(
         await site.close()
         raise
     return Simulator(site, controls, server, sim_phone)
-
-
-def enroll_demo_resident(state_dir: Path) -> None:
-    """Add the demo resident's code and card to the door's access list (blocking: slow KDF)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    store = AccessStore(state_dir)
-    for kind, secret in ((EntryKind.PIN, DEMO_CODE), (EntryKind.CARD, DEMO_CARD)):
-        add_entry(store, Enrollment(kind, "Demo resident", secret, flat="1"))
 
 
 async def run_simulator(

@@ -21,8 +21,9 @@ import pytest
 from support import need, wait_for
 
 from device.phone._pairing import parse_pairing_url
+from device.simulator import DEMO_CARD, DEMO_CODE
 from device.simulator._phone import PHONE, phone_page_built
-from device.simulator._simulator import DEMO_CARD, DEMO_CODE, DOOR, FLAT, Simulator
+from device.simulator._simulator import DOOR, FLAT, Simulator
 from hal.io_devices import SIM_PINS
 from hal.leds import LedPattern
 from services.callapi import DOOR_OPENED, CallStatus
