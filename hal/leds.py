@@ -2,7 +2,7 @@
 
 ``GpioLed`` drives a gpiozero ``LED``; blinking patterns run in gpiozero's own blink
 thread, which gpiozero stops (and joins) whenever the LED is switched to another
-pattern or closed.
+pattern or closed. A flash (``FLASH_TIMES``) blinks a few times and ends off.
 """
 
 from __future__ import annotations
@@ -26,12 +26,40 @@ class LedPattern(enum.StrEnum):
     RINGING = "ringing"  # 0.25 s on / 0.25 s off
     IN_CALL = "in_call"  # steady on
     ERROR = "error"  # 0.1 s on / 0.9 s off
+    # short flashes of an entrance panel's keypad and card feedback (FLASH_TIMES), then off
+    GRANTED = "granted"  # a fast flicker: 0.05 s on / 0.05 s off, 8 times
+    REFUSED = "refused"  # a short double blink: 0.15 s on / 0.15 s off, twice
+    LOCKED = "locked"  # three slow blinks: 0.4 s on / 0.2 s off
+    UNKNOWN = "unknown"  # one long blink: 0.6 s on / 0.2 s off
 
 
 BLINK_TIMES: Mapping[LedPattern, tuple[float, float]] = MappingProxyType(
     {LedPattern.RINGING: (0.25, 0.25), LedPattern.ERROR: (0.1, 0.9)}
 )
 """(on seconds, off seconds) of the blinking patterns."""
+
+FLASH_TIMES: Mapping[LedPattern, tuple[float, float, int]] = MappingProxyType(
+    {
+        LedPattern.GRANTED: (0.05, 0.05, 8),
+        LedPattern.REFUSED: (0.15, 0.15, 2),
+        LedPattern.LOCKED: (0.4, 0.2, 3),
+        LedPattern.UNKNOWN: (0.6, 0.2, 1),
+    }
+)
+"""(on seconds, off seconds, blinks) of the flashes: patterns that end (off) by themselves.
+
+Whoever shows a flash puts the LED back to its lasting pattern after `flash_s` (see
+``services.intercom.status_led``); the same flash again plays it again."""
+
+
+def flash_s(pattern: LedPattern) -> float:
+    """How long the flash ``pattern`` lasts; 0 for a lasting pattern."""
+    times = FLASH_TIMES.get(pattern)
+    if times is None:
+        return 0.0
+    on_s, off_s, blinks = times
+    return (on_s + off_s) * blinks
+
 
 _STEADY_ON = frozenset({LedPattern.IDLE, LedPattern.IN_CALL})
 
@@ -44,7 +72,10 @@ class Led(abc.ABC):
 
     @abc.abstractmethod
     def set_pattern(self, pattern: LedPattern) -> None:
-        """Show ``pattern`` from now on (the same pattern again changes nothing)."""
+        """Show ``pattern`` from now on.
+
+        The same lasting pattern again changes nothing; the same flash again plays it again.
+        """
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -106,7 +137,7 @@ class GpioLed(Led):
         pattern = LedPattern(pattern)
         if self._device is None:
             raise DeviceUnavailableError(f"{self._what} is closed")
-        if pattern == self.pattern:
+        if pattern == self.pattern and pattern not in FLASH_TIMES:
             return
         self.pattern = pattern
         self._show()
@@ -133,6 +164,9 @@ class GpioLed(Led):
             if self.pattern in BLINK_TIMES:
                 on_s, off_s = BLINK_TIMES[self.pattern]
                 self._device.blink(on_time=on_s, off_time=off_s)
+            elif self.pattern in FLASH_TIMES:
+                on_s, off_s, blinks = FLASH_TIMES[self.pattern]
+                self._device.blink(on_time=on_s, off_time=off_s, n=blinks)
             elif self.pattern in _STEADY_ON:
                 self._device.on()
             else:

@@ -43,7 +43,7 @@ from services.signaling.broker import (
 )
 
 if TYPE_CHECKING:
-    from device.simulator import PinTimeline
+    from device.simulator import PanelTimeline, PinTimeline
 
 
 def exit_code(err: CallboxError) -> int:
@@ -110,12 +110,12 @@ def demo(scripted: bool, as_json: bool, port: int) -> None:
             raise click.UsageError("--json goes with --scripted")
         _interactive_demo(port)
         return
-    timeline = asyncio.run(_scripted_demo(quiet=as_json))
+    timeline, panel = asyncio.run(_scripted_demo(quiet=as_json))
     if as_json:
-        click.echo(json.dumps(timeline.as_json()))
+        click.echo(json.dumps({**timeline.as_json(), "panel": panel and panel.as_json()}))
     else:
-        _print_timeline(timeline)
-    sys.exit(0 if timeline.ok else 1)
+        _print_timeline(timeline, panel)
+    sys.exit(0 if timeline.ok and panel is not None and panel.ok else 1)
 
 
 def _interactive_demo(port: int) -> None:
@@ -124,17 +124,27 @@ def _interactive_demo(port: int) -> None:
     asyncio.run(run_simulator(port=port, echo=click.echo))
 
 
-async def _scripted_demo(quiet: bool) -> PinTimeline:
-    from device.simulator import Unit, run_pin_doorbell_call, start_intercom_site
+async def _scripted_demo(quiet: bool) -> tuple[PinTimeline, PanelTimeline | None]:
+    """The doorbell call, then (when it went well) the entrance-panel act."""
+    from device.simulator import (
+        Unit,
+        enroll_demo_resident,
+        panel_toml,
+        run_panel_act,
+        run_pin_doorbell_call,
+        start_intercom_site,
+    )
 
     with tempfile.TemporaryDirectory(prefix="callbox-demo-") as directory:
         if not quiet:
             click.echo(
-                "starting a broker, a door station and an indoor unit "
+                "starting a broker, a door station with an entrance panel and an indoor unit "
                 "(simulated boards, GPIO on gpiozero mock pins)"
             )
+        await asyncio.to_thread(enroll_demo_resident, Path(directory) / "door")
+        door = Unit("door", "door", extra_toml=panel_toml("flat"))
         site = await start_intercom_site(
-            Path(directory), [Unit("door", "door"), Unit("flat", "indoor")], site="demo"
+            Path(directory), [door, Unit("flat", "indoor")], site="demo"
         )
         try:
             if not quiet:
@@ -142,12 +152,20 @@ async def _scripted_demo(quiet: bool) -> PinTimeline:
                     "pressing the doorbell pin, lifting the handset, pressing door release, "
                     "hanging up"
                 )
-            return await run_pin_doorbell_call(site, "door", "flat")
+            call = await run_pin_doorbell_call(site, "door", "flat")
+            if not call.ok:
+                return call, None
+            if not quiet:
+                click.echo(
+                    "entrance panel: dialling 1# on the keypad, then the resident's card opens "
+                    "the door"
+                )
+            return call, await run_panel_act(site, "door", "flat")
         finally:
             await site.close()
 
 
-def _print_timeline(timeline: PinTimeline) -> None:
+def _print_timeline(timeline: PinTimeline, panel: PanelTimeline | None) -> None:
     rows = [
         ("doorbell pin -> indoor unit ringing", timeline.press_to_ringing_ms),
         ("doorbell pin -> first preview frame", timeline.press_to_preview_ms),
@@ -162,7 +180,18 @@ def _print_timeline(timeline: PinTimeline) -> None:
         click.echo(f"  {label:<40} {shown}")
     if timeline.relay_pulse_configured_ms is not None:
         click.echo(f"  (relay pulse configured: {timeline.relay_pulse_configured_ms:.0f} ms)")
-    click.echo("result: " + ("ok" if timeline.ok else f"FAILED: {timeline.error}"))
+    if panel is not None:
+        click.echo(f"entrance panel (bell shown: {panel.bell or '?'!r})")
+        for label, value in (
+            ("keypad 1# -> indoor unit ringing", panel.dial_to_ringing_ms),
+            ("resident's card -> relay on", panel.card_to_relay_ms),
+            ("relay on -> ring stopped (door opened)", panel.relay_to_ring_stop_ms),
+        ):
+            shown = f"{value:8.1f} ms" if value is not None else "  failed"
+            click.echo(f"  {label:<40} {shown}")
+    failed = timeline.error or (panel.error if panel is not None else "")
+    ok = timeline.ok and panel is not None and panel.ok
+    click.echo("result: " + ("ok" if ok else f"FAILED: {failed}"))
     click.echo(
         "see and drive the same site in a browser (screens, buttons, relay): "
         "`make demo ARGS=` or `callbox demo` opens the interactive simulator"

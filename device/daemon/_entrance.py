@@ -16,16 +16,17 @@ from hal.io_devices import IoDevices
 from services.access import AccessControl, AccessStore
 from services.callapi import Calls
 from services.intercom.door import DoorStation
-from services.intercom.entrance import Entrance, ToneFeedback
+from services.intercom.entrance import Entrance, Feedback, LedFeedback, ToneFeedback
 from services.intercom.service import IntercomService
 
 
 @dataclass
 class EntrancePart:
-    """The entrance and the tones it plays; `status` for ``callbox status``."""
+    """The entrance, the tones it plays and the LED flashes; `status` for ``callbox status``."""
 
     entrance: Entrance
     feedback: ToneFeedback
+    led: LedFeedback
 
     async def start(self) -> None:
         """Bind the keypad and the readers (the board's devices are started by their owner)."""
@@ -61,7 +62,16 @@ def entrance_part(
     )
     # DoorStation.dial (issue 19's ring part) rings the bell or flat of a dial code
     dial: Callable[[str], Awaitable[bool]] | None = getattr(service, "dial", None)
-    feedback = ToneFeedback(calls)
+    tone = ToneFeedback(calls)
+    led = LedFeedback(service.flash_led)
+
+    def tell(feedback: Feedback) -> None:
+        """A tone on the speaker (when idle) and a flash of the status LED."""
+        try:
+            tone(feedback)
+        finally:
+            led(feedback)
+
     entrance = Entrance(
         opener=service.opener,
         access=access,
@@ -69,7 +79,7 @@ def entrance_part(
         keypad=io.keypad,
         readers=readers,
         entry_timeout_s=config.access.entry_timeout_s,
-        on_feedback=feedback,
+        on_feedback=tell,
         watchers=service.watchers,  # Home Assistant's bridge: the Access event
     )
-    return EntrancePart(entrance, feedback)
+    return EntrancePart(entrance, tone, led)

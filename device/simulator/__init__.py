@@ -1,8 +1,8 @@
 """``callbox demo``: a whole site of device apps on simulated boards on one machine.
 
 The scripted doorbell call (``callbox demo --scripted``, also what the benchmarks repeat)
-and the interactive simulator page, both on a site built from real ``callbox.toml`` files
-(`start_intercom_site`).
+with its entrance-panel act, and the interactive simulator page, both on a site built from
+real ``callbox.toml`` files (`start_intercom_site`).
 """
 
 from device.simulator._devicesite import (
@@ -15,13 +15,24 @@ from device.simulator._devicesite import (
     write_unit_config,
 )
 from device.simulator._http import SimulatorServerError
+from device.simulator._panel import (
+    DEMO_CARD,
+    DEMO_CODE,
+    PanelTimeline,
+    enroll_demo_resident,
+    panel_toml,
+    run_panel_act,
+)
 from device.simulator._pin_scenario import PinTimeline, run_pin_doorbell_call
 from device.simulator._scenario import Timeline, run_doorbell_call
 from device.simulator._simulator import Simulator, run_simulator, start_simulator
 
 __all__ = [
+    "DEMO_CARD",
+    "DEMO_CODE",
     "PRESENCE_TIMEOUT_S",
     "IntercomSite",
+    "PanelTimeline",
     "PinTimeline",
     "Simulator",
     "SimulatorServerError",
@@ -29,7 +40,10 @@ __all__ = [
     "Unit",
     "config_text",
     "contact_toml",
+    "enroll_demo_resident",
+    "panel_toml",
     "run_doorbell_call",
+    "run_panel_act",
     "run_pin_doorbell_call",
     "run_simulator",
     "start_intercom_site",

@@ -12,7 +12,13 @@ API (JSON in and out; errors are ``{"error": "what is wrong"}`` with a 4xx/5xx s
   station's camera during a video call); 404 when there is nothing to show;
 - ``POST /api/press`` ``{"unit": "door", "button": "doorbell"}``: a press of a button;
 - ``POST /api/set`` ``{"unit": "flat", "input": "hook", "active": true}``: the hook switch
-  (active = handset off the hook) or the proximity sensor (active = near);
+  (active = handset off the hook), the proximity sensor (active = near), a door station's
+  ``door_contact`` (active = the door is open) or ``tamper`` switch (active = the housing
+  is open);
+- ``POST /api/keypad`` ``{"unit": "door", "keys": "12#"}``: keys pressed in turn on the
+  door's keypad (0-9, ``*``, ``#``; at most 16);
+- ``POST /api/card`` ``{"unit": "door", "reader": "entrance", "card": "wiegand26:12:34567"}``:
+  a card presented to a reader (``<format>:<number>``, the form of ``callbox access``);
 - ``POST /api/touch`` ``{"unit": "flat", "x": 100, "y": 200}``: a tap on the screen.
 
 A POST must say ``Content-Type: application/json``: a page of another site cannot send
@@ -147,6 +153,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "/api/press": self._press,
             "/api/set": self._set,
             "/api/touch": self._touch,
+            "/api/keypad": self._keypad,
+            "/api/card": self._card,
         }
         if path not in actions:
             raise SimulatorRequestError(f"no such API: POST {path}", status=404)
@@ -188,6 +196,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     async def _touch(self, body: dict[str, Any]) -> None:
         _require(body, "unit", "x", "y")
         self.server.controls.touch(body["unit"], body["x"], body["y"])
+
+    async def _keypad(self, body: dict[str, Any]) -> None:
+        _require(body, "unit", "keys")
+        self.server.controls.keypad(body["unit"], body["keys"])
+
+    async def _card(self, body: dict[str, Any]) -> None:
+        _require(body, "unit", "reader", "card")
+        self.server.controls.card(body["unit"], body["reader"], body["card"])
 
 
 def _require(body: dict[str, Any], *keys: str) -> None:

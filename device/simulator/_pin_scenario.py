@@ -33,7 +33,7 @@ class PinTimeline(Timeline):
     relay_pulse_configured_ms: float | None = None
 
 
-class _StatusTimes:
+class StatusTimes:
     """When each endpoint's service saw each status (its observer)."""
 
     def __init__(self) -> None:
@@ -70,7 +70,7 @@ async def _hold(pin: Any) -> float:
 async def run_pin_doorbell_call(site: IntercomSite, door: str, indoor: str) -> PinTimeline:
     """Ring ``indoor`` from ``door``'s doorbell pin, answer, open, hang up; time each step."""
     timeline = PinTimeline()
-    watch = _StatusTimes()
+    watch = StatusTimes()
     for address in (door, indoor):
         endpoint = site[address].endpoint
         assert endpoint is not None
@@ -82,7 +82,7 @@ async def run_pin_doorbell_call(site: IntercomSite, door: str, indoor: str) -> P
     return timeline
 
 
-async def _back_to_idle(site: IntercomSite, door: str, indoor: str, watch: _StatusTimes) -> None:
+async def _back_to_idle(site: IntercomSite, door: str, indoor: str, watch: StatusTimes) -> None:
     """Handset on the hook, no call left, observers removed: ready for the next run."""
     site.pin(indoor, SIM_PINS["hook"]).drive_high()
     for address in (door, indoor):
@@ -95,7 +95,7 @@ async def _back_to_idle(site: IntercomSite, door: str, indoor: str, watch: _Stat
 
 
 async def _steps(
-    site: IntercomSite, door: str, indoor: str, watch: _StatusTimes, timeline: PinTimeline
+    site: IntercomSite, door: str, indoor: str, watch: StatusTimes, timeline: PinTimeline
 ) -> None:
     timeline.step = "the indoor unit to ring"
     pressed = await _hold(site.pin(door, SIM_PINS["doorbell"]))

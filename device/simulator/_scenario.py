@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from services.callapi import (
     Call,
@@ -94,7 +94,15 @@ async def run_doorbell_call(door: Calls, indoor: Calls) -> Timeline:
     return timeline
 
 
-async def run_steps(timeline: Timeline, steps: Coroutine[Any, Any, None]) -> None:
+class StepTimeline(Protocol):
+    """What `run_steps` keeps of a timeline: the step under way, and how it ended."""
+
+    ok: bool
+    error: str
+    step: str
+
+
+async def run_steps(timeline: StepTimeline, steps: Coroutine[Any, Any, None]) -> None:
     """Run ``steps`` within the scenario's time limit; ``ok``, or the failed step in ``error``."""
     try:
         async with asyncio.timeout(STEP_TIMEOUT_S * 4):

@@ -7,6 +7,10 @@ gpiozero MockFactory pins) and serves ``web/simulator/`` on 127.0.0.1: both unit
 side with their screens, buttons, hook switch, proximity sensor, LEDs, door relay, speaker
 and microphone levels and call status. The page's controls drive the pins
 (``device.simulator._state``); the server is ``device.simulator._http``.
+
+The door is an entrance panel too (``device.simulator._panel``): a bell "flat1" with dial code 1, a
+keypad, a Wiegand card reader "entrance", ``[access]`` with one resident's code and card
+(``DEMO_CODE``, ``DEMO_CARD``), a door contact and a tamper switch.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 from device.simulator._devicesite import IntercomSite, Unit, start_intercom_site
 from device.simulator._http import SimulatorServer
+from device.simulator._panel import DEMO_CARD, DEMO_CODE, enroll_demo_resident, panel_toml
 from device.simulator._phone import PHONE, SimPhone, phone_page_built
 from device.simulator._state import SimulatorControls
 
@@ -69,9 +74,10 @@ async def start_simulator(
     site's start raises (nothing stays running either way).
     """
     with_phone = phone and await asyncio.to_thread(phone_page_built)
+    await asyncio.to_thread(enroll_demo_resident, directory / DOOR)  # its state_dir
     site = await start_intercom_site(
         directory,
-        [Unit(DOOR, "door"), Unit(FLAT, "indoor")],
+        [Unit(DOOR, "door", extra_toml=panel_toml(FLAT)), Unit(FLAT, "indoor")],
         site=SITE,
         accounts=(PHONE,) if with_phone else (),
         websockets=with_phone,
@@ -114,6 +120,10 @@ async def run_simulator(
             echo(
                 "open it in a browser: press the doorbell, answer, open the door, hang up. "
                 "Ctrl-C stops it; `callbox demo --scripted` runs one call without a browser."
+            )
+            echo(
+                f"entrance panel: dial 1# for flat 1; resident code *{DEMO_CODE}#, "
+                f"card {DEMO_CARD} at the reader 'entrance'"
             )
             await stop.wait()
             echo("stopping the simulator")

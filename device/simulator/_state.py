@@ -8,11 +8,15 @@ The controls act only where a person would: a button is a press of its gpiozero
 MockFactory pin (driven active for ``PRESS_S``, longer than the 50 ms ``min_press_ms``
 that filters phantom rings), the hook switch and the proximity sensor are pin levels held
 until changed again, and a tap on the indoor screen goes to the display's touch input.
+An entrance panel's keypad and card readers are the sim board's ``SimKeypad`` and
+``SimCardReader``s (what the HAL builds from ``[keypad]`` and ``[[card_readers]]`` on a
+sim board); its door contact and tamper switch are MockFactory pins held like the hook.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -24,13 +28,16 @@ import av
 from device.daemon import DeviceApp, Endpoint
 from device.simulator._phone import SimPhone
 from hal.audio import RecordingSpeaker, ToneMicrophone
+from hal.cards import CARD_FORMATS, CardRead, SimCardReader
 from hal.display import SimDisplay
 from hal.errors import CallboxError
 from hal.gpio_specs import ButtonRole
 from hal.inputs import GpioButton
+from hal.keypad import SimKeypad
 from hal.leds import GpioLed
 from hal.proximity import GpioProximitySensor
 from hal.relay import GpioRelay
+from hal.switches import GpioSwitch
 from services.callapi import AudioDevice
 
 _log = logging.getLogger(__name__)
@@ -43,8 +50,16 @@ LEVEL_HOLD_S = 0.3
 """A speaker or microphone that did nothing for this long reads 0."""
 CAMERA_WAIT_S = 0.5
 """How long the door's camera picture may take (it comes from the running call)."""
-TOGGLES = ("hook", "proximity")
-"""Inputs that stay where they are put: the handset's hook switch and the proximity sensor."""
+TOGGLES = ("hook", "proximity", "door_contact", "tamper")
+"""Inputs that stay where they are put: the handset's hook switch, the proximity sensor, and
+a door station's door contact (active = the door is open) and tamper switch (active = the
+housing is open)."""
+PANEL_KEYS = "0123456789*#"
+"""The keys of the page's keypad (a 3x4 entrance keypad)."""
+MAX_KEYS = 16
+"""Keys in one ``/api/keypad`` request."""
+MAX_CARD = 64
+"""Characters of a card in one ``/api/card`` request."""
 BUTTONS = tuple(role.value for role in ButtonRole if role != ButtonRole.HOOK)
 """Push buttons a click presses (every role but the hook switch)."""
 
@@ -55,6 +70,12 @@ class SimulatorRequestError(CallboxError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class _Alarms(Protocol):
+    """What the simulator uses of a unit's alarms (a door's, or an indoor unit's inbox)."""
+
+    def status(self) -> list[dict[str, Any]]: ...
 
 
 class _Ui(Protocol):
@@ -144,6 +165,8 @@ class SimulatorControls:
             "relay": self._relay_state(endpoint),
             "audio": self._audio_state(endpoint),
             "missed_calls": endpoint.calls.missed_calls,
+            "alarms": self._alarm_state(endpoint),
+            "panel": self._panel_state(endpoint),
         }
 
     def _call_state(self, endpoint: Endpoint) -> dict[str, Any] | None:
@@ -159,6 +182,45 @@ class SimulatorControls:
             "duration_s": round(call.duration(), 1),
             "muted": call.get_mute_status(audio=True, video=False),
             "audio_device": AudioDevice(endpoint.calls.audio_device).name.lower(),
+            "bell": None if call.props.bell is None else dataclasses.asdict(call.props.bell),
+        }
+
+    @staticmethod
+    def _alarm_state(endpoint: Endpoint) -> list[dict[str, Any]]:
+        """The unit's active alarms (a door's own, an indoor unit's doors'), oldest first."""
+        alarms: _Alarms | None = getattr(endpoint.service, "alarms", None)
+        return [] if alarms is None else alarms.status()
+
+    @staticmethod
+    def _panel_state(endpoint: Endpoint) -> dict[str, Any] | None:
+        """A door station's entrance panel; None without a keypad, reader, bell or sensor.
+
+        ``entry`` is what the panel's display may show of the keys typed (dots, never a
+        digit); ``access`` is the door's ``access`` status (lockouts, last attempts).
+        """
+        io = endpoint.board.io
+        settings = endpoint.service.settings
+        wired = io.door_contact.wired or io.tamper.wired
+        if settings.role != "door" or not (
+            io.keypad is not None or io.card_readers or settings.panel.bells or wired
+        ):
+            return None
+        part = endpoint.entrance
+        entry = ""
+        if part is not None and part.entrance.keypad is not None:
+            entry = part.entrance.entry.shown(part.entrance.clock())
+        state = io.state()
+        return {
+            "keypad": None if io.keypad is None else io.keypad.name,
+            "entry": entry,
+            "card_readers": sorted(io.card_readers),
+            "bells": [
+                {"name": bell.name, "label": bell.label or bell.name, "code": bell.code}
+                for bell in settings.bells().values()
+            ],
+            "door_open": state["door_open"],
+            "tampered": state["tampered"],
+            "access": None if part is None else part.status(),
         }
 
     def _ui_state(self, endpoint: Endpoint) -> dict[str, Any] | None:
@@ -334,6 +396,15 @@ class SimulatorControls:
         if not isinstance(active, bool):
             raise SimulatorRequestError(f"'active' must be true or false, got {active!r}")
         io = endpoint.board.io
+        if name in ("door_contact", "tamper"):
+            switch = getattr(io, name)
+            what = name.replace("_", " ")
+            if not isinstance(switch, GpioSwitch):
+                raise SimulatorRequestError(f"unit {unit!r} has no {what} wired")
+            pin = io.pin_factory.pin(switch.spec.pin)
+            _drive(pin, active_low=not switch.spec.active_high, active=active)
+            _log.info("simulator: %s's %s %s", unit, what, "open" if active else "closed")
+            return
         if name == "hook":
             hook = io.button(ButtonRole.HOOK)
             if not isinstance(hook, GpioButton):
@@ -348,6 +419,48 @@ class SimulatorControls:
         pin = io.pin_factory.pin(sensor.spec.pin)
         _drive(pin, active_low=sensor.spec.near_when_low, active=active)
         _log.info("simulator: %s's proximity sensor %s", unit, "near" if active else "far")
+
+    def keypad(self, unit: object, keys: object) -> None:
+        """Press ``keys`` (e.g. ``"12#"``) on ``unit``'s keypad, one after the other."""
+        endpoint = self.endpoint(unit)
+        keypad = endpoint.board.io.keypad
+        if not isinstance(keypad, SimKeypad):
+            raise SimulatorRequestError(f"unit {unit!r} has no keypad")
+        if not isinstance(keys, str) or not 1 <= len(keys) <= MAX_KEYS:
+            raise SimulatorRequestError(
+                f"'keys' must be a string of 1 to {MAX_KEYS} keys, got a {type(keys).__name__}"
+                + (f" of {len(keys)}" if isinstance(keys, str) else "")
+            )
+        bad = sorted(set(keys) - set(PANEL_KEYS))
+        if bad:  # named alone: the rest may be someone's access code
+            raise SimulatorRequestError(
+                f"no key {', '.join(map(repr, bad))} on the keypad (keys: 0-9, * and #)"
+            )
+        _log.info("simulator: %d key(s) pressed on %s's keypad", len(keys), unit)
+        keypad.press(keys)
+
+    def card(self, unit: object, reader: object, card: object) -> None:
+        """Present ``card`` (``<format>:<number>``, e.g. ``wiegand26:12:34567``) to ``reader``."""
+        endpoint = self.endpoint(unit)
+        readers = endpoint.board.io.card_readers
+        if not readers:
+            raise SimulatorRequestError(f"unit {unit!r} has no card reader")
+        if not isinstance(reader, str) or reader not in readers:
+            known = ", ".join(repr(name) for name in sorted(readers))
+            raise SimulatorRequestError(f"unknown card reader {reader!r} (readers: {known})")
+        sim_reader = readers[reader]
+        if not isinstance(sim_reader, SimCardReader):
+            raise SimulatorRequestError(f"card reader {reader!r} is not simulated")
+        example = "'<format>:<number>', e.g. 'wiegand26:12:34567'"
+        if not isinstance(card, str) or not 0 < len(card) <= MAX_CARD or ":" not in card:
+            raise SimulatorRequestError(f"'card' must be {example} (formats: {CARD_FORMATS})")
+        card_format, _, number = card.partition(":")
+        try:
+            CardRead(reader, card_format, number)
+        except ValueError as err:
+            raise SimulatorRequestError(f"card: {err}") from err
+        _log.info("simulator: card %s presented to %s's reader %s", card, unit, reader)
+        sim_reader.present(card_format, number)
 
     def touch(self, unit: object, x: object, y: object) -> None:
         """A tap at pixel (x, y) of ``unit``'s screen."""

@@ -177,12 +177,20 @@ class AccessControl:
         self.problem = str(err)
 
     def _record(self, kind: str, via: str, decision: AccessDecision, card: str) -> None:
+        # a card's number only when the list does not know it (to enrol it); a known card by
+        # its owner; one refused unchecked (locked out) may be known: no number
+        number = card if decision.reason == UNKNOWN_CARD else ""
         attempt = AccessAttempt(
-            self.clock(), via, kind, decision.granted, decision.who, decision.reason, card
+            self.clock(),
+            via,
+            kind,
+            decision.granted,
+            decision.who,
+            decision.reason,
+            number,
         )
         self.history.append(attempt)
-        # an unknown card by its number (to enroll it); a known one by whom it belongs to
-        what = f"card {card}" if card and not decision.who else "card" if card else "code"
+        what = f"card {number}" if number else "card" if card else "code"
         if decision.granted:
             _log.info("access granted at %s: %s for %s", via, what, decision.who)
             return

@@ -54,6 +54,16 @@ class KeypadEntry:
         """True while something is typed and not finished."""
         return bool(self._digits) or self._code or self._overflow
 
+    def shown(self, now: float) -> str:
+        """What a panel's display may show of the entry at monotonic ``now``: never a digit.
+
+        ``*`` when an access code is being typed, then one ``•`` per digit (``…`` past
+        ``max_digits``); "" when nothing is typed or the pause forgot it.
+        """
+        if not self.pending or now - self._last >= self.timeout_s:
+            return ""
+        return ("*" if self._code else "") + ("…" if self._overflow else "•" * len(self._digits))
+
     def clear(self) -> None:
         """Forget what was typed."""
         self._digits.clear()

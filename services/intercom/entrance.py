@@ -4,10 +4,11 @@ A keypad's keys go through the keypad grammar (`services.access.KeypadEntry`): a
 goes to ``dial`` (the door station rings that bell or flat), an access code and every card
 to `AccessControl`; a grant opens the door through the door's `DoorOpener`
 (``code:<who>`` / ``card:<who>``), so it is rate limited, one pulse and recorded like every
-release. Each outcome goes to ``on_feedback`` (a tone on the door's speaker), and each
-access attempt (code or card, granted or refused) to the ``watchers`` as an
-`EntranceAttempt` (Home Assistant's Access event): never the code, and a card's number only
-when the list does not know the card (it is logged already, to enroll it). At most
+release. Each outcome goes to ``on_feedback``: a tone on the door's speaker (`ToneFeedback`)
+and a flash of its status LED (`LedFeedback`); each access attempt (code or card, granted
+or refused) goes to the ``watchers`` as an `EntranceAttempt` (Home Assistant's Access
+event): never the code, and a card's number only when the list does not know the card
+(it is logged already, to enroll it). At most
 ``MAX_PENDING`` checks run at once; more keys or cards meanwhile are refused (logged).
 """
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from hal.cards import CardRead, CardReader
 from hal.keypad import Keypad
+from hal.leds import LedPattern
 from services.access import AccessControl, AccessDecision, EntryResult, EntryType, KeypadEntry
 from services.access.control import UNKNOWN_CARD
 from services.callapi.calls import Calls
@@ -35,11 +37,13 @@ if TYPE_CHECKING:
     from services.intercom.observer import IntercomObserver
 
 __all__ = [
+    "FEEDBACK_LEDS",
     "FEEDBACK_TONES",
     "MAX_PENDING",
     "Entrance",
     "EntranceAttempt",
     "Feedback",
+    "LedFeedback",
     "ToneFeedback",
 ]
 
@@ -69,6 +73,14 @@ FEEDBACK_TONES = {
     Feedback.UNKNOWN: TonePattern("dial-unknown", 600.0, (0.3, 0.1, 0.3, 0.05)),
 }
 """The short tones a door station plays for each outcome (none for ringing: ringback)."""
+
+FEEDBACK_LEDS = {
+    Feedback.GRANTED: LedPattern.GRANTED,
+    Feedback.REFUSED: LedPattern.REFUSED,
+    Feedback.LOCKED: LedPattern.LOCKED,
+    Feedback.UNKNOWN: LedPattern.UNKNOWN,
+}
+"""The status LED's flash for each outcome (none for ringing: the LED shows the ringing)."""
 
 
 class Entrance:
@@ -254,3 +266,21 @@ class ToneFeedback:
     async def close(self) -> None:
         """Stop starting tones (one playing ends by itself within a second)."""
         await cancel_and_wait(list(self._tasks))
+
+
+class LedFeedback:
+    """A door station's feedback on its status LED: each outcome as a short flash.
+
+    ``flash`` is the call service's (`IntercomService.flash_led`): it owns the LED, puts
+    the call-state pattern back after the flash, and a call-state change in between wins.
+    """
+
+    def __init__(self, flash: Callable[[LedPattern], None]) -> None:
+        """Flashes go to ``flash``."""
+        self.flash = flash
+
+    def __call__(self, feedback: Feedback) -> None:
+        """Flash the pattern of ``feedback`` (nothing for ringing)."""
+        pattern = FEEDBACK_LEDS.get(feedback)
+        if pattern is not None:
+            self.flash(pattern)

@@ -36,6 +36,7 @@ from services.intercom.dnd import ManualDnd
 from services.intercom.observer import IntercomObserver
 from services.intercom.settings import IntercomSettings
 from services.intercom.snapshots import SnapshotError, SnapshotStore
+from services.intercom.status_led import StatusLed
 
 _log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class IntercomService(IncomingListener):
         """Onlookers told what the service did (Home Assistant); they never act on calls."""
         self.manual_dnd = manual_dnd or ManualDnd()
         """Do-not-disturb switched by hand, beside the schedule of ``settings.dnd``."""
+        self.status_led = StatusLed(io.led)
+        """The status LED: the call state (the LED handling here), flashes over it."""
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -103,7 +106,7 @@ class IntercomService(IncomingListener):
         self.calls.set_listener(self)
         for button in (*self.io.buttons.values(), *self.io.bells.values()):
             self._bind(button)
-        self.io.led().set_pattern(LedPattern.IDLE)
+        self.status_led.show(LedPattern.IDLE)
         self._started = True
 
     async def close(self) -> None:
@@ -114,7 +117,7 @@ class IntercomService(IncomingListener):
         for button in (*self.io.buttons.values(), *self.io.bells.values()):
             button.on_press = None
             button.on_release = None
-        self.io.led().set_pattern(LedPattern.OFF)
+        self.status_led.show(LedPattern.OFF)  # ends a flash under way too
 
     def apply_settings(self, settings: IntercomSettings) -> None:
         """Use ``settings`` from now on; a call in progress keeps going."""
@@ -138,6 +141,14 @@ class IntercomService(IncomingListener):
             _log.info("%s: manual do-not-disturb %s", self.calls.address, "on" if on else "off")
         for watcher in list(self.watchers):
             watcher.dnd_changed()
+
+    def flash_led(self, pattern: LedPattern) -> None:
+        """Flash ``pattern`` on the status LED (keypad feedback), then the call state again.
+
+        A call-state change during the flash wins (`StatusLed`); nothing while stopped.
+        """
+        if self._started:
+            self.status_led.flash(pattern)
 
     def _bind(self, button: Button) -> None:
         def pressed() -> None:
@@ -193,13 +204,13 @@ class IntercomService(IncomingListener):
         if status == CallStatus.ANSWER and notes is not None:
             notes.answered_at = time.time()
         if status in (CallStatus.INCOMING, CallStatus.INPROGRESS, CallStatus.RINGING):
-            self.io.led().set_pattern(LedPattern.RINGING)
+            self.status_led.show(LedPattern.RINGING)
         elif status in (CallStatus.ANSWER, CallStatus.CONNECTED):
-            self.io.led().set_pattern(LedPattern.IN_CALL)
+            self.status_led.show(LedPattern.IN_CALL)
 
     async def call_over(self, call: Call) -> None:
         """A call ended: LED back to idle, log entry written."""
-        self.io.led().set_pattern(LedPattern.IDLE)
+        self.status_led.show(LedPattern.IDLE)
         notes = self._notes.pop(call.call_id, CallNotes())
         record = CallRecord(
             call_id=call.call_id,
@@ -292,7 +303,7 @@ class IntercomService(IncomingListener):
     def on_error(self, props: CallProperties, error: int) -> None:
         """A call failed: show it on the LED until the next call."""
         _log.warning("%s: call error %d", self.calls.address, error)
-        self.io.led().set_pattern(LedPattern.ERROR)
+        self.status_led.show(LedPattern.ERROR)
 
     # status -----------------------------------------------------------------------------------
 

@@ -172,6 +172,11 @@ async def test_cards_known_and_unknown_and_their_own_lockout(
         assert not (await access.check_card(CardRead("entrance", "wiegand26", number))).granted
     assert "unknown card" in caplog.text and "wiegand26:1:3" in caplog.text, "to enroll it"
     assert (await access.check_card(CardRead("entrance", "wiegand26", "12:34567"))).locked
+    shown = [attempt.get("card", "") for attempt in access.status()["last_attempts"]]
+    assert shown == ["", "wiegand26:1:1", "wiegand26:1:2", "wiegand26:1:3", ""], (
+        "the status names a card by its number only when the list does not know it"
+    )
+    assert "12:34567" not in caplog.text, "a known card (even locked out) is not logged by number"
     assert (await access.check_code(PIN, via="keypad")).granted, "the keypad is not locked"
     as_code = await access.check_code("1234567", via="keypad")
     assert not as_code.granted, "a card's number is no code"

@@ -54,3 +54,17 @@ def test_letter_keys_are_ignored() -> None:
 
 def test_an_access_code_never_shows_in_a_repr() -> None:
     assert "2580" not in repr(EntryResult(EntryType.CODE, "2580"))
+
+
+def test_what_a_display_shows_is_dots_never_digits() -> None:
+    entry = KeypadEntry(timeout_s=10.0, max_digits=4)
+    assert entry.shown(0.0) == ""
+    typed("12", entry)
+    assert entry.shown(1.5) == "••"
+    assert entry.shown(11.0) == ""  # the pause forgot it
+    typed("*258", entry)
+    assert entry.shown(3.5) == "*•••"
+    typed("*12345", entry)
+    assert entry.shown(5.5) == "*…"  # past max_digits: refused at '#'
+    typed("#", entry)
+    assert entry.shown(1.0) == ""

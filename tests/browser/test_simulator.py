@@ -214,3 +214,46 @@ async def test_the_browser_phone_pairs_and_rings_with_the_indoor_unit(
     await phone.screenshot(path=str(SCREENSHOTS / "phone-after-flat-answered.png"))
     await page.click("#flat-decline")
     await wait_page(page, "$('door-status').dataset.call === 'idle'", "the door idle")
+
+
+async def test_the_entrance_panel_clicked_through_the_simulator_page(
+    simulator: Simulator, page: Page
+) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.set_viewport_size({"width": 1280, "height": 1100})
+    await page.goto(simulator.url)
+    await wait_page(page, "!$('door-panel').hidden", "the door's entrance panel")
+    flat = simulator.site[FLAT].endpoint
+    assert flat is not None
+
+    # a wrong access code: the display shows dots, never the digits; then refused
+    for key in "*97":
+        await page.click(f"#door-panel button[data-key='{key}']")
+    await wait_page(page, "$('door-entry').dataset.entry === '*••'", "the entry as dots")
+    await page.click("#door-panel button[data-key='#']")
+    await wait_page(page, "$('door-attempts').querySelector('li.refused')", "refused")
+    assert "97" not in (await page.locator("#door-panel").inner_text())
+
+    # a visitor dials flat 1: the flat rings and both units show the bell
+    await page.click("#door-panel button[data-key='1']")
+    await page.click("#door-panel button[data-key='#']")
+    await wait_page(page, "$('flat-status').dataset.call === 'INCOMING'", "the flat ringing")
+    await wait_page(page, "$('flat-bell').dataset.bell === 'flat1'", "the bell at the flat")
+    await wait_page(page, "$('door-bell').dataset.bell === 'flat1'", "the bell at the door")
+    await page.screenshot(path=str(SCREENSHOTS / "5-panel-dialled.png"))
+
+    # the resident's card (the field holds the demo card): the door opens, the ring stops
+    await page.click("#door-present-entrance")
+    await wait_page(page, "$('door-attempts').querySelector('li.granted')", "granted")
+    await wait_page(page, "$('flat-status').dataset.call === 'idle'", "the ring stopped")
+    await wait_for(lambda: flat.calls.active_call is None, "the flat idle", TIMEOUT_S)
+
+    # the housing is opened: the tamper alarm at the door and at the flat
+    await page.click("#door-tamper")
+    await wait_page(page, "$('flat-alarms').querySelector('li.tamper')", "the flat's alarm")
+    await wait_page(page, "$('door-alarms').querySelector('li.tamper')", "the door's alarm")
+    await page.screenshot(path=str(SCREENSHOTS / "6-panel-tamper.png"))
+    await page.click("#door-tamper")
+    await wait_page(page, "!$('flat-alarms').querySelector('li.tamper')", "the alarm cleared")
+    error = await page.locator("#sim-error").is_visible()
+    assert not error, await page.locator("#sim-error").text_content()

@@ -126,6 +126,10 @@ async def test_scripted_demo_prints_a_complete_timeline() -> None:
         assert isinstance(timeline[key], float) and 0 < timeline[key] < 5000, key
     configured = timeline["relay_pulse_configured_ms"]
     assert configured * 0.95 <= timeline["relay_pulse_ms"] <= configured + 100
+    panel = timeline["panel"]  # the entrance-panel act after the call
+    assert panel["ok"] is True and panel["bell"] == "Flat 1 - Demo"
+    for key in ("dial_to_ringing_ms", "card_to_relay_ms", "relay_to_ring_stop_ms"):
+        assert isinstance(panel[key], float) and 0 < panel[key] < 5000, key
 
 
 def test_broker_command_takes_the_site_from_a_callbox_toml(tmp_path: Path) -> None:

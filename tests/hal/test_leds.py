@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from gpio_helpers import WatchedPin, gpio_threads, watched_factory
+from support import wait_for
 
 from hal.errors import DeviceUnavailableError, HalError
 from hal.gpio_specs import LedSpec
-from hal.leds import GpioLed, LedPattern, NullLed
+from hal.leds import FLASH_TIMES, GpioLed, LedPattern, NullLed, flash_s
 
 MakeLed = Callable[..., Awaitable[GpioLed]]
 PIN = "GPIO16"
@@ -70,6 +71,36 @@ async def test_error_blinks_short_on_long_off(make_led: MakeLed, pin: WatchedPin
     led.set_pattern(LedPattern.ERROR)
     await pin.reach(changes_at_least(3))
     pin.assert_states_and_times([(0.0, False), (0.0, True), (0.1, False), (0.9, True)])
+
+
+@pytest.mark.alone  # blink times within 50 ms: not on a loaded machine
+async def test_refused_is_a_short_double_blink_that_ends_off(
+    make_led: MakeLed, pin: WatchedPin
+) -> None:
+    led = await make_led()
+    pin.clear_states()
+    led.set_pattern(LedPattern.REFUSED)
+    await pin.reach(changes_at_least(4))
+    pin.assert_states_and_times(
+        [(0.0, False), (0.0, True), (0.15, False), (0.15, True), (0.15, False)]
+    )
+    assert flash_s(LedPattern.REFUSED) == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("pattern", list(FLASH_TIMES))
+async def test_a_flash_blinks_its_count_ends_off_and_plays_again_when_set_again(
+    make_led: MakeLed, pin: WatchedPin, pattern: LedPattern
+) -> None:
+    _, _, blinks = FLASH_TIMES[pattern]
+    led = await make_led()
+    for _ in range(2):  # the same flash again plays it again
+        pin.clear_states()
+        led.set_pattern(pattern)
+        await pin.reach(changes_at_least(2 * blinks))
+        lit = [state for state in pin.states if state.state]
+        assert len(lit) == blinks and not pin.state and led.pattern is pattern
+        await wait_for(lambda: not gpio_threads(), "the flash's blink thread to end")
+    assert flash_s(LedPattern.RINGING) == 0.0 and flash_s(LedPattern.IDLE) == 0.0
 
 
 async def test_in_call_and_idle_are_steady_on_and_off_is_off(

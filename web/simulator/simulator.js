@@ -15,6 +15,13 @@ const CALL_LABELS = {
   RECONNECTING: "reconnecting",
 };
 
+const DEMO_CARD = "wiegand26:12:34567"; // the demo resident's (device/simulator/_simulator.py)
+const ALARM_LABELS = {
+  door_left_open: "door left open",
+  door_forced_open: "door forced open",
+  tamper: "tamper: the housing is open",
+};
+
 const $ = (id) => document.getElementById(id);
 const screens = {}; // unit -> {frames, loading, lastAt, url, loads}
 let lastState = null;
@@ -56,7 +63,112 @@ function callText(call) {
   if (call.answered && call.muted) text += " · muted";
   if (call.answered) text += ` · ${call.audio_device}`;
   if (!call.video) text += " · audio only";
+  if (call.bell) text += ` · bell ${call.bell.label}`;
   return text;
+}
+
+function fillList(list, items, empty) {
+  // items: [{text, className}]; rebuilt only when the text changes (no flicker at 10 Hz)
+  const key = JSON.stringify(items);
+  if (list.dataset.key === key) return;
+  list.dataset.key = key;
+  list.replaceChildren();
+  for (const item of items.length ? items : [{ text: empty, className: "none" }]) {
+    const li = document.createElement("li");
+    li.textContent = item.text;
+    if (item.className) li.className = item.className;
+    list.append(li);
+  }
+}
+
+function alarmItems(alarms) {
+  return alarms.map((alarm) => {
+    const since = new Date(alarm.since * 1000).toLocaleTimeString();
+    const where = alarm.door ? ` at ${alarm.door}` : "";
+    return { text: `${ALARM_LABELS[alarm.kind] || alarm.kind}${where} since ${since}`, className: alarm.kind };
+  });
+}
+
+function renderBell(unit, call) {
+  const element = $(`${unit}-bell`);
+  if (!element) return;
+  const bell = call && call.bell;
+  element.dataset.bell = bell ? bell.name : "";
+  element.textContent = bell ? `${bell.label} (${bell.via === "code" ? "dial code" : "button"})` : unit === "door" ? "no bell" : "–";
+}
+
+function renderCards(unit, readers) {
+  const box = $(`${unit}-cards`);
+  if (!box || box.dataset.readers === readers.join(",")) return;
+  box.dataset.readers = readers.join(",");
+  box.replaceChildren();
+  for (const reader of readers) {
+    const form = document.createElement("form");
+    form.className = "card";
+    const label = document.createElement("label");
+    label.htmlFor = `${unit}-card-${reader}`;
+    label.textContent = `card at “${reader}”`;
+    const input = document.createElement("input");
+    input.id = `${unit}-card-${reader}`;
+    input.value = DEMO_CARD;
+    input.placeholder = "format:number, e.g. wiegand26:12:34567";
+    input.spellcheck = false;
+    input.autocomplete = "off";
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.id = `${unit}-present-${reader}`;
+    button.textContent = "Present card";
+    form.append(label, input, button);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      act(button, "/api/card", { unit, reader, card: input.value.trim() });
+    });
+    box.append(form);
+  }
+}
+
+function renderSwitch(unit, name, value, on, off) {
+  const button = $(`${unit}-${name}`);
+  if (!button) return;
+  button.hidden = value === null || value === undefined;
+  if (button.hidden || button.disabled) return;
+  button.setAttribute("aria-pressed", String(value));
+  button.textContent = value ? on : off;
+}
+
+function renderPanel(unit, state) {
+  const box = $(`${unit}-panel`);
+  if (!box) return;
+  const panel = state.panel;
+  box.hidden = !panel;
+  if (!panel) return;
+  const entry = $(`${unit}-entry`);
+  entry.dataset.entry = panel.entry;
+  entry.textContent = panel.entry || "–";
+  const keys = box.querySelector(".keypad");
+  keys.hidden = !panel.keypad;
+  $(`${unit}-bells`).textContent =
+    panel.bells.map((bell) => (bell.code ? `${bell.code}# ${bell.label}` : `${bell.label} (button)`)).join(" · ") || "–";
+  renderBell(unit, state.call);
+  renderCards(unit, panel.card_readers);
+  renderSwitch(unit, "door-contact", panel.door_open, "Door: open", "Door: closed");
+  renderSwitch(unit, "tamper", panel.tampered, "Housing: open", "Housing: shut");
+  const access = panel.access;
+  const attempts = access && access.last_attempts ? access.last_attempts : [];
+  fillList(
+    $(`${unit}-attempts`),
+    attempts
+      .slice()
+      .reverse()
+      .map((a) => ({
+        text: `${new Date(a.at).toLocaleTimeString()} ${a.kind} at ${a.via}: ${a.granted ? "granted" : "refused"}` +
+          `${a.who ? ` (${a.who})` : ""}${a.reason ? ` · ${a.reason}` : ""}`,
+        className: a.granted ? "granted" : "refused",
+      })),
+    access && access.enabled ? "none yet" : "[access] is off",
+  );
+  const locked = access && (access.keypad_locked_until || access.cards_locked_until);
+  $(`${unit}-locked`).textContent = access && access.keypad_locked_until ? `· keypad locked until ${access.keypad_locked_until}` : locked ? `· cards locked until ${access.cards_locked_until}` : "";
 }
 
 function renderLed(unit, leds) {
@@ -205,6 +317,10 @@ function render(state) {
     renderRelay(unit, unitState.relay);
     renderMeters(unit, unitState.audio);
     renderToggles(unit, unitState.inputs);
+    renderPanel(unit, unitState);
+    if (!unitState.panel) renderBell(unit, unitState.call);
+    const alarms = $(`${unit}-alarms`);
+    if (alarms) fillList(alarms, alarmItems(unitState.alarms || []), unit === "door" ? "none" : "no alarm");
     const missed = $(`${unit}-missed`);
     if (missed) missed.textContent = String(unitState.missed_calls);
   }
@@ -260,6 +376,11 @@ function wireControls() {
         active,
       });
     });
+  }
+  for (const key of document.querySelectorAll("button[data-key]")) {
+    key.addEventListener("click", () =>
+      act(key, "/api/keypad", { unit: key.dataset.unit, keys: key.dataset.key }),
+    );
   }
   const flatScreen = $("flat-screen");
   flatScreen.addEventListener("click", (event) => {
