@@ -18,6 +18,7 @@ from device.simulator._http import SimulatorServerError
 from device.simulator._panel import (
     DEMO_CARD,
     DEMO_CODE,
+    ENTRANCE_TOML,
     PanelTimeline,
     enroll_demo_resident,
     panel_toml,
@@ -30,6 +31,7 @@ from device.simulator._simulator import Simulator, run_simulator, start_simulato
 __all__ = [
     "DEMO_CARD",
     "DEMO_CODE",
+    "ENTRANCE_TOML",
     "PRESENCE_TIMEOUT_S",
     "IntercomSite",
     "PanelTimeline",

@@ -38,15 +38,7 @@ DIAL_CODE = "1"
 BELL_LABEL = "Flat 1 - Demo"
 
 
-def panel_toml(flat: str) -> str:
-    """The door's entrance panel tables, its bell "flat1" ringing ``flat``."""
-    return f"""
-[[bells]]
-name = "flat1"
-label = "{BELL_LABEL}"
-targets = ["{flat}"]
-code = "{DIAL_CODE}"
-
+ENTRANCE_TOML = """
 [keypad]
 kind = "matrix"
 rows = ["GPIO4", "GPIO14", "GPIO15", "GPIO18"]
@@ -61,7 +53,19 @@ d1 = "GPIO9"
 
 [access]
 enabled = true
+"""
+"""A door's 3x4 keypad, its Wiegand reader "entrance" and ``[access]`` on: the way in."""
 
+
+def panel_toml(flat: str) -> str:
+    """The door's entrance panel tables, its bell "flat1" ringing ``flat``."""
+    return f"""
+[[bells]]
+name = "flat1"
+label = "{BELL_LABEL}"
+targets = ["{flat}"]
+code = "{DIAL_CODE}"
+{ENTRANCE_TOML}
 [door_contact]
 pin = "GPIO21"
 pull_up = false  # the simulated pins rest low: the door is closed until the page opens it

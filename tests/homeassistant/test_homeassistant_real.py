@@ -23,7 +23,7 @@ from hass import HaBroker, HomeAssistant, ha_installed, ha_venv
 from support import need, wait_for
 
 from device.config import load_config
-from device.simulator import IntercomSite, Unit, start_intercom_site
+from device.simulator import ENTRANCE_TOML, IntercomSite, Unit, start_intercom_site
 from hal.cards import SimCardReader
 from hal.io_devices import SIM_PINS
 from hal.keypad import SimKeypad
@@ -320,7 +320,8 @@ async def _wait_gone(ha: HomeAssistant, entity_id: str) -> None:
             await asyncio.sleep(0.1)
 
 
-PANEL = """
+PANEL = (
+    """
 [[bells]]
 name = "smith"
 label = "Flat 12 - Smith"
@@ -334,21 +335,9 @@ label = "Flat 13 - Jones"
 targets = ["flat12"]
 code = "13"
 
-[keypad]
-kind = "matrix"
-rows = ["GPIO4", "GPIO14", "GPIO15", "GPIO18"]
-columns = ["GPIO23", "GPIO25", "GPIO8"]
-keys = ["123", "456", "789", "*0#"]
-
-[[card_readers]]
-name = "entrance"
-kind = "wiegand"
-d0 = "GPIO12"
-d1 = "GPIO9"
-
-[access]
-enabled = true
 """
+    + ENTRANCE_TOML
+)
 CODE = "2580"
 KNOWN_CARD = ("wiegand26", "12:34567")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from intercom_site import TIMEOUT, IntercomSite, Unit, start_intercom_site, wait_for
 
+from device.simulator import ENTRANCE_TOML
 from hal.cards import SimCardReader
 from hal.keypad import SimKeypad
 from services.access import AccessStore, EntryKind
@@ -24,31 +25,19 @@ from services.access.enroll import Enrollment, add_entry
 from services.callapi import DOOR_OPENED, Bell, Call, CallStatus
 from services.intercom.door import DoorStation
 
-PANEL = """
+PANEL = (
+    """
 [[bells]]
 name = "smith"
 label = "Flat 12 - Smith"
 targets = ["flat12"]
 code = "12"
 
-[keypad]
-kind = "matrix"
-rows = ["GPIO4", "GPIO14", "GPIO15", "GPIO18"]
-columns = ["GPIO23", "GPIO25", "GPIO8"]
-keys = ["123", "456", "789", "*0#"]
-
-[[card_readers]]
-name = "entrance"
-kind = "wiegand"
-d0 = "GPIO12"
-d1 = "GPIO9"
-
-[access]
-enabled = true
-
 [tamper]
 pin = "GPIO7"
 """
+    + ENTRANCE_TOML
+)
 
 CARD = ("wiegand26", "12:34567")
 
