@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 
 import tests_path  # noqa: F401 - puts tests/ on sys.path for the harness imports
 from harness.bench_cli import run_and_print
-from harness.peer_process import _env_with_tests_on_path, write_peer_config
+from harness.peer_process import spawn_peer
 from harness.simsite import EndpointSpec, SimSite, start_site
 
 from hal.board import build_sim_io
@@ -72,23 +71,7 @@ class Callee:
     @classmethod
     async def start(cls, site: SimSite, address: str, directory: Path) -> Callee:
         """Start ``address`` in its own process (pinned both ways with the door); once online."""
-        path = await write_peer_config(site, address, directory)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "harness.ring_callee",
-            str(path),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=_env_with_tests_on_path(),
-        )
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        if line.strip() != b"ready":
-            process.kill()
-            await process.wait()
-            raise RuntimeError(f"the callee process {address} did not start: {line!r}")
-        await site["door"].signaling.wait_presence(address, True, timeout=10)
+        process = await spawn_peer(site, address, directory, "harness.ring_callee", stdin=True)
         return cls(address, process)
 
     async def _read(self) -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from hal.board import build_sim_board
 from harness.simsite import SimSite
@@ -37,8 +38,11 @@ class AutoAnswer(IncomingListener):
         return props
 
 
-async def serve(config: dict[str, object]) -> None:
-    """Run the auto-answering endpoint described by ``config`` until killed."""
+def peer_signaling(config: dict[str, object], **options: Any) -> SignalingEndpoint:
+    """The signaling endpoint a peer process's ``config`` describes.
+
+    ``options``: more of `SignalingEndpoint`'s keyword arguments (an ``invite_limit``).
+    """
     broker = config["broker"]
     assert isinstance(broker, dict)
     contacts = ContactBook()
@@ -46,7 +50,7 @@ async def serve(config: dict[str, object]) -> None:
     assert isinstance(peers, dict)
     for address, keys in peers.items():
         contacts.add(Contact(address=address, keys=PublicKeys.from_json(keys)))
-    signaling = SignalingEndpoint(
+    return SignalingEndpoint(
         transport=mqtt_transport(
             site=str(config["site"]),
             address=str(config["address"]),
@@ -54,7 +58,13 @@ async def serve(config: dict[str, object]) -> None:
         ),
         identity=Identity.load(Path(str(config["identity_dir"]))),
         contacts=contacts,
+        **options,
     )
+
+
+async def serve(config: dict[str, object]) -> None:
+    """Run the auto-answering endpoint described by ``config`` until killed."""
+    signaling = peer_signaling(config)
     board = build_sim_board(str(config["address"]), tone_hz=660.0)
     calls = Calls(signaling, LocalMedia(board), ice=LOOPBACK)
     calls.set_listener(AutoAnswer(calls))
@@ -100,12 +110,24 @@ async def start_peer_process(
     is pinned in the door's contacts; ``address`` must have a broker account
     (``start_site(..., extra_accounts=(address,))``). Returns once it is online.
     """
+    return await spawn_peer(site, address, directory, "harness.peer_process")
+
+
+async def spawn_peer(
+    site: SimSite, address: str, directory: Path, module: str, *, stdin: bool = False
+) -> asyncio.subprocess.Process:
+    """Run ``python -m <module> CONFIG`` as endpoint ``address`` (see `write_peer_config`).
+
+    Returns once it printed "ready" and the door sees it online; ``stdin``: a pipe to
+    command it.
+    """
     path = await write_peer_config(site, address, directory)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "harness.peer_process",
+        module,
         str(path),
+        stdin=asyncio.subprocess.PIPE if stdin else None,
         stdout=asyncio.subprocess.PIPE,
         env=_env_with_tests_on_path(),
     )
@@ -114,7 +136,7 @@ async def start_peer_process(
     if line.strip() != b"ready":
         process.kill()
         await process.wait()
-        raise RuntimeError(f"the peer process {address} did not start: {line!r}")
+        raise RuntimeError(f"the process {module} of {address} did not start: {line!r}")
     await site["door"].signaling.wait_presence(address, True, timeout=10)
     return process
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from hal.board import build_sim_board
+from harness.peer_process import peer_signaling
 from services.callapi import (
     Call,
     CallProperties,
@@ -30,10 +31,7 @@ from services.callapi import (
 )
 from services.media.ice import LOOPBACK
 from services.media.local import LocalMedia
-from services.signaling.contacts import Contact, ContactBook
-from services.signaling.endpoint import InviteRateLimit, SignalingEndpoint
-from services.signaling.identity import Identity, PublicKeys
-from services.signaling.transport import BrokerAddress, mqtt_transport
+from services.signaling.endpoint import InviteRateLimit
 
 
 def say(*words: object) -> None:
@@ -80,23 +78,8 @@ async def commands(app: Reporting) -> None:
 
 async def serve(config: dict[str, object]) -> None:
     """Run the callee described by ``config`` until its standard input closes."""
-    broker = config["broker"]
-    assert isinstance(broker, dict)
-    contacts = ContactBook()
-    peers = config["contacts"]
-    assert isinstance(peers, dict)
-    for address, keys in peers.items():
-        contacts.add(Contact(address=address, keys=PublicKeys.from_json(keys)))
-    signaling = SignalingEndpoint(
-        transport=mqtt_transport(
-            site=str(config["site"]),
-            address=str(config["address"]),
-            broker=BrokerAddress(**broker),
-        ),
-        identity=Identity.load(Path(str(config["identity_dir"]))),
-        contacts=contacts,
-        invite_limit=InviteRateLimit(count=1000, period_s=10.0),  # rings back to back
-    )
+    rings_back_to_back = InviteRateLimit(count=1000, period_s=10.0)
+    signaling = peer_signaling(config, invite_limit=rings_back_to_back)
     board = build_sim_board(str(config["address"]), tone_hz=660.0)
     calls = Calls(signaling, LocalMedia(board), ice=LOOPBACK)
     app = Reporting(calls)

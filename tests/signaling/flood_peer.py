@@ -22,35 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from harness.peer_process import AutoAnswer, write_peer_config
+from harness.peer_process import AutoAnswer, peer_signaling, write_peer_config
 from harness.simsite import SimSite
 
 from hal.board import build_sim_board
 from services.callapi import Calls
 from services.media.ice import LOOPBACK
 from services.media.local import LocalMedia
-from services.signaling.contacts import Contact, ContactBook
-from services.signaling.endpoint import SignalingEndpoint
-from services.signaling.identity import Identity, PublicKeys
-from services.signaling.transport import BrokerAddress, mqtt_transport
 
 TESTS = Path(__file__).resolve().parents[1]
 
 
 async def serve(config: dict[str, Any]) -> None:
     """Run the endpoint described by ``config`` until standard input closes."""
-    contacts = ContactBook()
-    for address, keys in config["contacts"].items():
-        contacts.add(Contact(address=address, keys=PublicKeys.from_json(keys)))
-    signaling = SignalingEndpoint(
-        transport=mqtt_transport(
-            site=config["site"],
-            address=config["address"],
-            broker=BrokerAddress(**config["broker"]),
-        ),
-        identity=Identity.load(Path(config["identity_dir"])),
-        contacts=contacts,
-    )
+    signaling = peer_signaling(config)
     calls = Calls(signaling, LocalMedia(build_sim_board(config["address"])), ice=LOOPBACK)
     calls.set_listener(AutoAnswer(calls))
     await calls.start()
