@@ -135,7 +135,11 @@ targets = ["{FLAT}", "{PHONE}"]
 code = "12"
 """
     config = await asyncio.to_thread(write_unit_config, path, text)
-    await push_site.site[DOOR].apply(config)
+    door = push_site.site[DOOR]
+    assert await door.apply(config) == ["bells"]
+    # a bell has a pin: the door's devices and call service are rebuilt, in the background;
+    # a subscription sent meanwhile would reach no handler
+    await wait_for(lambda: door.pending_restart == [], "the door's devices rebuilt")
     sub = push_site.endpoint.new_subscriber()
     assert (await push_site.phones[PHONE].subscribe(sub))["subscribed"] is True
 
