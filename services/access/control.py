@@ -201,16 +201,7 @@ class AccessControl:
             hits = [hmac.compare_digest(e.digest, digests[e.kdf]) for e in access.entries]
             matched = [entry for entry, hit in zip(access.entries, hits, strict=True) if hit]
             if not matched:
-                state = state.failed(self.policy, now)
-                self.store.write(access.with_lockout(group, state))
-                if state.is_locked(now):
-                    _log.warning(
-                        "access: the %s locked out for %.0f s (lockout %d in a row)",
-                        "keypad" if group == "keypad" else "card readers",
-                        state.locked_until - now,
-                        state.level,
-                    )
-                self._locked_until[group] = state.locked_until
+                self._failed(access, group, now)
                 return AccessDecision(False, "", UNKNOWN_CODE if kind == "code" else UNKNOWN_CARD)
             entry = matched[0]
             refusal = entry.refusal(now)
@@ -221,9 +212,7 @@ class AccessControl:
                 # a resident's code opens only after the same resident's card, in time
                 why = _unpaired(entry, waited, now)
                 if why:
-                    state = state.failed(self.policy, now)
-                    self.store.write(access.with_lockout(group, state))
-                    self._locked_until[group] = state.locked_until
+                    self._failed(access, group, now)
                     return AccessDecision(False, entry.label, why)
                 with_card = True
             used = entry.after_use(now)
@@ -235,6 +224,19 @@ class AccessControl:
                 self.second.start(entry, via, now)
                 return AccessDecision(False, entry.label, AWAITING_CODE)
             return AccessDecision(True, entry.label, "", with_card=with_card)
+
+    def _failed(self, access: AccessList, group: str, now: float) -> None:
+        """One wrong attempt of ``group`` at ``now``: counted, written, a lockout logged."""
+        state = access.lockout(group).failed(self.policy, now)
+        self.store.write(access.with_lockout(group, state))
+        if state.is_locked(now):
+            _log.warning(
+                "access: the %s locked out for %.0f s (lockout %d in a row)",
+                "keypad" if group == "keypad" else "card readers",
+                state.locked_until - now,
+                state.level,
+            )
+        self._locked_until[group] = state.locked_until
 
     def _seen(self, access: AccessList) -> None:
         self.problem = ""
