@@ -31,6 +31,7 @@ class LedPattern(enum.StrEnum):
     REFUSED = "refused"  # a short double blink: 0.15 s on / 0.15 s off, twice
     LOCKED = "locked"  # three slow blinks: 0.4 s on / 0.2 s off
     UNKNOWN = "unknown"  # one long blink: 0.6 s on / 0.2 s off
+    CODE = "code"  # card accepted, enter the code: 0.1 s on / 0.4 s off, 4 times
 
 
 BLINK_TIMES: Mapping[LedPattern, tuple[float, float]] = MappingProxyType(
@@ -44,6 +45,7 @@ FLASH_TIMES: Mapping[LedPattern, tuple[float, float, int]] = MappingProxyType(
         LedPattern.REFUSED: (0.15, 0.15, 2),
         LedPattern.LOCKED: (0.4, 0.2, 3),
         LedPattern.UNKNOWN: (0.6, 0.2, 1),
+        LedPattern.CODE: (0.1, 0.4, 4),
     }
 )
 """(on seconds, off seconds, blinks) of the flashes: patterns that end (off) by themselves.

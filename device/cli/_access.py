@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -125,11 +126,15 @@ def access_remove(which: str, config_path: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @config_option
 def access_list(as_json: bool, config_path: Path) -> None:
-    """The codes and cards: id, kind, name, flat, validity, schedule, use (never a hash)."""
+    """The codes and cards: id, kind, name, flat, validity, schedule, use (never a hash).
+
+    ``pair``: the resident's card of a PIN, or PIN of a card (same name and flat), which
+    open together in ``[access] mode = "card_and_code"``.
+    """
     store = _store(config_path)
     with store.locked():
         entries = store.read().entries
-    rows = [_row(entry) for entry in entries]
+    rows = [_row(entry, entries) for entry in entries]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -144,7 +149,7 @@ def access_list(as_json: bool, config_path: Path) -> None:
         click.echo("  ".join(cells).rstrip())
 
 
-def _row(entry: AccessEntry) -> dict[str, str]:
+def _row(entry: AccessEntry, entries: Sequence[AccessEntry]) -> dict[str, str]:
     kind = entry.kind.value + (f" {entry.card_format}" if entry.card_format else "")
     validity = " ".join(
         part
@@ -166,4 +171,11 @@ def _row(entry: AccessEntry) -> dict[str, str]:
         "validity": validity or "always",
         "schedule": entry.schedule_text() or "any time",
         "used": used,
+        "pair": _pair(entry, entries),
     }
+
+
+def _pair(entry: AccessEntry, entries: Sequence[AccessEntry]) -> str:
+    """The entries that pair with ``entry`` for card and code: ``card 3f2a1b``, else "-"."""
+    pairs = [f"{other.kind.value} {other.id}" for other in entries if entry.pairs_with(other)]
+    return ", ".join(pairs) or "-"

@@ -56,7 +56,12 @@ def entrance_part(
     if not (config.access.enabled or io.keypad is not None or readers):
         return None
     access = (
-        AccessControl(AccessStore(Path(config.state_dir)), policy=config.access.policy())
+        AccessControl(
+            AccessStore(Path(config.state_dir)),
+            policy=config.access.policy(),
+            mode=config.access.mode,
+            second_factor_s=config.access.second_factor_s,
+        )
         if config.access.enabled
         else None
     )

@@ -5,6 +5,7 @@
 - `entries`: one code or card, its validity window, one-time use and weekly schedule;
 - `lockout`: wrong attempts in a row lock for a growing time, across restarts;
 - `control`: `AccessControl`, the timing-independent check, its log and history;
+- `second_factor`: card and code, the card waiting for its resident's code;
 - `enroll`: the PIN rules and ``callbox access add | remove``;
 - `keypad_entry`: `KeypadEntry`, the keypad grammar (dial codes and access codes).
 
@@ -16,11 +17,15 @@ from services.access.entries import AccessEntry, EntryKind
 from services.access.errors import AccessError, AccessStoreError, EnrollError
 from services.access.keypad_entry import EntryResult, EntryType, KeypadEntry
 from services.access.lockout import LockoutPolicy, LockoutState
+from services.access.second_factor import CARD_AND_CODE, CARD_OR_CODE, MODES, SecondFactor
 from services.access.store import FILE_NAME, AccessList, AccessStore
 
 __all__ = [
+    "CARD_AND_CODE",
+    "CARD_OR_CODE",
     "FILE_NAME",
     "LOCKED",
+    "MODES",
     "AccessAttempt",
     "AccessControl",
     "AccessDecision",
@@ -36,4 +41,5 @@ __all__ = [
     "KeypadEntry",
     "LockoutPolicy",
     "LockoutState",
+    "SecondFactor",
 ]

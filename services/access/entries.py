@@ -72,6 +72,19 @@ class AccessEntry:
         """Who it lets in, for logs and the door opener: the name, and the flat if any."""
         return f"{self.name} (flat {self.flat})" if self.flat else self.name
 
+    def pairs_with(self, other: AccessEntry) -> bool:
+        """True when ``other`` is the same resident's card to this PIN, or PIN to this card.
+
+        The rule of ``[access] mode = "card_and_code"``: one is a card, the other a PIN (not
+        a visitor's code), with the same name and the same flat.
+        """
+        kinds = {self.kind, other.kind}
+        return (
+            kinds == {EntryKind.CARD, EntryKind.PIN}
+            and self.name == other.name
+            and self.flat == other.flat
+        )
+
     @property
     def has_schedule(self) -> bool:
         """True when the entry only works at some hours or on some days."""

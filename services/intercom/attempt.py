@@ -11,10 +11,10 @@ __all__ = ["EntranceAttempt"]
 class EntranceAttempt:
     """One access attempt at the entrance, as onlookers (Home Assistant) are told of it.
 
-    ``kind``: ``code`` or ``card``; ``via``: the keypad's or the card reader's name; ``who``:
-    the entry's label ("" when no entry matched); ``reason``: why it was refused ("" when
-    granted); ``card``: the number of a card the list does not know, else "". Never a code,
-    never the number of a card on the list.
+    ``kind``: ``code``, ``card`` or ``card+code`` (card-and-code mode); ``via``: the keypad's
+    or the card reader's name; ``who``: the entry's label ("" when no entry matched);
+    ``reason``: why it was refused ("" when granted); ``card``: the number of a card the
+    list does not know, else "". Never a code, never the number of a card on the list.
     """
 
     granted: bool

@@ -8,7 +8,9 @@ release. Each outcome goes to ``on_feedback``: a tone on the door's speaker (`To
 and a flash of its status LED (`LedFeedback`); each access attempt (code or card, granted
 or refused) goes to the ``watchers`` as an `EntranceAttempt` (Home Assistant's Access
 event): never the code, and a card's number only when the list does not know the card
-(it is logged already, to enroll it). At most
+(it is logged already, to enroll it). In card-and-code mode a valid card is told
+``CODE`` ("enter the code": not an attempt of its own, the code's outcome is) and a timer
+ends its wait when the time is up (refused, told and passed on). At most
 ``MAX_PENDING`` checks run at once; more keys or cards meanwhile are refused (logged).
 """
 
@@ -64,6 +66,8 @@ class Feedback(enum.Enum):
     UNKNOWN = "unknown"
     """A dial code no bell or flat has."""
     RINGING = "ringing"
+    CODE = "code"
+    """Card and code: the card is accepted, now the code."""
 
 
 FEEDBACK_TONES = {
@@ -71,6 +75,7 @@ FEEDBACK_TONES = {
     Feedback.REFUSED: TonePattern("access-refused", 400.0, (0.6, 0.05)),
     Feedback.LOCKED: TonePattern("access-locked", 400.0, (0.15, 0.1, 0.15, 0.1, 0.15, 0.05)),
     Feedback.UNKNOWN: TonePattern("dial-unknown", 600.0, (0.3, 0.1, 0.3, 0.05)),
+    Feedback.CODE: TonePattern("access-code", 1000.0, (0.08, 0.08, 0.08, 0.05)),
 }
 """The short tones a door station plays for each outcome (none for ringing: ringback)."""
 
@@ -79,6 +84,7 @@ FEEDBACK_LEDS = {
     Feedback.REFUSED: LedPattern.REFUSED,
     Feedback.LOCKED: LedPattern.LOCKED,
     Feedback.UNKNOWN: LedPattern.UNKNOWN,
+    Feedback.CODE: LedPattern.CODE,
 }
 """The status LED's flash for each outcome (none for ringing: the LED shows the ringing)."""
 
@@ -115,6 +121,7 @@ class Entrance:
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        self._second_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Receive keys and cards (the devices themselves are started by their owner)."""
@@ -135,6 +142,7 @@ class Entrance:
             if reader.on_card == self.card_read:
                 reader.on_card = None
         self.entry.clear()
+        self._stop_second_timer()
         await cancel_and_wait(list(self._tasks))
 
     def key_pressed(self, key: str) -> None:
@@ -212,6 +220,11 @@ class Entrance:
     async def _decided(
         self, decision: AccessDecision, how: str, via: str, *, card: str = ""
     ) -> None:
+        if decision.awaiting_code:
+            self._await_code(via)
+            return
+        if decision.with_card:
+            how = "card+code"
         attempt = EntranceAttempt(decision.granted, how, via, decision.who, decision.reason, card)
         if not decision.granted:
             self._tell(Feedback.LOCKED if decision.locked else Feedback.REFUSED)
@@ -227,6 +240,29 @@ class Entrance:
             return
         self._tell(Feedback.GRANTED)
         self._attempted(attempt)
+
+    def _await_code(self, via: str) -> None:
+        """A card waits for its code: tell the person, and end the wait when it is up."""
+        self._tell(Feedback.CODE)
+        second = self.access.second if self.access is not None else None
+        if second is None:
+            return
+        self._stop_second_timer()
+        loop = asyncio.get_running_loop()
+        # a little after the window: the check's own clock says whether it is over
+        self._second_timer = loop.call_later(second.window_s + 0.1, self._second_timeout, via)
+
+    def _second_timeout(self, via: str) -> None:
+        self._second_timer = None
+        expired = self.access.expire_second_factor() if self.access is not None else None
+        if expired is not None:
+            self._tell(Feedback.REFUSED)
+            self._attempted(EntranceAttempt(False, "card", via, expired.who, expired.reason))
+
+    def _stop_second_timer(self) -> None:
+        if self._second_timer is not None:
+            self._second_timer.cancel()
+            self._second_timer = None
 
     def _attempted(self, attempt: EntranceAttempt) -> None:
         for watcher in list(self.watchers):

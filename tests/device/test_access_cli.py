@@ -110,6 +110,16 @@ def test_cards_schedules_and_windows_are_listed_and_removed(config: Path) -> Non
     assert "no codes or cards" in run(config, "list")[1]
 
 
+def test_the_list_shows_which_card_and_code_pair(config: Path) -> None:
+    card = ("add", "--name", "Jones", "--flat", "3", "--card", "wiegand26:12:34567")
+    assert run(config, *card)[0] == 0
+    assert run(config, "add", "--name", "Jones", "--flat", "3", "--pin", stdin="3579\n")[0] == 0
+    assert run(config, "add", "--name", "Jones", "--flat", "4", "--pin", stdin="3519\n")[0] == 0
+    rows = json.loads(run(config, "list", "--json")[1])
+    assert [r["pair"] for r in rows] == [f"pin {rows[1]['id']}", f"card {rows[0]['id']}", "-"]
+    assert "pair" in run(config, "list")[1].splitlines()[0]
+
+
 def test_the_cli_needs_one_kind_and_names_a_broken_file(config: Path) -> None:
     code, out = run(config, "add", "--name", "X", "--pin", "--visitor", stdin="2580\n")
     assert code != 0 and "exactly one of" in out
