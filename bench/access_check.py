@@ -5,7 +5,8 @@ Run: ``.venv/bin/python bench/access_check.py [--rounds 15]``. Prints one JSON o
 A real ``access.json`` in a temporary directory with 1, 50 and 300 entries: a 6-digit PIN
 and a Wiegand card enrolled the way ``callbox access add`` does (the real scrypt), the
 rest filler entries with random hashes (to the check, which compares a hash with every
-entry, they are entries like any other). Each round checks, in turn: the right code,
+entry, they are entries like any other). Each round checks, in its own seeded shuffled
+order (so no case always follows another): the right code,
 wrong codes sharing 0 .. 5 leading digits with it, a known card and an unknown card, each
 through `AccessControl.check_code`/`check_card` (file lock, read, scrypt, compare with
 every entry, file write), lockout off. Figures: the median per case in ms of wall time
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import random
 import secrets
 import statistics
 import tempfile
@@ -81,8 +83,12 @@ async def measure(store: AccessStore, rounds: int, cards: bool) -> dict[str, Any
     cases["unknown_card"] = lambda: control.check_card(UNKNOWN_CARD)
     wall: dict[str, list[float]] = {name: [] for name in cases}
     cpu: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases)
+    shuffler = random.Random(19)  # each round in its own order: no case always follows another
     for _ in range(rounds):
-        for name, check in cases.items():
+        shuffler.shuffle(order)
+        for name in order:
+            check = cases[name]
             start, start_cpu = time.perf_counter(), time.process_time()
             decision = await check()
             wall[name].append((time.perf_counter() - start) * 1000)
