@@ -11,16 +11,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from access_helpers import Clock, enroll
+from access_helpers import RELAY_PIN, Panel, enroll
 
 from device.config import ConfigError, parse_config
-from hal.cards import SimCardReader
 from hal.gpio_specs import IoSpec, RelaySpec
 from hal.io_devices import IoDevices, build_io
-from hal.keypad import SimKeypad
 from hal.leds import FLASH_TIMES, LedPattern
 from services.access import (
     CARD_AND_CODE,
@@ -28,94 +25,29 @@ from services.access import (
     AccessControl,
     AccessStore,
     EntryKind,
-    LockoutPolicy,
 )
 from services.access.entries import AccessEntry
-from services.intercom.door_opener import DoorOpener
 from services.intercom.entrance import (
     FEEDBACK_LEDS,
     FEEDBACK_TONES,
-    Entrance,
     EntranceAttempt,
     Feedback,
 )
-from services.intercom.observer import IntercomObserver
 
-PIN = "GPIO24"
-TIMEOUT = 5.0
 CARD = ("nfc", "04a1b2c3d4e5f6")
 SMITH = "Smith (flat 12)"
 
 
-class Attempts(IntercomObserver):
-    """An onlooker (as Home Assistant's bridge is) keeping every access attempt."""
-
-    def __init__(self) -> None:
-        self.seen: list[EntranceAttempt] = []
-
-    def access_attempted(self, attempt: EntranceAttempt) -> None:
-        self.seen.append(attempt)
-
-
-class Panel:
-    """An entrance in one access mode; keys and cards pressed by the test."""
-
-    def __init__(self, state_dir: Path, io: IoDevices, mode: str, window_s: float) -> None:
-        self.pin: Any = io.pin_factory.pin(PIN)
-        self.relay = io.relay
-        self.opener = DoorOpener(self.relay, per_minute=30)
-        self.keypad = SimKeypad("keypad")
-        self.reader = SimCardReader("entrance")
-        self.clock = Clock()
-        self.attempts = Attempts()
-        self.feedback: asyncio.Queue[Feedback] = asyncio.Queue()
-        self.access = AccessControl(
-            AccessStore(state_dir),
-            policy=LockoutPolicy(max_attempts=3),
-            clock=self.clock,
-            mode=mode,
-            second_factor_s=window_s,
-        )
-        self.entrance = Entrance(
-            opener=self.opener,
-            access=self.access,
-            dial=None,
-            keypad=self.keypad,
-            readers=[self.reader],
-            on_feedback=self.feedback.put_nowait,
-            watchers=[self.attempts],
-        )
-
-    async def start(self) -> None:
-        await self.relay.start()
-        await self.keypad.start()
-        await self.reader.start()
-        await self.entrance.start()
-        self.pin.clear_states()
-
-    async def close(self) -> None:
-        await self.entrance.close()
-        await self.opener.close()
-        await self.keypad.close()
-        await self.reader.close()
-
-    async def told(self) -> Feedback:
-        return await asyncio.wait_for(self.feedback.get(), TIMEOUT)
-
-    def pulses(self) -> int:
-        return sum(1 for state in self.pin.states if state.state)
-
-
 @pytest.fixture
 async def io() -> AsyncIterator[IoDevices]:
-    devices = build_io(IoSpec(pin_factory="mock", relay=RelaySpec(pin=PIN, pulse_ms=50)))
+    devices = build_io(IoSpec(pin_factory="mock", relay=RelaySpec(pin=RELAY_PIN, pulse_ms=50)))
     yield devices
     await devices.close()
 
 
 @pytest.fixture
 async def panel(tmp_path: Path, io: IoDevices) -> AsyncIterator[Panel]:
-    made = Panel(tmp_path, io, CARD_AND_CODE, window_s=10.0)
+    made = Panel(tmp_path, io, per_minute=30, mode=CARD_AND_CODE, window_s=10.0, dial_codes=None)
     await made.start()
     yield made
     await made.close()
@@ -201,7 +133,7 @@ async def test_the_window_times_out(panel: Panel, tmp_path: Path) -> None:
 
 
 async def test_the_timer_ends_the_wait_and_says_so(tmp_path: Path, io: IoDevices) -> None:
-    panel = Panel(tmp_path, io, CARD_AND_CODE, window_s=0.2)
+    panel = Panel(tmp_path, io, per_minute=30, mode=CARD_AND_CODE, window_s=0.2, dial_codes=None)
     await panel.start()
     try:
         await asyncio.to_thread(residents, tmp_path)
@@ -240,7 +172,7 @@ async def test_a_visitor_code_opens_alone(panel: Panel, tmp_path: Path) -> None:
 
 
 async def test_card_or_code_mode_is_unchanged(tmp_path: Path, io: IoDevices) -> None:
-    panel = Panel(tmp_path, io, CARD_OR_CODE, window_s=10.0)
+    panel = Panel(tmp_path, io, per_minute=30, mode=CARD_OR_CODE, window_s=10.0, dial_codes=None)
     await panel.start()
     try:
         await asyncio.to_thread(residents, tmp_path)

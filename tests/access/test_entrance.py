@@ -12,88 +12,24 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from access_helpers import Clock, enroll
+from access_helpers import RELAY_PIN, Panel, enroll
 
 from hal.cards import SimCardReader
 from hal.errors import DeviceUnavailableError
 from hal.gpio_specs import IoSpec, RelaySpec
 from hal.io_devices import IoDevices, build_io
 from hal.keypad import SimKeypad
-from services.access import AccessControl, AccessStore, EntryKind, LockoutPolicy
-from services.intercom.door_opener import DoorOpener
-from services.intercom.entrance import Entrance, EntranceAttempt, Feedback
-from services.intercom.observer import IntercomObserver
-
-PIN = "GPIO24"
-TIMEOUT = 5.0
-
-
-class Attempts(IntercomObserver):
-    """An onlooker (as Home Assistant's bridge is) keeping every access attempt it is told."""
-
-    def __init__(self) -> None:
-        self.seen: list[EntranceAttempt] = []
-
-    def access_attempted(self, attempt: EntranceAttempt) -> None:
-        self.seen.append(attempt)
+from services.access import EntryKind
+from services.intercom.entrance import EntranceAttempt, Feedback
 
 
 @pytest.fixture
 async def io() -> AsyncIterator[IoDevices]:
-    devices = build_io(IoSpec(pin_factory="mock", relay=RelaySpec(pin=PIN, pulse_ms=50)))
+    devices = build_io(IoSpec(pin_factory="mock", relay=RelaySpec(pin=RELAY_PIN, pulse_ms=50)))
     yield devices
     await devices.close()
-
-
-class Panel:
-    """An entrance with everything real but the keys and cards, pressed by the test."""
-
-    def __init__(self, state_dir: Path, io: IoDevices, per_minute: int = 6) -> None:
-        self.pin: Any = io.pin_factory.pin(PIN)
-        self.relay = io.relay
-        self.opener = DoorOpener(self.relay, per_minute=per_minute)
-        self.keypad = SimKeypad("keypad")
-        self.reader = SimCardReader("entrance")
-        self.dialled: list[str] = []
-        self.attempts = Attempts()
-        self.feedback: asyncio.Queue[Feedback] = asyncio.Queue()
-        self.access = AccessControl(
-            AccessStore(state_dir), policy=LockoutPolicy(max_attempts=3), clock=Clock()
-        )
-        self.entrance = Entrance(
-            opener=self.opener,
-            access=self.access,
-            dial=self.dial,
-            keypad=self.keypad,
-            readers=[self.reader],
-            on_feedback=self.feedback.put_nowait,
-            watchers=[self.attempts],
-        )
-
-    async def dial(self, code: str) -> bool:
-        self.dialled.append(code)
-        return code == "12"
-
-    async def start(self) -> None:
-        await self.relay.start()
-        await self.keypad.start()
-        await self.reader.start()
-        await self.entrance.start()
-
-    async def close(self) -> None:
-        await self.entrance.close()
-        await self.opener.close()
-        await self.keypad.close()
-        await self.reader.close()
-
-    async def told(self) -> Feedback:
-        return await asyncio.wait_for(self.feedback.get(), TIMEOUT)
-
-    def pulses(self) -> int:
-        return sum(1 for state in self.pin.states if state.state)
 
 
 @pytest.fixture
