@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hal.errors import DeviceUnavailableError
 from hal.gpio import fire
+from hal.sim_input import SimulatedInput
 
 __all__ = ["CARD_FORMATS", "CardRead", "CardReader", "SimCardReader"]
 
@@ -85,30 +85,16 @@ class CardReader(abc.ABC):
         fire(f"{self.name} card", self.on_card, read)
 
 
-class SimCardReader(CardReader):
+class SimCardReader(SimulatedInput, CardReader):
     """A reader shown cards by code: the sim board's, and the tests'."""
 
     def __init__(self, name: str = "sim-reader") -> None:
         """A simulated reader, not started."""
         super().__init__(name)
-        self._started = False
-        self._closed = False
-
-    async def start(self) -> None:
-        """Accept cards from now on."""
-        if self._closed:
-            raise DeviceUnavailableError(f"{self.name} is closed")
-        self._started = True
-
-    async def close(self) -> None:
-        """Ignore cards from now on."""
-        self._closed = True
-        self._started = False
 
     def present(self, card_format: str, number: str) -> CardRead:
         """Read a card of ``card_format`` with ``number``; the read it reported."""
-        if not self._started:
-            raise DeviceUnavailableError(f"{self.name} is not started")
+        self.require_started()
         read = CardRead(self.name, card_format, number)
         self.card_read(read)
         return read

@@ -12,8 +12,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
-from hal.errors import DeviceUnavailableError
 from hal.gpio import fire
+from hal.sim_input import SimulatedInput
 
 __all__ = ["KEYS", "Keypad", "SimKeypad"]
 
@@ -50,32 +50,14 @@ class Keypad(abc.ABC):
         fire(f"{self.name} key", self.on_key, key)
 
 
-class SimKeypad(Keypad):
+class SimKeypad(SimulatedInput, Keypad):
     """A keypad pressed by code: the sim board's, and the tests'."""
-
-    def __init__(self, name: str = "keypad") -> None:
-        """A simulated keypad, not started."""
-        super().__init__(name)
-        self._started = False
-        self._closed = False
-
-    async def start(self) -> None:
-        """Accept presses from now on."""
-        if self._closed:
-            raise DeviceUnavailableError(f"{self.name} is closed")
-        self._started = True
-
-    async def close(self) -> None:
-        """Ignore presses from now on."""
-        self._closed = True
-        self._started = False
 
     def press(self, keys: str) -> None:
         """Press each key of ``keys`` in turn; ValueError for a key no keypad has."""
         bad = sorted(set(keys) - KEYS)
         if bad:
             raise ValueError(f"{self.name}: no key {', '.join(map(repr, bad))} on a keypad")
-        if not self._started:
-            raise DeviceUnavailableError(f"{self.name} is not started")
+        self.require_started()
         for key in keys:
             self.key_pressed(key)
