@@ -19,8 +19,9 @@ from typing import Any, Protocol
 
 from hal.closing import CloseOnce
 from hal.errors import DeviceUnavailableError
-from hal.gpio import call_in_loop, fire, gpio_error, open_gpio
-from hal.gpio_specs import GpioProximitySpec, I2cProximitySpec
+from hal.gpio import call_in_loop, fire
+from hal.gpio_specs import GpioProximitySpec, I2cProximitySpec, SwitchSpec
+from hal.switches import GpioSwitch
 
 _log = logging.getLogger(__name__)
 
@@ -64,42 +65,34 @@ class NullProximitySensor(ProximitySensor):
 
 
 class GpioProximitySensor(ProximitySensor):
-    """A digital proximity output on a GPIO pin (claimed on construction)."""
+    """A digital proximity output on a GPIO pin (claimed on construction).
+
+    A debounced GPIO level read at start, which is what a `GpioSwitch` is: "near" is the
+    switch's "active", at the level the spec says.
+    """
 
     def __init__(self, spec: GpioProximitySpec, *, pin_factory: Any) -> None:
         """Claim ``spec.pin`` as an input with the spec's pull."""
-        from gpiozero import DigitalInputDevice
-
         super().__init__()
         self.spec = spec
-        self._device: Any = open_gpio(
-            "proximity sensor",
-            spec.pin,
-            lambda: DigitalInputDevice(spec.pin, pull_up=spec.pull_up, pin_factory=pin_factory),
+        level = SwitchSpec(
+            pin=spec.pin,
+            active_high=not spec.near_when_low,
+            pull_up=spec.pull_up,
+            debounce_ms=spec.debounce_ms,
         )
-        # gpiozero's "active" is low with a pull-up, high with a pull-down.
-        self._near_when_active = spec.pull_up == spec.near_when_low
-        self._debounce_s = spec.debounce_ms / 1000.0
-        self._near = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._settle_timer: asyncio.TimerHandle | None = None
+        self._switch = GpioSwitch("proximity_sensor", level, pin_factory=pin_factory)
+        self._switch.on_change = self._changed
         self._closed = False
 
     @property
     def is_near(self) -> bool:
-        """The debounced state."""
-        return self._near
+        """The debounced state (False once closed)."""
+        return self._switch.is_active and not self._closed
 
     async def start(self) -> None:
         """Read the current level and watch the pin's edges."""
-        if self._closed:
-            raise DeviceUnavailableError("proximity sensor is closed")
-        if self._loop is not None:
-            return
-        loop = self._loop = asyncio.get_running_loop()
-        self._near = self._level_is_near()
-        self._device.when_activated = lambda: call_in_loop(loop, self._on_edge)
-        self._device.when_deactivated = lambda: call_in_loop(loop, self._on_edge)
+        await self._switch.start()
 
     async def close(self) -> None:
         """Stop watching and release the pin; idempotent."""
@@ -107,36 +100,11 @@ class GpioProximitySensor(ProximitySensor):
 
     def release(self) -> None:
         """What ``close()`` does, callable without awaiting (a board that failed to build)."""
-        if self._closed:
-            return
         self._closed = True
-        self._near = False
-        if self._settle_timer is not None:
-            self._settle_timer.cancel()
-            self._settle_timer = None
-        try:
-            self._device.close()  # also drops the when_* handlers
-        except Exception as err:
-            raise gpio_error("proximity sensor", self.spec.pin, err) from err
+        self._switch.release()
 
-    def _level_is_near(self) -> bool:
-        return bool(self._device.is_active) == self._near_when_active
-
-    def _on_edge(self) -> None:
-        if self._closed or self._loop is None:
-            return
-        if self._settle_timer is not None:
-            self._settle_timer.cancel()
-        self._settle_timer = self._loop.call_later(self._debounce_s, self._settle)
-
-    def _settle(self) -> None:
-        self._settle_timer = None
-        if self._closed:
-            return
-        near = self._level_is_near()
-        if near != self._near:
-            self._near = near
-            fire("proximity", self.on_change, near)
+    def _changed(self, near: bool) -> None:
+        fire("proximity", self.on_change, near)
 
 
 class SMBusLike(Protocol):
