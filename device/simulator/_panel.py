@@ -111,20 +111,11 @@ async def run_panel_act(site: IntercomSite, door: str, indoor: str) -> PanelTime
     """Dial ``door``'s bell on its keypad, let the resident's card open the door; time it."""
     timeline = PanelTimeline()
     watch = StatusTimes()
-    for address in (door, indoor):
-        endpoint = site[address].endpoint
-        assert endpoint is not None
-        endpoint.service.observers.append(watch.observer(address))
+    watch.watch(site, door, indoor)
     try:
         await run_steps(timeline, _steps(site, door, indoor, watch, timeline))
     finally:
-        for address in (door, indoor):
-            endpoint = site[address].endpoint
-            assert endpoint is not None
-            endpoint.service.observers.remove(watch.handlers[address])
-            call = endpoint.calls.active_call
-            if call is not None:
-                await call.hangup()
+        await watch.stop_watching(site)
     return timeline
 
 

@@ -51,6 +51,23 @@ class StatusTimes:
         self.handlers[address] = seen
         return seen
 
+    def watch(self, site: IntercomSite, *addresses: str) -> None:
+        """Observe the call services of ``addresses``."""
+        for address in addresses:
+            endpoint = site[address].endpoint
+            assert endpoint is not None
+            endpoint.service.observers.append(self.observer(address))
+
+    async def stop_watching(self, site: IntercomSite) -> None:
+        """Remove the observers and hang up a call still on: ready for the next run."""
+        for address, handler in self.handlers.items():
+            endpoint = site[address].endpoint
+            assert endpoint is not None
+            endpoint.service.observers.remove(handler)
+            call = endpoint.calls.active_call
+            if call is not None:
+                await call.hangup()
+
     async def wait(self, address: str, status: CallStatus) -> float:
         while (address, status) not in self.times:
             self.changed.clear()
@@ -71,27 +88,13 @@ async def run_pin_doorbell_call(site: IntercomSite, door: str, indoor: str) -> P
     """Ring ``indoor`` from ``door``'s doorbell pin, answer, open, hang up; time each step."""
     timeline = PinTimeline()
     watch = StatusTimes()
-    for address in (door, indoor):
-        endpoint = site[address].endpoint
-        assert endpoint is not None
-        endpoint.service.observers.append(watch.observer(address))
+    watch.watch(site, door, indoor)
     try:
         await run_steps(timeline, _steps(site, door, indoor, watch, timeline))
     finally:
-        await _back_to_idle(site, door, indoor, watch)
+        site.pin(indoor, SIM_PINS["hook"]).drive_high()  # the handset back on the hook
+        await watch.stop_watching(site)
     return timeline
-
-
-async def _back_to_idle(site: IntercomSite, door: str, indoor: str, watch: StatusTimes) -> None:
-    """Handset on the hook, no call left, observers removed: ready for the next run."""
-    site.pin(indoor, SIM_PINS["hook"]).drive_high()
-    for address in (door, indoor):
-        endpoint = site[address].endpoint
-        assert endpoint is not None
-        endpoint.service.observers.remove(watch.handlers[address])
-        call = endpoint.calls.active_call
-        if call is not None:
-            await call.hangup()
 
 
 async def _steps(
