@@ -217,3 +217,43 @@ async def test_the_indoor_screen_shows_the_alarm_until_the_door_clears_it(
     site.pin("door", TAMPER).drive_low()
     site.pin("door", DOOR).drive_low()
     await wait_for(lambda: ui.screen == "idle", "the notice gone once the door cleared both")
+
+
+async def test_a_flood_of_alarm_messages_keeps_the_inbox_bounded_and_the_unit_working(
+    make: SiteMaker,
+) -> None:
+    """A door (or whoever holds its keys) floods a unit with valid and malformed alarms.
+
+    The unit keeps at most one alarm per door and kind, the signaling's per-sender limit
+    drops most of the flood, and another door's real alarm still gets through at once.
+    """
+    back_door = Unit("back", "door", extra_toml=SENSORS.format(left_open_s=0.4))
+    site = await make(door_unit(), back_door, Unit("flat", "indoor"))
+    inbox: AlarmInbox = indoor(site).alarms
+    door_signaling = site["door"].endpoint.signaling  # type: ignore[union-attr]
+    kinds_sent = ("door_left_open", "door_forced_open", "tamper")
+    for number in range(300):
+        body: dict[str, Any] = {
+            "kind": kinds_sent[number % 3],
+            "active": number % 2 == 0,
+            "since": 1_700_000_000 + number,
+        }
+        if number % 5 == 0:
+            body["extra"] = "x" * 200  # malformed: refused
+        await door_signaling.send("flat", "alarm", f"alarm-{number}", body)
+        assert len(inbox.active) <= len(kinds_sent), "one alarm per door and kind, at most"
+    flat = site["flat"].endpoint
+    assert flat is not None
+    await wait_for(
+        lambda: flat.signaling.counters()["rejected"].get("rate_limited", 0) > 0,
+        "the flood cut by the per-sender limit",
+    )
+    site.pin("back", TAMPER).drive_high()  # another door's real alarm during the flood's wake
+    await wait_for(lambda: ("back", "tamper") in alarm_keys(inbox), "the back door's tamper")
+    assert {door for door, _ in alarm_keys(inbox)} <= {"door", "back"}
+    assert len(inbox.active) <= 2 * len(kinds_sent)
+
+
+def alarm_keys(inbox: AlarmInbox) -> set[tuple[str, str]]:
+    """The (door, kind) of every active alarm at the unit."""
+    return {(door, kind.value) for door, kind in inbox.active}
